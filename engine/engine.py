@@ -1,0 +1,377 @@
+"""`Engine`: the public API. Every call is one explicit transition; there is no loop of its own.
+
+A transition loads the instance, takes a short lease on it (so one process drives its steps),
+walks its threads until each one blocks, and commits after every step with a version check.
+Another writer that commits meanwhile (an event for another thread, a cancel) is merged in.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pydantic import ValidationError
+
+from engine.errors import (
+    AlreadyDecided,
+    Conflict,
+    DefinitionError,
+    InstanceNotFound,
+    NotWaiting,
+    SignoffError,
+    UnknownWorkflow,
+)
+from engine.handlers import Services
+from engine.records import Record, Stored
+from engine.runner import Runner
+from engine.slack_client import client_from_environment
+from engine.state import InstanceState, ThreadState
+from engine.store import Store
+from engine.tree import Entry
+from engine.validate import validate
+from engine.views import HistoryEntry, InstanceSummary, InstanceView, ThreadView, WaitView
+from engine.working import Working
+from engine.workflow import Workflow
+
+ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$")
+MAX_PAYLOAD_BYTES = 256 * 1024
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Engine:
+    def __init__(
+        self,
+        url: str = "sqlite:///signoff.db",
+        workflows: Iterable[type[Workflow]] = (),
+        *,
+        clock: Callable[[], datetime] | None = None,
+        slack: Any = None,
+        slack_users: Mapping[str, str] | None = None,
+        lease: timedelta = timedelta(seconds=60),
+        synchronous: str = "FULL",
+    ) -> None:
+        self.store = Store(url, synchronous=synchronous)
+        self.clock = clock or utcnow
+        self.slack = slack if slack is not None else client_from_environment()
+        self.services = Services(clock=self._now, slack=self.slack, slack_users=dict(slack_users or {}))
+        self.workflows: dict[str, type[Workflow]] = {}
+        self.runner = Runner(self.store, self.services, lease, self._wake_listeners)
+        self._due_listeners: list[Callable[[str, datetime], None]] = []
+        for workflow in workflows:
+            self.register(workflow)
+
+    # --- setup ---------------------------------------------------------------------------------
+
+    def register(self, workflow: type[Workflow]) -> None:
+        """Register a workflow class; its definition is checked now, built from its defaults."""
+        if not (isinstance(workflow, type) and issubclass(workflow, Workflow)):
+            raise DefinitionError(f"{workflow!r} is not a Workflow subclass")
+        name = workflow.registered_name()
+        try:
+            definition = workflow.model_construct().definition()
+        except DefinitionError:
+            raise
+        except Exception as exc:
+            raise DefinitionError(
+                f"workflow {name}: building the definition from its defaults failed: {exc}"
+            ) from exc
+        validate(definition, name)
+        self.workflows[name] = workflow
+
+    def on_due(self, listener: Callable[[str, datetime], None]) -> None:
+        """Call `listener(instance_id, due_at)` whenever an instance gets something due."""
+        self._due_listeners.append(listener)
+
+    def close(self) -> None:
+        self.store.close()
+
+    def _now(self) -> datetime:
+        now = self.clock()
+        if now.tzinfo is None:
+            raise ValueError("the engine's clock must return aware UTC datetimes")
+        return now
+
+    def _wake_listeners(self, instance_id: str, due_at: datetime) -> None:
+        for listener in self._due_listeners:
+            listener(instance_id, due_at)
+
+    def _class(self, workflow: str | type[Workflow]) -> type[Workflow]:
+        name = workflow if isinstance(workflow, str) else workflow.registered_name()
+        try:
+            return self.workflows[name]
+        except KeyError:
+            known = ", ".join(sorted(self.workflows)) or "none"
+            raise UnknownWorkflow(f"no workflow named '{name}' is registered (known: {known})") from None
+
+    # --- transitions ---------------------------------------------------------------------------
+
+    def start(
+        self,
+        workflow: str | type[Workflow],
+        data: Mapping[str, Any] | None = None,
+        id: str | None = None,
+        *,
+        actor: str | None = None,
+        via: str = "api",
+    ) -> str:
+        """Create an instance and run it until every thread blocks; returns its id."""
+        cls = self._class(workflow)
+        data = dict(data or {})
+        unknown = sorted(set(data) - set(cls.model_fields))
+        if unknown:
+            raise InvalidData(f"{cls.registered_name()} has no field(s): {', '.join(unknown)}")
+        try:
+            model = cls.model_validate(data)
+            data_json = model.model_dump_json(warnings="error")
+        except (ValidationError, ValueError) as exc:
+            raise InvalidData(f"invalid data for {cls.registered_name()}: {_brief(exc)}") from None
+        if id is None:
+            id = uuid.uuid4().hex
+        elif not isinstance(id, str) or not ID_PATTERN.match(id):
+            raise InvalidData(
+                "an instance id is 1-100 letters, digits or . _ : - and starts with a letter or digit"
+            )
+        now = self._now()
+        state = InstanceState(threads={"main": ThreadState(id="main", name="main")})
+        owner = uuid.uuid4().hex
+        row = Stored(
+            id=id, workflow=cls.registered_name(), status="running", data=data_json,
+            state=state.model_dump_json(), result=None, error=None, version=1,
+            due_at=now + self.runner.lease, lease_owner=owner,
+            lease_until=now + self.runner.lease, created_at=now, updated_at=now,
+        )
+        self.store.insert(row, [], [Record(now, "started", actor=actor, via=via,
+                                           name=cls.registered_name())])
+        work = Working.of(row, cls)
+        self.runner.drive(work, owner)
+        return id
+
+    def send(
+        self,
+        instance_id: str,
+        event: str,
+        payload: Mapping[str, Any] | None = None,
+        *,
+        actor: str | None = None,
+        thread: str | None = None,
+        via: str = "api",
+    ) -> InstanceView:
+        """Deliver `event`; returns once it is applied, raises if it is refused."""
+        payload = _checked_payload(payload)
+        while True:
+            work = self._load(instance_id)
+            target = self._waiting_thread(work, event, thread)
+            owner = self.runner.event(work, target, event, payload, actor, via)
+            if owner is None:
+                continue  # someone committed first: look again
+            if owner:
+                self.runner.drive(work, owner)
+            return self.get(instance_id)
+
+    def retry(self, instance_id: str, thread: str | None = None, *, actor: str | None = None) -> InstanceView:
+        """Re-enter the statement a failed (or backing-off) thread stopped at."""
+        def pick(work: Working) -> list[ThreadState]:
+            candidates = [t for t in work.state.threads.values() if t.status in ("failed", "retrying")]
+            if thread is not None:
+                candidates = [t for t in candidates if t.id == thread]
+            if not candidates:
+                raise Conflict(f"instance {instance_id} has no failed thread to retry"
+                               + (f" named '{thread}'" if thread else "")
+                               + f" (status: {work.row.status})")
+            return candidates
+
+        def change(work: Working, now: datetime) -> None:
+            for t in pick(work):
+                t.status, t.retry_at, t.error, t.traceback, t.attempts = "running", None, None, None, 0
+                if t.entry is not Entry.START:
+                    t.entry, t.event = Entry.AT, None
+                work.note(Record(now, "retry", thread=t.id, name=t.at, actor=actor, via="api"))
+
+        return self._operate(instance_id, change)
+
+    def cancel(self, instance_id: str, reason: str | None = None, *, actor: str | None = None) -> InstanceView:
+        def change(work: Working, now: datetime) -> None:
+            self.runner.stop_threads(work, now)
+            work.row.status, work.row.error = "cancelled", reason or "cancelled"
+            work.note(Record(now, "cancelled", actor=actor, message=reason))
+
+        return self._operate(instance_id, change)
+
+    def goto(self, instance_id: str, thread: str, step: str, *, actor: str | None = None) -> InstanceView:
+        """Operator repair: continue `thread` at the named statement."""
+        def change(work: Working, now: datetime) -> None:
+            if thread not in work.state.threads:
+                raise Conflict(f"instance {instance_id} has no thread '{thread}'")
+            self.runner.check_target(work, thread, step)
+            t = work.thread(thread)
+            self.runner.end_waits(work, t, now, handled_event=None)
+            t.status, t.at, t.entry, t.event = "running", step, Entry.AT, None
+            t.attempts, t.error, t.traceback, t.retry_at = 0, None, None, None
+            work.note(Record(now, "goto", thread=thread, name=step, actor=actor))
+
+        return self._operate(instance_id, change)
+
+    def _operate(self, instance_id: str, change: Callable[[Working, datetime], None]) -> InstanceView:
+        """Apply an operator's change with a version check, then drive what it made runnable."""
+        while True:
+            work = self._load(instance_id)
+            if work.terminal:
+                raise Conflict(f"instance {instance_id} is already {work.row.status}")
+            now = self._now()
+            change(work, now)
+            owner = self.runner.commit_change(work, now)
+            if owner is None:
+                continue
+            if owner:
+                self.runner.drive(work, owner)
+            return self.get(instance_id)
+
+    def run_due(self, now: datetime | None = None) -> int:
+        """Fire due timers, step retries and owed setup/teardown work; returns instances woken."""
+        now = now or self._now()
+        woken = 0
+        for instance_id in self.store.due(now):
+            row = self.store.load(instance_id)
+            if row is None:
+                continue
+            work = Working.of(row, self.workflows.get(row.workflow))
+            if work.cls is None:
+                continue
+            if self.runner.wake(work, now):
+                woken += 1
+        return woken
+
+    # --- reading -------------------------------------------------------------------------------
+
+    def get(self, instance_id: str) -> InstanceView:
+        row = self.store.load(instance_id)
+        if row is None:
+            raise InstanceNotFound(f"no instance with id '{instance_id}'")
+        return _view(row)
+
+    def history(self, instance_id: str) -> list[HistoryEntry]:
+        if self.store.load(instance_id) is None:
+            raise InstanceNotFound(f"no instance with id '{instance_id}'")
+        return self.store.history(instance_id)
+
+    def list(
+        self,
+        status: str | None = None,
+        workflow: str | None = None,
+        limit: int = 50,
+        *,
+        search: str | None = None,
+        before: tuple[datetime, str] | None = None,
+    ) -> list[InstanceSummary]:
+        rows = self.store.page(status=status, workflow=workflow, search=search,
+                               limit=max(1, min(limit, 500)), before=before)
+        return [InstanceSummary(**r) for r in rows]
+
+    def counts(self) -> dict[str, int]:
+        return self.store.counts()
+
+    # --- helpers -------------------------------------------------------------------------------
+
+    def _load(self, instance_id: str) -> Working:
+        row = self.store.load(instance_id)
+        if row is None:
+            raise InstanceNotFound(f"no instance with id '{instance_id}'")
+        cls = self.workflows.get(row.workflow)
+        if cls is None:
+            raise UnknownWorkflow(
+                f"instance {instance_id} runs workflow '{row.workflow}', which is not registered here"
+            )
+        return Working.of(row, cls)
+
+    def _waiting_thread(self, work: Working, event: str, thread: str | None) -> ThreadState:
+        iid = work.id
+        candidates = [
+            t for t in work.state.threads.values()
+            if t.status == "waiting" and any(c.event == event for c in t.cases)
+            and (thread is None or t.id == thread)
+        ]
+        if len(candidates) == 1:
+            return candidates[0]
+        if len(candidates) > 1:
+            names = ", ".join(t.id for t in candidates)
+            raise Conflict(f"several threads of {iid} wait for '{event}' ({names}): name one with thread=")
+        for decided in reversed(work.state.decided):
+            if event in decided.events and (thread is None or decided.thread == thread):
+                what = decided.event
+                if decided.approved is not None:
+                    what = "approved" if decided.approved else "denied"
+                who = decided.actor or ("the timer" if decided.via == "timer" else "someone")
+                raise AlreadyDecided(
+                    f"'{decided.wait}' was already decided: {what} by {who} "
+                    f"at {decided.at:%Y-%m-%d %H:%M:%S} UTC"
+                )
+        if work.row.status == "failed":
+            raise Conflict(f"instance {iid} has failed and needs an operator: {work.row.error}")
+        if work.terminal:
+            raise Conflict(f"instance {iid} is {work.row.status}")
+        open_events = sorted({c.event for t in work.state.threads.values()
+                              if t.status == "waiting" for c in t.cases})
+        waits_for = ", ".join(open_events) if open_events else "nothing"
+        raise NotWaiting(f"instance {iid} is not waiting for '{event}'; it waits for: {waits_for}")
+
+
+class InvalidData(SignoffError):
+    """Data or an id given to `start` that the workflow cannot take."""
+
+    status_code = 422
+
+
+def _brief(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        return "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'data'}: {e['msg']}" for e in exc.errors()
+        )
+    return str(exc)
+
+
+def _checked_payload(payload: Mapping[str, Any] | None) -> dict[str, Any]:
+    from engine.errors import EventRejected
+    import json
+
+    if payload is None:
+        return {}
+    if not isinstance(payload, Mapping):
+        raise EventRejected("an event's payload must be a JSON object")
+    try:
+        encoded = json.dumps(dict(payload))
+    except (TypeError, ValueError) as exc:
+        raise EventRejected(f"the payload is not JSON: {exc}") from None
+    if len(encoded) > MAX_PAYLOAD_BYTES:
+        raise EventRejected(f"the payload is larger than {MAX_PAYLOAD_BYTES // 1024} KiB")
+    return dict(payload)
+
+
+def _view(row: Stored) -> InstanceView:
+    import json
+
+    state = InstanceState.model_validate_json(row.state)
+    threads = [
+        ThreadView(
+            id=t.id, name=t.name, status=t.status, step=t.at,
+            waits=[
+                WaitView(wait=t.at or "", event=c.event, kind=c.kind, began_at=c.began_at,
+                         due_at=c.due_at, setup=c.setup, error=c.error, attempts=c.attempts,
+                         info=c.info, stored=c.stored)
+                for c in (t.cases if t.status == "waiting" else [])
+            ],
+            error=t.error, traceback=t.traceback, attempts=t.attempts, retry_at=t.retry_at,
+        )
+        for t in state.threads.values()
+    ]
+    return InstanceView(
+        id=row.id, workflow=row.workflow, status=row.status, data=json.loads(row.data),
+        result=json.loads(row.result) if row.result is not None else None, error=row.error,
+        created_at=row.created_at, updated_at=row.updated_at, threads=threads,
+        version=row.version, due_at=row.due_at, pending_teardowns=len(state.teardowns),
+    )

@@ -1,0 +1,62 @@
+"""Resumes one thread from its named position in a freshly built tree.
+
+Pure: it walks statements and reports what the thread must do next; running steps, storing
+state and calling handlers belong to the engine.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from engine.errors import StatementMissing
+from engine.threads import Go
+from engine.tree import (
+    Block,
+    BlockUntil,
+    Cursor,
+    Entry,
+    LoopSignal,
+    Returned,
+    RunStep,
+    Statement,
+    walk,
+)
+
+Next = RunStep | Block | BlockUntil | Returned | None  # None: the body ran to its end
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    at: str | None = None
+    entry: Entry = Entry.START
+    event: str | None = None
+
+
+@dataclass(slots=True)
+class Advance:
+    next: Next
+    spawned: list[Go] = field(default_factory=list)
+    statements: int = 0
+
+
+def thread_body(definition: Statement, root: str | None) -> Statement:
+    """The body a thread runs: the whole definition for main, a Go's body otherwise."""
+    if root is None:
+        return definition
+    for stmt in walk(definition):
+        if isinstance(stmt, Go) and stmt.name == root:
+            return stmt.body
+    raise StatementMissing(f"the thread's Go statement '{root}' no longer exists")
+
+
+def advance(body: Statement, position: Position) -> Advance:
+    """Walk `body` from `position` until the thread must do something or has ended."""
+    seeking = position.entry is not Entry.START
+    cur = Cursor(target=position.at if seeking else None, entry=position.entry,
+                 event=position.event)
+    signal = body.resume(cur)
+    if cur.seeking:
+        raise StatementMissing(f"statement '{position.at}' no longer exists")
+    if isinstance(signal, LoopSignal):  # validation rejects this; guard against unvalidated trees
+        raise StatementMissing("Break or Continue outside a For")
+    return Advance(signal, cur.spawned, cur.visited)

@@ -1,0 +1,114 @@
+"""An instance's execution state: plain data that round-trips through JSON.
+
+The workflow's own data lives beside it (the Workflow model); this is where each thread stands,
+what it waits for, and the clean-up still owed to handlers.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from engine.tree import Entry
+
+ThreadStatus = Literal["running", "waiting", "blocked", "retrying", "failed", "completed", "stopped"]
+SetupStatus = Literal["pending", "done", "failed"]
+LIVE_THREAD = ("running", "waiting", "blocked", "retrying")
+
+
+class _Plain(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class OpenCase(_Plain):
+    """One case of the Wait a thread is blocked in, with its handler's bookkeeping."""
+
+    event: str
+    kind: str
+    began_at: datetime
+    stored: dict[str, Any] | None = None
+    setup: SetupStatus = "pending"
+    error: str | None = None
+    attempts: int = 0
+    retry_at: datetime | None = None  # next try of a failed setup
+    due_at: datetime | None = None  # when the handler wants its timer (Timeout, reminders)
+    info: dict[str, Any] = Field(default_factory=dict)  # what the handler shows (title, approvers)
+
+
+class ThreadState(_Plain):
+    id: str
+    name: str
+    root: str | None = None  # the Go statement whose body this thread runs; None for main
+    status: ThreadStatus = "running"
+    at: str | None = None
+    entry: Entry = Entry.START
+    event: str | None = None
+    cases: list[OpenCase] = Field(default_factory=list)
+    attempts: int = 0  # failed tries of the step at `at`
+    retry_at: datetime | None = None
+    error: str | None = None
+    traceback: str | None = None
+
+    @property
+    def live(self) -> bool:
+        return self.status in LIVE_THREAD
+
+
+class Teardown(_Plain):
+    """A teardown owed to a handler whose wait ended; retried until it succeeds."""
+
+    thread: str
+    wait: str
+    event: str
+    kind: str
+    handled: bool
+    began_at: datetime
+    stored: dict[str, Any] | None = None
+    attempts: int = 0
+    error: str | None = None
+    retry_at: datetime | None = None
+
+
+class Decided(_Plain):
+    """Who ended a wait, kept so a late event can be told "already decided by X at T"."""
+
+    thread: str
+    wait: str
+    events: list[str]
+    event: str
+    actor: str | None
+    via: str | None
+    at: datetime
+    approved: bool | None = None
+
+
+class InstanceState(_Plain):
+    threads: dict[str, ThreadState] = Field(default_factory=dict)
+    teardowns: list[Teardown] = Field(default_factory=list)
+    decided: list[Decided] = Field(default_factory=list)
+
+    def next_due(self) -> datetime | None:
+        """The earliest moment something of this instance must be done without an event."""
+        times: list[datetime] = []
+        for thread in self.threads.values():
+            if thread.status == "retrying" and thread.retry_at:
+                times.append(thread.retry_at)
+            if thread.status == "waiting":
+                for case in thread.cases:
+                    if case.setup == "failed" and case.retry_at:
+                        times.append(case.retry_at)
+                    elif case.setup == "done" and case.due_at:
+                        times.append(case.due_at)
+        times.extend(t.retry_at for t in self.teardowns if t.retry_at)
+        return min(times) if times else None
+
+    def pending_now(self) -> bool:
+        """Work owed right away (setups or teardowns never tried): the driver must come back."""
+        if any(t.attempts == 0 for t in self.teardowns):
+            return True
+        return any(
+            c.setup == "pending" for th in self.threads.values() if th.status == "waiting"
+            for c in th.cases
+        )

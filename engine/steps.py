@@ -1,0 +1,71 @@
+"""`Step`: a named action, and the policy that retries it when it raises."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from engine.tree import Cursor, Entry, RunStep, Signal, Statement
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    """How often a failing step is tried, and how long to wait between tries.
+
+    The delay before try n+1 is `backoff * factor**(n-1)`, capped at `max_backoff`.
+    """
+
+    attempts: int = 3
+    backoff: timedelta = timedelta(seconds=1)
+    factor: float = 2.0
+    max_backoff: timedelta = timedelta(minutes=10)
+
+    def __post_init__(self) -> None:
+        if self.attempts < 1:
+            raise ValueError("Retry.attempts must be at least 1")
+        if self.backoff < timedelta(0) or self.factor < 1:
+            raise ValueError("Retry.backoff must be >= 0 and Retry.factor >= 1")
+
+    def delay_after(self, attempt: int) -> timedelta | None:
+        """The pause before the next try after `attempt` failed, or None when none is left."""
+        if attempt >= self.attempts:
+            return None
+        delay = self.backoff * (self.factor ** (attempt - 1))
+        return min(delay, self.max_backoff)
+
+
+DEFAULT_RETRY = Retry()
+NO_RETRY = Retry(attempts=1)
+
+
+@dataclass(frozen=True, slots=True)
+class Step(Statement):
+    """`Step(name, action)`: run `action()` (sync or async); raising means the step failed."""
+
+    name: str
+    action: Callable[[], Any]
+    retry: Retry = DEFAULT_RETRY
+
+    def __init__(
+        self, name: str, action: Callable[[], Any], *, retry: Retry | int | None = None
+    ) -> None:
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "action", action)
+        if retry is None:
+            policy = DEFAULT_RETRY
+        elif isinstance(retry, int):
+            policy = Retry(attempts=retry)
+        else:
+            policy = retry
+        object.__setattr__(self, "retry", policy)
+
+    def resume(self, cur: Cursor) -> Signal | None:
+        if cur.seeking:
+            if cur.target != self.name:
+                return None
+            cur.found()
+            return None if cur.entry is Entry.AFTER else RunStep(self)
+        cur.tick()
+        return RunStep(self)

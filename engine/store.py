@@ -1,0 +1,370 @@
+"""Durable storage through SQLModel: instances, their open waits, and the history.
+
+The only module of the engine that speaks SQL. Every write is one transaction guarded by the
+instance's version; on SQLite the transaction takes the write lock up front (BEGIN IMMEDIATE),
+so a read-modify-write never deadlocks on a lock upgrade.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    String,
+    Text,
+    and_,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.pool import NullPool
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+
+from engine.errors import Conflict
+from engine.records import Record, Stored, WaitRecord
+from engine.views import HistoryEntry
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in, aware UTC datetimes out, whatever the database keeps."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("signoff stores aware datetimes only")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+def _when(**kw: Any) -> Any:
+    return Field(sa_column=Column(UTCDateTime(), **kw))
+
+
+class InstanceRow(SQLModel, table=True):
+    __tablename__ = "signoff_instances"
+    __table_args__ = (
+        Index("ix_signoff_instances_recent", "updated_at", "id"),
+        Index("ix_signoff_instances_status_recent", "status", "updated_at", "id"),
+        Index("ix_signoff_instances_workflow_recent", "workflow", "updated_at", "id"),
+    )
+
+    id: str = Field(sa_column=Column(String(100), primary_key=True))
+    workflow: str = Field(sa_column=Column(String(200), nullable=False))
+    status: str = Field(sa_column=Column(String(20), nullable=False))
+    data: str = Field(sa_column=Column(Text, nullable=False))
+    state: str = Field(sa_column=Column(Text, nullable=False))
+    result: str | None = Field(default=None, sa_column=Column(Text))
+    error: str | None = Field(default=None, sa_column=Column(Text))
+    version: int = Field(sa_column=Column(Integer, nullable=False))
+    due_at: datetime | None = _when(index=True)
+    lease_owner: str | None = Field(default=None, sa_column=Column(String(64)))
+    lease_until: datetime | None = _when()
+    created_at: datetime = _when(nullable=False)
+    updated_at: datetime = _when(nullable=False)
+
+
+class WaitRow(SQLModel, table=True):
+    """One open case of one wait: what waits for which event, and when its timer falls due."""
+
+    __tablename__ = "signoff_waits"
+    __table_args__ = (
+        Index("ix_signoff_waits_event", "instance_id", "event"),
+        Index("ix_signoff_waits_kind", "kind", "began_at"),
+    )
+
+    id: int | None = Field(default=None, sa_column=Column(Integer, primary_key=True))
+    instance_id: str = Field(sa_column=Column(String(100), nullable=False))
+    thread: str = Field(sa_column=Column(String(200), nullable=False))
+    wait: str = Field(sa_column=Column(String(200), nullable=False))
+    event: str = Field(sa_column=Column(String(200), nullable=False))
+    kind: str = Field(sa_column=Column(String(50), nullable=False))
+    began_at: datetime = _when(nullable=False)
+    due_at: datetime | None = _when(index=True)
+    approvers: str | None = Field(default=None, sa_column=Column(Text))  # JSON list or null
+    title: str | None = Field(default=None, sa_column=Column(Text))
+
+
+class HistoryRow(SQLModel, table=True):
+    """The append-only audit trail."""
+
+    __tablename__ = "signoff_history"
+    __table_args__ = (Index("ix_signoff_history_instance", "instance_id", "id"),)
+
+    id: int | None = Field(default=None, sa_column=Column(Integer, primary_key=True))
+    instance_id: str = Field(sa_column=Column(String(100), nullable=False))
+    at: datetime = _when(nullable=False)
+    kind: str = Field(sa_column=Column(String(40), nullable=False))
+    thread: str | None = Field(default=None, sa_column=Column(String(200)))
+    name: str | None = Field(default=None, sa_column=Column(String(200)))
+    actor: str | None = Field(default=None, sa_column=Column(String(200)))
+    via: str | None = Field(default=None, sa_column=Column(String(20)))
+    message: str | None = Field(default=None, sa_column=Column(Text))
+    detail: str | None = Field(default=None, sa_column=Column(Text))
+
+
+INSTANCES = InstanceRow.__table__  # type: ignore[attr-defined]
+WAITS = WaitRow.__table__  # type: ignore[attr-defined]
+HISTORY = HistoryRow.__table__  # type: ignore[attr-defined]
+
+
+def normalise_url(url: str) -> str:
+    """Plain `postgresql://` URLs use psycopg 3, the driver signoff installs."""
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
+class Store:
+    def __init__(self, url: str, *, synchronous: str = "FULL", pool_size: int = 8) -> None:
+        url = normalise_url(url)
+        self.url = url
+        self.is_sqlite = url.startswith("sqlite")
+        if self.is_sqlite:
+            if synchronous.upper() not in ("FULL", "NORMAL", "EXTRA", "OFF"):
+                raise ValueError(f"unknown SQLite synchronous level {synchronous!r}")
+            memory = url in ("sqlite://", "sqlite:///:memory:")
+            self.db = create_engine(
+                url,
+                connect_args={"check_same_thread": False, "timeout": 30},
+                **({"poolclass": NullPool} if memory else {"pool_size": pool_size}),
+            )
+            _configure_sqlite(self.db, synchronous.upper())
+        else:
+            self.db = create_engine(url, pool_size=pool_size, pool_pre_ping=True)
+        SQLModel.metadata.create_all(self.db, tables=[INSTANCES, WAITS, HISTORY])
+
+    def close(self) -> None:
+        self.db.dispose()
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        with self.db.connect().execution_options(signoff_write=True) as conn, conn.begin():
+            yield conn
+
+    # --- instances -------------------------------------------------------------------------
+
+    def insert(self, row: Stored, waits: Sequence[WaitRecord], history: Sequence[Record]) -> None:
+        try:
+            with self._write() as conn:
+                conn.execute(insert(INSTANCES).values(row.values()))
+                self._write_waits(conn, row.id, waits)
+                self._append(conn, row.id, history)
+        except IntegrityError:
+            raise Conflict(f"an instance with id '{row.id}' already exists") from None
+
+    def load(self, instance_id: str) -> Stored | None:
+        with self.db.connect() as conn:
+            found = conn.execute(
+                select(INSTANCES).where(INSTANCES.c.id == instance_id)
+            ).mappings().first()
+        return Stored(**found) if found else None
+
+    def save(
+        self,
+        row: Stored,
+        expected_version: int,
+        waits: Sequence[WaitRecord] | None,
+        history: Sequence[Record],
+    ) -> bool:
+        """Write `row` if nobody changed it since `expected_version`; False when someone did."""
+        values = row.values()
+        del values["id"]
+        with self._write() as conn:
+            done = conn.execute(
+                update(INSTANCES)
+                .where(INSTANCES.c.id == row.id, INSTANCES.c.version == expected_version)
+                .values(values)
+            )
+            if done.rowcount != 1:
+                conn.rollback()
+                return False
+            if waits is not None:
+                conn.execute(delete(WAITS).where(WAITS.c.instance_id == row.id))
+                self._write_waits(conn, row.id, waits)
+            self._append(conn, row.id, history)
+        return True
+
+    def renew_lease(self, instance_id: str, owner: str, until: datetime) -> bool:
+        with self._write() as conn:
+            done = conn.execute(
+                update(INSTANCES)
+                .where(INSTANCES.c.id == instance_id, INSTANCES.c.lease_owner == owner)
+                .values(lease_until=until, due_at=until)
+            )
+            return done.rowcount == 1
+
+    def due(self, now: datetime, limit: int = 500) -> list[str]:
+        """Ids of instances with something due at or before `now`, earliest first."""
+        with self.db.connect() as conn:
+            return list(
+                conn.execute(
+                    select(INSTANCES.c.id)
+                    .where(INSTANCES.c.due_at <= now)
+                    .order_by(INSTANCES.c.due_at)
+                    .limit(limit)
+                ).scalars()
+            )
+
+    def next_due(self) -> datetime | None:
+        with self.db.connect() as conn:
+            value: datetime | None = conn.execute(select(func.min(INSTANCES.c.due_at))).scalar()
+        return value
+
+    # --- listing -----------------------------------------------------------------------------
+
+    def page(
+        self,
+        *,
+        status: str | None = None,
+        workflow: str | None = None,
+        search: str | None = None,
+        limit: int = 50,
+        before: tuple[datetime, str] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Instances, most recently changed first, after the keyset cursor `before`."""
+        cols = INSTANCES.c
+        query = select(
+            cols.id, cols.workflow, cols.status, cols.error, cols.created_at, cols.updated_at
+        )
+        if status:
+            query = query.where(cols.status == status)
+        if workflow:
+            query = query.where(cols.workflow == workflow)
+        if search:
+            pattern = "%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            query = query.where(
+                or_(cols.id == search, cols.data.like(pattern, escape="\\"))
+            )
+        if before is not None:
+            at, last_id = before
+            query = query.where(
+                or_(cols.updated_at < at, and_(cols.updated_at == at, cols.id < last_id))
+            )
+        query = query.order_by(cols.updated_at.desc(), cols.id.desc()).limit(limit)
+        with self.db.connect() as conn:
+            rows = [dict(r) for r in conn.execute(query).mappings()]
+            ids = [r["id"] for r in rows]
+            waiting: dict[str, list[str]] = {i: [] for i in ids}
+            if ids:
+                for iid, event in conn.execute(
+                    select(WAITS.c.instance_id, WAITS.c.event).where(WAITS.c.instance_id.in_(ids))
+                ):
+                    waiting[iid].append(event)
+        for r in rows:
+            r["waiting_for"] = waiting[r["id"]]
+        return rows
+
+    def counts(self) -> dict[str, int]:
+        with self.db.connect() as conn:
+            return {
+                status: n
+                for status, n in conn.execute(
+                    select(INSTANCES.c.status, func.count()).group_by(INSTANCES.c.status)
+                )
+            }
+
+    def open_waits(self, kind: str | None = None, limit: int = 500) -> list[dict[str, Any]]:
+        query = select(WAITS).order_by(WAITS.c.began_at, WAITS.c.id).limit(limit)
+        if kind:
+            query = query.where(WAITS.c.kind == kind)
+        with self.db.connect() as conn:
+            rows = [dict(r) for r in conn.execute(query).mappings()]
+        for r in rows:
+            r["approvers"] = json.loads(r["approvers"]) if r["approvers"] else None
+        return rows
+
+    # --- history -----------------------------------------------------------------------------
+
+    def history(self, instance_id: str) -> list[HistoryEntry]:
+        with self.db.connect() as conn:
+            rows = conn.execute(
+                select(HISTORY).where(HISTORY.c.instance_id == instance_id).order_by(HISTORY.c.id)
+            ).mappings()
+            return [
+                HistoryEntry(**{**r, "detail": json.loads(r["detail"]) if r["detail"] else None})
+                for r in rows
+            ]
+
+    # --- helpers -----------------------------------------------------------------------------
+
+    @staticmethod
+    def _write_waits(conn: Connection, instance_id: str, waits: Sequence[WaitRecord]) -> None:
+        if not waits:
+            return
+        conn.execute(
+            insert(WAITS),
+            [
+                {
+                    "instance_id": instance_id,
+                    "thread": w.thread,
+                    "wait": w.wait,
+                    "event": w.event,
+                    "kind": w.kind,
+                    "began_at": w.began_at,
+                    "due_at": w.due_at,
+                    "approvers": json.dumps(w.approvers) if w.approvers is not None else None,
+                    "title": w.title,
+                }
+                for w in waits
+            ],
+        )
+
+    @staticmethod
+    def _append(conn: Connection, instance_id: str, history: Sequence[Record]) -> None:
+        if not history:
+            return
+        conn.execute(
+            insert(HISTORY),
+            [
+                {
+                    "instance_id": instance_id,
+                    "at": h.at,
+                    "kind": h.kind,
+                    "thread": h.thread,
+                    "name": h.name,
+                    "actor": h.actor,
+                    "via": h.via,
+                    "message": h.message,
+                    "detail": json.dumps(h.detail, default=str) if h.detail is not None else None,
+                }
+                for h in history
+            ],
+        )
+
+
+def _configure_sqlite(db: Any, synchronous: str) -> None:
+    @event.listens_for(db, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+        cursor = dbapi_conn.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA synchronous={synchronous}")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(db, "begin")
+    def _on_begin(conn: Connection) -> None:
+        write = conn.get_execution_options().get("signoff_write")
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")

@@ -1,0 +1,61 @@
+"""`Go(name, body, id=None)` starts a thread; `Return(...)` ends one."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from engine.tree import Cursor, Returned, Section, Signal, Statement
+
+
+@dataclass(frozen=True, slots=True)
+class Go(Statement):
+    """Starts `body` as a parallel thread, known by `id` (or by `name` when it has none).
+
+    The body belongs to the new thread: the thread that runs into a Go only spawns it and walks on.
+    """
+
+    name: str
+    body: Section
+    id: str | None = None
+
+    def __init__(self, name: str, body: Statement, id: str | None = None) -> None:
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "body", body if isinstance(body, Section) else Section(body))
+        object.__setattr__(self, "id", id)
+
+    @property
+    def thread_id(self) -> str:
+        return self.id or self.name
+
+    def resume(self, cur: Cursor) -> Signal | None:
+        if cur.seeking:
+            return None
+        cur.tick()
+        cur.spawned.append(self)
+        return None
+
+    def children(self) -> Iterator[Statement]:
+        yield self.body
+
+
+@dataclass(frozen=True, slots=True, init=False)
+class Return(Statement):
+    """Ends the thread: `Return()`, `Return(value)`, `Return(error="...")` or
+    `Return(SomeException(...))`. On the main thread it ends the instance."""
+
+    value: Any
+    error: str | None
+
+    def __init__(self, value: Any = None, *, error: str | None = None) -> None:
+        if isinstance(value, BaseException):
+            error, value = f"{type(value).__name__}: {value}", None
+        object.__setattr__(self, "value", value)
+        object.__setattr__(self, "error", error)
+
+    def resume(self, cur: Cursor) -> Signal | None:
+        if cur.seeking:
+            return None
+        cur.tick()
+        return Returned(self.value, self.error)

@@ -1,0 +1,154 @@
+"""The statement tree's shared vocabulary: the base class, sections, the walk cursor and signals.
+
+A thread's position is the *name* of a statement plus how to enter it, never an index into the
+code. Resuming walks the freshly built tree looking for that name ("seeking"); once found, the
+walk switches to running and every statement after it executes normally. That is what lets a
+definition change while instances run, as in the Go seed's `stmt.go`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import TYPE_CHECKING, Any
+
+from engine.errors import RunawayLoop
+
+if TYPE_CHECKING:
+    from engine.steps import Step
+    from engine.threads import Go
+    from engine.waits import Wait, WaitFor
+
+MAX_STATEMENTS_PER_TRANSITION = 10_000
+
+Condition = bool | Callable[[], Any]
+
+
+def evaluate(cond: Condition) -> bool:
+    """A condition is a bool captured when the tree was built, or a callable asked now."""
+    return bool(cond()) if callable(cond) else bool(cond)
+
+
+class Entry(Enum):
+    """How a thread re-enters the statement it is positioned at."""
+
+    START = "start"  # from the beginning of the thread's body
+    AT = "at"  # re-enter the statement itself: run the step, set the wait up again
+    AFTER = "after"  # the statement finished: continue with what follows it
+    EVENT = "event"  # a Wait's event arrived: run that case's body
+
+
+# --- what a walk can stop with -------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RunStep:
+    step: Step
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    wait: Wait
+
+
+@dataclass(frozen=True, slots=True)
+class BlockUntil:
+    wait_for: WaitFor
+
+
+@dataclass(frozen=True, slots=True)
+class Returned:
+    value: Any = None
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LoopSignal:
+    """Break or Continue travelling up to the nearest For."""
+
+    is_break: bool
+
+
+BREAK = LoopSignal(is_break=True)
+CONTINUE = LoopSignal(is_break=False)
+
+Signal = RunStep | Block | BlockUntil | Returned | LoopSignal
+
+
+@dataclass(slots=True)
+class Cursor:
+    """The state of one walk over the tree."""
+
+    target: str | None
+    entry: Entry
+    event: str | None = None
+    spawned: list[Go] = field(default_factory=list)
+    visited: int = 0
+
+    @property
+    def seeking(self) -> bool:
+        return self.target is not None
+
+    def found(self) -> None:
+        self.target = None
+
+    def tick(self) -> None:
+        """Count a statement executed; an accidental infinite loop must not hang the process."""
+        self.visited += 1
+        if self.visited > MAX_STATEMENTS_PER_TRANSITION:
+            raise RunawayLoop(
+                f"ran {MAX_STATEMENTS_PER_TRANSITION:,} statements without blocking: "
+                "is a For loop missing a step, a wait or a Break?"
+            )
+
+
+class Statement:
+    """Every statement resumes from a cursor and lists its children; nothing more."""
+
+    __slots__ = ()
+
+    def resume(self, cur: Cursor) -> Signal | None:
+        raise NotImplementedError
+
+    def children(self) -> Iterator[Statement]:
+        return iter(())
+
+
+@dataclass(frozen=True, slots=True, init=False)
+class Section(Statement):
+    """`S(...)`: statements run one after another."""
+
+    body: tuple[Statement, ...]
+
+    def __init__(self, *body: Statement) -> None:
+        object.__setattr__(self, "body", body)
+
+    def resume(self, cur: Cursor) -> Signal | None:
+        for stmt in self.body:
+            signal = stmt.resume(cur)
+            if signal is not None:
+                return signal
+        return None
+
+    def children(self) -> Iterator[Statement]:
+        return iter(self.body)
+
+
+S = Section
+
+
+def walk(stmt: Statement) -> Iterator[Statement]:
+    """Every statement below `stmt`, depth first, including `stmt` itself."""
+    yield stmt
+    for child in stmt.children():
+        yield from walk(child)
+
+
+def enters(cur: Cursor, body: Statement) -> tuple[bool, Signal | None]:
+    """Resume `body`; report whether the seek target lay inside it (or the walk was running)."""
+    was_seeking = cur.seeking
+    signal = body.resume(cur)
+    if was_seeking and cur.seeking:
+        return False, None
+    return True, signal

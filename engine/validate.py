@@ -1,0 +1,96 @@
+"""Checks a definition before it runs: the mistakes a workflow author makes, named plainly."""
+
+from __future__ import annotations
+
+from engine.branches import If
+from engine.errors import DefinitionError
+from engine.handlers import Handler
+from engine.loops import Break, Continue, For
+from engine.steps import Step
+from engine.threads import Go
+from engine.tree import Section, Statement
+from engine.waits import On, Wait, WaitFor
+
+NAMED = (Step, Wait, Go, WaitFor, For)
+
+
+def validate(definition: object, workflow: str) -> None:
+    """Raise DefinitionError naming the first problem found in `definition`."""
+    if not isinstance(definition, Statement):
+        raise DefinitionError(
+            f"{workflow}.definition() must return a statement such as S(...), "
+            f"not {type(definition).__name__}"
+        )
+    names: dict[str, str] = {}
+    threads: set[str] = {"main"}
+    _check(definition, workflow, names, threads, in_loop=False, in_wait=False)
+
+
+def _check(
+    stmt: Statement,
+    workflow: str,
+    names: dict[str, str],
+    threads: set[str],
+    *,
+    in_loop: bool,
+    in_wait: bool,
+) -> None:
+    where = f"workflow {workflow}"
+    if not isinstance(stmt, Statement):
+        raise DefinitionError(f"{where}: {stmt!r} is not a statement")
+    if isinstance(stmt, NAMED):
+        kind = type(stmt).__name__
+        if not isinstance(stmt.name, str) or not stmt.name.strip():
+            raise DefinitionError(f"{where}: a {kind} needs a non-empty name")
+        if stmt.name in names:
+            raise DefinitionError(
+                f"{where}: the name '{stmt.name}' is used twice ({names[stmt.name]} and {kind}); "
+                "statement names must be unique"
+            )
+        names[stmt.name] = kind
+    match stmt:
+        case Step(action=action) if not callable(action):
+            raise DefinitionError(f"{where}: step '{stmt.name}' needs a callable action")
+        case Go():
+            if stmt.thread_id in threads:
+                raise DefinitionError(f"{where}: thread id '{stmt.thread_id}' is used twice")
+            threads.add(stmt.thread_id)
+            _check(stmt.body, workflow, names, threads, in_loop=False, in_wait=False)
+            return
+        case Wait():
+            _check_wait(stmt, where)
+            for case in stmt.cases:
+                _check(case, workflow, names, threads, in_loop=in_loop, in_wait=True)
+            return
+        case On() if not in_wait:
+            raise DefinitionError(f"{where}: On('{stmt.event}') must be placed inside a Wait")
+        case Break() | Continue() if not in_loop:
+            raise DefinitionError(f"{where}: {type(stmt).__name__}() outside a For")
+        case For():
+            _check(stmt.body, workflow, names, threads, in_loop=True, in_wait=False)
+            return
+        case Section() | If() | On() | WaitFor() | Step() | Break() | Continue():
+            pass
+    for child in stmt.children():
+        _check(child, workflow, names, threads, in_loop=in_loop, in_wait=False)
+
+
+def _check_wait(wait: Wait, where: str) -> None:
+    if not wait.cases:
+        raise DefinitionError(f"{where}: wait '{wait.name}' has no On(...) cases")
+    events: set[str] = set()
+    for case in wait.cases:
+        if not isinstance(case, On):
+            raise DefinitionError(f"{where}: wait '{wait.name}' may hold only On(...) cases")
+        if not isinstance(case.event, str) or not case.event.strip():
+            raise DefinitionError(f"{where}: wait '{wait.name}' has a case without an event name")
+        if case.event in events:
+            raise DefinitionError(
+                f"{where}: event '{case.event}' appears twice in wait '{wait.name}'"
+            )
+        events.add(case.event)
+        if not isinstance(case.handler, Handler):
+            raise DefinitionError(
+                f"{where}: event '{case.event}' of wait '{wait.name}' needs a Handler, "
+                f"not {type(case.handler).__name__}"
+            )

@@ -1,0 +1,113 @@
+"""What `Engine.get`, `Engine.list` and `Engine.history` return: read-only snapshots.
+
+Each view reads as attributes (`view.status`) or as a mapping (`view["status"]`), and
+`to_dict()` gives its JSON form, the one the web API serves.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from datetime import datetime
+from typing import Any
+
+
+class _Readable:
+    def __getitem__(self, key: str) -> Any:
+        if key.startswith("_") or key not in {f.name for f in fields(self)}:  # type: ignore[arg-type]
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: _jsonable(getattr(self, f.name)) for f in fields(self)}  # type: ignore[arg-type]
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, _Readable):
+        return value.to_dict()
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    return value
+
+
+@dataclass(frozen=True)
+class WaitView(_Readable):
+    wait: str
+    event: str
+    kind: str
+    began_at: datetime
+    due_at: datetime | None
+    setup: str
+    error: str | None
+    attempts: int
+    info: dict[str, Any]
+    stored: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class ThreadView(_Readable):
+    id: str
+    name: str
+    status: str
+    step: str | None
+    waits: list[WaitView]
+    error: str | None
+    traceback: str | None
+    attempts: int
+    retry_at: datetime | None
+
+
+@dataclass(frozen=True)
+class InstanceView(_Readable):
+    id: str
+    workflow: str
+    status: str
+    data: dict[str, Any]
+    result: Any
+    error: str | None
+    created_at: datetime
+    updated_at: datetime
+    threads: list[ThreadView]
+    version: int
+    due_at: datetime | None
+    pending_teardowns: int
+
+    def thread(self, thread_id: str) -> ThreadView:
+        for thread in self.threads:
+            if thread.id == thread_id:
+                return thread
+        raise KeyError(thread_id)
+
+    @property
+    def waits(self) -> list[WaitView]:
+        return [w for t in self.threads for w in t.waits]
+
+
+@dataclass(frozen=True)
+class InstanceSummary(_Readable):
+    """A row of `Engine.list`: enough for a table, without the execution state."""
+
+    id: str
+    workflow: str
+    status: str
+    waiting_for: list[str]
+    error: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class HistoryEntry(_Readable):
+    id: int
+    instance_id: str
+    at: datetime
+    kind: str
+    thread: str | None
+    name: str | None
+    actor: str | None
+    via: str | None
+    message: str | None
+    detail: dict[str, Any] | None

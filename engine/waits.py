@@ -1,0 +1,104 @@
+"""`Wait(name, On(event, handler, ...), ...)` and `WaitFor(name, cond)`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from engine.errors import StatementMissing
+from engine.tree import (
+    Block,
+    BlockUntil,
+    Condition,
+    Cursor,
+    Entry,
+    Section,
+    Signal,
+    Statement,
+    enters,
+    evaluate,
+)
+
+if TYPE_CHECKING:
+    from engine.handlers import Handler
+
+
+@dataclass(frozen=True, slots=True)
+class On(Statement):
+    """One case of a Wait: `event` accepted by `handler`, then `body` runs."""
+
+    event: str
+    handler: Handler
+    body: Section
+
+    def __init__(self, event: str, handler: Handler, *body: Statement) -> None:
+        object.__setattr__(self, "event", event)
+        object.__setattr__(self, "handler", handler)
+        object.__setattr__(self, "body", Section(*body))
+
+    def resume(self, cur: Cursor) -> Signal | None:
+        raise TypeError(f"On({self.event!r}) must be placed inside a Wait")
+
+    def children(self) -> Iterator[Statement]:
+        yield self.body
+
+
+@dataclass(frozen=True, slots=True)
+class Wait(Statement):
+    """Blocks the thread until one of its cases' events arrives; the first one wins."""
+
+    name: str
+    cases: tuple[On, ...]
+
+    def __init__(self, name: str, *cases: On) -> None:
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "cases", cases)
+
+    def case(self, event: str) -> On | None:
+        for case in self.cases:
+            if case.event == event:
+                return case
+        return None
+
+    def resume(self, cur: Cursor) -> Signal | None:
+        if not cur.seeking:
+            cur.tick()
+            return Block(self)
+        if cur.target == self.name:
+            cur.found()
+            if cur.entry is Entry.AFTER:
+                return None
+            if cur.entry is Entry.EVENT:
+                case = self.case(cur.event or "")
+                if case is None:
+                    raise StatementMissing(f"event '{cur.event}' of wait '{self.name}'")
+                return case.body.resume(cur)
+            return Block(self)
+        for case in self.cases:
+            inside, signal = enters(cur, case.body)
+            if inside:
+                return signal
+        return None
+
+    def children(self) -> Iterator[Statement]:
+        return iter(self.cases)
+
+
+@dataclass(frozen=True, slots=True)
+class WaitFor(Statement):
+    """Blocks the thread until `cond` holds, made true by another thread."""
+
+    name: str
+    cond: Condition
+
+    def resume(self, cur: Cursor) -> Signal | None:
+        if cur.seeking:
+            if cur.target != self.name:
+                return None
+            cur.found()
+            if cur.entry is Entry.AFTER:
+                return None
+        else:
+            cur.tick()
+        return None if evaluate(self.cond) else BlockUntil(self)

@@ -1,0 +1,25 @@
+"""`Workflow`: a pydantic model whose fields are an instance's data and whose
+`definition()` builds the statement tree from them."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+from engine.tree import Statement
+
+
+class Workflow(BaseModel):
+    # Assignments are validated so a step that stores the wrong type fails right there; fields a
+    # newer definition dropped are kept, so rolling back a deployment loses nothing.
+    model_config = ConfigDict(validate_assignment=True, extra="allow")
+
+    workflow_name: ClassVar[str | None] = None
+
+    def definition(self) -> Statement:
+        raise NotImplementedError(f"{type(self).__name__} must define definition()")
+
+    @classmethod
+    def registered_name(cls) -> str:
+        return cls.workflow_name or cls.__name__

@@ -1,0 +1,163 @@
+"""The in-memory working copy of one instance between two commits, and how it merges with a
+change another writer committed meanwhile (optimistic concurrency with a three-way merge).
+
+Pure: no I/O; the engine loads and saves `Stored` rows through the store.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from engine.state import Decided, InstanceState, ThreadState
+from engine.records import Record, Stored, WaitRecord
+from engine.workflow import Workflow
+
+TERMINAL = ("completed", "cancelled")
+KEEP_DECIDED = 20
+
+
+@dataclass
+class Working:
+    row: Stored
+    cls: type[Workflow] | None
+    state: InstanceState
+    base_state: str  # the state JSON as last committed
+    base_data: str  # the data JSON as last committed
+    model: Workflow | None = None
+    history: list[Record] = field(default_factory=list)
+    waits_dirty: bool = False
+
+    @classmethod
+    def of(cls, row: Stored, workflow: type[Workflow] | None) -> Working:
+        return cls(row, workflow, InstanceState.model_validate_json(row.state), row.state, row.data)
+
+    @property
+    def id(self) -> str:
+        return self.row.id
+
+    @property
+    def terminal(self) -> bool:
+        return self.row.status in TERMINAL
+
+    def workflow(self) -> Workflow:
+        """The workflow model, built from the stored data on first use."""
+        if self.model is None:
+            assert self.cls is not None, "transitions need a registered workflow class"
+            self.model = self.cls.model_validate_json(self.row.data)
+        return self.model
+
+    def reset_data(self, data_json: str) -> None:
+        self.row.data = data_json
+        self.model = None
+
+    def thread(self, thread_id: str) -> ThreadState:
+        return self.state.threads[thread_id]
+
+    def note(self, record: Record) -> None:
+        self.history.append(record)
+
+    def decided(self, entry: Decided) -> None:
+        self.state.decided = [*self.state.decided[-(KEEP_DECIDED - 1):], entry]
+
+    def refresh_status(self) -> None:
+        """Derive the instance's status from its threads (completed and cancelled stay put)."""
+        if self.terminal:
+            return
+        threads = self.state.threads.values()
+        failed = [t for t in threads if t.status == "failed"]
+        if failed:
+            self.row.status = "failed"
+            self.row.error = failed[0].error
+        elif any(t.status == "running" for t in threads):
+            self.row.status, self.row.error = "running", None
+        else:
+            self.row.status, self.row.error = "waiting", None
+
+    def wait_records(self) -> list[WaitRecord]:
+        records = []
+        for thread in self.state.threads.values():
+            if thread.status != "waiting" or thread.at is None:
+                continue
+            for case in thread.cases:
+                approvers = case.info.get("approvers")
+                if approvers is not None and (case.stored or {}).get("escalated"):
+                    approvers = [*approvers, *(case.info.get("escalate_to") or [])]
+                records.append(
+                    WaitRecord(
+                        thread=thread.id,
+                        wait=thread.at,
+                        event=case.event,
+                        kind=case.kind,
+                        began_at=case.began_at,
+                        due_at=case.due_at if case.setup == "done" else case.retry_at,
+                        approvers=approvers,
+                        title=case.info.get("title"),
+                    )
+                )
+        return records
+
+    def committed(self, version: int, updated_at: datetime) -> None:
+        self.row.version = version
+        self.row.updated_at = updated_at
+        self.base_state = self.row.state
+        self.base_data = self.row.data
+        self.history = []
+        self.waits_dirty = False
+
+
+def rebase(ours: Working, theirs: Working) -> bool:
+    """Carry our uncommitted progress onto the version another writer committed, in place.
+
+    Per thread and per data field, whatever only one side changed is kept. Where both sides
+    changed a thread, theirs wins and all our data changes are dropped: that step's result is
+    discarded, and the step runs again if the thread comes back to it. Returns whether all of
+    ours survived. A finished (completed or cancelled) instance is taken as it is.
+    """
+    base = InstanceState.model_validate_json(ours.base_state)
+    clean = not theirs.terminal
+    threads: dict[str, ThreadState] = {}
+    order = [*theirs.state.threads, *(t for t in ours.state.threads if t not in theirs.state.threads)]
+    for tid in order:
+        b, o, t = base.threads.get(tid), ours.state.threads.get(tid), theirs.state.threads.get(tid)
+        if theirs.terminal or o == b:
+            chosen = t
+        elif t == b:
+            chosen = o
+        else:
+            chosen, clean = t, False
+        if chosen is not None:
+            threads[tid] = chosen
+    state = theirs.state
+    state.threads = threads
+    if not theirs.terminal:
+        state.teardowns = _merge_list(base.teardowns, ours.state.teardowns, state.teardowns)
+        state.decided = _merge_list(base.decided, ours.state.decided, state.decided)
+    row = theirs.row
+    if clean:
+        row.data = _merge_fields(ours.base_data, ours.row.data, row.data)
+        if ours.terminal:
+            row.status, row.result, row.error = ours.row.status, ours.row.result, ours.row.error
+    ours.row, ours.state, ours.model = row, state, None
+    ours.base_state, ours.base_data = theirs.base_state, theirs.base_data
+    ours.waits_dirty = True
+    return clean
+
+
+def _merge_list(base: list[Any], ours: list[Any], theirs: list[Any]) -> list[Any]:
+    removed = [b for b in base if b not in ours]
+    added = [o for o in ours if o not in base]
+    return [t for t in theirs if t not in removed] + [a for a in added if a not in theirs]
+
+
+def _merge_fields(base: str, ours: str, theirs: str) -> str:
+    b, o, t = json.loads(base), json.loads(ours), json.loads(theirs)
+    for key, value in o.items():
+        if b.get(key, _MISSING) != value:
+            t[key] = value
+    return json.dumps(t, separators=(",", ":"))
+
+
+_MISSING = object()
