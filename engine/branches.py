@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from engine.tree import Condition, Cursor, Section, Signal, Statement, enters, evaluate
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class If(Statement):
     """Runs the body of the first branch whose condition holds.
 
@@ -19,7 +19,7 @@ class If(Statement):
     branches: tuple[tuple[Condition, Section], ...]
 
     def __init__(self, cond: Condition, *body: Statement) -> None:
-        object.__setattr__(self, "branches", ((cond, Section(*body)),))
+        self.branches = ((cond, Section(*body)),)
 
     def _extended(self, cond: Condition, body: tuple[Statement, ...]) -> If:
         if self.branches and self.branches[-1][0] is _ELSE:

@@ -19,7 +19,7 @@ from engine.tree import (
 )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class For(Statement):
     """Runs its body while `cond` holds. A bool condition is the one the latest rebuild saw,
     so a loop over data advances only when a step changes that data."""
@@ -29,9 +29,9 @@ class For(Statement):
     body: Section
 
     def __init__(self, name: str, cond: Condition, *body: Statement) -> None:
-        object.__setattr__(self, "name", name)
-        object.__setattr__(self, "cond", cond)
-        object.__setattr__(self, "body", Section(*body))
+        self.name = name
+        self.cond = cond
+        self.body = Section(*body)
 
     def resume(self, cur: Cursor) -> Signal | None:
         if cur.seeking:
@@ -57,7 +57,7 @@ class For(Statement):
         yield self.body
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Break(Statement):
     """Leaves the innermost For; nothing after it in the iteration runs."""
 
@@ -68,7 +68,7 @@ class Break(Statement):
         return BREAK
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Continue(Statement):
     """Starts the innermost For's next iteration; nothing after it in this one runs."""
 

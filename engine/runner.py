@@ -32,7 +32,17 @@ from engine.records import Record
 from engine.state import Decided, OpenCase, Teardown, ThreadState
 from engine.steps import Step
 from engine.store import Store
-from engine.tree import Block, BlockUntil, Entry, Returned, RunStep, Statement, walk
+from engine.tree import (
+    MAX_STATEMENTS_PER_TRANSITION,
+    Block,
+    BlockUntil,
+    Entry,
+    Returned,
+    RunStep,
+    Statement,
+    runaway_message,
+    walk,
+)
 from engine.validate import validate
 from engine.waits import Wait, WaitFor
 from engine.working import Working, rebase
@@ -107,7 +117,7 @@ class Runner:
             row.due_at = row.lease_until
         else:
             row.lease_owner = row.lease_until = None
-            row.due_at = None if work.terminal else work.state.next_due()
+            row.due_at = work.state.next_due()  # a finished instance may still owe teardowns
         row.state = work.state.model_dump_json()
         row.version, row.updated_at = expected + 1, now
         waits = work.wait_records() if work.waits_dirty or work.terminal else None
@@ -173,6 +183,7 @@ class Runner:
             return
 
     def _run(self, work: Working, owner: str) -> None:
+        walked = 0  # statements walked by this transition: steps in an endless loop count too
         while True:
             now = self.now
             self.cleanups(work, now)
@@ -183,14 +194,19 @@ class Runner:
                 if self._unblock(work):
                     continue
                 return
-            self._advance(work, thread, owner)
+            walked += self._advance(work, thread, owner, walked)
 
     def definition(self, work: Working) -> Statement:
+        """The tree built from the data as it is now; checked once per transition, since a
+        full check costs more than the rebuild that follows every step."""
         tree = work.workflow().definition()
-        validate(tree, work.row.workflow)
+        if not work.validated:
+            validate(tree, work.row.workflow)
+            work.validated = True
         return tree
 
-    def _advance(self, work: Working, thread: ThreadState, owner: str) -> None:
+    def _advance(self, work: Working, thread: ThreadState, owner: str, walked: int = 0) -> int:
+        """Move `thread` on by one step, block or return; returns the statements walked."""
         now = self.now
         try:
             definition = self.definition(work)
@@ -198,14 +214,17 @@ class Runner:
             moved = advance(body, Position(thread.at, thread.entry, thread.event))
         except StatementMissing as exc:
             self.fail(work, thread, f"{exc} in workflow {work.row.workflow}", now)
-            return
+            return 1
         except (DefinitionError, RunawayLoop) as exc:
             self.fail(work, thread, str(exc), now)
-            return
+            return 1
         except Exception as exc:  # a condition or definition() itself raised
             self.fail(work, thread, f"building the definition failed: {_error(exc)}", now,
                       traceback.format_exc())
-            return
+            return 1
+        if walked + moved.statements > MAX_STATEMENTS_PER_TRANSITION:
+            self.fail(work, thread, runaway_message(), now)
+            return moved.statements
         for go in moved.spawned:
             self._spawn(work, go.thread_id, go.name, now)
         match moved.next:
@@ -213,6 +232,9 @@ class Runner:
                 self._step(work, thread, step, owner)
             case Block(wait=wait):
                 self._block(work, thread, wait, now)
+                # The wait begins when it is committed: only then may setup announce it (post
+                # the Slack buttons), so an answer that comes at once finds the wait open.
+                self.commit(work, owner)
             case BlockUntil(wait_for=wait_for):
                 thread.status, thread.at, thread.entry, thread.event = (
                     "blocked", wait_for.name, Entry.AT, None)
@@ -220,6 +242,7 @@ class Runner:
                 self._finish(work, thread, value, error, now)
             case None:
                 self._finish(work, thread, None, None, now)
+        return moved.statements
 
     def _spawn(self, work: Working, thread_id: str, name: str, now: datetime) -> None:
         existing = work.state.threads.get(thread_id)

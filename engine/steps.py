@@ -40,7 +40,7 @@ DEFAULT_RETRY = Retry()
 NO_RETRY = Retry(attempts=1)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Step(Statement):
     """`Step(name, action)`: run `action()` (sync or async); raising means the step failed."""
 
@@ -51,15 +51,15 @@ class Step(Statement):
     def __init__(
         self, name: str, action: Callable[[], Any], *, retry: Retry | int | None = None
     ) -> None:
-        object.__setattr__(self, "name", name)
-        object.__setattr__(self, "action", action)
+        self.name = name
+        self.action = action
         if retry is None:
             policy = DEFAULT_RETRY
         elif isinstance(retry, int):
             policy = Retry(attempts=retry)
         else:
             policy = retry
-        object.__setattr__(self, "retry", policy)
+        self.retry = policy
 
     def resume(self, cur: Cursor) -> Signal | None:
         if cur.seeking:

@@ -22,21 +22,19 @@ from sqlalchemy import (
     Text,
     and_,
     create_engine,
-    delete,
     event,
     func,
-    insert,
     or_,
     select,
     update,
 )
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.pool import NullPool
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
 from engine.errors import Conflict
+from engine.rawsql import RawWriter
 from engine.records import Record, Stored, WaitRecord
 from engine.views import HistoryEntry
 
@@ -129,6 +127,7 @@ WAITS = WaitRow.__table__  # type: ignore[attr-defined]
 HISTORY = HistoryRow.__table__  # type: ignore[attr-defined]
 
 
+
 def normalise_url(url: str) -> str:
     """Plain `postgresql://` URLs use psycopg 3, the driver signoff installs."""
     if url.startswith("postgresql://") or url.startswith("postgres://"):
@@ -154,6 +153,7 @@ class Store:
         else:
             self.db = create_engine(url, pool_size=pool_size, pool_pre_ping=True)
         SQLModel.metadata.create_all(self.db, tables=[INSTANCES, WAITS, HISTORY])
+        self.raw = RawWriter(self.db, self.is_sqlite)
 
     def close(self) -> None:
         self.db.dispose()
@@ -167,11 +167,8 @@ class Store:
 
     def insert(self, row: Stored, waits: Sequence[WaitRecord], history: Sequence[Record]) -> None:
         try:
-            with self._write() as conn:
-                conn.execute(insert(INSTANCES).values(row.values()))
-                self._write_waits(conn, row.id, waits)
-                self._append(conn, row.id, history)
-        except IntegrityError:
+            self.raw.write(row, None, waits, history)
+        except self.db.dialect.dbapi.IntegrityError:
             raise Conflict(f"an instance with id '{row.id}' already exists") from None
 
     def load(self, instance_id: str) -> Stored | None:
@@ -189,22 +186,7 @@ class Store:
         history: Sequence[Record],
     ) -> bool:
         """Write `row` if nobody changed it since `expected_version`; False when someone did."""
-        values = row.values()
-        del values["id"]
-        with self._write() as conn:
-            done = conn.execute(
-                update(INSTANCES)
-                .where(INSTANCES.c.id == row.id, INSTANCES.c.version == expected_version)
-                .values(values)
-            )
-            if done.rowcount != 1:
-                conn.rollback()
-                return False
-            if waits is not None:
-                conn.execute(delete(WAITS).where(WAITS.c.instance_id == row.id))
-                self._write_waits(conn, row.id, waits)
-            self._append(conn, row.id, history)
-        return True
+        return self.raw.write(row, expected_version, waits, history)
 
     def renew_lease(self, instance_id: str, owner: str, until: datetime) -> bool:
         with self._write() as conn:
@@ -253,7 +235,8 @@ class Store:
         if workflow:
             query = query.where(cols.workflow == workflow)
         if search:
-            pattern = "%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            escaped = search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            pattern = f"%{escaped}%"
             query = query.where(
                 or_(cols.id == search, cols.data.like(pattern, escape="\\"))
             )
@@ -308,50 +291,6 @@ class Store:
             ]
 
     # --- helpers -----------------------------------------------------------------------------
-
-    @staticmethod
-    def _write_waits(conn: Connection, instance_id: str, waits: Sequence[WaitRecord]) -> None:
-        if not waits:
-            return
-        conn.execute(
-            insert(WAITS),
-            [
-                {
-                    "instance_id": instance_id,
-                    "thread": w.thread,
-                    "wait": w.wait,
-                    "event": w.event,
-                    "kind": w.kind,
-                    "began_at": w.began_at,
-                    "due_at": w.due_at,
-                    "approvers": json.dumps(w.approvers) if w.approvers is not None else None,
-                    "title": w.title,
-                }
-                for w in waits
-            ],
-        )
-
-    @staticmethod
-    def _append(conn: Connection, instance_id: str, history: Sequence[Record]) -> None:
-        if not history:
-            return
-        conn.execute(
-            insert(HISTORY),
-            [
-                {
-                    "instance_id": instance_id,
-                    "at": h.at,
-                    "kind": h.kind,
-                    "thread": h.thread,
-                    "name": h.name,
-                    "actor": h.actor,
-                    "via": h.via,
-                    "message": h.message,
-                    "detail": json.dumps(h.detail, default=str) if h.detail is not None else None,
-                }
-                for h in history
-            ],
-        )
 
 
 def _configure_sqlite(db: Any, synchronous: str) -> None:

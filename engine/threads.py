@@ -9,7 +9,7 @@ from typing import Any
 from engine.tree import Cursor, Returned, Section, Signal, Statement
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Go(Statement):
     """Starts `body` as a parallel thread, known by `id` (or by `name` when it has none).
 
@@ -21,9 +21,9 @@ class Go(Statement):
     id: str | None = None
 
     def __init__(self, name: str, body: Statement, id: str | None = None) -> None:
-        object.__setattr__(self, "name", name)
-        object.__setattr__(self, "body", body if isinstance(body, Section) else Section(body))
-        object.__setattr__(self, "id", id)
+        self.name = name
+        self.body = body if isinstance(body, Section) else Section(body)
+        self.id = id
 
     @property
     def thread_id(self) -> str:
@@ -40,7 +40,7 @@ class Go(Statement):
         yield self.body
 
 
-@dataclass(frozen=True, slots=True, init=False)
+@dataclass(slots=True, init=False)
 class Return(Statement):
     """Ends the thread: `Return()`, `Return(value)`, `Return(error="...")` or
     `Return(SomeException(...))`. On the main thread it ends the instance."""
@@ -51,8 +51,8 @@ class Return(Statement):
     def __init__(self, value: Any = None, *, error: str | None = None) -> None:
         if isinstance(value, BaseException):
             error, value = f"{type(value).__name__}: {value}", None
-        object.__setattr__(self, "value", value)
-        object.__setattr__(self, "error", error)
+        self.value = value
+        self.error = error
 
     def resume(self, cur: Cursor) -> Signal | None:
         if cur.seeking:

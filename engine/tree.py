@@ -97,14 +97,22 @@ class Cursor:
         """Count a statement executed; an accidental infinite loop must not hang the process."""
         self.visited += 1
         if self.visited > MAX_STATEMENTS_PER_TRANSITION:
-            raise RunawayLoop(
-                f"ran {MAX_STATEMENTS_PER_TRANSITION:,} statements without blocking: "
-                "is a For loop missing a step, a wait or a Break?"
-            )
+            raise RunawayLoop(runaway_message())
+
+
+def runaway_message() -> str:
+    return (
+        f"ran {MAX_STATEMENTS_PER_TRANSITION:,} statements without blocking: "
+        "is a For loop missing a wait, a Break or a change to its condition?"
+    )
 
 
 class Statement:
-    """Every statement resumes from a cursor and lists its children; nothing more."""
+    """Every statement resumes from a cursor and lists its children; nothing more.
+
+    Statements are never changed after construction, but they are not frozen dataclasses:
+    the whole tree is rebuilt after every step, and freezing doubles what building it costs.
+    """
 
     __slots__ = ()
 
@@ -115,14 +123,14 @@ class Statement:
         return iter(())
 
 
-@dataclass(frozen=True, slots=True, init=False)
+@dataclass(slots=True, init=False)
 class Section(Statement):
     """`S(...)`: statements run one after another."""
 
     body: tuple[Statement, ...]
 
     def __init__(self, *body: Statement) -> None:
-        object.__setattr__(self, "body", body)
+        self.body = body
 
     def resume(self, cur: Cursor) -> Signal | None:
         for stmt in self.body:

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from engine.handlers import Handler
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class On(Statement):
     """One case of a Wait: `event` accepted by `handler`, then `body` runs."""
 
@@ -33,9 +33,9 @@ class On(Statement):
     body: Section
 
     def __init__(self, event: str, handler: Handler, *body: Statement) -> None:
-        object.__setattr__(self, "event", event)
-        object.__setattr__(self, "handler", handler)
-        object.__setattr__(self, "body", Section(*body))
+        self.event = event
+        self.handler = handler
+        self.body = Section(*body)
 
     def resume(self, cur: Cursor) -> Signal | None:
         raise TypeError(f"On({self.event!r}) must be placed inside a Wait")
@@ -44,7 +44,7 @@ class On(Statement):
         yield self.body
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Wait(Statement):
     """Blocks the thread until one of its cases' events arrives; the first one wins."""
 
@@ -52,8 +52,8 @@ class Wait(Statement):
     cases: tuple[On, ...]
 
     def __init__(self, name: str, *cases: On) -> None:
-        object.__setattr__(self, "name", name)
-        object.__setattr__(self, "cases", cases)
+        self.name = name
+        self.cases = cases
 
     def case(self, event: str) -> On | None:
         for case in self.cases:
@@ -85,7 +85,7 @@ class Wait(Statement):
         return iter(self.cases)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class WaitFor(Statement):
     """Blocks the thread until `cond` holds, made true by another thread."""
 

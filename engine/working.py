@@ -29,6 +29,7 @@ class Working:
     model: Workflow | None = None
     history: list[Record] = field(default_factory=list)
     waits_dirty: bool = False
+    validated: bool = False  # the definition was checked during this transition
 
     @classmethod
     def of(cls, row: Stored, workflow: type[Workflow] | None) -> Working:

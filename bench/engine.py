@@ -1,0 +1,191 @@
+"""Engine speed on one SQLite file: interpreter cost, durable steps/s, approval workflows/s,
+event-to-resume latency, beside raw sqlite3 read-modify-write transactions of the same row size.
+
+Run: `.venv/bin/python bench/engine.py [--quick]`. Each figure is the median of several rounds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from engine import Approval, Engine, On, Return, S, Step, Wait, Workflow  # noqa: E402
+from engine.interpreter import Position, advance  # noqa: E402
+from engine.tree import Entry, RunStep  # noqa: E402
+from engine.validate import validate  # noqa: E402
+
+STEPS = 20
+
+
+class Twenty(Workflow):
+    """Twenty steps in a row, each bumping a counter."""
+
+    count: int = 0
+
+    def definition(self) -> S:
+        return S(*(Step(f"s{i}", self.bump) for i in range(STEPS)))
+
+    def bump(self) -> None:
+        self.count += 1
+
+
+class Expense(Workflow):
+    amount: int = 0
+    approved: bool = False
+
+    def definition(self) -> S:
+        return S(
+            Step("notify", self.noop),
+            Wait("approval", On("decided", Approval(approve=self.on_approve))),
+            Step("pay", self.noop),
+            Return(self.approved),
+        )
+
+    def noop(self) -> None:
+        pass
+
+    def on_approve(self, _decision: object) -> None:
+        self.approved = True
+
+
+def median_of(rounds: int, run: Callable[[], float]) -> float:
+    return statistics.median(run() for _ in range(rounds))
+
+
+def interpreter_us_per_step(rounds: int) -> float:
+    """What the runner does per step besides I/O: rebuild, validate, resume by name."""
+    model = Twenty()
+
+    def one() -> float:
+        started = time.perf_counter()
+        position = Position()
+        for _ in range(200):
+            position = Position()
+            validate(model.definition(), "Twenty")  # once per transition, as the runner does
+            while True:
+                tree = model.definition()
+                moved = advance(tree, position)
+                if not isinstance(moved.next, RunStep):
+                    break
+                moved.next.step.action()
+                position = Position(moved.next.step.name, Entry.AFTER)
+        return (time.perf_counter() - started) / (200 * STEPS) * 1e6
+
+    return median_of(rounds, one)
+
+
+def durable_steps_per_second(url: str, sync: str, rounds: int, instances: int) -> float:
+    engine = Engine(url, workflows=[Twenty], synchronous=sync)
+
+    def one() -> float:
+        started = time.perf_counter()
+        for _ in range(instances):
+            engine.start(Twenty)
+        return instances * STEPS / (time.perf_counter() - started)
+
+    try:
+        return median_of(rounds, one)
+    finally:
+        engine.close()
+
+
+def approvals(url: str, sync: str, rounds: int, instances: int) -> tuple[float, float, float]:
+    """Workflows/s from start to completion through one approval; send() latency p50/p99 ms."""
+    engine = Engine(url, workflows=[Expense], synchronous=sync)
+    latencies: list[float] = []
+
+    def one() -> float:
+        started = time.perf_counter()
+        for _ in range(instances):
+            iid = engine.start(Expense, {"amount": 12})
+            sent = time.perf_counter()
+            engine.send(iid, "decided", {"approved": True}, actor="alice")
+            latencies.append((time.perf_counter() - sent) * 1000)
+        return instances / (time.perf_counter() - started)
+
+    try:
+        rate = median_of(rounds, one)
+    finally:
+        engine.close()
+    ordered = sorted(latencies)
+    return rate, ordered[len(ordered) // 2], ordered[int(len(ordered) * 0.99)]
+
+
+def raw_sqlite_tps(path: Path, sync: str, rounds: int, row_bytes: int, count: int) -> float:
+    """Read-modify-write transactions on one row of `row_bytes`, the engine's commit shape."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute(f"PRAGMA synchronous={sync}")
+    conn.execute("CREATE TABLE IF NOT EXISTS t (id TEXT PRIMARY KEY, data TEXT, version INT)")
+    conn.execute("CREATE TABLE IF NOT EXISTS h (id INTEGER PRIMARY KEY, t_id TEXT, detail TEXT)")
+    conn.execute("INSERT OR REPLACE INTO t VALUES ('a', ?, 1)", ("x" * row_bytes,))
+
+    def one() -> float:
+        started = time.perf_counter()
+        for _ in range(count):
+            conn.execute("BEGIN IMMEDIATE")
+            data, version = conn.execute("SELECT data, version FROM t WHERE id='a'").fetchone()
+            conn.execute(
+                "UPDATE t SET data=?, version=? WHERE id='a' AND version=?",
+                (data, version + 1, version),
+            )
+            conn.execute("INSERT INTO h (t_id, detail) VALUES ('a', '{}')")
+            conn.execute("COMMIT")
+        return count / (time.perf_counter() - started)
+
+    try:
+        return median_of(rounds, one)
+    finally:
+        conn.close()
+
+
+def row_size(url: str) -> int:
+    engine = Engine(url, workflows=[Twenty])
+    iid = engine.start(Twenty)
+    row = engine.store.load(iid)
+    engine.close()
+    assert row is not None
+    return len(row.data) + len(row.state)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="fewer rounds, smaller runs")
+    args = parser.parse_args()
+    rounds, instances = (3, 30) if args.quick else (5, 100)
+    with tempfile.TemporaryDirectory() as tmp:
+        base = Path(tmp)
+        print(f"signoff engine benchmark: {rounds} rounds each, medians; SQLite file in {tmp}")
+        us = interpreter_us_per_step(rounds)
+        print(f"interpreter, in memory, {STEPS}-statement workflow: {us:.2f} us/step "
+              "(rebuild + resume by name; validated once per transition)")
+        size = row_size(f"sqlite:///{base}/size.db")
+        figures: dict[str, dict[str, float]] = {}
+        for sync in ("NORMAL", "FULL"):
+            raw = raw_sqlite_tps(base / f"raw-{sync}.db", sync, rounds, size, 2000)
+            steps = durable_steps_per_second(f"sqlite:///{base}/steps-{sync}.db", sync, rounds,
+                                             instances)
+            rate, p50, p99 = approvals(f"sqlite:///{base}/appr-{sync}.db", sync, rounds,
+                                       instances)
+            figures[sync] = {"raw_tps": raw, "steps_per_s": steps, "approvals_per_s": rate,
+                             "event_to_resume_p50_ms": p50, "event_to_resume_p99_ms": p99}
+            print(f"\nsynchronous={sync}")
+            print(f"  raw sqlite3 read-modify-write ({size} B row + history row): {raw:,.0f} tx/s")
+            print(f"  durable steps:                {steps:,.0f} steps/s "
+                  f"({steps / raw:.2f}x raw sqlite3 transactions)")
+            print(f"  approval workflows end to end: {rate:,.0f} /s")
+            print(f"  event-to-resume latency:      p50 {p50:.2f} ms, p99 {p99:.2f} ms")
+        print("\n" + json.dumps({"interpreter_us_per_step": us, **figures}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
