@@ -24,7 +24,7 @@ from engine.errors import (
     SignoffError,
     UnknownWorkflow,
 )
-from engine.handlers import Services
+from engine.handlers import Services, upcoming
 from engine.records import Record, Stored
 from engine.runner import Runner
 from engine.slack_client import client_from_environment
@@ -174,7 +174,10 @@ class Engine:
                 self.runner.drive(work, owner)
             return self.get(instance_id)
 
-    def retry(self, instance_id: str, thread: str | None = None, *, actor: str | None = None) -> InstanceView:
+    def retry(
+        self, instance_id: str, thread: str | None = None, *, actor: str | None = None,
+        via: str = "api",
+    ) -> InstanceView:
         """Re-enter the statement a failed (or backing-off) thread stopped at."""
         def pick(work: Working) -> list[ThreadState]:
             candidates = [t for t in work.state.threads.values() if t.status in ("failed", "retrying")]
@@ -188,22 +191,30 @@ class Engine:
 
         def change(work: Working, now: datetime) -> None:
             for t in pick(work):
-                t.status, t.retry_at, t.error, t.traceback, t.attempts = "running", None, None, None, 0
-                if t.entry is not Entry.START:
-                    t.entry, t.event = Entry.AT, None
-                work.note(Record(now, "retry", thread=t.id, name=t.at, actor=actor, via="api"))
+                # The position is kept as it is: a failed step or wait is re-entered (AT), but a
+                # thread that failed after a committed step (AFTER) or an accepted event (EVENT)
+                # walks on from there, so nothing committed runs twice.
+                t.status, t.retry_at, t.attempts = "running", None, 0
+                t.error = t.traceback = None
+                work.note(Record(now, "retry", thread=t.id, name=t.at, actor=actor, via=via))
 
         return self._operate(instance_id, change)
 
-    def cancel(self, instance_id: str, reason: str | None = None, *, actor: str | None = None) -> InstanceView:
+    def cancel(
+        self, instance_id: str, reason: str | None = None, *, actor: str | None = None,
+        via: str = "api",
+    ) -> InstanceView:
         def change(work: Working, now: datetime) -> None:
             self.runner.stop_threads(work, now)
             work.row.status, work.row.error = "cancelled", reason or "cancelled"
-            work.note(Record(now, "cancelled", actor=actor, message=reason))
+            work.note(Record(now, "cancelled", actor=actor, via=via, message=reason))
 
         return self._operate(instance_id, change)
 
-    def goto(self, instance_id: str, thread: str, step: str, *, actor: str | None = None) -> InstanceView:
+    def goto(
+        self, instance_id: str, thread: str, step: str, *, actor: str | None = None,
+        via: str = "api",
+    ) -> InstanceView:
         """Operator repair: continue `thread` at the named statement."""
         def change(work: Working, now: datetime) -> None:
             if thread not in work.state.threads:
@@ -213,7 +224,7 @@ class Engine:
             self.runner.end_waits(work, t, now, handled_event=None)
             t.status, t.at, t.entry, t.event = "running", step, Entry.AT, None
             t.attempts, t.error, t.traceback, t.retry_at = 0, None, None, None
-            work.note(Record(now, "goto", thread=thread, name=step, actor=actor))
+            work.note(Record(now, "goto", thread=thread, name=step, actor=actor, via=via))
 
         return self._operate(instance_id, change)
 
@@ -232,20 +243,43 @@ class Engine:
                 self.runner.drive(work, owner)
             return self.get(instance_id)
 
-    def run_due(self, now: datetime | None = None) -> int:
-        """Fire due timers, step retries and owed setup/teardown work; returns instances woken."""
+    def run_due(self, now: datetime | None = None, *, limit: int = 100) -> int:
+        """Fire due timers, step retries and owed setup/teardown work; returns instances woken.
+
+        Each instance is first claimed in the database (`Store.claim_due`), so several processes
+        calling this at once share the work and never fire one timer twice."""
         now = now or self._now()
         woken = 0
-        for instance_id in self.store.due(now):
-            row = self.store.load(instance_id)
-            if row is None:
-                continue
-            work = Working.of(row, self.workflows.get(row.workflow))
-            if work.cls is None:
-                continue
-            if self.runner.wake(work, now):
-                woken += 1
+        failure: Exception | None = None
+        for _ in range(1000):  # batches; bounded, should something fall due again and again
+            owner = uuid.uuid4().hex
+            claimed = self.store.claim_due(now, owner, now + self.runner.lease, limit=limit,
+                                           workflows=list(self.workflows))
+            for iid in claimed:
+                try:
+                    woken += self._wake_claimed(iid, owner, now)
+                except Exception as exc:  # the others were claimed too: do them, then raise
+                    failure = failure or exc
+            if len(claimed) < limit:
+                break
+        if failure is not None:
+            raise failure
         return woken
+
+    def wake(self, instance_id: str, now: datetime | None = None) -> bool:
+        """Do what is due for one instance, if it is due and nobody else is at it (what the
+        scheduler's timer for that instance calls). False: nothing was due here."""
+        now = now or self._now()
+        owner = uuid.uuid4().hex
+        claimed = self.store.claim_due(now, owner, now + self.runner.lease, limit=1,
+                                       instance_id=instance_id, workflows=list(self.workflows))
+        return bool(claimed) and self._wake_claimed(instance_id, owner, now)
+
+    def _wake_claimed(self, instance_id: str, owner: str, now: datetime) -> bool:
+        row = self.store.load(instance_id)
+        if row is None:
+            return False
+        return self.runner.wake(Working.of(row, self.workflows[row.workflow]), now, owner)
 
     # --- reading -------------------------------------------------------------------------------
 
@@ -362,7 +396,9 @@ def _view(row: Stored) -> InstanceView:
             waits=[
                 WaitView(wait=t.at or "", event=c.event, kind=c.kind, began_at=c.began_at,
                          due_at=c.due_at, setup=c.setup, error=c.error, attempts=c.attempts,
-                         info=c.info, stored=c.stored)
+                         info=c.info, stored=c.stored,
+                         upcoming=upcoming(c.kind, c.began_at, c.due_at if c.setup == "done"
+                                           else None, c.info, c.stored))
                 for c in (t.cases if t.status == "waiting" else [])
             ],
             error=t.error, traceback=t.traceback, attempts=t.attempts, retry_at=t.retry_at,

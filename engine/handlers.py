@@ -148,6 +148,9 @@ class Approval(Handler):
         return [*self.approvers, *(self.escalate_to or [])] if escalated else list(self.approvers)
 
     def handle(self, wait: WaitInfo, payload: dict[str, Any], actor: str | None) -> None:
+        if not self.may_decide(wait, actor):
+            who = ", ".join(self.current_approvers(wait) or [])
+            raise NotAllowed(f"{actor or 'an anonymous caller'} may not decide this; approvers: {who}")
         approved = payload.get("approved")
         if not isinstance(approved, bool):
             raise EventRejected('an approval needs "approved": true or false')
@@ -159,9 +162,6 @@ class Approval(Handler):
             raise EventRejected(f"the reason is longer than {MAX_REASON_LENGTH} characters")
         if not approved and self.require_reason and not reason:
             raise EventRejected("a reason is required to deny")
-        if not self.may_decide(wait, actor):
-            who = ", ".join(self.current_approvers(wait) or [])
-            raise NotAllowed(f"{actor or 'an anonymous caller'} may not decide this; approvers: {who}")
         decision = Decision(approved, actor, reason, wait.via, wait.now)
         callback = self.approve if approved else self.deny
         if callback is not None:
@@ -187,12 +187,27 @@ class Approval(Handler):
         ):
             stored["escalated"] = True
             stored["escalated_at"] = now.isoformat()
+            stored.update(self.notify(wait, "escalated", stored) or {})
         if self.remind_every:
-            due = wait.began_at + self.remind_every * (int(stored.get("reminders", 0)) + 1)
-            if now >= due:
-                stored["reminders"] = int(stored.get("reminders", 0)) + 1
+            # the rung of the ladder we are on: after a long outage, one reminder, not a burst
+            rung = int((now - wait.began_at) / self.remind_every)
+            if rung > int(stored.get("reminders", 0)):
+                stored["reminders"] = rung
                 stored["reminded_at"] = now.isoformat()
+                stored.update(self.notify(wait, "reminder", stored) or {})
         return stored
+
+    def notify(
+        self, wait: WaitInfo, what: Literal["reminder", "escalated"], stored: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        """Re-notify the approvers (`what` = "reminder") or tell the widened set of approvers
+        (`what` = "escalated"); `stored` is what will be stored with the wait. The engine writes
+        the history entry itself. Returns keys to merge into `stored` (e.g. a Slack message ts).
+
+        The hook for Slack reminders: `wait.services.slack` is the client. It runs when the
+        timer fires, before the commit, so it may run again if that commit loses a race:
+        notifications here are at least once."""
+        return None
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -202,6 +217,10 @@ class Approval(Handler):
             "escalate_to": self.escalate_to,
             "slack_channel": self.slack_channel,
             "require_reason": self.require_reason,
+            "remind_every_seconds": (self.remind_every.total_seconds()
+                                     if self.remind_every else None),
+            "escalate_after_seconds": (self.escalate_after.total_seconds()
+                                       if self.escalate_after and self.escalate_to else None),
         }
 
 
@@ -226,3 +245,25 @@ class Input(Handler):
 
     def describe(self) -> dict[str, Any]:
         return {"schema": self.model.model_json_schema()}
+
+
+def upcoming(kind: str, began_at: datetime, due_at: datetime | None, info: Mapping[str, Any],
+             stored: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    """What a waiting case will do on its own, and when: `[{"what": ..., "at": ...}]`, earliest
+    first. For an approval: its next reminder and its escalation; for a timeout: its firing."""
+    if kind == "timeout":
+        return [{"what": "timeout", "at": due_at}] if due_at else []
+    if kind == "approval":
+        stored = stored or {}
+        times = []
+        every = info.get("remind_every_seconds")
+        if every:
+            n = int(stored.get("reminders", 0)) + 1
+            times.append({"what": "reminder", "at": began_at + timedelta(seconds=every) * n,
+                          "count": n})
+        after = info.get("escalate_after_seconds")
+        if after and not stored.get("escalated"):
+            times.append({"what": "escalation", "at": began_at + timedelta(seconds=after),
+                          "to": info.get("escalate_to")})
+        return sorted(times, key=lambda t: t["at"])
+    return [{"what": "due", "at": due_at}] if due_at else []

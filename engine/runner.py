@@ -27,6 +27,7 @@ from engine.errors import (
     StatementMissing,
 )
 from engine.handlers import FIRE, Handler, Services, WaitInfo
+from engine.heartbeat import LeaseKeeper
 from engine.interpreter import Position, advance, thread_body
 from engine.records import Record
 from engine.state import Decided, OpenCase, Teardown, ThreadState
@@ -92,6 +93,7 @@ class Runner:
         self.services = services
         self.lease = lease
         self.notify_due = notify_due
+        self.keeper = LeaseKeeper(store, lease, services.clock)
 
     @property
     def now(self) -> datetime:
@@ -261,7 +263,8 @@ class Runner:
         attempt = thread.attempts + 1
         started = perf_counter()
         try:
-            run_action(step.action)
+            with self.keeper.holding(work.id, owner):
+                run_action(step.action)
             try:
                 data = model.model_dump_json(warnings="error")
             except Exception as exc:
@@ -355,8 +358,19 @@ class Runner:
 
     def end_waits(self, work: Working, thread: ThreadState, now: datetime,
                   handled_event: str | None) -> None:
-        """Close the thread's open cases; each owes its handler a teardown."""
+        """Close the thread's open cases; each owes its handler a teardown. A timer that was
+        already due but had not fired yet (the scheduler was down or busy) is discarded, and the
+        history says so: the wait ended first."""
         for case in thread.cases:
+            if (case.event != handled_event and case.setup == "done" and case.due_at is not None
+                    and case.due_at <= now):
+                ended = f" by '{handled_event}'" if handled_event else ""
+                work.note(Record(now, "timer discarded", thread=thread.id, name=case.event,
+                                 message=f"the {case.kind} timer of '{case.event}' was due at "
+                                 f"{case.due_at:%Y-%m-%d %H:%M:%S} UTC but had not fired when "
+                                 f"the wait ended{ended}",
+                                 detail={"wait": thread.at, "kind": case.kind,
+                                         "due_at": case.due_at.isoformat()}))
             work.state.teardowns.append(Teardown(
                 thread=thread.id, wait=thread.at or "", event=case.event, kind=case.kind,
                 handled=case.event == handled_event, began_at=case.began_at, stored=case.stored))
@@ -390,7 +404,7 @@ class Runner:
                        f"{work.row.workflow}")
         if handler is None:
             self.fail(work, thread, problem, now)
-            if self.commit_change(work, now) is None:
+            if not self.save(work, now):  # no lease taken: nothing is left to drive
                 return None
             raise StatementMissing(f"{problem}; instance {work.id} is now failed: deploy a fix, "
                                    "then retry it or move the thread with goto")
@@ -422,7 +436,8 @@ class Runner:
                                   "payload": payload if len(shown) <= MAX_PAYLOAD_IN_HISTORY
                                   else shown[:MAX_PAYLOAD_IN_HISTORY] + "..."}
         if isinstance(approved, bool):
-            reason = payload.get("reason") or None
+            reason = payload.get("reason")
+            reason = reason.strip() if isinstance(reason, str) else None  # as the Decision has it
             work.note(Record(now, "decision", thread=thread.id, name=case.event, actor=actor,
                              via=via, message=("approved" if approved else "denied")
                              + (f": {reason}" if reason else ""), detail=detail))
@@ -493,18 +508,25 @@ class Runner:
 
     # --- time ----------------------------------------------------------------------------------
 
-    def wake(self, work: Working, now: datetime) -> bool:
+    def wake(self, work: Working, now: datetime, claimed: str | None = None) -> bool:
         """Do what fell due for one instance: timers, step retries, owed setups/teardowns,
-        and threads left running by a driver that died."""
+        and threads left running by a driver that died.
+
+        `claimed` is the lease token under which `Store.claim_due` already took the instance
+        (how the engine's `run_due` and the scheduler come here): the lease is ours, not a
+        live driver's. Without it, the lease is taken here, under the version check."""
         while True:
+            mine = claimed is not None and work.row.lease_owner == claimed
             if work.terminal:
                 if not work.state.teardowns:
+                    if mine:  # release the claim, or it would fall due again at its end
+                        self.save(work, now)
                     return False
                 self.cleanups(work, now)
                 if self.save(work, now):
                     return True
             else:
-                owner = self.claim(work, now)
+                owner = claimed if mine and claimed else self.claim(work, now)
                 if not owner:
                     return False
                 self._fire_due(work, now)
@@ -533,14 +555,27 @@ class Runner:
                               f"longer exists in workflow {work.row.workflow}", now)
                     break
                 info = self.info(work, thread.id, thread.at or "", case, "timer")
-                outcome = handler.on_due(info)
-                if outcome is FIRE:
-                    self._apply(work, thread, handler, case, {}, None, "timer", now)
-                    break
-                assert isinstance(outcome, dict)
-                self._ticked(work, thread, case, outcome, now)
-                case.due_at = handler.due_at(self.info(work, thread.id, thread.at or "", case))
                 work.waits_dirty = True
+                try:
+                    outcome = handler.on_due(info)
+                    if outcome is FIRE:
+                        self._apply(work, thread, handler, case, {}, None, "timer", now)
+                        break
+                    if not isinstance(outcome, dict):
+                        raise TypeError(f"on_due returned {type(outcome).__name__}, not a dict")
+                    self._ticked(work, thread, case, outcome, now)
+                    case.due_at = handler.due_at(self.info(work, thread.id, thread.at or "", case))
+                    case.error, case.attempts = None, 0
+                except Exception as exc:
+                    # Like a failed setup: recorded on the wait and tried again later; the other
+                    # cases and threads go on (a Slack outage must not hold up a timeout).
+                    case.attempts += 1
+                    case.error = _error(exc)
+                    case.due_at = now + cleanup_delay(case.attempts)
+                    work.note(Record(now, "timer failed", thread=thread.id, name=case.event,
+                                     via="timer", message=case.error,
+                                     detail={"wait": thread.at, "attempt": case.attempts,
+                                             "traceback": traceback.format_exc()}))
 
     def _ticked(self, work: Working, thread: ThreadState, case: OpenCase, stored: dict[str, Any],
                 now: datetime) -> None:

@@ -8,7 +8,7 @@ so a read-modify-write never deadlocks on a lock upgrade.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -166,9 +166,10 @@ class Store:
     # --- instances -------------------------------------------------------------------------
 
     def insert(self, row: Stored, waits: Sequence[WaitRecord], history: Sequence[Record]) -> None:
+        duplicate: type[Exception] = getattr(self.db.dialect.dbapi, "IntegrityError", Exception)
         try:
             self.raw.write(row, None, waits, history)
-        except self.db.dialect.dbapi.IntegrityError:
+        except duplicate:
             raise Conflict(f"an instance with id '{row.id}' already exists") from None
 
     def load(self, instance_id: str) -> Stored | None:
@@ -208,6 +209,76 @@ class Store:
                     .limit(limit)
                 ).scalars()
             )
+
+    def claim_due(
+        self,
+        now: datetime,
+        owner: str,
+        until: datetime,
+        *,
+        limit: int = 100,
+        instance_id: str | None = None,
+        workflows: Collection[str] | None = None,
+    ) -> list[str]:
+        """Take the lease on instances with something due at `now` that nobody drives; returns
+        their ids (the earliest due are picked first). This is what makes a timer fire once
+        across processes.
+
+        One statement both picks and leases (lease_owner, lease_until and due_at := `until`,
+        version + 1, as `Runner.save` would write it): on PostgreSQL the pick is `FOR UPDATE SKIP
+        LOCKED`, so concurrent claimers take disjoint rows without waiting, and the outer WHERE
+        is re-checked on the row's latest version; on SQLite the write transaction (BEGIN
+        IMMEDIATE) makes the pick and the update one atomic step. An instance claimed here is
+        due again at `until` if its claimer dies, like any other lease.
+        """
+        cols = INSTANCES.c
+        free = and_(
+            cols.due_at <= now,
+            or_(cols.lease_owner.is_(None), cols.lease_until.is_(None), cols.lease_until <= now),
+        )
+        if instance_id is not None:
+            free = and_(free, cols.id == instance_id)
+        if workflows is not None:  # never lease what this process cannot run
+            free = and_(free, cols.workflow.in_(list(workflows)))
+        if self.is_sqlite:
+            # A read first: the write lock is taken only when something is due.
+            with self.db.connect() as conn:
+                if conn.execute(select(cols.id).where(free).limit(1)).first() is None:
+                    return []
+        pick = select(cols.id).where(free).order_by(cols.due_at).limit(limit)
+        if not self.is_sqlite:
+            pick = pick.with_for_update(skip_locked=True)
+        with self._write() as conn:
+            claimed = conn.execute(
+                update(INSTANCES)
+                .where(cols.id.in_(pick.scalar_subquery()), free)
+                .values(lease_owner=owner, lease_until=until, due_at=until,
+                        version=cols.version + 1)
+                .returning(cols.id)
+            ).scalars().all()
+        return list(claimed)
+
+    def upcoming(
+        self, after: datetime, until: datetime, limit: int = 10_000
+    ) -> list[tuple[str, datetime]]:
+        """(id, due_at) of instances due in (`after`, `until`], earliest first: what a
+        scheduler arms ahead of time."""
+        cols = INSTANCES.c
+        with self.db.connect() as conn:
+            return [
+                (iid, due)
+                for iid, due in conn.execute(
+                    select(cols.id, cols.due_at)
+                    .where(cols.due_at > after, cols.due_at <= until)
+                    .order_by(cols.due_at)
+                    .limit(limit)
+                )
+            ]
+
+    def ping(self) -> None:
+        """Raise unless the database answers."""
+        with self.db.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
 
     def next_due(self) -> datetime | None:
         with self.db.connect() as conn:

@@ -6,7 +6,7 @@ Each view reads as attributes (`view.status`) or as a mapping (`view["status"]`)
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
@@ -45,6 +45,9 @@ class WaitView(_Readable):
     attempts: int
     info: dict[str, Any]
     stored: dict[str, Any] | None
+    # what the case will do on its own, earliest first: [{"what": "reminder" | "escalation" |
+    # "timeout" | "due", "at": datetime, ...}] (engine.handlers.upcoming)
+    upcoming: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from engine.state import Decided, InstanceState, ThreadState
 from engine.records import Record, Stored, WaitRecord
+from engine.state import Decided, InstanceState, ThreadState
 from engine.workflow import Workflow
 
 TERMINAL = ("completed", "cancelled")
@@ -112,39 +112,51 @@ class Working:
 def rebase(ours: Working, theirs: Working) -> bool:
     """Carry our uncommitted progress onto the version another writer committed, in place.
 
-    Per thread and per data field, whatever only one side changed is kept. Where both sides
-    changed a thread, theirs wins and all our data changes are dropped: that step's result is
-    discarded, and the step runs again if the thread comes back to it. Returns whether all of
-    ours survived. A finished (completed or cancelled) instance is taken as it is.
+    Per thread, whatever only one side changed is kept; where both sides changed a thread,
+    theirs wins and our progress on it is lost. Our data changes come from the one step run
+    since our last commit (a transition commits after every step): they are merged field by
+    field when that step's thread kept our progress, and dropped when it did not, so a step is
+    never marked done without its effect nor its effect kept without the step being done; it
+    runs again if its thread comes back to it. Our history records of lost threads go too: the
+    audit trail holds one "step" row per committed step. A finished (completed or cancelled)
+    instance is taken as it is. When our progress ended the instance but some of it was lost,
+    all of it goes, so the end is walked again on the state as it now is. Returns whether all
+    of ours survived.
     """
     base = InstanceState.model_validate_json(ours.base_state)
-    clean = not theirs.terminal
+    mine, others = ours.state, theirs.state
+    order = [*others.threads, *(t for t in mine.threads if t not in others.threads)]
+    changed = {tid for tid in order if mine.threads.get(tid) != base.threads.get(tid)}
+    lost = {
+        tid for tid in changed
+        if theirs.terminal or others.threads.get(tid) != base.threads.get(tid)
+    }
+    if lost and ours.terminal:
+        lost = changed
     threads: dict[str, ThreadState] = {}
-    order = [*theirs.state.threads, *(t for t in ours.state.threads if t not in theirs.state.threads)]
     for tid in order:
-        b, o, t = base.threads.get(tid), ours.state.threads.get(tid), theirs.state.threads.get(tid)
-        if theirs.terminal or o == b:
-            chosen = t
-        elif t == b:
-            chosen = o
-        else:
-            chosen, clean = t, False
+        chosen = mine.threads.get(tid) if tid in changed - lost else others.threads.get(tid)
         if chosen is not None:
             threads[tid] = chosen
-    state = theirs.state
+    state = others
     state.threads = threads
     if not theirs.terminal:
-        state.teardowns = _merge_list(base.teardowns, ours.state.teardowns, state.teardowns)
-        state.decided = _merge_list(base.decided, ours.state.decided, state.decided)
+        # what we added for a lost thread goes with it; what we finished (a teardown) stays done
+        teardowns = [t for t in mine.teardowns if t in base.teardowns or t.thread not in lost]
+        decided = [d for d in mine.decided if d in base.decided or d.thread not in lost]
+        state.teardowns = _merge_list(base.teardowns, teardowns, state.teardowns)
+        state.decided = _merge_list(base.decided, decided, state.decided)
     row = theirs.row
-    if clean:
+    stepped = {r.thread for r in ours.history if r.kind == "step"}
+    if not theirs.terminal and not stepped & lost:
         row.data = _merge_fields(ours.base_data, ours.row.data, row.data)
-        if ours.terminal:
-            row.status, row.result, row.error = ours.row.status, ours.row.result, ours.row.error
+    if ours.terminal and not lost:
+        row.status, row.result, row.error = ours.row.status, ours.row.result, ours.row.error
+    ours.history = [r for r in ours.history if r.thread not in lost]
     ours.row, ours.state, ours.model = row, state, None
     ours.base_state, ours.base_data = theirs.base_state, theirs.base_data
     ours.waits_dirty = True
-    return clean
+    return not lost
 
 
 def _merge_list(base: list[Any], ours: list[Any], theirs: list[Any]) -> list[Any]:

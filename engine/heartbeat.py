@@ -1,0 +1,60 @@
+"""Keeps the leases of instances whose step is still running from running out.
+
+A driver's lease is renewed at every commit, which is plenty for quick steps. A step that runs
+longer than the lease would let another process take the instance over and run the step again,
+so while a step runs, one daemon thread per engine renews its lease every third of the lease.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from typing import Protocol
+
+
+class Renews(Protocol):
+    def renew_lease(self, instance_id: str, owner: str, until: datetime) -> bool: ...
+
+
+class LeaseKeeper:
+    def __init__(self, store: Renews, lease: timedelta, clock: Callable[[], datetime]) -> None:
+        self.store = store
+        self.lease = lease
+        self.clock = clock
+        self.interval = max(lease.total_seconds() / 3, 0.05)
+        self._held: dict[tuple[str, str], float] = {}  # (instance, owner) -> held since
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    @contextmanager
+    def holding(self, instance_id: str, owner: str) -> Iterator[None]:
+        key = (instance_id, owner)
+        with self._lock:
+            self._held[key] = time.monotonic()
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._renew_forever, daemon=True,
+                                                name="signoff-lease-keeper")
+                self._thread.start()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._held.pop(key, None)
+
+    def _renew_forever(self) -> None:
+        while True:
+            time.sleep(self.interval)
+            now = time.monotonic()
+            with self._lock:
+                due = [key for key, since in self._held.items() if now - since >= self.interval]
+            for instance_id, owner in due:
+                try:
+                    self.store.renew_lease(instance_id, owner, self.clock() + self.lease)
+                except Exception:  # noqa: BLE001 - the database may be away; the next beat retries
+                    continue
+                with self._lock:
+                    if (instance_id, owner) in self._held:
+                        self._held[(instance_id, owner)] = now

@@ -1,0 +1,186 @@
+"""The storage contract, run against a SQLite file and a PostgreSQL database alike: rows round-trip
+with aware UTC times, a stale version writes nothing, waits are replaced as a set, history keeps
+its order, due work comes earliest first, and listing pages by keyset."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from engine import Conflict
+from engine.records import Record, Stored, WaitRecord
+from engine.store import Store
+
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def store(any_url: str) -> Iterator[Store]:
+    store = Store(any_url)
+    yield store
+    store.close()
+
+
+def row(iid: str, *, status: str = "waiting", workflow: str = "Expense", data: str = "{}",
+        due_at: datetime | None = None, updated_at: datetime = T0, version: int = 1) -> Stored:
+    return Stored(id=iid, workflow=workflow, status=status, data=data, state="{}", result=None,
+                  error=None, version=version, due_at=due_at, lease_owner=None, lease_until=None,
+                  created_at=T0, updated_at=updated_at)
+
+
+def wait(event: str, *, due_at: datetime | None = None,
+         approvers: list[str] | None = None) -> WaitRecord:
+    return WaitRecord(thread="main", wait="approval", event=event, kind="approval", began_at=T0,
+                      due_at=due_at, approvers=approvers, title=f"about {event}")
+
+
+def test_an_inserted_row_loads_back_exactly_with_aware_utc_times(store: Store) -> None:
+    stored = row("a", data='{"amount":120,"note":"caf\\u00e9 \\u2713"}',
+                 due_at=T0 + timedelta(minutes=10))
+    stored.result, stored.error = '{"ok":true}', "nothing"
+    stored.lease_owner, stored.lease_until = "me", T0 + timedelta(seconds=60)
+    store.insert(stored, [], [])
+    loaded = store.load("a")
+    assert loaded == stored
+    assert loaded is not None and loaded.due_at is not None
+    assert loaded.due_at.utcoffset() == timedelta(0)
+    assert store.load("missing") is None
+
+
+def test_times_in_other_zones_are_stored_as_the_same_instant(store: Store) -> None:
+    from zoneinfo import ZoneInfo
+
+    berlin = datetime(2026, 3, 1, 13, 0, tzinfo=ZoneInfo("Europe/Berlin"))
+    store.insert(row("b", due_at=berlin), [], [])
+    loaded = store.load("b")
+    assert loaded is not None and loaded.due_at == T0
+    assert loaded.due_at.tzinfo == UTC
+
+
+def test_a_duplicate_id_is_a_conflict_and_changes_nothing(store: Store) -> None:
+    store.insert(row("a", data='{"n":1}'), [wait("approve")], [Record(T0, "started")])
+    with pytest.raises(Conflict, match="an instance with id 'a' already exists"):
+        store.insert(row("a", data='{"n":2}'), [wait("other")], [Record(T0, "again")])
+    loaded = store.load("a")
+    assert loaded is not None and loaded.data == '{"n":1}'
+    assert [w["event"] for w in store.open_waits()] == ["approve"]
+    assert [h.kind for h in store.history("a")] == ["started"]
+
+
+def test_save_checks_the_version_and_a_stale_writer_writes_nothing(store: Store) -> None:
+    store.insert(row("a"), [wait("approve")], [Record(T0, "started")])
+
+    first = row("a", data='{"by":"first"}', version=2, status="completed")
+    assert store.save(first, 1, [], [Record(T0, "decision", actor="alice")]) is True
+
+    stale = row("a", data='{"by":"stale"}', version=2, status="cancelled")
+    assert store.save(stale, 1, [wait("zombie")], [Record(T0, "lost")]) is False
+
+    loaded = store.load("a")
+    assert loaded is not None
+    assert (loaded.data, loaded.status, loaded.version) == ('{"by":"first"}', "completed", 2)
+    assert store.open_waits() == []
+    assert [(h.kind, h.actor) for h in store.history("a")] == [("started", None),
+                                                               ("decision", "alice")]
+    assert store.save(row("ghost", version=2), 1, None, [Record(T0, "x")]) is False
+    assert store.history("ghost") == []
+
+
+def test_waits_are_replaced_as_a_set_or_left_alone(store: Store) -> None:
+    store.insert(row("a"), [wait("approve", approvers=["alice", "U1"]),
+                            wait("timeout", due_at=T0 + timedelta(hours=1))], [])
+    store.insert(row("b"), [wait("approve")], [])
+    waits = store.open_waits()
+    assert [(w["instance_id"], w["event"], w["approvers"], w["due_at"]) for w in waits] == [
+        ("a", "approve", ["alice", "U1"], None),
+        ("a", "timeout", None, T0 + timedelta(hours=1)),
+        ("b", "approve", None, None),
+    ]
+    assert waits[0]["title"] == "about approve"
+
+    assert store.save(row("a", version=2), 1, None, [])  # None: waits untouched
+    assert len(store.open_waits()) == 3
+    assert store.save(row("a", version=3), 2, [wait("feedback")], [])  # replaced
+    assert [(w["instance_id"], w["event"]) for w in store.open_waits()] == [
+        ("b", "approve"), ("a", "feedback")]  # oldest wait first, then insertion order
+    assert store.save(row("a", version=4), 3, [], [])  # emptied
+    assert [w["instance_id"] for w in store.open_waits()] == ["b"]
+
+
+def test_history_is_appended_in_order_with_its_details(store: Store) -> None:
+    store.insert(row("a"), [], [Record(T0, "started", actor="ann", via="web")])
+    version = 1
+    for n in range(5):
+        store.save(row("a", version=version + 1), version,
+                   None, [Record(T0 + timedelta(seconds=n), "step", thread="main", name=f"s{n}",
+                                 detail={"attempt": 1, "when": T0})])
+        version += 1
+    store.insert(row("other"), [], [Record(T0, "started")])
+    entries = store.history("a")
+    assert [h.name for h in entries] == [None, "s0", "s1", "s2", "s3", "s4"]
+    assert [h.id for h in entries] == sorted(h.id for h in entries)
+    assert (entries[0].actor, entries[0].via) == ("ann", "web")
+    assert entries[3].detail == {"attempt": 1, "when": str(T0)}
+    assert entries[3].at == T0 + timedelta(seconds=2)
+    assert all(h.instance_id == "a" for h in entries)
+
+
+def test_due_lists_what_fell_due_earliest_first(store: Store) -> None:
+    store.insert(row("late", due_at=T0 + timedelta(minutes=30)), [], [])
+    store.insert(row("early", due_at=T0 + timedelta(minutes=5)), [], [])
+    store.insert(row("never"), [], [])
+    store.insert(row("future", due_at=T0 + timedelta(days=1)), [], [])
+    store.insert(row("mid", due_at=T0 + timedelta(minutes=10)), [], [])
+
+    assert store.due(T0) == []
+    assert store.due(T0 + timedelta(minutes=5)) == ["early"]
+    assert store.due(T0 + timedelta(hours=1)) == ["early", "mid", "late"]
+    assert store.due(T0 + timedelta(hours=1), limit=2) == ["early", "mid"]
+    assert store.next_due() == T0 + timedelta(minutes=5)
+
+
+def test_page_filters_and_pages_by_keyset_most_recent_first(store: Store) -> None:
+    for n in range(7):
+        store.insert(row(f"i{n}", workflow="Expense" if n % 2 else "Trip",
+                         status="completed" if n == 3 else "waiting",
+                         data=f'{{"who":"person_{n}","pct":"{n}%"}}',
+                         updated_at=T0 + timedelta(minutes=n // 2)), [wait(f"e{n}")], [])
+    # i5 and i4 share an updated_at: the id breaks the tie
+    everything = [r["id"] for r in store.page()]
+    assert everything == ["i6", "i5", "i4", "i3", "i2", "i1", "i0"]
+
+    pages, before = [], None
+    while True:
+        chunk = store.page(limit=3, before=before)
+        if not chunk:
+            break
+        pages.append([r["id"] for r in chunk])
+        before = (chunk[-1]["updated_at"], chunk[-1]["id"])
+    assert pages == [["i6", "i5", "i4"], ["i3", "i2", "i1"], ["i0"]]
+
+    assert [r["id"] for r in store.page(workflow="Expense")] == ["i5", "i3", "i1"]
+    assert [r["id"] for r in store.page(status="completed")] == ["i3"]
+    assert [r["id"] for r in store.page(status="waiting", workflow="Trip", limit=2)] == ["i6", "i4"]
+    assert [r["id"] for r in store.page(search="person_2")] == ["i2"]
+    assert [r["id"] for r in store.page(search="i5")] == ["i5"]
+    # LIKE wildcards in a search are taken literally
+    assert [r["id"] for r in store.page(search="5%")] == ["i5"]
+    assert store.page(search="person%") == []
+    first = store.page(limit=1)[0]
+    assert first["waiting_for"] == ["e6"]
+    assert first["updated_at"] == T0 + timedelta(minutes=3)
+    assert store.counts() == {"waiting": 6, "completed": 1}
+
+
+def test_a_second_store_on_the_same_database_sees_the_same_rows(any_url: str,
+                                                                store: Store) -> None:
+    store.insert(row("a"), [wait("approve")], [Record(T0, "started")])
+    other = Store(any_url)  # tables already exist: creating them again is harmless
+    try:
+        assert other.load("a") == store.load("a")
+        assert other.save(row("a", version=2, status="completed"), 1, [], [])
+        assert store.save(row("a", version=2), 1, [], []) is False
+    finally:
+        other.close()
