@@ -35,7 +35,7 @@ class LeaseKeeper:
         with self._lock:
             self._held[key] = time.monotonic()
             if self._thread is None:
-                self._thread = threading.Thread(target=self._renew_forever, daemon=True,
+                self._thread = threading.Thread(target=self._renew_while_held, daemon=True,
                                                 name="signoff-lease-keeper")
                 self._thread.start()
         try:
@@ -44,16 +44,21 @@ class LeaseKeeper:
             with self._lock:
                 self._held.pop(key, None)
 
-    def _renew_forever(self) -> None:
+    def _renew_while_held(self) -> None:
+        """Renew what is held; end once nothing is (the next `holding` starts a new thread), so
+        an engine that is dropped or closed leaves no thread behind."""
         while True:
             time.sleep(self.interval)
             now = time.monotonic()
             with self._lock:
+                if not self._held:
+                    self._thread = None
+                    return
                 due = [key for key, since in self._held.items() if now - since >= self.interval]
             for instance_id, owner in due:
                 try:
                     self.store.renew_lease(instance_id, owner, self.clock() + self.lease)
-                except Exception:  # noqa: BLE001 - the database may be away; the next beat retries
+                except Exception:  # the database may be away; the next beat retries
                     continue
                 with self._lock:
                     if (instance_id, owner) in self._held:

@@ -190,11 +190,13 @@ class Store:
         return self.raw.write(row, expected_version, waits, history)
 
     def renew_lease(self, instance_id: str, owner: str, until: datetime) -> bool:
+        """Extend a driver's lease. The version moves too, so a writer that loaded the row
+        before cannot put the old expiry back; the driver merges that at its next commit."""
         with self._write() as conn:
             done = conn.execute(
                 update(INSTANCES)
                 .where(INSTANCES.c.id == instance_id, INSTANCES.c.lease_owner == owner)
-                .values(lease_until=until, due_at=until)
+                .values(lease_until=until, due_at=until, version=INSTANCES.c.version + 1)
             )
             return done.rowcount == 1
 
