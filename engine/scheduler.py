@@ -1,0 +1,189 @@
+"""Makes time pass in production: APScheduler 3.x wakes each instance when something of it falls
+due (a timeout, a reminder, a step retry, an owed setup or teardown).
+
+The database is the truth and decides; APScheduler only says "look now". Two paths lead there:
+
+- a date job per instance, armed at the instance's `due_at` — from the engine's `on_due` hook
+  after every commit in this process, and from the database for what other processes armed;
+- a periodic sweep that runs `engine.run_due()` (anything overdue: after a restart, a lost job,
+  a timer armed elsewhere shortly before it fell due) and arms the jobs due within the horizon.
+
+Only instances due within `horizon` get a job; the rest stay rows in the database until a later
+sweep brings them into the window. Memory is therefore bounded by the timers due in the next
+`horizon` seconds, not by all pending ones, and a timer is still armed `horizon - sweep_every`
+ahead of its time. A job runs `engine.wake(instance_id)` in the thread pool, which claims the
+instance in the database first (`Store.claim_due`): a duplicate, stale or concurrent wake-up
+(another process, the sweep) finds nothing to claim and does nothing. A wake-up that fails (the
+database is away) is armed again with a backoff, and the row stays due, so nothing is lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from engine.engine import Engine
+
+log = logging.getLogger("signoff.scheduler")
+
+SWEEP_JOB = "signoff:sweep"
+MAX_RETRY_DELAY = timedelta(seconds=30)
+
+
+def _delta(value: timedelta | float) -> timedelta:
+    return value if isinstance(value, timedelta) else timedelta(seconds=value)
+
+
+class Scheduler:
+    """`Scheduler(engine).start()` fires the engine's timers on time until `shutdown()`."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        sweep_every: timedelta | float = 2.0,
+        horizon: timedelta | float = 30.0,
+        workers: int = 8,
+        upcoming_limit: int = 20_000,
+    ) -> None:
+        self.engine = engine
+        self.sweep_every = _delta(sweep_every)
+        self.horizon = _delta(horizon)
+        if self.sweep_every <= timedelta(0):
+            raise ValueError("sweep_every must be positive")
+        if self.horizon < 2 * self.sweep_every:
+            raise ValueError(
+                "the horizon must be at least twice sweep_every, or timers due "
+                "between two sweeps would be armed late"
+            )
+        self.upcoming_limit = upcoming_limit
+        self._aps = BackgroundScheduler(
+            executors={"default": ThreadPoolExecutor(workers)},
+            job_defaults={
+                "misfire_grace_time": None,  # a late job still runs: the database decides
+                "coalesce": True,
+                # a wake-up may re-arm its own instance while still running: let both run
+                "max_instances": 4,
+            },
+            timezone=UTC,
+        )
+        self._failures: dict[str, int] = {}  # instance id -> failed wake-ups in a row
+        self._lock = threading.Lock()
+        self._running = False
+        engine.on_due(self._on_due)
+
+    # --- life cycle ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start firing: a first sweep runs at once (what fell due while nothing ran)."""
+        with self._lock:
+            if self._running:
+                return
+            self._running = True
+        self._aps.start()
+        self._aps.add_job(
+            self.sweep,
+            "interval",
+            seconds=self.sweep_every.total_seconds(),
+            id=SWEEP_JOB,
+            next_run_time=datetime.now(UTC),
+            max_instances=1,
+            replace_existing=True,
+        )
+
+    def shutdown(self, wait: bool = True) -> None:
+        """Stop arming and firing; with `wait`, let running wake-ups finish."""
+        with self._lock:
+            if not self._running:
+                return
+            self._running = False
+        self._aps.shutdown(wait=wait)
+
+    @property
+    def running(self) -> bool:
+        return self._running
+
+    def armed(self) -> int:
+        """How many instances have a job (the sweep's own job not counted)."""
+        return sum(1 for job in self._aps.get_jobs() if job.id != SWEEP_JOB)
+
+    # --- arming --------------------------------------------------------------------------------
+
+    def _on_due(self, instance_id: str, due_at: datetime) -> None:
+        """The engine committed something due for `instance_id` at `due_at`. Never raises: this
+        runs inside the engine's commit path, after the commit."""
+        if not self._running:
+            return
+        try:
+            if due_at <= self.engine.clock() + self.horizon:
+                self.arm(instance_id, due_at)
+        except Exception:  # the sweep will arm it
+            log.exception("arming the timer of %s failed; the sweep will catch it", instance_id)
+
+    def arm(self, instance_id: str, due_at: datetime) -> None:
+        """Have `instance_id` woken at `due_at` (one job per instance: the latest arming wins)."""
+        job = self._aps.get_job(instance_id)
+        if job is not None and job.next_run_time == due_at:
+            return
+        self._aps.add_job(
+            self._fire,
+            "date",
+            run_date=due_at,
+            id=instance_id,
+            args=[instance_id],
+            replace_existing=True,
+        )
+
+    # --- firing --------------------------------------------------------------------------------
+
+    def _fire(self, instance_id: str) -> None:
+        try:
+            self.engine.wake(instance_id)
+        except Exception as exc:  # e.g. the database is unreachable: retry
+            with self._lock:
+                failures = self._failures[instance_id] = self._failures.get(instance_id, 0) + 1
+            delay = min(timedelta(seconds=0.25 * 2 ** (failures - 1)), MAX_RETRY_DELAY)
+            log.warning(
+                "waking %s failed (%s: %s); trying again in %.2fs (attempt %d)",
+                instance_id,
+                type(exc).__name__,
+                exc,
+                delay.total_seconds(),
+                failures,
+            )
+            if self._running:
+                self.arm(instance_id, datetime.now(UTC) + delay)
+        else:
+            if self._failures:
+                with self._lock:
+                    self._failures.pop(instance_id, None)
+
+    def sweep(self) -> dict[str, Any]:
+        """Fire everything overdue, then arm what falls due within the horizon. Safe to call
+        from anywhere, at any time, in any number of processes."""
+        report: dict[str, Any] = {"woken": 0, "upcoming": 0, "error": None}
+        try:
+            report["woken"] = self.engine.run_due()
+        except Exception as exc:  # the next sweep tries again
+            report["error"] = f"{type(exc).__name__}: {exc}"
+            log.warning(
+                "sweep: firing due work failed (%s); the next sweep retries", report["error"]
+            )
+        if not self._running:
+            return report
+        try:
+            now = self.engine.clock()
+            for instance_id, due_at in self.engine.store.upcoming(
+                now, now + self.horizon, limit=self.upcoming_limit
+            ):
+                self.arm(instance_id, due_at)
+                report["upcoming"] += 1
+        except Exception as exc:
+            report["error"] = report["error"] or f"{type(exc).__name__}: {exc}"
+            log.warning("sweep: arming upcoming timers failed (%s)", report["error"])
+        return report

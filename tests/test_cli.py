@@ -1,0 +1,290 @@
+"""The `signoff` command line, run in-process through `main([...])` on a SQLite file, and as
+real processes for `serve`."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+
+from engine import Engine
+from tests import cli_workflows
+from tests.timer_workflows import Ticket
+from web.auth import verify_password
+from web.cli import ConfigError, main, parse_pairs
+
+ROOT = Path(__file__).resolve().parent.parent
+FLOWS = ("--workflows", "tests.cli_workflows")
+Cli = Callable[..., tuple[int, str, str]]
+
+
+@pytest.fixture
+def cli(sqlite_url: str, capsys: pytest.CaptureFixture[str]) -> Cli:
+    """`cli("start", "Purchase", ...)` -> (exit code, stdout, stderr) on this test's database."""
+
+    def run(*args: str) -> tuple[int, str, str]:
+        code = main([*args, "--db", sqlite_url, *FLOWS])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+def test_start_show_send_list_an_approval(cli: Cli, sqlite_url: str) -> None:
+    assert cli(
+        "start", "Purchase", "--data", '{"amount": 120}', "--id", "p1", "--actor", "bob"
+    ) == (
+        0,
+        "p1\n",
+        "",
+    )
+
+    code, out, _ = cli("show", "p1")
+    assert code == 0
+    assert out.startswith("p1  Purchase  waiting\n")
+    assert '  data: {"amount": 120, "approved": false}' in out
+    assert "  thread main: waiting at approval\n" in out
+    assert "    waits for 'decision' (approval): reminder at " in out
+    assert "    waits for 'timeout' (timeout): timeout at " in out
+    assert " started Purchase by bob via cli\n" in out
+
+    code, _, err = cli(
+        "send", "p1", "decision", "--payload", '{"approved": true}', "--actor", "eve"
+    )
+    assert code == 1
+    assert "eve may not decide this; approvers: alice" in err
+
+    assert cli("send", "p1", "decision", "--payload", '{"approved": true}', "--actor", "alice")[
+        :2
+    ] == (0, "p1: completed\n")
+
+    code, out, _ = cli("list")
+    header, row = out.splitlines()
+    assert header.split() == ["ID", "WORKFLOW", "STATUS", "WAITING", "FOR", "UPDATED", "(UTC)"]
+    assert row.split()[:4] == ["p1", "Purchase", "completed", "-"]
+    assert cli("list", "--status", "waiting")[1] == "(no instances)\n"
+    listed = json.loads(cli("list", "--json")[1])
+    assert [(r["id"], r["status"]) for r in listed] == [("p1", "completed")]
+
+    shown = json.loads(cli("show", "p1", "--json")[1])
+    assert (shown["id"], shown["status"], shown["result"]) == ("p1", "completed", "approved")
+    decision = next(h for h in shown["history"] if h["kind"] == "decision")
+    assert (decision["actor"], decision["via"], decision["message"]) == ("alice", "cli", "approved")
+
+
+def test_retry_a_failed_instance_once_its_cause_is_fixed(cli: Cli) -> None:
+    cli_workflows.BROKEN["upstream"] = True
+    try:
+        assert cli("start", "Fragile", "--id", "f1")[:2] == (0, "f1\n")
+        out = cli("show", "f1")[1]
+        assert "f1  Fragile  failed" in out
+        assert "ConnectionError: upstream is down" in out
+        assert cli("retry", "f1")[1].startswith("f1: failed (step 'fetch' failed")
+
+        cli_workflows.BROKEN["upstream"] = False
+        assert cli("retry", "f1", "--actor", "ops")[:2] == (0, "f1: completed\n")
+        out = cli("show", "f1")[1]
+        assert " retry fetch by ops via cli\n" in out
+    finally:
+        cli_workflows.BROKEN["upstream"] = True
+
+
+def test_cancel_and_goto(cli: Cli) -> None:
+    cli("start", "Purchase", "--id", "p2")
+    assert cli("goto", "p2", "main", "nowhere")[2] == (
+        "signoff: thread 'main' has no step or wait named 'nowhere'\n"
+    )
+    assert cli("cancel", "p2", "--reason", "duplicate", "--actor", "ops")[:2] == (
+        0,
+        "p2: cancelled (duplicate)\n",
+    )
+    assert cli("cancel", "p2") == (1, "", "signoff: instance p2 is already cancelled\n")
+
+
+def test_errors_are_one_clear_line_and_exit_code_1(cli: Cli, sqlite_url: str) -> None:
+    assert cli("show", "nope") == (1, "", "signoff: no instance with id 'nope'\n")
+    code, _, err = cli("start", "Nope")
+    assert (code, err) == (
+        1,
+        "signoff: no workflow named 'Nope' is registered (known: Fragile, Purchase)\n",
+    )
+    code, _, err = cli("start", "Purchase", "--data", "{amount: 1}")
+    assert code == 1 and "--data is not valid JSON" in err
+    code, _, err = cli("start", "Purchase", "--data", "[1]")
+    assert code == 1 and "--data must be a JSON object" in err
+    assert main(["list", "--db", sqlite_url, "--workflows", "no.such.module"]) == 1
+
+
+def test_options_fall_back_to_the_environment(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("SIGNOFF_DATABASE_URL", sqlite_url)
+    monkeypatch.setenv("SIGNOFF_WORKFLOWS", "tests.timer_workflows, tests.cli_workflows")
+    assert main(["start", "Ticket", "--id", "t1"]) == 0
+    assert main(["start", "Purchase", "--id", "p1"]) == 0
+    capsys.readouterr()
+    engine = Engine(sqlite_url, [Ticket])
+    try:
+        assert engine.get("t1").status == "waiting"
+    finally:
+        engine.close()
+
+
+def test_check_passes_on_good_workflows_and_a_reachable_database(sqlite_url: str) -> None:
+    out = io.StringIO()
+    assert main(["check", "--db", sqlite_url, *FLOWS], out=out) == 0
+    assert out.getvalue().splitlines() == [
+        "ok    workflow Purchase",
+        "ok    workflow Fragile",
+        f"ok    database {sqlite_url} (no instances)",
+    ]
+
+
+def test_check_names_every_problem(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "broken_flows.py").write_text(
+        "from engine import S, Step, Workflow\n\n"
+        "class Twice(Workflow):\n"
+        "    def definition(self):\n"
+        "        return S(Step('a', self.a), Step('a', self.a))\n\n"
+        "    def a(self):\n"
+        "        pass\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    out = io.StringIO()
+    code = main(
+        [
+            "check",
+            "--db",
+            "postgresql://postgres:secret@127.0.0.1:1/none",
+            "--workflows",
+            "tests.cli_workflows",
+            "broken_flows",
+            "missing_flows",
+        ],
+        out=out,
+    )
+    assert code == 1
+    lines = out.getvalue().splitlines()
+    assert lines[:2] == ["ok    workflow Purchase", "ok    workflow Fragile"]
+    fails = [line for line in lines if line.startswith("FAIL")]
+    assert len(fails) == 3, lines
+    assert fails[0].startswith("FAIL  cannot import workflows module 'missing_flows'")
+    assert fails[1].startswith("FAIL  workflow Twice: ") and "'a'" in fails[1]
+    assert fails[2].startswith("FAIL  database postgresql://postgres:***@127.0.0.1:1/none: ")
+    assert "secret" not in out.getvalue()
+
+
+def test_hash_password_reads_stdin_and_makes_a_hash_the_web_app_accepts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(sys, "stdin", io.StringIO("correct horse\n"))
+    out = io.StringIO()
+    assert main(["hash-password", "--password-stdin"], out=out) == 0
+    hashed = out.getvalue().strip()
+    assert verify_password("correct horse", hashed)
+    assert not verify_password("wrong", hashed)
+
+
+def test_users_and_tokens_parse_from_the_environment_format() -> None:
+    assert parse_pairs("alice=scrypt$1$ab==, bob=x", "SIGNOFF_USERS") == {
+        "alice": "scrypt$1$ab==",
+        "bob": "x",
+    }
+    assert parse_pairs("t0k=n=ci-bot,abc=alice", "SIGNOFF_API_TOKENS", split_last=True) == {
+        "t0k=n": "ci-bot",
+        "abc": "alice",
+    }
+    assert parse_pairs(None, "SIGNOFF_USERS") == {}
+    with pytest.raises(ConfigError, match="SIGNOFF_USERS: expected name=value pairs"):
+        parse_pairs("alice", "SIGNOFF_USERS")
+
+
+# --- serve, as a real process -----------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def serve(url: str, tmp_path: Path, *extra: str) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("SIGNOFF_SECRET_KEY", None)
+    with open(tmp_path / f"serve-{port}.log", "wb") as log:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "web.cli",
+                "serve",
+                "--db",
+                url,
+                "--port",
+                str(port),
+                "--workflows",
+                "tests.timer_workflows",
+                "--open-access",
+                "--log-level",
+                "warning",
+                *extra,
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=log,
+        )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                return process, base
+        except httpx.TransportError:
+            pass
+        assert process.poll() is None, (tmp_path / f"serve-{port}.log").read_text()
+        assert time.monotonic() < deadline, "signoff serve did not come up"
+        time.sleep(0.1)
+
+
+def shut(process: subprocess.Popen[bytes]) -> int:
+    process.send_signal(signal.SIGTERM)
+    try:
+        return process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        raise
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("scheduler", [True, False], ids=["embedded-scheduler", "no-scheduler"])
+def test_serve_answers_and_fires_timers_unless_told_not_to(
+    sqlite_url: str, tmp_path: Path, scheduler: bool
+) -> None:
+    process, base = serve(sqlite_url, tmp_path, *(() if scheduler else ("--no-scheduler",)))
+    try:
+        created = httpx.post(
+            f"{base}/api/instances",
+            json={"workflow": "Ticket", "data": {"seconds": 0.5}},
+            timeout=5,
+        )
+        assert created.status_code == 201, created.text
+        iid = created.json()["id"]
+        time.sleep(1.5)
+        status = httpx.get(f"{base}/api/instances/{iid}", timeout=5).json()["status"]
+    finally:
+        assert shut(process) == 0
+    assert status == ("completed" if scheduler else "waiting")

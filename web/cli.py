@@ -1,0 +1,596 @@
+"""The `signoff` command: run the dashboard (`serve`), the timers alone (`worker`), and operate
+on instances from a shell (start, send, list, show, retry, cancel, goto, check).
+
+Configuration comes from options, else from the environment:
+
+    SIGNOFF_DATABASE_URL  any SQLAlchemy URL (default sqlite:///signoff.db)
+    SIGNOFF_WORKFLOWS     modules that define workflows, comma separated (default web.examples)
+    SIGNOFF_SECRET_KEY    signs session cookies (serve)
+    SIGNOFF_USERS         "alice=<hash>,bob=<hash>": dashboard users (serve; see hash-password)
+    SIGNOFF_API_TOKENS    "token=actor,...": bearer tokens for the JSON API (serve)
+    SLACK_BOT_TOKEN, SLACK_API_URL, SLACK_SIGNING_SECRET   Slack (off without a token)
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import importlib
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from datetime import timedelta
+from types import FrameType
+from typing import Any, TextIO
+
+from engine import Engine, SignoffError, Workflow
+from engine.scheduler import Scheduler
+
+DEFAULT_DATABASE_URL = "sqlite:///signoff.db"
+DEFAULT_WORKFLOWS = ("web.examples",)
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+class ConfigError(Exception):
+    """Configuration the command cannot work with; the message says what to fix."""
+
+
+# --- configuration --------------------------------------------------------------------------
+
+
+def split_list(value: str | None) -> list[str]:
+    """`"a, b c"` -> `["a", "b", "c"]`."""
+    return [part for part in (value or "").replace(",", " ").split() if part]
+
+
+def parse_pairs(value: str | None, what: str, *, split_last: bool = False) -> dict[str, str]:
+    """`"k1=v1,k2=v2"` -> `{"k1": "v1", "k2": "v2"}`. Values may hold '=' (password hashes);
+    with `split_last`, keys may (tokens) and the value after the last '=' may not."""
+    pairs: dict[str, str] = {}
+    for item in (value or "").split(","):
+        item = item.strip()
+        if not item:
+            continue
+        key, sep, val = item.rpartition("=") if split_last else item.partition("=")
+        key, val = key.strip(), val.strip()
+        if not sep or not key or not val:
+            raise ConfigError(
+                f"{what}: expected name=value pairs separated by commas, "
+                f"got {item.split('=')[0]!r}=..."
+            )
+        pairs[key] = val
+    return pairs
+
+
+def load_workflows(modules: Iterable[str]) -> list[type[Workflow]]:
+    """The workflow classes the modules offer: their `WORKFLOWS` list, else every Workflow
+    subclass they define."""
+    if os.getcwd() not in sys.path:  # like uvicorn: modules next to where the command runs
+        sys.path.insert(0, os.getcwd())
+    found: list[type[Workflow]] = []
+    for name in modules:
+        try:
+            module = importlib.import_module(name)
+        except ImportError as exc:
+            raise ConfigError(f"cannot import workflows module '{name}': {exc}") from exc
+        listed = getattr(module, "WORKFLOWS", None)
+        if listed is None:
+            listed = [
+                value
+                for value in vars(module).values()
+                if isinstance(value, type)
+                and issubclass(value, Workflow)
+                and value is not Workflow
+                and value.__module__ == module.__name__
+            ]
+        listed = list(listed)
+        bad = [w for w in listed if not (isinstance(w, type) and issubclass(w, Workflow))]
+        if bad:
+            raise ConfigError(
+                f"{name}.WORKFLOWS holds something that is not a Workflow class: {bad[0]!r}"
+            )
+        if not listed:
+            raise ConfigError(
+                f"module '{name}' defines no workflows "
+                "(define Workflow classes or a WORKFLOWS = [...] list)"
+            )
+        found.extend(w for w in listed if w not in found)
+    return found
+
+
+def database_url(args: argparse.Namespace) -> str:
+    url: str = args.db or os.environ.get("SIGNOFF_DATABASE_URL") or DEFAULT_DATABASE_URL
+    return url
+
+
+def workflow_modules(args: argparse.Namespace) -> list[str]:
+    if args.workflows:
+        return [m for item in args.workflows for m in split_list(item)]
+    return split_list(os.environ.get("SIGNOFF_WORKFLOWS")) or list(DEFAULT_WORKFLOWS)
+
+
+def shown_url(url: str) -> str:
+    """The URL without its password, for messages."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL SQLAlchemy can parse: show its scheme only
+        return url.split("://", 1)[0] + "://..."
+
+
+def make_engine(args: argparse.Namespace) -> Engine:
+    url = database_url(args)
+    workflows = load_workflows(workflow_modules(args))
+    lease = getattr(args, "lease", None)
+    try:
+        if lease:
+            return Engine(url, workflows, lease=timedelta(seconds=lease))
+        return Engine(url, workflows)
+    except SignoffError:
+        raise
+    except Exception as exc:
+        raise ConfigError(
+            f"cannot open the database {shown_url(url)}: {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def default_actor() -> str | None:
+    try:
+        return getpass.getuser()
+    except Exception:  # no user name in this environment
+        return None
+
+
+def json_object(text: str | None, what: str) -> dict[str, Any]:
+    if text is None:
+        return {}
+    if text == "-":
+        text = sys.stdin.read()
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{what} is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"{what} must be a JSON object, like '{{\"amount\": 120}}'")
+    return value
+
+
+# --- long-running commands --------------------------------------------------------------------
+
+
+def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
+    import uvicorn
+
+    from web.app import create_app
+
+    if args.open_access and args.host not in LOOPBACK:
+        print(
+            f"signoff: warning: --open-access on {args.host} lets anyone who can reach it in "
+            "as an administrator",
+            file=sys.stderr,
+        )
+    engine = make_engine(args)
+    secret_key = os.environ.get("SIGNOFF_SECRET_KEY") or None
+    if secret_key is None and not args.open_access:
+        print(
+            "signoff: warning: SIGNOFF_SECRET_KEY is not set; sessions end when the server "
+            "restarts",
+            file=sys.stderr,
+        )
+    app = create_app(
+        engine,
+        secret_key=secret_key,
+        users=parse_pairs(os.environ.get("SIGNOFF_USERS"), "SIGNOFF_USERS"),
+        api_tokens=parse_pairs(
+            os.environ.get("SIGNOFF_API_TOKENS"), "SIGNOFF_API_TOKENS", split_last=True
+        ),
+        open_access=args.open_access,
+        slack_signing_secret=os.environ.get("SLACK_SIGNING_SECRET") or None,
+    )
+    scheduler = None if args.no_scheduler else Scheduler(engine, sweep_every=args.sweep_every)
+    print(
+        f"signoff: serving {', '.join(engine.workflows) or 'no workflows'} from "
+        f"{shown_url(engine.store.url)} on http://{args.host}:{args.port}/"
+        + ("" if scheduler else " (timers: off here, run `signoff worker`)"),
+        file=out,
+    )
+    if scheduler is not None:
+        scheduler.start()
+    # uvicorn shuts down gracefully on SIGTERM, then raises it again under the handler that was
+    # there before: make that one return, so the scheduler below stops cleanly too (exit 0).
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: None)
+    try:
+        uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if scheduler is not None:
+            scheduler.shutdown()
+        engine.close()
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace, out: TextIO) -> int:
+    engine = make_engine(args)
+    scheduler = Scheduler(engine, sweep_every=args.sweep_every)
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    print(
+        f"signoff worker: firing the timers of {', '.join(engine.workflows)} in "
+        f"{shown_url(engine.store.url)} (pid {os.getpid()})",
+        file=out,
+        flush=True,
+    )
+    scheduler.start()
+    try:
+        while not stop.wait(1.0):
+            pass
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        scheduler.shutdown()
+        engine.close()
+    print("signoff worker: stopped", file=out)
+    return 0
+
+
+# --- operating on instances -----------------------------------------------------------------
+
+
+def _outcome(view: Any, out: TextIO) -> None:
+    line = f"{view.id}: {view.status}"
+    if view.error:
+        line += f" ({view.error})"
+    print(line, file=out)
+
+
+def cmd_start(args: argparse.Namespace, out: TextIO) -> int:
+    engine = make_engine(args)
+    try:
+        iid = engine.start(
+            args.workflow, json_object(args.data, "--data"), id=args.id, actor=args.actor, via="cli"
+        )
+        if args.json:
+            print(json.dumps(engine.get(iid).to_dict(), indent=2), file=out)
+        else:
+            print(iid, file=out)
+    finally:
+        engine.close()
+    return 0
+
+
+def cmd_send(args: argparse.Namespace, out: TextIO) -> int:
+    engine = make_engine(args)
+    try:
+        view = engine.send(
+            args.id,
+            args.event,
+            json_object(args.payload, "--payload"),
+            actor=args.actor,
+            thread=args.thread,
+            via="cli",
+        )
+        _outcome(view, out)
+    finally:
+        engine.close()
+    return 0
+
+
+def cmd_retry(args: argparse.Namespace, out: TextIO) -> int:
+    engine = make_engine(args)
+    try:
+        _outcome(engine.retry(args.id, args.thread, actor=args.actor, via="cli"), out)
+    finally:
+        engine.close()
+    return 0
+
+
+def cmd_cancel(args: argparse.Namespace, out: TextIO) -> int:
+    engine = make_engine(args)
+    try:
+        _outcome(engine.cancel(args.id, args.reason, actor=args.actor, via="cli"), out)
+    finally:
+        engine.close()
+    return 0
+
+
+def cmd_goto(args: argparse.Namespace, out: TextIO) -> int:
+    engine = make_engine(args)
+    try:
+        _outcome(engine.goto(args.id, args.thread, args.step, actor=args.actor, via="cli"), out)
+    finally:
+        engine.close()
+    return 0
+
+
+def cmd_list(args: argparse.Namespace, out: TextIO) -> int:
+    engine = make_engine(args)
+    try:
+        rows = engine.list(
+            status=args.status, workflow=args.workflow, limit=args.limit, search=args.search
+        )
+    finally:
+        engine.close()
+    if args.json:
+        print(json.dumps([r.to_dict() for r in rows], indent=2), file=out)
+        return 0
+    if not rows:
+        print("(no instances)", file=out)
+        return 0
+    table = [("ID", "WORKFLOW", "STATUS", "WAITING FOR", "UPDATED (UTC)")]
+    table += [
+        (
+            r.id,
+            r.workflow,
+            r.status,
+            ",".join(r.waiting_for) or "-",
+            f"{r.updated_at:%Y-%m-%d %H:%M:%S}",
+        )
+        for r in rows
+    ]
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    for row in table:
+        print(
+            "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip(), file=out
+        )
+    return 0
+
+
+def cmd_show(args: argparse.Namespace, out: TextIO) -> int:
+    engine = make_engine(args)
+    try:
+        view = engine.get(args.id)
+        history = engine.history(args.id)
+    finally:
+        engine.close()
+    if args.json:
+        print(
+            json.dumps({**view.to_dict(), "history": [h.to_dict() for h in history]}, indent=2),
+            file=out,
+        )
+        return 0
+    print(f"{view.id}  {view.workflow}  {view.status}", file=out)
+    print(
+        f"  created {view.created_at:%Y-%m-%d %H:%M:%S}  updated "
+        f"{view.updated_at:%Y-%m-%d %H:%M:%S} UTC",
+        file=out,
+    )
+    if view.error:
+        print(f"  error: {view.error}", file=out)
+    if view.result is not None:
+        print(f"  result: {json.dumps(view.result)}", file=out)
+    print(f"  data: {json.dumps(view.data)}", file=out)
+    for thread in view.threads:
+        where = f" at {thread.step}" if thread.step else ""
+        print(
+            f"  thread {thread.id}: {thread.status}{where}"
+            + (f" ({thread.error})" if thread.error else "")
+            + (f", retry at {thread.retry_at:%H:%M:%S}" if thread.retry_at else ""),
+            file=out,
+        )
+        for wait in thread.waits:
+            ahead = "; ".join(
+                f"{u['what']} at {u['at']:%Y-%m-%d %H:%M:%S}" for u in wait.upcoming if u.get("at")
+            )
+            print(
+                f"    waits for '{wait.event}' ({wait.kind})" + (f": {ahead}" if ahead else ""),
+                file=out,
+            )
+    print("  history:", file=out)
+    for h in history:
+        who = f" by {h.actor}" if h.actor else ""
+        via = f" via {h.via}" if h.via else ""
+        name = f" {h.name}" if h.name else ""
+        message = f": {h.message}" if h.message else ""
+        print(f"    {h.at:%Y-%m-%d %H:%M:%S}  {h.kind}{name}{who}{via}{message}", file=out)
+    return 0
+
+
+def cmd_check(args: argparse.Namespace, out: TextIO) -> int:
+    """Validate the workflows' definitions and reach the database; exit 1 on any problem."""
+    problems: list[str] = []
+    workflows: list[type[Workflow]] = []
+    for module in workflow_modules(args):
+        try:
+            workflows.extend(load_workflows([module]))
+        except ConfigError as exc:
+            problems.append(str(exc))
+    checker = Engine("sqlite://", [])  # registration validates; the real database comes next
+    for workflow in workflows:
+        try:
+            checker.register(workflow)
+            print(f"ok    workflow {workflow.registered_name()}", file=out)
+        except SignoffError as exc:
+            problems.append(f"workflow {workflow.__name__}: {exc}")
+    url = database_url(args)
+    try:
+        engine = Engine(url, [])
+        try:
+            engine.store.ping()
+            counts = engine.counts()
+        finally:
+            engine.close()
+        summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no instances"
+        print(f"ok    database {shown_url(url)} ({summary})", file=out)
+    except Exception as exc:  # any failure means "not reachable"
+        problems.append(f"database {shown_url(url)}: {type(exc).__name__}: {exc}")
+    for problem in problems:
+        print(f"FAIL  {problem}", file=out)
+    return 1 if problems else 0
+
+
+def cmd_hash_password(args: argparse.Namespace, out: TextIO) -> int:
+    from web.auth import hash_password
+
+    if args.password_stdin or not sys.stdin.isatty():
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Again: ") != password:
+            raise ConfigError("the two passwords differ")
+    if not password:
+        raise ConfigError("an empty password cannot be hashed")
+    print(hash_password(password), file=out)
+    return 0
+
+
+# --- the parser -------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="signoff",
+        description="Durable workflows with humans in the loop.",
+        epilog="Environment: SIGNOFF_DATABASE_URL, SIGNOFF_WORKFLOWS, SIGNOFF_SECRET_KEY, "
+        "SIGNOFF_USERS, SIGNOFF_API_TOKENS, SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET, "
+        "SLACK_API_URL.",
+    )
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--db",
+        metavar="URL",
+        help=f"SQLAlchemy database URL (default: $SIGNOFF_DATABASE_URL or {DEFAULT_DATABASE_URL})",
+    )
+    common.add_argument(
+        "--workflows",
+        metavar="MODULE",
+        nargs="+",
+        action="extend",
+        help="modules defining the workflows (default: $SIGNOFF_WORKFLOWS or "
+        f"{', '.join(DEFAULT_WORKFLOWS)})",
+    )
+    timers = argparse.ArgumentParser(add_help=False)
+    timers.add_argument(
+        "--sweep-every",
+        type=float,
+        default=2.0,
+        metavar="SECONDS",
+        help="how often to look for due work armed elsewhere (default 2)",
+    )
+    timers.add_argument(
+        "--lease",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="how long an instance stays with a process that stopped answering "
+        "before another takes it over (default 60)",
+    )
+    acting = argparse.ArgumentParser(add_help=False)
+    acting.add_argument(
+        "--actor",
+        default=default_actor(),
+        help="who does this, for the history (default: your user name)",
+    )
+
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(
+        name: str,
+        func: Callable[[argparse.Namespace, TextIO], int],
+        help: str,
+        *parents: argparse.ArgumentParser,
+    ) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help, parents=[common, *parents])
+        p.set_defaults(func=func)
+        return p
+
+    p = command("serve", cmd_serve, "run the dashboard and JSON API (and the timers)", timers)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument(
+        "--no-scheduler",
+        action="store_true",
+        help="do not fire timers in this process (run `signoff worker` instead)",
+    )
+    p.add_argument(
+        "--open-access",
+        action="store_true",
+        help="demo only: anyone who reaches the server is an administrator",
+    )
+    p.add_argument(
+        "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
+    )
+
+    command("worker", cmd_worker, "fire timers, retries and reminders; no web server", timers)
+
+    p = command("start", cmd_start, "start an instance of a workflow; prints its id", acting)
+    p.add_argument("workflow", help="the workflow's registered name")
+    p.add_argument(
+        "--data", metavar="JSON", help="the instance's data as a JSON object ('-': stdin)"
+    )
+    p.add_argument("--id", help="the instance id (default: a random one)")
+    p.add_argument("--json", action="store_true", help="print the instance as JSON")
+
+    p = command("send", cmd_send, "send an event to an instance", acting)
+    p.add_argument("id")
+    p.add_argument("event")
+    p.add_argument(
+        "--payload",
+        metavar="JSON",
+        help="the event's payload, e.g. '{\"approved\": true}' ('-': stdin)",
+    )
+    p.add_argument("--thread", help="the thread, when several wait for the event")
+
+    p = command("list", cmd_list, "list instances, most recently changed first")
+    p.add_argument("--status", choices=["running", "waiting", "failed", "completed", "cancelled"])
+    p.add_argument("--workflow")
+    p.add_argument("--search", help="an id, or text in the data")
+    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--json", action="store_true")
+
+    p = command("show", cmd_show, "show an instance: threads, waits, due times, history")
+    p.add_argument("id")
+    p.add_argument("--json", action="store_true")
+
+    p = command("retry", cmd_retry, "re-enter the statement a failed thread stopped at", acting)
+    p.add_argument("id")
+    p.add_argument("--thread")
+
+    p = command("cancel", cmd_cancel, "cancel an instance", acting)
+    p.add_argument("id")
+    p.add_argument("--reason")
+
+    p = command("goto", cmd_goto, "operator repair: continue a thread at a named step", acting)
+    p.add_argument("id")
+    p.add_argument("thread")
+    p.add_argument("step")
+
+    command("check", cmd_check, "check the workflows' definitions and that the database answers")
+
+    p = sub.add_parser(
+        "hash-password",
+        help="hash a password for SIGNOFF_USERS",
+        description="Hash a password for SIGNOFF_USERS (name=<hash>,...). Reads "
+        "it from the terminal, or one line from stdin.",
+    )
+    p.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    p.set_defaults(func=cmd_hash_password)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    func: Callable[[argparse.Namespace, TextIO], int] = args.func
+    try:
+        return func(args, out or sys.stdout)
+    except (SignoffError, ConfigError) as exc:
+        print(f"signoff: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
