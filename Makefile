@@ -27,6 +27,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/engine.py
+	$(BIN)/python bench/timers.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

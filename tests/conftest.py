@@ -43,11 +43,11 @@ def _pg_available() -> str | None:
         with psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=postgres",
                              connect_timeout=2):
             return None
-    except Exception as exc:  # noqa: BLE001 - any failure means "not here"
+    except Exception as exc:
         return f"PostgreSQL is not reachable on 127.0.0.1:5432 ({type(exc).__name__}: {exc})"
 
 
-_PG_PROBLEM: str | None | bool = False
+_PG_PROBLEM: str | bool | None = False
 
 
 @pytest.fixture

@@ -1,0 +1,119 @@
+"""create_app (web/app.py): assembly, health, mounting, layering; the example workflows."""
+
+from __future__ import annotations
+
+import ast
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.routing import Mount
+from web_support import ORIGIN, TestClient, csrf_of, make_app, sign_in
+
+from engine import Engine
+from web import create_app
+from web.examples import UPSTREAM, WORKFLOWS
+
+pytest_plugins = ["web_fixtures"]
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_engine_never_imports_the_web_layer() -> None:
+    for path in (ROOT / "engine").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            for name in names:
+                assert name.split(".")[0] not in ("web", "starlette", "jinja2"), (path, name)
+
+
+def test_healthz(client: TestClient) -> None:
+    response = client.get("/healthz")
+    assert response.status_code == 200 and response.json()["ok"] is True
+
+
+def test_unknown_page(alice: TestClient) -> None:
+    response = alice.get("/nope")
+    assert response.status_code == 404 and response.template.name == "pages/error.html"
+
+
+def test_apps_share_nothing(engine: Engine) -> None:
+    one, two = make_app(engine), make_app(engine, open_access=True)
+    assert one.state.signoff is not two.state.signoff
+    with TestClient(two, base_url=ORIGIN) as c:
+        assert c.get("/").status_code == 200
+    with TestClient(one, base_url=ORIGIN, follow_redirects=False) as c:
+        assert c.get("/").status_code == 303
+
+
+def test_without_a_secret_key_a_random_one_is_used(engine: Engine) -> None:
+    app = create_app(engine, open_access=True)
+    with TestClient(app, base_url=ORIGIN) as c:
+        assert c.get("/").status_code == 200
+
+
+def test_mounted_inside_another_app(engine: Engine) -> None:
+    outer = Starlette(routes=[Mount("/ops", app=make_app(engine))])
+    iid = engine.start("Trip", {})
+    with TestClient(outer, base_url=ORIGIN, follow_redirects=False) as c:
+        assert c.get("/ops/").headers["location"] == "/ops/login?next=%2Fops%2F"
+        token = csrf_of(c.get("/ops/login").text)
+        done = c.post("/ops/login", data={"username": "alice", "password": "correct horse",
+                                          "csrf_token": token, "next": "/ops/"},
+                      headers={"Origin": ORIGIN})
+        assert done.headers["location"] == "/ops/"
+        page = c.get(f"/ops/instances/{iid}")
+        assert page.status_code == 200
+        assert f'hx-get="/ops/instances/{iid}?since=' in page.text
+        assert 'href="/ops/static/app.css?v=' in page.text
+        assert c.get("/ops/static/app.css").status_code == 200
+        api = c.post("/ops/api/instances", json={"workflow": "Trip", "id": "m1"},
+                     headers={"Authorization": "Bearer token-alice-0123456789"})
+        assert api.status_code == 201 and api.headers["location"] == "/ops/api/instances/m1"
+
+
+def test_static_assets_are_versioned(alice: TestClient) -> None:
+    chrome = alice.get("/").context["chrome"]
+    assert chrome.css.startswith("/static/app.css?v=")
+    assert chrome.htmx.startswith("/static/htmx-4.0.1.min.js?v=")
+    assert alice.get(chrome.htmx).status_code == 200
+
+
+def test_examples_show_every_part(tmp_path: Any, clock: Any) -> None:
+    engine = Engine(f"sqlite:///{tmp_path}/ex.db", workflows=WORKFLOWS, clock=clock)
+    expense = engine.start("Expense", {"amount": 40, "employee": "erin"})
+    clock.advance(hours=4, minutes=1)
+    engine.run_due()
+    assert engine.get(expense).waits[0].stored["reminders"] == 1
+    engine.send(expense, "decision", {"approved": True}, actor="alice")
+    assert engine.get(expense).result == {"paid": 40, "to": "erin"}
+    onboarding = engine.start("Onboarding", {"person": "dana"})
+    engine.send(onboarding, "equipment", {"laptop": "Framework 13", "monitors": 2}, actor="bob")
+    engine.send(onboarding, "training done", {}, actor="it")
+    assert engine.get(onboarding).result == {"person": "dana", "laptop": "Framework 13"}
+    UPSTREAM.fail_next, rate = 2, UPSTREAM.failure_rate
+    UPSTREAM.failure_rate = 0
+    try:
+        report = engine.start("NightlyReport", {})
+        assert engine.get(report).threads[0].status == "retrying"
+        engine.run_due(datetime.now(UTC) + timedelta(days=1000))
+        assert engine.get(report).status == "failed"
+        engine.retry(report)
+        assert engine.get(report).status == "waiting"
+    finally:
+        UPSTREAM.failure_rate = rate
+    engine.close()
+
+
+def test_open_access_demo_can_act_as_an_approver(engine: Engine) -> None:
+    app = make_app(engine, open_access=True)
+    iid = engine.start("Expense", {"amount": 9})
+    with TestClient(app, base_url=ORIGIN, follow_redirects=False) as c:
+        page = c.get(f"/instances/{iid}")
+        assert "Act as alice" in page.text
+        sign_in(c, "alice", password="")
+        assert c.get(f"/instances/{iid}").context["page"].threads[0].waits[0].may_decide

@@ -1,0 +1,127 @@
+"""The approvals inbox (web/approvals.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from web_support import (
+    HX,
+    ORIGIN,
+    TRACE,
+    TestClient,
+    parse,
+    sign_in,
+)
+
+from engine import Engine
+from web.approvals import ApprovalsPage, row_id
+
+pytest_plugins = ["web_fixtures"]
+
+
+def _form(iid: str, decision: str, reason: str = "") -> dict[str, str]:
+    return {"instance": iid, "thread": "main", "event": "decision", "decision": decision,
+            "reason": reason}
+
+
+def test_inbox_lists_what_the_user_may_decide_oldest_first(
+    alice: TestClient, engine: Engine, clock: Any
+) -> None:
+    first = engine.start("Trip", {"who": "a"}, id="first")
+    clock.advance(minutes=5)
+    second = engine.start("Trip", {"who": "b"}, id="second")
+    clock.advance(minutes=5)
+    anyone = engine.start("NightlyReport", {}, id="report")  # approvers: anyone
+    clock.advance(minutes=5)
+    carol = engine.start("Expense", {"amount": 5}, id="expense")  # approvers: alice
+    response = alice.get("/approvals")
+    assert response.template.name == "pages/approvals.html"
+    page: ApprovalsPage = response.context["page"]
+    assert [i.instance_id for i in page.mine] == [first, second, anyone, carol]
+    assert page.mine[0].title == "Trip for a" and page.mine[0].workflow == "Trip"
+    assert page.others == []
+    part = alice.get("/approvals", headers=HX)
+    assert part.template.name == "partials/approvals.html"
+    roots = [n for n in parse(part.text).children if not isinstance(n, str)]
+    assert [r.attrs["id"] for r in roots] == ["approvals"]
+
+
+def test_others_approvals_are_listed_read_only(client: TestClient, engine: Engine) -> None:
+    sign_in(client, "bob")
+    iid = engine.start("Trip", {})
+    page: ApprovalsPage = client.get("/approvals").context["page"]
+    assert page.mine == [] and [i.instance_id for i in page.others] == [iid]
+    doc = parse(client.get("/approvals").text)
+    row = doc.by_id(row_id(iid, "main", "decision"))
+    assert row is not None and not row.find_all("form")
+
+
+def test_approve_from_the_inbox(alice: TestClient, engine: Engine) -> None:
+    iid = engine.start("Trip", {})
+    response = alice.post("/approvals/decide", data=_form(iid, "approve"), headers=HX)
+    assert response.status_code == 200
+    assert response.template.name == "partials/approval_row.html"
+    roots = [n for n in parse(response.text).children if not isinstance(n, str)]
+    assert [r.attrs["id"] for r in roots] == [row_id(iid, "main", "decision")]
+    assert "Approved. The instance is now completed." in response.text
+    assert engine.get(iid).status == "completed"
+    assert TRACE[-2:] == ["approved by alice via web", "book"]
+
+
+def test_deny_needs_a_reason(alice: TestClient, engine: Engine) -> None:
+    iid = engine.start("Trip", {})
+    response = alice.post("/approvals/decide", data=_form(iid, "deny"), headers=HX)
+    assert response.status_code == 422
+    assert "a reason is required" in response.text
+    row = parse(response.text).by_id(row_id(iid, "main", "decision"))
+    assert row is not None and row.find_all("form")  # still decidable
+    assert engine.get(iid).status == "waiting"
+    ok = alice.post("/approvals/decide", data=_form(iid, "deny", "not now"), headers=HX)
+    assert ok.status_code == 200 and "Denied." in ok.text
+    decision = next(h for h in engine.history(iid) if h.kind == "decision")
+    assert (decision.actor, decision.via, decision.message) == ("alice", "web", "denied: not now")
+
+
+def test_stale_decision_in_the_inbox(alice: TestClient, engine: Engine) -> None:
+    iid = engine.start("Trip", {})
+    engine.send(iid, "decision", {"approved": False, "reason": "no"}, actor="alice", via="api")
+    response = alice.post("/approvals/decide", data=_form(iid, "approve"), headers=HX)
+    assert response.status_code == 409
+    assert "already decided: denied by alice at 2026-01-05 09:00:00 UTC" in response.text
+    assert engine.get(iid).error == "denied: no"
+
+
+def test_not_an_approver_is_refused(client: TestClient, engine: Engine) -> None:
+    client.headers.update({"X-CSRF-Token": sign_in(client, "bob"), "Origin": ORIGIN})
+    iid = engine.start("Trip", {})
+    response = client.post("/approvals/decide", data=_form(iid, "approve"), headers=HX)
+    assert response.status_code == 403
+    assert "bob may not decide this" in response.text
+    assert engine.get(iid).status == "waiting"
+
+
+def test_incomplete_or_unknown(alice: TestClient, engine: Engine) -> None:
+    assert alice.post("/approvals/decide", data={"decision": "approve"},
+                      headers=HX).status_code == 400
+    assert alice.post("/approvals/decide", data=_form("nope", "approve"),
+                      headers=HX).status_code == 404
+    iid = engine.start("Trip", {})
+    assert alice.post("/approvals/decide", data=_form(iid, "maybe"), headers=HX).status_code == 400
+    assert engine.get(iid).status == "waiting"
+
+
+def test_without_htmx_redirects_back_with_flash(alice: TestClient, engine: Engine) -> None:
+    iid = engine.start("Trip", {})
+    response = alice.post("/approvals/decide", data=_form(iid, "approve"))
+    assert response.status_code == 303 and response.headers["location"] == "/approvals"
+    assert alice.get("/approvals").context["chrome"].flash.message.startswith("Approved")
+
+
+def test_escalation_widens_who_sees_it(client: TestClient, engine: Engine, clock: Any) -> None:
+    sign_in(client, "carol")
+    iid = engine.start("Expense", {"amount": 10})
+    assert client.get("/approvals").context["page"].mine == []
+    clock.advance(days=1, minutes=1)
+    engine.run_due()
+    mine = client.get("/approvals").context["page"].mine
+    assert [i.instance_id for i in mine] == [iid]

@@ -1,0 +1,46 @@
+"""What every dashboard action shares: the engine call off the event loop, the error turned
+into plain words, the audit identity (signed-in user, via "web")."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from starlette.concurrency import run_in_threadpool
+
+from engine import SignoffError
+from web.render import Flash
+
+T = TypeVar("T")
+
+
+class Outcome:
+    """The result of an action: a value or a refusal, with the HTTP status it maps to."""
+
+    def __init__(
+        self, value: Any = None, flash: Flash | None = None, status_code: int = 200
+    ) -> None:
+        self.value = value
+        self.flash = flash
+        self.status_code = status_code
+
+    @property
+    def ok(self) -> bool:
+        return self.status_code < 400
+
+
+async def attempt(call: Callable[..., T], *args: Any, **kwargs: Any) -> Outcome:
+    """Run an engine call in the thread pool; a SignoffError becomes an error Outcome."""
+    try:
+        value = await run_in_threadpool(call, *args, **kwargs)
+    except SignoffError as exc:
+        return Outcome(None, Flash("error", plain(exc)), exc.status_code)
+    return Outcome(value)
+
+
+def plain(exc: SignoffError) -> str:
+    return str(exc) or type(exc).__name__  # engine messages are sentences already
+
+
+def refusal(message: str, status_code: int = 422) -> Outcome:
+    return Outcome(None, Flash("error", message), status_code)

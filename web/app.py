@@ -1,0 +1,219 @@
+"""`create_app(engine, ...)`: the dashboard and JSON API as one Starlette app.
+
+Everything the app keeps lives on `app.state.signoff` (see `web.state`); nothing is global, so
+several apps (one per test, or one mounted in a larger ASGI app) never share anything.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+from collections.abc import Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.sessions import SessionMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.templating import Jinja2Templates
+
+from engine import Engine, SignoffError
+from engine.placement import ping, statement_counts
+from web import api, approvals, auth, instance, instances, workflows
+from web.render import Flash, template, wants_fragment
+from web.security import BodyTooLargeError, SecurityMiddleware
+from web.state import Cached, Dashboard, dashboard, root_of
+
+log = logging.getLogger("signoff.web")
+
+HERE = Path(__file__).resolve().parent
+COUNTS_TTL = 2.0
+PLACEMENT_TTL = 10.0
+SESSION_MAX_AGE = 12 * 60 * 60
+
+
+def _resource(name: str) -> Path:
+    """templates/ and static/ sit beside web/ in a checkout, inside web/ in the wheel."""
+    inside = HERE / name
+    return inside if inside.is_dir() else HERE.parent / name
+
+
+def create_app(
+    engine: Engine,
+    *,
+    secret_key: str | None = None,
+    users: Mapping[str, str] | None = None,
+    api_tokens: Mapping[str, str] | None = None,
+    open_access: bool = False,
+    slack_signing_secret: str | None = None,
+) -> Starlette:
+    """The dashboard for `engine`.
+
+    `users` maps user names to password hashes (`web.auth.hash_password`), `api_tokens` maps
+    bearer tokens to the actor they act as. `open_access=True` (demos only) lets anyone in as an
+    administrator. Without `secret_key` a random one is made: sessions end at restart.
+    """
+    if secret_key is None:
+        secret_key = secrets.token_urlsafe(32)
+        log.warning("no secret key given: sessions will not survive a restart")
+    static_dir = _resource("static")
+    board = Dashboard(
+        engine=engine,
+        templates=Jinja2Templates(env=_environment(_resource("templates"))),
+        users=dict(users or {}),
+        api_tokens=dict(api_tokens or {}),
+        open_access=open_access,
+        slack_signing_secret=slack_signing_secret,
+        static_dir=static_dir,
+        counts=Cached(engine.counts, COUNTS_TTL),
+        placement=Cached(lambda: statement_counts(engine.store), PLACEMENT_TTL),
+    )
+    routes = [
+        Route("/", instances.page, methods=["GET"]),
+        Route("/instances/{instance_id}", instance.page, methods=["GET"]),
+        Route("/instances/{instance_id}/send", instance.send, methods=["POST"]),
+        Route("/instances/{instance_id}/retry", instance.retry, methods=["POST"]),
+        Route("/instances/{instance_id}/cancel", instance.cancel, methods=["POST"]),
+        Route("/instances/{instance_id}/goto", instance.goto, methods=["POST"]),
+        Route("/approvals", approvals.page, methods=["GET"]),
+        Route("/approvals/decide", approvals.decide, methods=["POST"]),
+        Route("/workflows", workflows.page, methods=["GET"]),
+        Route("/workflows/{workflow}/start", workflows.start, methods=["POST"]),
+        Route("/login", auth.login_page, methods=["GET"]),
+        Route("/login", auth.login_submit, methods=["POST"]),
+        Route("/logout", auth.logout, methods=["POST"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Mount("/api", routes=api.routes),
+        Mount("/static", StaticFiles(directory=static_dir), name="static"),
+    ]
+    app = Starlette(
+        routes=routes,
+        middleware=[
+            Middleware(SecurityMiddleware, max_body=board.max_body),
+            Middleware(SessionMiddleware, secret_key=secret_key, session_cookie="signoff_session",
+                       max_age=SESSION_MAX_AGE, same_site="lax"),
+        ],
+        exception_handlers={
+            auth.NotSignedInError: _sign_in,
+            auth.CsrfError: _csrf_refused,
+            BodyTooLargeError: _too_large,
+            SignoffError: _signoff_error,
+            HTTPException: _http_error,
+            Exception: _server_error,
+        },
+    )
+    app.state.signoff = board
+    return app
+
+
+def _environment(directory: Path) -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(directory),
+        autoescape=True,  # every template, whatever its name
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["when"] = _when
+    env.filters["ago"] = _ago
+    env.filters["pretty"] = lambda value: json.dumps(value, indent=2, ensure_ascii=False,
+                                                     default=str)
+    env.filters["short"] = _short
+    return env
+
+
+def _when(value: datetime | None) -> str:
+    return "" if value is None else value.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _ago(value: datetime | None, now: datetime) -> str:
+    """`3m ago`, `in 2h`: short relative times for dense tables."""
+    if value is None:
+        return ""
+    seconds = (now - value).total_seconds()
+    future = seconds < 0
+    seconds = abs(seconds)
+    for size, unit in ((86400, "d"), (3600, "h"), (60, "m"), (1, "s")):
+        if seconds >= size or unit == "s":
+            amount = int(seconds // size)
+            text = f"{amount}{unit}"
+            break
+    if text == "0s":
+        return "now"
+    return f"in {text}" if future else f"{text} ago"
+
+
+def _short(value: Any, limit: int = 120) -> str:
+    text = "" if value is None else str(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+async def healthz(request: Request) -> Response:
+    board = dashboard(request)
+    try:
+        await run_in_threadpool(ping, board.engine.store)
+    except Exception as exc:  # the one thing a health check must not do is crash
+        return JSONResponse({"ok": False, "database": type(exc).__name__}, status_code=503)
+    return JSONResponse({"ok": True, "workflows": sorted(board.engine.workflows)})
+
+
+# --- errors: plain words, meant for where they land --------------------------------------------
+
+
+def _is_api(request: Request) -> bool:
+    root = root_of(request)
+    return request.url.path.startswith(root + "/api/")
+
+
+def _error_page(request: Request, status_code: int, message: str) -> Response:
+    """A full error page, or for htmx a message in the page's flash area (not the target)."""
+    if _is_api(request):
+        return JSONResponse({"error": message}, status_code=status_code)
+    flash = Flash("error", message)
+    board_chrome = auth.chrome(request, "error", flash)
+    if wants_fragment(request):
+        return template(request, "partials/flash.html", flash, board_chrome,
+                        status_code=status_code,
+                        headers={"HX-Retarget": "#flash", "HX-Reswap": "outerHTML"})
+    return template(request, "pages/error.html", flash, board_chrome, status_code=status_code)
+
+
+async def _sign_in(request: Request, exc: Exception) -> Response:
+    return auth.login_redirect(request)
+
+
+async def _csrf_refused(request: Request, exc: Exception) -> Response:
+    return _error_page(request, 403, "This form has expired or did not come from this site. "
+                                     "Reload the page and try again.")
+
+
+async def _too_large(request: Request, exc: Exception) -> Response:
+    return _error_page(request, 413, str(exc).capitalize() + ".")
+
+
+async def _signoff_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, SignoffError)
+    return _error_page(request, exc.status_code, str(exc))
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        return _error_page(request, 404, "There is no such page.")
+    if exc.status_code == 405:
+        return PlainTextResponse("Method not allowed", status_code=405)
+    return _error_page(request, exc.status_code, str(exc.detail))
+
+
+async def _server_error(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return _error_page(request, 500, "Something went wrong on our side; it has been logged.")

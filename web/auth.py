@@ -1,0 +1,256 @@
+"""Who is asking: passwords (scrypt), sign-in sessions, CSRF tokens, API bearer tokens.
+
+Password hashes are self-describing strings, `scrypt$n=32768,r=8,p=1$<salt>$<key>` (salt and
+key base64url), so the cost can be raised later without breaking stored hashes.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+from typing import Any
+from urllib.parse import quote
+
+from starlette.datastructures import FormData
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from web.render import Chrome, Flash, template
+from web.security import read_capped
+from web.state import dashboard, root_of
+
+SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**15, 8, 1
+MAX_SCRYPT_N = 2**20
+MAX_PASSWORD = 1024
+OPEN_ACCESS_USER = "admin"
+CSRF_HEADER = "x-csrf-token"
+CSRF_FIELD = "csrf_token"
+MAX_FORM_FIELDS = 200
+
+
+# --- passwords -------------------------------------------------------------------------------
+
+
+def hash_password(password: str, *, n: int = SCRYPT_N, r: int = SCRYPT_R, p: int = SCRYPT_P) -> str:
+    """A salted scrypt hash of `password`, in the self-describing format above."""
+    if not isinstance(password, str) or not password:
+        raise ValueError("a password must be a non-empty string")
+    salt = secrets.token_bytes(16)
+    key = _scrypt(password, salt, n, r, p)
+    return f"scrypt$n={n},r={r},p={p}${_b64(salt)}${_b64(key)}"
+
+
+def verify_password(password: str, stored: str) -> bool:
+    """Whether `password` matches `stored`; False (never an exception) for malformed hashes."""
+    try:
+        scheme, params, salt_text, key_text = stored.split("$")
+        if scheme != "scrypt":
+            return False
+        values = dict(part.split("=", 1) for part in params.split(","))
+        n, r, p = int(values["n"]), int(values["r"]), int(values["p"])
+        if not (1 < n <= MAX_SCRYPT_N and n & (n - 1) == 0 and 0 < r <= 32 and 0 < p <= 16):
+            return False
+        salt, key = _unb64(salt_text), _unb64(key_text)
+        if len(salt) < 8 or not 16 <= len(key) <= 128:
+            return False
+    except (ValueError, KeyError, AttributeError, TypeError):
+        return False
+    if not isinstance(password, str) or len(password) > MAX_PASSWORD:
+        return False
+    return hmac.compare_digest(_scrypt(password, salt, n, r, p, len(key)), key)
+
+
+def _scrypt(password: str, salt: bytes, n: int, r: int, p: int, length: int = 32) -> bytes:
+    return hashlib.scrypt(password.encode(), salt=salt, n=n, r=r, p=p, dklen=length,
+                          maxmem=256 * n * r * p + 1024 * 1024)
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode((text + "=" * (-len(text) % 4)).encode("ascii"))
+
+
+# A hash to verify against when the user name is unknown, so both answers take as long.
+_DUMMY = "scrypt$n=32768,r=8,p=1$AAAAAAAAAAAAAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+
+
+# --- sessions ----------------------------------------------------------------------------------
+
+
+class NotSignedInError(Exception):
+    """A page needs a signed-in user; the app answers with a redirect to /login."""
+
+
+class CsrfError(Exception):
+    """A state-changing request without the session's CSRF token."""
+
+
+def _fingerprint(stored_hash: str) -> str:
+    """Changes when the user's password changes, which ends their existing sessions."""
+    return hashlib.sha256(stored_hash.encode()).hexdigest()[:16]
+
+
+def current_user(request: Request) -> str | None:
+    board = dashboard(request)
+    session = request.session
+    name = session.get("user")
+    if isinstance(name, str):
+        if board.open_access:
+            return name
+        stored = board.users.get(name)
+        if stored is not None and hmac.compare_digest(session.get("pw", ""), _fingerprint(stored)):
+            return name
+    return OPEN_ACCESS_USER if board.open_access else None
+
+
+def require_user(request: Request) -> str:
+    user = current_user(request)
+    if user is None:
+        raise NotSignedInError()
+    return user
+
+
+def csrf_token(request: Request) -> str:
+    token = request.session.get("csrf")
+    if not isinstance(token, str) or len(token) < 32:
+        token = secrets.token_urlsafe(32)
+        request.session["csrf"] = token
+    return token
+
+
+async def checked_form(request: Request) -> FormData:
+    """The posted form, once its CSRF token (header or field) matches the session's."""
+    await read_capped(request, dashboard(request).max_body)
+    form = await request.form(max_files=0, max_fields=MAX_FORM_FIELDS)
+    expected = request.session.get("csrf")
+    given = request.headers.get(CSRF_HEADER) or form.get(CSRF_FIELD)
+    if not (
+        isinstance(expected, str) and isinstance(given, str)
+        and hmac.compare_digest(expected.encode(), given.encode())
+    ):
+        raise CsrfError()
+    return form
+
+
+def chrome(request: Request, section: str, flash: Flash | None = None) -> Chrome:
+    board = dashboard(request)
+    if flash is None and "flash" in request.session:
+        saved = request.session.pop("flash")
+        if isinstance(saved, dict):
+            flash = Flash(str(saved.get("kind", "ok")), str(saved.get("message", "")))
+    root = root_of(request)
+    return Chrome(
+        user=current_user(request), csrf=csrf_token(request), root=root,
+        open_access=board.open_access, section=section, now=board.engine.clock(),
+        css=root + board.asset("app.css"), js=root + board.asset("app.js"),
+        htmx=root + board.asset("htmx-4.0.1.min.js"), flash=flash,
+    )
+
+
+def remember_flash(request: Request, flash: Flash) -> None:
+    """For a form posted without htmx: shown by the page the redirect lands on."""
+    request.session["flash"] = {"kind": flash.kind, "message": flash.message[:500]}
+
+
+def local_path(target: Any, root: str = "") -> str:
+    """`target` if it is a path on this site, else the instances page (no open redirects)."""
+    if (
+        isinstance(target, str) and target.startswith("/") and not target.startswith("//")
+        and "\\" not in target and len(target) < 2000
+    ):
+        return target
+    return root + "/"
+
+
+def login_redirect(request: Request) -> Response:
+    root = root_of(request)
+    path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    target = f"{root}/login?next={quote(path, safe='')}"
+    if request.headers.get("hx-request") == "true":
+        return Response(status_code=401, headers={"HX-Redirect": target})
+    return RedirectResponse(target, status_code=303)
+
+
+# --- the sign-in page ----------------------------------------------------------------------------
+
+
+class LoginPage:
+    """Template context of the sign-in page."""
+
+    def __init__(self, next_path: str, name: str = "", error: str | None = None,
+                 open_access: bool = False) -> None:
+        self.next_path = next_path
+        self.name = name
+        self.error = error
+        self.open_access = open_access
+
+
+async def login_page(request: Request) -> Response:
+    board = dashboard(request)
+    root = root_of(request)
+    page = LoginPage(local_path(request.query_params.get("next"), root),
+                     open_access=board.open_access)
+    return template(request, "pages/login.html", page, chrome(request, "login"))
+
+
+async def login_submit(request: Request) -> Response:
+    board = dashboard(request)
+    root = root_of(request)
+    form = await checked_form(request)
+    name = str(form.get("username") or "").strip()[:200]
+    password = str(form.get("password") or "")
+    next_path = local_path(form.get("next"), root)
+    if board.open_access and name:
+        return _signed_in(request, name, "", next_path)
+    stored = board.users.get(name)
+    ok = verify_password(password, stored if stored is not None else _DUMMY)
+    if stored is None or not ok:
+        page = LoginPage(next_path, name, "Wrong user name or password.", board.open_access)
+        return template(request, "pages/login.html", page, chrome(request, "login"),
+                        status_code=401)
+    return _signed_in(request, name, stored, next_path)
+
+
+def _signed_in(request: Request, name: str, stored: str, next_path: str) -> Response:
+    request.session.clear()
+    request.session.update({"user": name, "pw": _fingerprint(stored) if stored else "",
+                            "csrf": secrets.token_urlsafe(32)})
+    return RedirectResponse(next_path, status_code=303)
+
+
+async def logout(request: Request) -> Response:
+    await checked_form(request)
+    request.session.clear()
+    root = root_of(request)
+    return RedirectResponse(f"{root}/login", status_code=303)
+
+
+# --- the API's bearer tokens ---------------------------------------------------------------------
+
+
+class TokenError(Exception):
+    """No valid bearer token on an API request: 401."""
+
+
+def api_actor(request: Request) -> str:
+    """The actor an API request acts as, from `Authorization: Bearer <token>`."""
+    board = dashboard(request)
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    if scheme.lower() == "bearer" and token:
+        found = None
+        for known, actor in board.api_tokens.items():
+            if hmac.compare_digest(known.encode(), token.encode()):
+                found = actor
+        if found is not None:
+            return found
+        raise TokenError("the bearer token is not valid")
+    if board.open_access and not header:
+        return OPEN_ACCESS_USER
+    raise TokenError("an API request needs an 'Authorization: Bearer <token>' header")

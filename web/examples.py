@@ -1,0 +1,181 @@
+"""Example workflows for `make run` / `signoff serve`: enough to see every part of the dashboard.
+
+- `Expense`: an approval with reminders, escalation and a timeout.
+- `Onboarding`: an `Input` form, a parallel `Go` thread, a `WaitFor` and a plain event.
+- `NightlyReport`: a step that fails sometimes (a flaky upstream), so retry can be shown.
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import timedelta
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from engine import (
+    Approval,
+    Decision,
+    Go,
+    Handler,
+    If,
+    Input,
+    On,
+    Retry,
+    Return,
+    S,
+    Statement,
+    Step,
+    Timeout,
+    Wait,
+    WaitFor,
+    Workflow,
+)
+
+
+class Expense(Workflow):
+    """An expense claim. Alice approves or denies; a reminder goes out every 4 hours, Carol
+    may decide too after a day, and without a decision the claim lapses after three days."""
+
+    employee: str = "bob"
+    amount: int = Field(0, ge=0, description="in EUR")
+    description: str = ""
+    approved: bool = Field(False, json_schema_extra={"readOnly": True})
+    decided_by: str = Field("", json_schema_extra={"readOnly": True})
+    reason: str = Field("", json_schema_extra={"readOnly": True})
+    paid: bool = Field(False, json_schema_extra={"readOnly": True})
+
+    def definition(self) -> Statement:
+        return S(
+            Step("record claim", self.record),
+            Wait(
+                "manager approval",
+                On("decision", Approval(
+                    approve=self.on_approve, deny=self.on_deny,
+                    title=f"Expense: {self.amount} EUR for {self.employee}",
+                    text=self.description or None, approvers=["alice"],
+                    remind_every=timedelta(hours=4), escalate_after=timedelta(days=1),
+                    escalate_to=["carol"], slack_channel="#approvals",
+                )),
+                On("timeout", Timeout(after=timedelta(days=3)),
+                   Step("notify lapsed", self.record),
+                   Return(error="no decision within 3 days")),
+            ),
+            If(not self.approved, Return(error=f"denied by {self.decided_by}: {self.reason}")),
+            Step("pay out", self.pay),
+            Return({"paid": self.amount, "to": self.employee}),
+        )
+
+    def record(self) -> None:
+        pass
+
+    def on_approve(self, decision: Decision) -> None:
+        self.approved, self.decided_by = True, decision.actor or ""
+
+    def on_deny(self, decision: Decision) -> None:
+        self.decided_by, self.reason = decision.actor or "", decision.reason
+
+    def pay(self) -> None:
+        self.paid = True
+
+
+class Equipment(BaseModel):
+    laptop: Literal["MacBook Pro 14", "ThinkPad X1 Carbon", "Framework 13"]
+    monitors: int = Field(1, ge=0, le=3)
+    notes: str = ""
+
+
+class Onboarding(Workflow):
+    """A new colleague: IT sets up accounts in parallel while the manager picks equipment;
+    the first day starts once both are done."""
+
+    person: str = "dana"
+    team: str = "platform"
+    laptop: str = Field("", json_schema_extra={"readOnly": True})
+    monitors: int = Field(0, json_schema_extra={"readOnly": True})
+    accounts_ready: bool = Field(False, json_schema_extra={"readOnly": True})
+    trained: bool = Field(False, json_schema_extra={"readOnly": True})
+
+    def definition(self) -> Statement:
+        return S(
+            Go("accounts", S(
+                Step("create accounts", self.create_accounts),
+                Wait("security training",
+                     On("training done", Handler(), Step("mark trained", self.mark_trained))),
+            ), id="it"),
+            Wait("equipment", On("equipment", Input(Equipment, self.set_equipment))),
+            Step("order equipment", self.order),
+            WaitFor("accounts ready", lambda: self.accounts_ready and self.trained),
+            Return({"person": self.person, "laptop": self.laptop}),
+        )
+
+    def create_accounts(self) -> None:
+        self.accounts_ready = True
+
+    def mark_trained(self) -> None:
+        self.trained = True
+
+    def set_equipment(self, equipment: Equipment) -> None:
+        self.laptop, self.monitors = equipment.laptop, equipment.monitors
+
+    def order(self) -> None:
+        pass
+
+
+class FlakyUpstream:
+    """The data warehouse the report reads: it times out now and then. `fail_next` makes the
+    next calls fail for sure (demos and tests), `failure_rate` the rest at random."""
+
+    def __init__(self, failure_rate: float = 0.3) -> None:
+        self.failure_rate = failure_rate
+        self.fail_next = 0
+
+    def fetch(self, day: str) -> int:
+        if self.fail_next > 0:
+            self.fail_next -= 1
+            raise TimeoutError(f"warehouse did not answer for {day or 'today'} within 30 s")
+        if random.random() < self.failure_rate:
+            raise TimeoutError(f"warehouse did not answer for {day or 'today'} within 30 s")
+        return 1000 + len(day) * 37
+
+
+UPSTREAM = FlakyUpstream()
+
+
+class NightlyReport(Workflow):
+    """Fetches figures from a flaky warehouse (two tries, then an operator retries), renders
+    the report and waits for someone to publish it, or publishes it by itself after 2 hours."""
+
+    day: str = "2026-01-05"
+    rows: int = Field(0, json_schema_extra={"readOnly": True})
+    published_by: str = Field("", json_schema_extra={"readOnly": True})
+    rejected: str = Field("", json_schema_extra={"readOnly": True})
+
+    def definition(self) -> Statement:
+        return S(
+            Step("fetch figures", self.fetch,
+                 retry=Retry(attempts=2, backoff=timedelta(seconds=30))),
+            Step("render report", self.render),
+            Wait("review",
+                 On("publish", Approval(approve=self.on_publish, deny=self.on_reject,
+                                        title=f"Publish the report of {self.day}",
+                                        require_reason=True)),
+                 On("auto publish", Timeout(after=timedelta(hours=2)))),
+            If(bool(self.rejected), Return(error=f"not published: {self.rejected}")),
+            Return({"rows": self.rows, "published_by": self.published_by or "timer"}),
+        )
+
+    def fetch(self) -> None:
+        self.rows = UPSTREAM.fetch(self.day)
+
+    def render(self) -> None:
+        pass
+
+    def on_publish(self, decision: Decision) -> None:
+        self.published_by = decision.actor or ""
+
+    def on_reject(self, decision: Decision) -> None:
+        self.rejected = f"{decision.actor}: {decision.reason}"
+
+
+WORKFLOWS: list[type[Workflow]] = [Expense, Onboarding, NightlyReport]

@@ -1,0 +1,279 @@
+"""The instance page: data, result or error, threads and their open waits, the definition as
+a tree with each thread's position marked, the history; and every operator action on it
+(approve, deny, send an event, retry, cancel, move a thread), each updating the page in place."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from engine import Engine, HistoryEntry, InstanceView, ThreadView, WaitView
+from engine.outline import Node, goto_targets, outline, statement_names
+from web.actions import Outcome, attempt, refusal
+from web.auth import checked_form, chrome, remember_flash, require_user
+from web.forms import FormField, fields_from_schema, parse_submission
+from web.render import Flash, render, template, wants_fragment
+from web.state import dashboard, root_of
+
+HISTORY_SHOWN = 500
+MAX_REASON = 2000
+TERMINAL = ("completed", "cancelled")
+LIVE_OR_FAILED = ("running", "waiting", "blocked", "retrying", "failed")
+
+
+@dataclass(frozen=True)
+class WaitPanel:
+    view: WaitView
+    title: str | None
+    text: str | None
+    approvers: list[str] | None
+    may_decide: bool
+    require_reason: bool
+    fields: list[FormField]
+    escalated: bool
+    reminders: int
+
+
+@dataclass(frozen=True)
+class ThreadPanel:
+    view: ThreadView
+    waits: list[WaitPanel]
+    events: list[str]
+    goto_targets: list[str]
+    missing: bool
+    retryable: bool
+
+
+@dataclass(frozen=True)
+class InstancePage:
+    view: InstanceView
+    data_json: str
+    result_json: str | None
+    threads: list[ThreadPanel]
+    tree: Node | None
+    tree_problem: str | None
+    marks: dict[str, list[str]]  # statement name -> "thread (status)" standing there
+    go_marks: dict[str, list[str]]  # Go name -> threads it started
+    missing: list[tuple[str, str]]  # (thread, statement) absent from the definition
+    history: list[HistoryEntry]
+    history_total: int
+    live: bool
+    poll_query: str
+    flash: Flash | None
+    user: str
+
+    @property
+    def terminal(self) -> bool:
+        return self.view.status in TERMINAL
+
+
+def _pretty(value: Any) -> str:
+    return json.dumps(value, indent=2, ensure_ascii=False, default=str)
+
+
+def build(engine: Engine, instance_id: str, user: str, flash: Flash | None = None) -> InstancePage:
+    """Everything the page shows, read in one go (call it in the thread pool)."""
+    view = engine.get(instance_id)
+    history = engine.history(instance_id)
+    tree: Node | None = None
+    problem: str | None = None
+    names: set[str] | None = None
+    definition = None
+    cls = engine.workflows.get(view.workflow)
+    if cls is None:
+        problem = f"workflow '{view.workflow}' is not registered in this process"
+    else:
+        try:
+            definition = cls.model_validate(view.data).definition()
+            tree = outline(definition)
+            names = statement_names(definition)
+        except Exception as exc:  # the workflow's own code: show, don't crash the page
+            problem = f"building the definition from this instance's data failed: {exc}"
+    identities = engine.services.identities(user)
+    marks: dict[str, list[str]] = {}
+    go_marks: dict[str, list[str]] = {}
+    missing: list[tuple[str, str]] = []
+    panels: list[ThreadPanel] = []
+    for thread in view.threads:
+        here = thread.status in LIVE_OR_FAILED and thread.step is not None
+        gone = bool(here and names is not None and thread.step not in names)
+        if here and thread.step is not None:
+            marks.setdefault(thread.step, []).append(f"{thread.id} ({thread.status})")
+            if gone:
+                missing.append((thread.id, thread.step))
+        if thread.id != "main":
+            go_marks.setdefault(thread.name, []).append(f"{thread.id} ({thread.status})")
+        root = None if thread.id == "main" else thread.name
+        panels.append(ThreadPanel(
+            view=thread,
+            waits=[_wait_panel(w, identities) for w in thread.waits],
+            events=[w.event for w in thread.waits],
+            goto_targets=goto_targets(definition, root) if definition is not None else [],
+            missing=gone,
+            retryable=thread.status in ("failed", "retrying") and view.status not in TERMINAL,
+        ))
+    live = view.status not in TERMINAL
+    return InstancePage(
+        view=view, data_json=_pretty(view.data),
+        result_json=None if view.result is None else _pretty(view.result),
+        threads=panels, tree=tree, tree_problem=problem, marks=marks, go_marks=go_marks,
+        missing=missing, history=list(reversed(history[-HISTORY_SHOWN:])),
+        history_total=len(history), live=live, poll_query=f"?since={view.version}",
+        flash=flash, user=user,
+    )
+
+
+def _wait_panel(wait: WaitView, identities: set[str]) -> WaitPanel:
+    info = wait.info or {}
+    stored = wait.stored or {}
+    escalated = bool(stored.get("escalated"))
+    approvers = info.get("approvers")
+    if approvers is not None:
+        approvers = [*approvers, *((info.get("escalate_to") or []) if escalated else [])]
+    allowed = approvers is None or bool(identities & set(approvers))
+    may_decide = wait.kind == "approval" and allowed
+    schema = info.get("schema")
+    fields = fields_from_schema(schema) if wait.kind == "input" and isinstance(schema, dict) else []
+    return WaitPanel(
+        view=wait, title=info.get("title"), text=info.get("text"), approvers=approvers,
+        may_decide=may_decide, require_reason=bool(info.get("require_reason", True)),
+        fields=fields, escalated=escalated, reminders=int(stored.get("reminders", 0) or 0),
+    )
+
+
+def _path(request: Request, instance_id: str) -> str:
+    return f"{root_of(request)}/instances/{quote(instance_id, safe='')}"
+
+
+async def page(request: Request) -> Response:
+    user = require_user(request)
+    board = dashboard(request)
+    instance_id = request.path_params["instance_id"]
+    since = request.query_params.get("since")
+    if since is not None and wants_fragment(request):
+        view = await run_in_threadpool(board.engine.get, instance_id)
+        if str(view.version) == since:
+            return Response(status_code=204, headers={"Vary": "HX-Request"})
+    context = await run_in_threadpool(build, board.engine, instance_id, user)
+    return render(request, "pages/instance.html", "partials/instance.html", context,
+                  chrome(request, "instances"))
+
+
+async def _respond(request: Request, instance_id: str, user: str, outcome: Outcome) -> Response:
+    """After an action: the refreshed instance with the outcome, in place (htmx) or by redirect."""
+    board = dashboard(request)
+    board.changed()
+    if not wants_fragment(request):
+        if outcome.flash is not None:
+            remember_flash(request, outcome.flash)
+        return RedirectResponse(_path(request, instance_id), status_code=303)
+    context = await run_in_threadpool(build, board.engine, instance_id, user, outcome.flash)
+    return template(request, "partials/instance.html", context, chrome(request, "instances"),
+                    status_code=outcome.status_code)
+
+
+def _text(form: FormData, name: str, limit: int = 200) -> str:
+    value = form.get(name)
+    return value.strip()[:limit] if isinstance(value, str) else ""
+
+
+async def send(request: Request) -> Response:
+    """Approve, deny, an Input form, or any event with a JSON payload."""
+    user = require_user(request)
+    form = await checked_form(request)
+    board = dashboard(request)
+    instance_id = request.path_params["instance_id"]
+    event = _text(form, "event")
+    thread = _text(form, "thread") or None
+    mode = _text(form, "mode")
+    payload: dict[str, Any] | None = None
+    outcome: Outcome | None = None
+    if not event:
+        outcome = refusal("Choose the event to send.")
+    elif mode in ("approve", "deny"):
+        reason = form.get("reason")
+        reason = reason.strip() if isinstance(reason, str) else ""
+        if len(reason) > MAX_REASON:
+            outcome = refusal(f"The reason is longer than {MAX_REASON} characters.")
+        payload = {"approved": mode == "approve", "reason": reason}
+    elif mode == "input":
+        view = await run_in_threadpool(board.engine.get, instance_id)
+        wait = next((w for t in view.threads for w in t.waits
+                     if w.event == event and (thread is None or t.id == thread)), None)
+        schema = (wait.info or {}).get("schema") if wait is not None else None
+        if not isinstance(schema, dict):
+            payload = {}
+        else:
+            payload, errors = parse_submission(fields_from_schema(schema), form)
+            if errors:
+                outcome = refusal("Invalid input: " + "; ".join(f"{k}: {v}"
+                                                                for k, v in errors.items()))
+    else:
+        raw = form.get("payload")
+        text = raw if isinstance(raw, str) else ""
+        try:
+            parsed = json.loads(text) if text.strip() else {}
+        except json.JSONDecodeError as exc:
+            outcome = refusal(f"The payload is not valid JSON: {exc.msg} at line {exc.lineno}, "
+                              f"column {exc.colno}.")
+        else:
+            if isinstance(parsed, dict):
+                payload = parsed
+            else:
+                outcome = refusal("The payload must be a JSON object, like {\"key\": \"value\"}.")
+    if outcome is None:
+        outcome = await attempt(board.engine.send, instance_id, event, payload, actor=user,
+                                thread=thread, via="web")
+        if outcome.ok:
+            done = {"approve": "Approved", "deny": "Denied"}.get(mode, f"Sent '{event}'")
+            outcome.flash = Flash("ok", f"{done}. The instance is now {outcome.value.status}.")
+    return await _respond(request, instance_id, user, outcome)
+
+
+async def retry(request: Request) -> Response:
+    user = require_user(request)
+    form = await checked_form(request)
+    instance_id = request.path_params["instance_id"]
+    thread = _text(form, "thread") or None
+    outcome = await attempt(dashboard(request).engine.retry, instance_id, thread, actor=user,
+                            via="web")
+    if outcome.ok:
+        which = f"thread {thread}" if thread else "the failed threads"
+        outcome.flash = Flash("ok", f"Retried {which}. The instance is now "
+                                    f"{outcome.value.status}.")
+    return await _respond(request, instance_id, user, outcome)
+
+
+async def cancel(request: Request) -> Response:
+    user = require_user(request)
+    form = await checked_form(request)
+    instance_id = request.path_params["instance_id"]
+    reason = _text(form, "reason", MAX_REASON) or None
+    outcome = await attempt(dashboard(request).engine.cancel, instance_id, reason, actor=user,
+                            via="web")
+    if outcome.ok:
+        outcome.flash = Flash("ok", "Cancelled.")
+    return await _respond(request, instance_id, user, outcome)
+
+
+async def goto(request: Request) -> Response:
+    user = require_user(request)
+    form = await checked_form(request)
+    instance_id = request.path_params["instance_id"]
+    thread, step = _text(form, "thread"), _text(form, "step")
+    if not thread or not step:
+        outcome = refusal("Choose a thread and the step to move it to.")
+    else:
+        outcome = await attempt(dashboard(request).engine.goto, instance_id, thread, step,
+                                actor=user, via="web")
+        if outcome.ok:
+            outcome.flash = Flash("ok", f"Moved thread {thread} to '{step}'. The instance is "
+                                        f"now {outcome.value.status}.")
+    return await _respond(request, instance_id, user, outcome)
