@@ -28,7 +28,7 @@ from engine.handlers import Services, upcoming
 from engine.records import Record, Stored
 from engine.runner import Runner
 from engine.slack_client import client_from_environment
-from engine.state import InstanceState, ThreadState
+from engine.state import Decided, InstanceState, ThreadState
 from engine.store import Store
 from engine.tree import Entry
 from engine.validate import validate
@@ -49,10 +49,10 @@ class Engine:
         self,
         url: str = "sqlite:///signoff.db",
         workflows: Iterable[type[Workflow]] = (),
-        *,
         clock: Callable[[], datetime] | None = None,
         slack: Any = None,
         slack_users: Mapping[str, str] | None = None,
+        *,
         lease: timedelta = timedelta(seconds=60),
         synchronous: str = "FULL",
     ) -> None:
@@ -74,12 +74,14 @@ class Engine:
             raise DefinitionError(f"{workflow!r} is not a Workflow subclass")
         name = workflow.registered_name()
         try:
-            definition = workflow.model_construct().definition()
+            definition = workflow.model_construct(**_placeholders(workflow)).definition()
         except DefinitionError:
             raise
         except Exception as exc:
             raise DefinitionError(
-                f"workflow {name}: building the definition from its defaults failed: {exc}"
+                f"workflow {name}: building the definition from its defaults failed: "
+                f"{_error_text(exc)} (fields without a default get a placeholder such as 0, '' "
+                "or None here: give such a field a default if definition() needs more)"
             ) from exc
         validate(definition, name)
         self.workflows[name] = workflow
@@ -157,16 +159,27 @@ class Engine:
         instance_id: str,
         event: str,
         payload: Mapping[str, Any] | None = None,
-        *,
         actor: str | None = None,
         thread: str | None = None,
         via: str = "api",
+        *,
+        wait_key: str | None = None,
     ) -> InstanceView:
-        """Deliver `event`; returns once it is applied, raises if it is refused."""
+        """Deliver `event`; returns once it is applied, raises if it is refused.
+
+        `wait_key` (a WaitView's `key`) names the one opening of a wait the sender saw; if that
+        wait has ended, the event is refused as already decided rather than given to a later
+        wait of the same name. An event that arrives while the instance is mid-transition,
+        before the wait for it has begun, is kept and delivered when that wait begins.
+        """
         payload = _checked_payload(payload)
         while True:
             work = self._load(instance_id)
-            target = self._waiting_thread(work, event, thread)
+            target = self._waiting_thread(work, event, thread, wait_key)
+            if target is None:
+                if self.runner.keep_for_later(work, event, payload, actor, thread, via):
+                    return self.get(instance_id)
+                continue
             owner = self.runner.event(work, target, event, payload, actor, via)
             if owner is None:
                 continue  # someone committed first: look again
@@ -175,8 +188,8 @@ class Engine:
             return self.get(instance_id)
 
     def retry(
-        self, instance_id: str, thread: str | None = None, *, actor: str | None = None,
-        via: str = "api",
+        self, instance_id: str, thread: str | None = None, actor: str | None = None,
+        *, via: str = "api",
     ) -> InstanceView:
         """Re-enter the statement a failed (or backing-off) thread stopped at."""
         def pick(work: Working) -> list[ThreadState]:
@@ -194,6 +207,7 @@ class Engine:
                 # The position is kept as it is: a failed step or wait is re-entered (AT), but a
                 # thread that failed after a committed step (AFTER) or an accepted event (EVENT)
                 # walks on from there, so nothing committed runs twice.
+                self.runner.end_waits(work, t, now, handled_event=None)  # set up afresh
                 t.status, t.retry_at, t.attempts = "running", None, 0
                 t.error = t.traceback = None
                 work.note(Record(now, "retry", thread=t.id, name=t.at, actor=actor, via=via))
@@ -201,8 +215,8 @@ class Engine:
         return self._operate(instance_id, change)
 
     def cancel(
-        self, instance_id: str, reason: str | None = None, *, actor: str | None = None,
-        via: str = "api",
+        self, instance_id: str, reason: str | None = None, actor: str | None = None,
+        *, via: str = "api",
     ) -> InstanceView:
         def change(work: Working, now: datetime) -> None:
             self.runner.stop_threads(work, now)
@@ -212,8 +226,8 @@ class Engine:
         return self._operate(instance_id, change)
 
     def goto(
-        self, instance_id: str, thread: str, step: str, *, actor: str | None = None,
-        via: str = "api",
+        self, instance_id: str, thread: str, step: str, actor: str | None = None,
+        *, via: str = "api",
     ) -> InstanceView:
         """Operator repair: continue `thread` at the named statement."""
         def change(work: Working, now: datetime) -> None:
@@ -297,12 +311,16 @@ class Engine:
     def list(
         self,
         status: str | None = None,
-        workflow: str | None = None,
+        workflow: str | type[Workflow] | None = None,
         limit: int = 50,
         *,
         search: str | None = None,
         before: tuple[datetime, str] | None = None,
     ) -> list[InstanceSummary]:
+        """Instances, most recently changed first; `before` is the (updated_at, id) of the last
+        row of the previous page (keyset pagination)."""
+        if isinstance(workflow, type):
+            workflow = workflow.registered_name()
         rows = self.store.page(status=status, workflow=workflow, search=search,
                                limit=max(1, min(limit, 500)), before=before)
         return [InstanceSummary(**r) for r in rows]
@@ -323,8 +341,13 @@ class Engine:
             )
         return Working.of(row, cls)
 
-    def _waiting_thread(self, work: Working, event: str, thread: str | None) -> ThreadState:
+    def _waiting_thread(
+        self, work: Working, event: str, thread: str | None, wait_key: str | None
+    ) -> ThreadState | None:
+        """The thread to deliver `event` to; None when it should wait in the inbox."""
         iid = work.id
+        if wait_key is not None:
+            return self._keyed_thread(work, event, wait_key)
         candidates = [
             t for t in work.state.threads.values()
             if t.status == "waiting" and any(c.event == event for c in t.cases)
@@ -337,28 +360,63 @@ class Engine:
             raise Conflict(f"several threads of {iid} wait for '{event}' ({names}): name one with thread=")
         for decided in reversed(work.state.decided):
             if event in decided.events and (thread is None or decided.thread == thread):
-                what = decided.event
-                if decided.approved is not None:
-                    what = "approved" if decided.approved else "denied"
-                who = decided.actor or ("the timer" if decided.via == "timer" else "someone")
-                raise AlreadyDecided(
-                    f"'{decided.wait}' was already decided: {what} by {who} "
-                    f"at {decided.at:%Y-%m-%d %H:%M:%S} UTC"
-                )
+                raise _already(decided)
         if work.row.status == "failed":
             raise Conflict(f"instance {iid} has failed and needs an operator: {work.row.error}")
         if work.terminal:
             raise Conflict(f"instance {iid} is {work.row.status}")
+        if self.runner.mid_transition(work) and self.runner.waits_somewhere(work, event, thread):
+            return None
         open_events = sorted({c.event for t in work.state.threads.values()
                               if t.status == "waiting" for c in t.cases})
         waits_for = ", ".join(open_events) if open_events else "nothing"
         raise NotWaiting(f"instance {iid} is not waiting for '{event}'; it waits for: {waits_for}")
 
 
+    def _keyed_thread(self, work: Working, event: str, wait_key: str) -> ThreadState:
+        for t in work.state.threads.values():
+            if t.status == "waiting" and t.wait_key == wait_key:
+                if any(c.event == event for c in t.cases):
+                    return t
+                raise NotWaiting(f"the wait {wait_key} of instance {work.id} has no event "
+                                 f"'{event}'")
+        for decided in reversed(work.state.decided):
+            if decided.key == wait_key:
+                raise _already(decided)
+        raise AlreadyDecided(f"the wait {wait_key} of instance {work.id} is no longer open "
+                             f"(instance status: {work.row.status})")
+
+
+def _already(decided: Decided) -> AlreadyDecided:
+    what = decided.event
+    if decided.approved is not None:
+        what = "approved" if decided.approved else "denied"
+    who = decided.actor or ("the timer" if decided.via == "timer" else "someone")
+    return AlreadyDecided(
+        f"'{decided.wait}' was already decided: {what} by {who} "
+        f"at {decided.at:%Y-%m-%d %H:%M:%S} UTC"
+    )
+
+
 class InvalidData(SignoffError):
     """Data or an id given to `start` that the workflow cannot take."""
 
     status_code = 422
+
+
+def _placeholders(workflow: type[Workflow]) -> dict[str, Any]:
+    """Stand-ins for required fields, so a definition can be built before any data exists."""
+    simple: dict[Any, Any] = {int: 0, float: 0.0, str: "", bool: False, list: [], dict: {}}
+    values: dict[str, Any] = {}
+    for name, info in workflow.model_fields.items():
+        if info.is_required():
+            origin = getattr(info.annotation, "__origin__", info.annotation)
+            values[name] = simple.get(origin)
+    return values
+
+
+def _error_text(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _brief(exc: Exception) -> str:
@@ -396,7 +454,7 @@ def _view(row: Stored) -> InstanceView:
             waits=[
                 WaitView(wait=t.at or "", event=c.event, kind=c.kind, began_at=c.began_at,
                          due_at=c.due_at, setup=c.setup, error=c.error, attempts=c.attempts,
-                         info=c.info, stored=c.stored,
+                         info=c.info, stored=c.stored, key=t.wait_key,
                          upcoming=upcoming(c.kind, c.began_at, c.due_at if c.setup == "done"
                                            else None, c.info, c.stored))
                 for c in (t.cases if t.status == "waiting" else [])

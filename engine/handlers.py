@@ -46,10 +46,11 @@ class WaitInfo:
     stored: dict[str, Any] | None
     services: Services
     via: str | None = None
+    moment: datetime | None = None  # the time run_due was asked about, when it was given one
 
     @property
     def now(self) -> datetime:
-        return self.services.clock()
+        return self.moment or self.services.clock()
 
 
 class FireEvent:
@@ -100,6 +101,10 @@ class Timeout(Handler):
 
     def due_at(self, wait: WaitInfo) -> datetime | None:
         return wait.began_at + self.after
+
+    def handle(self, wait: WaitInfo, payload: dict[str, Any], actor: str | None) -> None:
+        if wait.via != "timer":
+            raise NotAllowed("a timeout fires by itself when it falls due; it cannot be sent")
 
     def describe(self) -> dict[str, Any]:
         return {"after_seconds": self.after.total_seconds()}

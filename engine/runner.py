@@ -14,6 +14,7 @@ import traceback
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import datetime, timedelta
 from time import perf_counter
 from typing import Any
@@ -30,7 +31,7 @@ from engine.handlers import FIRE, Handler, Services, WaitInfo
 from engine.heartbeat import LeaseKeeper
 from engine.interpreter import Position, advance, thread_body
 from engine.records import Record
-from engine.state import Decided, OpenCase, Teardown, ThreadState
+from engine.state import Decided, OpenCase, Pending, Teardown, ThreadState
 from engine.steps import Step
 from engine.store import Store
 from engine.tree import (
@@ -191,6 +192,8 @@ class Runner:
             self.cleanups(work, now)
             if work.terminal:
                 return
+            if work.state.inbox and self._deliver(work, now):
+                self.commit(work, owner)
             thread = next((t for t in work.state.threads.values() if t.status == "running"), None)
             if thread is None:
                 if self._unblock(work):
@@ -299,6 +302,7 @@ class Runner:
 
     def _block(self, work: Working, thread: ThreadState, wait: Wait, now: datetime) -> None:
         thread.status, thread.at, thread.entry, thread.event = "waiting", wait.name, Entry.AT, None
+        thread.wait_round += 1
         thread.cases = [
             OpenCase(event=c.event, kind=c.handler.kind, began_at=now, info=c.handler.describe())
             for c in wait.cases
@@ -337,6 +341,11 @@ class Runner:
                       f"{exc}", now)
             return
         self.stop_threads(work, now)
+        for pending in work.state.inbox:
+            work.note(Record(now, "event dropped", name=pending.event, actor=pending.actor,
+                             via=pending.via, message="the instance ended before a wait for "
+                             "this event began"))
+        work.state.inbox = []
         thread.status = "completed"
         work.row.status, work.row.result, work.row.error = "completed", result, error
         work.note(Record(now, "completed", thread="main", message=error,
@@ -345,6 +354,7 @@ class Runner:
     def fail(self, work: Working, thread: ThreadState, message: str, now: datetime,
              tb: str | None = None) -> None:
         thread.status, thread.error, thread.traceback, thread.retry_at = "failed", message, tb, None
+        work.waits_dirty = True  # a failed thread's wait leaves the inbox
         work.note(Record(now, "failed", thread=thread.id, name=thread.at, message=message))
         work.refresh_status()
 
@@ -399,6 +409,8 @@ class Runner:
             handler = self.handler(work, wait_name, event)
         except SignoffError as exc:
             handler, problem = None, str(exc)
+        except Exception as exc:  # the stored data no longer fits the model, definition() raised
+            handler, problem = None, f"building the definition failed: {_error(exc)}"
         else:
             problem = (f"wait '{wait_name}' (or its event '{event}') no longer exists in workflow "
                        f"{work.row.workflow}")
@@ -411,6 +423,59 @@ class Runner:
         case = next(c for c in thread.cases if c.event == event)
         self._apply(work, thread, handler, case, payload, actor, via, now)
         return self.commit_change(work, now)
+
+    # --- events that came early --------------------------------------------------------------
+
+    def mid_transition(self, work: Working) -> bool:
+        """A live driver holds the instance: threads may be about to begin new waits."""
+        row = work.row
+        return bool(row.lease_owner and row.lease_until and row.lease_until > self.now)
+
+    def waits_somewhere(self, work: Working, event: str, thread: str | None) -> bool:
+        """Whether the definition has a Wait with this event (in `thread`'s body, if named)."""
+        try:
+            definition = self.definition(work)
+            if thread is not None:
+                state = work.state.threads.get(thread)
+                if state is None:
+                    return False
+                definition = thread_body(definition, state.root)
+        except Exception:  # noqa: BLE001 - then the event cannot be kept for it either
+            return False
+        return any(isinstance(s, Wait) and s.case(event) for s in walk(definition))
+
+    def keep_for_later(self, work: Working, event: str, payload: dict[str, Any],
+                       actor: str | None, thread: str | None, via: str) -> bool:
+        """Put an early event in the instance's inbox; False when someone committed first."""
+        now = self.now
+        work.state.inbox.append(Pending(event=event, payload=payload, actor=actor, via=via,
+                                        thread=thread, at=now))
+        work.note(Record(now, "event kept", thread=thread, name=event, actor=actor, via=via,
+                         message="arrived mid-transition; delivered when its wait begins"))
+        return self.save(work, now)
+
+    def _deliver(self, work: Working, now: datetime) -> bool:
+        """Give kept events to the waits that have begun for them; True if any was taken."""
+        delivered = False
+        for pending in list(work.state.inbox):
+            target = next((t for t in work.state.threads.values()
+                           if t.status == "waiting" and (pending.thread in (None, t.id))
+                           and any(c.event == pending.event for c in t.cases)), None)
+            if target is None:
+                continue
+            work.state.inbox.remove(pending)
+            delivered = True
+            try:
+                handler = self.handler(work, target.at or "", pending.event)
+                if handler is None:
+                    raise StatementMissing(f"wait '{target.at}' has no event '{pending.event}'")
+                case = next(c for c in target.cases if c.event == pending.event)
+                self._apply(work, target, handler, case, pending.payload, pending.actor,
+                            pending.via, now)
+            except SignoffError as exc:
+                work.note(Record(now, "event refused", thread=target.id, name=pending.event,
+                                 actor=pending.actor, via=pending.via, message=str(exc)))
+        return delivered
 
     def _apply(self, work: Working, thread: ThreadState, handler: Handler, case: OpenCase,
                payload: dict[str, Any], actor: str | None, via: str, now: datetime) -> None:
@@ -430,7 +495,8 @@ class Runner:
         approved = payload.get("approved") if handler.kind == "approval" else None
         work.decided(Decided(thread=thread.id, wait=thread.at or "", event=case.event,
                              events=[c.event for c in thread.cases], actor=actor, via=via, at=now,
-                             approved=approved if isinstance(approved, bool) else None))
+                             approved=approved if isinstance(approved, bool) else None,
+                             key=thread.wait_key))
         shown = json.dumps(payload)
         detail: dict[str, Any] = {"wait": thread.at,
                                   "payload": payload if len(shown) <= MAX_PAYLOAD_IN_HISTORY
@@ -549,12 +615,18 @@ class Runner:
             for case in thread.cases:
                 if not (case.setup == "done" and case.due_at and case.due_at <= now):
                     continue
-                handler = self.handler(work, thread.at or "", case.event)
+                try:
+                    handler = self.handler(work, thread.at or "", case.event)
+                except Exception as exc:  # data no longer fits the model, definition() raised
+                    self.fail(work, thread, f"building the definition failed: {_error(exc)}", now,
+                              traceback.format_exc())
+                    break
                 if handler is None:
                     self.fail(work, thread, f"wait '{thread.at}' (or its event '{case.event}') no "
                               f"longer exists in workflow {work.row.workflow}", now)
                     break
-                info = self.info(work, thread.id, thread.at or "", case, "timer")
+                info = replace(self.info(work, thread.id, thread.at or "", case, "timer"),
+                               moment=now)
                 work.waits_dirty = True
                 try:
                     outcome = handler.on_due(info)
@@ -564,7 +636,7 @@ class Runner:
                     if not isinstance(outcome, dict):
                         raise TypeError(f"on_due returned {type(outcome).__name__}, not a dict")
                     self._ticked(work, thread, case, outcome, now)
-                    case.due_at = handler.due_at(self.info(work, thread.id, thread.at or "", case))
+                    case.due_at = handler.due_at(replace(info, stored=case.stored))
                     case.error, case.attempts = None, 0
                 except Exception as exc:
                     # Like a failed setup: recorded on the wait and tried again later; the other

@@ -50,6 +50,13 @@ class ThreadState(_Plain):
     retry_at: datetime | None = None
     error: str | None = None
     traceback: str | None = None
+    wait_round: int = 0  # how many times this thread has begun a wait: names one opening of it
+
+    @property
+    def wait_key(self) -> str:
+        """Identifies the wait the thread is in now; a form or button carries it so a second
+        click, or one from an earlier round of a loop, cannot decide a later wait."""
+        return f"{self.id}:{self.wait_round}"
 
     @property
     def live(self) -> bool:
@@ -82,12 +89,26 @@ class Decided(_Plain):
     via: str | None
     at: datetime
     approved: bool | None = None
+    key: str | None = None
+
+
+class Pending(_Plain):
+    """An event that arrived mid-transition, before any thread waited for it: kept and
+    delivered as soon as a wait for it begins."""
+
+    event: str
+    payload: dict[str, Any]
+    actor: str | None
+    via: str
+    thread: str | None
+    at: datetime
 
 
 class InstanceState(_Plain):
     threads: dict[str, ThreadState] = Field(default_factory=dict)
     teardowns: list[Teardown] = Field(default_factory=list)
     decided: list[Decided] = Field(default_factory=list)
+    inbox: list[Pending] = Field(default_factory=list)
 
     def next_due(self) -> datetime | None:
         """The earliest moment something of this instance must be done without an event."""

@@ -29,7 +29,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Connection
-from sqlalchemy.pool import NullPool
+from sqlalchemy.pool import StaticPool
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
@@ -143,11 +143,12 @@ class Store:
         if self.is_sqlite:
             if synchronous.upper() not in ("FULL", "NORMAL", "EXTRA", "OFF"):
                 raise ValueError(f"unknown SQLite synchronous level {synchronous!r}")
+            # one shared connection, or every new one would be a new, empty database
             memory = url in ("sqlite://", "sqlite:///:memory:")
             self.db = create_engine(
                 url,
                 connect_args={"check_same_thread": False, "timeout": 30},
-                **({"poolclass": NullPool} if memory else {"pool_size": pool_size}),
+                **({"poolclass": StaticPool} if memory else {"pool_size": pool_size}),
             )
             _configure_sqlite(self.db, synchronous.upper())
         else:

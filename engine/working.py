@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from engine.records import Record, Stored, WaitRecord
-from engine.state import Decided, InstanceState, ThreadState
+from engine.state import Decided, InstanceState, Teardown, ThreadState
 from engine.workflow import Workflow
 
 TERMINAL = ("completed", "cancelled")
@@ -72,7 +72,7 @@ class Working:
         if failed:
             self.row.status = "failed"
             self.row.error = failed[0].error
-        elif any(t.status == "running" for t in threads):
+        elif any(t.status in ("running", "retrying") for t in threads):
             self.row.status, self.row.error = "running", None
         else:
             self.row.status, self.row.error = "waiting", None
@@ -131,6 +131,11 @@ def rebase(ours: Working, theirs: Working) -> bool:
         tid for tid in changed
         if theirs.terminal or others.threads.get(tid) != base.threads.get(tid)
     }
+    stepped = {r.thread for r in ours.history if r.kind == "step" and r.thread is not None}
+    if _conflicting_fields(ours.base_data, ours.row.data, theirs.row.data):
+        # both sides set a field differently (an event's handler and our step): the event was
+        # acknowledged first, so it stands and our step runs again on the data as it now is
+        lost |= stepped & changed
     if lost and ours.terminal:
         lost = changed
     threads: dict[str, ThreadState] = {}
@@ -146,8 +151,9 @@ def rebase(ours: Working, theirs: Working) -> bool:
         decided = [d for d in mine.decided if d in base.decided or d.thread not in lost]
         state.teardowns = _merge_list(base.teardowns, teardowns, state.teardowns)
         state.decided = _merge_list(base.decided, decided, state.decided)
+        state.inbox = _merge_list(base.inbox, mine.inbox, state.inbox)
+        _keep_setup_results(mine.threads, state.teardowns)
     row = theirs.row
-    stepped = {r.thread for r in ours.history if r.kind == "step"}
     if not theirs.terminal and not stepped & lost:
         row.data = _merge_fields(ours.base_data, ours.row.data, row.data)
     if ours.terminal and not lost:
@@ -163,6 +169,28 @@ def _merge_list(base: list[Any], ours: list[Any], theirs: list[Any]) -> list[Any
     removed = [b for b in base if b not in ours]
     added = [o for o in ours if o not in base]
     return [t for t in theirs if t not in removed] + [a for a in added if a not in theirs]
+
+
+def _keep_setup_results(mine: dict[str, ThreadState], teardowns: list[Teardown]) -> None:
+    """A wait the other side ended while our setup ran still owes teardown what setup stored
+    (the Slack message to edit), which only our side knows."""
+    stored = {
+        (tid, t.at, c.event, c.began_at): c.stored
+        for tid, t in mine.items() for c in t.cases if c.stored is not None
+    }
+    for teardown in teardowns:
+        if teardown.stored is None:
+            teardown.stored = stored.get(
+                (teardown.thread, teardown.wait, teardown.event, teardown.began_at))
+
+
+def _conflicting_fields(base: str, ours: str, theirs: str) -> bool:
+    b, o, t = json.loads(base), json.loads(ours), json.loads(theirs)
+    return any(
+        b.get(key, _MISSING) != value and b.get(key, _MISSING) != t.get(key, _MISSING)
+        and t.get(key, _MISSING) != value
+        for key, value in o.items()
+    )
 
 
 def _merge_fields(base: str, ours: str, theirs: str) -> str:

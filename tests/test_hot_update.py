@@ -251,7 +251,7 @@ def test_a_definition_that_cannot_be_built_from_defaults_is_refused(sqlite_url: 
             raise RuntimeError("needs a database")
 
     with pytest.raises(DefinitionError, match="workflow Crashes: building the definition from "
-                                              "its defaults failed: needs a database"):
+                                              "its defaults failed: RuntimeError: needs a database"):
         Engine(sqlite_url, [Crashes])
 
 

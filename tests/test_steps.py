@@ -110,7 +110,7 @@ def test_a_failing_step_is_retried_with_backoff_and_then_succeeds(flaky: Engine,
 
     got = flaky.get(iid)
     main = got.thread("main")
-    assert (got.status, main.status, main.step) == ("waiting", "retrying", "flaky")
+    assert (got.status, main.status, main.step) == ("running", "retrying", "flaky")
     assert main.attempts == 1
     assert main.retry_at == clock.now + timedelta(seconds=10)
     assert got.data == {"trace": ["before"]}  # the failed attempt changed nothing
