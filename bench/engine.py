@@ -18,10 +18,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from engine import Approval, Engine, On, Return, S, Step, Wait, Workflow  # noqa: E402
-from engine.interpreter import Position, advance  # noqa: E402
-from engine.tree import Entry, RunStep  # noqa: E402
-from engine.validate import validate  # noqa: E402
+from engine import Approval, Engine, On, Return, S, Step, Wait, Workflow
+from engine.interpreter import Position, advance
+from engine.tree import Entry, RunStep
+from engine.validate import validate
 
 STEPS = 20
 
@@ -166,22 +166,31 @@ def main() -> None:
         base = Path(tmp)
         print(f"signoff engine benchmark: {rounds} rounds each, medians; SQLite file in {tmp}")
         us = interpreter_us_per_step(rounds)
-        print(f"interpreter, in memory, {STEPS}-statement workflow: {us:.2f} us/step "
-              "(rebuild + resume by name; validated once per transition)")
+        print(
+            f"interpreter, in memory, {STEPS}-statement workflow: {us:.2f} us/step "
+            "(rebuild + resume by name; validated once per transition)"
+        )
         size = row_size(f"sqlite:///{base}/size.db")
         figures: dict[str, dict[str, float]] = {}
         for sync in ("NORMAL", "FULL"):
             raw = raw_sqlite_tps(base / f"raw-{sync}.db", sync, rounds, size, 2000)
-            steps = durable_steps_per_second(f"sqlite:///{base}/steps-{sync}.db", sync, rounds,
-                                             instances)
-            rate, p50, p99 = approvals(f"sqlite:///{base}/appr-{sync}.db", sync, rounds,
-                                       instances)
-            figures[sync] = {"raw_tps": raw, "steps_per_s": steps, "approvals_per_s": rate,
-                             "event_to_resume_p50_ms": p50, "event_to_resume_p99_ms": p99}
+            steps = durable_steps_per_second(
+                f"sqlite:///{base}/steps-{sync}.db", sync, rounds, instances
+            )
+            rate, p50, p99 = approvals(f"sqlite:///{base}/appr-{sync}.db", sync, rounds, instances)
+            figures[sync] = {
+                "raw_tps": raw,
+                "steps_per_s": steps,
+                "approvals_per_s": rate,
+                "event_to_resume_p50_ms": p50,
+                "event_to_resume_p99_ms": p99,
+            }
             print(f"\nsynchronous={sync}")
             print(f"  raw sqlite3 read-modify-write ({size} B row + history row): {raw:,.0f} tx/s")
-            print(f"  durable steps:                {steps:,.0f} steps/s "
-                  f"({steps / raw:.2f}x raw sqlite3 transactions)")
+            print(
+                f"  durable steps:                {steps:,.0f} steps/s "
+                f"({steps / raw:.2f}x raw sqlite3 transactions)"
+            )
             print(f"  approval workflows end to end: {rate:,.0f} /s")
             print(f"  event-to-resume latency:      p50 {p50:.2f} ms, p99 {p99:.2f} ms")
         print("\n" + json.dumps({"interpreter_us_per_step": us, **figures}, indent=1))

@@ -54,8 +54,12 @@ def build(path: Path, count: int) -> dict[str, str]:
     cols = [r[1] for r in db.execute("PRAGMA table_info(signoff_instances)")]
     wcols = [r[1] for r in db.execute("PRAGMA table_info(signoff_waits)") if r[1] != "id"]
     rows = {r[0]: r for r in db.execute(f"SELECT {', '.join(cols)} FROM signoff_instances")}
-    waits = {t: db.execute(f"SELECT {', '.join(wcols)} FROM signoff_waits WHERE instance_id=?",
-                           (t,)).fetchall() for t in templates}
+    waits = {
+        t: db.execute(
+            f"SELECT {', '.join(wcols)} FROM signoff_waits WHERE instance_id=?", (t,)
+        ).fetchall()
+        for t in templates
+    }
     # mostly waiting approvals, some done, a few failed, some onboarding: an ops mix
     mix = [templates[0]] * 6 + [templates[1]] * 2 + [templates[2]] + [templates[3]]
     start = datetime(2026, 1, 1, tzinfo=UTC)
@@ -75,10 +79,16 @@ def build(path: Path, count: int) -> dict[str, str]:
             w[wcols.index("began_at")] = stamp
             new_waits.append(w)
     with db:
-        db.executemany(f"INSERT INTO signoff_instances ({', '.join(cols)}) VALUES "
-                       f"({', '.join('?' * len(cols))})", new_rows)
-        db.executemany(f"INSERT INTO signoff_waits ({', '.join(wcols)}) VALUES "
-                       f"({', '.join('?' * len(wcols))})", new_waits)
+        db.executemany(
+            f"INSERT INTO signoff_instances ({', '.join(cols)}) VALUES "
+            f"({', '.join('?' * len(cols))})",
+            new_rows,
+        )
+        db.executemany(
+            f"INSERT INTO signoff_waits ({', '.join(wcols)}) VALUES "
+            f"({', '.join('?' * len(wcols))})",
+            new_waits,
+        )
     db.execute("ANALYZE")
     db.close()
     return {"instance": templates[0]}
@@ -122,9 +132,11 @@ async def measure(client: httpx.AsyncClient, path: str, n: int, inflight: int) -
     await asyncio.gather(*(worker() for _ in range(inflight)))
     elapsed = time.perf_counter() - started
     times.sort()
-    return {"p50": statistics.median(times) * 1000,
-            "p99": times[min(len(times) - 1, int(len(times) * 0.99))] * 1000,
-            "rps": n / elapsed}
+    return {
+        "p50": statistics.median(times) * 1000,
+        "p99": times[min(len(times) - 1, int(len(times) * 0.99))] * 1000,
+        "rps": n / elapsed,
+    }
 
 
 async def run(base: str, paths: dict[str, str], n: int) -> None:
@@ -132,8 +144,10 @@ async def run(base: str, paths: dict[str, str], n: int) -> None:
     async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as client:
         login = await client.get("/login")
         token = re.search(r'name="csrf_token" value="([^"]+)"', login.text).group(1)  # type: ignore[union-attr]
-        await client.post("/login", data={"username": "alice", "password": PASSWORD,
-                                          "csrf_token": token, "next": "/"})
+        await client.post(
+            "/login",
+            data={"username": "alice", "password": PASSWORD, "csrf_token": token, "next": "/"},
+        )
         first = await client.get("/")
         assert first.status_code == 200, first.status_code
         # a cursor ~half-way down: follow "Older" links the way a person would, then jump
@@ -168,8 +182,11 @@ def main() -> None:
     ids = build(db, args.instances)
     print(f"built {args.instances:,} instances in {time.perf_counter() - t0:.1f} s ({db})")
     port = free_port()
-    server = subprocess.Popen([sys.executable, __file__, "--serve", str(db), str(port)],
-                              cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    server = subprocess.Popen(
+        [sys.executable, __file__, "--serve", str(db), str(port)],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     try:
         deadline = time.monotonic() + 30
         while True:

@@ -33,8 +33,8 @@ from engine.store import Store
 from engine.tree import Entry
 from engine.validate import validate
 from engine.views import HistoryEntry, InstanceSummary, InstanceView, ThreadView, WaitView
-from engine.working import Working
 from engine.workflow import Workflow
+from engine.working import Working
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$")
 MAX_PAYLOAD_BYTES = 256 * 1024
@@ -59,7 +59,9 @@ class Engine:
         self.store = Store(url, synchronous=synchronous)
         self.clock = clock or utcnow
         self.slack = slack if slack is not None else client_from_environment()
-        self.services = Services(clock=self._now, slack=self.slack, slack_users=dict(slack_users or {}))
+        self.services = Services(
+            clock=self._now, slack=self.slack, slack_users=dict(slack_users or {})
+        )
         self.workflows: dict[str, type[Workflow]] = {}
         self.runner = Runner(self.store, self.services, lease, self._wake_listeners)
         self._due_listeners: list[Callable[[str, datetime], None]] = []
@@ -109,7 +111,9 @@ class Engine:
             return self.workflows[name]
         except KeyError:
             known = ", ".join(sorted(self.workflows)) or "none"
-            raise UnknownWorkflow(f"no workflow named '{name}' is registered (known: {known})") from None
+            raise UnknownWorkflow(
+                f"no workflow named '{name}' is registered (known: {known})"
+            ) from None
 
     # --- transitions ---------------------------------------------------------------------------
 
@@ -137,19 +141,30 @@ class Engine:
             id = uuid.uuid4().hex
         elif not isinstance(id, str) or not ID_PATTERN.match(id):
             raise InvalidData(
-                "an instance id is 1-100 letters, digits or . _ : - and starts with a letter or digit"
+                "an instance id is 1-100 letters, digits or . _ : - "
+                "and starts with a letter or digit"
             )
         now = self._now()
         state = InstanceState(threads={"main": ThreadState(id="main", name="main")})
         owner = uuid.uuid4().hex
         row = Stored(
-            id=id, workflow=cls.registered_name(), status="running", data=data_json,
-            state=state.model_dump_json(), result=None, error=None, version=1,
-            due_at=now + self.runner.lease, lease_owner=owner,
-            lease_until=now + self.runner.lease, created_at=now, updated_at=now,
+            id=id,
+            workflow=cls.registered_name(),
+            status="running",
+            data=data_json,
+            state=state.model_dump_json(),
+            result=None,
+            error=None,
+            version=1,
+            due_at=now + self.runner.lease,
+            lease_owner=owner,
+            lease_until=now + self.runner.lease,
+            created_at=now,
+            updated_at=now,
         )
-        self.store.insert(row, [], [Record(now, "started", actor=actor, via=via,
-                                           name=cls.registered_name())])
+        self.store.insert(
+            row, [], [Record(now, "started", actor=actor, via=via, name=cls.registered_name())]
+        )
         work = Working.of(row, cls)
         self.runner.drive(work, owner)
         return id
@@ -188,18 +203,27 @@ class Engine:
             return self.get(instance_id)
 
     def retry(
-        self, instance_id: str, thread: str | None = None, actor: str | None = None,
-        *, via: str = "api",
+        self,
+        instance_id: str,
+        thread: str | None = None,
+        actor: str | None = None,
+        *,
+        via: str = "api",
     ) -> InstanceView:
         """Re-enter the statement a failed (or backing-off) thread stopped at."""
+
         def pick(work: Working) -> list[ThreadState]:
-            candidates = [t for t in work.state.threads.values() if t.status in ("failed", "retrying")]
+            candidates = [
+                t for t in work.state.threads.values() if t.status in ("failed", "retrying")
+            ]
             if thread is not None:
                 candidates = [t for t in candidates if t.id == thread]
             if not candidates:
-                raise Conflict(f"instance {instance_id} has no failed thread to retry"
-                               + (f" named '{thread}'" if thread else "")
-                               + f" (status: {work.row.status})")
+                raise Conflict(
+                    f"instance {instance_id} has no failed thread to retry"
+                    + (f" named '{thread}'" if thread else "")
+                    + f" (status: {work.row.status})"
+                )
             return candidates
 
         def change(work: Working, now: datetime) -> None:
@@ -215,8 +239,12 @@ class Engine:
         return self._operate(instance_id, change)
 
     def cancel(
-        self, instance_id: str, reason: str | None = None, actor: str | None = None,
-        *, via: str = "api",
+        self,
+        instance_id: str,
+        reason: str | None = None,
+        actor: str | None = None,
+        *,
+        via: str = "api",
     ) -> InstanceView:
         def change(work: Working, now: datetime) -> None:
             self.runner.stop_threads(work, now)
@@ -226,10 +254,16 @@ class Engine:
         return self._operate(instance_id, change)
 
     def goto(
-        self, instance_id: str, thread: str, step: str, actor: str | None = None,
-        *, via: str = "api",
+        self,
+        instance_id: str,
+        thread: str,
+        step: str,
+        actor: str | None = None,
+        *,
+        via: str = "api",
     ) -> InstanceView:
         """Operator repair: continue `thread` at the named statement."""
+
         def change(work: Working, now: datetime) -> None:
             if thread not in work.state.threads:
                 raise Conflict(f"instance {instance_id} has no thread '{thread}'")
@@ -242,7 +276,9 @@ class Engine:
 
         return self._operate(instance_id, change)
 
-    def _operate(self, instance_id: str, change: Callable[[Working, datetime], None]) -> InstanceView:
+    def _operate(
+        self, instance_id: str, change: Callable[[Working, datetime], None]
+    ) -> InstanceView:
         """Apply an operator's change with a version check, then drive what it made runnable."""
         while True:
             work = self._load(instance_id)
@@ -267,8 +303,9 @@ class Engine:
         failure: Exception | None = None
         for _ in range(1000):  # batches; bounded, should something fall due again and again
             owner = uuid.uuid4().hex
-            claimed = self.store.claim_due(now, owner, now + self.runner.lease, limit=limit,
-                                           workflows=list(self.workflows))
+            claimed = self.store.claim_due(
+                now, owner, now + self.runner.lease, limit=limit, workflows=list(self.workflows)
+            )
             for iid in claimed:
                 try:
                     woken += self._wake_claimed(iid, owner, now)
@@ -285,8 +322,14 @@ class Engine:
         scheduler's timer for that instance calls). False: nothing was due here."""
         now = now or self._now()
         owner = uuid.uuid4().hex
-        claimed = self.store.claim_due(now, owner, now + self.runner.lease, limit=1,
-                                       instance_id=instance_id, workflows=list(self.workflows))
+        claimed = self.store.claim_due(
+            now,
+            owner,
+            now + self.runner.lease,
+            limit=1,
+            instance_id=instance_id,
+            workflows=list(self.workflows),
+        )
         return bool(claimed) and self._wake_claimed(instance_id, owner, now)
 
     def _wake_claimed(self, instance_id: str, owner: str, now: datetime) -> bool:
@@ -321,8 +364,13 @@ class Engine:
         row of the previous page (keyset pagination)."""
         if isinstance(workflow, type):
             workflow = workflow.registered_name()
-        rows = self.store.page(status=status, workflow=workflow, search=search,
-                               limit=max(1, min(limit, 500)), before=before)
+        rows = self.store.page(
+            status=status,
+            workflow=workflow,
+            search=search,
+            limit=max(1, min(limit, 500)),
+            before=before,
+        )
         return [InstanceSummary(**r) for r in rows]
 
     def counts(self) -> dict[str, int]:
@@ -337,7 +385,8 @@ class Engine:
         cls = self.workflows.get(row.workflow)
         if cls is None:
             raise UnknownWorkflow(
-                f"instance {instance_id} runs workflow '{row.workflow}', which is not registered here"
+                f"instance {instance_id} runs workflow '{row.workflow}', "
+                "which is not registered here"
             )
         return Working.of(row, cls)
 
@@ -349,15 +398,19 @@ class Engine:
         if wait_key is not None:
             return self._keyed_thread(work, event, wait_key)
         candidates = [
-            t for t in work.state.threads.values()
-            if t.status == "waiting" and any(c.event == event for c in t.cases)
+            t
+            for t in work.state.threads.values()
+            if t.status == "waiting"
+            and any(c.event == event for c in t.cases)
             and (thread is None or t.id == thread)
         ]
         if len(candidates) == 1:
             return candidates[0]
         if len(candidates) > 1:
             names = ", ".join(t.id for t in candidates)
-            raise Conflict(f"several threads of {iid} wait for '{event}' ({names}): name one with thread=")
+            raise Conflict(
+                f"several threads of {iid} wait for '{event}' ({names}): name one with thread="
+            )
         for decided in reversed(work.state.decided):
             if event in decided.events and (thread is None or decided.thread == thread):
                 raise _already(decided)
@@ -367,24 +420,27 @@ class Engine:
             raise Conflict(f"instance {iid} is {work.row.status}")
         if self.runner.mid_transition(work) and self.runner.waits_somewhere(work, event, thread):
             return None
-        open_events = sorted({c.event for t in work.state.threads.values()
-                              if t.status == "waiting" for c in t.cases})
+        open_events = sorted(
+            {c.event for t in work.state.threads.values() if t.status == "waiting" for c in t.cases}
+        )
         waits_for = ", ".join(open_events) if open_events else "nothing"
         raise NotWaiting(f"instance {iid} is not waiting for '{event}'; it waits for: {waits_for}")
-
 
     def _keyed_thread(self, work: Working, event: str, wait_key: str) -> ThreadState:
         for t in work.state.threads.values():
             if t.status == "waiting" and t.wait_key == wait_key:
                 if any(c.event == event for c in t.cases):
                     return t
-                raise NotWaiting(f"the wait {wait_key} of instance {work.id} has no event "
-                                 f"'{event}'")
+                raise NotWaiting(
+                    f"the wait {wait_key} of instance {work.id} has no event '{event}'"
+                )
         for decided in reversed(work.state.decided):
             if decided.key == wait_key:
                 raise _already(decided)
-        raise AlreadyDecided(f"the wait {wait_key} of instance {work.id} is no longer open "
-                             f"(instance status: {work.row.status})")
+        raise AlreadyDecided(
+            f"the wait {wait_key} of instance {work.id} is no longer open "
+            f"(instance status: {work.row.status})"
+        )
 
 
 def _already(decided: Decided) -> AlreadyDecided:
@@ -428,8 +484,9 @@ def _brief(exc: Exception) -> str:
 
 
 def _checked_payload(payload: Mapping[str, Any] | None) -> dict[str, Any]:
-    from engine.errors import EventRejected
     import json
+
+    from engine.errors import EventRejected
 
     if payload is None:
         return {}
@@ -450,22 +507,51 @@ def _view(row: Stored) -> InstanceView:
     state = InstanceState.model_validate_json(row.state)
     threads = [
         ThreadView(
-            id=t.id, name=t.name, status=t.status, step=t.at,
+            id=t.id,
+            name=t.name,
+            status=t.status,
+            step=t.at,
             waits=[
-                WaitView(wait=t.at or "", event=c.event, kind=c.kind, began_at=c.began_at,
-                         due_at=c.due_at, setup=c.setup, error=c.error, attempts=c.attempts,
-                         info=c.info, stored=c.stored, key=t.wait_key,
-                         upcoming=upcoming(c.kind, c.began_at, c.due_at if c.setup == "done"
-                                           else None, c.info, c.stored))
+                WaitView(
+                    wait=t.at or "",
+                    event=c.event,
+                    kind=c.kind,
+                    began_at=c.began_at,
+                    due_at=c.due_at,
+                    setup=c.setup,
+                    error=c.error,
+                    attempts=c.attempts,
+                    info=c.info,
+                    stored=c.stored,
+                    key=t.wait_key,
+                    upcoming=upcoming(
+                        c.kind,
+                        c.began_at,
+                        c.due_at if c.setup == "done" else None,
+                        c.info,
+                        c.stored,
+                    ),
+                )
                 for c in (t.cases if t.status == "waiting" else [])
             ],
-            error=t.error, traceback=t.traceback, attempts=t.attempts, retry_at=t.retry_at,
+            error=t.error,
+            traceback=t.traceback,
+            attempts=t.attempts,
+            retry_at=t.retry_at,
         )
         for t in state.threads.values()
     ]
     return InstanceView(
-        id=row.id, workflow=row.workflow, status=row.status, data=json.loads(row.data),
-        result=json.loads(row.result) if row.result is not None else None, error=row.error,
-        created_at=row.created_at, updated_at=row.updated_at, threads=threads,
-        version=row.version, due_at=row.due_at, pending_teardowns=len(state.teardowns),
+        id=row.id,
+        workflow=row.workflow,
+        status=row.status,
+        data=json.loads(row.data),
+        result=json.loads(row.result) if row.result is not None else None,
+        error=row.error,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        threads=threads,
+        version=row.version,
+        due_at=row.due_at,
+        pending_teardowns=len(state.teardowns),
     )

@@ -155,7 +155,9 @@ class Approval(Handler):
     def handle(self, wait: WaitInfo, payload: dict[str, Any], actor: str | None) -> None:
         if not self.may_decide(wait, actor):
             who = ", ".join(self.current_approvers(wait) or [])
-            raise NotAllowed(f"{actor or 'an anonymous caller'} may not decide this; approvers: {who}")
+            raise NotAllowed(
+                f"{actor or 'an anonymous caller'} may not decide this; approvers: {who}"
+            )
         approved = payload.get("approved")
         if not isinstance(approved, bool):
             raise EventRejected('an approval needs "approved": true or false')
@@ -222,10 +224,14 @@ class Approval(Handler):
             "escalate_to": self.escalate_to,
             "slack_channel": self.slack_channel,
             "require_reason": self.require_reason,
-            "remind_every_seconds": (self.remind_every.total_seconds()
-                                     if self.remind_every else None),
-            "escalate_after_seconds": (self.escalate_after.total_seconds()
-                                       if self.escalate_after and self.escalate_to else None),
+            "remind_every_seconds": (
+                self.remind_every.total_seconds() if self.remind_every else None
+            ),
+            "escalate_after_seconds": (
+                self.escalate_after.total_seconds()
+                if self.escalate_after and self.escalate_to
+                else None
+            ),
         }
 
 
@@ -252,8 +258,13 @@ class Input(Handler):
         return {"schema": self.model.model_json_schema()}
 
 
-def upcoming(kind: str, began_at: datetime, due_at: datetime | None, info: Mapping[str, Any],
-             stored: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+def upcoming(
+    kind: str,
+    began_at: datetime,
+    due_at: datetime | None,
+    info: Mapping[str, Any],
+    stored: Mapping[str, Any] | None,
+) -> list[dict[str, Any]]:
     """What a waiting case will do on its own, and when: `[{"what": ..., "at": ...}]`, earliest
     first. For an approval: its next reminder and its escalation; for a timeout: its firing."""
     if kind == "timeout":
@@ -264,11 +275,17 @@ def upcoming(kind: str, began_at: datetime, due_at: datetime | None, info: Mappi
         every = info.get("remind_every_seconds")
         if every:
             n = int(stored.get("reminders", 0)) + 1
-            times.append({"what": "reminder", "at": began_at + timedelta(seconds=every) * n,
-                          "count": n})
+            times.append(
+                {"what": "reminder", "at": began_at + timedelta(seconds=every) * n, "count": n}
+            )
         after = info.get("escalate_after_seconds")
         if after and not stored.get("escalated"):
-            times.append({"what": "escalation", "at": began_at + timedelta(seconds=after),
-                          "to": info.get("escalate_to")})
+            times.append(
+                {
+                    "what": "escalation",
+                    "at": began_at + timedelta(seconds=after),
+                    "to": info.get("escalate_to"),
+                }
+            )
         return sorted(times, key=lambda t: t["at"])
     return [{"what": "due", "at": due_at}] if due_at else []

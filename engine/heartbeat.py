@@ -35,8 +35,9 @@ class LeaseKeeper:
         with self._lock:
             self._held[key] = time.monotonic()
             if self._thread is None:
-                self._thread = threading.Thread(target=self._renew_while_held, daemon=True,
-                                                name="signoff-lease-keeper")
+                self._thread = threading.Thread(
+                    target=self._renew_while_held, daemon=True, name="signoff-lease-keeper"
+                )
                 self._thread.start()
         try:
             yield

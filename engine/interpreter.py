@@ -52,8 +52,9 @@ def thread_body(definition: Statement, root: str | None) -> Statement:
 def advance(body: Statement, position: Position) -> Advance:
     """Walk `body` from `position` until the thread must do something or has ended."""
     seeking = position.entry is not Entry.START
-    cur = Cursor(target=position.at if seeking else None, entry=position.entry,
-                 event=position.event)
+    cur = Cursor(
+        target=position.at if seeking else None, entry=position.entry, event=position.event
+    )
     signal = body.resume(cur)
     if cur.seeking:
         raise StatementMissing(f"statement '{position.at}' no longer exists")

@@ -25,8 +25,13 @@ TARGETS = (Step, Wait, WaitFor)
 
 def outline(stmt: Statement) -> Node:
     """The tree below `stmt`; sections are flattened into their parent's children."""
-    node: Node = {"kind": type(stmt).__name__, "name": None, "label": "", "detail": "",
-                  "children": []}
+    node: Node = {
+        "kind": type(stmt).__name__,
+        "name": None,
+        "label": "",
+        "detail": "",
+        "children": [],
+    }
     match stmt:
         case Step(name=name, retry=retry):
             node["name"], node["label"] = name, name
@@ -48,8 +53,13 @@ def outline(stmt: Statement) -> Node:
         case If():
             for index, (cond, body) in enumerate(stmt.branches):
                 kind = "Else" if repr(cond) == "Else" else ("Then" if index == 0 else "ElseIf")
-                branch: Node = {"kind": kind, "name": None, "label": kind.lower(), "detail": "",
-                                "children": _flat(body)}
+                branch: Node = {
+                    "kind": kind,
+                    "name": None,
+                    "label": kind.lower(),
+                    "detail": "",
+                    "children": _flat(body),
+                }
                 node["children"].append(branch)
             return node
         case Section():
@@ -78,8 +88,7 @@ def _short(value: Any, limit: int = 60) -> str:
 def statement_names(definition: Statement) -> set[str]:
     """Every named statement (Step, Wait, WaitFor, For, Go) in the definition."""
     return {
-        stmt.name for stmt in walk(definition)
-        if isinstance(stmt, Step | Wait | WaitFor | For | Go)
+        stmt.name for stmt in walk(definition) if isinstance(stmt, Step | Wait | WaitFor | For | Go)
     }
 
 

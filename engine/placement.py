@@ -27,8 +27,17 @@ def open_approvals(store: Store, limit: int = 200) -> list[dict[str, Any]]:
     """
     w, i = WAITS.c, INSTANCES.c
     query = (
-        select(w.instance_id, i.workflow, w.thread, w.wait, w.event, w.began_at, w.due_at,
-               w.approvers, w.title)
+        select(
+            w.instance_id,
+            i.workflow,
+            w.thread,
+            w.wait,
+            w.event,
+            w.began_at,
+            w.due_at,
+            w.approvers,
+            w.title,
+        )
         .join(INSTANCES, i.id == w.instance_id)
         .where(w.kind == "approval")
         .order_by(w.began_at, w.id)

@@ -16,13 +16,41 @@ from typing import Any
 from engine.records import Record, Stored, WaitRecord
 
 _INSTANCE_COLUMNS = (
-    "workflow", "status", "data", "state", "result", "error", "version", "due_at",
-    "lease_owner", "lease_until", "created_at", "updated_at",
+    "workflow",
+    "status",
+    "data",
+    "state",
+    "result",
+    "error",
+    "version",
+    "due_at",
+    "lease_owner",
+    "lease_until",
+    "created_at",
+    "updated_at",
 )
-_WAIT_COLUMNS = ("instance_id", "thread", "wait", "event", "kind", "began_at", "due_at",
-                 "approvers", "title")
-_HISTORY_COLUMNS = ("instance_id", "at", "kind", "thread", "name", "actor", "via", "message",
-                    "detail")
+_WAIT_COLUMNS = (
+    "instance_id",
+    "thread",
+    "wait",
+    "event",
+    "kind",
+    "began_at",
+    "due_at",
+    "approvers",
+    "title",
+)
+_HISTORY_COLUMNS = (
+    "instance_id",
+    "at",
+    "kind",
+    "thread",
+    "name",
+    "actor",
+    "via",
+    "message",
+    "detail",
+)
 
 
 class RawWriter:
@@ -34,16 +62,24 @@ class RawWriter:
             return f":{name}" if sqlite else f"%({name})s"
 
         sets = ", ".join(f"{c} = {p(c)}" for c in _INSTANCE_COLUMNS)
-        self.update = (f"UPDATE signoff_instances SET {sets} "
-                       f"WHERE id = {p('b_id')} AND version = {p('b_expected')}")
+        self.update = (
+            f"UPDATE signoff_instances SET {sets} "
+            f"WHERE id = {p('b_id')} AND version = {p('b_expected')}"
+        )
         cols = ("id", *_INSTANCE_COLUMNS)
-        self.insert = (f"INSERT INTO signoff_instances ({', '.join(cols)}) "
-                       f"VALUES ({', '.join(p(c) for c in cols)})")
+        self.insert = (
+            f"INSERT INTO signoff_instances ({', '.join(cols)}) "
+            f"VALUES ({', '.join(p(c) for c in cols)})"
+        )
         self.delete_waits = f"DELETE FROM signoff_waits WHERE instance_id = {p('b_id')}"
-        self.insert_wait = (f"INSERT INTO signoff_waits ({', '.join(_WAIT_COLUMNS)}) "
-                            f"VALUES ({', '.join(p(c) for c in _WAIT_COLUMNS)})")
-        self.insert_history = (f"INSERT INTO signoff_history ({', '.join(_HISTORY_COLUMNS)}) "
-                               f"VALUES ({', '.join(p(c) for c in _HISTORY_COLUMNS)})")
+        self.insert_wait = (
+            f"INSERT INTO signoff_waits ({', '.join(_WAIT_COLUMNS)}) "
+            f"VALUES ({', '.join(p(c) for c in _WAIT_COLUMNS)})"
+        )
+        self.insert_history = (
+            f"INSERT INTO signoff_history ({', '.join(_HISTORY_COLUMNS)}) "
+            f"VALUES ({', '.join(p(c) for c in _HISTORY_COLUMNS)})"
+        )
 
     def when(self, value: datetime | None) -> Any:
         """Datetimes as SQLAlchemy's UTCDateTime column stores them: naive UTC."""
@@ -98,16 +134,26 @@ class RawWriter:
 
     def _wait(self, instance_id: str, w: WaitRecord) -> dict[str, Any]:
         return {
-            "instance_id": instance_id, "thread": w.thread, "wait": w.wait, "event": w.event,
-            "kind": w.kind, "began_at": self.when(w.began_at), "due_at": self.when(w.due_at),
+            "instance_id": instance_id,
+            "thread": w.thread,
+            "wait": w.wait,
+            "event": w.event,
+            "kind": w.kind,
+            "began_at": self.when(w.began_at),
+            "due_at": self.when(w.due_at),
             "approvers": json.dumps(w.approvers) if w.approvers is not None else None,
             "title": w.title,
         }
 
     def _history(self, instance_id: str, h: Record) -> dict[str, Any]:
         return {
-            "instance_id": instance_id, "at": self.when(h.at), "kind": h.kind,
-            "thread": h.thread, "name": h.name, "actor": h.actor, "via": h.via,
+            "instance_id": instance_id,
+            "at": self.when(h.at),
+            "kind": h.kind,
+            "thread": h.thread,
+            "name": h.name,
+            "actor": h.actor,
+            "via": h.via,
             "message": h.message,
             "detail": json.dumps(h.detail, default=str) if h.detail is not None else None,
         }

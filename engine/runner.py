@@ -149,8 +149,14 @@ class Runner:
         if fresh.lease_owner not in (owner, None):
             raise LostLease(f"instance {work.id} is driven elsewhere now")
         if not rebase(work, theirs):
-            work.note(Record(self.now, "merged", message="a concurrent change to the same thread "
-                             "won; this process's uncommitted progress was discarded"))
+            work.note(
+                Record(
+                    self.now,
+                    "merged",
+                    message="a concurrent change to the same thread "
+                    "won; this process's uncommitted progress was discarded",
+                )
+            )
 
     def commit_change(self, work: Working, now: datetime) -> str | None:
         """Commit an outside change (event, retry, cancel, goto). None: someone committed first,
@@ -224,8 +230,13 @@ class Runner:
             self.fail(work, thread, str(exc), now)
             return 1
         except Exception as exc:  # a condition or definition() itself raised
-            self.fail(work, thread, f"building the definition failed: {_error(exc)}", now,
-                      traceback.format_exc())
+            self.fail(
+                work,
+                thread,
+                f"building the definition failed: {_error(exc)}",
+                now,
+                traceback.format_exc(),
+            )
             return 1
         if walked + moved.statements > MAX_STATEMENTS_PER_TRANSITION:
             self.fail(work, thread, runaway_message(), now)
@@ -242,7 +253,11 @@ class Runner:
                 self.commit(work, owner)
             case BlockUntil(wait_for=wait_for):
                 thread.status, thread.at, thread.entry, thread.event = (
-                    "blocked", wait_for.name, Entry.AT, None)
+                    "blocked",
+                    wait_for.name,
+                    Entry.AT,
+                    None,
+                )
             case Returned(value=value, error=error):
                 self._finish(work, thread, value, error, now)
             case None:
@@ -253,8 +268,13 @@ class Runner:
         existing = work.state.threads.get(thread_id)
         if existing is not None and existing.live:
             raise_into = work.thread("main") if "main" in work.state.threads else existing
-            self.fail(work, raise_into, f"Go '{name}' started thread '{thread_id}' while it is "
-                      "still running; give each Go a unique id", now)
+            self.fail(
+                work,
+                raise_into,
+                f"Go '{name}' started thread '{thread_id}' while it is "
+                "still running; give each Go a unique id",
+                now,
+            )
             return
         work.state.threads[thread_id] = ThreadState(id=thread_id, name=name, root=name)
         work.note(Record(now, "thread started", thread=thread_id, name=name))
@@ -271,8 +291,9 @@ class Runner:
             try:
                 data = model.model_dump_json(warnings="error")
             except Exception as exc:
-                raise DataNotJSON(f"step '{step.name}' left data that cannot be stored as JSON: "
-                                  f"{exc}") from exc
+                raise DataNotJSON(
+                    f"step '{step.name}' left data that cannot be stored as JSON: {exc}"
+                ) from exc
         except Exception as exc:
             work.reset_data(before)
             self._step_failed(work, thread, step, attempt, exc, traceback.format_exc())
@@ -281,22 +302,47 @@ class Runner:
         work.row.data = data
         thread.entry, thread.attempts, thread.error, thread.traceback = Entry.AFTER, 0, None, None
         took = round((perf_counter() - started) * 1000, 3)
-        work.note(Record(self.now, "step", thread=thread.id, name=step.name,
-                         detail={"attempt": attempt, "ms": took}))
+        work.note(
+            Record(
+                self.now,
+                "step",
+                thread=thread.id,
+                name=step.name,
+                detail={"attempt": attempt, "ms": took},
+            )
+        )
         self.commit(work, owner)
 
-    def _step_failed(self, work: Working, thread: ThreadState, step: Step, attempt: int,
-                     exc: Exception, tb: str) -> None:
+    def _step_failed(
+        self, work: Working, thread: ThreadState, step: Step, attempt: int, exc: Exception, tb: str
+    ) -> None:
         now = self.now
         message = str(exc) if isinstance(exc, DataNotJSON) else _error(exc)
         delay = step.retry.delay_after(attempt)
         thread.attempts, thread.error, thread.traceback = attempt, message, tb
-        work.note(Record(now, "step failed", thread=thread.id, name=step.name, message=message,
-                         detail={"attempt": attempt, "of": step.retry.attempts, "traceback": tb,
-                                 "retry_in_seconds": delay.total_seconds() if delay else None}))
+        work.note(
+            Record(
+                now,
+                "step failed",
+                thread=thread.id,
+                name=step.name,
+                message=message,
+                detail={
+                    "attempt": attempt,
+                    "of": step.retry.attempts,
+                    "traceback": tb,
+                    "retry_in_seconds": delay.total_seconds() if delay else None,
+                },
+            )
+        )
         if delay is None:
-            self.fail(work, thread, f"step '{step.name}' failed after {attempt} attempt(s): "
-                      f"{message}", now, tb)
+            self.fail(
+                work,
+                thread,
+                f"step '{step.name}' failed after {attempt} attempt(s): {message}",
+                now,
+                tb,
+            )
         else:
             thread.status, thread.retry_at = "retrying", now + delay
 
@@ -308,8 +354,15 @@ class Runner:
             for c in wait.cases
         ]
         work.waits_dirty = True
-        work.note(Record(now, "waiting", thread=thread.id, name=wait.name,
-                         detail={"events": [c.event for c in wait.cases]}))
+        work.note(
+            Record(
+                now,
+                "waiting",
+                thread=thread.id,
+                name=wait.name,
+                detail={"events": [c.event for c in wait.cases]},
+            )
+        )
 
     def _unblock(self, work: Working) -> bool:
         """Wake threads in WaitFor whose condition now holds."""
@@ -322,14 +375,18 @@ class Runner:
                 moved = advance(body, Position(thread.at, Entry.AT))
             except SignoffError:
                 moved = None  # _advance reports it properly
-            if not (moved and isinstance(moved.next, BlockUntil)
-                    and moved.next.wait_for.name == thread.at):
+            if not (
+                moved
+                and isinstance(moved.next, BlockUntil)
+                and moved.next.wait_for.name == thread.at
+            ):
                 thread.status = "running"
                 woke = True
         return woke
 
-    def _finish(self, work: Working, thread: ThreadState, value: Any, error: str | None,
-                now: datetime) -> None:
+    def _finish(
+        self, work: Working, thread: ThreadState, value: Any, error: str | None, now: datetime
+    ) -> None:
         thread.status, thread.cases = "completed", []
         if thread.id != "main":
             work.note(Record(now, "thread completed", thread=thread.id, message=error))
@@ -337,22 +394,33 @@ class Runner:
         try:
             result = json.dumps(value)
         except (TypeError, ValueError) as exc:
-            self.fail(work, thread, f"the workflow returned a value that cannot be stored as JSON: "
-                      f"{exc}", now)
+            self.fail(
+                work,
+                thread,
+                f"the workflow returned a value that cannot be stored as JSON: {exc}",
+                now,
+            )
             return
         self.stop_threads(work, now)
         for pending in work.state.inbox:
-            work.note(Record(now, "event dropped", name=pending.event, actor=pending.actor,
-                             via=pending.via, message="the instance ended before a wait for "
-                             "this event began"))
+            work.note(
+                Record(
+                    now,
+                    "event dropped",
+                    name=pending.event,
+                    actor=pending.actor,
+                    via=pending.via,
+                    message="the instance ended before a wait for this event began",
+                )
+            )
         work.state.inbox = []
         thread.status = "completed"
         work.row.status, work.row.result, work.row.error = "completed", result, error
-        work.note(Record(now, "completed", thread="main", message=error,
-                         detail={"result": value}))
+        work.note(Record(now, "completed", thread="main", message=error, detail={"result": value}))
 
-    def fail(self, work: Working, thread: ThreadState, message: str, now: datetime,
-             tb: str | None = None) -> None:
+    def fail(
+        self, work: Working, thread: ThreadState, message: str, now: datetime, tb: str | None = None
+    ) -> None:
         thread.status, thread.error, thread.traceback, thread.retry_at = "failed", message, tb, None
         work.waits_dirty = True  # a failed thread's wait leaves the inbox
         work.note(Record(now, "failed", thread=thread.id, name=thread.at, message=message))
@@ -366,24 +434,47 @@ class Runner:
                 self.end_waits(work, thread, now, handled_event=None)
                 thread.status = "stopped"
 
-    def end_waits(self, work: Working, thread: ThreadState, now: datetime,
-                  handled_event: str | None) -> None:
+    def end_waits(
+        self, work: Working, thread: ThreadState, now: datetime, handled_event: str | None
+    ) -> None:
         """Close the thread's open cases; each owes its handler a teardown. A timer that was
         already due but had not fired yet (the scheduler was down or busy) is discarded, and the
         history says so: the wait ended first."""
         for case in thread.cases:
-            if (case.event != handled_event and case.setup == "done" and case.due_at is not None
-                    and case.due_at <= now):
+            if (
+                case.event != handled_event
+                and case.setup == "done"
+                and case.due_at is not None
+                and case.due_at <= now
+            ):
                 ended = f" by '{handled_event}'" if handled_event else ""
-                work.note(Record(now, "timer discarded", thread=thread.id, name=case.event,
-                                 message=f"the {case.kind} timer of '{case.event}' was due at "
-                                 f"{case.due_at:%Y-%m-%d %H:%M:%S} UTC but had not fired when "
-                                 f"the wait ended{ended}",
-                                 detail={"wait": thread.at, "kind": case.kind,
-                                         "due_at": case.due_at.isoformat()}))
-            work.state.teardowns.append(Teardown(
-                thread=thread.id, wait=thread.at or "", event=case.event, kind=case.kind,
-                handled=case.event == handled_event, began_at=case.began_at, stored=case.stored))
+                work.note(
+                    Record(
+                        now,
+                        "timer discarded",
+                        thread=thread.id,
+                        name=case.event,
+                        message=f"the {case.kind} timer of '{case.event}' was due at "
+                        f"{case.due_at:%Y-%m-%d %H:%M:%S} UTC but had not fired when "
+                        f"the wait ended{ended}",
+                        detail={
+                            "wait": thread.at,
+                            "kind": case.kind,
+                            "due_at": case.due_at.isoformat(),
+                        },
+                    )
+                )
+            work.state.teardowns.append(
+                Teardown(
+                    thread=thread.id,
+                    wait=thread.at or "",
+                    event=case.event,
+                    kind=case.kind,
+                    handled=case.event == handled_event,
+                    began_at=case.began_at,
+                    stored=case.stored,
+                )
+            )
         if thread.cases:
             work.waits_dirty = True
         thread.cases = []
@@ -395,13 +486,35 @@ class Runner:
                 return case.handler if case else None
         return None
 
-    def info(self, work: Working, thread: str, wait: str, case: OpenCase | Teardown,
-             via: str | None = None) -> WaitInfo:
-        return WaitInfo(work.id, work.row.workflow, thread, wait, case.event, case.began_at,
-                        case.stored, self.services, via)
+    def info(
+        self,
+        work: Working,
+        thread: str,
+        wait: str,
+        case: OpenCase | Teardown,
+        via: str | None = None,
+    ) -> WaitInfo:
+        return WaitInfo(
+            work.id,
+            work.row.workflow,
+            thread,
+            wait,
+            case.event,
+            case.began_at,
+            case.stored,
+            self.services,
+            via,
+        )
 
-    def event(self, work: Working, thread: ThreadState, event: str, payload: dict[str, Any],
-              actor: str | None, via: str) -> str | None:
+    def event(
+        self,
+        work: Working,
+        thread: ThreadState,
+        event: str,
+        payload: dict[str, Any],
+        actor: str | None,
+        via: str,
+    ) -> str | None:
         """Apply an event to a waiting thread and commit it. Returns as `commit_change` does."""
         now = self.now
         wait_name = thread.at or ""
@@ -412,14 +525,18 @@ class Runner:
         except Exception as exc:  # the stored data no longer fits the model, definition() raised
             handler, problem = None, f"building the definition failed: {_error(exc)}"
         else:
-            problem = (f"wait '{wait_name}' (or its event '{event}') no longer exists in workflow "
-                       f"{work.row.workflow}")
+            problem = (
+                f"wait '{wait_name}' (or its event '{event}') no longer exists in workflow "
+                f"{work.row.workflow}"
+            )
         if handler is None:
             self.fail(work, thread, problem, now)
             if not self.save(work, now):  # no lease taken: nothing is left to drive
                 return None
-            raise StatementMissing(f"{problem}; instance {work.id} is now failed: deploy a fix, "
-                                   "then retry it or move the thread with goto")
+            raise StatementMissing(
+                f"{problem}; instance {work.id} is now failed: deploy a fix, "
+                "then retry it or move the thread with goto"
+            )
         case = next(c for c in thread.cases if c.event == event)
         self._apply(work, thread, handler, case, payload, actor, via, now)
         return self.commit_change(work, now)
@@ -440,27 +557,51 @@ class Runner:
                 if state is None:
                     return False
                 definition = thread_body(definition, state.root)
-        except Exception:  # noqa: BLE001 - then the event cannot be kept for it either
+        except Exception:
             return False
         return any(isinstance(s, Wait) and s.case(event) for s in walk(definition))
 
-    def keep_for_later(self, work: Working, event: str, payload: dict[str, Any],
-                       actor: str | None, thread: str | None, via: str) -> bool:
+    def keep_for_later(
+        self,
+        work: Working,
+        event: str,
+        payload: dict[str, Any],
+        actor: str | None,
+        thread: str | None,
+        via: str,
+    ) -> bool:
         """Put an early event in the instance's inbox; False when someone committed first."""
         now = self.now
-        work.state.inbox.append(Pending(event=event, payload=payload, actor=actor, via=via,
-                                        thread=thread, at=now))
-        work.note(Record(now, "event kept", thread=thread, name=event, actor=actor, via=via,
-                         message="arrived mid-transition; delivered when its wait begins"))
+        work.state.inbox.append(
+            Pending(event=event, payload=payload, actor=actor, via=via, thread=thread, at=now)
+        )
+        work.note(
+            Record(
+                now,
+                "event kept",
+                thread=thread,
+                name=event,
+                actor=actor,
+                via=via,
+                message="arrived mid-transition; delivered when its wait begins",
+            )
+        )
         return self.save(work, now)
 
     def _deliver(self, work: Working, now: datetime) -> bool:
         """Give kept events to the waits that have begun for them; True if any was taken."""
         delivered = False
         for pending in list(work.state.inbox):
-            target = next((t for t in work.state.threads.values()
-                           if t.status == "waiting" and (pending.thread in (None, t.id))
-                           and any(c.event == pending.event for c in t.cases)), None)
+            target = next(
+                (
+                    t
+                    for t in work.state.threads.values()
+                    if t.status == "waiting"
+                    and (pending.thread in (None, t.id))
+                    and any(c.event == pending.event for c in t.cases)
+                ),
+                None,
+            )
             if target is None:
                 continue
             work.state.inbox.remove(pending)
@@ -470,15 +611,34 @@ class Runner:
                 if handler is None:
                     raise StatementMissing(f"wait '{target.at}' has no event '{pending.event}'")
                 case = next(c for c in target.cases if c.event == pending.event)
-                self._apply(work, target, handler, case, pending.payload, pending.actor,
-                            pending.via, now)
+                self._apply(
+                    work, target, handler, case, pending.payload, pending.actor, pending.via, now
+                )
             except SignoffError as exc:
-                work.note(Record(now, "event refused", thread=target.id, name=pending.event,
-                                 actor=pending.actor, via=pending.via, message=str(exc)))
+                work.note(
+                    Record(
+                        now,
+                        "event refused",
+                        thread=target.id,
+                        name=pending.event,
+                        actor=pending.actor,
+                        via=pending.via,
+                        message=str(exc),
+                    )
+                )
         return delivered
 
-    def _apply(self, work: Working, thread: ThreadState, handler: Handler, case: OpenCase,
-               payload: dict[str, Any], actor: str | None, via: str, now: datetime) -> None:
+    def _apply(
+        self,
+        work: Working,
+        thread: ThreadState,
+        handler: Handler,
+        case: OpenCase,
+        payload: dict[str, Any],
+        actor: str | None,
+        via: str,
+        now: datetime,
+    ) -> None:
         model = work.workflow()
         before = work.row.data
         try:
@@ -489,27 +649,59 @@ class Runner:
             raise
         except Exception as exc:
             work.reset_data(before)
-            raise EventRejected(f"the {handler.kind} handler of '{case.event}' refused the event: "
-                                f"{_error(exc)}") from exc
+            raise EventRejected(
+                f"the {handler.kind} handler of '{case.event}' refused the event: {_error(exc)}"
+            ) from exc
         work.row.data = data
         approved = payload.get("approved") if handler.kind == "approval" else None
-        work.decided(Decided(thread=thread.id, wait=thread.at or "", event=case.event,
-                             events=[c.event for c in thread.cases], actor=actor, via=via, at=now,
-                             approved=approved if isinstance(approved, bool) else None,
-                             key=thread.wait_key))
+        work.decided(
+            Decided(
+                thread=thread.id,
+                wait=thread.at or "",
+                event=case.event,
+                events=[c.event for c in thread.cases],
+                actor=actor,
+                via=via,
+                at=now,
+                approved=approved if isinstance(approved, bool) else None,
+                key=thread.wait_key,
+            )
+        )
         shown = json.dumps(payload)
-        detail: dict[str, Any] = {"wait": thread.at,
-                                  "payload": payload if len(shown) <= MAX_PAYLOAD_IN_HISTORY
-                                  else shown[:MAX_PAYLOAD_IN_HISTORY] + "..."}
+        detail: dict[str, Any] = {
+            "wait": thread.at,
+            "payload": payload
+            if len(shown) <= MAX_PAYLOAD_IN_HISTORY
+            else shown[:MAX_PAYLOAD_IN_HISTORY] + "...",
+        }
         if isinstance(approved, bool):
             reason = payload.get("reason")
             reason = reason.strip() if isinstance(reason, str) else None  # as the Decision has it
-            work.note(Record(now, "decision", thread=thread.id, name=case.event, actor=actor,
-                             via=via, message=("approved" if approved else "denied")
-                             + (f": {reason}" if reason else ""), detail=detail))
+            work.note(
+                Record(
+                    now,
+                    "decision",
+                    thread=thread.id,
+                    name=case.event,
+                    actor=actor,
+                    via=via,
+                    message=("approved" if approved else "denied")
+                    + (f": {reason}" if reason else ""),
+                    detail=detail,
+                )
+            )
         else:
-            work.note(Record(now, "event", thread=thread.id, name=case.event, actor=actor,
-                             via=via, detail=detail))
+            work.note(
+                Record(
+                    now,
+                    "event",
+                    thread=thread.id,
+                    name=case.event,
+                    actor=actor,
+                    via=via,
+                    detail=detail,
+                )
+            )
         self.end_waits(work, thread, now, handled_event=case.event)
         thread.status, thread.entry, thread.event = "running", Entry.EVENT, case.event
 
@@ -543,33 +735,63 @@ class Runner:
             case.attempts += 1
             case.setup, case.error = "failed", _error(exc)
             case.retry_at = now + cleanup_delay(case.attempts)
-            work.note(Record(now, "setup failed", thread=thread.id, name=case.event,
-                             message=case.error, detail={"wait": thread.at,
-                                                         "attempt": case.attempts,
-                                                         "traceback": traceback.format_exc()}))
+            work.note(
+                Record(
+                    now,
+                    "setup failed",
+                    thread=thread.id,
+                    name=case.event,
+                    message=case.error,
+                    detail={
+                        "wait": thread.at,
+                        "attempt": case.attempts,
+                        "traceback": traceback.format_exc(),
+                    },
+                )
+            )
 
     def _teardown(self, work: Working, teardown: Teardown, now: datetime) -> None:
         try:
             handler = self.handler(work, teardown.wait, teardown.event)
             if handler is not None:
-                handler.teardown(self.info(work, teardown.thread, teardown.wait, teardown),
-                                 teardown.handled)
+                handler.teardown(
+                    self.info(work, teardown.thread, teardown.wait, teardown), teardown.handled
+                )
             else:
-                work.note(Record(now, "teardown skipped", thread=teardown.thread,
-                                 name=teardown.event, message=f"wait '{teardown.wait}' no longer "
-                                 "exists in the definition"))
+                work.note(
+                    Record(
+                        now,
+                        "teardown skipped",
+                        thread=teardown.thread,
+                        name=teardown.event,
+                        message=f"wait '{teardown.wait}' no longer exists in the definition",
+                    )
+                )
         except Exception as exc:
             teardown.attempts += 1
             teardown.error = _error(exc)
-            work.note(Record(now, "teardown failed", thread=teardown.thread, name=teardown.event,
-                             message=teardown.error, detail={"wait": teardown.wait,
-                                                             "attempt": teardown.attempts}))
+            work.note(
+                Record(
+                    now,
+                    "teardown failed",
+                    thread=teardown.thread,
+                    name=teardown.event,
+                    message=teardown.error,
+                    detail={"wait": teardown.wait, "attempt": teardown.attempts},
+                )
+            )
             if teardown.attempts < MAX_CLEANUP_ATTEMPTS:
                 teardown.retry_at = now + cleanup_delay(teardown.attempts)
                 return
-            work.note(Record(now, "teardown abandoned", thread=teardown.thread,
-                             name=teardown.event, message=f"gave up after {teardown.attempts} "
-                             "attempts"))
+            work.note(
+                Record(
+                    now,
+                    "teardown abandoned",
+                    thread=teardown.thread,
+                    name=teardown.event,
+                    message=f"gave up after {teardown.attempts} attempts",
+                )
+            )
         work.state.teardowns.remove(teardown)
 
     # --- time ----------------------------------------------------------------------------------
@@ -618,15 +840,26 @@ class Runner:
                 try:
                     handler = self.handler(work, thread.at or "", case.event)
                 except Exception as exc:  # data no longer fits the model, definition() raised
-                    self.fail(work, thread, f"building the definition failed: {_error(exc)}", now,
-                              traceback.format_exc())
+                    self.fail(
+                        work,
+                        thread,
+                        f"building the definition failed: {_error(exc)}",
+                        now,
+                        traceback.format_exc(),
+                    )
                     break
                 if handler is None:
-                    self.fail(work, thread, f"wait '{thread.at}' (or its event '{case.event}') no "
-                              f"longer exists in workflow {work.row.workflow}", now)
+                    self.fail(
+                        work,
+                        thread,
+                        f"wait '{thread.at}' (or its event '{case.event}') no "
+                        f"longer exists in workflow {work.row.workflow}",
+                        now,
+                    )
                     break
-                info = replace(self.info(work, thread.id, thread.at or "", case, "timer"),
-                               moment=now)
+                info = replace(
+                    self.info(work, thread.id, thread.at or "", case, "timer"), moment=now
+                )
                 work.waits_dirty = True
                 try:
                     outcome = handler.on_due(info)
@@ -644,21 +877,54 @@ class Runner:
                     case.attempts += 1
                     case.error = _error(exc)
                     case.due_at = now + cleanup_delay(case.attempts)
-                    work.note(Record(now, "timer failed", thread=thread.id, name=case.event,
-                                     via="timer", message=case.error,
-                                     detail={"wait": thread.at, "attempt": case.attempts,
-                                             "traceback": traceback.format_exc()}))
+                    work.note(
+                        Record(
+                            now,
+                            "timer failed",
+                            thread=thread.id,
+                            name=case.event,
+                            via="timer",
+                            message=case.error,
+                            detail={
+                                "wait": thread.at,
+                                "attempt": case.attempts,
+                                "traceback": traceback.format_exc(),
+                            },
+                        )
+                    )
 
-    def _ticked(self, work: Working, thread: ThreadState, case: OpenCase, stored: dict[str, Any],
-                now: datetime) -> None:
+    def _ticked(
+        self,
+        work: Working,
+        thread: ThreadState,
+        case: OpenCase,
+        stored: dict[str, Any],
+        now: datetime,
+    ) -> None:
         before = case.stored or {}
         case.stored = stored
         if stored.get("escalated") and not before.get("escalated"):
-            work.note(Record(now, "escalated", thread=thread.id, name=case.event, via="timer",
-                             detail={"wait": thread.at, "approvers": case.info.get("escalate_to")}))
+            work.note(
+                Record(
+                    now,
+                    "escalated",
+                    thread=thread.id,
+                    name=case.event,
+                    via="timer",
+                    detail={"wait": thread.at, "approvers": case.info.get("escalate_to")},
+                )
+            )
         if int(stored.get("reminders", 0)) > int(before.get("reminders", 0)):
-            work.note(Record(now, "reminder", thread=thread.id, name=case.event, via="timer",
-                             detail={"wait": thread.at, "count": stored.get("reminders")}))
+            work.note(
+                Record(
+                    now,
+                    "reminder",
+                    thread=thread.id,
+                    name=case.event,
+                    via="timer",
+                    detail={"wait": thread.at, "count": stored.get("reminders")},
+                )
+            )
 
     def check_target(self, work: Working, thread_id: str, name: str) -> None:
         thread = work.thread(thread_id)

@@ -13,7 +13,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from engine.tree import Entry
 
-ThreadStatus = Literal["running", "waiting", "blocked", "retrying", "failed", "completed", "stopped"]
+ThreadStatus = Literal[
+    "running", "waiting", "blocked", "retrying", "failed", "completed", "stopped"
+]
 SetupStatus = Literal["pending", "done", "failed"]
 LIVE_THREAD = ("running", "waiting", "blocked", "retrying")
 
@@ -130,6 +132,8 @@ class InstanceState(_Plain):
         if any(t.attempts == 0 for t in self.teardowns):
             return True
         return any(
-            c.setup == "pending" for th in self.threads.values() if th.status == "waiting"
+            c.setup == "pending"
+            for th in self.threads.values()
+            if th.status == "waiting"
             for c in th.cases
         )

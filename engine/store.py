@@ -127,7 +127,6 @@ WAITS = WaitRow.__table__  # type: ignore[attr-defined]
 HISTORY = HistoryRow.__table__  # type: ignore[attr-defined]
 
 
-
 def normalise_url(url: str) -> str:
     """Plain `postgresql://` URLs use psycopg 3, the driver signoff installs."""
     if url.startswith("postgresql://") or url.startswith("postgres://"):
@@ -175,9 +174,11 @@ class Store:
 
     def load(self, instance_id: str) -> Stored | None:
         with self.db.connect() as conn:
-            found = conn.execute(
-                select(INSTANCES).where(INSTANCES.c.id == instance_id)
-            ).mappings().first()
+            found = (
+                conn.execute(select(INSTANCES).where(INSTANCES.c.id == instance_id))
+                .mappings()
+                .first()
+            )
         return Stored(**found) if found else None
 
     def save(
@@ -252,13 +253,18 @@ class Store:
         if not self.is_sqlite:
             pick = pick.with_for_update(skip_locked=True)
         with self._write() as conn:
-            claimed = conn.execute(
-                update(INSTANCES)
-                .where(cols.id.in_(pick.scalar_subquery()), free)
-                .values(lease_owner=owner, lease_until=until, due_at=until,
-                        version=cols.version + 1)
-                .returning(cols.id)
-            ).scalars().all()
+            claimed = (
+                conn.execute(
+                    update(INSTANCES)
+                    .where(cols.id.in_(pick.scalar_subquery()), free)
+                    .values(
+                        lease_owner=owner, lease_until=until, due_at=until, version=cols.version + 1
+                    )
+                    .returning(cols.id)
+                )
+                .scalars()
+                .all()
+            )
         return list(claimed)
 
     def upcoming(
@@ -311,9 +317,7 @@ class Store:
         if search:
             escaped = search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             pattern = f"%{escaped}%"
-            query = query.where(
-                or_(cols.id == search, cols.data.like(pattern, escape="\\"))
-            )
+            query = query.where(or_(cols.id == search, cols.data.like(pattern, escape="\\")))
         if before is not None:
             at, last_id = before
             query = query.where(

@@ -48,7 +48,9 @@ class WaitView(_Readable):
     # what the case will do on its own, earliest first: [{"what": "reminder" | "escalation" |
     # "timeout" | "due", "at": datetime, ...}] (engine.handlers.upcoming)
     upcoming: list[dict[str, Any]] = field(default_factory=list)
-    key: str = ""  # this opening of the wait: pass it as send(..., wait_key=) to refuse stale clicks
+    key: str = (
+        ""  # this opening of the wait: pass it as send(..., wait_key=) to refuse stale clicks
+    )
 
 
 @dataclass(frozen=True)

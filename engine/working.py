@@ -61,7 +61,7 @@ class Working:
         self.history.append(record)
 
     def decided(self, entry: Decided) -> None:
-        self.state.decided = [*self.state.decided[-(KEEP_DECIDED - 1):], entry]
+        self.state.decided = [*self.state.decided[-(KEEP_DECIDED - 1) :], entry]
 
     def refresh_status(self) -> None:
         """Derive the instance's status from its threads (completed and cancelled stay put)."""
@@ -128,7 +128,8 @@ def rebase(ours: Working, theirs: Working) -> bool:
     order = [*others.threads, *(t for t in mine.threads if t not in others.threads)]
     changed = {tid for tid in order if mine.threads.get(tid) != base.threads.get(tid)}
     lost = {
-        tid for tid in changed
+        tid
+        for tid in changed
         if theirs.terminal or others.threads.get(tid) != base.threads.get(tid)
     }
     stepped = {r.thread for r in ours.history if r.kind == "step" and r.thread is not None}
@@ -176,18 +177,22 @@ def _keep_setup_results(mine: dict[str, ThreadState], teardowns: list[Teardown])
     (the Slack message to edit), which only our side knows."""
     stored = {
         (tid, t.at, c.event, c.began_at): c.stored
-        for tid, t in mine.items() for c in t.cases if c.stored is not None
+        for tid, t in mine.items()
+        for c in t.cases
+        if c.stored is not None
     }
     for teardown in teardowns:
         if teardown.stored is None:
             teardown.stored = stored.get(
-                (teardown.thread, teardown.wait, teardown.event, teardown.began_at))
+                (teardown.thread, teardown.wait, teardown.event, teardown.began_at)
+            )
 
 
 def _conflicting_fields(base: str, ours: str, theirs: str) -> bool:
     b, o, t = json.loads(base), json.loads(ours), json.loads(theirs)
     return any(
-        b.get(key, _MISSING) != value and b.get(key, _MISSING) != t.get(key, _MISSING)
+        b.get(key, _MISSING) != value
+        and b.get(key, _MISSING) != t.get(key, _MISSING)
         and t.get(key, _MISSING) != value
         for key, value in o.items()
     )

@@ -9,7 +9,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-PG_ADMIN_URL = os.environ.get("SIGNOFF_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+PG_ADMIN_URL = os.environ.get(
+    "SIGNOFF_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
 
 
 class Clock:
@@ -40,8 +42,9 @@ def _pg_available() -> str | None:
     try:
         import psycopg
 
-        with psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=postgres",
-                             connect_timeout=2):
+        with psycopg.connect(
+            "host=127.0.0.1 port=5432 user=postgres dbname=postgres", connect_timeout=2
+        ):
             return None
     except Exception as exc:
         return f"PostgreSQL is not reachable on 127.0.0.1:5432 ({type(exc).__name__}: {exc})"

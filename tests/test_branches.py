@@ -29,10 +29,12 @@ class Grade(Workflow):
         return act
 
 
-@pytest.mark.parametrize(("score", "trace"), [(95, "A."), (90, "A."), (70, "P."), (50, "P."),
-                                              (10, "F.")])
-def test_the_first_branch_that_holds_runs_and_no_other(sqlite_url: str, score: int,
-                                                       trace: str) -> None:
+@pytest.mark.parametrize(
+    ("score", "trace"), [(95, "A."), (90, "A."), (70, "P."), (50, "P."), (10, "F.")]
+)
+def test_the_first_branch_that_holds_runs_and_no_other(
+    sqlite_url: str, score: int, trace: str
+) -> None:
     engine = Engine(sqlite_url, [Grade])
     got = engine.get(engine.start(Grade, {"score": score}))
     assert got.status == "completed"
@@ -90,11 +92,12 @@ def test_the_branch_taken_is_kept_when_the_condition_changes_while_inside_it(
 
         def definition(self) -> S:
             return S(
-                If(self.go_left,
-                   Step("flip", self.flip),
-                   Wait("hold", On("go", Input(Amount, self.got))),
-                   Step("left end", lambda: self.trace.append("left end")))
-                .Else(Step("right", lambda: self.trace.append("right"))),
+                If(
+                    self.go_left,
+                    Step("flip", self.flip),
+                    Wait("hold", On("go", Input(Amount, self.got))),
+                    Step("left end", lambda: self.trace.append("left end")),
+                ).Else(Step("right", lambda: self.trace.append("right"))),
                 Return("+".join(self.trace)),
             )
 
@@ -127,10 +130,13 @@ def test_nested_ifs_and_callable_conditions_asked_at_the_moment_the_walk_reaches
                 return self.b
 
             return S(
-                If(lambda: self.a,
-                   Step("set b", self.set_b),
-                   If(cond_b, Step("b is set", lambda: self.trace.append("b")))
-                   .Else(Step("b unset", lambda: self.trace.append("!b")))),
+                If(
+                    lambda: self.a,
+                    Step("set b", self.set_b),
+                    If(cond_b, Step("b is set", lambda: self.trace.append("b"))).Else(
+                        Step("b unset", lambda: self.trace.append("!b"))
+                    ),
+                ),
             )
 
         def set_b(self) -> None:

@@ -48,9 +48,11 @@ class Trip(Workflow):
     def definition(self) -> S:
         return S(
             Step("book", self.w("book")),
-            Wait("approval",
-                 On("approval", Approval(approve=self.approved, deny=self.denied)),
-                 On("expired", Timeout(after=timedelta(days=1)), Return(error="expired"))),
+            Wait(
+                "approval",
+                On("approval", Approval(approve=self.approved, deny=self.denied)),
+                On("expired", Timeout(after=timedelta(days=1)), Return(error="expired")),
+            ),
             Step("pay", self.w("pay")),
             Wait("feedback", On("feedback", Input(Note, self.feedback))),
             Step("thank", self.w("thank")),
@@ -117,8 +119,9 @@ def test_a_fresh_engine_on_the_same_file_continues_an_instance_mid_way(
     ]
 
 
-def test_get_returns_a_snapshot_readable_as_attributes_mapping_and_json(engine: Engine,
-                                                                        clock: Clock) -> None:
+def test_get_returns_a_snapshot_readable_as_attributes_mapping_and_json(
+    engine: Engine, clock: Clock
+) -> None:
     iid = engine.start("Trip", {"traveller": "bo"})
     got = engine.get(iid)
     assert (got.id, got.workflow, got.status, got["status"]) == (iid, "Trip", "waiting", "waiting")
@@ -126,9 +129,17 @@ def test_get_returns_a_snapshot_readable_as_attributes_mapping_and_json(engine: 
     assert (got.result, got.error, got.created_at) == (None, None, clock.now)
     main = got.thread("main")
     assert (main.id, main.name, main.status, main.step, main.error, main.attempts) == (
-        "main", "main", "waiting", "approval", None, 0)
+        "main",
+        "main",
+        "waiting",
+        "approval",
+        None,
+        0,
+    )
     assert [(w.event, w.kind, w.due_at) for w in main.waits] == [
-        ("approval", "approval", None), ("expired", "timeout", clock.now + timedelta(days=1))]
+        ("approval", "approval", None),
+        ("expired", "timeout", clock.now + timedelta(days=1)),
+    ]
     as_json = json.loads(json.dumps(got.to_dict()))
     assert as_json["id"] == iid
     due = (clock.now + timedelta(days=1)).isoformat()
@@ -152,13 +163,15 @@ def test_unknown_instances_are_reported_by_every_call(engine: Engine) -> None:
 
 
 def test_start_refuses_unknown_workflows_bad_data_and_bad_ids(engine: Engine) -> None:
-    with pytest.raises(UnknownWorkflow,
-                       match=r"no workflow named 'Cruise'.*known: Trip, other-one"):
+    with pytest.raises(
+        UnknownWorkflow, match=r"no workflow named 'Cruise'.*known: Trip, other-one"
+    ):
         engine.start("Cruise")
     with pytest.raises(InvalidData, match=r"Trip has no field.*: colour"):
         engine.start(Trip, {"colour": "red"})
-    with pytest.raises(InvalidData,
-                       match="invalid data for Trip: nights: Input should be a valid integer"):
+    with pytest.raises(
+        InvalidData, match="invalid data for Trip: nights: Input should be a valid integer"
+    ):
         engine.start(Trip, {"nights": "many"})
     for bad in ("", "has space", "-dash-first", "x" * 101, "a/b"):
         with pytest.raises(InvalidData, match="an instance id is"):
@@ -201,8 +214,11 @@ def test_a_finished_instance_cannot_be_cancelled_retried_or_moved(engine: Engine
     iid = engine.start(Trip)
     engine.send(iid, "approval", {"approved": True})
     engine.send(iid, "feedback", {"text": "ok"})
-    for call in (lambda: engine.cancel(iid), lambda: engine.retry(iid),
-                 lambda: engine.goto(iid, "main", "pay")):
+    for call in (
+        lambda: engine.cancel(iid),
+        lambda: engine.retry(iid),
+        lambda: engine.goto(iid, "main", "pay"),
+    ):
         with pytest.raises(Conflict, match="is already completed"):
             call()
 
@@ -302,16 +318,23 @@ def _all(view: Any) -> dict[str, Any]:
     return dict(view.to_dict())
 
 
-def test_history_is_the_audit_trail_of_who_did_what_via_what_and_when(engine: Engine,
-                                                                      clock: Clock) -> None:
+def test_history_is_the_audit_trail_of_who_did_what_via_what_and_when(
+    engine: Engine, clock: Clock
+) -> None:
     iid = engine.start(Trip, actor="ann", via="web")
     clock.advance(minutes=2)
     engine.send(iid, "approval", {"approved": True, "reason": "ok"}, actor="boss", via="slack")
     started, *_, decision = [h for h in engine.history(iid) if h.kind in ("started", "decision")]
     assert (started.actor, started.via) == ("ann", "web")
     assert _all(decision) | {"id": 0} == {
-        "id": 0, "instance_id": iid, "at": clock.now.isoformat(), "kind": "decision",
-        "thread": "main", "name": "approval", "actor": "boss", "via": "slack",
+        "id": 0,
+        "instance_id": iid,
+        "at": clock.now.isoformat(),
+        "kind": "decision",
+        "thread": "main",
+        "name": "approval",
+        "actor": "boss",
+        "via": "slack",
         "message": "approved: ok",
         "detail": {"wait": "approval", "payload": {"approved": True, "reason": "ok"}},
     }

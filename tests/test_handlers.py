@@ -37,13 +37,21 @@ class Expense(Workflow):
 
     def definition(self) -> S:
         return S(
-            Wait("approval",
-                 On("approval", Approval(approve=self.on_approve, deny=self.on_deny,
-                                         title=f"Expense of {self.amount}",
-                                         approvers=["alice", "U-CAROL"],
-                                         remind_every=timedelta(hours=4),
-                                         escalate_after=timedelta(hours=6),
-                                         escalate_to=["boss"]))),
+            Wait(
+                "approval",
+                On(
+                    "approval",
+                    Approval(
+                        approve=self.on_approve,
+                        deny=self.on_deny,
+                        title=f"Expense of {self.amount}",
+                        approvers=["alice", "U-CAROL"],
+                        remind_every=timedelta(hours=4),
+                        escalate_after=timedelta(hours=6),
+                        escalate_to=["boss"],
+                    ),
+                ),
+            ),
             outcome(self),
         )
 
@@ -63,26 +71,37 @@ def outcome(wf: Expense) -> Return:
 @pytest.fixture
 def engine(sqlite_url: str, clock: Clock) -> Engine:
     DECISIONS.clear()
-    return Engine(sqlite_url, [Expense], clock=clock, slack_users={"carol": "U-CAROL",
-                                                                  "alice": "U-ALICE"})
+    return Engine(
+        sqlite_url, [Expense], clock=clock, slack_users={"carol": "U-CAROL", "alice": "U-ALICE"}
+    )
 
 
-def test_an_approver_approves_and_the_workflow_gets_the_whole_decision(engine: Engine,
-                                                                       clock: Clock) -> None:
+def test_an_approver_approves_and_the_workflow_gets_the_whole_decision(
+    engine: Engine, clock: Clock
+) -> None:
     iid = engine.start(Expense, {"amount": 120})
     wait = engine.get(iid).thread("main").waits[0]
     assert (wait.kind, wait.info["title"], wait.info["approvers"]) == (
-        "approval", "Expense of 120", ["alice", "U-CAROL"])
+        "approval",
+        "Expense of 120",
+        ["alice", "U-CAROL"],
+    )
 
     clock.advance(minutes=5)
-    got = engine.send(iid, "approval", {"approved": True, "reason": " fine "}, actor="alice",
-                      via="web")
+    got = engine.send(
+        iid, "approval", {"approved": True, "reason": " fine "}, actor="alice", via="web"
+    )
     assert (got.status, got.result) == ("completed", "approved")
     expected = Decision(approved=True, actor="alice", reason="fine", via="web", at=clock.now)
     assert list(DECISIONS) == [expected]
     entry = next(h for h in engine.history(iid) if h.kind == "decision")
     assert (entry.name, entry.actor, entry.via, entry.message, entry.at) == (
-        "approval", "alice", "web", "approved: fine", clock.now)
+        "approval",
+        "alice",
+        "web",
+        "approved: fine",
+        clock.now,
+    )
 
 
 def test_deny_needs_a_reason_and_the_reason_reaches_the_workflow(engine: Engine) -> None:
@@ -95,11 +114,13 @@ def test_deny_needs_a_reason_and_the_reason_reaches_the_workflow(engine: Engine)
         engine.send(iid, "approval", {"approved": "yes"}, actor="alice")
     assert engine.get(iid) == before
 
-    got = engine.send(iid, "approval", {"approved": False, "reason": "over budget"},
-                      actor="alice", via="slack")
+    got = engine.send(
+        iid, "approval", {"approved": False, "reason": "over budget"}, actor="alice", via="slack"
+    )
     assert (got.status, got.error) == ("completed", "denied: over budget")
     assert [(d.approved, d.actor, d.reason, d.via) for d in DECISIONS] == [
-        (False, "alice", "over budget", "slack")]
+        (False, "alice", "over budget", "slack")
+    ]
 
 
 @pytest.mark.parametrize("actor", ["alice", "U-ALICE", "carol", "U-CAROL"])
@@ -177,8 +198,11 @@ def test_input_applies_a_validated_payload(sqlite_url: str) -> None:
     schema = engine.get(iid).thread("main").waits[0].info["schema"]
     assert schema["required"] == ["street", "number"]
     got = engine.send(iid, "address", {"street": "Main St", "number": "12"})
-    assert (got.status, got.result, got.data["log"]) == ("completed", "Main St 12",
-                                                         "took confirmed")
+    assert (got.status, got.result, got.data["log"]) == (
+        "completed",
+        "Main St 12",
+        "took confirmed",
+    )
 
 
 @pytest.mark.parametrize(
@@ -190,8 +214,9 @@ def test_input_applies_a_validated_payload(sqlite_url: str) -> None:
         ({"street": "Main St", "number": "twelve"}, "number: Input should be a valid integer"),
     ],
 )
-def test_a_bad_input_is_rejected_and_changes_nothing(sqlite_url: str, payload: dict[str, Any],
-                                                     problem: str) -> None:
+def test_a_bad_input_is_rejected_and_changes_nothing(
+    sqlite_url: str, payload: dict[str, Any], problem: str
+) -> None:
     engine = Engine(sqlite_url, [Onboarding])
     iid = engine.start(Onboarding)
     before, history = engine.get(iid), engine.history(iid)
@@ -251,13 +276,19 @@ def test_a_custom_handler_sets_up_validates_and_applies(sqlite_url: str) -> None
     engine = Engine(sqlite_url, [Board])
     iid = engine.start(Board)
     wait = engine.get(iid).thread("main").waits[0]
-    assert (wait.kind, wait.info, wait.stored and wait.stored["needed"]) == ("vote",
-                                                                            {"needed": 2}, 2)
+    assert (wait.kind, wait.info, wait.stored and wait.stored["needed"]) == (
+        "vote",
+        {"needed": 2},
+        2,
+    )
     with pytest.raises(EventRejected, match="needs 2 distinct voters"):
         engine.send(iid, "vote", {"voters": ["a", "a"]})
     got = engine.send(iid, "vote", {"voters": ["b", "a"]}, actor="clerk")
-    assert (got.status, got.result, got.data["voters"]) == ("completed", "a,b via clerk",
-                                                            ["a", "b"])
+    assert (got.status, got.result, got.data["voters"]) == (
+        "completed",
+        "a,b via clerk",
+        ["a", "b"],
+    )
 
 
 def test_a_handler_that_raises_an_unexpected_error_rejects_the_event(sqlite_url: str) -> None:

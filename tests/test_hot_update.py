@@ -46,8 +46,12 @@ class OrderV1(Workflow):
         return S(
             Step("reserve", self.w("r")),
             If(self.fast, Wait("quick check", On("ok", Input(Ok, lambda _: None)))).Else(
-                Wait("approval", On("approve", Input(Ok, lambda _: None)),
-                     On("expire", Timeout(after=timedelta(hours=1))))),
+                Wait(
+                    "approval",
+                    On("approve", Input(Ok, lambda _: None)),
+                    On("expire", Timeout(after=timedelta(hours=1))),
+                )
+            ),
             Step("ship", self.w("s")),
             Return(self.log),
         )
@@ -66,7 +70,8 @@ class OrderV2(OrderV1):
         return S(
             Step("reserve", self.w("r")),
             If(self.fast, Wait("quick check", On("ok", Input(Ok, lambda _: None)))).Else(
-                Wait("manager approval", On("approve", Input(Ok, lambda _: None)))),
+                Wait("manager approval", On("approve", Input(Ok, lambda _: None)))
+            ),
             Step("ship", self.w("S")),
             Return(self.log),
         )
@@ -79,7 +84,8 @@ class OrderV3(OrderV1):
         return S(
             Step("reserve", self.w("r")),
             If(self.fast, Wait("quick check", On("ok", Input(Ok, lambda _: None)))).Else(
-                Wait("approval", On("approve", Input(Ok, lambda _: None)))),
+                Wait("approval", On("approve", Input(Ok, lambda _: None)))
+            ),
             Step("ship v3", self.w("3")),
             Return(self.log),
         )
@@ -141,8 +147,9 @@ def test_a_due_timer_of_a_vanished_wait_fails_the_instance(sqlite_url: str, cloc
     assert got.error is not None and "'approval'" in got.error and "Order" in got.error
 
 
-def test_a_vanished_step_fails_at_the_retry_that_would_run_it(sqlite_url: str,
-                                                              clock: Clock) -> None:
+def test_a_vanished_step_fails_at_the_retry_that_would_run_it(
+    sqlite_url: str, clock: Clock
+) -> None:
     broken = {"on": True}
 
     class FlakyV1(Workflow):
@@ -186,8 +193,10 @@ def test_the_definition_is_checked_again_with_the_instance_s_own_data(sqlite_url
     assert engine.get(engine.start(Shifty)).status == "completed"
     got = engine.get(engine.start(Shifty, {"twice": True}))
     assert got.status == "failed"
-    assert got.error == ("workflow Shifty: the name 'a' is used twice (Step and Step); "
-                         "statement names must be unique")
+    assert got.error == (
+        "workflow Shifty: the name 'a' is used twice (Step and Step); "
+        "statement names must be unique"
+    )
 
 
 # --- malformed definitions are refused at registration -----------------------------------------
@@ -208,19 +217,31 @@ def _nothing() -> None:
 @pytest.mark.parametrize(
     ("tree", "problem"),
     [
-        (S(Step("a", _nothing), Step("a", _nothing)),
-         "workflow Bad: the name 'a' is used twice (Step and Step)"),
-        (S(Step("x", _nothing), Wait("x", On("e", Input(Ok, _nothing)))),
-         "the name 'x' is used twice (Step and Wait)"),
-        (S(For("loop", True, Step("s", _nothing)), Go("loop", S())),
-         "the name 'loop' is used twice (For and Go)"),
-        (S(Go("g", S(Step("w", _nothing))), WaitFor("w", True)),
-         "the name 'w' is used twice (Step and WaitFor)"),
-        (S(Wait("w", On("e", Input(Ok, _nothing)), On("e", Timeout(after=timedelta(1))))),
-         "event 'e' appears twice in wait 'w'"),
+        (
+            S(Step("a", _nothing), Step("a", _nothing)),
+            "workflow Bad: the name 'a' is used twice (Step and Step)",
+        ),
+        (
+            S(Step("x", _nothing), Wait("x", On("e", Input(Ok, _nothing)))),
+            "the name 'x' is used twice (Step and Wait)",
+        ),
+        (
+            S(For("loop", True, Step("s", _nothing)), Go("loop", S())),
+            "the name 'loop' is used twice (For and Go)",
+        ),
+        (
+            S(Go("g", S(Step("w", _nothing))), WaitFor("w", True)),
+            "the name 'w' is used twice (Step and WaitFor)",
+        ),
+        (
+            S(Wait("w", On("e", Input(Ok, _nothing)), On("e", Timeout(after=timedelta(1))))),
+            "event 'e' appears twice in wait 'w'",
+        ),
         (S(Wait("w")), "wait 'w' has no On(...) cases"),
-        (S(Wait("w", On("e", lambda: None))),  # type: ignore[arg-type]
-         "event 'e' of wait 'w' needs a Handler, not function"),
+        (
+            S(Wait("w", On("e", lambda: None))),  # type: ignore[arg-type]
+            "event 'e' of wait 'w' needs a Handler, not function",
+        ),
         (S(Break()), "Break() outside a For"),
         (S(If(True, Continue())), "Continue() outside a For"),
         (S(For("f", True, Go("g", S(Break())))), "Break() outside a For"),
@@ -250,8 +271,11 @@ def test_a_definition_that_cannot_be_built_from_defaults_is_refused(sqlite_url: 
         def definition(self) -> S:
             raise RuntimeError("needs a database")
 
-    with pytest.raises(DefinitionError, match="workflow Crashes: building the definition from "
-                                              "its defaults failed: RuntimeError: needs a database"):
+    with pytest.raises(
+        DefinitionError,
+        match="workflow Crashes: building the definition from "
+        "its defaults failed: RuntimeError: needs a database",
+    ):
         Engine(sqlite_url, [Crashes])
 
 
@@ -278,8 +302,10 @@ def test_retry_after_a_fix_never_runs_a_committed_step_again(sqlite_url: str) ->
         def definition(self) -> S:
             return S(
                 Step("charge", lambda: runs.append("charge")),
-                If(lambda: self.limit and 100 / self.limit > 1,
-                   Step("big", lambda: runs.append("big"))),
+                If(
+                    lambda: self.limit and 100 / self.limit > 1,
+                    Step("big", lambda: runs.append("big")),
+                ),
                 Step("receipt", lambda: runs.append("receipt")),
             )
 

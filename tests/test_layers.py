@@ -10,11 +10,31 @@ import pytest
 
 ENGINE = Path(__file__).resolve().parent.parent / "engine"
 
-PURE_CORE = ["tree", "steps", "branches", "loops", "waits", "threads", "interpreter", "validate",
-             "state", "handlers", "working", "records", "views", "workflow"]
+PURE_CORE = [
+    "tree",
+    "steps",
+    "branches",
+    "loops",
+    "waits",
+    "threads",
+    "interpreter",
+    "validate",
+    "state",
+    "handlers",
+    "working",
+    "records",
+    "views",
+    "workflow",
+]
 NOT_IN_ENGINE = {"web", "starlette", "jinja2"}
-NOT_IN_CORE = NOT_IN_ENGINE | {"sqlalchemy", "sqlmodel", "apscheduler", "slack_sdk", "psycopg",
-                               "sqlite3"}
+NOT_IN_CORE = NOT_IN_ENGINE | {
+    "sqlalchemy",
+    "sqlmodel",
+    "apscheduler",
+    "slack_sdk",
+    "psycopg",
+    "sqlite3",
+}
 
 
 def imports(path: Path) -> set[str]:
@@ -25,8 +45,12 @@ def imports(path: Path) -> set[str]:
             found.update(alias.name.split(".")[0] for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             found.add(node.module.split(".")[0])
-        elif (isinstance(node, ast.Call) and getattr(node.func, "id", None) == "__import__"
-              and node.args and isinstance(node.args[0], ast.Constant)):
+        elif (
+            isinstance(node, ast.Call)
+            and getattr(node.func, "id", None) == "__import__"
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+        ):
             found.add(str(node.args[0].value).split(".")[0])
     return found
 
@@ -67,6 +91,7 @@ def test_the_pure_core_uses_only_the_standard_library_and_pydantic(module: str) 
 
 def test_the_check_sees_imports_inside_functions_too(tmp_path: Path) -> None:
     sample = tmp_path / "sample.py"
-    sample.write_text("import os\n\ndef later():\n    from sqlalchemy import select\n"
-                      "    import web.app\n")
+    sample.write_text(
+        "import os\n\ndef later():\n    from sqlalchemy import select\n    import web.app\n"
+    )
     assert imports(sample) == {"os", "sqlalchemy", "web"}

@@ -32,11 +32,14 @@ class Count(Workflow):
 
     def definition(self) -> S:
         return S(
-            For("count", self.i < 100,
+            For(
+                "count",
+                self.i < 100,
                 Step("inc", self.inc),
                 If(self.i == 3, Continue()),
                 If(self.i == 6, Break()),
-                Step("log", self.write)),
+                Step("log", self.write),
+            ),
             Step("end", self.end),
         )
 
@@ -71,14 +74,19 @@ class Approvals(Workflow):
 
     def definition(self) -> S:
         return S(
-            For("collect", lambda: len(self.answers) < 3,
+            For(
+                "collect",
+                lambda: len(self.answers) < 3,
                 Step("prompt", self.prompt),
-                Wait("answer",
-                     On("say", Input(Say, self.say)),
-                     On("stop", Input(Say, self.say), Break()),
-                     On("skip", Input(Say, self.say), Continue(), Step("never", self.never)),
-                     On("idle", Timeout(after=timedelta(hours=1)), Step("nudge", self.nudge))),
-                Step("ack", self.ack)),
+                Wait(
+                    "answer",
+                    On("say", Input(Say, self.say)),
+                    On("stop", Input(Say, self.say), Break()),
+                    On("skip", Input(Say, self.say), Continue(), Step("never", self.never)),
+                    On("idle", Timeout(after=timedelta(hours=1)), Step("nudge", self.nudge)),
+                ),
+                Step("ack", self.ack),
+            ),
             Return(self.log),
         )
 
@@ -103,8 +111,9 @@ class Say(BaseModel):
     text: str
 
 
-def test_a_loop_with_a_wait_inside_carries_on_across_events_and_reloads(sqlite_url: str,
-                                                                       clock: Clock) -> None:
+def test_a_loop_with_a_wait_inside_carries_on_across_events_and_reloads(
+    sqlite_url: str, clock: Clock
+) -> None:
     engine = Engine(sqlite_url, [Approvals], clock=clock)
     iid = engine.start(Approvals)
     assert engine.get(iid).data["log"] == "p"
@@ -141,13 +150,18 @@ def test_nested_loops_break_only_the_innermost(sqlite_url: str) -> None:
 
         def definition(self) -> S:
             return S(
-                For("rows", self.row < 3,
+                For(
+                    "rows",
+                    self.row < 3,
                     Step("next row", self.next_row),
-                    For("cols", True,
+                    For(
+                        "cols",
+                        True,
                         Step("next col", self.next_col),
                         If(self.col >= self.row, Break()),
                     ),
-                    Step("newline", self.newline)),
+                    Step("newline", self.newline),
+                ),
             )
 
         def next_row(self) -> None:

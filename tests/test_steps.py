@@ -77,8 +77,11 @@ class Flaky(Workflow):
     def definition(self) -> S:
         return S(
             Step("before", self.before),
-            Step("flaky", self.flaky,
-                 retry=Retry(attempts=3, backoff=timedelta(seconds=10), factor=3)),
+            Step(
+                "flaky",
+                self.flaky,
+                retry=Retry(attempts=3, backoff=timedelta(seconds=10), factor=3),
+            ),
             Step("after", self.after),
         )
 
@@ -103,8 +106,9 @@ def flaky(sqlite_url: str, clock: Clock) -> Engine:
     return Engine(sqlite_url, [Flaky], clock=clock)
 
 
-def test_a_failing_step_is_retried_with_backoff_and_then_succeeds(flaky: Engine,
-                                                                   clock: Clock) -> None:
+def test_a_failing_step_is_retried_with_backoff_and_then_succeeds(
+    flaky: Engine, clock: Clock
+) -> None:
     FAILURES["left"] = 2
     iid = flaky.start(Flaky)
 
@@ -138,8 +142,9 @@ def test_a_failing_step_is_retried_with_backoff_and_then_succeeds(flaky: Engine,
         assert "Traceback (most recent call last)" in h.detail["traceback"]
         assert "in flaky" in h.detail["traceback"]
         assert "ConnectionError" in h.detail["traceback"]
-    steps = [(h.name, h.detail and h.detail["attempt"]) for h in flaky.history(iid)
-             if h.kind == "step"]
+    steps = [
+        (h.name, h.detail and h.detail["attempt"]) for h in flaky.history(iid) if h.kind == "step"
+    ]
     assert steps == [("before", 1), ("flaky", 3), ("after", 1)]
 
 
@@ -156,8 +161,10 @@ def test_after_the_last_attempt_the_instance_fails_and_retry_reruns_just_that_st
     assert got.status == "failed"
     assert main.status == "failed"
     assert main.step == "flaky"
-    assert got.error == main.error == (
-        "step 'flaky' failed after 3 attempt(s): ConnectionError: remote down (0 more)"
+    assert (
+        got.error
+        == main.error
+        == ("step 'flaky' failed after 3 attempt(s): ConnectionError: remote down (0 more)")
     )
     assert main.traceback is not None and "ConnectionError" in main.traceback
     assert got.due_at is None  # nothing more happens on its own
@@ -170,8 +177,7 @@ def test_after_the_last_attempt_the_instance_fails_and_retry_reruns_just_that_st
     assert got.status == "completed"
     assert got.data == {"trace": ["before", "flaky", "after"]}  # "before" did not run again
     assert ATTEMPTS == ["flaky"] * 4
-    kinds = [(h.kind, h.name, h.actor) for h in flaky.history(iid)
-             if h.kind in ("failed", "retry")]
+    kinds = [(h.kind, h.name, h.actor) for h in flaky.history(iid) if h.kind in ("failed", "retry")]
     assert kinds == [("failed", "flaky", None), ("retry", "flaky", "ops")]
 
 
@@ -190,11 +196,18 @@ def test_a_step_without_retries_fails_at_once(sqlite_url: str) -> None:
 
 
 def test_retry_policy_delays_are_capped() -> None:
-    policy = Retry(attempts=6, backoff=timedelta(seconds=1), factor=10,
-                   max_backoff=timedelta(seconds=500))
+    policy = Retry(
+        attempts=6, backoff=timedelta(seconds=1), factor=10, max_backoff=timedelta(seconds=500)
+    )
     delays = [policy.delay_after(n) for n in range(1, 7)]
-    assert delays == [timedelta(seconds=1), timedelta(seconds=10), timedelta(seconds=100),
-                      timedelta(seconds=500), timedelta(seconds=500), None]
+    assert delays == [
+        timedelta(seconds=1),
+        timedelta(seconds=10),
+        timedelta(seconds=100),
+        timedelta(seconds=500),
+        timedelta(seconds=500),
+        None,
+    ]
     with pytest.raises(ValueError, match="at least 1"):
         Retry(attempts=0)
 

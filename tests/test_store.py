@@ -23,22 +23,52 @@ def store(any_url: str) -> Iterator[Store]:
     store.close()
 
 
-def row(iid: str, *, status: str = "waiting", workflow: str = "Expense", data: str = "{}",
-        due_at: datetime | None = None, updated_at: datetime = T0, version: int = 1) -> Stored:
-    return Stored(id=iid, workflow=workflow, status=status, data=data, state="{}", result=None,
-                  error=None, version=version, due_at=due_at, lease_owner=None, lease_until=None,
-                  created_at=T0, updated_at=updated_at)
+def row(
+    iid: str,
+    *,
+    status: str = "waiting",
+    workflow: str = "Expense",
+    data: str = "{}",
+    due_at: datetime | None = None,
+    updated_at: datetime = T0,
+    version: int = 1,
+) -> Stored:
+    return Stored(
+        id=iid,
+        workflow=workflow,
+        status=status,
+        data=data,
+        state="{}",
+        result=None,
+        error=None,
+        version=version,
+        due_at=due_at,
+        lease_owner=None,
+        lease_until=None,
+        created_at=T0,
+        updated_at=updated_at,
+    )
 
 
-def wait(event: str, *, due_at: datetime | None = None,
-         approvers: list[str] | None = None) -> WaitRecord:
-    return WaitRecord(thread="main", wait="approval", event=event, kind="approval", began_at=T0,
-                      due_at=due_at, approvers=approvers, title=f"about {event}")
+def wait(
+    event: str, *, due_at: datetime | None = None, approvers: list[str] | None = None
+) -> WaitRecord:
+    return WaitRecord(
+        thread="main",
+        wait="approval",
+        event=event,
+        kind="approval",
+        began_at=T0,
+        due_at=due_at,
+        approvers=approvers,
+        title=f"about {event}",
+    )
 
 
 def test_an_inserted_row_loads_back_exactly_with_aware_utc_times(store: Store) -> None:
-    stored = row("a", data='{"amount":120,"note":"caf\\u00e9 \\u2713"}',
-                 due_at=T0 + timedelta(minutes=10))
+    stored = row(
+        "a", data='{"amount":120,"note":"caf\\u00e9 \\u2713"}', due_at=T0 + timedelta(minutes=10)
+    )
     stored.result, stored.error = '{"ok":true}', "nothing"
     stored.lease_owner, stored.lease_until = "me", T0 + timedelta(seconds=60)
     store.insert(stored, [], [])
@@ -82,15 +112,23 @@ def test_save_checks_the_version_and_a_stale_writer_writes_nothing(store: Store)
     assert loaded is not None
     assert (loaded.data, loaded.status, loaded.version) == ('{"by":"first"}', "completed", 2)
     assert store.open_waits() == []
-    assert [(h.kind, h.actor) for h in store.history("a")] == [("started", None),
-                                                               ("decision", "alice")]
+    assert [(h.kind, h.actor) for h in store.history("a")] == [
+        ("started", None),
+        ("decision", "alice"),
+    ]
     assert store.save(row("ghost", version=2), 1, None, [Record(T0, "x")]) is False
     assert store.history("ghost") == []
 
 
 def test_waits_are_replaced_as_a_set_or_left_alone(store: Store) -> None:
-    store.insert(row("a"), [wait("approve", approvers=["alice", "U1"]),
-                            wait("timeout", due_at=T0 + timedelta(hours=1))], [])
+    store.insert(
+        row("a"),
+        [
+            wait("approve", approvers=["alice", "U1"]),
+            wait("timeout", due_at=T0 + timedelta(hours=1)),
+        ],
+        [],
+    )
     store.insert(row("b"), [wait("approve")], [])
     waits = store.open_waits()
     assert [(w["instance_id"], w["event"], w["approvers"], w["due_at"]) for w in waits] == [
@@ -104,7 +142,9 @@ def test_waits_are_replaced_as_a_set_or_left_alone(store: Store) -> None:
     assert len(store.open_waits()) == 3
     assert store.save(row("a", version=3), 2, [wait("feedback")], [])  # replaced
     assert [(w["instance_id"], w["event"]) for w in store.open_waits()] == [
-        ("b", "approve"), ("a", "feedback")]  # oldest wait first, then insertion order
+        ("b", "approve"),
+        ("a", "feedback"),
+    ]  # oldest wait first, then insertion order
     assert store.save(row("a", version=4), 3, [], [])  # emptied
     assert [w["instance_id"] for w in store.open_waits()] == ["b"]
 
@@ -113,9 +153,20 @@ def test_history_is_appended_in_order_with_its_details(store: Store) -> None:
     store.insert(row("a"), [], [Record(T0, "started", actor="ann", via="web")])
     version = 1
     for n in range(5):
-        store.save(row("a", version=version + 1), version,
-                   None, [Record(T0 + timedelta(seconds=n), "step", thread="main", name=f"s{n}",
-                                 detail={"attempt": 1, "when": T0})])
+        store.save(
+            row("a", version=version + 1),
+            version,
+            None,
+            [
+                Record(
+                    T0 + timedelta(seconds=n),
+                    "step",
+                    thread="main",
+                    name=f"s{n}",
+                    detail={"attempt": 1, "when": T0},
+                )
+            ],
+        )
         version += 1
     store.insert(row("other"), [], [Record(T0, "started")])
     entries = store.history("a")
@@ -143,10 +194,17 @@ def test_due_lists_what_fell_due_earliest_first(store: Store) -> None:
 
 def test_page_filters_and_pages_by_keyset_most_recent_first(store: Store) -> None:
     for n in range(7):
-        store.insert(row(f"i{n}", workflow="Expense" if n % 2 else "Trip",
-                         status="completed" if n == 3 else "waiting",
-                         data=f'{{"who":"person_{n}","pct":"{n}%"}}',
-                         updated_at=T0 + timedelta(minutes=n // 2)), [wait(f"e{n}")], [])
+        store.insert(
+            row(
+                f"i{n}",
+                workflow="Expense" if n % 2 else "Trip",
+                status="completed" if n == 3 else "waiting",
+                data=f'{{"who":"person_{n}","pct":"{n}%"}}',
+                updated_at=T0 + timedelta(minutes=n // 2),
+            ),
+            [wait(f"e{n}")],
+            [],
+        )
     # i5 and i4 share an updated_at: the id breaks the tie
     everything = [r["id"] for r in store.page()]
     assert everything == ["i6", "i5", "i4", "i3", "i2", "i1", "i0"]
@@ -174,8 +232,7 @@ def test_page_filters_and_pages_by_keyset_most_recent_first(store: Store) -> Non
     assert store.counts() == {"waiting": 6, "completed": 1}
 
 
-def test_a_second_store_on_the_same_database_sees_the_same_rows(any_url: str,
-                                                                store: Store) -> None:
+def test_a_second_store_on_the_same_database_sees_the_same_rows(any_url: str, store: Store) -> None:
     store.insert(row("a"), [wait("approve")], [Record(T0, "started")])
     other = Store(any_url)  # tables already exist: creating them again is harmless
     try:

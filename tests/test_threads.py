@@ -36,11 +36,15 @@ class Team(Workflow):
     def definition(self) -> S:
         return S(
             Step("l1", self.w("l")),
-            Go("helper", S(
-                Step("h1", self.w("h")),
-                Wait("helper waits", On("poke", Input(Note, self.got("a")))),
-                Step("h2", self.w("h")),
-            ), id="g1"),
+            Go(
+                "helper",
+                S(
+                    Step("h1", self.w("h")),
+                    Wait("helper waits", On("poke", Input(Note, self.got("a")))),
+                    Step("h2", self.w("h")),
+                ),
+                id="g1",
+            ),
             Go("other", S(Step("o1", self.w("o")))),
             Step("l2", self.w("l")),
             Wait("main waits", On("finish", Input(Note, self.got("f")))),
@@ -92,10 +96,14 @@ def test_when_main_returns_the_other_threads_stop_and_their_waits_are_torn_down(
 
         def definition(self) -> S:
             return S(
-                Go("reminders", S(Wait("remind", On("tick", Recorder("tick")),
-                                       On("tock", Recorder("tock"))))),
-                Go("audit", S(Wait("audit wait", On("done", Recorder("done"))),
-                              Step("never", self.never))),
+                Go(
+                    "reminders",
+                    S(Wait("remind", On("tick", Recorder("tick")), On("tock", Recorder("tock")))),
+                ),
+                Go(
+                    "audit",
+                    S(Wait("audit wait", On("done", Recorder("done"))), Step("never", self.never)),
+                ),
                 Wait("approve", On("ok", Recorder("ok"))),
                 Return("finished"),
             )
@@ -109,7 +117,10 @@ def test_when_main_returns_the_other_threads_stop_and_their_waits_are_torn_down(
     got = engine.send(iid, "ok", {})
     assert (got.status, got.result) == ("completed", "finished")
     assert {t.id: t.status for t in got.threads} == {
-        "main": "completed", "reminders": "stopped", "audit": "stopped"}
+        "main": "completed",
+        "reminders": "stopped",
+        "audit": "stopped",
+    }
     assert got.waits == []
     assert sorted(TORN) == [
         "audit/audit wait/done handled=False",
@@ -145,8 +156,12 @@ def test_return_ends_the_instance_completed_with_a_result_or_an_error(
 
     engine = Engine(sqlite_url, [Ends])
     got = engine.get(engine.start(Ends))
-    assert (got.status, got.result, got.error, got.data) == ("completed", result, error,
-                                                             {"log": ""})
+    assert (got.status, got.result, got.error, got.data) == (
+        "completed",
+        result,
+        error,
+        {"log": ""},
+    )
 
 
 def test_running_off_the_end_of_main_completes_with_no_result(sqlite_url: str) -> None:
@@ -165,8 +180,14 @@ def test_return_in_a_go_thread_ends_only_that_thread(sqlite_url: str) -> None:
 
         def definition(self) -> S:
             return S(
-                Go("side", S(Step("s1", self.w("s")), Return(error="side gave up"),
-                             Step("s2", self.w("X")))),
+                Go(
+                    "side",
+                    S(
+                        Step("s1", self.w("s")),
+                        Return(error="side gave up"),
+                        Step("s2", self.w("X")),
+                    ),
+                ),
                 Wait("w", On("go", Input(Note, lambda n: None))),
                 Step("m", self.w("m")),
                 Return(self.log),

@@ -51,9 +51,14 @@ class Probe(Handler):
     def setup(self, wait: WaitInfo) -> dict[str, Any] | None:
         self._maybe_fail("setup")
         CALLS.append(f"setup {self.label}")
-        return {"ticket": f"T-{self.label}", "wait": wait.wait, "thread": wait.thread,
-                "began": wait.began_at.isoformat(), "instance": wait.instance_id,
-                "workflow": wait.workflow}
+        return {
+            "ticket": f"T-{self.label}",
+            "wait": wait.wait,
+            "thread": wait.thread,
+            "began": wait.began_at.isoformat(),
+            "instance": wait.instance_id,
+            "workflow": wait.workflow,
+        }
 
     def handle(self, wait: WaitInfo, payload: dict[str, Any], actor: str | None) -> None:
         if payload.get("bad"):
@@ -78,10 +83,12 @@ class Race(Workflow):
     def definition(self) -> S:
         return S(
             Step("ask", self.mark("ask")),
-            Wait("answer",
-                 On("a", Probe("a"), Step("after a", self.mark("A"))),
-                 On("b", Probe("b"), Step("after b", self.mark("B"))),
-                 On("c", Probe("c"), Step("after c", self.mark("C")))),
+            Wait(
+                "answer",
+                On("a", Probe("a"), Step("after a", self.mark("A"))),
+                On("b", Probe("b"), Step("after b", self.mark("B"))),
+                On("c", Probe("c"), Step("after c", self.mark("C"))),
+            ),
             Step("done", self.mark(".")),
         )
 
@@ -97,18 +104,32 @@ def test_the_first_event_wins_and_every_case_is_torn_down(sqlite_url: str, clock
     got = engine.get(iid)
     assert got.status == "waiting"
     assert [(w.wait, w.event, w.kind, w.setup) for w in got.thread("main").waits] == [
-        ("answer", "a", "probe", "done"), ("answer", "b", "probe", "done"),
-        ("answer", "c", "probe", "done")]
+        ("answer", "a", "probe", "done"),
+        ("answer", "b", "probe", "done"),
+        ("answer", "c", "probe", "done"),
+    ]
     # setup ran once the wait had begun, and what it returned is stored with the wait
     assert got.thread("main").waits[1].stored == {
-        "ticket": "T-b", "wait": "answer", "thread": "main", "instance": "race-1",
-        "workflow": "Race", "began": clock.now.isoformat()}
+        "ticket": "T-b",
+        "wait": "answer",
+        "thread": "main",
+        "instance": "race-1",
+        "workflow": "Race",
+        "began": clock.now.isoformat(),
+    }
 
     got = engine.send(iid, "b", {}, actor="bob")
     assert got.status == "completed"
     assert got.data == {"trace": ["ask", "B", "."]}
-    assert CALLS == ["setup a", "setup b", "setup c", "handle b T-b by bob",
-                     "teardown a False T-a", "teardown b True T-b", "teardown c False T-c"]
+    assert CALLS == [
+        "setup a",
+        "setup b",
+        "setup c",
+        "handle b T-b by bob",
+        "teardown a False T-a",
+        "teardown b True T-b",
+        "teardown c False T-c",
+    ]
     assert got.pending_teardowns == 0
 
 
@@ -146,8 +167,10 @@ def test_an_answer_that_comes_while_setup_is_still_running_is_not_dropped(sqlite
         trace: list[str] = []
 
         def definition(self) -> S:
-            return S(Wait("w", On("click", FastClick(), Step("clicked", self.clicked))),
-                     Return("+".join(self.trace)))
+            return S(
+                Wait("w", On("click", FastClick(), Step("clicked", self.clicked))),
+                Return("+".join(self.trace)),
+            )
 
         def clicked(self) -> None:
             self.trace.append("clicked")
@@ -183,8 +206,12 @@ def test_a_failing_setup_is_recorded_on_the_wait_retried_later_and_blocks_no_oth
     assert got.thread("worker").status == "completed"
     a, b = got.thread("main").waits
     assert (a.setup, a.error, a.stored is not None) == ("done", None, True)
-    assert (b.setup, b.error, b.attempts, b.stored) == ("failed", "OSError: setup b is broken", 1,
-                                                        None)
+    assert (b.setup, b.error, b.attempts, b.stored) == (
+        "failed",
+        "OSError: setup b is broken",
+        1,
+        None,
+    )
     assert got.due_at == clock.now + timedelta(seconds=1)
     failures = [(h.kind, h.name, h.message) for h in engine.history(iid) if "setup" in h.kind]
     assert failures == [("setup failed", "b", "OSError: setup b is broken")]
@@ -210,12 +237,19 @@ def test_an_event_may_win_before_a_failed_setup_succeeded(sqlite_url: str, clock
     got = engine.send(iid, "a", {})
     assert got.status == "completed"
     # b was never set up; it is still torn down (with nothing stored)
-    assert CALLS == ["setup a", "setup c", "handle a T-a by None", "teardown a True T-a",
-                     "teardown b False None", "teardown c False T-c"]
+    assert CALLS == [
+        "setup a",
+        "setup c",
+        "handle a T-a by None",
+        "teardown a True T-a",
+        "teardown b False None",
+        "teardown c False T-c",
+    ]
 
 
-def test_a_failing_teardown_is_recorded_and_retried_by_run_due(sqlite_url: str,
-                                                              clock: Clock) -> None:
+def test_a_failing_teardown_is_recorded_and_retried_by_run_due(
+    sqlite_url: str, clock: Clock
+) -> None:
     BREAK["teardown c"] = 1
     engine = Engine(sqlite_url, [Race], clock=clock)
     iid = engine.start(Race)
@@ -243,10 +277,13 @@ class Handoff(Workflow):
 
     def definition(self) -> S:
         return S(
-            Go("producer", S(
-                Wait("go ahead", On("go", Probe("go"))),
-                Step("produce", self.produce),
-            )),
+            Go(
+                "producer",
+                S(
+                    Wait("go ahead", On("go", Probe("go"))),
+                    Step("produce", self.produce),
+                ),
+            ),
             Step("prepare", lambda: self.trace.append("prepare")),
             WaitFor("until ready", lambda: self.ready),
             Step("consume", lambda: self.trace.append("consume")),
@@ -264,7 +301,9 @@ def test_waitfor_is_unblocked_by_another_thread(sqlite_url: str) -> None:
     got = engine.get(iid)
     assert got.status == "waiting"
     assert {t.id: (t.status, t.step) for t in got.threads} == {
-        "main": ("blocked", "until ready"), "producer": ("waiting", "go ahead")}
+        "main": ("blocked", "until ready"),
+        "producer": ("waiting", "go ahead"),
+    }
 
     fresh = Engine(sqlite_url, [Handoff])  # across a reload too
     got = fresh.send(iid, "go", {})
@@ -288,11 +327,16 @@ class Expense(Workflow):
 
     def definition(self) -> S:
         return S(
-            Wait("approval",
-                 On("decide", Approval(approve=self.on_approve, deny=self.on_deny)),
-                 On("timeout", Timeout(after=timedelta(minutes=10)),
+            Wait(
+                "approval",
+                On("decide", Approval(approve=self.on_approve, deny=self.on_deny)),
+                On(
+                    "timeout",
+                    Timeout(after=timedelta(minutes=10)),
                     Step("abort", lambda: self.trace.append("abort")),
-                    Return(error="approval timed out"))),
+                    Return(error="approval timed out"),
+                ),
+            ),
             Return("approved" if self.approved else "denied"),
         )
 
@@ -390,11 +434,18 @@ def test_a_reminder_that_raises_is_recorded_and_retried_and_blocks_no_timer(
 
         def definition(self) -> S:
             return S(
-                Go("side", S(Wait("side timer", On("tick", Timeout(after=timedelta(hours=1)))),
-                             Step("ticked", lambda: self.trace.append("side")))),
-                Wait("approval",
-                     On("decide", SlackApproval(remind_every=timedelta(hours=1))),
-                     On("timeout", Timeout(after=timedelta(hours=3)))),
+                Go(
+                    "side",
+                    S(
+                        Wait("side timer", On("tick", Timeout(after=timedelta(hours=1)))),
+                        Step("ticked", lambda: self.trace.append("side")),
+                    ),
+                ),
+                Wait(
+                    "approval",
+                    On("decide", SlackApproval(remind_every=timedelta(hours=1))),
+                    On("timeout", Timeout(after=timedelta(hours=3))),
+                ),
                 Return("+".join(self.trace)),
             )
 
@@ -426,5 +477,11 @@ def test_cancel_tears_down_every_open_case_unhandled(sqlite_url: str) -> None:
     iid = engine.start(Race)
     got = engine.cancel(iid, "no longer needed", actor="ops")
     assert (got.status, got.pending_teardowns) == ("cancelled", 0)
-    assert CALLS == ["setup a", "setup b", "setup c", "teardown a False T-a",
-                     "teardown b False T-b", "teardown c False T-c"]
+    assert CALLS == [
+        "setup a",
+        "setup b",
+        "setup c",
+        "teardown a False T-a",
+        "teardown b False T-b",
+        "teardown c False T-c",
+    ]

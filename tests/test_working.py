@@ -132,9 +132,12 @@ class Review(Workflow):
 
     def definition(self) -> S:
         return S(
-            For("rounds", lambda: not self.approved,
+            For(
+                "rounds",
+                lambda: not self.approved,
                 Wait("review", On("decision", Approval(approve=self.ok, deny=self.no))),
-                Step("revise", self.revise)),
+                Step("revise", self.revise),
+            ),
             Return(self.rounds),
         )
 
@@ -163,8 +166,9 @@ def test_a_second_click_on_an_old_round_is_refused_not_applied_to_the_next(
     after = engine.get(iid)
     assert after.data["rounds"] == 1
     assert after.waits[0].key != key  # round two has a wait of its own
-    done = engine.send(iid, "decision", {"approved": True}, actor="bob",
-                       wait_key=after.waits[0].key)
+    done = engine.send(
+        iid, "decision", {"approved": True}, actor="bob", wait_key=after.waits[0].key
+    )
     assert (done.status, done.result) == ("completed", 2)  # each round ends with a revise
 
 
@@ -219,10 +223,15 @@ def test_an_event_for_no_wait_at_all_is_still_refused_when_idle(sqlite_url: str)
 class Guarded(Workflow):
     def definition(self) -> S:
         return S(
-            Wait("approval",
-                 On("decided", Approval(approvers=["alice"])),
-                 On("timeout", Timeout(after=timedelta(hours=24)),
-                    Return(error="approval timed out"))),
+            Wait(
+                "approval",
+                On("decided", Approval(approvers=["alice"])),
+                On(
+                    "timeout",
+                    Timeout(after=timedelta(hours=24)),
+                    Return(error="approval timed out"),
+                ),
+            ),
             Return("approved"),
         )
 
@@ -271,12 +280,12 @@ def test_an_in_memory_database_works() -> None:
 
 class Reminded(Workflow):
     def definition(self) -> S:
-        return S(Wait("w", On("decided", Approval(remind_every=timedelta(minutes=10)))),
-                 Return(1))
+        return S(Wait("w", On("decided", Approval(remind_every=timedelta(minutes=10)))), Return(1))
 
 
-def test_run_due_at_a_given_moment_sends_the_reminders_due_then(sqlite_url: str,
-                                                                clock: Clock) -> None:
+def test_run_due_at_a_given_moment_sends_the_reminders_due_then(
+    sqlite_url: str, clock: Clock
+) -> None:
     engine = Engine(sqlite_url, [Reminded], clock=clock)
     iid = engine.start(Reminded)
     engine.run_due(clock.now + timedelta(minutes=11))  # the clock itself has not moved
