@@ -61,3 +61,8 @@ class NotWaiting(Conflict):
 
 class DataNotStorable(SignoffError):
     """Workflow data that cannot be stored as JSON."""
+
+
+def brief(exc: BaseException) -> str:
+    """An exception in one line: its type and message."""
+    return f"{type(exc).__name__}: {exc}"

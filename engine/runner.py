@@ -11,29 +11,31 @@ import asyncio
 import inspect
 import json
 import traceback
-import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 from datetime import datetime, timedelta
 from time import perf_counter
 from typing import Any
 
+from engine.commits import Commits, LostLease
 from engine.errors import (
     Conflict,
     DefinitionError,
-    EventRejected,
     RunawayLoop,
     SignoffError,
     StatementMissing,
+    brief,
 )
-from engine.handlers import FIRE, Handler, Services, WaitInfo
+from engine.events import Events
+from engine.handlers import Services
 from engine.heartbeat import LeaseKeeper
 from engine.interpreter import Position, advance, thread_body
+from engine.lifecycle import Lifecycle
 from engine.records import Record
-from engine.state import Decided, OpenCase, Pending, Teardown, ThreadState
+from engine.state import OpenCase, ThreadState
 from engine.steps import Step
 from engine.store import Store
+from engine.timers import Timers
 from engine.tree import (
     MAX_STATEMENTS_PER_TRANSITION,
     Block,
@@ -47,18 +49,7 @@ from engine.tree import (
 )
 from engine.validate import validate
 from engine.waits import Wait, WaitFor
-from engine.working import Working, rebase
-
-MAX_CLEANUP_ATTEMPTS = 20
-MAX_PAYLOAD_IN_HISTORY = 4000
-
-
-class LostLease(Exception):
-    """Another process took over the instance (our lease ran out): stop driving it."""
-
-
-def cleanup_delay(attempts: int) -> timedelta:
-    return min(timedelta(seconds=2 ** (attempts - 1)), timedelta(minutes=10))
+from engine.working import Working
 
 
 def run_action(action: Callable[[], Any]) -> Any:
@@ -78,11 +69,10 @@ def run_action(action: Callable[[], Any]) -> Any:
         return pool.submit(asyncio.run, wait_for()).result()
 
 
-def _error(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"
+class Runner(Commits, Lifecycle, Events, Timers):
+    """Walks threads and runs steps; the mixins commit, deliver events, run handlers' setup
+    and teardown, and fire what falls due."""
 
-
-class Runner:
     def __init__(
         self,
         store: Store,
@@ -99,80 +89,6 @@ class Runner:
     @property
     def now(self) -> datetime:
         return self.services.clock()
-
-    # --- committing ----------------------------------------------------------------------------
-
-    def claim(self, work: Working, now: datetime) -> str:
-        """Take the lease unless a live driver holds it; returns our token or ""."""
-        row = work.row
-        if row.lease_owner and row.lease_until and row.lease_until > now:
-            return ""
-        owner = uuid.uuid4().hex
-        row.lease_owner, row.lease_until = owner, now + self.lease
-        return owner
-
-    def save(self, work: Working, now: datetime) -> bool:
-        """Commit the working copy if nobody else committed since we loaded it."""
-        work.refresh_status()
-        row = work.row
-        expected = row.version
-        if row.lease_owner and not work.terminal:
-            row.due_at = row.lease_until
-        else:
-            row.lease_owner = row.lease_until = None
-            row.due_at = work.state.next_due()  # a finished instance may still owe teardowns
-        row.state = work.state.model_dump_json()
-        row.version, row.updated_at = expected + 1, now
-        waits = work.wait_records() if work.waits_dirty or work.terminal else None
-        if not self.store.save(row, expected, waits, work.history):
-            row.version = expected
-            return False
-        work.committed(expected + 1, now)
-        if row.due_at is not None and row.lease_owner is None:
-            self.notify_due(row.id, row.due_at)
-        return True
-
-    def commit(self, work: Working, owner: str) -> None:
-        """Commit mid-drive, keeping the lease; merge in whatever another writer committed."""
-        while True:
-            now = self.now
-            work.row.lease_owner, work.row.lease_until = owner, now + self.lease
-            if self.save(work, now):
-                return
-            self.rebase(work, owner)
-
-    def rebase(self, work: Working, owner: str) -> None:
-        fresh = self.store.load(work.id)
-        if fresh is None:
-            raise LostLease(f"instance {work.id} vanished")
-        theirs = Working.of(fresh, work.cls)
-        if fresh.lease_owner not in (owner, None):
-            raise LostLease(f"instance {work.id} is driven elsewhere now")
-        if not rebase(work, theirs):
-            work.note(
-                Record(
-                    self.now,
-                    "merged",
-                    message="a concurrent change to the same thread "
-                    "won; this process's uncommitted progress was discarded",
-                )
-            )
-
-    def commit_change(self, work: Working, now: datetime) -> str | None:
-        """Commit an outside change (event, retry, cancel, goto). None: someone committed first,
-        reload and try again; "": committed, another process drives; else our lease token."""
-        owner = "" if work.terminal else self.claim(work, now)
-        if not self.save(work, now):
-            return None
-        if work.terminal and work.state.teardowns:
-            return self._own_for_cleanup(work)
-        return owner
-
-    def _own_for_cleanup(self, work: Working) -> str:
-        """A finished instance still owes teardowns: run them now (run_due retries failures)."""
-        self.cleanups(work, self.now)
-        self.save(work, self.now)
-        return ""
 
     # --- driving -------------------------------------------------------------------------------
 
@@ -233,7 +149,7 @@ class Runner:
             self.fail(
                 work,
                 thread,
-                f"building the definition failed: {_error(exc)}",
+                f"building the definition failed: {brief(exc)}",
                 now,
                 traceback.format_exc(),
             )
@@ -317,7 +233,7 @@ class Runner:
         self, work: Working, thread: ThreadState, step: Step, attempt: int, exc: Exception, tb: str
     ) -> None:
         now = self.now
-        message = str(exc) if isinstance(exc, DataNotJSON) else _error(exc)
+        message = str(exc) if isinstance(exc, DataNotJSON) else brief(exc)
         delay = step.retry.delay_after(attempt)
         thread.attempts, thread.error, thread.traceback = attempt, message, tb
         work.note(
@@ -425,506 +341,6 @@ class Runner:
         work.waits_dirty = True  # a failed thread's wait leaves the inbox
         work.note(Record(now, "failed", thread=thread.id, name=thread.at, message=message))
         work.refresh_status()
-
-    # --- waits and handlers --------------------------------------------------------------------
-
-    def stop_threads(self, work: Working, now: datetime) -> None:
-        for thread in work.state.threads.values():
-            if thread.live:
-                self.end_waits(work, thread, now, handled_event=None)
-                thread.status = "stopped"
-
-    def end_waits(
-        self, work: Working, thread: ThreadState, now: datetime, handled_event: str | None
-    ) -> None:
-        """Close the thread's open cases; each owes its handler a teardown. A timer that was
-        already due but had not fired yet (the scheduler was down or busy) is discarded, and the
-        history says so: the wait ended first."""
-        for case in thread.cases:
-            if (
-                case.event != handled_event
-                and case.setup == "done"
-                and case.due_at is not None
-                and case.due_at <= now
-            ):
-                ended = f" by '{handled_event}'" if handled_event else ""
-                work.note(
-                    Record(
-                        now,
-                        "timer discarded",
-                        thread=thread.id,
-                        name=case.event,
-                        message=f"the {case.kind} timer of '{case.event}' was due at "
-                        f"{case.due_at:%Y-%m-%d %H:%M:%S} UTC but had not fired when "
-                        f"the wait ended{ended}",
-                        detail={
-                            "wait": thread.at,
-                            "kind": case.kind,
-                            "due_at": case.due_at.isoformat(),
-                        },
-                    )
-                )
-            work.state.teardowns.append(
-                Teardown(
-                    thread=thread.id,
-                    wait=thread.at or "",
-                    event=case.event,
-                    kind=case.kind,
-                    handled=case.event == handled_event,
-                    began_at=case.began_at,
-                    stored=case.stored,
-                )
-            )
-        if thread.cases:
-            work.waits_dirty = True
-        thread.cases = []
-
-    def handler(self, work: Working, wait_name: str, event: str) -> Handler | None:
-        for stmt in walk(self.definition(work)):
-            if isinstance(stmt, Wait) and stmt.name == wait_name:
-                case = stmt.case(event)
-                return case.handler if case else None
-        return None
-
-    def info(
-        self,
-        work: Working,
-        thread: str,
-        wait: str,
-        case: OpenCase | Teardown,
-        via: str | None = None,
-    ) -> WaitInfo:
-        return WaitInfo(
-            work.id,
-            work.row.workflow,
-            thread,
-            wait,
-            case.event,
-            case.began_at,
-            case.stored,
-            self.services,
-            via,
-        )
-
-    def event(
-        self,
-        work: Working,
-        thread: ThreadState,
-        event: str,
-        payload: dict[str, Any],
-        actor: str | None,
-        via: str,
-    ) -> str | None:
-        """Apply an event to a waiting thread and commit it. Returns as `commit_change` does."""
-        now = self.now
-        wait_name = thread.at or ""
-        try:
-            handler = self.handler(work, wait_name, event)
-        except SignoffError as exc:
-            handler, problem = None, str(exc)
-        except Exception as exc:  # the stored data no longer fits the model, definition() raised
-            handler, problem = None, f"building the definition failed: {_error(exc)}"
-        else:
-            problem = (
-                f"wait '{wait_name}' (or its event '{event}') no longer exists in workflow "
-                f"{work.row.workflow}"
-            )
-        if handler is None:
-            self.fail(work, thread, problem, now)
-            if not self.save(work, now):  # no lease taken: nothing is left to drive
-                return None
-            raise StatementMissing(
-                f"{problem}; instance {work.id} is now failed: deploy a fix, "
-                "then retry it or move the thread with goto"
-            )
-        case = next(c for c in thread.cases if c.event == event)
-        self._apply(work, thread, handler, case, payload, actor, via, now)
-        return self.commit_change(work, now)
-
-    # --- events that came early --------------------------------------------------------------
-
-    def mid_transition(self, work: Working) -> bool:
-        """A live driver holds the instance: threads may be about to begin new waits."""
-        row = work.row
-        return bool(row.lease_owner and row.lease_until and row.lease_until > self.now)
-
-    def waits_somewhere(self, work: Working, event: str, thread: str | None) -> bool:
-        """Whether the definition has a Wait with this event (in `thread`'s body, if named)."""
-        try:
-            definition = self.definition(work)
-            if thread is not None:
-                state = work.state.threads.get(thread)
-                if state is None:
-                    return False
-                definition = thread_body(definition, state.root)
-        except Exception:
-            return False
-        return any(isinstance(s, Wait) and s.case(event) for s in walk(definition))
-
-    def keep_for_later(
-        self,
-        work: Working,
-        event: str,
-        payload: dict[str, Any],
-        actor: str | None,
-        thread: str | None,
-        via: str,
-    ) -> bool:
-        """Put an early event in the instance's inbox; False when someone committed first."""
-        now = self.now
-        work.state.inbox.append(
-            Pending(event=event, payload=payload, actor=actor, via=via, thread=thread, at=now)
-        )
-        work.note(
-            Record(
-                now,
-                "event kept",
-                thread=thread,
-                name=event,
-                actor=actor,
-                via=via,
-                message="arrived mid-transition; delivered when its wait begins",
-            )
-        )
-        return self.save(work, now)
-
-    def _deliver(self, work: Working, now: datetime) -> bool:
-        """Give kept events to the waits that have begun for them; True if any was taken."""
-        delivered = False
-        for pending in list(work.state.inbox):
-            target = next(
-                (
-                    t
-                    for t in work.state.threads.values()
-                    if t.status == "waiting"
-                    and (pending.thread in (None, t.id))
-                    and any(c.event == pending.event for c in t.cases)
-                ),
-                None,
-            )
-            if target is None:
-                continue
-            work.state.inbox.remove(pending)
-            delivered = True
-            try:
-                handler = self.handler(work, target.at or "", pending.event)
-                if handler is None:
-                    raise StatementMissing(f"wait '{target.at}' has no event '{pending.event}'")
-                case = next(c for c in target.cases if c.event == pending.event)
-                self._apply(
-                    work, target, handler, case, pending.payload, pending.actor, pending.via, now
-                )
-            except SignoffError as exc:
-                work.note(
-                    Record(
-                        now,
-                        "event refused",
-                        thread=target.id,
-                        name=pending.event,
-                        actor=pending.actor,
-                        via=pending.via,
-                        message=str(exc),
-                    )
-                )
-        return delivered
-
-    def _apply(
-        self,
-        work: Working,
-        thread: ThreadState,
-        handler: Handler,
-        case: OpenCase,
-        payload: dict[str, Any],
-        actor: str | None,
-        via: str,
-        now: datetime,
-    ) -> None:
-        model = work.workflow()
-        before = work.row.data
-        try:
-            handler.handle(self.info(work, thread.id, thread.at or "", case, via), payload, actor)
-            data = model.model_dump_json(warnings="error")
-        except SignoffError:
-            work.reset_data(before)
-            raise
-        except Exception as exc:
-            work.reset_data(before)
-            raise EventRejected(
-                f"the {handler.kind} handler of '{case.event}' refused the event: {_error(exc)}"
-            ) from exc
-        work.row.data = data
-        approved = payload.get("approved") if handler.kind == "approval" else None
-        work.decided(
-            Decided(
-                thread=thread.id,
-                wait=thread.at or "",
-                event=case.event,
-                events=[c.event for c in thread.cases],
-                actor=actor,
-                via=via,
-                at=now,
-                approved=approved if isinstance(approved, bool) else None,
-                key=thread.wait_key,
-            )
-        )
-        shown = json.dumps(payload)
-        detail: dict[str, Any] = {
-            "wait": thread.at,
-            "payload": payload
-            if len(shown) <= MAX_PAYLOAD_IN_HISTORY
-            else shown[:MAX_PAYLOAD_IN_HISTORY] + "...",
-        }
-        if isinstance(approved, bool):
-            reason = payload.get("reason")
-            reason = reason.strip() if isinstance(reason, str) else None  # as the Decision has it
-            work.note(
-                Record(
-                    now,
-                    "decision",
-                    thread=thread.id,
-                    name=case.event,
-                    actor=actor,
-                    via=via,
-                    message=("approved" if approved else "denied")
-                    + (f": {reason}" if reason else ""),
-                    detail=detail,
-                )
-            )
-        else:
-            work.note(
-                Record(
-                    now,
-                    "event",
-                    thread=thread.id,
-                    name=case.event,
-                    actor=actor,
-                    via=via,
-                    detail=detail,
-                )
-            )
-        self.end_waits(work, thread, now, handled_event=case.event)
-        thread.status, thread.entry, thread.event = "running", Entry.EVENT, case.event
-
-    def cleanups(self, work: Working, now: datetime) -> None:
-        """Run setups owed to new waits and teardowns owed to ended ones, and due retries."""
-        for thread in work.state.threads.values():
-            if thread.status != "waiting":
-                continue
-            for case in thread.cases:
-                if case.setup == "pending" or (
-                    case.setup == "failed" and case.retry_at and case.retry_at <= now
-                ):
-                    self._setup(work, thread, case, now)
-        for teardown in list(work.state.teardowns):
-            if teardown.attempts == 0 or (teardown.retry_at and teardown.retry_at <= now):
-                self._teardown(work, teardown, now)
-
-    def _setup(self, work: Working, thread: ThreadState, case: OpenCase, now: datetime) -> None:
-        work.waits_dirty = True
-        try:
-            handler = self.handler(work, thread.at or "", case.event)
-            if handler is None:
-                raise StatementMissing(f"wait '{thread.at}' no longer has event '{case.event}'")
-            stored = handler.setup(self.info(work, thread.id, thread.at or "", case))
-            if stored is not None:
-                json.dumps(stored)
-                stored = dict(stored)
-            case.stored, case.setup, case.error, case.retry_at = stored, "done", None, None
-            case.due_at = handler.due_at(self.info(work, thread.id, thread.at or "", case))
-        except Exception as exc:
-            case.attempts += 1
-            case.setup, case.error = "failed", _error(exc)
-            case.retry_at = now + cleanup_delay(case.attempts)
-            work.note(
-                Record(
-                    now,
-                    "setup failed",
-                    thread=thread.id,
-                    name=case.event,
-                    message=case.error,
-                    detail={
-                        "wait": thread.at,
-                        "attempt": case.attempts,
-                        "traceback": traceback.format_exc(),
-                    },
-                )
-            )
-
-    def _teardown(self, work: Working, teardown: Teardown, now: datetime) -> None:
-        try:
-            handler = self.handler(work, teardown.wait, teardown.event)
-            if handler is not None:
-                handler.teardown(
-                    self.info(work, teardown.thread, teardown.wait, teardown), teardown.handled
-                )
-            else:
-                work.note(
-                    Record(
-                        now,
-                        "teardown skipped",
-                        thread=teardown.thread,
-                        name=teardown.event,
-                        message=f"wait '{teardown.wait}' no longer exists in the definition",
-                    )
-                )
-        except Exception as exc:
-            teardown.attempts += 1
-            teardown.error = _error(exc)
-            work.note(
-                Record(
-                    now,
-                    "teardown failed",
-                    thread=teardown.thread,
-                    name=teardown.event,
-                    message=teardown.error,
-                    detail={"wait": teardown.wait, "attempt": teardown.attempts},
-                )
-            )
-            if teardown.attempts < MAX_CLEANUP_ATTEMPTS:
-                teardown.retry_at = now + cleanup_delay(teardown.attempts)
-                return
-            work.note(
-                Record(
-                    now,
-                    "teardown abandoned",
-                    thread=teardown.thread,
-                    name=teardown.event,
-                    message=f"gave up after {teardown.attempts} attempts",
-                )
-            )
-        work.state.teardowns.remove(teardown)
-
-    # --- time ----------------------------------------------------------------------------------
-
-    def wake(self, work: Working, now: datetime, claimed: str | None = None) -> bool:
-        """Do what fell due for one instance: timers, step retries, owed setups/teardowns,
-        and threads left running by a driver that died.
-
-        `claimed` is the lease token under which `Store.claim_due` already took the instance
-        (how the engine's `run_due` and the scheduler come here): the lease is ours, not a
-        live driver's. Without it, the lease is taken here, under the version check."""
-        while True:
-            mine = claimed is not None and work.row.lease_owner == claimed
-            if work.terminal:
-                if not work.state.teardowns:
-                    if mine:  # release the claim, or it would fall due again at its end
-                        self.save(work, now)
-                    return False
-                self.cleanups(work, now)
-                if self.save(work, now):
-                    return True
-            else:
-                owner = claimed if mine and claimed else self.claim(work, now)
-                if not owner:
-                    return False
-                self._fire_due(work, now)
-                if self.save(work, now):
-                    work.row.lease_owner = owner
-                    self.drive(work, owner)
-                    return True
-            fresh = self.store.load(work.id)
-            if fresh is None:
-                return False
-            work = Working.of(fresh, work.cls)
-
-    def _fire_due(self, work: Working, now: datetime) -> None:
-        for thread in list(work.state.threads.values()):
-            if thread.status == "retrying" and thread.retry_at and thread.retry_at <= now:
-                thread.status, thread.retry_at = "running", None
-                continue
-            if thread.status != "waiting":
-                continue
-            for case in thread.cases:
-                if not (case.setup == "done" and case.due_at and case.due_at <= now):
-                    continue
-                try:
-                    handler = self.handler(work, thread.at or "", case.event)
-                except Exception as exc:  # data no longer fits the model, definition() raised
-                    self.fail(
-                        work,
-                        thread,
-                        f"building the definition failed: {_error(exc)}",
-                        now,
-                        traceback.format_exc(),
-                    )
-                    break
-                if handler is None:
-                    self.fail(
-                        work,
-                        thread,
-                        f"wait '{thread.at}' (or its event '{case.event}') no "
-                        f"longer exists in workflow {work.row.workflow}",
-                        now,
-                    )
-                    break
-                info = replace(
-                    self.info(work, thread.id, thread.at or "", case, "timer"), moment=now
-                )
-                work.waits_dirty = True
-                try:
-                    outcome = handler.on_due(info)
-                    if outcome is FIRE:
-                        self._apply(work, thread, handler, case, {}, None, "timer", now)
-                        break
-                    if not isinstance(outcome, dict):
-                        raise TypeError(f"on_due returned {type(outcome).__name__}, not a dict")
-                    self._ticked(work, thread, case, outcome, now)
-                    case.due_at = handler.due_at(replace(info, stored=case.stored))
-                    case.error, case.attempts = None, 0
-                except Exception as exc:
-                    # Like a failed setup: recorded on the wait and tried again later; the other
-                    # cases and threads go on (a Slack outage must not hold up a timeout).
-                    case.attempts += 1
-                    case.error = _error(exc)
-                    case.due_at = now + cleanup_delay(case.attempts)
-                    work.note(
-                        Record(
-                            now,
-                            "timer failed",
-                            thread=thread.id,
-                            name=case.event,
-                            via="timer",
-                            message=case.error,
-                            detail={
-                                "wait": thread.at,
-                                "attempt": case.attempts,
-                                "traceback": traceback.format_exc(),
-                            },
-                        )
-                    )
-
-    def _ticked(
-        self,
-        work: Working,
-        thread: ThreadState,
-        case: OpenCase,
-        stored: dict[str, Any],
-        now: datetime,
-    ) -> None:
-        before = case.stored or {}
-        case.stored = stored
-        if stored.get("escalated") and not before.get("escalated"):
-            work.note(
-                Record(
-                    now,
-                    "escalated",
-                    thread=thread.id,
-                    name=case.event,
-                    via="timer",
-                    detail={"wait": thread.at, "approvers": case.info.get("escalate_to")},
-                )
-            )
-        if int(stored.get("reminders", 0)) > int(before.get("reminders", 0)):
-            work.note(
-                Record(
-                    now,
-                    "reminder",
-                    thread=thread.id,
-                    name=case.event,
-                    via="timer",
-                    detail={"wait": thread.at, "count": stored.get("reminders")},
-                )
-            )
 
     def check_target(self, work: Working, thread_id: str, name: str) -> None:
         thread = work.thread(thread_id)

@@ -1,0 +1,94 @@
+"""Committing a driver's working copy: the lease, the version-checked save, and the merge
+with whatever another writer committed meanwhile."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from engine.records import Record
+from engine.working import Working, rebase
+
+if TYPE_CHECKING:
+    from engine.driving import Driver
+
+
+class LostLease(Exception):
+    """Another process took over the instance (our lease ran out): stop driving it."""
+
+
+class Commits:
+    """Take the lease, save under the version check, merge on conflict."""
+
+    def claim(self: Driver, work: Working, now: datetime) -> str:
+        """Take the lease unless a live driver holds it; returns our token or ""."""
+        row = work.row
+        if row.lease_owner and row.lease_until and row.lease_until > now:
+            return ""
+        owner = uuid.uuid4().hex
+        row.lease_owner, row.lease_until = owner, now + self.lease
+        return owner
+
+    def save(self: Driver, work: Working, now: datetime) -> bool:
+        """Commit the working copy if nobody else committed since we loaded it."""
+        work.refresh_status()
+        row = work.row
+        expected = row.version
+        if row.lease_owner and not work.terminal:
+            row.due_at = row.lease_until
+        else:
+            row.lease_owner = row.lease_until = None
+            row.due_at = work.state.next_due()  # a finished instance may still owe teardowns
+        row.state = work.state.model_dump_json()
+        row.version, row.updated_at = expected + 1, now
+        waits = work.wait_records() if work.waits_dirty or work.terminal else None
+        if not self.store.save(row, expected, waits, work.history):
+            row.version = expected
+            return False
+        work.committed(expected + 1, now)
+        if row.due_at is not None and row.lease_owner is None:
+            self.notify_due(row.id, row.due_at)
+        return True
+
+    def commit(self: Driver, work: Working, owner: str) -> None:
+        """Commit mid-drive, keeping the lease; merge in whatever another writer committed."""
+        while True:
+            now = self.now
+            work.row.lease_owner, work.row.lease_until = owner, now + self.lease
+            if self.save(work, now):
+                return
+            self.rebase(work, owner)
+
+    def rebase(self: Driver, work: Working, owner: str) -> None:
+        fresh = self.store.load(work.id)
+        if fresh is None:
+            raise LostLease(f"instance {work.id} vanished")
+        theirs = Working.of(fresh, work.cls)
+        if fresh.lease_owner not in (owner, None):
+            raise LostLease(f"instance {work.id} is driven elsewhere now")
+        if not rebase(work, theirs):
+            work.note(
+                Record(
+                    self.now,
+                    "merged",
+                    message="a concurrent change to the same thread "
+                    "won; this process's uncommitted progress was discarded",
+                )
+            )
+
+    def commit_change(self: Driver, work: Working, now: datetime) -> str | None:
+        """Commit an outside change (event, retry, cancel, goto). None: someone committed first,
+        reload and try again; "": committed, another process drives; else our lease token."""
+        owner = "" if work.terminal else self.claim(work, now)
+        if not self.save(work, now):
+            return None
+        if work.terminal and work.state.teardowns:
+            return self._own_for_cleanup(work)
+        return owner
+
+    def _own_for_cleanup(self: Driver, work: Working) -> str:
+        """A finished instance still owes teardowns: run them now (run_due retries failures)."""
+        self.cleanups(work, self.now)
+        self.save(work, self.now)
+        return ""

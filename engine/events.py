@@ -1,0 +1,228 @@
+"""Delivering events: to the thread that waits for one, or into the inbox when it came
+mid-transition, before its wait began."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from engine.errors import (
+    EventRejected,
+    SignoffError,
+    StatementMissing,
+    brief,
+)
+from engine.handlers import Handler
+from engine.interpreter import thread_body
+from engine.records import Record
+from engine.state import Decided, OpenCase, Pending, ThreadState
+from engine.tree import Entry, walk
+from engine.waits import Wait
+from engine.working import Working
+
+if TYPE_CHECKING:
+    from engine.driving import Driver
+
+MAX_PAYLOAD_IN_HISTORY = 4000
+
+
+class Events:
+    """Apply events to waiting threads."""
+
+    def event(
+        self: Driver,
+        work: Working,
+        thread: ThreadState,
+        event: str,
+        payload: dict[str, Any],
+        actor: str | None,
+        via: str,
+    ) -> str | None:
+        """Apply an event to a waiting thread and commit it. Returns as `commit_change` does."""
+        now = self.now
+        wait_name = thread.at or ""
+        try:
+            handler = self.handler(work, wait_name, event)
+        except SignoffError as exc:
+            handler, problem = None, str(exc)
+        except Exception as exc:  # the stored data no longer fits the model, definition() raised
+            handler, problem = None, f"building the definition failed: {brief(exc)}"
+        else:
+            problem = (
+                f"wait '{wait_name}' (or its event '{event}') no longer exists in workflow "
+                f"{work.row.workflow}"
+            )
+        if handler is None:
+            self.fail(work, thread, problem, now)
+            if not self.save(work, now):  # no lease taken: nothing is left to drive
+                return None
+            raise StatementMissing(
+                f"{problem}; instance {work.id} is now failed: deploy a fix, "
+                "then retry it or move the thread with goto"
+            )
+        case = next(c for c in thread.cases if c.event == event)
+        self._apply(work, thread, handler, case, payload, actor, via, now)
+        return self.commit_change(work, now)
+
+    def mid_transition(self: Driver, work: Working) -> bool:
+        """A live driver holds the instance: threads may be about to begin new waits."""
+        row = work.row
+        return bool(row.lease_owner and row.lease_until and row.lease_until > self.now)
+
+    def waits_somewhere(self: Driver, work: Working, event: str, thread: str | None) -> bool:
+        """Whether the definition has a Wait with this event (in `thread`'s body, if named)."""
+        try:
+            definition = self.definition(work)
+            if thread is not None:
+                state = work.state.threads.get(thread)
+                if state is None:
+                    return False
+                definition = thread_body(definition, state.root)
+        except Exception:
+            return False
+        return any(isinstance(s, Wait) and s.case(event) for s in walk(definition))
+
+    def keep_for_later(
+        self: Driver,
+        work: Working,
+        event: str,
+        payload: dict[str, Any],
+        actor: str | None,
+        thread: str | None,
+        via: str,
+    ) -> bool:
+        """Put an early event in the instance's inbox; False when someone committed first."""
+        now = self.now
+        work.state.inbox.append(
+            Pending(event=event, payload=payload, actor=actor, via=via, thread=thread, at=now)
+        )
+        work.note(
+            Record(
+                now,
+                "event kept",
+                thread=thread,
+                name=event,
+                actor=actor,
+                via=via,
+                message="arrived mid-transition; delivered when its wait begins",
+            )
+        )
+        return self.save(work, now)
+
+    def _deliver(self: Driver, work: Working, now: datetime) -> bool:
+        """Give kept events to the waits that have begun for them; True if any was taken."""
+        delivered = False
+        for pending in list(work.state.inbox):
+            target = next(
+                (
+                    t
+                    for t in work.state.threads.values()
+                    if t.status == "waiting"
+                    and (pending.thread in (None, t.id))
+                    and any(c.event == pending.event for c in t.cases)
+                ),
+                None,
+            )
+            if target is None:
+                continue
+            work.state.inbox.remove(pending)
+            delivered = True
+            try:
+                handler = self.handler(work, target.at or "", pending.event)
+                if handler is None:
+                    raise StatementMissing(f"wait '{target.at}' has no event '{pending.event}'")
+                case = next(c for c in target.cases if c.event == pending.event)
+                self._apply(
+                    work, target, handler, case, pending.payload, pending.actor, pending.via, now
+                )
+            except SignoffError as exc:
+                work.note(
+                    Record(
+                        now,
+                        "event refused",
+                        thread=target.id,
+                        name=pending.event,
+                        actor=pending.actor,
+                        via=pending.via,
+                        message=str(exc),
+                    )
+                )
+        return delivered
+
+    def _apply(
+        self: Driver,
+        work: Working,
+        thread: ThreadState,
+        handler: Handler,
+        case: OpenCase,
+        payload: dict[str, Any],
+        actor: str | None,
+        via: str,
+        now: datetime,
+    ) -> None:
+        model = work.workflow()
+        before = work.row.data
+        try:
+            handler.handle(self.info(work, thread.id, thread.at or "", case, via), payload, actor)
+            data = model.model_dump_json(warnings="error")
+        except SignoffError:
+            work.reset_data(before)
+            raise
+        except Exception as exc:
+            work.reset_data(before)
+            raise EventRejected(
+                f"the {handler.kind} handler of '{case.event}' refused the event: {brief(exc)}"
+            ) from exc
+        work.row.data = data
+        approved = payload.get("approved") if handler.kind == "approval" else None
+        work.decided(
+            Decided(
+                thread=thread.id,
+                wait=thread.at or "",
+                event=case.event,
+                events=[c.event for c in thread.cases],
+                actor=actor,
+                via=via,
+                at=now,
+                approved=approved if isinstance(approved, bool) else None,
+                key=thread.wait_key,
+            )
+        )
+        shown = json.dumps(payload)
+        detail: dict[str, Any] = {
+            "wait": thread.at,
+            "payload": payload
+            if len(shown) <= MAX_PAYLOAD_IN_HISTORY
+            else shown[:MAX_PAYLOAD_IN_HISTORY] + "...",
+        }
+        if isinstance(approved, bool):
+            reason = payload.get("reason")
+            reason = reason.strip() if isinstance(reason, str) else None  # as the Decision has it
+            work.note(
+                Record(
+                    now,
+                    "decision",
+                    thread=thread.id,
+                    name=case.event,
+                    actor=actor,
+                    via=via,
+                    message=("approved" if approved else "denied")
+                    + (f": {reason}" if reason else ""),
+                    detail=detail,
+                )
+            )
+        else:
+            work.note(
+                Record(
+                    now,
+                    "event",
+                    thread=thread.id,
+                    name=case.event,
+                    actor=actor,
+                    via=via,
+                    detail=detail,
+                )
+            )
+        self.end_waits(work, thread, now, handled_event=case.event)
+        thread.status, thread.entry, thread.event = "running", Entry.EVENT, case.event

@@ -1,0 +1,202 @@
+"""The handler lifecycle around a wait: setup once it began, teardown for every case once it
+ended, each retried with backoff when it raises."""
+
+from __future__ import annotations
+
+import json
+import traceback
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from engine.errors import (
+    StatementMissing,
+    brief,
+)
+from engine.handlers import Handler, WaitInfo
+from engine.records import Record
+from engine.state import OpenCase, Teardown, ThreadState
+from engine.tree import walk
+from engine.waits import Wait
+from engine.working import Working
+
+if TYPE_CHECKING:
+    from engine.driving import Driver
+
+MAX_CLEANUP_ATTEMPTS = 20
+
+
+def cleanup_delay(attempts: int) -> timedelta:
+    return min(timedelta(seconds=2 ** (attempts - 1)), timedelta(minutes=10))
+
+
+class Lifecycle:
+    """Setup and teardown of waits' handlers."""
+
+    def stop_threads(self: Driver, work: Working, now: datetime) -> None:
+        for thread in work.state.threads.values():
+            if thread.live:
+                self.end_waits(work, thread, now, handled_event=None)
+                thread.status = "stopped"
+
+    def end_waits(
+        self: Driver, work: Working, thread: ThreadState, now: datetime, handled_event: str | None
+    ) -> None:
+        """Close the thread's open cases; each owes its handler a teardown. A timer that was
+        already due but had not fired yet (the scheduler was down or busy) is discarded, and the
+        history says so: the wait ended first."""
+        for case in thread.cases:
+            if (
+                case.event != handled_event
+                and case.setup == "done"
+                and case.due_at is not None
+                and case.due_at <= now
+            ):
+                ended = f" by '{handled_event}'" if handled_event else ""
+                work.note(
+                    Record(
+                        now,
+                        "timer discarded",
+                        thread=thread.id,
+                        name=case.event,
+                        message=f"the {case.kind} timer of '{case.event}' was due at "
+                        f"{case.due_at:%Y-%m-%d %H:%M:%S} UTC but had not fired when "
+                        f"the wait ended{ended}",
+                        detail={
+                            "wait": thread.at,
+                            "kind": case.kind,
+                            "due_at": case.due_at.isoformat(),
+                        },
+                    )
+                )
+            work.state.teardowns.append(
+                Teardown(
+                    thread=thread.id,
+                    wait=thread.at or "",
+                    event=case.event,
+                    kind=case.kind,
+                    handled=case.event == handled_event,
+                    began_at=case.began_at,
+                    stored=case.stored,
+                )
+            )
+        if thread.cases:
+            work.waits_dirty = True
+        thread.cases = []
+
+    def handler(self: Driver, work: Working, wait_name: str, event: str) -> Handler | None:
+        for stmt in walk(self.definition(work)):
+            if isinstance(stmt, Wait) and stmt.name == wait_name:
+                case = stmt.case(event)
+                return case.handler if case else None
+        return None
+
+    def info(
+        self: Driver,
+        work: Working,
+        thread: str,
+        wait: str,
+        case: OpenCase | Teardown,
+        via: str | None = None,
+    ) -> WaitInfo:
+        return WaitInfo(
+            work.id,
+            work.row.workflow,
+            thread,
+            wait,
+            case.event,
+            case.began_at,
+            case.stored,
+            self.services,
+            via,
+        )
+
+    def cleanups(self: Driver, work: Working, now: datetime) -> None:
+        """Run setups owed to new waits and teardowns owed to ended ones, and due retries."""
+        for thread in work.state.threads.values():
+            if thread.status != "waiting":
+                continue
+            for case in thread.cases:
+                if case.setup == "pending" or (
+                    case.setup == "failed" and case.retry_at and case.retry_at <= now
+                ):
+                    self._setup(work, thread, case, now)
+        for teardown in list(work.state.teardowns):
+            if teardown.attempts == 0 or (teardown.retry_at and teardown.retry_at <= now):
+                self._teardown(work, teardown, now)
+
+    def _setup(
+        self: Driver, work: Working, thread: ThreadState, case: OpenCase, now: datetime
+    ) -> None:
+        work.waits_dirty = True
+        try:
+            handler = self.handler(work, thread.at or "", case.event)
+            if handler is None:
+                raise StatementMissing(f"wait '{thread.at}' no longer has event '{case.event}'")
+            stored = handler.setup(self.info(work, thread.id, thread.at or "", case))
+            if stored is not None:
+                json.dumps(stored)
+                stored = dict(stored)
+            case.stored, case.setup, case.error, case.retry_at = stored, "done", None, None
+            case.due_at = handler.due_at(self.info(work, thread.id, thread.at or "", case))
+        except Exception as exc:
+            case.attempts += 1
+            case.setup, case.error = "failed", brief(exc)
+            case.retry_at = now + cleanup_delay(case.attempts)
+            work.note(
+                Record(
+                    now,
+                    "setup failed",
+                    thread=thread.id,
+                    name=case.event,
+                    message=case.error,
+                    detail={
+                        "wait": thread.at,
+                        "attempt": case.attempts,
+                        "traceback": traceback.format_exc(),
+                    },
+                )
+            )
+
+    def _teardown(self: Driver, work: Working, teardown: Teardown, now: datetime) -> None:
+        try:
+            handler = self.handler(work, teardown.wait, teardown.event)
+            if handler is not None:
+                handler.teardown(
+                    self.info(work, teardown.thread, teardown.wait, teardown), teardown.handled
+                )
+            else:
+                work.note(
+                    Record(
+                        now,
+                        "teardown skipped",
+                        thread=teardown.thread,
+                        name=teardown.event,
+                        message=f"wait '{teardown.wait}' no longer exists in the definition",
+                    )
+                )
+        except Exception as exc:
+            teardown.attempts += 1
+            teardown.error = brief(exc)
+            work.note(
+                Record(
+                    now,
+                    "teardown failed",
+                    thread=teardown.thread,
+                    name=teardown.event,
+                    message=teardown.error,
+                    detail={"wait": teardown.wait, "attempt": teardown.attempts},
+                )
+            )
+            if teardown.attempts < MAX_CLEANUP_ATTEMPTS:
+                teardown.retry_at = now + cleanup_delay(teardown.attempts)
+                return
+            work.note(
+                Record(
+                    now,
+                    "teardown abandoned",
+                    thread=teardown.thread,
+                    name=teardown.event,
+                    message=f"gave up after {teardown.attempts} attempts",
+                )
+            )
+        work.state.teardowns.remove(teardown)
