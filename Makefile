@@ -28,6 +28,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/engine.py
 	$(BIN)/python bench/timers.py
+	$(BIN)/python bench/web.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info
