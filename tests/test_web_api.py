@@ -183,3 +183,19 @@ def test_open_access_api_acts_as_admin(engine: Engine) -> None:
         assert created.status_code in (201,)
         assert engine.history(created.json()["id"])[0].actor == "admin"
         assert c.get("/api/instances", headers={"Authorization": "Bearer bad"}).status_code == 401
+
+
+def test_send_with_the_wait_key_refuses_a_repeat(client: TestClient, engine: Engine) -> None:
+    iid = engine.start("Trip", {})
+    wait = client.get(f"/api/instances/{iid}", headers=ALICE).json()["threads"][0]["waits"][0]
+    url = f"/api/instances/{iid}/events/decision"
+    body = {"payload": {"approved": True}, "wait_key": wait["key"]}
+    first = client.post(url, json=body, headers=ALICE)
+    assert first.status_code == 200 and first.json()["status"] == "completed"
+    again = client.post(url, json=body, headers=ALICE)
+    assert again.status_code == 409 and again.json()["type"] == "AlreadyDecided"
+    assert "already decided: approved by alice" in again.json()["error"]
+    assert [h.kind for h in engine.history(iid)].count("decision") == 1
+    assert TRACE.count("approved by alice via api") == 1
+    bad = client.post(url, json={"payload": {"approved": True}, "wait_key": 7}, headers=ALICE)
+    assert bad.status_code == 422

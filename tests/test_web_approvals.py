@@ -8,12 +8,15 @@ from web_support import (
     HX,
     ORIGIN,
     TRACE,
+    Rounds,
     TestClient,
+    form_data,
     parse,
     sign_in,
 )
 
 from engine import Engine
+from engine.placement import open_approvals
 from web.approvals import ApprovalsPage, row_id
 
 pytest_plugins = ["web_fixtures"]
@@ -91,6 +94,22 @@ def test_stale_decision_in_the_inbox(alice: TestClient, engine: Engine) -> None:
     assert engine.get(iid).error == "denied: no"
 
 
+def test_a_double_submit_from_the_inbox_decides_once(alice: TestClient, engine: Engine) -> None:
+    iid = engine.start("Trip", {})
+    row = parse(alice.get("/approvals").text).by_id(row_id(iid, "main", "decision"))
+    assert row is not None
+    approve = next(form_data(f) for f in row.find_all("form")
+                   if form_data(f)["decision"] == "approve")
+    assert approve["key"] == engine.get(iid).threads[0].waits[0].key != ""
+    first = alice.post("/approvals/decide", data=approve, headers=HX)
+    assert first.status_code == 200 and "Approved." in first.text
+    second = alice.post("/approvals/decide", data=approve, headers=HX)
+    assert second.status_code == 409
+    assert "already decided: approved by alice at 2026-01-05 09:00:00 UTC" in second.text
+    assert [h.kind for h in engine.history(iid)].count("decision") == 1
+    assert TRACE.count("approved by alice via web") == 1
+
+
 def test_not_an_approver_is_refused(client: TestClient, engine: Engine) -> None:
     client.headers.update({"X-CSRF-Token": sign_in(client, "bob"), "Origin": ORIGIN})
     iid = engine.start("Trip", {})
@@ -125,3 +144,19 @@ def test_escalation_widens_who_sees_it(client: TestClient, engine: Engine, clock
     engine.run_due()
     mine = client.get("/approvals").context["page"].mine
     assert [i.instance_id for i in mine] == [iid]
+
+
+def test_inbox_rows_carry_the_key_of_the_current_round(any_url: str, clock: Any) -> None:
+    """The key is read inside the database (SQLite's and PostgreSQL's JSON functions)."""
+    engine = Engine(any_url, workflows=[Rounds], clock=clock)
+    try:
+        iid = engine.start("Rounds", {})
+        for _ in range(2):
+            [row] = open_approvals(engine.store)
+            assert row["key"] == engine.get(iid).threads[0].waits[0].key != ""
+            engine.send(iid, "decision", {"approved": False, "reason": "again"}, actor="alice")
+        [row] = open_approvals(engine.store)
+        assert row["key"] == engine.get(iid).threads[0].waits[0].key
+        assert row["title"] == "Round 2"
+    finally:
+        engine.close()

@@ -9,8 +9,10 @@ from web_support import (
     ORIGIN,
     TRACE,
     WORKFLOWS,
+    Rounds,
     TestClient,
     Trip,
+    form_data,
     make_app,
     parse,
     sign_in,
@@ -287,3 +289,57 @@ def test_go_threads_are_marked_in_the_tree(alice: TestClient, engine: Engine) ->
     doc = parse(alice.get(f"/instances/{iid}").text)
     here = [n for n in doc.find_all("li") if "is-here" in n.attrs.get("class", "")]
     assert len(here) == 2
+
+
+# --- stale clicks: every form names the opening of the wait it was drawn for ------------------
+
+
+def _approve_form(html: str, iid: str) -> dict[str, str]:
+    forms = [f for f in parse(html).find_all("form", hx_post=f"/instances/{iid}/send")
+             if form_data(f).get("mode") == "approve"]
+    assert len(forms) == 1
+    return form_data(forms[0])
+
+
+def test_every_send_form_carries_the_wait_key(alice: TestClient, engine: Engine) -> None:
+    iid = engine.start("Trip", {})
+    key = engine.get(iid).threads[0].waits[0].key
+    doc = parse(alice.get(f"/instances/{iid}").text)
+    sends = doc.find_all("form", hx_post=f"/instances/{iid}/send")
+    assert {form_data(f)["mode"] for f in sends} == {"approve", "deny", "json"}
+    assert all(form_data(f)["wait_key"] == key for f in sends) and key
+
+
+def test_a_double_submit_decides_once(alice: TestClient, engine: Engine) -> None:
+    iid = engine.start("Trip", {})
+    form = _approve_form(alice.get(f"/instances/{iid}").text, iid)
+    first = alice.post(f"/instances/{iid}/send", headers=HX, data=form)
+    assert first.status_code == 200 and "Approved." in first.text
+    second = alice.post(f"/instances/{iid}/send", headers=HX, data=form)
+    assert second.status_code == 409
+    assert "already decided: approved by alice at 2026-01-05 09:00:00 UTC" in second.text
+    assert [h.kind for h in engine.history(iid)].count("decision") == 1
+    assert TRACE.count("approved by alice via web") == 1 and engine.get(iid).status == "completed"
+    # without htmx, the same refusal comes back on the page the redirect lands on
+    again = alice.post(f"/instances/{iid}/send", data=form)
+    assert again.status_code == 303
+    assert "already decided" in alice.get(f"/instances/{iid}").context["chrome"].flash.message
+
+
+def test_a_page_from_an_earlier_round_cannot_decide_the_next(tmp_path: Any, clock: Any) -> None:
+    engine = Engine(f"sqlite:///{tmp_path}/rounds.db", workflows=[Rounds], clock=clock)
+    with TestClient(make_app(engine), base_url=ORIGIN, follow_redirects=False) as alice:
+        alice.headers.update({"X-CSRF-Token": sign_in(alice, "alice"), "Origin": ORIGIN})
+        iid = engine.start("Rounds", {})
+        stale = _approve_form(alice.get(f"/instances/{iid}").text, iid)
+        engine.send(iid, "decision", {"approved": False, "reason": "again"}, actor="carol")
+        assert engine.get(iid).status == "waiting"  # round 1 asks the same question
+        refused = alice.post(f"/instances/{iid}/send", headers=HX, data=stale)
+        assert refused.status_code == 409
+        assert "already decided: denied by carol" in refused.text
+        assert engine.get(iid).status == "waiting" and engine.get(iid).data["round"] == 1
+        fresh = _approve_form(alice.get(f"/instances/{iid}").text, iid)
+        assert fresh["wait_key"] != stale["wait_key"]
+        done = alice.post(f"/instances/{iid}/send", headers=HX, data=fresh)
+        assert done.status_code == 200 and engine.get(iid).result == {"rounds": 1}
+    engine.close()

@@ -36,15 +36,22 @@ def test_start_form_fields_come_from_the_model(alice: TestClient) -> None:
     page: WorkflowsPage = alice.get("/workflows").context["page"]
     trip = next(c for c in page.cards if c.name == "Trip")
     assert [(f.name, f.kind) for f in trip.form.fields] == [
-        ("who", "text"), ("days", "integer"), ("approved", "checkbox"), ("note", "text"),
-        ("fail_booking", "checkbox")]
+        ("who", "text"),
+        ("days", "integer"),
+        ("approved", "checkbox"),
+        ("note", "text"),
+        ("fail_booking", "checkbox"),
+    ]
     expense = next(c for c in page.cards if c.name == "Expense")
     assert [f.name for f in expense.form.fields] == ["employee", "amount", "description"]
 
 
 def test_start_redirects_to_the_new_instance(alice: TestClient, engine: Engine) -> None:
-    response = alice.post("/workflows/Trip/start", headers=HX,
-                          data={"f.who": "zoe", "f.days": "4", "instance_id": "zoe-trip"})
+    response = alice.post(
+        "/workflows/Trip/start",
+        headers=HX,
+        data={"f.who": "zoe", "f.days": "4", "instance_id": "zoe-trip"},
+    )
     assert response.status_code == 200
     assert response.headers["HX-Redirect"] == "/instances/zoe-trip"
     view = engine.get("zoe-trip")
@@ -55,8 +62,9 @@ def test_start_redirects_to_the_new_instance(alice: TestClient, engine: Engine) 
 
 
 def test_invalid_start_shows_the_form_again(alice: TestClient, engine: Engine) -> None:
-    response = alice.post("/workflows/Expense/start", headers=HX,
-                          data={"f.employee": "x", "f.amount": "-5"})
+    response = alice.post(
+        "/workflows/Expense/start", headers=HX, data={"f.employee": "x", "f.amount": "-5"}
+    )
     assert response.status_code == 422
     assert response.template.name == "partials/start_form.html"
     form = response.context["page"]

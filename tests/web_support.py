@@ -17,6 +17,7 @@ from engine import (
     Approval,
     Decision,
     Engine,
+    For,
     Handler,
     If,
     Input,
@@ -104,6 +105,28 @@ class Form(Workflow):
 
     def take(self, value: Size) -> None:
         self.size, self.colour = value.size, value.colour
+
+
+class Rounds(Workflow):
+    """Asks again after each denial: one wait, opened once per round."""
+
+    round: int = 0
+    done: bool = False
+
+    def definition(self) -> Statement:
+        return S(
+            For("rounds", not self.done,
+                Wait("review", On("decision", Approval(approve=self.yes, deny=self.no,
+                                                       title=f"Round {self.round}",
+                                                       approvers=["alice", "carol"])))),
+            Return({"rounds": self.round}),
+        )
+
+    def yes(self, decision: Decision) -> None:
+        self.done = True
+
+    def no(self, decision: Decision) -> None:
+        self.round += 1
 
 
 WORKFLOWS: list[type[Workflow]] = [Trip, Form, *EXAMPLES]
@@ -197,6 +220,12 @@ class _Builder(HTMLParser):
 
     def handle_data(self, data: str) -> None:
         self.current.children.append(data)
+
+
+def form_data(form: Node) -> dict[str, str]:
+    """What the browser would post for `form`: its named inputs with their values."""
+    return {n.attrs["name"] or "": n.attrs.get("value") or ""
+            for n in form.find_all("input") if n.attrs.get("name")}
 
 
 def parse(html: str) -> Node:

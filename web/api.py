@@ -162,10 +162,11 @@ async def send(request: Request, actor: str) -> Response:
     if payload is not None and not isinstance(payload, dict):
         raise ApiError(422, '"payload" must be a JSON object')
     thread = _optional_str(body, "thread")
+    wait_key = _optional_str(body, "wait_key")
     board = dashboard(request)
     view = await run_in_threadpool(
         board.engine.send, request.path_params["instance_id"], request.path_params["event"],
-        payload, actor=actor, thread=thread, via="api",
+        payload, actor=actor, thread=thread, via="api", wait_key=wait_key,
     )
     board.changed()
     return _instance_json(view)
@@ -330,8 +331,12 @@ OPENAPI: dict[str, Any] = {
             "post": _op(
                 "Send an event (an approval: payload {\"approved\": true} or "
                 "{\"approved\": false, \"reason\": \"...\"})",
-                {"type": "object", "properties": {"payload": {"type": "object"},
-                                                  "thread": {"type": "string"}}},
+                {"type": "object", "properties": {
+                    "payload": {"type": "object"}, "thread": {"type": "string"},
+                    "wait_key": {"type": "string", "description":
+                                 "the `key` of the wait as you saw it (from GET); if that wait "
+                                 "has ended, the event is refused (409) instead of going to a "
+                                 "later wait of the same name"}}},
                 {"200": _instance_ok("Applied"),
                  "403": _err("The actor may not decide this approval"),
                  "409": _err("Stale: already decided, not waiting for it, or ended"),

@@ -6,11 +6,12 @@ several apps (one per test, or one mounted in a larger ASGI app) never share any
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import secrets
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +116,15 @@ def create_app(
     return app
 
 
+def settle_heap() -> None:
+    """Call once the app is built, before serving: what startup made (modules, workflow classes,
+    compiled templates, SQLAlchemy's tables) lives as long as the process, so move it out of
+    the collector's sight. Otherwise each full collection walks all of it again, a pause of
+    tens of milliseconds that lands on whichever request happens to be running."""
+    gc.collect()
+    gc.freeze()
+
+
 def _environment(directory: Path) -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(directory),
@@ -122,6 +132,10 @@ def _environment(directory: Path) -> jinja2.Environment:
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
+        # Templates change with a deploy, not while serving: no stat() of every template file
+        # on every render (an inbox of a hundred rows would stat its row template a hundred
+        # times).
+        auto_reload=False,
     )
     env.filters["when"] = _when
     env.filters["ago"] = _ago
@@ -132,7 +146,13 @@ def _environment(directory: Path) -> jinja2.Environment:
 
 
 def _when(value: datetime | None) -> str:
-    return "" if value is None else value.strftime("%Y-%m-%d %H:%M:%S UTC")
+    """`2026-01-05 09:00:00 UTC`. Through isoformat: strftime costs several times more, and a
+    page of instances shows a hundred of these."""
+    if value is None:
+        return ""
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC).replace(tzinfo=None)
+    return value.isoformat(" ", "seconds") + " UTC"
 
 
 def _ago(value: datetime | None, now: datetime) -> str:

@@ -35,6 +35,7 @@ class ApprovalItem:
     due_at: datetime | None
     approvers: list[str] | None
     may_decide: bool
+    key: str = ""  # the wait's key: a second click, or one on a later round, is refused
     outcome: Flash | None = None
     decided: bool = False
 
@@ -61,7 +62,7 @@ def _items(rows: list[dict[str, Any]], identities: set[str]) -> list[ApprovalIte
         ApprovalItem(
             instance_id=r["instance_id"], workflow=r["workflow"], thread=r["thread"],
             wait=r["wait"], event=r["event"], title=r["title"], began_at=r["began_at"],
-            due_at=r["due_at"], approvers=r["approvers"],
+            due_at=r["due_at"], approvers=r["approvers"], key=r["key"],
             may_decide=r["approvers"] is None or bool(identities & set(r["approvers"])),
         )
         for r in rows
@@ -91,10 +92,11 @@ async def decide(request: Request) -> Response:
     form = await checked_form(request)
     board = dashboard(request)
     fields = {k: (form.get(k) if isinstance(form.get(k), str) else "") for k in
-              ("instance", "thread", "event", "decision", "reason")}
+              ("instance", "thread", "event", "decision", "reason", "key")}
     instance_id, thread, event = (str(fields[k]).strip()[:200] for k in
                                   ("instance", "thread", "event"))
     decision, reason = str(fields["decision"]), str(fields["reason"]).strip()
+    wait_key = str(fields["key"]).strip()[:200] or None
     outcome: Outcome
     if not (instance_id and thread and event) or decision not in ("approve", "deny"):
         outcome = refusal("The form is incomplete: reload the page and try again.", 400)
@@ -105,7 +107,7 @@ async def decide(request: Request) -> Response:
     else:
         payload = {"approved": decision == "approve", "reason": reason}
         outcome = await attempt(board.engine.send, instance_id, event, payload, actor=user,
-                                thread=thread, via="web")
+                                thread=thread, via="web", wait_key=wait_key)
         board.changed()
         if outcome.ok:
             verb = "Approved" if decision == "approve" else "Denied"

@@ -166,7 +166,7 @@ def json_object(text: str | None, what: str) -> dict[str, Any]:
 def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
     import uvicorn
 
-    from web.app import create_app
+    from web.app import create_app, settle_heap
 
     if args.open_access and args.host not in LOOPBACK:
         print(
@@ -201,6 +201,7 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
     )
     if scheduler is not None:
         scheduler.start()
+    settle_heap()
     # uvicorn shuts down gracefully on SIGTERM, then raises it again under the handler that was
     # there before: make that one return, so the scheduler below stops cleanly too (exit 0).
     previous = signal.signal(signal.SIGTERM, lambda signum, frame: None)

@@ -50,6 +50,11 @@ class ThreadPanel:
     missing: bool
     retryable: bool
 
+    @property
+    def wait_key(self) -> str:
+        """The key of the wait the thread is in (its waits share it): for the JSON send form."""
+        return self.waits[0].view.key if self.waits else ""
+
 
 @dataclass(frozen=True)
 class InstancePage:
@@ -192,6 +197,7 @@ async def send(request: Request) -> Response:
     instance_id = request.path_params["instance_id"]
     event = _text(form, "event")
     thread = _text(form, "thread") or None
+    wait_key = _text(form, "wait_key") or None
     mode = _text(form, "mode")
     payload: dict[str, Any] | None = None
     outcome: Outcome | None = None
@@ -230,7 +236,7 @@ async def send(request: Request) -> Response:
                 outcome = refusal("The payload must be a JSON object, like {\"key\": \"value\"}.")
     if outcome is None:
         outcome = await attempt(board.engine.send, instance_id, event, payload, actor=user,
-                                thread=thread, via="web")
+                                thread=thread, via="web", wait_key=wait_key)
         if outcome.ok:
             done = {"approve": "Approved", "deny": "Denied"}.get(mode, f"Sent '{event}'")
             outcome.flash = Flash("ok", f"{done}. The instance is now {outcome.value.status}.")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,35 +18,58 @@ from starlette.templating import Jinja2Templates
 from engine import Engine
 
 T = TypeVar("T")
+log = logging.getLogger("signoff.web")
 
 
 class Cached(Generic[T]):
     """A value that is expensive to compute (a GROUP BY over every instance), kept `ttl` seconds.
 
-    When it is stale, one request recomputes it while concurrent ones are served the stale
-    value, so no burst of requests ever runs the query more than once.
+    Once it is older than that, the next request starts a recount in the background and is
+    served the value it has, as are the requests during the recount: no request ever waits
+    for the query, and no burst runs it more than once. After `invalidate()` (an action
+    changed instances) the next request waits for a fresh value, so the one who acted sees it;
+    so does every request when `ttl` is 0 (no caching at all).
     """
+
+    STUCK = 60.0  # a recount running this long is taken for lost (its event loop has gone)
 
     def __init__(self, load: Callable[[], T], ttl: float) -> None:
         self.load = load
         self.ttl = ttl
         self._value: T | None = None
         self._at = float("-inf")
-        self._busy = False
+        self._busy_since: float | None = None
+        self._generation = 0
+        self._task: asyncio.Task[None] | None = None
 
     async def get(self) -> T:
-        if self._value is not None and (monotonic() - self._at <= self.ttl or self._busy):
-            return self._value
-        self._busy = True
-        try:
-            value = await run_in_threadpool(self.load)
-        finally:
-            self._busy = False
-        self._value, self._at = value, monotonic()
+        now = monotonic()
+        if self._value is None or self.ttl <= 0:
+            return await self._reload()
+        busy = self._busy_since is not None and now - self._busy_since < self.STUCK
+        if now - self._at > self.ttl and not busy:
+            self._busy_since = now
+            self._task = asyncio.get_running_loop().create_task(self._refresh())
+        return self._value
+
+    async def _reload(self) -> T:
+        generation = self._generation
+        value = await run_in_threadpool(self.load)
+        if generation == self._generation:
+            self._value, self._at = value, monotonic()
         return value
 
+    async def _refresh(self) -> None:
+        try:
+            await self._reload()
+        except Exception:  # the next request tries again; it, not a background task, may fail
+            log.exception("refreshing a cached value failed")
+        finally:
+            self._busy_since = None
+
     def invalidate(self) -> None:
-        self._at = float("-inf")
+        self._generation += 1
+        self._value, self._at = None, float("-inf")
 
 
 @dataclass
