@@ -20,7 +20,7 @@ import pytest
 from engine import Engine
 from tests import cli_workflows
 from tests.timer_workflows import Ticket
-from web.auth import verify_password
+from web.auth import hash_password, verify_password
 from web.cli import ConfigError, main, parse_pairs
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -193,6 +193,13 @@ def test_hash_password_reads_stdin_and_makes_a_hash_the_web_app_accepts(
     hashed = out.getvalue().strip()
     assert verify_password("correct horse", hashed)
     assert not verify_password("wrong", hashed)
+
+
+def test_real_password_hashes_fit_the_users_variable() -> None:
+    alice, bob = hash_password("alice's secret"), hash_password("bob's secret")
+    users = parse_pairs(f"alice={alice},bob={bob}", "SIGNOFF_USERS")
+    assert users == {"alice": alice, "bob": bob}
+    assert verify_password("bob's secret", users["bob"])
 
 
 def test_users_and_tokens_parse_from_the_environment_format() -> None:

@@ -22,7 +22,8 @@ pytest_plugins = ["web_fixtures"]
 
 def test_hash_is_self_describing_and_salted() -> None:
     first, second = hash_password("s3cret", n=2**10), hash_password("s3cret", n=2**10)
-    assert first.startswith("scrypt$n=1024,r=8,p=1$")
+    assert first.startswith("scrypt$n=1024:r=8:p=1$")
+    assert "," not in first  # it must sit in SIGNOFF_USERS="alice=<hash>,bob=<hash>"
     assert first != second  # a fresh salt every time
     assert verify_password("s3cret", first) and verify_password("s3cret", second)
     assert not verify_password("S3cret", first)
@@ -31,7 +32,7 @@ def test_hash_is_self_describing_and_salted() -> None:
 
 def test_default_cost_is_recorded_in_the_hash() -> None:
     stored = hash_password("pw")
-    assert stored.split("$")[1] == "n=32768,r=8,p=1"
+    assert stored.split("$")[1] == "n=32768:r=8:p=1"
     assert verify_password("pw", stored)
 
 

@@ -1,7 +1,8 @@
 """Who is asking: passwords (scrypt), sign-in sessions, CSRF tokens, API bearer tokens.
 
-Password hashes are self-describing strings, `scrypt$n=32768,r=8,p=1$<salt>$<key>` (salt and
-key base64url), so the cost can be raised later without breaking stored hashes.
+Password hashes are self-describing strings, `scrypt$n=32768:r=8:p=1$<salt>$<key>` (salt and
+key base64url), so the cost can be raised later without breaking stored hashes. No commas, so
+they sit unquoted in SIGNOFF_USERS="alice=<hash>,bob=<hash>"; the older comma form still verifies.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def hash_password(password: str, *, n: int = SCRYPT_N, r: int = SCRYPT_R, p: int
         raise ValueError("a password must be a non-empty string")
     salt = secrets.token_bytes(16)
     key = _scrypt(password, salt, n, r, p)
-    return f"scrypt$n={n},r={r},p={p}${_b64(salt)}${_b64(key)}"
+    return f"scrypt$n={n}:r={r}:p={p}${_b64(salt)}${_b64(key)}"
 
 
 def verify_password(password: str, stored: str) -> bool:
@@ -48,7 +49,7 @@ def verify_password(password: str, stored: str) -> bool:
         scheme, params, salt_text, key_text = stored.split("$")
         if scheme != "scrypt":
             return False
-        values = dict(part.split("=", 1) for part in params.split(","))
+        values = dict(part.split("=", 1) for part in params.replace(",", ":").split(":"))
         n, r, p = int(values["n"]), int(values["r"]), int(values["p"])
         if not (1 < n <= MAX_SCRYPT_N and n & (n - 1) == 0 and 0 < r <= 32 and 0 < p <= 16):
             return False
@@ -76,7 +77,7 @@ def _unb64(text: str) -> bytes:
 
 
 # A hash to verify against when the user name is unknown, so both answers take as long.
-_DUMMY = "scrypt$n=32768,r=8,p=1$AAAAAAAAAAAAAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+_DUMMY = "scrypt$n=32768:r=8:p=1$AAAAAAAAAAAAAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
 
 
 # --- sessions ----------------------------------------------------------------------------------
