@@ -32,7 +32,28 @@ class Twenty(Workflow):
     count: int = 0
 
     def definition(self) -> S:
-        return S(*(Step(f"s{i}", self.bump) for i in range(STEPS)))
+        return S(
+            Step("s0", self.bump),
+            Step("s1", self.bump),
+            Step("s2", self.bump),
+            Step("s3", self.bump),
+            Step("s4", self.bump),
+            Step("s5", self.bump),
+            Step("s6", self.bump),
+            Step("s7", self.bump),
+            Step("s8", self.bump),
+            Step("s9", self.bump),
+            Step("s10", self.bump),
+            Step("s11", self.bump),
+            Step("s12", self.bump),
+            Step("s13", self.bump),
+            Step("s14", self.bump),
+            Step("s15", self.bump),
+            Step("s16", self.bump),
+            Step("s17", self.bump),
+            Step("s18", self.bump),
+            Step("s19", self.bump),
+        )
 
     def bump(self) -> None:
         self.count += 1

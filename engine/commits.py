@@ -33,6 +33,19 @@ class Commits:
     def save(self: Driver, work: Working, now: datetime) -> bool:
         """Commit the working copy if nobody else committed since we loaded it."""
         work.refresh_status()
+        if work.terminal and work.state.inbox:  # kept events whose wait never began
+            for pending in work.state.inbox:
+                work.note(
+                    Record(
+                        now,
+                        "event dropped",
+                        name=pending.event,
+                        actor=pending.actor,
+                        via=pending.via,
+                        message="the instance ended before a wait for this event began",
+                    )
+                )
+            work.state.inbox = []
         row = work.row
         expected = row.version
         if row.lease_owner and not work.terminal:
@@ -51,14 +64,17 @@ class Commits:
             self.notify_due(row.id, row.due_at)
         return True
 
-    def commit(self: Driver, work: Working, owner: str) -> None:
-        """Commit mid-drive, keeping the lease; merge in whatever another writer committed."""
+    def commit(self: Driver, work: Working, owner: str) -> bool:
+        """Commit mid-drive, keeping the lease; merge in whatever another writer committed.
+        False when a merge happened: what the caller walked to may be stale now."""
+        merged = False
         while True:
             now = self.now
             work.row.lease_owner, work.row.lease_until = owner, now + self.lease
             if self.save(work, now):
-                return
+                return not merged
             self.rebase(work, owner)
+            merged = True
 
     def rebase(self: Driver, work: Working, owner: str) -> None:
         fresh = self.store.load(work.id)

@@ -27,7 +27,7 @@ from engine.errors import (
     brief,
 )
 from engine.events import Events
-from engine.handlers import Services
+from engine.handlers import Handler, Services
 from engine.heartbeat import LeaseKeeper
 from engine.interpreter import Position, advance, thread_body
 from engine.lifecycle import Lifecycle
@@ -161,12 +161,20 @@ class Runner(Commits, Lifecycle, Events, Timers):
             self._spawn(work, go.thread_id, go.name, now)
         match moved.next:
             case RunStep(step=step):
+                # the position moves past any Go first, so a spawn commits with it
+                thread.at, thread.entry, thread.event = step.name, Entry.AT, None
+                # whatever happened since the last commit (a step, a wait that began) is
+                # durable before the next step runs; if that commit had to merge another
+                # writer's change, walk again from the state as it now is
+                if work.history and not self.commit(work, owner):
+                    return moved.statements
                 self._step(work, thread, step, owner)
             case Block(wait=wait):
                 self._block(work, thread, wait, now)
-                # The wait begins when it is committed: only then may setup announce it (post
+                # The wait begins when it is committed: only then may a setup announce it (post
                 # the Slack buttons), so an answer that comes at once finds the wait open.
-                self.commit(work, owner)
+                if any(announces(case.handler) for case in wait.cases):
+                    self.commit(work, owner)
             case BlockUntil(wait_for=wait_for):
                 thread.status, thread.at, thread.entry, thread.event = (
                     "blocked",
@@ -213,7 +221,6 @@ class Runner(Commits, Lifecycle, Events, Timers):
         except Exception as exc:
             work.reset_data(before)
             self._step_failed(work, thread, step, attempt, exc, traceback.format_exc())
-            self.commit(work, owner)
             return
         work.row.data = data
         thread.entry, thread.attempts, thread.error, thread.traceback = Entry.AFTER, 0, None, None
@@ -227,7 +234,8 @@ class Runner(Commits, Lifecycle, Events, Timers):
                 detail={"attempt": attempt, "ms": took},
             )
         )
-        self.commit(work, owner)
+        # Committed before the next step runs or the lease is released, whichever comes
+        # first: a step that ends the walk shares its commit with the release.
 
     def _step_failed(
         self, work: Working, thread: ThreadState, step: Step, attempt: int, exc: Exception, tb: str
@@ -318,18 +326,6 @@ class Runner(Commits, Lifecycle, Events, Timers):
             )
             return
         self.stop_threads(work, now)
-        for pending in work.state.inbox:
-            work.note(
-                Record(
-                    now,
-                    "event dropped",
-                    name=pending.event,
-                    actor=pending.actor,
-                    via=pending.via,
-                    message="the instance ended before a wait for this event began",
-                )
-            )
-        work.state.inbox = []
         thread.status = "completed"
         work.row.status, work.row.result, work.row.error = "completed", result, error
         work.note(Record(now, "completed", thread="main", message=error, detail={"result": value}))
@@ -349,6 +345,11 @@ class Runner(Commits, Lifecycle, Events, Timers):
             if isinstance(stmt, Step | Wait | WaitFor) and stmt.name == name:
                 return
         raise Conflict(f"thread '{thread_id}' has no step or wait named '{name}'")
+
+
+def announces(handler: Handler) -> bool:
+    """Whether the handler's setup does anything (the base class's does nothing)."""
+    return type(handler).setup is not Handler.setup
 
 
 class DataNotJSON(Exception):

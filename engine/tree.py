@@ -85,13 +85,14 @@ class Cursor:
     event: str | None = None
     spawned: list[Go] = field(default_factory=list)
     visited: int = 0
+    seeking: bool = field(init=False)  # a plain attribute: every statement reads it
 
-    @property
-    def seeking(self) -> bool:
-        return self.target is not None
+    def __post_init__(self) -> None:
+        self.seeking = self.target is not None
 
     def found(self) -> None:
         self.target = None
+        self.seeking = False
 
     def tick(self) -> None:
         """Count a statement executed; an accidental infinite loop must not hang the process."""

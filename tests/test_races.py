@@ -349,7 +349,13 @@ def test_an_event_for_a_thread_that_the_ending_main_thread_stops_does_not_hang_t
     assert view.pending_teardowns == 0
     history = a.history("ends")
     kinds = [h.kind for h in history]
-    assert kinds.count("completed") == 1 and kinds.index("completed") > kinds.index("event")
+    assert kinds.count("completed") == 1
+    # the knock either reached the open door before the end, or (the door not yet committed)
+    # was kept in the inbox and dropped, with a note, when the instance ended
+    if "event" in kinds:
+        assert kinds.index("completed") > kinds.index("event")
+    else:
+        assert kinds.index("event kept") < kinds.index("event dropped")
     steps = [h.name for h in history if h.kind == "step"]
     assert steps in (["ready"], ["ready", "answer door"])
     assert view.data["trace"] == (["answered"] if "answer door" in steps else [])
