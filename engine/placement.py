@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Integer, case, cast, func, literal, null, select
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import and_, func, or_, select, text
 
 from engine.state import InstanceState
 from engine.store import INSTANCES, WAITS, Store
@@ -20,12 +20,19 @@ from engine.store import INSTANCES, WAITS, Store
 LIVE_NOT_WAITING = ("running", "failed")
 
 
-def open_approvals(store: Store, limit: int = 200) -> list[dict[str, Any]]:
-    """Open Approval cases, oldest first, each with its instance's workflow.
+def open_approvals(
+    store: Store,
+    limit: int = 200,
+    *,
+    after: tuple[datetime, int] | None = None,
+    instance_id: str | None = None,
+) -> list[dict[str, Any]]:
+    """Open Approval cases, oldest first, each with its instance's workflow; after the keyset
+    cursor `after` (a row's began_at and cursor), of one instance if `instance_id` is given.
 
     Keys: instance_id, workflow, thread, wait, event, began_at, due_at, approvers (list or None,
-    already widened by escalation), title, and key: the wait's `WaitView.key`, for
-    `Engine.send(..., wait_key=)`.
+    already widened by escalation), title, key: the wait's `WaitView.key`, for
+    `Engine.send(..., wait_key=)`, and cursor: what orders rows that began at the same moment.
     """
     w, i = WAITS.c, INSTANCES.c
     query = (
@@ -39,60 +46,62 @@ def open_approvals(store: Store, limit: int = 200) -> list[dict[str, Any]]:
             w.due_at,
             w.approvers,
             w.title,
-            _wait_round(store).label("wait_round"),
+            w.wait_key.label("key"),
+            w.id.label("cursor"),
         )
         .join(INSTANCES, i.id == w.instance_id)
         .where(w.kind == "approval")
         .order_by(w.began_at, w.id)
         .limit(limit)
     )
+    if after is not None:
+        at, last = after
+        query = query.where(or_(w.began_at > at, and_(w.began_at == at, w.id > last)))
+    if instance_id is not None:
+        query = query.where(w.instance_id == instance_id)
     with store.db.connect() as conn:
         rows = [dict(r) for r in conn.execute(query).mappings()]
-        unread = {r["instance_id"] for r in rows if r["wait_round"] is None}
-        states: dict[str, str] = {}
-        if unread:
-            states.update(conn.execute(select(i.id, i.state).where(i.id.in_(unread))).tuples())
     for row in rows:
         row["approvers"] = json.loads(row["approvers"]) if row["approvers"] else None
-        if row["wait_round"] is None:  # a thread name the SQL path cannot spell: parse it all
-            state = InstanceState.model_validate_json(states[row["instance_id"]])
-            thread = state.threads.get(row["thread"])
-            row["key"] = thread.wait_key if thread else ""
-        else:
-            row["key"] = _key(row["thread"], int(row["wait_round"]))
-        del row["wait_round"]
+        row["key"] = row["key"] or ""
     return rows
 
 
-def _key(thread: str, wait_round: int) -> str:
-    """`ThreadState.wait_key` of that thread in that round, spelled the same way (the inbox
-    test compares the two on both databases)."""
-    return f"{thread}:{wait_round}"
+# Threads that stand on a statement without waiting: running it, retrying it, failed or blocked
+# in it. `ThreadState.status` defaults to "running"; a JSON state always spells it out, but the
+# SQL reads a missing one the same way.
+_STANDING = ("running", "retrying", "failed", "blocked")
+_STANDING_SQL = ", ".join(f"'{s}'" for s in _STANDING)
+_LIVE_SQL = ", ".join(f"'{s}'" for s in LIVE_NOT_WAITING)
 
-
-def _wait_round(store: Store) -> Any:
-    """The SQL for the waiting thread's `wait_round`, read from its instance's state in the
-    database, so the inbox never parses a hundred states; NULL where it cannot tell."""
-    w, i = WAITS.c, INSTANCES.c
-    if store.is_sqlite:
-        # $.threads."<name>".wait_round; a name holding a quote or backslash reads NULL
-        path = literal("$.threads.") + func.json_quote(w.thread) + literal(".wait_round")
-        safe = ~w.thread.contains('"') & ~w.thread.contains("\\")
-        return case((safe, func.coalesce(func.json_extract(i.state, path), 0)), else_=null())
-    if store.db.dialect.name == "postgresql":
-        found = func.jsonb_extract_path_text(cast(i.state, JSONB), "threads", w.thread)
-        value = func.jsonb_extract_path_text(
-            cast(i.state, JSONB), "threads", w.thread, "wait_round"
-        )
-        return case((found.is_(None), null()), else_=func.coalesce(cast(value, Integer), 0))
-    return null()
+# workflow, statement, threads: of at most :scan running or failed instances, inside the
+# database (its JSON functions walk each state's $.threads), so Python parses no state
+_STANDING_COUNTS = {
+    "sqlite": f"""
+        SELECT i.workflow, json_extract(t.value, '$.at') AS at, count(*)
+        FROM (SELECT workflow, state FROM signoff_instances
+              WHERE status IN ({_LIVE_SQL}) LIMIT :scan) AS i,
+             json_each(i.state, '$.threads') AS t
+        WHERE coalesce(json_extract(t.value, '$.status'), 'running') IN ({_STANDING_SQL})
+          AND coalesce(json_extract(t.value, '$.at'), '') <> ''
+        GROUP BY i.workflow, at""",
+    "postgresql": f"""
+        SELECT i.workflow, t.value ->> 'at' AS at, count(*)
+        FROM (SELECT workflow, state FROM signoff_instances
+              WHERE status IN ({_LIVE_SQL}) LIMIT :scan) AS i
+        CROSS JOIN LATERAL jsonb_each(CAST(i.state AS jsonb) -> 'threads') AS t
+        WHERE coalesce(t.value ->> 'status', 'running') IN ({_STANDING_SQL})
+          AND coalesce(t.value ->> 'at', '') <> ''
+        GROUP BY i.workflow, t.value ->> 'at'""",
+}
 
 
 def statement_counts(store: Store, scan_limit: int = 5000) -> dict[str, dict[str, int]]:
     """workflow -> statement name -> how many instances stand there now.
 
     Waiting threads are counted from the open-wait table (one per instance and wait); threads
-    of running or failed instances from their state (at most `scan_limit` instances).
+    of running or failed instances from their state (at most `scan_limit` instances), read by
+    the database's JSON functions.
     """
     w, i = WAITS.c, INSTANCES.c
     counts: dict[str, Counter[str]] = {}
@@ -103,12 +112,17 @@ def statement_counts(store: Store, scan_limit: int = 5000) -> dict[str, dict[str
             .group_by(i.workflow, w.wait)
         ):
             counts.setdefault(workflow, Counter())[wait] += n
-        for workflow, state in conn.execute(
-            select(i.workflow, i.state).where(i.status.in_(LIVE_NOT_WAITING)).limit(scan_limit)
-        ):
-            for thread in InstanceState.model_validate_json(state).threads.values():
-                if thread.at and thread.status in ("running", "retrying", "failed", "blocked"):
-                    counts.setdefault(workflow, Counter())[thread.at] += 1
+        sql = _STANDING_COUNTS.get(store.db.dialect.name)
+        if sql is not None:
+            for workflow, at, n in conn.execute(text(sql), {"scan": scan_limit}):
+                counts.setdefault(workflow, Counter())[at] += n
+        else:  # another database: parse the states here
+            for workflow, state in conn.execute(
+                select(i.workflow, i.state).where(i.status.in_(LIVE_NOT_WAITING)).limit(scan_limit)
+            ):
+                for thread in InstanceState.model_validate_json(state).threads.values():
+                    if thread.at and thread.status in _STANDING:
+                        counts.setdefault(workflow, Counter())[thread.at] += 1
     return {workflow: dict(c) for workflow, c in counts.items()}
 
 

@@ -1,9 +1,13 @@
-"""The commit hot path, spoken straight to the DB-API driver.
+"""The hot paths, spoken straight to the DB-API driver: commits, and the instances list.
 
 Building and compiling SQLAlchemy statements costs more than SQLite takes to run them, and a
 transition commits after every step. So the three statements of a commit (guarded update,
 wait rows, history rows) are written once here as SQL text in the driver's parameter style, and
-run on a pooled raw connection. Reads and everything else stay on SQLAlchemy.
+run on a pooled raw connection; so is the dashboard's most frequent read, one keyset page of
+instances (`RawPager`). Everything else stays on SQLAlchemy.
+
+Datetimes are kept the way SQLAlchemy's `UTCDateTime` column keeps them: naive UTC, as text
+"%Y-%m-%d %H:%M:%S.%f" on SQLite and as `timestamp without time zone` on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ _WAIT_COLUMNS = (
     "due_at",
     "approvers",
     "title",
+    "wait_key",
 )
 _HISTORY_COLUMNS = (
     "instance_id",
@@ -51,6 +56,107 @@ _HISTORY_COLUMNS = (
     "message",
     "detail",
 )
+
+
+def when(value: datetime | None, sqlite: bool) -> Any:
+    """A datetime as SQLAlchemy's UTCDateTime column stores it: naive UTC."""
+    if value is None:
+        return None
+    naive = value.astimezone(UTC).replace(tzinfo=None)
+    return naive.strftime("%Y-%m-%d %H:%M:%S.%f") if sqlite else naive
+
+
+def aware(value: Any) -> datetime:
+    """A stored datetime read back: aware UTC (SQLite gives text, PostgreSQL naive datetimes)."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.replace(tzinfo=UTC)  # type: ignore[no-any-return]
+
+
+class RawPager:
+    """`Store.page`: one keyset page of instances, most recently changed first, with the
+    events each waits for. The SQL of each shape of filter is built once and kept."""
+
+    def __init__(self, db: Any, sqlite: bool) -> None:
+        self.db = db
+        self.sqlite = sqlite
+        self.mark = "?" if sqlite else "%s"
+        self.queries: dict[tuple[bool, bool, bool, bool], str] = {}
+
+    def sql(self, status: bool, workflow: bool, search: bool, before: bool) -> str:
+        shape = (status, workflow, search, before)
+        found = self.queries.get(shape)
+        if found is None:
+            m = self.mark
+            where = []
+            if status:
+                where.append(f"status = {m}")
+            if workflow:
+                where.append(f"workflow = {m}")
+            if search:
+                where.append(f"(id = {m} OR data LIKE {m} ESCAPE '\\')")
+            if before:
+                where.append(f"(updated_at < {m} OR (updated_at = {m} AND id < {m}))")
+            found = self.queries[shape] = (
+                "SELECT id, workflow, status, error, created_at, updated_at "
+                "FROM signoff_instances"
+                + (" WHERE " + " AND ".join(where) if where else "")
+                + f" ORDER BY updated_at DESC, id DESC LIMIT {m}"
+            )
+        return found
+
+    def page(
+        self,
+        status: str | None,
+        workflow: str | None,
+        search: str | None,
+        limit: int,
+        before: tuple[datetime, str] | None,
+    ) -> list[dict[str, Any]]:
+        params: list[Any] = []
+        if status:
+            params.append(status)
+        if workflow:
+            params.append(workflow)
+        if search:
+            escaped = search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            params += [search, f"%{escaped}%"]
+        if before is not None:
+            at = when(before[0], self.sqlite)
+            params += [at, at, before[1]]
+        params.append(limit)
+        query = self.sql(bool(status), bool(workflow), bool(search), before is not None)
+        conn = self.db.raw_connection()
+        try:
+            cur = conn.cursor()
+            if self.sqlite:
+                cur.execute("BEGIN")  # both reads see one snapshot
+            cur.execute(query, params)
+            rows = [
+                {
+                    "id": iid,
+                    "workflow": wf,
+                    "status": st,
+                    "error": error,
+                    "created_at": aware(created),
+                    "updated_at": aware(updated),
+                    "waiting_for": [],
+                }
+                for iid, wf, st, error, created, updated in cur.fetchall()
+            ]
+            if rows:
+                by_id = {r["id"]: r["waiting_for"] for r in rows}
+                marks = ", ".join([self.mark] * len(by_id))
+                cur.execute(
+                    f"SELECT instance_id, event FROM signoff_waits WHERE instance_id IN ({marks})",
+                    list(by_id),
+                )
+                for iid, event in cur.fetchall():
+                    by_id[iid].append(event)
+            conn.rollback()
+            return rows
+        finally:
+            conn.close()
 
 
 class RawWriter:
@@ -82,11 +188,7 @@ class RawWriter:
         )
 
     def when(self, value: datetime | None) -> Any:
-        """Datetimes as SQLAlchemy's UTCDateTime column stores them: naive UTC."""
-        if value is None:
-            return None
-        naive = value.astimezone(UTC).replace(tzinfo=None)
-        return naive.strftime("%Y-%m-%d %H:%M:%S.%f") if self.sqlite else naive
+        return when(value, self.sqlite)
 
     def row_params(self, row: Stored) -> dict[str, Any]:
         params = {c: getattr(row, c) for c in _INSTANCE_COLUMNS}
@@ -143,6 +245,7 @@ class RawWriter:
             "due_at": self.when(w.due_at),
             "approvers": json.dumps(w.approvers) if w.approvers is not None else None,
             "title": w.title,
+            "wait_key": w.wait_key,
         }
 
     def _history(self, instance_id: str, h: Record) -> dict[str, Any]:

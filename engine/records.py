@@ -39,6 +39,7 @@ class WaitRecord:
     due_at: datetime | None
     approvers: list[str] | None
     title: str | None
+    wait_key: str  # the waiting thread's `ThreadState.wait_key`
 
 
 @dataclass(slots=True)

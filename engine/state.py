@@ -20,6 +20,11 @@ SetupStatus = Literal["pending", "done", "failed"]
 LIVE_THREAD = ("running", "waiting", "blocked", "retrying")
 
 
+def wait_key(thread_id: str, wait_round: int) -> str:
+    """The key of one opening of a wait: thread `thread_id` in its `wait_round`th wait."""
+    return f"{thread_id}:{wait_round}"
+
+
 class _Plain(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
@@ -58,7 +63,7 @@ class ThreadState(_Plain):
     def wait_key(self) -> str:
         """Identifies the wait the thread is in now; a form or button carries it so a second
         click, or one from an earlier round of a loop, cannot decide a later wait."""
-        return f"{self.id}:{self.wait_round}"
+        return wait_key(self.id, self.wait_round)
 
     @property
     def live(self) -> bool:

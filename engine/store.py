@@ -34,7 +34,7 @@ from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
 from engine.errors import Conflict
-from engine.rawsql import RawWriter
+from engine.rawsql import RawPager, RawWriter
 from engine.records import Record, Stored, WaitRecord
 from engine.views import HistoryEntry
 
@@ -102,6 +102,7 @@ class WaitRow(SQLModel, table=True):
     due_at: datetime | None = _when(index=True)
     approvers: str | None = Field(default=None, sa_column=Column(Text))  # JSON list or null
     title: str | None = Field(default=None, sa_column=Column(Text))
+    wait_key: str | None = Field(default=None, sa_column=Column(String(250)))  # ThreadState's
 
 
 class HistoryRow(SQLModel, table=True):
@@ -154,6 +155,7 @@ class Store:
             self.db = create_engine(url, pool_size=pool_size, pool_pre_ping=True)
         SQLModel.metadata.create_all(self.db, tables=[INSTANCES, WAITS, HISTORY])
         self.raw = RawWriter(self.db, self.is_sqlite)
+        self.pager = RawPager(self.db, self.is_sqlite)
 
     def close(self) -> None:
         self.db.dispose()
@@ -305,37 +307,9 @@ class Store:
         limit: int = 50,
         before: tuple[datetime, str] | None = None,
     ) -> list[dict[str, Any]]:
-        """Instances, most recently changed first, after the keyset cursor `before`."""
-        cols = INSTANCES.c
-        query = select(
-            cols.id, cols.workflow, cols.status, cols.error, cols.created_at, cols.updated_at
-        )
-        if status:
-            query = query.where(cols.status == status)
-        if workflow:
-            query = query.where(cols.workflow == workflow)
-        if search:
-            escaped = search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            pattern = f"%{escaped}%"
-            query = query.where(or_(cols.id == search, cols.data.like(pattern, escape="\\")))
-        if before is not None:
-            at, last_id = before
-            query = query.where(
-                or_(cols.updated_at < at, and_(cols.updated_at == at, cols.id < last_id))
-            )
-        query = query.order_by(cols.updated_at.desc(), cols.id.desc()).limit(limit)
-        with self.db.connect() as conn:
-            rows = [dict(r) for r in conn.execute(query).mappings()]
-            ids = [r["id"] for r in rows]
-            waiting: dict[str, list[str]] = {i: [] for i in ids}
-            if ids:
-                for iid, event in conn.execute(
-                    select(WAITS.c.instance_id, WAITS.c.event).where(WAITS.c.instance_id.in_(ids))
-                ):
-                    waiting[iid].append(event)
-        for r in rows:
-            r["waiting_for"] = waiting[r["id"]]
-        return rows
+        """Instances, most recently changed first, after the keyset cursor `before`: dicts of
+        id, workflow, status, error, created_at, updated_at and waiting_for (events)."""
+        return self.pager.page(status, workflow, search, limit, before)
 
     def counts(self) -> dict[str, int]:
         with self.db.connect() as conn:

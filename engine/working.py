@@ -96,6 +96,7 @@ class Working:
                         due_at=case.due_at if case.setup == "done" else case.retry_at,
                         approvers=approvers,
                         title=case.info.get("title"),
+                        wait_key=thread.wait_key,
                     )
                 )
         return records

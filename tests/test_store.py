@@ -62,6 +62,7 @@ def wait(
         due_at=due_at,
         approvers=approvers,
         title=f"about {event}",
+        wait_key="main:1",
     )
 
 

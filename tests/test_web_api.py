@@ -19,8 +19,11 @@ BOB = {"Authorization": "Bearer token-bob-0123456789"}
 
 
 def test_start_get_list(client: TestClient, engine: Engine) -> None:
-    created = client.post("/api/instances", json={"workflow": "Trip", "data": {"who": "zoe"},
-                                                  "id": "api-1"}, headers=ALICE)
+    created = client.post(
+        "/api/instances",
+        json={"workflow": "Trip", "data": {"who": "zoe"}, "id": "api-1"},
+        headers=ALICE,
+    )
     assert created.status_code == 201
     body = created.json()
     assert (body["id"], body["status"], body["data"]["who"]) == ("api-1", "waiting", "zoe")
@@ -60,8 +63,10 @@ def test_send_approval_and_the_codes_of_refusal(client: TestClient, engine: Engi
     stale = client.post(url, json={"payload": {"approved": False, "reason": "x"}}, headers=ALICE)
     assert stale.status_code == 409
     assert "already decided: approved by alice" in stale.json()["error"]
-    assert client.post("/api/instances/nope/events/decision", json={},
-                       headers=ALICE).status_code == 404
+    assert (
+        client.post("/api/instances/nope/events/decision", json={}, headers=ALICE).status_code
+        == 404
+    )
     decision = next(h for h in engine.history(iid) if h.kind == "decision")
     assert (decision.actor, decision.via) == ("alice", "api")
 
@@ -78,31 +83,43 @@ def test_retry_cancel_goto(client: TestClient, engine: Engine) -> None:
     engine.send(iid, "decision", {"approved": True}, actor="alice")
     retried = client.post(f"/api/instances/{iid}/retry", json={"thread": "main"}, headers=ALICE)
     assert retried.status_code == 200 and TRACE.count("book") == 2
-    moved = client.post(f"/api/instances/{iid}/goto", json={"thread": "main", "step": "approval"},
-                        headers=ALICE)
+    moved = client.post(
+        f"/api/instances/{iid}/goto", json={"thread": "main", "step": "approval"}, headers=ALICE
+    )
     assert moved.status_code == 200 and moved.json()["status"] == "waiting"
-    assert client.post(f"/api/instances/{iid}/goto", json={"thread": "main"},
-                       headers=ALICE).status_code == 422
+    assert (
+        client.post(
+            f"/api/instances/{iid}/goto", json={"thread": "main"}, headers=ALICE
+        ).status_code
+        == 422
+    )
     cancelled = client.post(f"/api/instances/{iid}/cancel", json={"reason": "dup"}, headers=ALICE)
     assert cancelled.status_code == 200 and cancelled.json()["error"] == "dup"
     assert client.post(f"/api/instances/{iid}/cancel", headers=ALICE).status_code == 409
     assert client.post(f"/api/instances/{iid}/retry", headers=ALICE).status_code == 409
 
 
-@pytest.mark.parametrize("headers", [
-    {}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic dG9rZW4="},
-    {"Authorization": "Bearer "}, {"Authorization": "token-alice-0123456789"},
-])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Authorization": "Bearer wrong"},
+        {"Authorization": "Basic dG9rZW4="},
+        {"Authorization": "Bearer "},
+        {"Authorization": "token-alice-0123456789"},
+    ],
+)
 def test_no_or_bad_token_is_401_and_changes_nothing(
     client: TestClient, engine: Engine, headers: dict[str, str]
 ) -> None:
     iid = engine.start("Trip", {})
-    for method, path, body in (("POST", "/api/instances", {"workflow": "Trip"}),
-                               ("GET", "/api/instances", None),
-                               ("GET", f"/api/instances/{iid}", None),
-                               ("POST", f"/api/instances/{iid}/events/decision",
-                                {"payload": {"approved": True}}),
-                               ("POST", f"/api/instances/{iid}/cancel", {})):
+    for method, path, body in (
+        ("POST", "/api/instances", {"workflow": "Trip"}),
+        ("GET", "/api/instances", None),
+        ("GET", f"/api/instances/{iid}", None),
+        ("POST", f"/api/instances/{iid}/events/decision", {"payload": {"approved": True}}),
+        ("POST", f"/api/instances/{iid}/cancel", {}),
+    ):
         response = client.request(method, path, json=body, headers=headers)
         assert response.status_code == 401, path
         assert response.headers["www-authenticate"].startswith("Bearer")
@@ -116,24 +133,28 @@ def test_session_cookie_is_not_an_api_credential(client: TestClient, engine: Eng
     assert client.get("/api/instances").status_code == 401
 
 
-@pytest.mark.parametrize(("body", "content_type", "status"), [
-    (b"{not json", "application/json", 400),
-    (b"[1, 2]", "application/json", 422),
-    (b'{"workflow": 5}', "application/json", 422),
-    (b'{"workflow": "Trip", "data": []}', "application/json", 422),
-    (b'{"workflow": "Nope"}', "application/json", 422),
-    (b'{"workflow": "Trip", "data": {"days": "many"}}', "application/json", 422),
-    (b'{"workflow": "Trip", "data": {"unknown": 1}}', "application/json", 422),
-    (b'{"workflow": "Trip", "id": "../x"}', "application/json", 422),
-    (b'{"workflow": "Trip", "id": 7}', "application/json", 422),
-    (b'{"workflow": "Trip"}', "text/plain", 415),
-    (b"\xff\xfe\x00", "application/json", 400),
-])
+@pytest.mark.parametrize(
+    ("body", "content_type", "status"),
+    [
+        (b"{not json", "application/json", 400),
+        (b"[1, 2]", "application/json", 422),
+        (b'{"workflow": 5}', "application/json", 422),
+        (b'{"workflow": "Trip", "data": []}', "application/json", 422),
+        (b'{"workflow": "Nope"}', "application/json", 422),
+        (b'{"workflow": "Trip", "data": {"days": "many"}}', "application/json", 422),
+        (b'{"workflow": "Trip", "data": {"unknown": 1}}', "application/json", 422),
+        (b'{"workflow": "Trip", "id": "../x"}', "application/json", 422),
+        (b'{"workflow": "Trip", "id": 7}', "application/json", 422),
+        (b'{"workflow": "Trip"}', "text/plain", 415),
+        (b"\xff\xfe\x00", "application/json", 400),
+    ],
+)
 def test_malformed_start_requests(
     client: TestClient, engine: Engine, body: bytes, content_type: str, status: int
 ) -> None:
-    response = client.post("/api/instances", content=body,
-                           headers={**ALICE, "Content-Type": content_type})
+    response = client.post(
+        "/api/instances", content=body, headers={**ALICE, "Content-Type": content_type}
+    )
     assert response.status_code == status, response.text
     assert "error" in response.json()
     assert engine.list() == []
@@ -152,8 +173,12 @@ def test_malformed_event_payloads(client: TestClient, engine: Engine) -> None:
 
 
 def test_duplicate_id_is_a_conflict(client: TestClient) -> None:
-    assert client.post("/api/instances", json={"workflow": "Trip", "id": "x"},
-                       headers=ALICE).status_code == 201
+    assert (
+        client.post(
+            "/api/instances", json={"workflow": "Trip", "id": "x"}, headers=ALICE
+        ).status_code
+        == 201
+    )
     again = client.post("/api/instances", json={"workflow": "Trip", "id": "x"}, headers=ALICE)
     assert again.status_code == 409 and "already exists" in again.json()["error"]
 
@@ -162,9 +187,14 @@ def test_openapi_description(client: TestClient) -> None:
     spec = client.get("/api/openapi.json").json()
     assert spec["openapi"].startswith("3.")
     assert set(spec["paths"]) == {
-        "/api/instances", "/api/instances/{instance_id}", "/api/instances/{instance_id}/history",
-        "/api/instances/{instance_id}/events/{event}", "/api/instances/{instance_id}/retry",
-        "/api/instances/{instance_id}/cancel", "/api/instances/{instance_id}/goto"}
+        "/api/instances",
+        "/api/instances/{instance_id}",
+        "/api/instances/{instance_id}/history",
+        "/api/instances/{instance_id}/events/{event}",
+        "/api/instances/{instance_id}/retry",
+        "/api/instances/{instance_id}/cancel",
+        "/api/instances/{instance_id}/goto",
+    }
     send = spec["paths"]["/api/instances/{instance_id}/events/{event}"]["post"]["responses"]
     assert {"200", "401", "403", "404", "409", "422"} <= set(send)
 

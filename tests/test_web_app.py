@@ -62,17 +62,27 @@ def test_mounted_inside_another_app(engine: Engine) -> None:
     with TestClient(outer, base_url=ORIGIN, follow_redirects=False) as c:
         assert c.get("/ops/").headers["location"] == "/ops/login?next=%2Fops%2F"
         token = csrf_of(c.get("/ops/login").text)
-        done = c.post("/ops/login", data={"username": "alice", "password": "correct horse",
-                                          "csrf_token": token, "next": "/ops/"},
-                      headers={"Origin": ORIGIN})
+        done = c.post(
+            "/ops/login",
+            data={
+                "username": "alice",
+                "password": "correct horse",
+                "csrf_token": token,
+                "next": "/ops/",
+            },
+            headers={"Origin": ORIGIN},
+        )
         assert done.headers["location"] == "/ops/"
         page = c.get(f"/ops/instances/{iid}")
         assert page.status_code == 200
         assert f'hx-get="/ops/instances/{iid}?since=' in page.text
         assert 'href="/ops/static/app.css?v=' in page.text
         assert c.get("/ops/static/app.css").status_code == 200
-        api = c.post("/ops/api/instances", json={"workflow": "Trip", "id": "m1"},
-                     headers={"Authorization": "Bearer token-alice-0123456789"})
+        api = c.post(
+            "/ops/api/instances",
+            json={"workflow": "Trip", "id": "m1"},
+            headers={"Authorization": "Bearer token-alice-0123456789"},
+        )
         assert api.status_code == 201 and api.headers["location"] == "/ops/api/instances/m1"
 
 

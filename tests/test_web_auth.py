@@ -36,12 +36,21 @@ def test_default_cost_is_recorded_in_the_hash() -> None:
     assert verify_password("pw", stored)
 
 
-@pytest.mark.parametrize("stored", [
-    "", "plain", "scrypt$", "scrypt$n=1024,r=8,p=1$abc", "bcrypt$n=1024,r=8,p=1$AAAA$AAAA",
-    "scrypt$n=1000,r=8,p=1$AAAA$AAAA",  # n not a power of two
-    "scrypt$n=4194304,r=8,p=1$AAAA$AAAA",  # absurd cost: refused, not computed
-    "scrypt$n=1024,r=8$AAAA$AAAA", "scrypt$n=x,r=8,p=1$AAAA$AAAA", "scrypt$n=1024,r=8,p=1$!!$??",
-])
+@pytest.mark.parametrize(
+    "stored",
+    [
+        "",
+        "plain",
+        "scrypt$",
+        "scrypt$n=1024,r=8,p=1$abc",
+        "bcrypt$n=1024,r=8,p=1$AAAA$AAAA",
+        "scrypt$n=1000,r=8,p=1$AAAA$AAAA",  # n not a power of two
+        "scrypt$n=4194304,r=8,p=1$AAAA$AAAA",  # absurd cost: refused, not computed
+        "scrypt$n=1024,r=8$AAAA$AAAA",
+        "scrypt$n=x,r=8,p=1$AAAA$AAAA",
+        "scrypt$n=1024,r=8,p=1$!!$??",
+    ],
+)
 def test_malformed_hashes_never_verify(stored: str) -> None:
     assert verify_password("anything", stored) is False
 
@@ -77,8 +86,11 @@ def test_sign_in_and_out(client: TestClient) -> None:
 def test_wrong_password_and_unknown_user_get_the_same_answer(client: TestClient) -> None:
     for name, password in (("alice", "wrong"), ("mallory", "whatever")):
         token = csrf_of(client.get("/login").text)
-        response = client.post("/login", data={"username": name, "password": password,
-                                               "csrf_token": token}, headers={"Origin": ORIGIN})
+        response = client.post(
+            "/login",
+            data={"username": name, "password": password, "csrf_token": token},
+            headers={"Origin": ORIGIN},
+        )
         assert response.status_code == 401
         assert "Wrong user name or password." in response.text
     assert client.get("/").status_code == 303
@@ -86,20 +98,34 @@ def test_wrong_password_and_unknown_user_get_the_same_answer(client: TestClient)
 
 def test_login_form_needs_its_csrf_token(client: TestClient) -> None:
     client.get("/login")
-    response = client.post("/login", data={"username": "alice", "password": PASSWORDS["alice"]},
-                           headers={"Origin": ORIGIN})
+    response = client.post(
+        "/login",
+        data={"username": "alice", "password": PASSWORDS["alice"]},
+        headers={"Origin": ORIGIN},
+    )
     assert response.status_code == 403
     assert client.get("/").status_code == 303
 
 
 def test_next_is_only_followed_to_local_paths(client: TestClient) -> None:
-    for target, expected in (("/approvals", "/approvals"), ("//evil.example/x", "/"),
-                             ("https://evil.example", "/"), ("/\\evil.example", "/")):
+    for target, expected in (
+        ("/approvals", "/approvals"),
+        ("//evil.example/x", "/"),
+        ("https://evil.example", "/"),
+        ("/\\evil.example", "/"),
+    ):
         client.cookies.clear()
         token = csrf_of(client.get("/login").text)
-        response = client.post("/login", data={
-            "username": "alice", "password": PASSWORDS["alice"], "csrf_token": token,
-            "next": target}, headers={"Origin": ORIGIN})
+        response = client.post(
+            "/login",
+            data={
+                "username": "alice",
+                "password": PASSWORDS["alice"],
+                "csrf_token": token,
+                "next": target,
+            },
+            headers={"Origin": ORIGIN},
+        )
         assert response.headers["location"] == expected
 
 
@@ -131,8 +157,10 @@ def test_changing_a_password_ends_existing_sessions(engine: object) -> None:
     with TestClient(app, base_url=ORIGIN, follow_redirects=False) as c:
         sign_in(c, "alice")
         assert c.get("/").status_code == 200
-        app.state.signoff.users = {**app.state.signoff.users,
-                                   "alice": hash_password("new one", n=2**10)}
+        app.state.signoff.users = {
+            **app.state.signoff.users,
+            "alice": hash_password("new one", n=2**10),
+        }
         assert c.get("/").status_code == 303
 
 
@@ -150,8 +178,9 @@ def test_open_access_lets_anyone_in_as_admin_and_under_any_name(engine: object) 
         page = c.get("/")
         assert page.status_code == 200 and page.context["chrome"].user == "admin"
         token = csrf_of(c.get("/login").text)
-        c.post("/login", data={"username": "alice", "csrf_token": token},
-               headers={"Origin": ORIGIN})
+        c.post(
+            "/login", data={"username": "alice", "csrf_token": token}, headers={"Origin": ORIGIN}
+        )
         assert c.get("/").context["chrome"].user == "alice"
 
 
@@ -159,15 +188,21 @@ def test_no_users_configured_means_nobody_gets_in(engine: object) -> None:
     app = make_app(engine, users=None)  # type: ignore[arg-type]
     with TestClient(app, base_url=ORIGIN, follow_redirects=False) as c:
         token = csrf_of(c.get("/login").text)
-        response = c.post("/login", data={"username": "alice", "password": "x",
-                                          "csrf_token": token}, headers={"Origin": ORIGIN})
+        response = c.post(
+            "/login",
+            data={"username": "alice", "password": "x", "csrf_token": token},
+            headers={"Origin": ORIGIN},
+        )
         assert response.status_code == 401
 
 
 def test_session_cookie_is_http_only_and_same_site(client: TestClient) -> None:
     client.get("/login")
     token = csrf_of(client.get("/login").text)
-    response = client.post("/login", data={"username": "alice", "password": PASSWORDS["alice"],
-                                           "csrf_token": token}, headers={"Origin": ORIGIN})
+    response = client.post(
+        "/login",
+        data={"username": "alice", "password": PASSWORDS["alice"], "csrf_token": token},
+        headers={"Origin": ORIGIN},
+    )
     cookie = response.headers["set-cookie"].lower()
     assert "httponly" in cookie and "samesite=lax" in cookie

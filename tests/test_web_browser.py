@@ -25,13 +25,22 @@ from web.examples import UPSTREAM, WORKFLOWS
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 SHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 def _chromium() -> str:
-    for candidate in ("/usr/bin/chromium", shutil.which("chromium"),
-                      shutil.which("chromium-browser")):
+    for candidate in (
+        "/usr/bin/chromium",
+        shutil.which("chromium"),
+        shutil.which("chromium-browser"),
+    ):
         if candidate and Path(candidate).exists():
             return candidate
     pytest.skip("no Chromium found (install Debian's `chromium` package to run browser tests)")
@@ -46,8 +55,9 @@ def server(tmp_path: Any) -> Iterator[tuple[str, Engine]]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                           lifespan="off"))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
@@ -146,8 +156,11 @@ def test_a_day_at_the_dashboard(server: tuple[str, Engine]) -> None:
             row.locator("input[name=reason]").fill("over the conference budget")
             row.locator("button:has-text('Deny')").click()
             page.wait_for_selector("text=Denied. The instance is now completed.")
-            denied = next(s for s in engine.list() if s.error and "frank" not in s.error
-                          and "conference" in s.error)
+            denied = next(
+                s
+                for s in engine.list()
+                if s.error and "frank" not in s.error and "conference" in s.error
+            )
             assert denied.error == "denied by alice: over the conference budget"
 
             # the instances page, filtered live
@@ -156,10 +169,12 @@ def test_a_day_at_the_dashboard(server: tuple[str, Engine]) -> None:
             page.wait_for_url(lambda url: "status=waiting" in url)
             page.wait_for_function(
                 "() => [...document.querySelectorAll('#instances tbody .badge')]"
-                ".every(b => b.textContent === 'waiting')")
+                ".every(b => b.textContent === 'waiting')"
+            )
             page.select_option("select[name=status]", "")
             page.wait_for_function(
-                "() => document.querySelectorAll('#instances tbody .badge').length >= 6")
+                "() => document.querySelectorAll('#instances tbody .badge').length >= 6"
+            )
             page.screenshot(path=str(SHOTS / "instances.png"), full_page=True)
             onboarding = next(s.id for s in engine.list(workflow="Onboarding"))
             page.goto(f"{base}/instances/{onboarding}")

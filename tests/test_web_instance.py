@@ -84,8 +84,11 @@ def test_approve_in_place_records_the_signed_in_user_via_web(
     alice: TestClient, engine: Engine
 ) -> None:
     iid = engine.start("Trip", {"days": 3})
-    response = alice.post(f"/instances/{iid}/send", headers=HX,
-                          data={"event": "decision", "mode": "approve", "thread": "main"})
+    response = alice.post(
+        f"/instances/{iid}/send",
+        headers=HX,
+        data={"event": "decision", "mode": "approve", "thread": "main"},
+    )
     assert response.status_code == 200
     assert response.template.name == "partials/instance.html"
     page = response.context["page"]
@@ -98,13 +101,19 @@ def test_approve_in_place_records_the_signed_in_user_via_web(
 
 def test_deny_needs_a_reason_and_records_it(alice: TestClient, engine: Engine) -> None:
     iid = engine.start("Trip", {})
-    refused = alice.post(f"/instances/{iid}/send", headers=HX,
-                         data={"event": "decision", "mode": "deny", "reason": "  "})
+    refused = alice.post(
+        f"/instances/{iid}/send",
+        headers=HX,
+        data={"event": "decision", "mode": "deny", "reason": "  "},
+    )
     assert refused.status_code == 422
     assert "reason is required" in refused.context["page"].flash.message
     assert engine.get(iid).status == "waiting"
-    ok = alice.post(f"/instances/{iid}/send", headers=HX,
-                    data={"event": "decision", "mode": "deny", "reason": "too expensive"})
+    ok = alice.post(
+        f"/instances/{iid}/send",
+        headers=HX,
+        data={"event": "decision", "mode": "deny", "reason": "too expensive"},
+    )
     assert ok.status_code == 200
     assert engine.get(iid).error == "denied: too expensive"
     assert TRACE == ["ask bob", "denied by alice: too expensive"]
@@ -114,8 +123,11 @@ def test_stale_decision_says_who_decided_when(alice: TestClient, engine: Engine)
     iid = engine.start("Trip", {})
     engine.send(iid, "decision", {"approved": True}, actor="alice", via="slack")
     before = engine.get(iid).version
-    response = alice.post(f"/instances/{iid}/send", headers=HX,
-                          data={"event": "decision", "mode": "deny", "reason": "late"})
+    response = alice.post(
+        f"/instances/{iid}/send",
+        headers=HX,
+        data={"event": "decision", "mode": "deny", "reason": "late"},
+    )
     assert response.status_code == 409
     message = response.context["page"].flash.message
     assert "already decided: approved by alice at 2026-01-05 09:00:00 UTC" in message
@@ -127,8 +139,11 @@ def test_only_named_approvers_may_decide(client: TestClient, engine: Engine) -> 
     iid = engine.start("Trip", {})
     page = client.get(f"/instances/{iid}").context["page"]
     assert not page.threads[0].waits[0].may_decide
-    response = client.post(f"/instances/{iid}/send", headers={**HX, "Origin": ORIGIN},
-                           data={"event": "decision", "mode": "approve"})
+    response = client.post(
+        f"/instances/{iid}/send",
+        headers={**HX, "Origin": ORIGIN},
+        data={"event": "decision", "mode": "approve"},
+    )
     assert response.status_code == 403
     assert "bob may not decide this; approvers: alice" in response.context["page"].flash.message
     assert engine.get(iid).status == "waiting"
@@ -136,25 +151,41 @@ def test_only_named_approvers_may_decide(client: TestClient, engine: Engine) -> 
 
 def test_send_event_with_json_payload(alice: TestClient, engine: Engine) -> None:
     iid = engine.start("Trip", {})
-    response = alice.post(f"/instances/{iid}/send", headers=HX,
-                          data={"event": "note", "mode": "json", "payload": '{"text": "hi"}'})
+    response = alice.post(
+        f"/instances/{iid}/send",
+        headers=HX,
+        data={"event": "note", "mode": "json", "payload": '{"text": "hi"}'},
+    )
     assert response.status_code == 200
     event = next(h for h in engine.history(iid) if h.kind == "event")
     assert (event.name, event.actor, event.via, event.detail["payload"]) == (
-        "note", "alice", "web", {"text": "hi"})
+        "note",
+        "alice",
+        "web",
+        {"text": "hi"},
+    )
 
 
 def test_malformed_payloads_change_nothing(alice: TestClient, engine: Engine) -> None:
     iid = engine.start("Trip", {})
     before = engine.get(iid).version
-    for payload, words in (("{not json", "not valid JSON"), ("[1, 2]", "must be a JSON object"),
-                           ('"text"', "must be a JSON object")):
-        response = alice.post(f"/instances/{iid}/send", headers=HX,
-                              data={"event": "note", "mode": "json", "payload": payload})
+    for payload, words in (
+        ("{not json", "not valid JSON"),
+        ("[1, 2]", "must be a JSON object"),
+        ('"text"', "must be a JSON object"),
+    ):
+        response = alice.post(
+            f"/instances/{iid}/send",
+            headers=HX,
+            data={"event": "note", "mode": "json", "payload": payload},
+        )
         assert response.status_code == 422
         assert words in response.context["page"].flash.message
-    unknown = alice.post(f"/instances/{iid}/send", headers=HX,
-                         data={"event": "nothing", "mode": "json", "payload": "{}"})
+    unknown = alice.post(
+        f"/instances/{iid}/send",
+        headers=HX,
+        data={"event": "nothing", "mode": "json", "payload": "{}"},
+    )
     assert unknown.status_code == 409
     assert "not waiting for 'nothing'" in unknown.context["page"].flash.message
     no_event = alice.post(f"/instances/{iid}/send", headers=HX, data={"mode": "json"})
@@ -167,18 +198,29 @@ def test_input_form_is_generated_and_validated(alice: TestClient, engine: Engine
     page = alice.get(f"/instances/{iid}")
     fields = page.context["page"].threads[0].waits[0].fields
     assert [(f.name, f.kind, f.required) for f in fields] == [
-        ("size", "integer", True), ("colour", "text", False)]
+        ("size", "integer", True),
+        ("colour", "text", False),
+    ]
     doc = parse(page.text)
     assert doc.find_all("input", name="f.size", type="number")[0].attrs["max"] == "10"
-    bad = alice.post(f"/instances/{iid}/send", headers=HX,
-                     data={"event": "details", "mode": "input", "f.size": "99"})
+    bad = alice.post(
+        f"/instances/{iid}/send",
+        headers=HX,
+        data={"event": "details", "mode": "input", "f.size": "99"},
+    )
     assert bad.status_code == 422
     assert "less than or equal to 10" in bad.context["page"].flash.message
-    worse = alice.post(f"/instances/{iid}/send", headers=HX,
-                       data={"event": "details", "mode": "input", "f.size": "big"})
+    worse = alice.post(
+        f"/instances/{iid}/send",
+        headers=HX,
+        data={"event": "details", "mode": "input", "f.size": "big"},
+    )
     assert worse.status_code == 422 and "whole number" in worse.context["page"].flash.message
-    good = alice.post(f"/instances/{iid}/send", headers=HX,
-                      data={"event": "details", "mode": "input", "f.size": "4", "f.colour": "red"})
+    good = alice.post(
+        f"/instances/{iid}/send",
+        headers=HX,
+        data={"event": "details", "mode": "input", "f.size": "4", "f.colour": "red"},
+    )
     assert good.status_code == 200
     assert engine.get(iid).result == {"size": 4, "colour": "red"}
 
@@ -222,8 +264,9 @@ def test_cancel_with_reason(alice: TestClient, engine: Engine) -> None:
 
 def test_goto_moves_a_thread(alice: TestClient, engine: Engine) -> None:
     iid = engine.start("Trip", {"fail_booking": False})
-    response = alice.post(f"/instances/{iid}/goto", headers=HX,
-                          data={"thread": "main", "step": "book"})
+    response = alice.post(
+        f"/instances/{iid}/goto", headers=HX, data={"thread": "main", "step": "book"}
+    )
     assert response.status_code == 200
     assert engine.get(iid).status == "completed"
     entry = next(h for h in engine.history(iid) if h.kind == "goto")
@@ -233,8 +276,9 @@ def test_goto_moves_a_thread(alice: TestClient, engine: Engine) -> None:
 
 def test_goto_unknown_step(alice: TestClient, engine: Engine) -> None:
     iid = engine.start("Trip", {})
-    response = alice.post(f"/instances/{iid}/goto", headers=HX,
-                          data={"thread": "main", "step": "nowhere"})
+    response = alice.post(
+        f"/instances/{iid}/goto", headers=HX, data={"thread": "main", "step": "nowhere"}
+    )
     assert response.status_code == 409
     assert "no step or wait named 'nowhere'" in response.context["page"].flash.message
     missing = alice.post(f"/instances/{iid}/goto", headers=HX, data={"thread": "main"})
@@ -295,8 +339,11 @@ def test_go_threads_are_marked_in_the_tree(alice: TestClient, engine: Engine) ->
 
 
 def _approve_form(html: str, iid: str) -> dict[str, str]:
-    forms = [f for f in parse(html).find_all("form", hx_post=f"/instances/{iid}/send")
-             if form_data(f).get("mode") == "approve"]
+    forms = [
+        f
+        for f in parse(html).find_all("form", hx_post=f"/instances/{iid}/send")
+        if form_data(f).get("mode") == "approve"
+    ]
     assert len(forms) == 1
     return form_data(forms[0])
 

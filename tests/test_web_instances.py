@@ -43,9 +43,11 @@ def test_full_page_and_fragment(alice: TestClient, engine: Engine) -> None:
 
 
 def test_boosted_or_history_restore_requests_get_the_full_page(alice: TestClient) -> None:
-    for headers in ({"HX-Request": "true", "HX-Boosted": "true"},
-                    {"HX-Request": "true", "HX-History-Restore-Request": "true"},
-                    {"HX-Request": "true", "HX-Request-Type": "full"}):
+    for headers in (
+        {"HX-Request": "true", "HX-Boosted": "true"},
+        {"HX-Request": "true", "HX-History-Restore-Request": "true"},
+        {"HX-Request": "true", "HX-Request-Type": "full"},
+    ):
         assert alice.get("/", headers=headers).template.name == "pages/instances.html"
 
 
@@ -78,7 +80,9 @@ def test_filters_and_counts(alice: TestClient, engine: Engine, clock: Any) -> No
     live = doc.by_id("instances")
     assert live is not None
     assert parse_qs(urlsplit(live.attrs["hx-get"] or "").query) == {
-        "status": ["waiting"], "workflow": ["Trip"]}
+        "status": ["waiting"],
+        "workflow": ["Trip"],
+    }
 
 
 def test_search_by_id_and_by_data(alice: TestClient, engine: Engine, clock: Any) -> None:
@@ -91,8 +95,14 @@ def test_search_by_id_and_by_data(alice: TestClient, engine: Engine, clock: Any)
 
 def test_bad_filters_are_ignored_not_errors(alice: TestClient, engine: Engine) -> None:
     engine.start("Trip", {}, id="t1")
-    for query in ("?status=bogus", "?before=garbage", "?before=2026-01-01T00:00:00~",
-                  "?before=notadate~x", "?before=2026-01-01T00:00:00~x", "?q=" + "x" * 5000):
+    for query in (
+        "?status=bogus",
+        "?before=garbage",
+        "?before=2026-01-01T00:00:00~",
+        "?before=notadate~x",
+        "?before=2026-01-01T00:00:00~x",
+        "?q=" + "x" * 5000,
+    ):
         response = alice.get("/" + query)
         assert response.status_code == 200, query
 

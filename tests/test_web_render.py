@@ -21,22 +21,22 @@ pytest_plugins = ["web_fixtures"]
 HOSTILE = [
     "<script>alert(1)</script>",
     "<SCRIPT SRC=//evil.example/x.js></SCRIPT>",
-    "\"><script>alert(1)</script>",
+    '"><script>alert(1)</script>',
     "'><script>alert(1)</script>",
     "<img src=x onerror=alert(1)>",
     "<svg onload=alert(1)>",
     "<svg><script>alert(1)</script></svg>",
-    "<math><mi xlink:href=\"javascript:alert(1)\">x</mi></math>",
+    '<math><mi xlink:href="javascript:alert(1)">x</mi></math>',
     "<iframe src=javascript:alert(1)></iframe>",
     "<object data=javascript:alert(1)>",
     "<embed src=javascript:alert(1)>",
     "<body onload=alert(1)>",
     "<details open ontoggle=alert(1)>",
-    "<a href=\"javascript:alert(1)\">click</a>",
+    '<a href="javascript:alert(1)">click</a>',
     "javascript:alert(1)",
     "<style>body{display:none}</style>",
     "<link rel=stylesheet href=//evil.example/x.css>",
-    "<meta http-equiv=refresh content=\"0;url=//evil.example\">",
+    '<meta http-equiv=refresh content="0;url=//evil.example">',
     "<base href=//evil.example/>",
     "<form action=//evil.example><button>go</button></form>",
     "<input autofocus onfocus=alert(1)>",
@@ -46,22 +46,22 @@ HOSTILE = [
     "</title><script>alert(1)</script>",
     "<!--<script>alert(1)</script>-->",
     "<![CDATA[<script>alert(1)</script>]]>",
-    "<div hx-get=\"/logout\" hx-trigger=\"load\">x</div>",
-    "<div hx-post=\"/instances/x/cancel\" hx-trigger=\"load\" hx-target=\"body\">x</div>",
-    "<div data-hx-get=\"/logout\" data-hx-trigger=\"load\">x</div>",
-    "<div hx-on:click=\"alert(1)\">x</div>",
-    "<div hx-on::load=\"alert(1)\">x</div>",
-    "<hx-partial id=\"instance\"><script>alert(1)</script></hx-partial>",
-    "<template hx type=\"partial\" hx-target=\"#instance\">owned</template>",
-    "<div id=\"instance\" hx-swap-oob=\"true\">owned</div>",
-    "<div hx-swap-oob=\"outerHTML:#flash\">owned</div>",
-    "<button hx-delete=\"/api/instances\" hx-trigger=\"every 1s\">x</button>",
+    '<div hx-get="/logout" hx-trigger="load">x</div>',
+    '<div hx-post="/instances/x/cancel" hx-trigger="load" hx-target="body">x</div>',
+    '<div data-hx-get="/logout" data-hx-trigger="load">x</div>',
+    '<div hx-on:click="alert(1)">x</div>',
+    '<div hx-on::load="alert(1)">x</div>',
+    '<hx-partial id="instance"><script>alert(1)</script></hx-partial>',
+    '<template hx type="partial" hx-target="#instance">owned</template>',
+    '<div id="instance" hx-swap-oob="true">owned</div>',
+    '<div hx-swap-oob="outerHTML:#flash">owned</div>',
+    '<button hx-delete="/api/instances" hx-trigger="every 1s">x</button>',
     "<span hx-vals='js:{a: alert(1)}'>x</span>",
-    "<div hx-headers='{\"X-CSRF-Token\": \"stolen\"}'>x</div>",
-    "<a hx-boost=\"true\" href=\"//evil.example\">x</a>",
-    "\" hx-get=\"/logout\" hx-trigger=\"load",
+    '<div hx-headers=\'{"X-CSRF-Token": "stolen"}\'>x</div>',
+    '<a hx-boost="true" href="//evil.example">x</a>',
+    '" hx-get="/logout" hx-trigger="load',
     "' hx-get='/logout' hx-trigger='load",
-    "\" onmouseover=\"alert(1)",
+    '" onmouseover="alert(1)',
     "' onmouseover='alert(1)",
     "{{ 7*7 }}",
     "{% raw %}{{ config }}{% endraw %}",
@@ -75,16 +75,58 @@ HOSTILE = [
     "<img src=\"x\" onerror=\"fetch('/approvals/decide',{method:'POST'})\">",
     "<video><source onerror=alert(1)></video>",
     "<marquee onstart=alert(1)>",
-    "<x style=\"background:url(javascript:alert(1))\">",
+    '<x style="background:url(javascript:alert(1))">',
     "<isindex action=javascript:alert(1) type=image>",
 ]
 
 ALLOWED_TAGS = {
-    "html", "head", "meta", "title", "link", "script", "body", "header", "nav", "a", "div",
-    "span", "form", "input", "button", "main", "section", "p", "h1", "h2", "h3", "dl", "dt",
-    "dd", "details", "summary", "label", "select", "option", "textarea", "table", "thead",
-    "tbody", "tr", "th", "td", "strong", "b", "code", "pre", "time", "article", "ul", "li",
-    "small", "abbr", "#root",
+    "html",
+    "head",
+    "meta",
+    "title",
+    "link",
+    "script",
+    "body",
+    "header",
+    "nav",
+    "a",
+    "div",
+    "span",
+    "form",
+    "input",
+    "button",
+    "main",
+    "section",
+    "p",
+    "h1",
+    "h2",
+    "h3",
+    "dl",
+    "dt",
+    "dd",
+    "details",
+    "summary",
+    "label",
+    "select",
+    "option",
+    "textarea",
+    "table",
+    "thead",
+    "tbody",
+    "tr",
+    "th",
+    "td",
+    "strong",
+    "b",
+    "code",
+    "pre",
+    "time",
+    "article",
+    "ul",
+    "li",
+    "small",
+    "abbr",
+    "#root",
 }
 
 
@@ -97,8 +139,13 @@ class Hostile(Workflow):
     def definition(self) -> Statement:
         return S(
             Step("echo", lambda: None),
-            Wait("review", On("decision", Approval(approve=self.ok, deny=self.no,
-                                                   title=self.text, text=self.text))),
+            Wait(
+                "review",
+                On(
+                    "decision",
+                    Approval(approve=self.ok, deny=self.no, title=self.text, text=self.text),
+                ),
+            ),
             Step("explode", self.explode),
             Return(error=self.text),
         )
@@ -159,8 +206,9 @@ def test_hostile_strings_render_inert_everywhere(hostile_engine: Engine) -> None
         if i % 3 == 0:  # denied with the hostile text as reason, then its step fails with it
             engine.send(iid, "decision", {"approved": False, "reason": text}, actor="alice")
         elif i % 3 == 1:  # an event payload with it, kept in the history
-            engine.send(iid, "decision", {"approved": True, "reason": text, "x": text},
-                        actor="alice")
+            engine.send(
+                iid, "decision", {"approved": True, "reason": text, "x": text}, actor="alice"
+            )
     with TestClient(app, base_url=ORIGIN, follow_redirects=False) as c:
         csrf = sign_in(c, "alice")
         pages = ["/", "/?status=failed", "/approvals", "/workflows", f"/?q={HOSTILE[0]}"]
@@ -177,14 +225,18 @@ def test_hostile_strings_render_inert_everywhere(hostile_engine: Engine) -> None
         assert HOSTILE[2] in inbox.text
         # refusals that echo input back are inert too
         for text in HOSTILE[:10]:
-            refused = c.post(f"/instances/{ids[2]}/send", headers={**HX, "Origin": ORIGIN,
-                             "X-CSRF-Token": csrf},
-                             data={"event": text, "mode": "json", "payload": "{}"})
+            refused = c.post(
+                f"/instances/{ids[2]}/send",
+                headers={**HX, "Origin": ORIGIN, "X-CSRF-Token": csrf},
+                data={"event": text, "mode": "json", "payload": "{}"},
+            )
             assert refused.status_code == 409
             assert_inert(refused.text, csrf)
-            start = c.post("/workflows/Hostile/start", headers={**HX, "Origin": ORIGIN,
-                           "X-CSRF-Token": csrf},
-                           data={"f.text": text, "instance_id": text})
+            start = c.post(
+                "/workflows/Hostile/start",
+                headers={**HX, "Origin": ORIGIN, "X-CSRF-Token": csrf},
+                data={"f.text": text, "instance_id": text},
+            )
             assert start.status_code == 422
             assert_inert(start.text, csrf)
     assert TRACE == []

@@ -30,8 +30,10 @@ def _actions(engine: Engine) -> list[tuple[str, dict[str, Any]]]:
         (f"/instances/{failing}/retry", {"thread": "main"}),
         (f"/instances/{trip}/cancel", {"reason": "no"}),
         (f"/instances/{trip}/goto", {"thread": "main", "step": "book"}),
-        ("/approvals/decide", {"instance": trip, "thread": "main", "event": "decision",
-                               "decision": "approve"}),
+        (
+            "/approvals/decide",
+            {"instance": trip, "thread": "main", "event": "decision", "decision": "approve"},
+        ),
         ("/workflows/Trip/start", {"f.who": "zed", "instance_id": "new-1"}),
     ]
 
@@ -41,8 +43,15 @@ def _snapshot(engine: Engine) -> list[tuple[str, str, int]]:
 
 
 def test_every_response_carries_a_strict_csp(alice: TestClient) -> None:
-    for path in ("/", "/login", "/approvals", "/workflows", "/static/app.css", "/nope",
-                 "/api/openapi.json"):
+    for path in (
+        "/",
+        "/login",
+        "/approvals",
+        "/workflows",
+        "/static/app.css",
+        "/nope",
+        "/api/openapi.json",
+    ):
         response = alice.get(path)
         csp = response.headers["content-security-policy"]
         assert "unsafe-inline" not in csp and "unsafe-eval" not in csp
@@ -81,6 +90,7 @@ def test_actions_without_the_right_csrf_token_change_nothing(
     elif case == "other session":
         with TestClient(app, base_url=ORIGIN, follow_redirects=False) as other:
             from web_support import sign_in
+
             alice.headers["X-CSRF-Token"] = sign_in(other, "alice")
     for path, form in actions:
         response = alice.post(path, data=form)
@@ -109,13 +119,16 @@ def test_htmx_csrf_refusal_lands_in_the_flash_area(alice: TestClient, engine: En
     assert engine.get(iid).status == "waiting"
 
 
-@pytest.mark.parametrize("headers", [
-    {"Origin": "https://evil.example"},
-    {"Origin": "null"},
-    {"Origin": "http://testserver.evil.example"},
-    {"Sec-Fetch-Site": "cross-site"},
-    {"Referer": "https://evil.example/page"},
-])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Origin": "https://evil.example"},
+        {"Origin": "null"},
+        {"Origin": "http://testserver.evil.example"},
+        {"Sec-Fetch-Site": "cross-site"},
+        {"Referer": "https://evil.example/page"},
+    ],
+)
 def test_foreign_origin_is_refused_before_anything_runs(
     alice: TestClient, engine: Engine, headers: dict[str, str]
 ) -> None:
@@ -126,8 +139,11 @@ def test_foreign_origin_is_refused_before_anything_runs(
         response = alice.post(path, data=form, headers=headers)
         assert response.status_code == 403
         assert response.text == "cross-origin request refused"
-    response = alice.post("/api/instances", json={"workflow": "Trip"},
-                          headers={**headers, "Authorization": "Bearer token-alice-0123456789"})
+    response = alice.post(
+        "/api/instances",
+        json={"workflow": "Trip"},
+        headers={**headers, "Authorization": "Bearer token-alice-0123456789"},
+    )
     assert response.status_code == 403
     assert _snapshot(engine) == before
 
@@ -135,8 +151,14 @@ def test_foreign_origin_is_refused_before_anything_runs(
 def test_same_origin_and_no_origin_pass(alice: TestClient, engine: Engine) -> None:
     iid = engine.start("Trip", {})
     del alice.headers["Origin"]
-    assert alice.post(f"/instances/{iid}/send", data={"event": "note", "mode": "json"},
-                      headers={"Referer": ORIGIN + "/instances/x", **HX}).status_code == 200
+    assert (
+        alice.post(
+            f"/instances/{iid}/send",
+            data={"event": "note", "mode": "json"},
+            headers={"Referer": ORIGIN + "/instances/x", **HX},
+        ).status_code
+        == 200
+    )
     assert TestClient  # programs (no Origin, no Referer) are judged by token or CSRF alone
 
 
@@ -144,12 +166,18 @@ def test_oversized_bodies_are_refused(alice: TestClient, engine: Engine) -> None
     iid = engine.start("Trip", {})
     before = _snapshot(engine)
     huge = "x" * (1024 * 1024 + 10)
-    response = alice.post(f"/instances/{iid}/send",
-                          data={"event": "note", "mode": "json", "payload": huge})
+    response = alice.post(
+        f"/instances/{iid}/send", data={"event": "note", "mode": "json", "payload": huge}
+    )
     assert response.status_code == 413
-    api = alice.post("/api/instances", content=b"{" + b" " * (2 * 1024 * 1024) + b"}",
-                     headers={"Authorization": "Bearer token-alice-0123456789",
-                              "Content-Type": "application/json"})
+    api = alice.post(
+        "/api/instances",
+        content=b"{" + b" " * (2 * 1024 * 1024) + b"}",
+        headers={
+            "Authorization": "Bearer token-alice-0123456789",
+            "Content-Type": "application/json",
+        },
+    )
     assert api.status_code == 413
     assert _snapshot(engine) == before
 
@@ -161,8 +189,11 @@ def test_oversized_chunked_body_is_refused(alice: TestClient, engine: Engine) ->
         for _ in range(40):
             yield b"payload=" + b"x" * 50_000
 
-    response = alice.post(f"/instances/{iid}/send", content=chunks(),
-                          headers={"Content-Type": "application/x-www-form-urlencoded"})
+    response = alice.post(
+        f"/instances/{iid}/send",
+        content=chunks(),
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
     assert response.status_code == 413
     assert engine.get(iid).status == "waiting"
 

@@ -47,5 +47,3 @@ def alice(client: TestClient) -> TestClient:
     client.headers["X-CSRF-Token"] = sign_in(client, "alice")
     client.headers["Origin"] = ORIGIN
     return client
-
-

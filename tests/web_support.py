@@ -62,11 +62,20 @@ class Trip(Workflow):
     def definition(self) -> Statement:
         return S(
             Step("ask", lambda: TRACE.append(f"ask {self.who}")),
-            Wait("approval",
-                 On("decision", Approval(approve=self.yes, deny=self.no,
-                                         title=f"Trip for {self.who}", approvers=["alice"])),
-                 On("timeout", Timeout(after=timedelta(hours=1)), Return(error="timed out")),
-                 On("note", Handler(), Step("noted", lambda: TRACE.append("noted")))),
+            Wait(
+                "approval",
+                On(
+                    "decision",
+                    Approval(
+                        approve=self.yes,
+                        deny=self.no,
+                        title=f"Trip for {self.who}",
+                        approvers=["alice"],
+                    ),
+                ),
+                On("timeout", Timeout(after=timedelta(hours=1)), Return(error="timed out")),
+                On("note", Handler(), Step("noted", lambda: TRACE.append("noted"))),
+            ),
             If(not self.approved, Return(error=f"denied: {self.note}")),
             Step("book", self.book, retry=Retry(attempts=1)),
             Return({"booked": self.days}),
@@ -115,10 +124,22 @@ class Rounds(Workflow):
 
     def definition(self) -> Statement:
         return S(
-            For("rounds", not self.done,
-                Wait("review", On("decision", Approval(approve=self.yes, deny=self.no,
-                                                       title=f"Round {self.round}",
-                                                       approvers=["alice", "carol"])))),
+            For(
+                "rounds",
+                not self.done,
+                Wait(
+                    "review",
+                    On(
+                        "decision",
+                        Approval(
+                            approve=self.yes,
+                            deny=self.no,
+                            title=f"Round {self.round}",
+                            approvers=["alice", "carol"],
+                        ),
+                    ),
+                ),
+            ),
             Return({"rounds": self.round}),
         )
 
@@ -133,8 +154,11 @@ WORKFLOWS: list[type[Workflow]] = [Trip, Form, *EXAMPLES]
 
 
 def make_app(engine: Engine, **kw: Any) -> Any:
-    options: dict[str, Any] = {"secret_key": "test-secret-key", "users": user_hashes(),
-                               "api_tokens": TOKENS}
+    options: dict[str, Any] = {
+        "secret_key": "test-secret-key",
+        "users": user_hashes(),
+        "api_tokens": TOKENS,
+    }
     options.update(kw)
     app = create_app(engine, **options)
     app.state.signoff.counts.ttl = 0  # tests look at counts right after changing them
@@ -146,10 +170,16 @@ def sign_in(client: TestClient, name: str, password: str | None = None) -> str:
     """Sign in through the real form; returns the session's CSRF token."""
     page = client.get("/login")
     token = csrf_of(page.text)
-    response = client.post("/login", data={
-        "username": name, "password": password if password is not None else PASSWORDS[name],
-        "csrf_token": token, "next": "/",
-    }, headers={"Origin": ORIGIN})
+    response = client.post(
+        "/login",
+        data={
+            "username": name,
+            "password": password if password is not None else PASSWORDS[name],
+            "csrf_token": token,
+            "next": "/",
+        },
+        headers={"Origin": ORIGIN},
+    )
     assert response.status_code == 303, response.text
     return csrf_of(client.get("/").text)
 
@@ -158,16 +188,30 @@ HX = {"HX-Request": "true", "HX-Request-Type": "partial"}
 
 
 def csrf_of(html: str) -> str:
-    found = (re.search(r'name="csrf_token" value="([^"]+)"', html)
-             or re.search(r'"X-CSRF-Token": "([^"]+)"', html))
+    found = re.search(r'name="csrf_token" value="([^"]+)"', html) or re.search(
+        r'"X-CSRF-Token": "([^"]+)"', html
+    )
     assert found, "no CSRF token in the page"
     return found.group(1)
 
 
 # --- a small DOM from the standard library's HTML parser ---------------------------------------
 
-VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source",
-        "track", "wbr"}
+VOID = {
+    "area",
+    "base",
+    "br",
+    "col",
+    "embed",
+    "hr",
+    "img",
+    "input",
+    "link",
+    "meta",
+    "source",
+    "track",
+    "wbr",
+}
 
 
 class Node:
@@ -182,8 +226,12 @@ class Node:
                 yield from child.iter()
 
     def find_all(self, tag: str | None = None, **attrs: str) -> list[Node]:
-        return [n for n in self.iter() if (tag is None or n.tag == tag)
-                and all(n.attrs.get(k.replace("_", "-")) == v for k, v in attrs.items())]
+        return [
+            n
+            for n in self.iter()
+            if (tag is None or n.tag == tag)
+            and all(n.attrs.get(k.replace("_", "-")) == v for k, v in attrs.items())
+        ]
 
     def by_id(self, ident: str) -> Node | None:
         return next((n for n in self.iter() if n.attrs.get("id") == ident), None)
@@ -224,8 +272,11 @@ class _Builder(HTMLParser):
 
 def form_data(form: Node) -> dict[str, str]:
     """What the browser would post for `form`: its named inputs with their values."""
-    return {n.attrs["name"] or "": n.attrs.get("value") or ""
-            for n in form.find_all("input") if n.attrs.get("name")}
+    return {
+        n.attrs["name"] or "": n.attrs.get("value") or ""
+        for n in form.find_all("input")
+        if n.attrs.get("name")
+    }
 
 
 def parse(html: str) -> Node:

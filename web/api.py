@@ -69,6 +69,7 @@ def _optional_str(body: dict[str, Any], key: str) -> str | None:
 
 def endpoint(handler: Callable[[Request, str], Any]) -> Callable[[Request], Any]:
     """Authenticate, run the handler, and turn every refusal into a JSON error."""
+
     async def wrapped(request: Request) -> Response:
         try:
             actor = api_actor(request)
@@ -80,6 +81,7 @@ def endpoint(handler: Callable[[Request, str], Any]) -> Callable[[Request], Any]
             return error(exc.status_code, exc.message)
         except SignoffError as exc:
             return error(exc.status_code, str(exc), type(exc).__name__)
+
     wrapped.__name__ = handler.__name__
     wrapped.__doc__ = handler.__doc__
     return wrapped
@@ -133,15 +135,21 @@ async def listing(request: Request, actor: str) -> Response:
             raise ApiError(422, "before must be a cursor returned as 'next'")
     board = dashboard(request)
     rows = await run_in_threadpool(
-        board.engine.list, status=status, workflow=params.get("workflow") or None,
-        limit=limit + 1, search=(params.get("q") or None), before=before,
+        board.engine.list,
+        status=status,
+        workflow=params.get("workflow") or None,
+        limit=limit + 1,
+        search=(params.get("q") or None),
+        before=before,
     )
     more = len(rows) > limit
     rows = rows[:limit]
-    return JSONResponse({
-        "instances": [r.to_dict() for r in rows],
-        "next": make_cursor(rows[-1]) if more and rows else None,
-    })
+    return JSONResponse(
+        {
+            "instances": [r.to_dict() for r in rows],
+            "next": make_cursor(rows[-1]) if more and rows else None,
+        }
+    )
 
 
 async def show(request: Request, actor: str) -> Response:
@@ -151,8 +159,9 @@ async def show(request: Request, actor: str) -> Response:
 
 
 async def history(request: Request, actor: str) -> Response:
-    entries = await run_in_threadpool(dashboard(request).engine.history,
-                                      request.path_params["instance_id"])
+    entries = await run_in_threadpool(
+        dashboard(request).engine.history, request.path_params["instance_id"]
+    )
     return JSONResponse({"history": [e.to_dict() for e in entries]})
 
 
@@ -165,8 +174,14 @@ async def send(request: Request, actor: str) -> Response:
     wait_key = _optional_str(body, "wait_key")
     board = dashboard(request)
     view = await run_in_threadpool(
-        board.engine.send, request.path_params["instance_id"], request.path_params["event"],
-        payload, actor=actor, thread=thread, via="api", wait_key=wait_key,
+        board.engine.send,
+        request.path_params["instance_id"],
+        request.path_params["event"],
+        payload,
+        actor=actor,
+        thread=thread,
+        via="api",
+        wait_key=wait_key,
     )
     board.changed()
     return _instance_json(view)
@@ -175,8 +190,13 @@ async def send(request: Request, actor: str) -> Response:
 async def retry(request: Request, actor: str) -> Response:
     body = await _body(request)
     board = dashboard(request)
-    view = await run_in_threadpool(board.engine.retry, request.path_params["instance_id"],
-                                   _optional_str(body, "thread"), actor=actor, via="api")
+    view = await run_in_threadpool(
+        board.engine.retry,
+        request.path_params["instance_id"],
+        _optional_str(body, "thread"),
+        actor=actor,
+        via="api",
+    )
     board.changed()
     return _instance_json(view)
 
@@ -184,8 +204,13 @@ async def retry(request: Request, actor: str) -> Response:
 async def cancel(request: Request, actor: str) -> Response:
     body = await _body(request)
     board = dashboard(request)
-    view = await run_in_threadpool(board.engine.cancel, request.path_params["instance_id"],
-                                   _optional_str(body, "reason"), actor=actor, via="api")
+    view = await run_in_threadpool(
+        board.engine.cancel,
+        request.path_params["instance_id"],
+        _optional_str(body, "reason"),
+        actor=actor,
+        via="api",
+    )
     board.changed()
     return _instance_json(view)
 
@@ -196,8 +221,9 @@ async def goto(request: Request, actor: str) -> Response:
     if not thread or not step:
         raise ApiError(422, 'goto needs "thread" and "step"')
     board = dashboard(request)
-    view = await run_in_threadpool(board.engine.goto, request.path_params["instance_id"],
-                                   thread, step, actor=actor, via="api")
+    view = await run_in_threadpool(
+        board.engine.goto, request.path_params["instance_id"], thread, step, actor=actor, via="api"
+    )
     board.changed()
     return _instance_json(view)
 
@@ -226,70 +252,115 @@ routes = [
 
 # --- the OpenAPI description -------------------------------------------------------------------
 
+
 def _err(description: str) -> dict[str, Any]:
-    return {"description": description,
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
 
 
 def _instance_ok(description: str = "The instance as it is now") -> dict[str, Any]:
-    return {"description": description,
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Instance"}}}}
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Instance"}}},
+    }
 
 
 _ID = {"name": "instance_id", "in": "path", "required": True, "schema": {"type": "string"}}
 _COMMON = {"401": _err("No or bad bearer token"), "404": _err("No such instance")}
 
 
-def _op(summary: str, body: dict[str, Any] | None, responses: dict[str, Any],
-        params: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def _op(
+    summary: str,
+    body: dict[str, Any] | None,
+    responses: dict[str, Any],
+    params: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     op: dict[str, Any] = {"summary": summary, "responses": {**responses, **_COMMON}}
     if params:
         op["parameters"] = params
     if body is not None:
-        op["requestBody"] = {"required": False,
-                             "content": {"application/json": {"schema": body}}}
+        op["requestBody"] = {"required": False, "content": {"application/json": {"schema": body}}}
     return op
 
 
 _DT = {"type": "string", "format": "date-time"}
 OPENAPI: dict[str, Any] = {
     "openapi": "3.1.0",
-    "info": {"title": "signoff", "version": "1",
-             "description": "Durable workflows with humans in the loop. Every request needs "
-                            "`Authorization: Bearer <token>`; the token names the actor."},
+    "info": {
+        "title": "signoff",
+        "version": "1",
+        "description": "Durable workflows with humans in the loop. Every request needs "
+        "`Authorization: Bearer <token>`; the token names the actor.",
+    },
     "components": {
         "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         "schemas": {
-            "Error": {"type": "object", "required": ["error"],
-                      "properties": {"error": {"type": "string"}, "type": {"type": "string"}}},
-            "Wait": {"type": "object", "properties": {
-                "wait": {"type": "string"}, "event": {"type": "string"},
-                "kind": {"type": "string"}, "began_at": _DT,
-                "due_at": {"anyOf": [_DT, {"type": "null"}]},
-                "setup": {"type": "string", "enum": ["pending", "done", "failed"]},
-                "error": {"type": ["string", "null"]}, "attempts": {"type": "integer"},
-                "info": {"type": "object"}, "stored": {"type": ["object", "null"]}}},
-            "Thread": {"type": "object", "properties": {
-                "id": {"type": "string"}, "name": {"type": "string"},
-                "status": {"type": "string"}, "step": {"type": ["string", "null"]},
-                "waits": {"type": "array", "items": {"$ref": "#/components/schemas/Wait"}},
-                "error": {"type": ["string", "null"]}, "traceback": {"type": ["string", "null"]},
-                "attempts": {"type": "integer"},
-                "retry_at": {"anyOf": [_DT, {"type": "null"}]}}},
-            "Instance": {"type": "object", "required": ["id", "workflow", "status", "data"],
-                         "properties": {
-                "id": {"type": "string"}, "workflow": {"type": "string"},
-                "status": {"type": "string", "enum": list(STATUSES)},
-                "data": {"type": "object"}, "result": {},
-                "error": {"type": ["string", "null"]}, "created_at": _DT, "updated_at": _DT,
-                "threads": {"type": "array", "items": {"$ref": "#/components/schemas/Thread"}},
-                "version": {"type": "integer"}, "due_at": {"anyOf": [_DT, {"type": "null"}]},
-                "pending_teardowns": {"type": "integer"}}},
-            "Summary": {"type": "object", "properties": {
-                "id": {"type": "string"}, "workflow": {"type": "string"},
-                "status": {"type": "string"},
-                "waiting_for": {"type": "array", "items": {"type": "string"}},
-                "error": {"type": ["string", "null"]}, "created_at": _DT, "updated_at": _DT}},
+            "Error": {
+                "type": "object",
+                "required": ["error"],
+                "properties": {"error": {"type": "string"}, "type": {"type": "string"}},
+            },
+            "Wait": {
+                "type": "object",
+                "properties": {
+                    "wait": {"type": "string"},
+                    "event": {"type": "string"},
+                    "kind": {"type": "string"},
+                    "began_at": _DT,
+                    "due_at": {"anyOf": [_DT, {"type": "null"}]},
+                    "setup": {"type": "string", "enum": ["pending", "done", "failed"]},
+                    "error": {"type": ["string", "null"]},
+                    "attempts": {"type": "integer"},
+                    "info": {"type": "object"},
+                    "stored": {"type": ["object", "null"]},
+                },
+            },
+            "Thread": {
+                "type": "object",
+                "properties": {
+                    "id": {"type": "string"},
+                    "name": {"type": "string"},
+                    "status": {"type": "string"},
+                    "step": {"type": ["string", "null"]},
+                    "waits": {"type": "array", "items": {"$ref": "#/components/schemas/Wait"}},
+                    "error": {"type": ["string", "null"]},
+                    "traceback": {"type": ["string", "null"]},
+                    "attempts": {"type": "integer"},
+                    "retry_at": {"anyOf": [_DT, {"type": "null"}]},
+                },
+            },
+            "Instance": {
+                "type": "object",
+                "required": ["id", "workflow", "status", "data"],
+                "properties": {
+                    "id": {"type": "string"},
+                    "workflow": {"type": "string"},
+                    "status": {"type": "string", "enum": list(STATUSES)},
+                    "data": {"type": "object"},
+                    "result": {},
+                    "error": {"type": ["string", "null"]},
+                    "created_at": _DT,
+                    "updated_at": _DT,
+                    "threads": {"type": "array", "items": {"$ref": "#/components/schemas/Thread"}},
+                    "version": {"type": "integer"},
+                    "due_at": {"anyOf": [_DT, {"type": "null"}]},
+                    "pending_teardowns": {"type": "integer"},
+                },
+            },
+            "Summary": {
+                "type": "object",
+                "properties": {
+                    "id": {"type": "string"},
+                    "workflow": {"type": "string"},
+                    "status": {"type": "string"},
+                    "waiting_for": {"type": "array", "items": {"type": "string"}},
+                    "error": {"type": ["string", "null"]},
+                    "created_at": _DT,
+                    "updated_at": _DT,
+                },
+            },
         },
     },
     "security": [{"bearer": []}],
@@ -297,66 +368,142 @@ OPENAPI: dict[str, Any] = {
         "/api/instances": {
             "post": _op(
                 "Start an instance",
-                {"type": "object", "required": ["workflow"], "properties": {
-                    "workflow": {"type": "string"}, "data": {"type": "object"},
-                    "id": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$"}}},
-                {"201": _instance_ok("Started; it ran until every thread blocked"),
-                 "409": _err("An instance with that id exists"),
-                 "422": _err("Unknown workflow or invalid data")}),
+                {
+                    "type": "object",
+                    "required": ["workflow"],
+                    "properties": {
+                        "workflow": {"type": "string"},
+                        "data": {"type": "object"},
+                        "id": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$"},
+                    },
+                },
+                {
+                    "201": _instance_ok("Started; it ran until every thread blocked"),
+                    "409": _err("An instance with that id exists"),
+                    "422": _err("Unknown workflow or invalid data"),
+                },
+            ),
             "get": _op(
-                "List instances, most recently changed first", None,
-                {"200": {"description": "A page of instances and the cursor of the next",
-                         "content": {"application/json": {"schema": {
-                             "type": "object", "properties": {
-                                 "instances": {"type": "array",
-                                               "items": {"$ref": "#/components/schemas/Summary"}},
-                                 "next": {"type": ["string", "null"]}}}}}}},
-                [{"name": "status", "in": "query", "schema": {"type": "string",
-                                                              "enum": list(STATUSES)}},
-                 {"name": "workflow", "in": "query", "schema": {"type": "string"}},
-                 {"name": "q", "in": "query", "schema": {"type": "string"},
-                  "description": "an instance id, or text in its data"},
-                 {"name": "limit", "in": "query", "schema": {"type": "integer", "maximum": 500}},
-                 {"name": "before", "in": "query", "schema": {"type": "string"},
-                  "description": "the `next` cursor of the previous page"}]),
+                "List instances, most recently changed first",
+                None,
+                {
+                    "200": {
+                        "description": "A page of instances and the cursor of the next",
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "properties": {
+                                        "instances": {
+                                            "type": "array",
+                                            "items": {"$ref": "#/components/schemas/Summary"},
+                                        },
+                                        "next": {"type": ["string", "null"]},
+                                    },
+                                }
+                            }
+                        },
+                    }
+                },
+                [
+                    {
+                        "name": "status",
+                        "in": "query",
+                        "schema": {"type": "string", "enum": list(STATUSES)},
+                    },
+                    {"name": "workflow", "in": "query", "schema": {"type": "string"}},
+                    {
+                        "name": "q",
+                        "in": "query",
+                        "schema": {"type": "string"},
+                        "description": "an instance id, or text in its data",
+                    },
+                    {"name": "limit", "in": "query", "schema": {"type": "integer", "maximum": 500}},
+                    {
+                        "name": "before",
+                        "in": "query",
+                        "schema": {"type": "string"},
+                        "description": "the `next` cursor of the previous page",
+                    },
+                ],
+            ),
         },
         "/api/instances/{instance_id}": {
-            "get": _op("An instance: data, status, threads and their waits", None,
-                       {"200": _instance_ok()}, [_ID])},
+            "get": _op(
+                "An instance: data, status, threads and their waits",
+                None,
+                {"200": _instance_ok()},
+                [_ID],
+            )
+        },
         "/api/instances/{instance_id}/history": {
-            "get": _op("The audit trail of an instance", None,
-                       {"200": {"description": "Every step, event, decision, error and retry"}},
-                       [_ID])},
+            "get": _op(
+                "The audit trail of an instance",
+                None,
+                {"200": {"description": "Every step, event, decision, error and retry"}},
+                [_ID],
+            )
+        },
         "/api/instances/{instance_id}/events/{event}": {
             "post": _op(
-                "Send an event (an approval: payload {\"approved\": true} or "
-                "{\"approved\": false, \"reason\": \"...\"})",
-                {"type": "object", "properties": {
-                    "payload": {"type": "object"}, "thread": {"type": "string"},
-                    "wait_key": {"type": "string", "description":
-                                 "the `key` of the wait as you saw it (from GET); if that wait "
-                                 "has ended, the event is refused (409) instead of going to a "
-                                 "later wait of the same name"}}},
-                {"200": _instance_ok("Applied"),
-                 "403": _err("The actor may not decide this approval"),
-                 "409": _err("Stale: already decided, not waiting for it, or ended"),
-                 "422": _err("The handler rejected the payload")},
-                [_ID, {"name": "event", "in": "path", "required": True,
-                       "schema": {"type": "string"}}])},
+                'Send an event (an approval: payload {"approved": true} or '
+                '{"approved": false, "reason": "..."})',
+                {
+                    "type": "object",
+                    "properties": {
+                        "payload": {"type": "object"},
+                        "thread": {"type": "string"},
+                        "wait_key": {
+                            "type": "string",
+                            "description": "the `key` of the wait as you saw it (from "
+                            "GET); if that wait has ended, the event is refused (409) "
+                            "instead of going to a later wait of the same name",
+                        },
+                    },
+                },
+                {
+                    "200": _instance_ok("Applied"),
+                    "403": _err("The actor may not decide this approval"),
+                    "409": _err("Stale: already decided, not waiting for it, or ended"),
+                    "422": _err("The handler rejected the payload"),
+                },
+                [
+                    _ID,
+                    {"name": "event", "in": "path", "required": True, "schema": {"type": "string"}},
+                ],
+            )
+        },
         "/api/instances/{instance_id}/retry": {
-            "post": _op("Re-enter the statement a failed thread stopped at",
-                        {"type": "object", "properties": {"thread": {"type": "string"}}},
-                        {"200": _instance_ok(), "409": _err("Nothing failed to retry")}, [_ID])},
+            "post": _op(
+                "Re-enter the statement a failed thread stopped at",
+                {"type": "object", "properties": {"thread": {"type": "string"}}},
+                {"200": _instance_ok(), "409": _err("Nothing failed to retry")},
+                [_ID],
+            )
+        },
         "/api/instances/{instance_id}/cancel": {
-            "post": _op("Cancel the instance",
-                        {"type": "object", "properties": {"reason": {"type": "string"}}},
-                        {"200": _instance_ok(), "409": _err("Already ended")}, [_ID])},
+            "post": _op(
+                "Cancel the instance",
+                {"type": "object", "properties": {"reason": {"type": "string"}}},
+                {"200": _instance_ok(), "409": _err("Already ended")},
+                [_ID],
+            )
+        },
         "/api/instances/{instance_id}/goto": {
-            "post": _op("Move a thread to a named step or wait",
-                        {"type": "object", "required": ["thread", "step"],
-                         "properties": {"thread": {"type": "string"},
-                                        "step": {"type": "string"}}},
-                        {"200": _instance_ok(), "409": _err("No such thread or step"),
-                         "422": _err("thread and step are required")}, [_ID])},
+            "post": _op(
+                "Move a thread to a named step or wait",
+                {
+                    "type": "object",
+                    "required": ["thread", "step"],
+                    "properties": {"thread": {"type": "string"}, "step": {"type": "string"}},
+                },
+                {
+                    "200": _instance_ok(),
+                    "409": _err("No such thread or step"),
+                    "422": _err("thread and step are required"),
+                },
+                [_ID],
+            )
+        },
     },
 }

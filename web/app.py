@@ -100,8 +100,13 @@ def create_app(
         routes=routes,
         middleware=[
             Middleware(SecurityMiddleware, max_body=board.max_body),
-            Middleware(SessionMiddleware, secret_key=secret_key, session_cookie="signoff_session",
-                       max_age=SESSION_MAX_AGE, same_site="lax"),
+            Middleware(
+                SessionMiddleware,
+                secret_key=secret_key,
+                session_cookie="signoff_session",
+                max_age=SESSION_MAX_AGE,
+                same_site="lax",
+            ),
         ],
         exception_handlers={
             auth.NotSignedInError: _sign_in,
@@ -139,8 +144,9 @@ def _environment(directory: Path) -> jinja2.Environment:
     )
     env.filters["when"] = _when
     env.filters["ago"] = _ago
-    env.filters["pretty"] = lambda value: json.dumps(value, indent=2, ensure_ascii=False,
-                                                     default=str)
+    env.filters["pretty"] = lambda value: json.dumps(
+        value, indent=2, ensure_ascii=False, default=str
+    )
     env.filters["short"] = _short
     return env
 
@@ -201,9 +207,14 @@ def _error_page(request: Request, status_code: int, message: str) -> Response:
     flash = Flash("error", message)
     board_chrome = auth.chrome(request, "error", flash)
     if wants_fragment(request):
-        return template(request, "partials/flash.html", flash, board_chrome,
-                        status_code=status_code,
-                        headers={"HX-Retarget": "#flash", "HX-Reswap": "outerHTML"})
+        return template(
+            request,
+            "partials/flash.html",
+            flash,
+            board_chrome,
+            status_code=status_code,
+            headers={"HX-Retarget": "#flash", "HX-Reswap": "outerHTML"},
+        )
     return template(request, "pages/error.html", flash, board_chrome, status_code=status_code)
 
 
@@ -212,8 +223,11 @@ async def _sign_in(request: Request, exc: Exception) -> Response:
 
 
 async def _csrf_refused(request: Request, exc: Exception) -> Response:
-    return _error_page(request, 403, "This form has expired or did not come from this site. "
-                                     "Reload the page and try again.")
+    return _error_page(
+        request,
+        403,
+        "This form has expired or did not come from this site. Reload the page and try again.",
+    )
 
 
 async def _too_large(request: Request, exc: Exception) -> Response:

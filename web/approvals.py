@@ -1,13 +1,15 @@
 """The approvals inbox: every open Approval the signed-in person may decide, oldest first, with
 approve and deny (deny asks for a reason) right in the list. Others' approvals are listed
-below, read-only, so nobody wonders where a request went."""
+below, read-only, so nobody wonders where a request went. Fifty open approvals a page, in
+keyset pages ("More" continues after the last one shown)."""
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlencode
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -19,7 +21,7 @@ from web.auth import checked_form, chrome, remember_flash, require_user
 from web.render import Flash, render, template, wants_fragment
 from web.state import dashboard, root_of
 
-INBOX_LIMIT = 100
+PAGE_SIZE = 50
 MAX_REASON = 2000
 
 
@@ -36,6 +38,7 @@ class ApprovalItem:
     approvers: list[str] | None
     may_decide: bool
     key: str = ""  # the wait's key: a second click, or one on a later round, is refused
+    cursor: int = 0  # orders the approvals that began at the same moment
     outcome: Flash | None = None
     decided: bool = False
 
@@ -53,37 +56,69 @@ def row_id(instance_id: str, thread: str, event: str) -> str:
 class ApprovalsPage:
     mine: list[ApprovalItem]
     others: list[ApprovalItem]
-    limited: bool
     user: str
+    self_query: str  # what the live refresh asks for
+    more_query: str | None  # query string of the next page (newer approvals)
+    deep: bool  # not on the first page
+
+
+def parse_cursor(text: str) -> tuple[datetime, int] | None:
+    """`after=<began_at ISO>~<cursor>`, as `make_cursor` spells it; None when malformed."""
+    at, sep, last = text.partition("~")
+    try:
+        when, number = datetime.fromisoformat(at), int(last)
+    except ValueError:
+        return None
+    return (when, number) if sep and when.tzinfo is not None else None
+
+
+def make_cursor(item: ApprovalItem) -> str:
+    return f"{item.began_at.astimezone(UTC).strftime('%Y-%m-%dT%H:%M:%S.%fZ')}~{item.cursor}"
 
 
 def _items(rows: list[dict[str, Any]], identities: set[str]) -> list[ApprovalItem]:
     return [
         ApprovalItem(
-            instance_id=r["instance_id"], workflow=r["workflow"], thread=r["thread"],
-            wait=r["wait"], event=r["event"], title=r["title"], began_at=r["began_at"],
-            due_at=r["due_at"], approvers=r["approvers"], key=r["key"],
+            instance_id=r["instance_id"],
+            workflow=r["workflow"],
+            thread=r["thread"],
+            wait=r["wait"],
+            event=r["event"],
+            title=r["title"],
+            began_at=r["began_at"],
+            due_at=r["due_at"],
+            approvers=r["approvers"],
+            key=r["key"],
+            cursor=r["cursor"],
             may_decide=r["approvers"] is None or bool(identities & set(r["approvers"])),
         )
         for r in rows
     ]
 
 
-async def _inbox(request: Request, user: str) -> ApprovalsPage:
-    board = dashboard(request)
-    rows = await run_in_threadpool(open_approvals, board.engine.store, INBOX_LIMIT)
-    items = _items(rows, board.engine.services.identities(user))
-    return ApprovalsPage(
-        mine=[i for i in items if i.may_decide], others=[i for i in items if not i.may_decide],
-        limited=len(rows) >= INBOX_LIMIT, user=user,
-    )
-
-
 async def page(request: Request) -> Response:
     user = require_user(request)
-    context = await _inbox(request, user)
-    return render(request, "pages/approvals.html", "partials/approvals.html", context,
-                  chrome(request, "approvals"))
+    board = dashboard(request)
+    after = request.query_params.get("after", "")[:200]
+    cursor = parse_cursor(after)
+    rows = await run_in_threadpool(open_approvals, board.engine.store, PAGE_SIZE + 1, after=cursor)
+    items = _items(rows[:PAGE_SIZE], board.engine.services.identities(user))
+    more = len(rows) > PAGE_SIZE
+    context = ApprovalsPage(
+        mine=[i for i in items if i.may_decide],
+        others=[i for i in items if not i.may_decide],
+        user=user,
+        self_query=f"?{urlencode({'after': after})}" if cursor else "",
+        more_query=f"?{urlencode({'after': make_cursor(items[-1])})}" if more else None,
+        deep=cursor is not None,
+    )
+    return render(
+        request,
+        "pages/approvals.html",
+        "partials/approvals.html",
+        context,
+        chrome(request, "approvals"),
+    )
 
 
 async def decide(request: Request) -> Response:
@@ -91,10 +126,13 @@ async def decide(request: Request) -> Response:
     user = require_user(request)
     form = await checked_form(request)
     board = dashboard(request)
-    fields = {k: (form.get(k) if isinstance(form.get(k), str) else "") for k in
-              ("instance", "thread", "event", "decision", "reason", "key")}
-    instance_id, thread, event = (str(fields[k]).strip()[:200] for k in
-                                  ("instance", "thread", "event"))
+    fields = {
+        k: (form.get(k) if isinstance(form.get(k), str) else "")
+        for k in ("instance", "thread", "event", "decision", "reason", "key")
+    }
+    instance_id, thread, event = (
+        str(fields[k]).strip()[:200] for k in ("instance", "thread", "event")
+    )
     decision, reason = str(fields["decision"]), str(fields["reason"]).strip()
     wait_key = str(fields["key"]).strip()[:200] or None
     outcome: Outcome
@@ -106,8 +144,16 @@ async def decide(request: Request) -> Response:
         outcome = refusal("Say why you deny it: a reason is required.")
     else:
         payload = {"approved": decision == "approve", "reason": reason}
-        outcome = await attempt(board.engine.send, instance_id, event, payload, actor=user,
-                                thread=thread, via="web", wait_key=wait_key)
+        outcome = await attempt(
+            board.engine.send,
+            instance_id,
+            event,
+            payload,
+            actor=user,
+            thread=thread,
+            via="web",
+            wait_key=wait_key,
+        )
         board.changed()
         if outcome.ok:
             verb = "Approved" if decision == "approve" else "Denied"
@@ -117,16 +163,38 @@ async def decide(request: Request) -> Response:
             remember_flash(request, outcome.flash)
         root = root_of(request)
         return RedirectResponse(f"{root}/approvals", status_code=303)
-    inbox = await _inbox(request, user)
-    current = next((i for i in [*inbox.mine, *inbox.others]
-                    if (i.instance_id, i.thread, i.event) == (instance_id, thread, event)), None)
+    rows = await run_in_threadpool(
+        open_approvals, board.engine.store, PAGE_SIZE, instance_id=instance_id
+    )
+    current = next(
+        (
+            i
+            for i in _items(rows, board.engine.services.identities(user))
+            if (i.thread, i.event) == (thread, event)
+        ),
+        None,
+    )
     if current is None or outcome.ok:
         item = ApprovalItem(
-            instance_id=instance_id, workflow="", thread=thread, wait="", event=event,
-            title=current.title if current else None, began_at=board.engine.clock(),
-            due_at=None, approvers=None, may_decide=False, outcome=outcome.flash, decided=True,
+            instance_id=instance_id,
+            workflow="",
+            thread=thread,
+            wait="",
+            event=event,
+            title=current.title if current else None,
+            began_at=board.engine.clock(),
+            due_at=None,
+            approvers=None,
+            may_decide=False,
+            outcome=outcome.flash,
+            decided=True,
         )
     else:
         item = ApprovalItem(**{**vars(current), "outcome": outcome.flash})
-    return template(request, "partials/approval_row.html", item, chrome(request, "approvals"),
-                    status_code=outcome.status_code)
+    return template(
+        request,
+        "partials/approval_row.html",
+        item,
+        chrome(request, "approvals"),
+        status_code=outcome.status_code,
+    )

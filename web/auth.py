@@ -64,8 +64,15 @@ def verify_password(password: str, stored: str) -> bool:
 
 
 def _scrypt(password: str, salt: bytes, n: int, r: int, p: int, length: int = 32) -> bytes:
-    return hashlib.scrypt(password.encode(), salt=salt, n=n, r=r, p=p, dklen=length,
-                          maxmem=256 * n * r * p + 1024 * 1024)
+    return hashlib.scrypt(
+        password.encode(),
+        salt=salt,
+        n=n,
+        r=r,
+        p=p,
+        dklen=length,
+        maxmem=256 * n * r * p + 1024 * 1024,
+    )
 
 
 def _b64(raw: bytes) -> str:
@@ -131,7 +138,8 @@ async def checked_form(request: Request) -> FormData:
     expected = request.session.get("csrf")
     given = request.headers.get(CSRF_HEADER) or form.get(CSRF_FIELD)
     if not (
-        isinstance(expected, str) and isinstance(given, str)
+        isinstance(expected, str)
+        and isinstance(given, str)
         and hmac.compare_digest(expected.encode(), given.encode())
     ):
         raise CsrfError()
@@ -146,10 +154,16 @@ def chrome(request: Request, section: str, flash: Flash | None = None) -> Chrome
             flash = Flash(str(saved.get("kind", "ok")), str(saved.get("message", "")))
     root = root_of(request)
     return Chrome(
-        user=current_user(request), csrf=csrf_token(request), root=root,
-        open_access=board.open_access, section=section, now=board.engine.clock(),
-        css=root + board.asset("app.css"), js=root + board.asset("app.js"),
-        htmx=root + board.asset("htmx-4.0.1.min.js"), flash=flash,
+        user=current_user(request),
+        csrf=csrf_token(request),
+        root=root,
+        open_access=board.open_access,
+        section=section,
+        now=board.engine.clock(),
+        css=root + board.asset("app.css"),
+        js=root + board.asset("app.js"),
+        htmx=root + board.asset("htmx-4.0.1.min.js"),
+        flash=flash,
     )
 
 
@@ -161,8 +175,11 @@ def remember_flash(request: Request, flash: Flash) -> None:
 def local_path(target: Any, root: str = "") -> str:
     """`target` if it is a path on this site, else the instances page (no open redirects)."""
     if (
-        isinstance(target, str) and target.startswith("/") and not target.startswith("//")
-        and "\\" not in target and len(target) < 2000
+        isinstance(target, str)
+        and target.startswith("/")
+        and not target.startswith("//")
+        and "\\" not in target
+        and len(target) < 2000
     ):
         return target
     return root + "/"
@@ -183,8 +200,9 @@ def login_redirect(request: Request) -> Response:
 class LoginPage:
     """Template context of the sign-in page."""
 
-    def __init__(self, next_path: str, name: str = "", error: str | None = None,
-                 open_access: bool = False) -> None:
+    def __init__(
+        self, next_path: str, name: str = "", error: str | None = None, open_access: bool = False
+    ) -> None:
         self.next_path = next_path
         self.name = name
         self.error = error
@@ -194,8 +212,9 @@ class LoginPage:
 async def login_page(request: Request) -> Response:
     board = dashboard(request)
     root = root_of(request)
-    page = LoginPage(local_path(request.query_params.get("next"), root),
-                     open_access=board.open_access)
+    page = LoginPage(
+        local_path(request.query_params.get("next"), root), open_access=board.open_access
+    )
     return template(request, "pages/login.html", page, chrome(request, "login"))
 
 
@@ -212,15 +231,21 @@ async def login_submit(request: Request) -> Response:
     ok = verify_password(password, stored if stored is not None else _DUMMY)
     if stored is None or not ok:
         page = LoginPage(next_path, name, "Wrong user name or password.", board.open_access)
-        return template(request, "pages/login.html", page, chrome(request, "login"),
-                        status_code=401)
+        return template(
+            request, "pages/login.html", page, chrome(request, "login"), status_code=401
+        )
     return _signed_in(request, name, stored, next_path)
 
 
 def _signed_in(request: Request, name: str, stored: str, next_path: str) -> Response:
     request.session.clear()
-    request.session.update({"user": name, "pw": _fingerprint(stored) if stored else "",
-                            "csrf": secrets.token_urlsafe(32)})
+    request.session.update(
+        {
+            "user": name,
+            "pw": _fingerprint(stored) if stored else "",
+            "csrf": secrets.token_urlsafe(32),
+        }
+    )
     return RedirectResponse(next_path, status_code=303)
 
 

@@ -50,16 +50,26 @@ class Expense(Workflow):
             Step("record claim", self.record),
             Wait(
                 "manager approval",
-                On("decision", Approval(
-                    approve=self.on_approve, deny=self.on_deny,
-                    title=f"Expense: {self.amount} EUR for {self.employee}",
-                    text=self.description or None, approvers=["alice"],
-                    remind_every=timedelta(hours=4), escalate_after=timedelta(days=1),
-                    escalate_to=["carol"], slack_channel="#approvals",
-                )),
-                On("timeout", Timeout(after=timedelta(days=3)),
-                   Step("notify lapsed", self.record),
-                   Return(error="no decision within 3 days")),
+                On(
+                    "decision",
+                    Approval(
+                        approve=self.on_approve,
+                        deny=self.on_deny,
+                        title=f"Expense: {self.amount} EUR for {self.employee}",
+                        text=self.description or None,
+                        approvers=["alice"],
+                        remind_every=timedelta(hours=4),
+                        escalate_after=timedelta(days=1),
+                        escalate_to=["carol"],
+                        slack_channel="#approvals",
+                    ),
+                ),
+                On(
+                    "timeout",
+                    Timeout(after=timedelta(days=3)),
+                    Step("notify lapsed", self.record),
+                    Return(error="no decision within 3 days"),
+                ),
             ),
             If(not self.approved, Return(error=f"denied by {self.decided_by}: {self.reason}")),
             Step("pay out", self.pay),
@@ -98,11 +108,17 @@ class Onboarding(Workflow):
 
     def definition(self) -> Statement:
         return S(
-            Go("accounts", S(
-                Step("create accounts", self.create_accounts),
-                Wait("security training",
-                     On("training done", Handler(), Step("mark trained", self.mark_trained))),
-            ), id="it"),
+            Go(
+                "accounts",
+                S(
+                    Step("create accounts", self.create_accounts),
+                    Wait(
+                        "security training",
+                        On("training done", Handler(), Step("mark trained", self.mark_trained)),
+                    ),
+                ),
+                id="it",
+            ),
             Wait("equipment", On("equipment", Input(Equipment, self.set_equipment))),
             Step("order equipment", self.order),
             WaitFor("accounts ready", lambda: self.accounts_ready and self.trained),
@@ -153,14 +169,23 @@ class NightlyReport(Workflow):
 
     def definition(self) -> Statement:
         return S(
-            Step("fetch figures", self.fetch,
-                 retry=Retry(attempts=2, backoff=timedelta(seconds=30))),
+            Step(
+                "fetch figures", self.fetch, retry=Retry(attempts=2, backoff=timedelta(seconds=30))
+            ),
             Step("render report", self.render),
-            Wait("review",
-                 On("publish", Approval(approve=self.on_publish, deny=self.on_reject,
-                                        title=f"Publish the report of {self.day}",
-                                        require_reason=True)),
-                 On("auto publish", Timeout(after=timedelta(hours=2)))),
+            Wait(
+                "review",
+                On(
+                    "publish",
+                    Approval(
+                        approve=self.on_publish,
+                        deny=self.on_reject,
+                        title=f"Publish the report of {self.day}",
+                        require_reason=True,
+                    ),
+                ),
+                On("auto publish", Timeout(after=timedelta(hours=2))),
+            ),
             If(bool(self.rejected), Return(error=f"not published: {self.rejected}")),
             Return({"rows": self.rows, "published_by": self.published_by or "timer"}),
         )

@@ -47,15 +47,21 @@ def fields_from_schema(schema: dict[str, Any], *, skip: tuple[str, ...] = ()) ->
         default = raw.get("default", prop.get("default"))
         help_text = str(raw.get("description") or prop.get("description") or "")
         kind, options = _kind(prop, defs)
-        value = "" if default is None else (
-            json.dumps(default) if kind == "json" else str(default)
+        value = "" if default is None else (json.dumps(default) if kind == "json" else str(default))
+        fields.append(
+            FormField(
+                name=name,
+                label=title,
+                kind=kind,
+                required=name in required,
+                value=value,
+                checked=default is True,
+                options=options,
+                help=help_text,
+                minimum=_num(prop.get("minimum", prop.get("exclusiveMinimum"))),
+                maximum=_num(prop.get("maximum", prop.get("exclusiveMaximum"))),
+            )
         )
-        fields.append(FormField(
-            name=name, label=title, kind=kind, required=name in required,
-            value=value, checked=default is True, options=options, help=help_text,
-            minimum=_num(prop.get("minimum", prop.get("exclusiveMinimum"))),
-            maximum=_num(prop.get("maximum", prop.get("exclusiveMaximum"))),
-        ))
     return fields
 
 

@@ -116,22 +116,33 @@ def build(engine: Engine, instance_id: str, user: str, flash: Flash | None = Non
         if thread.id != "main":
             go_marks.setdefault(thread.name, []).append(f"{thread.id} ({thread.status})")
         root = None if thread.id == "main" else thread.name
-        panels.append(ThreadPanel(
-            view=thread,
-            waits=[_wait_panel(w, identities) for w in thread.waits],
-            events=[w.event for w in thread.waits],
-            goto_targets=goto_targets(definition, root) if definition is not None else [],
-            missing=gone,
-            retryable=thread.status in ("failed", "retrying") and view.status not in TERMINAL,
-        ))
+        panels.append(
+            ThreadPanel(
+                view=thread,
+                waits=[_wait_panel(w, identities) for w in thread.waits],
+                events=[w.event for w in thread.waits],
+                goto_targets=goto_targets(definition, root) if definition is not None else [],
+                missing=gone,
+                retryable=thread.status in ("failed", "retrying") and view.status not in TERMINAL,
+            )
+        )
     live = view.status not in TERMINAL
     return InstancePage(
-        view=view, data_json=_pretty(view.data),
+        view=view,
+        data_json=_pretty(view.data),
         result_json=None if view.result is None else _pretty(view.result),
-        threads=panels, tree=tree, tree_problem=problem, marks=marks, go_marks=go_marks,
-        missing=missing, history=list(reversed(history[-HISTORY_SHOWN:])),
-        history_total=len(history), live=live, poll_query=f"?since={view.version}",
-        flash=flash, user=user,
+        threads=panels,
+        tree=tree,
+        tree_problem=problem,
+        marks=marks,
+        go_marks=go_marks,
+        missing=missing,
+        history=list(reversed(history[-HISTORY_SHOWN:])),
+        history_total=len(history),
+        live=live,
+        poll_query=f"?since={view.version}",
+        flash=flash,
+        user=user,
     )
 
 
@@ -147,9 +158,15 @@ def _wait_panel(wait: WaitView, identities: set[str]) -> WaitPanel:
     schema = info.get("schema")
     fields = fields_from_schema(schema) if wait.kind == "input" and isinstance(schema, dict) else []
     return WaitPanel(
-        view=wait, title=info.get("title"), text=info.get("text"), approvers=approvers,
-        may_decide=may_decide, require_reason=bool(info.get("require_reason", True)),
-        fields=fields, escalated=escalated, reminders=int(stored.get("reminders", 0) or 0),
+        view=wait,
+        title=info.get("title"),
+        text=info.get("text"),
+        approvers=approvers,
+        may_decide=may_decide,
+        require_reason=bool(info.get("require_reason", True)),
+        fields=fields,
+        escalated=escalated,
+        reminders=int(stored.get("reminders", 0) or 0),
     )
 
 
@@ -167,8 +184,13 @@ async def page(request: Request) -> Response:
         if str(view.version) == since:
             return Response(status_code=204, headers={"Vary": "HX-Request"})
     context = await run_in_threadpool(build, board.engine, instance_id, user)
-    return render(request, "pages/instance.html", "partials/instance.html", context,
-                  chrome(request, "instances"))
+    return render(
+        request,
+        "pages/instance.html",
+        "partials/instance.html",
+        context,
+        chrome(request, "instances"),
+    )
 
 
 async def _respond(request: Request, instance_id: str, user: str, outcome: Outcome) -> Response:
@@ -180,8 +202,13 @@ async def _respond(request: Request, instance_id: str, user: str, outcome: Outco
             remember_flash(request, outcome.flash)
         return RedirectResponse(_path(request, instance_id), status_code=303)
     context = await run_in_threadpool(build, board.engine, instance_id, user, outcome.flash)
-    return template(request, "partials/instance.html", context, chrome(request, "instances"),
-                    status_code=outcome.status_code)
+    return template(
+        request,
+        "partials/instance.html",
+        context,
+        chrome(request, "instances"),
+        status_code=outcome.status_code,
+    )
 
 
 def _text(form: FormData, name: str, limit: int = 200) -> str:
@@ -211,32 +238,50 @@ async def send(request: Request) -> Response:
         payload = {"approved": mode == "approve", "reason": reason}
     elif mode == "input":
         view = await run_in_threadpool(board.engine.get, instance_id)
-        wait = next((w for t in view.threads for w in t.waits
-                     if w.event == event and (thread is None or t.id == thread)), None)
+        wait = next(
+            (
+                w
+                for t in view.threads
+                for w in t.waits
+                if w.event == event and (thread is None or t.id == thread)
+            ),
+            None,
+        )
         schema = (wait.info or {}).get("schema") if wait is not None else None
         if not isinstance(schema, dict):
             payload = {}
         else:
             payload, errors = parse_submission(fields_from_schema(schema), form)
             if errors:
-                outcome = refusal("Invalid input: " + "; ".join(f"{k}: {v}"
-                                                                for k, v in errors.items()))
+                outcome = refusal(
+                    "Invalid input: " + "; ".join(f"{k}: {v}" for k, v in errors.items())
+                )
     else:
         raw = form.get("payload")
         text = raw if isinstance(raw, str) else ""
         try:
             parsed = json.loads(text) if text.strip() else {}
         except json.JSONDecodeError as exc:
-            outcome = refusal(f"The payload is not valid JSON: {exc.msg} at line {exc.lineno}, "
-                              f"column {exc.colno}.")
+            outcome = refusal(
+                f"The payload is not valid JSON: {exc.msg} at line {exc.lineno}, "
+                f"column {exc.colno}."
+            )
         else:
             if isinstance(parsed, dict):
                 payload = parsed
             else:
-                outcome = refusal("The payload must be a JSON object, like {\"key\": \"value\"}.")
+                outcome = refusal('The payload must be a JSON object, like {"key": "value"}.')
     if outcome is None:
-        outcome = await attempt(board.engine.send, instance_id, event, payload, actor=user,
-                                thread=thread, via="web", wait_key=wait_key)
+        outcome = await attempt(
+            board.engine.send,
+            instance_id,
+            event,
+            payload,
+            actor=user,
+            thread=thread,
+            via="web",
+            wait_key=wait_key,
+        )
         if outcome.ok:
             done = {"approve": "Approved", "deny": "Denied"}.get(mode, f"Sent '{event}'")
             outcome.flash = Flash("ok", f"{done}. The instance is now {outcome.value.status}.")
@@ -248,12 +293,12 @@ async def retry(request: Request) -> Response:
     form = await checked_form(request)
     instance_id = request.path_params["instance_id"]
     thread = _text(form, "thread") or None
-    outcome = await attempt(dashboard(request).engine.retry, instance_id, thread, actor=user,
-                            via="web")
+    outcome = await attempt(
+        dashboard(request).engine.retry, instance_id, thread, actor=user, via="web"
+    )
     if outcome.ok:
         which = f"thread {thread}" if thread else "the failed threads"
-        outcome.flash = Flash("ok", f"Retried {which}. The instance is now "
-                                    f"{outcome.value.status}.")
+        outcome.flash = Flash("ok", f"Retried {which}. The instance is now {outcome.value.status}.")
     return await _respond(request, instance_id, user, outcome)
 
 
@@ -262,8 +307,9 @@ async def cancel(request: Request) -> Response:
     form = await checked_form(request)
     instance_id = request.path_params["instance_id"]
     reason = _text(form, "reason", MAX_REASON) or None
-    outcome = await attempt(dashboard(request).engine.cancel, instance_id, reason, actor=user,
-                            via="web")
+    outcome = await attempt(
+        dashboard(request).engine.cancel, instance_id, reason, actor=user, via="web"
+    )
     if outcome.ok:
         outcome.flash = Flash("ok", "Cancelled.")
     return await _respond(request, instance_id, user, outcome)
@@ -277,9 +323,12 @@ async def goto(request: Request) -> Response:
     if not thread or not step:
         outcome = refusal("Choose a thread and the step to move it to.")
     else:
-        outcome = await attempt(dashboard(request).engine.goto, instance_id, thread, step,
-                                actor=user, via="web")
+        outcome = await attempt(
+            dashboard(request).engine.goto, instance_id, thread, step, actor=user, via="web"
+        )
         if outcome.ok:
-            outcome.flash = Flash("ok", f"Moved thread {thread} to '{step}'. The instance is "
-                                        f"now {outcome.value.status}.")
+            outcome.flash = Flash(
+                "ok",
+                f"Moved thread {thread} to '{step}'. The instance is now {outcome.value.status}.",
+            )
     return await _respond(request, instance_id, user, outcome)

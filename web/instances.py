@@ -82,17 +82,31 @@ async def page(request: Request) -> Response:
     board = dashboard(request)
     filters = Filters.of(request)
     rows = await run_in_threadpool(
-        board.engine.list, status=filters.status or None, workflow=filters.workflow or None,
-        limit=PAGE_SIZE + 1, search=filters.q or None, before=filters.cursor,
+        board.engine.list,
+        status=filters.status or None,
+        workflow=filters.workflow or None,
+        limit=PAGE_SIZE + 1,
+        search=filters.q or None,
+        before=filters.cursor,
     )
     more = len(rows) > PAGE_SIZE
     rows = rows[:PAGE_SIZE]
     counts = await board.counts.get()
     context = InstancesPage(
-        filters=filters, rows=rows, counts=counts, total=sum(counts.values()),
-        workflows=sorted(board.engine.workflows), statuses=STATUSES,
+        filters=filters,
+        rows=rows,
+        counts=counts,
+        total=sum(counts.values()),
+        workflows=sorted(board.engine.workflows),
+        statuses=STATUSES,
         next_query=filters.query(before=make_cursor(rows[-1])) if more and rows else None,
-        self_query=filters.query(), deep=bool(filters.before),
+        self_query=filters.query(),
+        deep=bool(filters.before),
     )
-    return render(request, "pages/instances.html", "partials/instances.html", context,
-                  chrome(request, "instances"))
+    return render(
+        request,
+        "pages/instances.html",
+        "partials/instances.html",
+        context,
+        chrome(request, "instances"),
+    )

@@ -79,7 +79,10 @@ def template(
 ) -> Response:
     """Render one template (page or fragment) with the page's context dataclass."""
     response = dashboard(request).templates.TemplateResponse(
-        request, name, {"page": page, "chrome": chrome}, status_code=status_code,
+        request,
+        name,
+        {"page": page, "chrome": chrome},
+        status_code=status_code,
         headers=dict(headers or {}),
     )
     response.headers.append("Vary", "HX-Request")

@@ -65,7 +65,7 @@ class SecurityMiddleware:
     def _refusal(self, scope: Scope, headers: Headers) -> tuple[int, str] | None:
         path: str = scope.get("path", "")
         root: str = scope.get("root_path", "")
-        local = path[len(root):] if root and path.startswith(root) else path
+        local = path[len(root) :] if root and path.startswith(root) else path
         if not local.startswith(ORIGIN_EXEMPT) and not same_origin(scope, headers):
             return 403, "cross-origin request refused"
         length = headers.get("content-length")
@@ -106,9 +106,17 @@ async def _plain(send: Send, status: int, message: str, *, api: bool) -> None:
         body, kind = json.dumps({"error": message}).encode(), b"application/json"
     else:
         body, kind = message.encode(), b"text/plain; charset=utf-8"
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", kind), (b"content-length", str(len(body)).encode()),
-                            *SECURITY_HEADERS]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", kind),
+                (b"content-length", str(len(body)).encode()),
+                *SECURITY_HEADERS,
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 

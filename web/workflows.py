@@ -63,18 +63,31 @@ def card(engine: Engine, name: str, cls: type[Workflow], counts: dict[str, int])
         tree = outline(cls.model_construct().definition())
     except Exception as exc:
         problem = f"building the definition from its defaults failed: {exc}"
-    return WorkflowCard(name=name, doc=inspect.cleandoc(cls.__doc__ or ""), tree=tree,
-                        problem=problem, counts=counts, form=start_form(cls))
+    return WorkflowCard(
+        name=name,
+        doc=inspect.cleandoc(cls.__doc__ or ""),
+        tree=tree,
+        problem=problem,
+        counts=counts,
+        form=start_form(cls),
+    )
 
 
 async def page(request: Request) -> Response:
     require_user(request)
     board = dashboard(request)
     placement = await board.placement.get()
-    cards = [card(board.engine, name, cls, placement.get(name, {}))
-             for name, cls in sorted(board.engine.workflows.items())]
-    return render(request, "pages/workflows.html", "partials/workflows.html",
-                  WorkflowsPage(cards), chrome(request, "workflows"))
+    cards = [
+        card(board.engine, name, cls, placement.get(name, {}))
+        for name, cls in sorted(board.engine.workflows.items())
+    ]
+    return render(
+        request,
+        "pages/workflows.html",
+        "partials/workflows.html",
+        WorkflowsPage(cards),
+        chrome(request, "workflows"),
+    )
 
 
 def _refill(form: StartForm, submitted: FormData) -> list[FormField]:
@@ -93,8 +106,7 @@ async def start(request: Request) -> Response:
     name = request.path_params["workflow"]
     cls = board.engine.workflows.get(name)
     if cls is None:
-        return Response(f"no workflow named {name!r}", status_code=404,
-                        media_type="text/plain")
+        return Response(f"no workflow named {name!r}", status_code=404, media_type="text/plain")
     form = start_form(cls)
     data, errors = parse_submission(form.fields, submitted)
     raw_id = submitted.get("instance_id")
@@ -102,8 +114,9 @@ async def start(request: Request) -> Response:
     message = None
     status = 422
     if not errors:
-        outcome = await attempt(board.engine.start, name, data, instance_id or None, actor=user,
-                                via="web")
+        outcome = await attempt(
+            board.engine.start, name, data, instance_id or None, actor=user, via="web"
+        )
         if outcome.ok:
             board.changed()
             root = root_of(request)
@@ -115,16 +128,29 @@ async def start(request: Request) -> Response:
         status = outcome.status_code
     else:
         message = "Some fields need another look."
-    again = replace(form, fields=_refill(form, submitted), instance_id=instance_id,
-                    errors=errors, message=message)
+    again = replace(
+        form,
+        fields=_refill(form, submitted),
+        instance_id=instance_id,
+        errors=errors,
+        message=message,
+    )
     if not wants_fragment(request):  # a plain form post: the whole page, this form filled in
         placement = await board.placement.get()
         cards = [
             replace(c, form=again) if c.name == name else c
-            for c in (card(board.engine, n, k, placement.get(n, {}))
-                      for n, k in sorted(board.engine.workflows.items()))
+            for c in (
+                card(board.engine, n, k, placement.get(n, {}))
+                for n, k in sorted(board.engine.workflows.items())
+            )
         ]
-        return template(request, "pages/workflows.html", WorkflowsPage(cards),
-                        chrome(request, "workflows"), status_code=status)
-    return template(request, "partials/start_form.html", again, chrome(request, "workflows"),
-                    status_code=status)
+        return template(
+            request,
+            "pages/workflows.html",
+            WorkflowsPage(cards),
+            chrome(request, "workflows"),
+            status_code=status,
+        )
+    return template(
+        request, "partials/start_form.html", again, chrome(request, "workflows"), status_code=status
+    )
