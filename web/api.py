@@ -187,32 +187,25 @@ async def send(request: Request, actor: str) -> Response:
     return _instance_json(view)
 
 
-async def retry(request: Request, actor: str) -> Response:
-    body = await _body(request)
+async def _operate(request: Request, operation: str, actor: str, *args: str | None) -> Response:
+    """Run an operator's action (retry, cancel, goto) on the path's instance, as `actor`."""
     board = dashboard(request)
+    method = getattr(board.engine, operation)
     view = await run_in_threadpool(
-        board.engine.retry,
-        request.path_params["instance_id"],
-        _optional_str(body, "thread"),
-        actor=actor,
-        via="api",
+        method, request.path_params["instance_id"], *args, actor=actor, via="api"
     )
     board.changed()
     return _instance_json(view)
+
+
+async def retry(request: Request, actor: str) -> Response:
+    body = await _body(request)
+    return await _operate(request, "retry", actor, _optional_str(body, "thread"))
 
 
 async def cancel(request: Request, actor: str) -> Response:
     body = await _body(request)
-    board = dashboard(request)
-    view = await run_in_threadpool(
-        board.engine.cancel,
-        request.path_params["instance_id"],
-        _optional_str(body, "reason"),
-        actor=actor,
-        via="api",
-    )
-    board.changed()
-    return _instance_json(view)
+    return await _operate(request, "cancel", actor, _optional_str(body, "reason"))
 
 
 async def goto(request: Request, actor: str) -> Response:
@@ -220,12 +213,7 @@ async def goto(request: Request, actor: str) -> Response:
     thread, step = _optional_str(body, "thread"), _optional_str(body, "step")
     if not thread or not step:
         raise ApiError(422, 'goto needs "thread" and "step"')
-    board = dashboard(request)
-    view = await run_in_threadpool(
-        board.engine.goto, request.path_params["instance_id"], thread, step, actor=actor, via="api"
-    )
-    board.changed()
-    return _instance_json(view)
+    return await _operate(request, "goto", actor, thread, step)
 
 
 async def openapi(request: Request) -> Response:
