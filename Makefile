@@ -20,9 +20,14 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
+# mypy reads the packages under their installed names through a tree of links to the checkout
+TYPECHECK := build/typecheck/signoff
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	mkdir -p $(TYPECHECK)
+	for f in engine web __init__.py py.typed; do ln -sfn ../../../$$f $(TYPECHECK)/$$f; done
 	$(BIN)/mypy
 
 bench: $(STAMP)

@@ -18,10 +18,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from engine import Approval, Engine, On, Return, S, Step, Wait, Workflow
-from engine.interpreter import Position, advance
-from engine.tree import Entry, RunStep
-from engine.validate import validate
+from signoff.engine import Approval, Engine, On, Return, S, Step, Wait, Workflow
+from signoff.engine.core.interpreter import Position, advance
+from signoff.engine.core.tree import Entry, RunStep
+from signoff.engine.core.validate import validate
 
 STEPS = 20
 

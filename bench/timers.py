@@ -31,7 +31,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from engine import Engine  # noqa: E402
+from signoff.engine import Engine  # noqa: E402
+
 from tests.timer_workflows import Ticket  # noqa: E402
 
 
@@ -50,7 +51,7 @@ def start_worker(url: str, log: Path) -> subprocess.Popen[bytes]:
             [
                 sys.executable,
                 "-m",
-                "web.cli",
+                "signoff.web.cli",
                 "worker",
                 "--db",
                 url,

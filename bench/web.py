@@ -45,8 +45,8 @@ PASSWORD = "bench-password"
 
 
 def build(path: Path, count: int) -> dict[str, str]:
-    from engine import Engine
-    from web.examples import UPSTREAM, WORKFLOWS
+    from signoff.engine import Engine
+    from signoff.web.examples import UPSTREAM, WORKFLOWS
 
     UPSTREAM.failure_rate = 0
     engine = Engine(f"sqlite:///{path}", workflows=WORKFLOWS, synchronous="OFF")
@@ -107,12 +107,11 @@ def build(path: Path, count: int) -> dict[str, str]:
 def serve(db: str, port: int) -> None:
     """What `signoff serve` does, minus the scheduler (nothing is due in this database)."""
     import uvicorn
-
-    from engine import Engine
-    from web import create_app
-    from web.app import settle_heap
-    from web.auth import hash_password
-    from web.examples import WORKFLOWS
+    from signoff.engine import Engine
+    from signoff.web import create_app
+    from signoff.web.app import settle_heap
+    from signoff.web.auth import hash_password
+    from signoff.web.examples import WORKFLOWS
 
     engine = Engine(f"sqlite:///{db}", workflows=WORKFLOWS)
     app = create_app(engine, secret_key="bench", users={"alice": hash_password(PASSWORD, n=2**12)})

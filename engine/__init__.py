@@ -1,8 +1,24 @@
 """signoff's engine: durable workflows as code, with people in the loop."""
 
-from engine.branches import If
-from engine.engine import Engine, InvalidData
-from engine.errors import (
+from signoff.engine.core.branches import If
+from signoff.engine.core.handlers import (
+    Approval,
+    Decision,
+    Handler,
+    Input,
+    Services,
+    Timeout,
+    WaitInfo,
+)
+from signoff.engine.core.loops import Break, Continue, For
+from signoff.engine.core.outline import Node, goto_targets, outline, statement_names
+from signoff.engine.core.steps import Retry, Step
+from signoff.engine.core.threads import Go, Return
+from signoff.engine.core.tree import S, Section, Statement
+from signoff.engine.core.waits import On, Wait, WaitFor
+from signoff.engine.core.workflow import Workflow
+from signoff.engine.engine import Engine, InvalidData
+from signoff.engine.errors import (
     AlreadyDecided,
     Conflict,
     DataNotStorable,
@@ -16,14 +32,8 @@ from engine.errors import (
     StatementMissing,
     UnknownWorkflow,
 )
-from engine.handlers import Approval, Decision, Handler, Input, Services, Timeout, WaitInfo
-from engine.loops import Break, Continue, For
-from engine.steps import Retry, Step
-from engine.threads import Go, Return
-from engine.tree import S, Section, Statement
-from engine.views import HistoryEntry, InstanceView, ThreadView, WaitView
-from engine.waits import On, Wait, WaitFor
-from engine.workflow import Workflow
+from signoff.engine.runtime.scheduler import Scheduler
+from signoff.engine.views import HistoryEntry, InstanceSummary, InstanceView, ThreadView, WaitView
 
 __all__ = [
     "AlreadyDecided",
@@ -43,8 +53,10 @@ __all__ = [
     "If",
     "Input",
     "InstanceNotFound",
+    "InstanceSummary",
     "InstanceView",
     "InvalidData",
+    "Node",
     "NotAllowed",
     "NotWaiting",
     "On",
@@ -52,6 +64,7 @@ __all__ = [
     "Return",
     "RunawayLoop",
     "S",
+    "Scheduler",
     "Section",
     "Services",
     "SignoffError",
@@ -66,4 +79,7 @@ __all__ = [
     "WaitInfo",
     "WaitView",
     "Workflow",
+    "goto_targets",
+    "outline",
+    "statement_names",
 ]

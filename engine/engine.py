@@ -7,6 +7,7 @@ Another writer that commits meanwhile (an event for another thread, a cancel) is
 
 from __future__ import annotations
 
+import builtins
 import re
 import uuid
 from collections.abc import Callable, Iterable, Mapping
@@ -14,8 +15,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
-
-from engine.errors import (
+from signoff.engine.core.handlers import Services, upcoming
+from signoff.engine.core.records import Record, Stored
+from signoff.engine.core.state import Decided, InstanceState, ThreadState
+from signoff.engine.core.tree import Entry
+from signoff.engine.core.validate import validate
+from signoff.engine.core.workflow import Workflow
+from signoff.engine.core.working import Working
+from signoff.engine.errors import (
     AlreadyDecided,
     Conflict,
     DefinitionError,
@@ -24,17 +31,11 @@ from engine.errors import (
     SignoffError,
     UnknownWorkflow,
 )
-from engine.handlers import Services, upcoming
-from engine.records import Record, Stored
-from engine.runner import Runner
-from engine.slack_client import client_from_environment
-from engine.state import Decided, InstanceState, ThreadState
-from engine.store import Store
-from engine.tree import Entry
-from engine.validate import validate
-from engine.views import HistoryEntry, InstanceSummary, InstanceView, ThreadView, WaitView
-from engine.workflow import Workflow
-from engine.working import Working
+from signoff.engine.runtime.runner import Runner
+from signoff.engine.runtime.slack_client import client_from_environment
+from signoff.engine.storage import placement
+from signoff.engine.storage.store import Store
+from signoff.engine.views import HistoryEntry, InstanceSummary, InstanceView, ThreadView, WaitView
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$")
 MAX_PAYLOAD_BYTES = 256 * 1024
@@ -374,7 +375,41 @@ class Engine:
         return [InstanceSummary(**r) for r in rows]
 
     def counts(self) -> dict[str, int]:
+        """How many instances there are in each status."""
         return self.store.counts()
+
+    # --- for dashboards ------------------------------------------------------------------------
+
+    @property
+    def database_url(self) -> str:
+        """The database this engine stores instances in (its password is the caller's to hide)."""
+        return self.store.url
+
+    def ping(self) -> None:
+        """Raise unless the database answers: what a health check asks."""
+        placement.ping(self.store)
+
+    def open_approvals(
+        self,
+        limit: int = 200,
+        *,
+        after: tuple[datetime, int] | None = None,
+        instance_id: str | None = None,
+    ) -> builtins.list[dict[str, Any]]:
+        """Open approval requests, oldest first, in keyset pages.
+
+        Each is a dict with instance_id, workflow, thread, wait, event, began_at, due_at,
+        approvers, title, key (the wait key for `send(..., wait_key=)`) and cursor: pass
+        `(began_at, cursor)` of the last row as `after` for the next page."""
+        return placement.open_approvals(self.store, limit, after=after, instance_id=instance_id)
+
+    def statement_counts(self) -> dict[str, dict[str, int]]:
+        """workflow -> statement name -> how many instances stand there now."""
+        return placement.statement_counts(self.store)
+
+    def identities(self, actor: str) -> set[str]:
+        """The names an actor goes by: their user name and Slack id, whichever are known."""
+        return self.services.identities(actor)
 
     # --- helpers -------------------------------------------------------------------------------
 
@@ -486,7 +521,7 @@ def _brief(exc: Exception) -> str:
 def _checked_payload(payload: Mapping[str, Any] | None) -> dict[str, Any]:
     import json
 
-    from engine.errors import EventRejected
+    from signoff.engine.errors import EventRejected
 
     if payload is None:
         return {}

@@ -46,7 +46,7 @@ class WaitView(_Readable):
     info: dict[str, Any]
     stored: dict[str, Any] | None
     # what the case will do on its own, earliest first: [{"what": "reminder" | "escalation" |
-    # "timeout" | "due", "at": datetime, ...}] (engine.handlers.upcoming)
+    # "timeout" | "due", "at": datetime, ...}] (signoff.engine.core.handlers.upcoming)
     upcoming: list[dict[str, Any]] = field(default_factory=list)
     key: str = (
         ""  # this opening of the wait: pass it as send(..., wait_key=) to refuse stale clicks

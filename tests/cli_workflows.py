@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from engine import Approval, Decision, On, Retry, Return, S, Step, Timeout, Wait, Workflow
+from signoff.engine import Approval, Decision, On, Retry, Return, S, Step, Timeout, Wait, Workflow
 
 BROKEN = {"upstream": True}  # the tests repair the upstream between two commands
 

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import pytest
 from pydantic import BaseModel
-
-from engine import Engine, If, Input, On, Return, S, Step, Wait, Workflow
+from signoff.engine import Engine, If, Input, On, Return, S, Step, Wait, Workflow
 
 
 class Grade(Workflow):

@@ -16,12 +16,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from signoff.engine import Engine
+from signoff.web.auth import hash_password, verify_password
+from signoff.web.cli import ConfigError, main, parse_pairs
 
-from engine import Engine
 from tests import cli_workflows
 from tests.timer_workflows import Ticket
-from web.auth import hash_password, verify_password
-from web.cli import ConfigError, main, parse_pairs
 
 ROOT = Path(__file__).resolve().parent.parent
 FLOWS = ("--workflows", "tests.cli_workflows")
@@ -235,7 +235,7 @@ def serve(url: str, tmp_path: Path, *extra: str) -> tuple[subprocess.Popen[bytes
             [
                 sys.executable,
                 "-m",
-                "web.cli",
+                "signoff.web.cli",
                 "serve",
                 "--db",
                 url,

@@ -14,8 +14,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from signoff.engine import Engine
 
-from engine import Engine
 from tests.workflows_for_races import CRASH_STEPS, SIDE_STEPS, CrashFlow
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -9,8 +9,7 @@ from typing import Any
 
 import pytest
 from pydantic import BaseModel
-
-from engine import (
+from signoff.engine import (
     Approval,
     Conflict,
     Decision,
@@ -29,6 +28,7 @@ from engine import (
     Wait,
     Workflow,
 )
+
 from tests.conftest import Clock
 
 RUNS: list[str] = []

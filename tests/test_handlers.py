@@ -8,8 +8,7 @@ from typing import Any
 
 import pytest
 from pydantic import BaseModel, Field
-
-from engine import (
+from signoff.engine import (
     Approval,
     Decision,
     Engine,
@@ -25,6 +24,7 @@ from engine import (
     WaitInfo,
     Workflow,
 )
+
 from tests.conftest import Clock
 
 DECISIONS: list[Decision] = []

@@ -10,8 +10,7 @@ from typing import Any
 
 import pytest
 from pydantic import BaseModel
-
-from engine import (
+from signoff.engine import (
     Break,
     Continue,
     DefinitionError,
@@ -30,6 +29,7 @@ from engine import (
     WaitFor,
     Workflow,
 )
+
 from tests.conftest import Clock
 
 

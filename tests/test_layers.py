@@ -1,5 +1,6 @@
-"""Layering, checked by parsing the modules: the engine never reaches into the web layer, and its
-pure core speaks neither SQL, nor scheduling, nor Slack."""
+"""Layering, checked by parsing the modules: the engine never reaches into the web layer, its pure
+core speaks neither SQL, nor scheduling, nor Slack, and the web layer enters the engine only by its
+one door, `signoff.engine`."""
 
 from __future__ import annotations
 
@@ -8,25 +9,12 @@ from pathlib import Path
 
 import pytest
 
-ENGINE = Path(__file__).resolve().parent.parent / "engine"
+ROOT = Path(__file__).resolve().parent.parent
+ENGINE = ROOT / "engine"
+WEB = ROOT / "web"
+CORE = ENGINE / "core"
 
-PURE_CORE = [
-    "tree",
-    "steps",
-    "branches",
-    "loops",
-    "waits",
-    "threads",
-    "interpreter",
-    "validate",
-    "state",
-    "handlers",
-    "working",
-    "records",
-    "views",
-    "workflow",
-]
-NOT_IN_ENGINE = {"web", "starlette", "jinja2"}
+NOT_IN_ENGINE = {"signoff.web", "starlette", "jinja2"}
 NOT_IN_CORE = NOT_IN_ENGINE | {
     "sqlalchemy",
     "sqlmodel",
@@ -34,64 +22,86 @@ NOT_IN_CORE = NOT_IN_ENGINE | {
     "slack_sdk",
     "psycopg",
     "sqlite3",
+    "signoff.engine.runtime",
+    "signoff.engine.storage",
 }
 
 
 def imports(path: Path) -> set[str]:
-    """Top-level names of every module `path` imports, wherever the import statement is."""
+    """Every module `path` imports, wherever the import statement is, as its full dotted name."""
     found: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
         if isinstance(node, ast.Import):
-            found.update(alias.name.split(".")[0] for alias in node.names)
+            found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            found.add(node.module.split(".")[0])
+            found.add(node.module)
         elif (
             isinstance(node, ast.Call)
             and getattr(node.func, "id", None) == "__import__"
             and node.args
             and isinstance(node.args[0], ast.Constant)
         ):
-            found.add(str(node.args[0].value).split(".")[0])
+            found.add(str(node.args[0].value))
     return found
 
 
-def engine_imports(module: str) -> set[str]:
-    """What `engine.<module>` imports, following the engine modules it imports in turn."""
-    seen: set[str] = set()
-    todo, outside = [module], set()
+def reaches(name: str, forbidden: set[str]) -> bool:
+    """Whether the module `name` is one of `forbidden` or lies inside one of them."""
+    return any(name == f or name.startswith(f + ".") for f in forbidden)
+
+
+def module_path(module: str) -> Path | None:
+    """Where `signoff.<...>` lives in the checkout (the project root is the signoff package)."""
+    parts = module.split(".")[1:]
+    base = ROOT.joinpath(*parts)
+    if base.with_suffix(".py").is_file():
+        return base.with_suffix(".py")
+    if (base / "__init__.py").is_file():
+        return base / "__init__.py"
+    return None
+
+
+def transitive_imports(path: Path) -> set[str]:
+    """What a module imports, following the signoff modules it imports in turn."""
+    seen: set[Path] = set()
+    todo, outside = [path], set()
     while todo:
-        name = todo.pop()
-        if name in seen:
+        current = todo.pop()
+        if current in seen:
             continue
-        seen.add(name)
-        path = ENGINE / f"{name}.py"
-        tree = ast.parse(path.read_text())
-        for node in ast.walk(tree):
-            module = node.module if isinstance(node, ast.ImportFrom) else None
-            if module and module.startswith("engine."):
-                todo.append(module.split(".")[1])
-        outside |= {m for m in imports(path) if m != "engine"}
+        seen.add(current)
+        for name in imports(current):
+            outside.add(name)
+            if name.startswith("signoff.") and (found := module_path(name)) is not None:
+                todo.append(found)
     return outside
 
 
-@pytest.mark.parametrize("path", sorted(ENGINE.glob("*.py")), ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path", sorted(ENGINE.rglob("*.py")), ids=lambda p: str(p.relative_to(ROOT))
+)
 def test_the_engine_never_imports_the_web_layer(path: Path) -> None:
-    assert imports(path) & NOT_IN_ENGINE == set()
+    assert {n for n in imports(path) if reaches(n, NOT_IN_ENGINE)} == set()
 
 
-@pytest.mark.parametrize("module", PURE_CORE)
-def test_the_pure_core_uses_only_the_standard_library_and_pydantic(module: str) -> None:
-    assert (ENGINE / f"{module}.py").exists(), f"engine/{module}.py is gone: update this list"
-    reached = engine_imports(module)
-    assert reached & NOT_IN_CORE == set(), (
-        f"engine.{module} reaches {sorted(reached & NOT_IN_CORE)} (directly or through the "
-        "engine modules it imports)"
+@pytest.mark.parametrize("path", sorted(CORE.glob("*.py")), ids=lambda p: p.name)
+def test_the_pure_core_uses_only_the_standard_library_and_pydantic(path: Path) -> None:
+    reached = {n for n in transitive_imports(path) if reaches(n, NOT_IN_CORE)}
+    assert reached == set(), (
+        f"{path.relative_to(ROOT)} reaches {sorted(reached)} (directly or through the signoff "
+        "modules it imports)"
     )
+
+
+@pytest.mark.parametrize("path", sorted(WEB.rglob("*.py")), ids=lambda p: p.name)
+def test_the_web_layer_uses_only_the_engines_public_door(path: Path) -> None:
+    inside = {n for n in imports(path) if n.startswith("signoff.engine.")}
+    assert inside == set(), f"web/{path.name} reaches into {sorted(inside)}: use signoff.engine"
 
 
 def test_the_check_sees_imports_inside_functions_too(tmp_path: Path) -> None:
     sample = tmp_path / "sample.py"
     sample.write_text(
-        "import os\n\ndef later():\n    from sqlalchemy import select\n    import web.app\n"
+        "import os\n\ndef later():\n    from sqlalchemy import select\n    import signoff.web.app\n"
     )
-    assert imports(sample) == {"os", "sqlalchemy", "web"}
+    assert imports(sample) == {"os", "sqlalchemy", "signoff.web.app"}

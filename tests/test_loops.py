@@ -5,8 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from pydantic import BaseModel
-
-from engine import (
+from signoff.engine import (
     Break,
     Continue,
     Engine,
@@ -21,6 +20,7 @@ from engine import (
     Wait,
     Workflow,
 )
+
 from tests.conftest import Clock
 
 

@@ -27,8 +27,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
-
-from engine import (
+from signoff.engine import (
     Break,
     Continue,
     Engine,
@@ -45,6 +44,7 @@ from engine import (
     Wait,
     Workflow,
 )
+
 from tests.conftest import Clock
 
 LEASE = timedelta(seconds=1)

@@ -13,8 +13,7 @@ from typing import Any
 
 import pytest
 from pydantic import BaseModel
-
-from engine import (
+from signoff.engine import (
     AlreadyDecided,
     Engine,
     Go,
@@ -30,6 +29,7 @@ from engine import (
     WaitInfo,
     Workflow,
 )
+
 from tests.conftest import Clock
 from tests.workflows_for_races import (
     PAST_DEADLINE,

@@ -16,8 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from engine import (
+from signoff.engine import (
     AlreadyDecided,
     Approval,
     Decision,
@@ -31,7 +30,8 @@ from engine import (
     Wait,
     Workflow,
 )
-from engine.scheduler import Scheduler
+from signoff.engine.runtime.scheduler import Scheduler
+
 from tests.conftest import Clock
 from tests.timer_workflows import Ticket
 
@@ -406,7 +406,7 @@ def worker(url: str, fired_file: Path, *extra: str) -> tuple[subprocess.Popen[by
     """`signoff worker` in a process of its own, and the file its log goes to."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "SIGNOFF_TEST_FIRED": str(fired_file)}
     log_path = fired_file.parent / f"worker-{time.monotonic_ns()}.log"
-    command = [sys.executable, "-m", "web.cli", "worker", "--db", url]
+    command = [sys.executable, "-m", "signoff.web.cli", "worker", "--db", url]
     command += ["--workflows", "tests.timer_workflows", *extra]
     with open(log_path, "wb") as log:
         process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=log)

@@ -8,8 +8,8 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from signoff.engine import Engine, Retry, Return, S, Step, Workflow
 
-from engine import Engine, Retry, Return, S, Step, Workflow
 from tests.conftest import Clock
 
 

@@ -8,10 +8,9 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-
-from engine import Conflict
-from engine.records import Record, Stored, WaitRecord
-from engine.store import Store
+from signoff.engine import Conflict
+from signoff.engine.core.records import Record, Stored, WaitRecord
+from signoff.engine.storage.store import Store
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 

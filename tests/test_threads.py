@@ -7,8 +7,7 @@ from typing import Any
 
 import pytest
 from pydantic import BaseModel
-
-from engine import Engine, Go, Handler, Input, On, Return, S, Step, Wait, WaitInfo, Workflow
+from signoff.engine import Engine, Go, Handler, Input, On, Return, S, Step, Wait, WaitInfo, Workflow
 
 TORN: list[str] = []
 

@@ -8,8 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-
-from engine import (
+from signoff.engine import (
     AlreadyDecided,
     Approval,
     Decision,
@@ -28,6 +27,7 @@ from engine import (
     WaitInfo,
     Workflow,
 )
+
 from tests.conftest import Clock
 
 CALLS: list[str] = []  # what the probe handlers were asked to do, in order

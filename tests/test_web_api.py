@@ -5,12 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from signoff.engine import Engine
 from web_support import (
     TRACE,
     TestClient,
 )
-
-from engine import Engine
 
 pytest_plugins = ["web_fixtures"]
 

@@ -7,13 +7,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from signoff.engine import Engine
+from signoff.web import create_app
+from signoff.web.examples import UPSTREAM, WORKFLOWS
 from starlette.applications import Starlette
 from starlette.routing import Mount
 from web_support import ORIGIN, TestClient, csrf_of, make_app, sign_in
-
-from engine import Engine
-from web import create_app
-from web.examples import UPSTREAM, WORKFLOWS
 
 pytest_plugins = ["web_fixtures"]
 ROOT = Path(__file__).resolve().parent.parent

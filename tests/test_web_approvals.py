@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from signoff.engine import Engine
+from signoff.engine.storage.placement import open_approvals
+from signoff.web.approvals import ApprovalsPage, row_id
 from web_support import (
     HX,
     ORIGIN,
@@ -14,10 +17,6 @@ from web_support import (
     parse,
     sign_in,
 )
-
-from engine import Engine
-from engine.placement import open_approvals
-from web.approvals import ApprovalsPage, row_id
 
 pytest_plugins = ["web_fixtures"]
 
@@ -173,7 +172,7 @@ def test_inbox_rows_carry_the_key_of_the_current_round(any_url: str, clock: Any)
 def test_the_inbox_pages_by_keyset_oldest_first(
     alice: TestClient, engine: Engine, clock: Any, monkeypatch: Any
 ) -> None:
-    monkeypatch.setattr("web.approvals.PAGE_SIZE", 2)
+    monkeypatch.setattr("signoff.web.approvals.PAGE_SIZE", 2)
     ids = []
     for n in range(5):
         ids.append(engine.start("Trip", {"who": f"p{n}"}, id=f"t{n}"))

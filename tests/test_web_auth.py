@@ -6,6 +6,7 @@ import base64
 import json
 
 import pytest
+from signoff.web.auth import hash_password, verify_password
 from web_support import (
     ORIGIN,
     PASSWORDS,
@@ -14,8 +15,6 @@ from web_support import (
     make_app,
     sign_in,
 )
-
-from web.auth import hash_password, verify_password
 
 pytest_plugins = ["web_fixtures"]
 

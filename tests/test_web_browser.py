@@ -17,10 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from signoff.engine import Engine
+from signoff.web.examples import UPSTREAM, WORKFLOWS
 from web_support import PASSWORDS, make_app, user_hashes
-
-from engine import Engine
-from web.examples import UPSTREAM, WORKFLOWS
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

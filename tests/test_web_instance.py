@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from signoff.engine import Engine, Return, S, Statement, Step, Workflow
+from signoff.web.instance import InstancePage
 from web_support import (
     HX,
     ORIGIN,
@@ -17,9 +19,6 @@ from web_support import (
     parse,
     sign_in,
 )
-
-from engine import Engine, Return, S, Statement, Step, Workflow
-from web.instance import InstancePage
 
 pytest_plugins = ["web_fixtures"]
 

@@ -5,14 +5,13 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from signoff.engine import Engine
+from signoff.web.instances import InstancesPage, make_cursor, parse_cursor
 from web_support import (
     HX,
     TestClient,
     parse,
 )
-
-from engine import Engine
-from web.instances import InstancesPage, make_cursor, parse_cursor
 
 pytest_plugins = ["web_fixtures"]
 

@@ -10,11 +10,21 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from signoff.engine import (
+    Approval,
+    Decision,
+    Engine,
+    On,
+    Return,
+    S,
+    Statement,
+    Step,
+    Wait,
+    Workflow,
+)
+from signoff.web.render import wants_fragment
 from starlette.requests import Request
 from web_support import HX, TRACE, TestClient, parse
-
-from engine import Approval, Decision, Engine, On, Return, S, Statement, Step, Wait, Workflow
-from web.render import wants_fragment
 
 pytest_plugins = ["web_fixtures"]
 

@@ -7,14 +7,13 @@ import json
 from typing import Any
 
 import pytest
+from signoff.engine import Engine
 from web_support import (
     HX,
     ORIGIN,
     TestClient,
     parse,
 )
-
-from engine import Engine
 
 pytest_plugins = ["web_fixtures"]
 

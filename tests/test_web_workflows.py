@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
+from signoff.engine import Engine
+from signoff.web.workflows import WorkflowsPage, slug
 from web_support import (
     HX,
     TestClient,
     parse,
 )
-
-from engine import Engine
-from web.workflows import WorkflowsPage, slug
 
 pytest_plugins = ["web_fixtures"]
 

@@ -1,6 +1,6 @@
 """Writers that meet on one instance: the driver running a step, and an event, a retry or a
-click that arrives meanwhile. Each story pins a rule of `engine.working.rebase` or of `send`:
-nothing acknowledged is lost, and nothing is decided twice."""
+click that arrives meanwhile. Each story pins a rule of `signoff.engine.core.working.rebase` or
+of `send`: nothing acknowledged is lost, and nothing is decided twice."""
 
 from __future__ import annotations
 
@@ -10,8 +10,7 @@ from typing import Any
 
 import pytest
 from pydantic import BaseModel
-
-from engine import (
+from signoff.engine import (
     AlreadyDecided,
     Approval,
     Decision,
@@ -31,6 +30,7 @@ from engine import (
     WaitInfo,
     Workflow,
 )
+
 from tests.conftest import Clock
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from datetime import timedelta
 
-from engine import On, Return, S, Step, Timeout, Wait, Workflow
+from signoff.engine import On, Return, S, Step, Timeout, Wait, Workflow
 
 
 class Ticket(Workflow):

@@ -7,10 +7,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from signoff.engine import Engine
+from signoff.web.examples import UPSTREAM
 from web_support import ORIGIN, TRACE, WORKFLOWS, TestClient, make_app, sign_in
-
-from engine import Engine
-from web.examples import UPSTREAM
 
 
 @pytest.fixture(autouse=True)

@@ -12,8 +12,7 @@ from html.parser import HTMLParser
 from typing import Any
 
 from pydantic import BaseModel, Field
-
-from engine import (
+from signoff.engine import (
     Approval,
     Decision,
     Engine,
@@ -31,9 +30,9 @@ from engine import (
     Wait,
     Workflow,
 )
-from web import create_app
-from web.auth import hash_password
-from web.examples import WORKFLOWS as EXAMPLES
+from signoff.web import create_app
+from signoff.web.auth import hash_password
+from signoff.web.examples import WORKFLOWS as EXAMPLES
 
 with warnings.catch_warnings():  # starlette prefers httpx2; httpx is what is installed
     warnings.simplefilter("ignore")

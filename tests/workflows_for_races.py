@@ -13,7 +13,7 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from engine import (
+from signoff.engine import (
     AlreadyDecided,
     Approval,
     Decision,

@@ -1,5 +1,5 @@
 """signoff's web app: the dashboard, the JSON API, Slack interactivity."""
 
-from web.app import create_app
+from signoff.web.app import create_app
 
 __all__ = ["create_app"]

@@ -6,10 +6,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from signoff.engine import SignoffError
+from signoff.web.render import Flash
 from starlette.concurrency import run_in_threadpool
-
-from engine import SignoffError
-from web.render import Flash
 
 T = TypeVar("T")
 

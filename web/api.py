@@ -8,17 +8,16 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
+from signoff.engine import SignoffError, UnknownWorkflow
+from signoff.web.auth import TokenError, api_actor
+from signoff.web.instances import make_cursor, parse_cursor
+from signoff.web.render import STATUSES
+from signoff.web.security import BodyTooLargeError, read_capped
+from signoff.web.state import dashboard, root_of
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-
-from engine import SignoffError, UnknownWorkflow
-from web.auth import TokenError, api_actor
-from web.instances import make_cursor, parse_cursor
-from web.render import STATUSES
-from web.security import BodyTooLargeError, read_capped
-from web.state import dashboard, root_of
 
 MAX_LIMIT = 500
 

@@ -16,6 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+from signoff.engine import Engine, SignoffError
+from signoff.web import api, approvals, auth, instance, instances, workflows
+from signoff.web.render import Flash, template, wants_fragment
+from signoff.web.security import BodyTooLargeError, SecurityMiddleware
+from signoff.web.state import Cached, Dashboard, dashboard, root_of
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -27,13 +32,6 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
-from engine import Engine, SignoffError
-from engine.placement import ping, statement_counts
-from web import api, approvals, auth, instance, instances, workflows
-from web.render import Flash, template, wants_fragment
-from web.security import BodyTooLargeError, SecurityMiddleware
-from web.state import Cached, Dashboard, dashboard, root_of
-
 log = logging.getLogger("signoff.web")
 
 HERE = Path(__file__).resolve().parent
@@ -43,9 +41,8 @@ SESSION_MAX_AGE = 12 * 60 * 60
 
 
 def _resource(name: str) -> Path:
-    """templates/ and static/ sit beside web/ in a checkout, inside web/ in the wheel."""
-    inside = HERE / name
-    return inside if inside.is_dir() else HERE.parent / name
+    """templates/ and static/ sit beside web/ in the signoff package, checkout and wheel alike."""
+    return HERE.parent / name
 
 
 def create_app(
@@ -76,7 +73,7 @@ def create_app(
         slack_signing_secret=slack_signing_secret,
         static_dir=static_dir,
         counts=Cached(engine.counts, COUNTS_TTL),
-        placement=Cached(lambda: statement_counts(engine.store), PLACEMENT_TTL),
+        placement=Cached(engine.statement_counts, PLACEMENT_TTL),
     )
     routes = [
         Route("/", instances.page, methods=["GET"]),
@@ -186,7 +183,7 @@ def _short(value: Any, limit: int = 120) -> str:
 async def healthz(request: Request) -> Response:
     board = dashboard(request)
     try:
-        await run_in_threadpool(ping, board.engine.store)
+        await run_in_threadpool(board.engine.ping)
     except Exception as exc:  # the one thing a health check must not do is crash
         return JSONResponse({"ok": False, "database": type(exc).__name__}, status_code=503)
     return JSONResponse({"ok": True, "workflows": sorted(board.engine.workflows)})

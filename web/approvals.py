@@ -11,15 +11,13 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
+from signoff.web.actions import Outcome, attempt, refusal
+from signoff.web.auth import checked_form, chrome, remember_flash, require_user
+from signoff.web.render import Flash, render, template, wants_fragment
+from signoff.web.state import dashboard, root_of
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
-
-from engine.placement import open_approvals
-from web.actions import Outcome, attempt, refusal
-from web.auth import checked_form, chrome, remember_flash, require_user
-from web.render import Flash, render, template, wants_fragment
-from web.state import dashboard, root_of
 
 PAGE_SIZE = 50
 MAX_REASON = 2000
@@ -101,8 +99,8 @@ async def page(request: Request) -> Response:
     board = dashboard(request)
     after = request.query_params.get("after", "")[:200]
     cursor = parse_cursor(after)
-    rows = await run_in_threadpool(open_approvals, board.engine.store, PAGE_SIZE + 1, after=cursor)
-    items = _items(rows[:PAGE_SIZE], board.engine.services.identities(user))
+    rows = await run_in_threadpool(board.engine.open_approvals, PAGE_SIZE + 1, after=cursor)
+    items = _items(rows[:PAGE_SIZE], board.engine.identities(user))
     more = len(rows) > PAGE_SIZE
     context = ApprovalsPage(
         mine=[i for i in items if i.may_decide],
@@ -163,13 +161,11 @@ async def decide(request: Request) -> Response:
             remember_flash(request, outcome.flash)
         root = root_of(request)
         return RedirectResponse(f"{root}/approvals", status_code=303)
-    rows = await run_in_threadpool(
-        open_approvals, board.engine.store, PAGE_SIZE, instance_id=instance_id
-    )
+    rows = await run_in_threadpool(board.engine.open_approvals, PAGE_SIZE, instance_id=instance_id)
     current = next(
         (
             i
-            for i in _items(rows, board.engine.services.identities(user))
+            for i in _items(rows, board.engine.identities(user))
             if (i.thread, i.event) == (thread, event)
         ),
         None,

@@ -14,13 +14,12 @@ import secrets
 from typing import Any
 from urllib.parse import quote
 
+from signoff.web.render import Chrome, Flash, template
+from signoff.web.security import read_capped
+from signoff.web.state import dashboard, root_of
 from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
-
-from web.render import Chrome, Flash, template
-from web.security import read_capped
-from web.state import dashboard, root_of
 
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**15, 8, 1
 MAX_SCRYPT_N = 2**20

@@ -27,11 +27,10 @@ from datetime import timedelta
 from types import FrameType
 from typing import Any, TextIO
 
-from engine import Engine, SignoffError, Workflow
-from engine.scheduler import Scheduler
+from signoff.engine import Engine, Scheduler, SignoffError, Workflow
 
 DEFAULT_DATABASE_URL = "sqlite:///signoff.db"
-DEFAULT_WORKFLOWS = ("web.examples",)
+DEFAULT_WORKFLOWS = ("signoff.web.examples",)
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 
@@ -165,8 +164,7 @@ def json_object(text: str | None, what: str) -> dict[str, Any]:
 
 def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
     import uvicorn
-
-    from web.app import create_app, settle_heap
+    from signoff.web.app import create_app, settle_heap
 
     if args.open_access and args.host not in LOOPBACK:
         print(
@@ -195,7 +193,7 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
     scheduler = None if args.no_scheduler else Scheduler(engine, sweep_every=args.sweep_every)
     print(
         f"signoff: serving {', '.join(engine.workflows) or 'no workflows'} from "
-        f"{shown_url(engine.store.url)} on http://{args.host}:{args.port}/"
+        f"{shown_url(engine.database_url)} on http://{args.host}:{args.port}/"
         + ("" if scheduler else " (timers: off here, run `signoff worker`)"),
         file=out,
     )
@@ -226,7 +224,7 @@ def cmd_worker(args: argparse.Namespace, out: TextIO) -> int:
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     print(
         f"signoff worker: firing the timers of {', '.join(engine.workflows)} in "
-        f"{shown_url(engine.store.url)} (pid {os.getpid()})",
+        f"{shown_url(engine.database_url)} (pid {os.getpid()})",
         file=out,
         flush=True,
     )
@@ -415,7 +413,7 @@ def cmd_check(args: argparse.Namespace, out: TextIO) -> int:
     try:
         engine = Engine(url, [])
         try:
-            engine.store.ping()
+            engine.ping()
             counts = engine.counts()
         finally:
             engine.close()
@@ -429,7 +427,7 @@ def cmd_check(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_hash_password(args: argparse.Namespace, out: TextIO) -> int:
-    from web.auth import hash_password
+    from signoff.web.auth import hash_password
 
     if args.password_stdin or not sys.stdin.isatty():
         password = sys.stdin.readline().rstrip("\r\n")

@@ -12,8 +12,7 @@ from datetime import timedelta
 from typing import Literal
 
 from pydantic import BaseModel, Field
-
-from engine import (
+from signoff.engine import (
     Approval,
     Decision,
     Go,

@@ -9,18 +9,26 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
+from signoff.engine import (
+    Engine,
+    HistoryEntry,
+    InstanceView,
+    Node,
+    ThreadView,
+    WaitView,
+    goto_targets,
+    outline,
+    statement_names,
+)
+from signoff.web.actions import Outcome, attempt, refusal
+from signoff.web.auth import checked_form, chrome, remember_flash, require_user
+from signoff.web.forms import FormField, fields_from_schema, parse_submission
+from signoff.web.render import Flash, render, template, wants_fragment
+from signoff.web.state import dashboard, root_of
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
-
-from engine import Engine, HistoryEntry, InstanceView, ThreadView, WaitView
-from engine.outline import Node, goto_targets, outline, statement_names
-from web.actions import Outcome, attempt, refusal
-from web.auth import checked_form, chrome, remember_flash, require_user
-from web.forms import FormField, fields_from_schema, parse_submission
-from web.render import Flash, render, template, wants_fragment
-from web.state import dashboard, root_of
 
 HISTORY_SHOWN = 500
 MAX_REASON = 2000
@@ -101,7 +109,7 @@ def build(engine: Engine, instance_id: str, user: str, flash: Flash | None = Non
             names = statement_names(definition)
         except Exception as exc:  # the workflow's own code: show, don't crash the page
             problem = f"building the definition from this instance's data failed: {exc}"
-    identities = engine.services.identities(user)
+    identities = engine.identities(user)
     marks: dict[str, list[str]] = {}
     go_marks: dict[str, list[str]] = {}
     missing: list[tuple[str, str]] = []

@@ -7,14 +7,13 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from urllib.parse import urlencode
 
+from signoff.engine import InstanceSummary
+from signoff.web.auth import chrome, require_user
+from signoff.web.render import STATUSES, render
+from signoff.web.state import dashboard
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
-
-from engine.views import InstanceSummary
-from web.auth import chrome, require_user
-from web.render import STATUSES, render
-from web.state import dashboard
 
 PAGE_SIZE = 50
 MAX_SEARCH = 200

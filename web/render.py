@@ -11,10 +11,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from signoff.web.state import dashboard
 from starlette.requests import Request
 from starlette.responses import Response
-
-from web.state import dashboard
 
 STATUSES = ("running", "waiting", "failed", "completed", "cancelled")
 

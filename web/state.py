@@ -11,11 +11,10 @@ from pathlib import Path
 from time import monotonic
 from typing import Any, Generic, TypeVar
 
+from signoff.engine import Engine
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.templating import Jinja2Templates
-
-from engine import Engine
 
 T = TypeVar("T")
 log = logging.getLogger("signoff.web")

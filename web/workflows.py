@@ -9,17 +9,15 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import quote
 
+from signoff.engine import Engine, Node, Workflow, outline
+from signoff.web.actions import attempt
+from signoff.web.auth import checked_form, chrome, require_user
+from signoff.web.forms import FormField, fields_from_schema, parse_submission
+from signoff.web.render import render, template, wants_fragment
+from signoff.web.state import dashboard, root_of
 from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
-
-from engine import Engine, Workflow
-from engine.outline import Node, outline
-from web.actions import attempt
-from web.auth import checked_form, chrome, require_user
-from web.forms import FormField, fields_from_schema, parse_submission
-from web.render import render, template, wants_fragment
-from web.state import dashboard, root_of
 
 
 @dataclass(frozen=True)

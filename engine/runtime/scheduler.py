@@ -26,8 +26,7 @@ from typing import Any
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
-
-from engine.engine import Engine
+from signoff.engine.engine import Engine
 
 log = logging.getLogger("signoff.scheduler")
 

@@ -7,14 +7,14 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from engine.handlers import Handler, Services, WaitInfo
-from engine.heartbeat import LeaseKeeper
-from engine.state import OpenCase, Teardown, ThreadState
-from engine.steps import Step
-from engine.store import Store
-from engine.tree import Statement
-from engine.waits import Wait
-from engine.working import Working
+from signoff.engine.core.handlers import Handler, Services, WaitInfo
+from signoff.engine.core.state import OpenCase, Teardown, ThreadState
+from signoff.engine.core.steps import Step
+from signoff.engine.core.tree import Statement
+from signoff.engine.core.waits import Wait
+from signoff.engine.core.working import Working
+from signoff.engine.runtime.heartbeat import LeaseKeeper
+from signoff.engine.storage.store import Store
 
 
 class Driver(Protocol):

@@ -13,6 +13,10 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
+from signoff.engine.core.records import Record, Stored, WaitRecord
+from signoff.engine.errors import Conflict
+from signoff.engine.storage.rawsql import RawPager, RawWriter
+from signoff.engine.views import HistoryEntry
 from sqlalchemy import (
     Column,
     DateTime,
@@ -32,11 +36,6 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
-
-from engine.errors import Conflict
-from engine.rawsql import RawPager, RawWriter
-from engine.records import Record, Stored, WaitRecord
-from engine.views import HistoryEntry
 
 
 class UTCDateTime(TypeDecorator[datetime]):

@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
-from engine.errors import RunawayLoop
+from signoff.engine.errors import RunawayLoop
 
 if TYPE_CHECKING:
-    from engine.steps import Step
-    from engine.threads import Go
-    from engine.waits import Wait, WaitFor
+    from signoff.engine.core.steps import Step
+    from signoff.engine.core.threads import Go
+    from signoff.engine.core.waits import Wait, WaitFor
 
 MAX_STATEMENTS_PER_TRANSITION = 10_000
 

@@ -7,22 +7,22 @@ import json
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from engine.errors import (
+from signoff.engine.core.handlers import Handler
+from signoff.engine.core.interpreter import thread_body
+from signoff.engine.core.records import Record
+from signoff.engine.core.state import Decided, OpenCase, Pending, ThreadState
+from signoff.engine.core.tree import Entry, walk
+from signoff.engine.core.waits import Wait
+from signoff.engine.core.working import Working
+from signoff.engine.errors import (
     EventRejected,
     SignoffError,
     StatementMissing,
     brief,
 )
-from engine.handlers import Handler
-from engine.interpreter import thread_body
-from engine.records import Record
-from engine.state import Decided, OpenCase, Pending, ThreadState
-from engine.tree import Entry, walk
-from engine.waits import Wait
-from engine.working import Working
 
 if TYPE_CHECKING:
-    from engine.driving import Driver
+    from signoff.engine.runtime.driving import Driver
 
 MAX_PAYLOAD_IN_HISTORY = 4000
 

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from engine.errors import StatementMissing
-from engine.threads import Go
-from engine.tree import (
+from signoff.engine.core.threads import Go
+from signoff.engine.core.tree import (
     Block,
     BlockUntil,
     Cursor,
@@ -21,6 +20,7 @@ from engine.tree import (
     Statement,
     walk,
 )
+from signoff.engine.errors import StatementMissing
 
 Next = RunStep | Block | BlockUntil | Returned | None  # None: the body ran to its end
 

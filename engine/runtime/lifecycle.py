@@ -8,19 +8,19 @@ import traceback
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from engine.errors import (
+from signoff.engine.core.handlers import Handler, WaitInfo
+from signoff.engine.core.records import Record
+from signoff.engine.core.state import OpenCase, Teardown, ThreadState
+from signoff.engine.core.tree import walk
+from signoff.engine.core.waits import Wait
+from signoff.engine.core.working import Working
+from signoff.engine.errors import (
     StatementMissing,
     brief,
 )
-from engine.handlers import Handler, WaitInfo
-from engine.records import Record
-from engine.state import OpenCase, Teardown, ThreadState
-from engine.tree import walk
-from engine.waits import Wait
-from engine.working import Working
 
 if TYPE_CHECKING:
-    from engine.driving import Driver
+    from signoff.engine.runtime.driving import Driver
 
 MAX_CLEANUP_ATTEMPTS = 20
 

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from engine.branches import If
-from engine.errors import DefinitionError
-from engine.handlers import Handler
-from engine.loops import Break, Continue, For
-from engine.steps import Step
-from engine.threads import Go
-from engine.tree import Section, Statement
-from engine.waits import On, Wait, WaitFor
+from signoff.engine.core.branches import If
+from signoff.engine.core.handlers import Handler
+from signoff.engine.core.loops import Break, Continue, For
+from signoff.engine.core.steps import Step
+from signoff.engine.core.threads import Go
+from signoff.engine.core.tree import Section, Statement
+from signoff.engine.core.waits import On, Wait, WaitFor
+from signoff.engine.errors import DefinitionError
 
 NAMED = (Step, Wait, Go, WaitFor, For)
 

@@ -9,8 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ValidationError
-
-from engine.errors import EventRejected, NotAllowed
+from signoff.engine.errors import EventRejected, NotAllowed
 
 Via = Literal["web", "slack", "api", "timer", "cli"]
 MAX_REASON_LENGTH = 2000

@@ -12,10 +12,9 @@ from collections import Counter
 from datetime import datetime
 from typing import Any
 
+from signoff.engine.core.state import InstanceState
+from signoff.engine.storage.store import INSTANCES, WAITS, Store
 from sqlalchemy import and_, func, or_, select, text
-
-from engine.state import InstanceState
-from engine.store import INSTANCES, WAITS, Store
 
 LIVE_NOT_WAITING = ("running", "failed")
 

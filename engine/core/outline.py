@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.branches import If
-from engine.interpreter import thread_body
-from engine.loops import For
-from engine.steps import Step
-from engine.threads import Go, Return
-from engine.tree import Section, Statement, walk
-from engine.waits import On, Wait, WaitFor
+from signoff.engine.core.branches import If
+from signoff.engine.core.interpreter import thread_body
+from signoff.engine.core.loops import For
+from signoff.engine.core.steps import Step
+from signoff.engine.core.threads import Go, Return
+from signoff.engine.core.tree import Section, Statement, walk
+from signoff.engine.core.waits import On, Wait, WaitFor
 
 Node = dict[str, Any]
 """{"kind": "Step", "name": "notify" | None, "label": "...", "detail": "...", "children": [...]}"""

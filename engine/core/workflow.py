@@ -6,8 +6,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict
-
-from engine.tree import Statement
+from signoff.engine.core.tree import Statement
 
 
 class Workflow(BaseModel):

@@ -10,8 +10,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
-
-from engine.tree import Entry
+from signoff.engine.core.tree import Entry
 
 ThreadStatus = Literal[
     "running", "waiting", "blocked", "retrying", "failed", "completed", "stopped"

@@ -17,26 +17,12 @@ from datetime import datetime, timedelta
 from time import perf_counter
 from typing import Any
 
-from engine.commits import Commits, LostLease
-from engine.errors import (
-    Conflict,
-    DefinitionError,
-    RunawayLoop,
-    SignoffError,
-    StatementMissing,
-    brief,
-)
-from engine.events import Events
-from engine.handlers import Handler, Services
-from engine.heartbeat import LeaseKeeper
-from engine.interpreter import Position, advance, thread_body
-from engine.lifecycle import Lifecycle
-from engine.records import Record
-from engine.state import OpenCase, ThreadState
-from engine.steps import Step
-from engine.store import Store
-from engine.timers import Timers
-from engine.tree import (
+from signoff.engine.core.handlers import Handler, Services
+from signoff.engine.core.interpreter import Position, advance, thread_body
+from signoff.engine.core.records import Record
+from signoff.engine.core.state import OpenCase, ThreadState
+from signoff.engine.core.steps import Step
+from signoff.engine.core.tree import (
     MAX_STATEMENTS_PER_TRANSITION,
     Block,
     BlockUntil,
@@ -47,9 +33,23 @@ from engine.tree import (
     runaway_message,
     walk,
 )
-from engine.validate import validate
-from engine.waits import Wait, WaitFor
-from engine.working import Working
+from signoff.engine.core.validate import validate
+from signoff.engine.core.waits import Wait, WaitFor
+from signoff.engine.core.working import Working
+from signoff.engine.errors import (
+    Conflict,
+    DefinitionError,
+    RunawayLoop,
+    SignoffError,
+    StatementMissing,
+    brief,
+)
+from signoff.engine.runtime.commits import Commits, LostLease
+from signoff.engine.runtime.events import Events
+from signoff.engine.runtime.heartbeat import LeaseKeeper
+from signoff.engine.runtime.lifecycle import Lifecycle
+from signoff.engine.runtime.timers import Timers
+from signoff.engine.storage.store import Store
 
 
 def run_action(action: Callable[[], Any]) -> Any:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from engine.tree import Cursor, Entry, RunStep, Signal, Statement
+from signoff.engine.core.tree import Cursor, Entry, RunStep, Signal, Statement
 
 
 @dataclass(frozen=True, slots=True)

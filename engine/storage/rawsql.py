@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from engine.records import Record, Stored, WaitRecord
+from signoff.engine.core.records import Record, Stored, WaitRecord
 
 _INSTANCE_COLUMNS = (
     "workflow",

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from engine.tree import Cursor, Returned, Section, Signal, Statement
+from signoff.engine.core.tree import Cursor, Returned, Section, Signal, Statement
 
 
 @dataclass(slots=True)

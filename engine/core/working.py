@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from engine.records import Record, Stored, WaitRecord
-from engine.state import Decided, InstanceState, Teardown, ThreadState
-from engine.workflow import Workflow
+from signoff.engine.core.records import Record, Stored, WaitRecord
+from signoff.engine.core.state import Decided, InstanceState, Teardown, ThreadState
+from signoff.engine.core.workflow import Workflow
 
 TERMINAL = ("completed", "cancelled")
 KEEP_DECIDED = 20

@@ -8,17 +8,17 @@ from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from engine.errors import (
+from signoff.engine.core.handlers import FIRE
+from signoff.engine.core.records import Record
+from signoff.engine.core.state import OpenCase, ThreadState
+from signoff.engine.core.working import Working
+from signoff.engine.errors import (
     brief,
 )
-from engine.handlers import FIRE
-from engine.records import Record
-from engine.state import OpenCase, ThreadState
-from engine.working import Working
 
 if TYPE_CHECKING:
-    from engine.driving import Driver
-from engine.lifecycle import cleanup_delay
+    from signoff.engine.runtime.driving import Driver
+from signoff.engine.runtime.lifecycle import cleanup_delay
 
 
 class Timers:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from engine.tree import Condition, Cursor, Section, Signal, Statement, enters, evaluate
+from signoff.engine.core.tree import Condition, Cursor, Section, Signal, Statement, enters, evaluate
 
 
 @dataclass(slots=True)

@@ -6,8 +6,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from engine.errors import StatementMissing
-from engine.tree import (
+from signoff.engine.core.tree import (
     Block,
     BlockUntil,
     Condition,
@@ -19,9 +18,10 @@ from engine.tree import (
     enters,
     evaluate,
 )
+from signoff.engine.errors import StatementMissing
 
 if TYPE_CHECKING:
-    from engine.handlers import Handler
+    from signoff.engine.core.handlers import Handler
 
 
 @dataclass(slots=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from engine.tree import (
+from signoff.engine.core.tree import (
     BREAK,
     CONTINUE,
     Condition,

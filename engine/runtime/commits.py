@@ -7,11 +7,11 @@ import uuid
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from engine.records import Record
-from engine.working import Working, rebase
+from signoff.engine.core.records import Record
+from signoff.engine.core.working import Working, rebase
 
 if TYPE_CHECKING:
-    from engine.driving import Driver
+    from signoff.engine.runtime.driving import Driver
 
 
 class LostLease(Exception):
