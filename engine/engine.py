@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 from signoff.engine.core.handlers import Services, upcoming
+from signoff.engine.core.limits import MAX_JSON_BYTES, json_problem, text_problem
 from signoff.engine.core.records import Record, Stored
 from signoff.engine.core.state import Decided, InstanceState, ThreadState
 from signoff.engine.core.tree import Entry
@@ -37,8 +38,9 @@ from signoff.engine.storage import placement
 from signoff.engine.storage.store import Store
 from signoff.engine.views import HistoryEntry, InstanceSummary, InstanceView, ThreadView, WaitView
 
-ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$")
-MAX_PAYLOAD_BYTES = 256 * 1024
+ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,99}")  # always fullmatch: `$` lets "\n" in
+MAX_PAYLOAD_BYTES = MAX_JSON_BYTES
+MAX_SEARCH = 200
 
 
 def utcnow() -> datetime:
@@ -129,7 +131,13 @@ class Engine:
     ) -> str:
         """Create an instance and run it until every thread blocks; returns its id."""
         cls = self._class(workflow)
+        if data is not None and not isinstance(data, Mapping):
+            raise InvalidData("an instance's data must be a JSON object")
         data = dict(data or {})
+        problem = json_problem(data, "the data")
+        if problem:
+            raise InvalidData(problem)
+        _check_text(actor=actor, via=via)
         unknown = sorted(set(data) - set(cls.model_fields))
         if unknown:
             raise InvalidData(f"{cls.registered_name()} has no field(s): {', '.join(unknown)}")
@@ -140,7 +148,7 @@ class Engine:
             raise InvalidData(f"invalid data for {cls.registered_name()}: {_brief(exc)}") from None
         if id is None:
             id = uuid.uuid4().hex
-        elif not isinstance(id, str) or not ID_PATTERN.match(id):
+        elif not isinstance(id, str) or not ID_PATTERN.fullmatch(id):
             raise InvalidData(
                 "an instance id is 1-100 letters, digits or . _ : - "
                 "and starts with a letter or digit"
@@ -189,6 +197,10 @@ class Engine:
         before the wait for it has begun, is kept and delivered when that wait begins.
         """
         payload = _checked_payload(payload)
+        _check_text(
+            instance_id=instance_id, event=event, actor=actor, thread=thread, via=via,
+            wait_key=wait_key,
+        )
         while True:
             work = self._load(instance_id)
             target = self._waiting_thread(work, event, thread, wait_key)
@@ -212,6 +224,7 @@ class Engine:
         via: str = "api",
     ) -> InstanceView:
         """Re-enter the statement a failed (or backing-off) thread stopped at."""
+        _check_text(instance_id=instance_id, thread=thread, actor=actor, via=via)
 
         def pick(work: Working) -> list[ThreadState]:
             candidates = [
@@ -247,6 +260,8 @@ class Engine:
         *,
         via: str = "api",
     ) -> InstanceView:
+        _check_text(instance_id=instance_id, reason=reason, actor=actor, via=via)
+
         def change(work: Working, now: datetime) -> None:
             self.runner.stop_threads(work, now)
             work.row.status, work.row.error = "cancelled", reason or "cancelled"
@@ -264,6 +279,7 @@ class Engine:
         via: str = "api",
     ) -> InstanceView:
         """Operator repair: continue `thread` at the named statement."""
+        _check_text(instance_id=instance_id, thread=thread, step=step, actor=actor, via=via)
 
         def change(work: Working, now: datetime) -> None:
             if thread not in work.state.threads:
@@ -342,12 +358,14 @@ class Engine:
     # --- reading -------------------------------------------------------------------------------
 
     def get(self, instance_id: str) -> InstanceView:
+        _check_text(instance_id=instance_id)
         row = self.store.load(instance_id)
         if row is None:
             raise InstanceNotFound(f"no instance with id '{instance_id}'")
         return _view(row)
 
     def history(self, instance_id: str) -> list[HistoryEntry]:
+        _check_text(instance_id=instance_id)
         if self.store.load(instance_id) is None:
             raise InstanceNotFound(f"no instance with id '{instance_id}'")
         return self.store.history(instance_id)
@@ -362,7 +380,13 @@ class Engine:
         before: tuple[datetime, str] | None = None,
     ) -> list[InstanceSummary]:
         """Instances, most recently changed first; `before` is the (updated_at, id) of the last
-        row of the previous page (keyset pagination)."""
+        row of the previous page (keyset pagination). `search` (an id prefix, or text in the
+        data) is at most MAX_SEARCH characters."""
+        if search is not None and len(search) > MAX_SEARCH:
+            raise InvalidData(f"a search is at most {MAX_SEARCH} characters")
+        _check_text(search=search, status=status, workflow=workflow)
+        if before is not None:
+            _check_text(cursor=before[1])
         if isinstance(workflow, type):
             workflow = workflow.registered_name()
         rows = self.store.page(
@@ -414,6 +438,7 @@ class Engine:
     # --- helpers -------------------------------------------------------------------------------
 
     def _load(self, instance_id: str) -> Working:
+        _check_text(instance_id=instance_id)
         row = self.store.load(instance_id)
         if row is None:
             raise InstanceNotFound(f"no instance with id '{instance_id}'")
@@ -490,7 +515,8 @@ def _already(decided: Decided) -> AlreadyDecided:
 
 
 class InvalidData(SignoffError):
-    """Data or an id given to `start` that the workflow cannot take."""
+    """Data or an id given to `start` that the workflow cannot take, or text given to any call
+    that cannot be stored (a NUL character) or is too long."""
 
     status_code = 422
 
@@ -527,13 +553,23 @@ def _checked_payload(payload: Mapping[str, Any] | None) -> dict[str, Any]:
         return {}
     if not isinstance(payload, Mapping):
         raise EventRejected("an event's payload must be a JSON object")
+    problem = json_problem(dict(payload), "the payload")
+    if problem:
+        raise EventRejected(problem)
     try:
-        encoded = json.dumps(dict(payload))
+        json.dumps(dict(payload))
     except (TypeError, ValueError) as exc:
         raise EventRejected(f"the payload is not JSON: {exc}") from None
-    if len(encoded) > MAX_PAYLOAD_BYTES:
-        raise EventRejected(f"the payload is larger than {MAX_PAYLOAD_BYTES // 1024} KiB")
     return dict(payload)
+
+
+def _check_text(**values: Any) -> None:
+    """Refuse text arguments a database cannot store, naming the argument."""
+    for name, value in values.items():
+        if isinstance(value, str):
+            problem = text_problem(value, name.replace("_", " "))
+            if problem:
+                raise InvalidData(problem)
 
 
 def _view(row: Stored) -> InstanceView:

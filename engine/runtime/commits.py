@@ -9,9 +9,13 @@ from typing import TYPE_CHECKING
 
 from signoff.engine.core.records import Record
 from signoff.engine.core.working import Working, rebase
+from signoff.engine.errors import DataNotStorable
 
 if TYPE_CHECKING:
     from signoff.engine.runtime.driving import Driver
+
+
+GIVE_UP_ATTEMPTS = 3  # commits of the failure itself, should other writers keep winning
 
 
 class LostLease(Exception):
@@ -56,7 +60,13 @@ class Commits:
         row.state = work.state.model_dump_json()
         row.version, row.updated_at = expected + 1, now
         waits = work.wait_records() if work.waits_dirty or work.terminal else None
-        if not self.store.save(row, expected, waits, work.history):
+        try:
+            saved = self.store.save(row, expected, waits, work.history)
+        except DataNotStorable as exc:
+            row.version = expected
+            self.give_up(work, exc)
+            raise DataNotStorable(f"instance {work.id} failed: {exc}") from exc
+        if not saved:
             row.version = expected
             return False
         work.committed(expected + 1, now)
@@ -75,6 +85,29 @@ class Commits:
                 return not merged
             self.rebase(work, owner)
             merged = True
+
+    def give_up(self: Driver, work: Working, exc: DataNotStorable) -> None:
+        """The database refused what `work` would commit (text it cannot keep): retrying the
+        same commit can only fail again, so fail the instance as last committed, naming why.
+        The refused progress is dropped; an operator's retry re-enters where it stood."""
+        message = f"a commit was refused, so the instance stopped here: {exc}"
+        for _ in range(GIVE_UP_ATTEMPTS):
+            fresh = self.store.load(work.id)
+            if fresh is None or fresh.status in ("completed", "cancelled", "failed"):
+                return
+            stuck = Working.of(fresh, work.cls)
+            now = self.now
+            live = [t for t in stuck.state.threads.values() if t.live] or list(
+                stuck.state.threads.values()
+            )
+            for thread in live:
+                self.fail(stuck, thread, message, now)
+            stuck.row.lease_owner = stuck.row.lease_until = None
+            try:
+                if self.save(stuck, now):
+                    return
+            except DataNotStorable:
+                return  # cannot happen with what was stored already; never loop on it
 
     def rebase(self: Driver, work: Working, owner: str) -> None:
         fresh = self.store.load(work.id)

@@ -38,6 +38,7 @@ from signoff.engine.core.waits import Wait, WaitFor
 from signoff.engine.core.working import Working
 from signoff.engine.errors import (
     Conflict,
+    DataNotStorable,
     DefinitionError,
     RunawayLoop,
     SignoffError,
@@ -104,7 +105,7 @@ class Runner(Commits, Lifecycle, Events, Timers):
                 if self.save(work, now):
                     return
                 self.rebase(work, owner)
-        except LostLease:
+        except (LostLease, DataNotStorable):  # the latter has failed the instance already
             return
 
     def _run(self, work: Working, owner: str) -> None:

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from signoff.engine.core.records import Record, Stored, WaitRecord
+from signoff.engine.errors import DataNotStorable
 
 _INSTANCE_COLUMNS = (
     "workflow",
@@ -163,6 +164,8 @@ class RawWriter:
     def __init__(self, db: Any, sqlite: bool) -> None:
         self.db = db
         self.sqlite = sqlite
+        # the driver's error for data it cannot store: never worth retrying as it is
+        self.refused: type[Exception] = getattr(db.dialect.dbapi, "DataError", _Never)
 
         def p(name: str) -> str:
             return f":{name}" if sqlite else f"%({name})s"
@@ -228,6 +231,9 @@ class RawWriter:
                 cur.executemany(self.insert_history, [self._history(row.id, h) for h in history])
             conn.commit()
             return True
+        except self.refused as exc:  # text the database cannot keep (NUL on PostgreSQL), ...
+            conn.rollback()
+            raise DataNotStorable(f"the database refused the data: {exc}") from exc
         except BaseException:
             conn.rollback()
             raise
@@ -260,3 +266,7 @@ class RawWriter:
             "message": h.message,
             "detail": json.dumps(h.detail, default=str) if h.detail is not None else None,
         }
+
+
+class _Never(Exception):
+    """Stands for a driver error class the driver does not have."""
