@@ -20,6 +20,7 @@ from signoff.engine.core.workflow import Workflow
 from signoff.engine.engine import Engine, InvalidData
 from signoff.engine.errors import (
     AlreadyDecided,
+    Busy,
     Conflict,
     DataNotStorable,
     DefinitionError,
@@ -39,6 +40,7 @@ __all__ = [
     "AlreadyDecided",
     "Approval",
     "Break",
+    "Busy",
     "Conflict",
     "Continue",
     "DataNotStorable",

@@ -59,6 +59,13 @@ class NotWaiting(Conflict):
     """No thread of the instance waits for the event."""
 
 
+class Busy(SignoffError):
+    """Work refused or stopped because it would cost more than its budget (a search that read
+    for too long); trying again later, or asking for less, may succeed."""
+
+    status_code = 503
+
+
 class DataNotStorable(SignoffError):
     """Workflow data that cannot be stored as JSON."""
 

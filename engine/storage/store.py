@@ -125,6 +125,11 @@ class HistoryRow(SQLModel, table=True):
 INSTANCES = InstanceRow.__table__  # type: ignore[attr-defined]
 WAITS = WaitRow.__table__  # type: ignore[attr-defined]
 HISTORY = HistoryRow.__table__  # type: ignore[attr-defined]
+# PostgreSQL only: its primary key index follows the database's collation, which LIKE cannot use
+ID_PREFIX = Index(
+    "ix_signoff_instances_id_prefix", INSTANCES.c.id, postgresql_ops={"id": "text_pattern_ops"}
+)
+ID_PREFIX.ddl_if(dialect="postgresql")
 
 
 def normalise_url(url: str) -> str:
@@ -153,6 +158,8 @@ class Store:
         else:
             self.db = create_engine(url, pool_size=pool_size, pool_pre_ping=True)
         SQLModel.metadata.create_all(self.db, tables=[INSTANCES, WAITS, HISTORY])
+        if not self.is_sqlite:  # an id prefix search is a LIKE 'prefix%' through this index
+            ID_PREFIX.create(self.db, checkfirst=True)
         self.raw = RawWriter(self.db, self.is_sqlite)
         self.pager = RawPager(self.db, self.is_sqlite)
 
