@@ -10,6 +10,13 @@ from signoff.engine.core.handlers import (
     Timeout,
     WaitInfo,
 )
+from signoff.engine.core.limits import (
+    MAX_JSON_BYTES,
+    MAX_JSON_DEPTH,
+    json_problem,
+    raw_json_depth,
+    text_problem,
+)
 from signoff.engine.core.loops import Break, Continue, For
 from signoff.engine.core.outline import Node, goto_targets, outline, statement_names
 from signoff.engine.core.steps import Retry, Step
@@ -37,6 +44,8 @@ from signoff.engine.runtime.scheduler import Scheduler
 from signoff.engine.views import HistoryEntry, InstanceSummary, InstanceView, ThreadView, WaitView
 
 __all__ = [
+    "MAX_JSON_BYTES",
+    "MAX_JSON_DEPTH",
     "AlreadyDecided",
     "Approval",
     "Break",
@@ -82,6 +91,9 @@ __all__ = [
     "WaitView",
     "Workflow",
     "goto_targets",
+    "json_problem",
     "outline",
+    "raw_json_depth",
     "statement_names",
+    "text_problem",
 ]

@@ -35,6 +35,7 @@ from signoff.engine.errors import (
 from signoff.engine.runtime.runner import Runner
 from signoff.engine.runtime.slack_client import client_from_environment
 from signoff.engine.storage import placement
+from signoff.engine.storage.sessions import Sessions
 from signoff.engine.storage.store import Store
 from signoff.engine.views import HistoryEntry, InstanceSummary, InstanceView, ThreadView, WaitView
 
@@ -67,6 +68,7 @@ class Engine:
         )
         self.workflows: dict[str, type[Workflow]] = {}
         self.runner = Runner(self.store, self.services, lease, self._wake_listeners)
+        self.sessions = Sessions(self.store)
         self._due_listeners: list[Callable[[str, datetime], None]] = []
         for workflow in workflows:
             self.register(workflow)
@@ -430,6 +432,31 @@ class Engine:
     def statement_counts(self) -> dict[str, dict[str, int]]:
         """workflow -> statement name -> how many instances stand there now."""
         return placement.statement_counts(self.store)
+
+    # --- sign-in sessions (for dashboards) -------------------------------------------------
+
+    def open_session(self, user: str, lifetime: timedelta) -> str:
+        """Record a signed-in session of `user` ending `lifetime` from now, whatever happens
+        meanwhile; returns its token (a secret: only its hash is stored)."""
+        _check_text(user=user)
+        now = self._now()
+        return self.sessions.open(user, now, now + lifetime)
+
+    def session_user(self, token: str) -> str | None:
+        """The user of a session that has neither ended nor expired, else None."""
+        if not isinstance(token, str) or not token or "\x00" in token:
+            return None
+        return self.sessions.user(token, self._now())
+
+    def end_session(self, token: str) -> None:
+        """Sign one session out, in every process at once."""
+        if isinstance(token, str) and token and "\x00" not in token:
+            self.sessions.end(token)
+
+    def end_sessions(self, user: str) -> int:
+        """Sign `user` out everywhere; returns how many sessions ended."""
+        _check_text(user=user)
+        return self.sessions.end_all(user)
 
     def identities(self, actor: str) -> set[str]:
         """The names an actor goes by: their user name and Slack id, whichever are known."""

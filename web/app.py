@@ -10,7 +10,7 @@ import gc
 import json
 import logging
 import secrets
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,13 +19,14 @@ import jinja2
 from signoff.engine import Engine, SignoffError
 from signoff.web import api, approvals, auth, instance, instances, workflows
 from signoff.web.render import Flash, template, wants_fragment
+from signoff.web.limits import Limits, RequestLimits
 from signoff.web.security import BodyTooLargeError, SecurityMiddleware
 from signoff.web.state import Cached, Dashboard, dashboard, root_of
 from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
@@ -37,7 +38,9 @@ log = logging.getLogger("signoff.web")
 HERE = Path(__file__).resolve().parent
 COUNTS_TTL = 2.0
 PLACEMENT_TTL = 10.0
-SESSION_MAX_AGE = 12 * 60 * 60
+SESSION_MAX_AGE = int(auth.SESSION_LIFETIME.total_seconds())
+# what a browser on this machine calls it (TrustedHostMiddleware ignores the port)
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
 
 
 def _resource(name: str) -> Path:
@@ -53,12 +56,18 @@ def create_app(
     api_tokens: Mapping[str, str] | None = None,
     open_access: bool = False,
     slack_signing_secret: str | None = None,
+    limits: Limits | None = None,
+    allowed_hosts: Sequence[str] | None = None,
 ) -> Starlette:
     """The dashboard for `engine`.
 
     `users` maps user names to password hashes (`web.auth.hash_password`), `api_tokens` maps
     bearer tokens to the actor they act as. `open_access=True` (demos only) lets anyone in as an
     administrator. Without `secret_key` a random one is made: sessions end at restart.
+
+    `limits` bounds what one client may cost (sign-in attempts, body size, request time, ...).
+    `allowed_hosts` are the Host names the app answers to; with open access it defaults to the
+    loopback names, so a page elsewhere cannot reach it through DNS rebinding.
     """
     if secret_key is None:
         secret_key = secrets.token_urlsafe(32)
@@ -74,7 +83,11 @@ def create_app(
         static_dir=static_dir,
         counts=Cached(engine.counts, COUNTS_TTL),
         placement=Cached(engine.statement_counts, PLACEMENT_TTL),
+        limits=limits or Limits(),
+        dummy_hash=auth.dummy_hash(users or {}),
     )
+    if allowed_hosts is None and open_access:
+        allowed_hosts = LOOPBACK_HOSTS
     routes = [
         Route("/", instances.page, methods=["GET"]),
         Route("/instances/{instance_id}", instance.page, methods=["GET"]),
@@ -89,6 +102,7 @@ def create_app(
         Route("/login", auth.login_page, methods=["GET"]),
         Route("/login", auth.login_submit, methods=["POST"]),
         Route("/logout", auth.logout, methods=["POST"]),
+        Route("/logout/everywhere", auth.logout_everywhere, methods=["POST"]),
         Route("/healthz", healthz, methods=["GET"]),
         Mount("/api", routes=api.routes),
         Mount("/static", StaticFiles(directory=static_dir), name="static"),
@@ -96,7 +110,15 @@ def create_app(
     app = Starlette(
         routes=routes,
         middleware=[
+            *(
+                [Middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))]
+                if allowed_hosts is not None
+                else []
+            ),
             Middleware(SecurityMiddleware, max_body=board.max_body),
+            Middleware(
+                RequestLimits, max_body=board.max_body, timeout=board.limits.request_timeout
+            ),
             Middleware(
                 SessionMiddleware,
                 secret_key=secret_key,
@@ -104,10 +126,12 @@ def create_app(
                 max_age=SESSION_MAX_AGE,
                 same_site="lax",
             ),
+            Middleware(auth.SessionGate),
         ],
         exception_handlers={
             auth.NotSignedInError: _sign_in,
             auth.CsrfError: _csrf_refused,
+            auth.UnstorableText: _unstorable,
             BodyTooLargeError: _too_large,
             SignoffError: _signoff_error,
             HTTPException: _http_error,
@@ -182,8 +206,8 @@ def _short(value: Any, limit: int = 120) -> str:
 
 async def healthz(request: Request) -> Response:
     board = dashboard(request)
-    try:
-        await run_in_threadpool(board.engine.ping)
+    try:  # on threads of its own: busy pages never make the health check wait
+        await board.limits.health.run(board.engine.ping)
     except Exception as exc:  # the one thing a health check must not do is crash
         return JSONResponse({"ok": False, "database": type(exc).__name__}, status_code=503)
     return JSONResponse({"ok": True, "workflows": sorted(board.engine.workflows)})
@@ -231,9 +255,16 @@ async def _too_large(request: Request, exc: Exception) -> Response:
     return _error_page(request, 413, str(exc).capitalize() + ".")
 
 
+async def _unstorable(request: Request, exc: Exception) -> Response:
+    return _error_page(request, 400, str(exc))
+
+
 async def _signoff_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, SignoffError)
-    return _error_page(request, exc.status_code, str(exc))
+    response = _error_page(request, exc.status_code, str(exc))
+    if exc.status_code == 503:
+        response.headers["Retry-After"] = "1"
+    return response
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
