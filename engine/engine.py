@@ -200,7 +200,11 @@ class Engine:
         """
         payload = _checked_payload(payload)
         _check_text(
-            instance_id=instance_id, event=event, actor=actor, thread=thread, via=via,
+            instance_id=instance_id,
+            event=event,
+            actor=actor,
+            thread=thread,
+            via=via,
             wait_key=wait_key,
         )
         while True:

@@ -18,8 +18,8 @@ from typing import Any
 import jinja2
 from signoff.engine import Engine, SignoffError
 from signoff.web import api, approvals, auth, instance, instances, workflows
-from signoff.web.render import Flash, template, wants_fragment
 from signoff.web.limits import Limits, RequestLimits
+from signoff.web.render import Flash, template, wants_fragment
 from signoff.web.security import BodyTooLargeError, SecurityMiddleware
 from signoff.web.state import Cached, Dashboard, dashboard, root_of
 from starlette.applications import Starlette

@@ -351,7 +351,10 @@ def dummy_hash(users: Mapping[str, str]) -> str:
         try:
             params = dict(part.split("=", 1) for part in stored.split("$")[1].split(":"))
             return hash_password(
-                secrets.token_urlsafe(16), n=int(params["n"]), r=int(params["r"]), p=int(params["p"])
+                secrets.token_urlsafe(16),
+                n=int(params["n"]),
+                r=int(params["r"]),
+                p=int(params["p"]),
             )
         except (IndexError, KeyError, ValueError):
             continue

@@ -102,9 +102,7 @@ class SignInLimits:
             )
         wait = self.users.retry_after(user)
         if wait is not None:
-            raise TooManyAttempts(
-                "Too many failed sign-ins for this user; try again later.", wait
-            )
+            raise TooManyAttempts("Too many failed sign-ins for this user; try again later.", wait)
 
     def failed(self, address: str, user: str) -> None:
         self.addresses.add(address)
@@ -176,9 +174,7 @@ class RequestLimits:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_body:
-                    raise BodyTooLargeError(
-                        f"request body larger than {self.max_body // 1024} KiB"
-                    )
+                    raise BodyTooLargeError(f"request body larger than {self.max_body // 1024} KiB")
             return message
 
         async def watched(message: Message) -> None:

@@ -30,9 +30,7 @@ ORIGIN_EXEMPT = ("/slack/",)
 
 NO_STORE = (b"cache-control", b"no-store")
 HSTS = (b"strict-transport-security", b"max-age=31536000; includeSubDomains")
-NUL_REFUSED = (
-    "the address contains a NUL character (%00), which cannot be stored or searched for"
-)
+NUL_REFUSED = "the address contains a NUL character (%00), which cannot be stored or searched for"
 
 
 class BodyTooLargeError(Exception):

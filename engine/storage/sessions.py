@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from datetime import datetime
+
 from signoff.engine.storage.store import Store, UTCDateTime
 from sqlalchemy import Column, Index, MetaData, String, Table, delete, select
 
