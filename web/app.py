@@ -117,7 +117,10 @@ def create_app(
             ),
             Middleware(SecurityMiddleware, max_body=board.max_body),
             Middleware(
-                RequestLimits, max_body=board.max_body, timeout=board.limits.request_timeout
+                RequestLimits,
+                max_body=board.max_body,
+                timeout=board.limits.request_timeout,
+                max_header_bytes=board.limits.max_header_bytes,
             ),
             Middleware(
                 SessionMiddleware,

@@ -141,6 +141,7 @@ class Limits:
     searches: Pool = field(default_factory=lambda: Pool("searches", 4, 16))
     health: Pool = field(default_factory=lambda: Pool("health checks", 2, 64))
     max_body: int = 1024 * 1024
+    max_header_bytes: int = 32 * 1024
     request_timeout: float = 30.0
 
 
@@ -158,12 +159,21 @@ class RequestLimits:
     that dribbles its body, or a handler stuck on a slow database, gets 503 instead of holding
     a connection and a worker forever."""
 
-    def __init__(self, app: ASGIApp, max_body: int, timeout: float) -> None:
+    def __init__(
+        self, app: ASGIApp, max_body: int, timeout: float, max_header_bytes: int = 32 * 1024
+    ) -> None:
         self.app, self.max_body, self.timeout = app, max_body, timeout
+        self.max_header_bytes = max_header_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        # h11 bounds a head that arrives in pieces; one that arrives whole is measured here
+        head = len(scope.get("raw_path") or b"") + len(scope.get("query_string", b""))
+        head += sum(len(name) + len(value) + 4 for name, value in scope.get("headers", []))
+        if head > self.max_header_bytes:
+            await _refuse(send, 431, b"the request's headers are too large")
             return
         received = 0
         started = False
@@ -185,16 +195,19 @@ class RequestLimits:
         with anyio.move_on_after(self.timeout) as scope_timer:
             await self.app(scope, counted, watched)
         if scope_timer.cancelled_caught and not started:
-            body = b"the request took too long and was stopped"
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 503,
-                    "headers": [
-                        (b"content-type", b"text/plain; charset=utf-8"),
-                        (b"content-length", str(len(body)).encode()),
-                        (b"connection", b"close"),
-                    ],
-                }
-            )
-            await send({"type": "http.response.body", "body": body})
+            await _refuse(send, 503, b"the request took too long and was stopped")
+
+
+async def _refuse(send: Send, status: int, body: bytes) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"text/plain; charset=utf-8"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
