@@ -382,8 +382,16 @@ def test_deep_json_is_refused_everywhere_and_what_is_stored_always_reads_back(
     assert main(["show", iid, "--json", "--db", sqlite_url, "--workflows", __name__], out) == 0
     assert json.loads(out.getvalue())["id"] == iid
     code = main(
-        ["send", iid, "note", "--payload", json.dumps(nested(600)), "--db", sqlite_url]
-        + ["--workflows", __name__],
+        [
+            "send",
+            iid,
+            "note",
+            "--payload",
+            json.dumps(nested(600)),
+            "--db",
+            sqlite_url,
+            *("--workflows", __name__),
+        ],
         io.StringIO(),
     )
     assert code == 1
@@ -580,8 +588,11 @@ def test_serve_open_access_stays_on_loopback_and_says_so(tmp_path: Path) -> None
     log = tmp_path / "serve.log"
     with open(log, "wb") as sink:
         process = subprocess.Popen(
-            [sys.executable, "-m", "signoff.web.cli", "serve", "--open-access", "--port", str(port)]
-            + ["--db", f"sqlite:///{tmp_path}/open.db", "--no-scheduler", "--log-level", "error"],
+            [
+                *(sys.executable, "-m", "signoff.web.cli", "serve", "--open-access"),
+                *("--port", str(port), "--db", f"sqlite:///{tmp_path}/open.db"),
+                *("--no-scheduler", "--log-level", "error"),
+            ],
             cwd=tmp_path,
             stdout=sink,
             stderr=sink,

@@ -138,7 +138,7 @@ class Limits:
     # password hashing (scrypt, tens of milliseconds of CPU each): never on the event loop,
     # and with tokens of its own, so a sign-in flood cannot take the threads pages need
     hasher: Pool = field(default_factory=lambda: Pool("sign-ins", 2, 8))
-    searches: Pool = field(default_factory=lambda: Pool("searches", 4, 16))
+    searches: Pool = field(default_factory=lambda: Pool("searches", 2, 64))
     health: Pool = field(default_factory=lambda: Pool("health checks", 2, 64))
     max_body: int = 1024 * 1024
     max_header_bytes: int = 32 * 1024

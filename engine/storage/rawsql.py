@@ -114,7 +114,7 @@ class RawPager:
             return  # SET LOCAL ends with the transaction, which the page rolls back
         driver = conn.driver_connection
         deadline = monotonic() + self.search_timeout
-        driver.set_progress_handler(lambda: monotonic() > deadline, 20_000)
+        driver.set_progress_handler(lambda: monotonic() > deadline, 100_000)
         try:
             yield
         except self.db.dialect.dbapi.OperationalError as exc:  # "interrupted"
