@@ -193,10 +193,10 @@ class Engine:
             work = self._load(instance_id)
             target = self._waiting_thread(work, event, thread, wait_key)
             if target is None:
-                if self.runner.keep_for_later(work, event, payload, actor, thread, via):
+                if self.runner.events.keep_for_later(work, event, payload, actor, thread, via):
                     return self.get(instance_id)
                 continue
-            owner = self.runner.event(work, target, event, payload, actor, via)
+            owner = self.runner.events.event(work, target, event, payload, actor, via)
             if owner is None:
                 continue  # someone committed first: look again
             if owner:
@@ -232,7 +232,7 @@ class Engine:
                 # The position is kept as it is: a failed step or wait is re-entered (AT), but a
                 # thread that failed after a committed step (AFTER) or an accepted event (EVENT)
                 # walks on from there, so nothing committed runs twice.
-                self.runner.end_waits(work, t, now, handled_event=None)  # set up afresh
+                self.runner.lifecycle.end_waits(work, t, now, handled_event=None)  # set up afresh
                 t.status, t.retry_at, t.attempts = "running", None, 0
                 t.error = t.traceback = None
                 work.note(Record(now, "retry", thread=t.id, name=t.at, actor=actor, via=via))
@@ -248,7 +248,7 @@ class Engine:
         via: str = "api",
     ) -> InstanceView:
         def change(work: Working, now: datetime) -> None:
-            self.runner.stop_threads(work, now)
+            self.runner.lifecycle.stop_threads(work, now)
             work.row.status, work.row.error = "cancelled", reason or "cancelled"
             work.note(Record(now, "cancelled", actor=actor, via=via, message=reason))
 
@@ -270,7 +270,7 @@ class Engine:
                 raise Conflict(f"instance {instance_id} has no thread '{thread}'")
             self.runner.check_target(work, thread, step)
             t = work.thread(thread)
-            self.runner.end_waits(work, t, now, handled_event=None)
+            self.runner.lifecycle.end_waits(work, t, now, handled_event=None)
             t.status, t.at, t.entry, t.event = "running", step, Entry.AT, None
             t.attempts, t.error, t.traceback, t.retry_at = 0, None, None, None
             work.note(Record(now, "goto", thread=thread, name=step, actor=actor, via=via))
@@ -287,7 +287,7 @@ class Engine:
                 raise Conflict(f"instance {instance_id} is already {work.row.status}")
             now = self._now()
             change(work, now)
-            owner = self.runner.commit_change(work, now)
+            owner = self.runner.committer.commit_change(work, now)
             if owner is None:
                 continue
             if owner:
@@ -453,7 +453,9 @@ class Engine:
             raise Conflict(f"instance {iid} has failed and needs an operator: {work.row.error}")
         if work.terminal:
             raise Conflict(f"instance {iid} is {work.row.status}")
-        if self.runner.mid_transition(work) and self.runner.waits_somewhere(work, event, thread):
+        if self.runner.events.mid_transition(work) and self.runner.events.waits_somewhere(
+            work, event, thread
+        ):
             return None
         open_events = sorted(
             {c.event for t in work.state.threads.values() if t.status == "waiting" for c in t.cases}
