@@ -17,7 +17,7 @@ from signoff.engine.core.threads import Go, Return
 from signoff.engine.core.tree import S, Section, Statement
 from signoff.engine.core.waits import On, Wait, WaitFor
 from signoff.engine.core.workflow import Workflow
-from signoff.engine.engine import Engine, InvalidData
+from signoff.engine.engine import Engine
 from signoff.engine.errors import (
     AlreadyDecided,
     Conflict,
@@ -25,6 +25,7 @@ from signoff.engine.errors import (
     DefinitionError,
     EventRejected,
     InstanceNotFound,
+    InvalidData,
     NotAllowed,
     NotWaiting,
     RunawayLoop,

@@ -27,8 +27,8 @@ from signoff.engine.errors import (
     Conflict,
     DefinitionError,
     InstanceNotFound,
+    InvalidData,
     NotWaiting,
-    SignoffError,
     UnknownWorkflow,
 )
 from signoff.engine.runtime.runner import Runner
@@ -196,11 +196,11 @@ class Engine:
                 if self.runner.events.keep_for_later(work, event, payload, actor, thread, via):
                     return self.get(instance_id)
                 continue
-            owner = self.runner.events.event(work, target, event, payload, actor, via)
-            if owner is None:
+            committed = self.runner.events.event(work, target, event, payload, actor, via)
+            if committed is None:
                 continue  # someone committed first: look again
-            if owner:
-                self.runner.drive(work, owner)
+            if committed.drive_as:
+                self.runner.drive(work, committed.drive_as)
             return self.get(instance_id)
 
     def retry(
@@ -287,11 +287,11 @@ class Engine:
                 raise Conflict(f"instance {instance_id} is already {work.row.status}")
             now = self._now()
             change(work, now)
-            owner = self.runner.committer.commit_change(work, now)
-            if owner is None:
-                continue
-            if owner:
-                self.runner.drive(work, owner)
+            committed = self.runner.committer.commit_change(work, now)
+            if committed is None:
+                continue  # someone committed first: look again
+            if committed.drive_as:
+                self.runner.drive(work, committed.drive_as)
             return self.get(instance_id)
 
     def run_due(self, now: datetime | None = None, *, limit: int = 100) -> int:
@@ -489,12 +489,6 @@ def _already(decided: Decided) -> AlreadyDecided:
         f"'{decided.wait}' was already decided: {what} by {who} "
         f"at {decided.at:%Y-%m-%d %H:%M:%S} UTC"
     )
-
-
-class InvalidData(SignoffError):
-    """Data or an id given to `start` that the workflow cannot take."""
-
-    status_code = 422
 
 
 def _placeholders(workflow: type[Workflow]) -> dict[str, Any]:

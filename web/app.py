@@ -18,6 +18,7 @@ from typing import Any
 import jinja2
 from signoff.engine import Engine, SignoffError
 from signoff.web import api, approvals, auth, instance, instances, workflows
+from signoff.web.errors import status_for
 from signoff.web.render import Flash, template, wants_fragment
 from signoff.web.security import BodyTooLargeError, SecurityMiddleware
 from signoff.web.state import Cached, Dashboard, dashboard, root_of
@@ -233,7 +234,7 @@ async def _too_large(request: Request, exc: Exception) -> Response:
 
 async def _signoff_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, SignoffError)
-    return _error_page(request, exc.status_code, str(exc))
+    return _error_page(request, status_for(exc), str(exc))
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

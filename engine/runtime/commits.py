@@ -5,12 +5,22 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from signoff.engine.core.records import Record
 from signoff.engine.core.working import Working, rebase
 from signoff.engine.runtime.lifecycle import Lifecycle
 from signoff.engine.storage.store import Store
+
+
+@dataclass(frozen=True)
+class Committed:
+    """An outside change (event, retry, cancel, goto) that was committed. `drive_as` is the lease
+    token to drive the instance on with, or None when there is nothing for us to drive: it has
+    ended, or another process holds it and will take the change in."""
+
+    drive_as: str | None
 
 
 class LostLease(Exception):
@@ -107,9 +117,9 @@ class Committer:
                 )
             )
 
-    def commit_change(self, work: Working, now: datetime) -> str | None:
-        """Commit an outside change (event, retry, cancel, goto). None: someone committed first,
-        reload and try again; "": committed, another process drives; else our lease token."""
+    def commit_change(self, work: Working, now: datetime) -> Committed | None:
+        """Commit an outside change (event, retry, cancel, goto); None when someone committed
+        first, so the caller reloads and tries again."""
         owner = "" if work.terminal else self.claim(work, now)
         if not self.save(work, now):
             return None
@@ -117,5 +127,5 @@ class Committer:
             # a finished instance still owes teardowns: run them now (run_due retries failures)
             self.lifecycle.cleanups(work, self.clock())
             self.save(work, self.clock())
-            return ""
-        return owner
+            return Committed(None)
+        return Committed(owner or None)

@@ -21,7 +21,7 @@ from signoff.engine.errors import (
     StatementMissing,
     brief,
 )
-from signoff.engine.runtime.commits import Committer
+from signoff.engine.runtime.commits import Committed, Committer
 from signoff.engine.runtime.lifecycle import Lifecycle
 
 MAX_PAYLOAD_IN_HISTORY = 4000
@@ -45,7 +45,7 @@ class Events:
         payload: dict[str, Any],
         actor: str | None,
         via: str,
-    ) -> str | None:
+    ) -> Committed | None:
         """Apply an event to a waiting thread and commit it. Returns as `commit_change` does."""
         now = self.clock()
         wait_name = thread.at or ""
