@@ -1,5 +1,6 @@
 """signoff's engine: durable workflows as code, with people in the loop."""
 
+from signoff.engine.async_engine import AsyncEngine
 from signoff.engine.core.branches import If
 from signoff.engine.core.handlers import (
     Approval,
@@ -39,6 +40,7 @@ from signoff.engine.views import HistoryEntry, InstanceSummary, InstanceView, Th
 __all__ = [
     "AlreadyDecided",
     "Approval",
+    "AsyncEngine",
     "Break",
     "Conflict",
     "Continue",

@@ -7,6 +7,7 @@ Another writer that commits meanwhile (an event for another thread, a cancel) is
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import re
 import uuid
@@ -31,6 +32,7 @@ from signoff.engine.errors import (
     NotWaiting,
     UnknownWorkflow,
 )
+from signoff.engine.runtime.actions import ActionRunner
 from signoff.engine.runtime.runner import Runner
 from signoff.engine.runtime.slack_client import client_from_environment
 from signoff.engine.storage import placement
@@ -60,8 +62,12 @@ class Engine:
         self.store = Store(url, synchronous=synchronous)
         self.clock = clock or utcnow
         self.slack = slack if slack is not None else client_from_environment()
+        self.actions = ActionRunner()
         self.services = Services(
-            clock=self._now, slack=self.slack, slack_users=dict(slack_users or {})
+            clock=self._now,
+            slack=self.slack,
+            slack_users=dict(slack_users or {}),
+            call=self.actions,
         )
         self.workflows: dict[str, type[Workflow]] = {}
         self.runner = Runner(self.store, self.services, lease, self._wake_listeners)
@@ -88,6 +94,11 @@ class Engine:
             ) from exc
         validate(definition, name)
         self.workflows[name] = workflow
+
+    def use_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Run `async def` steps and handlers on `loop` (the application's) from now on, while it
+        runs; `AsyncEngine` and the dashboard do this for the loop they serve on."""
+        self.actions.loop = loop
 
     def on_due(self, listener: Callable[[str, datetime], None]) -> None:
         """Call `listener(instance_id, due_at)` whenever an instance gets something due."""

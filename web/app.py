@@ -6,17 +6,19 @@ several apps (one per test, or one mounted in a larger ASGI app) never share any
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
 import json
 import logging
 import secrets
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import jinja2
-from signoff.engine import Engine, SignoffError
+from signoff.engine import AsyncEngine, Engine, SignoffError
 from signoff.web import api, approvals, auth, instance, instances, workflows
 from signoff.web.errors import status_for
 from signoff.web.render import Flash, template, wants_fragment
@@ -47,7 +49,7 @@ def _resource(name: str) -> Path:
 
 
 def create_app(
-    engine: Engine,
+    engine: Engine | AsyncEngine,
     *,
     secret_key: str | None = None,
     users: Mapping[str, str] | None = None,
@@ -61,6 +63,8 @@ def create_app(
     bearer tokens to the actor they act as. `open_access=True` (demos only) lets anyone in as an
     administrator. Without `secret_key` a random one is made: sessions end at restart.
     """
+    if isinstance(engine, AsyncEngine):
+        engine = engine.engine  # the dashboard calls the sync engine from worker threads
     if secret_key is None:
         secret_key = secrets.token_urlsafe(32)
         log.warning("no secret key given: sessions will not survive a restart")
@@ -94,8 +98,16 @@ def create_app(
         Mount("/api", routes=api.routes),
         Mount("/static", StaticFiles(directory=static_dir), name="static"),
     ]
+    served = engine
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        served.use_loop(asyncio.get_running_loop())  # async steps run on the server's loop
+        yield
+
     app = Starlette(
         routes=routes,
+        lifespan=lifespan,
         middleware=[
             Middleware(SecurityMiddleware, max_body=board.max_body),
             Middleware(

@@ -171,9 +171,8 @@ class Events:
         model = work.workflow()
         before = work.row.data
         try:
-            handler.handle(
-                self.lifecycle.info(work, thread.id, thread.at or "", case, via), payload, actor
-            )
+            info = self.lifecycle.info(work, thread.id, thread.at or "", case, via)
+            self.lifecycle.services.call(handler.handle, info, payload, actor)
             data = model.model_dump_json(warnings="error")
         except SignoffError:
             work.reset_data(before)

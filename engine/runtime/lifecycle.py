@@ -130,7 +130,9 @@ class Lifecycle:
             handler = self.handler(work, thread.at or "", case.event)
             if handler is None:
                 raise StatementMissing(f"wait '{thread.at}' no longer has event '{case.event}'")
-            stored = handler.setup(self.info(work, thread.id, thread.at or "", case))
+            stored = self.services.call(
+                handler.setup, self.info(work, thread.id, thread.at or "", case)
+            )
             if stored is not None:
                 json.dumps(stored)
                 stored = dict(stored)
@@ -159,8 +161,10 @@ class Lifecycle:
         try:
             handler = self.handler(work, teardown.wait, teardown.event)
             if handler is not None:
-                handler.teardown(
-                    self.info(work, teardown.thread, teardown.wait, teardown), teardown.handled
+                self.services.call(
+                    handler.teardown,
+                    self.info(work, teardown.thread, teardown.wait, teardown),
+                    teardown.handled,
                 )
             else:
                 work.note(

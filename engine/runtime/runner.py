@@ -7,12 +7,9 @@ lease holder, which merges their change in at its next commit.
 
 from __future__ import annotations
 
-import asyncio
-import inspect
 import json
 import traceback
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from time import perf_counter
 from typing import Any
@@ -48,23 +45,6 @@ from signoff.engine.runtime.heartbeat import LeaseKeeper
 from signoff.engine.runtime.lifecycle import Lifecycle
 from signoff.engine.runtime.timers import Timers
 from signoff.engine.storage.store import Store
-
-
-def run_action(action: Callable[[], Any]) -> Any:
-    """Call a step's action; an async one runs to completion on an event loop of its own."""
-    result = action()
-    if not inspect.isawaitable(result):
-        return result
-
-    async def wait_for() -> Any:
-        return await result
-
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(wait_for())
-    with ThreadPoolExecutor(max_workers=1) as pool:  # called from inside a running loop
-        return pool.submit(asyncio.run, wait_for()).result()
 
 
 class Runner:
@@ -202,7 +182,7 @@ class Runner:
         started = perf_counter()
         try:
             with self.keeper.holding(work.id, owner):
-                run_action(step.action)
+                self.services.call(step.action)
             try:
                 data = model.model_dump_json(warnings="error")
             except Exception as exc:

@@ -56,7 +56,7 @@ class Timers:
                 )
                 work.waits_dirty = True
                 try:
-                    outcome = handler.on_due(info)
+                    outcome = self.lifecycle.services.call(handler.on_due, info)
                     if outcome is FIRE:
                         self.events.apply(work, thread, handler, case, {}, None, "timer", now)
                         break
