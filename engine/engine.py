@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import ValidationError
 from signoff.engine.core.handlers import Services, upcoming
 from signoff.engine.core.records import Record, Stored
+from signoff.engine.core.renames import carry_over, declared_renames
 from signoff.engine.core.state import Decided, InstanceState, ThreadState
 from signoff.engine.core.tree import Entry
 from signoff.engine.core.validate import validate
@@ -191,12 +192,13 @@ class Engine:
         payload = _checked_payload(payload)
         while True:
             work = self._load(instance_id)
-            target = self._waiting_thread(work, event, thread, wait_key)
+            current = self._current_event(work, event)
+            target = self._waiting_thread(work, current, thread, wait_key)
             if target is None:
-                if self.runner.keep_for_later(work, event, payload, actor, thread, via):
+                if self.runner.keep_for_later(work, current, payload, actor, thread, via):
                     return self.get(instance_id)
                 continue
-            owner = self.runner.event(work, target, event, payload, actor, via)
+            owner = self.runner.event(work, target, current, payload, actor, via)
             if owner is None:
                 continue  # someone committed first: look again
             if owner:
@@ -337,7 +339,9 @@ class Engine:
         row = self.store.load(instance_id)
         if row is None:
             return False
-        return self.runner.wake(Working.of(row, self.workflows[row.workflow]), now, owner)
+        work = Working.of(row, self.workflows[row.workflow])
+        carry_over(work, now)
+        return self.runner.wake(work, now, owner)
 
     # --- reading -------------------------------------------------------------------------------
 
@@ -423,7 +427,24 @@ class Engine:
                 f"instance {instance_id} runs workflow '{row.workflow}', "
                 "which is not registered here"
             )
-        return Working.of(row, cls)
+        work = Working.of(row, cls)
+        carry_over(work, self._now())  # parked on a name a deployment renamed: move it now
+        return work
+
+    def _current_event(self, work: Working, event: str) -> str:
+        """An event sent under a name a deployment renamed goes to the case that now has it."""
+        if any(c.event == event for t in work.state.threads.values() for c in t.cases):
+            return event
+        try:
+            renames = declared_renames(work.tree())
+        except Exception:  # the transition reports a definition that cannot be built
+            return event
+        for t in work.state.threads.values():
+            if t.status == "waiting":
+                current = renames.event(t.at, event)
+                if current is not None:
+                    return current
+        return event
 
     def _waiting_thread(
         self, work: Working, event: str, thread: str | None, wait_key: str | None

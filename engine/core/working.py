@@ -13,6 +13,7 @@ from typing import Any
 
 from signoff.engine.core.records import Record, Stored, WaitRecord
 from signoff.engine.core.state import Decided, InstanceState, Teardown, ThreadState
+from signoff.engine.core.tree import Statement
 from signoff.engine.core.workflow import Workflow
 
 TERMINAL = ("completed", "cancelled")
@@ -30,6 +31,7 @@ class Working:
     history: list[Record] = field(default_factory=list)
     waits_dirty: bool = False
     validated: bool = False  # the definition was checked during this transition
+    built: tuple[Workflow, str, Statement] | None = None  # model, data, the tree they built
 
     @classmethod
     def of(cls, row: Stored, workflow: type[Workflow] | None) -> Working:
@@ -49,6 +51,18 @@ class Working:
             assert self.cls is not None, "transitions need a registered workflow class"
             self.model = self.cls.model_validate_json(self.row.data)
         return self.model
+
+    def tree(self) -> Statement:
+        """The definition built from the data as it is now. Kept while neither the model nor
+        the stored data changed (a step or handler always stores a new data string), so one
+        transition does not build the same tree twice."""
+        model = self.workflow()
+        built = self.built
+        if built is not None and built[0] is model and built[1] is self.row.data:
+            return built[2]
+        tree = model.definition()
+        self.built = (model, self.row.data, tree)
+        return tree
 
     def reset_data(self, data_json: str) -> None:
         self.row.data = data_json

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from signoff.engine.core.records import Record
+from signoff.engine.core.renames import carry_over
 from signoff.engine.core.working import Working, rebase
 
 if TYPE_CHECKING:
@@ -83,7 +84,9 @@ class Commits:
         theirs = Working.of(fresh, work.cls)
         if fresh.lease_owner not in (owner, None):
             raise LostLease(f"instance {work.id} is driven elsewhere now")
-        if not rebase(work, theirs):
+        merged = rebase(work, theirs)
+        carry_over(work, self.now)  # the other writer may run the code from before a rename
+        if not merged:
             work.note(
                 Record(
                     self.now,

@@ -126,7 +126,7 @@ class Runner(Commits, Lifecycle, Events, Timers):
     def definition(self, work: Working) -> Statement:
         """The tree built from the data as it is now; checked once per transition, since a
         full check costs more than the rebuild that follows every step."""
-        tree = work.workflow().definition()
+        tree = work.tree()
         if not work.validated:
             validate(tree, work.row.workflow)
             work.validated = True

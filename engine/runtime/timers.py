@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from signoff.engine.core.handlers import FIRE
 from signoff.engine.core.records import Record
+from signoff.engine.core.renames import carry_over
 from signoff.engine.core.state import OpenCase, ThreadState
 from signoff.engine.core.working import Working
 from signoff.engine.errors import (
@@ -54,6 +55,7 @@ class Timers:
             if fresh is None:
                 return False
             work = Working.of(fresh, work.cls)
+            carry_over(work, now)
 
     def _fire_due(self: Driver, work: Working, now: datetime) -> None:
         for thread in list(work.state.threads.values()):
