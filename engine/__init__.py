@@ -1,6 +1,7 @@
 """signoff's engine: durable workflows as code, with people in the loop."""
 
 from signoff.engine.core.branches import If
+from signoff.engine.core.deploy import DeploymentReport, Finding, Tally
 from signoff.engine.core.handlers import (
     Approval,
     Decision,
@@ -12,6 +13,7 @@ from signoff.engine.core.handlers import (
 )
 from signoff.engine.core.loops import Break, Continue, For
 from signoff.engine.core.outline import Node, goto_targets, outline, statement_names
+from signoff.engine.core.renames import Renames, declared_renames
 from signoff.engine.core.steps import Retry, Step
 from signoff.engine.core.threads import Go, Return
 from signoff.engine.core.tree import S, Section, Statement
@@ -44,8 +46,10 @@ __all__ = [
     "DataNotStorable",
     "Decision",
     "DefinitionError",
+    "DeploymentReport",
     "Engine",
     "EventRejected",
+    "Finding",
     "For",
     "Go",
     "Handler",
@@ -60,6 +64,7 @@ __all__ = [
     "NotAllowed",
     "NotWaiting",
     "On",
+    "Renames",
     "Retry",
     "Return",
     "RunawayLoop",
@@ -71,6 +76,7 @@ __all__ = [
     "Statement",
     "StatementMissing",
     "Step",
+    "Tally",
     "ThreadView",
     "Timeout",
     "UnknownWorkflow",
@@ -79,6 +85,7 @@ __all__ = [
     "WaitInfo",
     "WaitView",
     "Workflow",
+    "declared_renames",
     "goto_targets",
     "outline",
     "statement_names",

@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
+from signoff.engine.core.deploy import UNFINISHED, Assessment, DeploymentReport, Finding, assess
 from signoff.engine.core.handlers import Services, upcoming
 from signoff.engine.core.records import Record, Stored
 from signoff.engine.core.renames import carry_over, declared_renames
@@ -410,6 +411,43 @@ class Engine:
     def statement_counts(self) -> dict[str, dict[str, int]]:
         """workflow -> statement name -> how many instances stand there now."""
         return placement.statement_counts(self.store)
+
+    def check_deployment(self, *, examples: int = 5, page_size: int = 500) -> DeploymentReport:
+        """Hold the workflows registered here (the code about to be deployed) against every
+        stored instance that is not finished (running, waiting or failed), as
+        `signoff check` does.
+
+        Each instance's definition is built from that instance's own data with this code, and
+        its threads' positions are looked up in it, after the declared renames
+        (`renamed_from`) are applied as its next transition would apply them. The report
+        counts, per workflow and per statement or event, the instances the deployment would
+        strand (a position, Go thread or open wait's event that is gone, a workflow no longer
+        registered, a definition that cannot be built from the data), those it would carry
+        over to a renamed statement, and, as warnings, those whose open timers or approvers
+        would change; each with up to `examples` instance ids. The database is read in
+        keyset pages of `page_size` rows, so memory stays flat however many instances there
+        are. Reads only: nothing is changed."""
+        report = DeploymentReport(examples=examples)
+        after: str | None = None
+        while True:
+            rows = placement.unfinished_page(self.store, UNFINISHED, after, page_size)
+            for instance_id, workflow, data, state in rows:
+                report.add(instance_id, workflow, self._assess(workflow, data, state))
+            if len(rows) < page_size:
+                return report
+            after = rows[-1][0]
+
+    def _assess(self, workflow: str, data: str, state: str) -> Assessment:
+        cls = self.workflows.get(workflow)
+        if cls is None:
+            return Assessment(stranded=[Finding("workflow", workflow)])
+        try:
+            definition = cls.model_validate_json(data).definition()
+            validate(definition, workflow)
+        except Exception as exc:  # the workflow's own code, or data that no longer fits
+            reason = str(exc) if isinstance(exc, DefinitionError) else _error_text(exc)
+            return Assessment(stranded=[Finding("definition", reason.splitlines()[0][:300])])
+        return assess(definition, InstanceState.model_validate_json(state), self.services)
 
     def identities(self, actor: str) -> set[str]:
         """The names an actor goes by: their user name and Slack id, whichever are known."""

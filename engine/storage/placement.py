@@ -129,3 +129,22 @@ def ping(store: Store) -> None:
     """Raise unless the database answers."""
     with store.db.connect() as conn:
         conn.execute(select(1)).scalar()
+
+
+def unfinished_page(
+    store: Store, statuses: tuple[str, ...], after: str | None, limit: int
+) -> list[tuple[str, str, str, str]]:
+    """One keyset page of instances in `statuses`, by id, after the id `after`: (id, workflow,
+    data, state) each. Paging by the primary key keeps every page one index range scan, so a
+    caller walking all instances holds one page at a time."""
+    i = INSTANCES.c
+    query = (
+        select(i.id, i.workflow, i.data, i.state)
+        .where(i.status.in_(statuses))
+        .order_by(i.id)
+        .limit(limit)
+    )
+    if after is not None:
+        query = query.where(i.id > after)
+    with store.db.connect() as conn:
+        return [(r[0], r[1], r[2], r[3]) for r in conn.execute(query)]
