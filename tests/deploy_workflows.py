@@ -19,6 +19,7 @@ from pydantic import BaseModel
 from signoff.engine import (
     Approval,
     Decision,
+    Engine,
     Input,
     On,
     Return,
@@ -148,3 +149,34 @@ class OrderV3(OrderV1):
 class Legacy(Workflow):
     def definition(self) -> Statement:
         return S(Wait("forever", On("poke", Input(Note, lambda _: None))))
+
+
+def seed(url: str, clock: Any) -> None:
+    """Instances spread over v1 and v2 of Order, and one of Legacy:
+
+    a1, a2  waiting at "approval" (v1; untouched since, so stored under the old name)
+    a3      approved under v2 through the old event name, so carried over: at "shipping"
+    s1      approved under v1: at "shipping"
+    n1      started under v2: at "manager approval"
+    f1      failed at "reserve" (v1)
+    l1      Legacy, waiting at "forever"
+    done1   completed (v1): never checked
+    """
+    v1 = Engine(url, [OrderV1, Legacy], clock=clock)
+    try:
+        for iid in ("a1", "a2", "a3", "s1", "done1"):
+            v1.start("Order", id=iid)
+        v1.start("Order", {"broken": True}, id="f1")
+        v1.start("Legacy", id="l1")
+        v1.send("s1", "approve", {"approved": True}, actor="alice")
+        v1.send("done1", "approve", {"approved": True}, actor="alice")
+        v1.send("done1", "shipped", {})
+    finally:
+        v1.close()
+    clock.advance(minutes=10)
+    v2 = Engine(url, [OrderV2, Legacy], clock=clock)
+    try:
+        v2.start("Order", id="n1")
+        v2.send("a3", "approve", {"approved": True}, actor="alice")
+    finally:
+        v2.close()
