@@ -412,6 +412,11 @@ class Engine:
         """workflow -> statement name -> how many instances stand there now."""
         return placement.statement_counts(self.store)
 
+    def parked_on(self, workflow: str, statement: str, limit: int = 10) -> builtins.list[str]:
+        """Ids of unfinished instances of `workflow` with a thread standing at `statement`
+        (first `limit` by id): e.g. the instances a deployment left on a name it removed."""
+        return placement.parked_on(self.store, workflow, statement, max(1, min(limit, 500)))
+
     def check_deployment(self, *, examples: int = 5, page_size: int = 500) -> DeploymentReport:
         """Hold the workflows registered here (the code about to be deployed) against every
         stored instance that is not finished (running, waiting or failed), as

@@ -148,3 +148,23 @@ def unfinished_page(
         query = query.where(i.id > after)
     with store.db.connect() as conn:
         return [(r[0], r[1], r[2], r[3]) for r in conn.execute(query)]
+
+
+def parked_on(store: Store, workflow: str, statement: str, limit: int) -> list[str]:
+    """Ids of unfinished instances of `workflow` with a thread positioned at `statement`, by id.
+
+    Matches the position as the engine stores it in the state JSON (`"at":"<name>"`), so it
+    needs no JSON functions and works on any database; at most `limit` ids."""
+    needle = '"at":' + json.dumps(statement, separators=(",", ":"))
+    escaped = needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    i = INSTANCES.c
+    query = (
+        select(i.id)
+        .where(i.workflow == workflow)
+        .where(i.status.in_(("running", "waiting", "failed")))
+        .where(i.state.like(f"%{escaped}%", escape="\\"))
+        .order_by(i.id)
+        .limit(limit)
+    )
+    with store.db.connect() as conn:
+        return [r[0] for r in conn.execute(query)]
