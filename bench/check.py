@@ -30,7 +30,8 @@ from tests.conftest import Clock  # noqa: E402
 from tests.deploy_workflows import seed  # noqa: E402
 
 CANDIDATES = {
-    "careful": "from tests.deploy_workflows import Legacy, OrderV3\nWORKFLOWS = [OrderV3, Legacy]\n",
+    "careful": "from tests.deploy_workflows import Legacy, OrderV3\n"
+    "WORKFLOWS = [OrderV3, Legacy]\n",
     "careless": "from tests.deploy_workflows import OrderV3Bad\nWORKFLOWS = [OrderV3Bad]\n",
 }
 
@@ -85,9 +86,9 @@ def run_check(path: Path, module: str, workdir: Path) -> tuple[int, float, float
     )
     env = {**os.environ, "PYTHONPATH": f"{workdir}{os.pathsep}{ROOT}"}
     started = time.perf_counter()
+    command = [sys.executable, "-c", code, "check", "--db", f"sqlite:///{path}"]
     done = subprocess.run(
-        [sys.executable, "-c", code, "check", "--db", f"sqlite:///{path}"]
-        + ["--workflows", module, "--json"],
+        [*command, "--workflows", module, "--json"],
         capture_output=True,
         text=True,
         env=env,
