@@ -7,11 +7,13 @@ everything. Instances started under v1 and v2 meet each candidate."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from signoff.engine import (
+    AsyncEngine,
     DefinitionError,
     Engine,
     Go,
@@ -293,3 +295,16 @@ def test_an_unregistered_or_broken_definition_strands_its_instances(
         ("workflow", "Legacy", ["l"]),
         ("definition", "KeyError: 'boom'", ["o"]),
     ]
+
+
+def test_the_async_engine_checks_too(fleet: str, clock: Clock) -> None:
+    async def check() -> tuple[dict[str, Any], list[str]]:
+        engine = AsyncEngine(fleet, [OrderV3Bad], clock=clock)
+        try:
+            report = await engine.check_deployment()
+            return report.as_json(), await engine.parked_on("Order", "approval")
+        finally:
+            await engine.close()
+
+    found, parked = asyncio.run(check())
+    assert (found["stranded_instances"], parked) == (6, ["a1", "a2"])
