@@ -1,6 +1,8 @@
 """signoff's engine: durable workflows as code, with people in the loop."""
 
+from signoff.engine.async_engine import AsyncEngine
 from signoff.engine.core.branches import If
+from signoff.engine.core.deploy import DeploymentReport, Finding, Tally
 from signoff.engine.core.handlers import (
     Approval,
     Decision,
@@ -19,12 +21,13 @@ from signoff.engine.core.limits import (
 )
 from signoff.engine.core.loops import Break, Continue, For
 from signoff.engine.core.outline import Node, goto_targets, outline, statement_names
+from signoff.engine.core.renames import Renames, declared_renames
 from signoff.engine.core.steps import Retry, Step
 from signoff.engine.core.threads import Go, Return
 from signoff.engine.core.tree import S, Section, Statement
 from signoff.engine.core.waits import On, Wait, WaitFor
 from signoff.engine.core.workflow import Workflow
-from signoff.engine.engine import Engine, InvalidData
+from signoff.engine.engine import Engine
 from signoff.engine.errors import (
     AlreadyDecided,
     Busy,
@@ -33,6 +36,7 @@ from signoff.engine.errors import (
     DefinitionError,
     EventRejected,
     InstanceNotFound,
+    InvalidData,
     NotAllowed,
     NotWaiting,
     RunawayLoop,
@@ -48,6 +52,7 @@ __all__ = [
     "MAX_JSON_DEPTH",
     "AlreadyDecided",
     "Approval",
+    "AsyncEngine",
     "Break",
     "Busy",
     "Conflict",
@@ -55,8 +60,10 @@ __all__ = [
     "DataNotStorable",
     "Decision",
     "DefinitionError",
+    "DeploymentReport",
     "Engine",
     "EventRejected",
+    "Finding",
     "For",
     "Go",
     "Handler",
@@ -71,6 +78,7 @@ __all__ = [
     "NotAllowed",
     "NotWaiting",
     "On",
+    "Renames",
     "Retry",
     "Return",
     "RunawayLoop",
@@ -82,6 +90,7 @@ __all__ = [
     "Statement",
     "StatementMissing",
     "Step",
+    "Tally",
     "ThreadView",
     "Timeout",
     "UnknownWorkflow",
@@ -90,6 +99,7 @@ __all__ = [
     "WaitInfo",
     "WaitView",
     "Workflow",
+    "declared_renames",
     "goto_targets",
     "json_problem",
     "outline",

@@ -7,6 +7,7 @@ Another writer that commits meanwhile (an event for another thread, a cancel) is
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import re
 import uuid
@@ -15,9 +16,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
+from signoff.engine.core.deploy import UNFINISHED, Assessment, DeploymentReport, Finding, assess
 from signoff.engine.core.handlers import Services, upcoming
 from signoff.engine.core.limits import MAX_JSON_BYTES, json_problem, text_problem
 from signoff.engine.core.records import Record, Stored
+from signoff.engine.core.renames import carry_over, declared_renames
 from signoff.engine.core.state import Decided, InstanceState, ThreadState
 from signoff.engine.core.tree import Entry
 from signoff.engine.core.validate import validate
@@ -28,10 +31,11 @@ from signoff.engine.errors import (
     Conflict,
     DefinitionError,
     InstanceNotFound,
+    InvalidData,
     NotWaiting,
-    SignoffError,
     UnknownWorkflow,
 )
+from signoff.engine.runtime.actions import ActionRunner
 from signoff.engine.runtime.runner import Runner
 from signoff.engine.runtime.slack_client import client_from_environment
 from signoff.engine.storage import placement
@@ -63,8 +67,12 @@ class Engine:
         self.store = Store(url, synchronous=synchronous)
         self.clock = clock or utcnow
         self.slack = slack if slack is not None else client_from_environment()
+        self.actions = ActionRunner()
         self.services = Services(
-            clock=self._now, slack=self.slack, slack_users=dict(slack_users or {})
+            clock=self._now,
+            slack=self.slack,
+            slack_users=dict(slack_users or {}),
+            call=self.actions,
         )
         self.workflows: dict[str, type[Workflow]] = {}
         self.runner = Runner(self.store, self.services, lease, self._wake_listeners)
@@ -92,6 +100,11 @@ class Engine:
             ) from exc
         validate(definition, name)
         self.workflows[name] = workflow
+
+    def use_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Run `async def` steps and handlers on `loop` (the application's) from now on, while it
+        runs; `AsyncEngine` and the dashboard do this for the loop they serve on."""
+        self.actions.loop = loop
 
     def on_due(self, listener: Callable[[str, datetime], None]) -> None:
         """Call `listener(instance_id, due_at)` whenever an instance gets something due."""
@@ -209,16 +222,17 @@ class Engine:
         )
         while True:
             work = self._load(instance_id)
-            target = self._waiting_thread(work, event, thread, wait_key)
+            current = self._current_event(work, event)
+            target = self._waiting_thread(work, current, thread, wait_key)
             if target is None:
-                if self.runner.keep_for_later(work, event, payload, actor, thread, via):
+                if self.runner.events.keep_for_later(work, current, payload, actor, thread, via):
                     return self.get(instance_id)
                 continue
-            owner = self.runner.event(work, target, event, payload, actor, via)
-            if owner is None:
+            committed = self.runner.events.event(work, target, current, payload, actor, via)
+            if committed is None:
                 continue  # someone committed first: look again
-            if owner:
-                self.runner.drive(work, owner)
+            if committed.drive_as:
+                self.runner.drive(work, committed.drive_as)
             return self.get(instance_id)
 
     def retry(
@@ -251,7 +265,7 @@ class Engine:
                 # The position is kept as it is: a failed step or wait is re-entered (AT), but a
                 # thread that failed after a committed step (AFTER) or an accepted event (EVENT)
                 # walks on from there, so nothing committed runs twice.
-                self.runner.end_waits(work, t, now, handled_event=None)  # set up afresh
+                self.runner.lifecycle.end_waits(work, t, now, handled_event=None)  # set up afresh
                 t.status, t.retry_at, t.attempts = "running", None, 0
                 t.error = t.traceback = None
                 work.note(Record(now, "retry", thread=t.id, name=t.at, actor=actor, via=via))
@@ -269,7 +283,7 @@ class Engine:
         _check_text(instance_id=instance_id, reason=reason, actor=actor, via=via)
 
         def change(work: Working, now: datetime) -> None:
-            self.runner.stop_threads(work, now)
+            self.runner.lifecycle.stop_threads(work, now)
             work.row.status, work.row.error = "cancelled", reason or "cancelled"
             work.note(Record(now, "cancelled", actor=actor, via=via, message=reason))
 
@@ -292,7 +306,7 @@ class Engine:
                 raise Conflict(f"instance {instance_id} has no thread '{thread}'")
             self.runner.check_target(work, thread, step)
             t = work.thread(thread)
-            self.runner.end_waits(work, t, now, handled_event=None)
+            self.runner.lifecycle.end_waits(work, t, now, handled_event=None)
             t.status, t.at, t.entry, t.event = "running", step, Entry.AT, None
             t.attempts, t.error, t.traceback, t.retry_at = 0, None, None, None
             work.note(Record(now, "goto", thread=thread, name=step, actor=actor, via=via))
@@ -309,11 +323,11 @@ class Engine:
                 raise Conflict(f"instance {instance_id} is already {work.row.status}")
             now = self._now()
             change(work, now)
-            owner = self.runner.commit_change(work, now)
-            if owner is None:
-                continue
-            if owner:
-                self.runner.drive(work, owner)
+            committed = self.runner.committer.commit_change(work, now)
+            if committed is None:
+                continue  # someone committed first: look again
+            if committed.drive_as:
+                self.runner.drive(work, committed.drive_as)
             return self.get(instance_id)
 
     def run_due(self, now: datetime | None = None, *, limit: int = 100) -> int:
@@ -359,7 +373,9 @@ class Engine:
         row = self.store.load(instance_id)
         if row is None:
             return False
-        return self.runner.wake(Working.of(row, self.workflows[row.workflow]), now, owner)
+        work = Working.of(row, self.workflows[row.workflow])
+        carry_over(work, now)
+        return self.runner.wake(work, now, owner)
 
     # --- reading -------------------------------------------------------------------------------
 
@@ -462,6 +478,48 @@ class Engine:
         _check_text(user=user)
         return self.sessions.end_all(user)
 
+    def parked_on(self, workflow: str, statement: str, limit: int = 10) -> builtins.list[str]:
+        """Ids of unfinished instances of `workflow` with a thread standing at `statement`
+        (first `limit` by id): e.g. the instances a deployment left on a name it removed."""
+        return placement.parked_on(self.store, workflow, statement, max(1, min(limit, 500)))
+
+    def check_deployment(self, *, examples: int = 5, page_size: int = 500) -> DeploymentReport:
+        """Hold the workflows registered here (the code about to be deployed) against every
+        stored instance that is not finished (running, waiting or failed), as
+        `signoff check` does.
+
+        Each instance's definition is built from that instance's own data with this code, and
+        its threads' positions are looked up in it, after the declared renames
+        (`renamed_from`) are applied as its next transition would apply them. The report
+        counts, per workflow and per statement or event, the instances the deployment would
+        strand (a position, Go thread or open wait's event that is gone, a workflow no longer
+        registered, a definition that cannot be built from the data), those it would carry
+        over to a renamed statement, and, as warnings, those whose open timers or approvers
+        would change; each with up to `examples` instance ids. The database is read in
+        keyset pages of `page_size` rows, so memory stays flat however many instances there
+        are. Reads only: nothing is changed."""
+        report = DeploymentReport(examples=examples)
+        after: str | None = None
+        while True:
+            rows = placement.unfinished_page(self.store, UNFINISHED, after, page_size)
+            for instance_id, workflow, data, state in rows:
+                report.add(instance_id, workflow, self._assess(workflow, data, state))
+            if len(rows) < page_size:
+                return report
+            after = rows[-1][0]
+
+    def _assess(self, workflow: str, data: str, state: str) -> Assessment:
+        cls = self.workflows.get(workflow)
+        if cls is None:
+            return Assessment(stranded=[Finding("workflow", workflow)])
+        try:
+            definition = cls.model_validate_json(data).definition()
+            validate(definition, workflow)
+        except Exception as exc:  # the workflow's own code, or data that no longer fits
+            reason = str(exc) if isinstance(exc, DefinitionError) else _error_text(exc)
+            return Assessment(stranded=[Finding("definition", reason.splitlines()[0][:300])])
+        return assess(definition, InstanceState.model_validate_json(state), self.services)
+
     def identities(self, actor: str) -> set[str]:
         """The names an actor goes by: their user name and Slack id, whichever are known."""
         return self.services.identities(actor)
@@ -479,7 +537,24 @@ class Engine:
                 f"instance {instance_id} runs workflow '{row.workflow}', "
                 "which is not registered here"
             )
-        return Working.of(row, cls)
+        work = Working.of(row, cls)
+        carry_over(work, self._now())  # parked on a name a deployment renamed: move it now
+        return work
+
+    def _current_event(self, work: Working, event: str) -> str:
+        """An event sent under a name a deployment renamed goes to the case that now has it."""
+        if any(c.event == event for t in work.state.threads.values() for c in t.cases):
+            return event
+        try:
+            renames = declared_renames(work.tree())
+        except Exception:  # the transition reports a definition that cannot be built
+            return event
+        for t in work.state.threads.values():
+            if t.status == "waiting":
+                current = renames.event(t.at, event)
+                if current is not None:
+                    return current
+        return event
 
     def _waiting_thread(
         self, work: Working, event: str, thread: str | None, wait_key: str | None
@@ -509,7 +584,9 @@ class Engine:
             raise Conflict(f"instance {iid} has failed and needs an operator: {work.row.error}")
         if work.terminal:
             raise Conflict(f"instance {iid} is {work.row.status}")
-        if self.runner.mid_transition(work) and self.runner.waits_somewhere(work, event, thread):
+        if self.runner.events.mid_transition(work) and self.runner.events.waits_somewhere(
+            work, event, thread
+        ):
             return None
         open_events = sorted(
             {c.event for t in work.state.threads.values() if t.status == "waiting" for c in t.cases}
@@ -543,13 +620,6 @@ def _already(decided: Decided) -> AlreadyDecided:
         f"'{decided.wait}' was already decided: {what} by {who} "
         f"at {decided.at:%Y-%m-%d %H:%M:%S} UTC"
     )
-
-
-class InvalidData(SignoffError):
-    """Data or an id given to `start` that the workflow cannot take, or text given to any call
-    that cannot be stored (a NUL character) or is too long."""
-
-    status_code = 422
 
 
 def _placeholders(workflow: type[Workflow]) -> dict[str, Any]:

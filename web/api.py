@@ -10,6 +10,7 @@ from urllib.parse import quote
 
 from signoff.engine import MAX_JSON_DEPTH, SignoffError, UnknownWorkflow, json_problem
 from signoff.web.auth import TokenError, api_actor
+from signoff.web.errors import status_for
 from signoff.web.instances import MAX_SEARCH, make_cursor, parse_cursor
 from signoff.web.limits import loads
 from signoff.web.render import STATUSES
@@ -86,8 +87,9 @@ def endpoint(handler: Callable[[Request, str], Any]) -> Callable[[Request], Any]
         except ApiError as exc:
             return error(exc.status_code, exc.message)
         except SignoffError as exc:
-            response = error(exc.status_code, str(exc), type(exc).__name__)
-            if exc.status_code == 503:
+            status = status_for(exc)
+            response = error(status, str(exc), type(exc).__name__)
+            if status == 503:
                 response.headers["Retry-After"] = "1"
             return response
 

@@ -6,18 +6,21 @@ several apps (one per test, or one mounted in a larger ASGI app) never share any
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
 import json
 import logging
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import jinja2
-from signoff.engine import Engine, SignoffError
+from signoff.engine import AsyncEngine, Engine, SignoffError
 from signoff.web import api, approvals, auth, instance, instances, workflows
+from signoff.web.errors import status_for
 from signoff.web.limits import Limits, RequestLimits
 from signoff.web.render import Flash, template, wants_fragment
 from signoff.web.security import BodyTooLargeError, SecurityMiddleware
@@ -49,7 +52,7 @@ def _resource(name: str) -> Path:
 
 
 def create_app(
-    engine: Engine,
+    engine: Engine | AsyncEngine,
     *,
     secret_key: str | None = None,
     users: Mapping[str, str] | None = None,
@@ -69,6 +72,8 @@ def create_app(
     `allowed_hosts` are the Host names the app answers to; with open access it defaults to the
     loopback names, so a page elsewhere cannot reach it through DNS rebinding.
     """
+    if isinstance(engine, AsyncEngine):
+        engine = engine.engine  # the dashboard calls the sync engine from worker threads
     if secret_key is None:
         secret_key = secrets.token_urlsafe(32)
         log.warning("no secret key given: sessions will not survive a restart")
@@ -107,8 +112,16 @@ def create_app(
         Mount("/api", routes=api.routes),
         Mount("/static", StaticFiles(directory=static_dir), name="static"),
     ]
+    served = engine
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        served.use_loop(asyncio.get_running_loop())  # async steps run on the server's loop
+        yield
+
     app = Starlette(
         routes=routes,
+        lifespan=lifespan,
         middleware=[
             *(
                 [Middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))]
@@ -264,8 +277,9 @@ async def _unstorable(request: Request, exc: Exception) -> Response:
 
 async def _signoff_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, SignoffError)
-    response = _error_page(request, exc.status_code, str(exc))
-    if exc.status_code == 503:
+    status = status_for(exc)
+    response = _error_page(request, status, str(exc))
+    if status == 503:
         response.headers["Retry-After"] = "1"
     return response
 

@@ -13,6 +13,8 @@ from typing import Any
 
 from signoff.engine.core.records import Record, Stored, WaitRecord
 from signoff.engine.core.state import Decided, InstanceState, Teardown, ThreadState
+from signoff.engine.core.tree import Statement
+from signoff.engine.core.validate import validate
 from signoff.engine.core.workflow import Workflow
 
 TERMINAL = ("completed", "cancelled")
@@ -30,6 +32,7 @@ class Working:
     history: list[Record] = field(default_factory=list)
     waits_dirty: bool = False
     validated: bool = False  # the definition was checked during this transition
+    built: tuple[Workflow, str, Statement] | None = None  # model, data, the tree they built
 
     @classmethod
     def of(cls, row: Stored, workflow: type[Workflow] | None) -> Working:
@@ -50,6 +53,27 @@ class Working:
             self.model = self.cls.model_validate_json(self.row.data)
         return self.model
 
+    def tree(self) -> Statement:
+        """The definition built from the data as it is now. Kept while neither the model nor
+        the stored data changed (a step or handler always stores a new data string), so one
+        transition does not build the same tree twice."""
+        model = self.workflow()
+        built = self.built
+        if built is not None and built[0] is model and built[1] is self.row.data:
+            return built[2]
+        tree = model.definition()
+        self.built = (model, self.row.data, tree)
+        return tree
+
+    def definition(self) -> Statement:
+        """The tree built from the data as it is now; checked once per transition, since a
+        full check costs more than the rebuild that follows every step."""
+        tree = self.tree()
+        if not self.validated:
+            validate(tree, self.row.workflow)
+            self.validated = True
+        return tree
+
     def reset_data(self, data_json: str) -> None:
         self.row.data = data_json
         self.model = None
@@ -62,6 +86,13 @@ class Working:
 
     def decided(self, entry: Decided) -> None:
         self.state.decided = [*self.state.decided[-(KEEP_DECIDED - 1) :], entry]
+
+    def fail(self, thread: ThreadState, message: str, now: datetime, tb: str | None = None) -> None:
+        """Mark `thread` failed with `message`: the instance then needs an operator."""
+        thread.status, thread.error, thread.traceback, thread.retry_at = "failed", message, tb, None
+        self.waits_dirty = True  # a failed thread's wait leaves the inbox
+        self.note(Record(now, "failed", thread=thread.id, name=thread.at, message=message))
+        self.refresh_status()
 
     def refresh_status(self) -> None:
         """Derive the instance's status from its threads (completed and cancelled stay put)."""
