@@ -1,13 +1,16 @@
 """signoff's engine: durable workflows as code, with people in the loop."""
 
+from signoff.engine.core.authority import ReadOnly
 from signoff.engine.core.branches import If
 from signoff.engine.core.handlers import (
     Approval,
     Decision,
     Handler,
     Input,
+    KeepWaiting,
     Services,
     Timeout,
+    Vote,
     WaitInfo,
 )
 from signoff.engine.core.loops import Break, Continue, For
@@ -17,7 +20,7 @@ from signoff.engine.core.threads import Go, Return
 from signoff.engine.core.tree import S, Section, Statement
 from signoff.engine.core.waits import On, Wait, WaitFor
 from signoff.engine.core.workflow import Workflow
-from signoff.engine.engine import Engine, InvalidData
+from signoff.engine.engine import Engine
 from signoff.engine.errors import (
     AlreadyDecided,
     Conflict,
@@ -25,6 +28,7 @@ from signoff.engine.errors import (
     DefinitionError,
     EventRejected,
     InstanceNotFound,
+    InvalidData,
     NotAllowed,
     NotWaiting,
     RunawayLoop,
@@ -56,10 +60,12 @@ __all__ = [
     "InstanceSummary",
     "InstanceView",
     "InvalidData",
+    "KeepWaiting",
     "Node",
     "NotAllowed",
     "NotWaiting",
     "On",
+    "ReadOnly",
     "Retry",
     "Return",
     "RunawayLoop",
@@ -74,6 +80,7 @@ __all__ = [
     "ThreadView",
     "Timeout",
     "UnknownWorkflow",
+    "Vote",
     "Wait",
     "WaitFor",
     "WaitInfo",

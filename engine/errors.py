@@ -39,8 +39,14 @@ class EventRejected(SignoffError):
     status_code = 422
 
 
+class InvalidData(SignoffError):
+    """Data or an id given to `start` that the workflow cannot take."""
+
+    status_code = 422
+
+
 class NotAllowed(SignoffError):
-    """The actor may not decide this wait."""
+    """The actor may not do this: decide a wait, start a workflow, or operate on an instance."""
 
     status_code = 403
 

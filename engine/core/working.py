@@ -29,7 +29,7 @@ class Working:
     model: Workflow | None = None
     history: list[Record] = field(default_factory=list)
     waits_dirty: bool = False
-    validated: bool = False  # the definition was checked during this transition
+    validated: str | None = None  # the data the definition was last checked with
 
     @classmethod
     def of(cls, row: Stored, workflow: type[Workflow] | None) -> Working:

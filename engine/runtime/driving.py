@@ -35,7 +35,9 @@ class Driver(Protocol):
 
     def _advance(self, work: Working, thread: ThreadState, owner: str, walked: int = 0) -> int: ...
 
-    def _spawn(self, work: Working, thread_id: str, name: str, now: datetime) -> None: ...
+    def _spawn(
+        self, work: Working, parent: ThreadState, thread_id: str, name: str, now: datetime
+    ) -> bool: ...
 
     def _step(self, work: Working, thread: ThreadState, step: Step, owner: str) -> None: ...
 
@@ -81,7 +83,11 @@ class Driver(Protocol):
 
     def mid_transition(self, work: Working) -> bool: ...
 
+    def _wait_exists(self, work: Working, wait_name: str) -> bool: ...
+
     def waits_somewhere(self, work: Working, event: str, thread: str | None) -> bool: ...
+
+    def _early_wait(self, work: Working, event: str, thread: str | None) -> Wait | None: ...
 
     def keep_for_later(
         self,
@@ -114,6 +120,18 @@ class Driver(Protocol):
     ) -> None: ...
 
     def handler(self, work: Working, wait_name: str, event: str) -> Handler | None: ...
+
+    def wait_statement(self, work: Working, wait_name: str) -> Wait | None: ...
+
+    def early_check(
+        self,
+        work: Working,
+        event: str,
+        payload: dict[str, Any],
+        actor: str | None,
+        thread: str | None,
+        via: str,
+    ) -> None: ...
 
     def info(
         self,
