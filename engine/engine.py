@@ -432,8 +432,8 @@ class Engine:
 
         Each is a dict with instance_id, workflow, thread, wait, event, began_at, due_at,
         approvers (who may decide now, by the definition deployed now; None: anyone), title,
-        required and votes (approvals still needed: required - votes), key (the wait key for
-        `send(..., wait_key=)`) and cursor: pass `(began_at, cursor)` of the last row as
+        required and votes (approvals still needed: required - votes), require_reason, key
+        (the wait key for `send(..., wait_key=)`) and cursor: pass `(began_at, cursor)` of the last row as
         `after` for the next page; may_decide and refusal: whether `actor` may decide it
         (None: the program, who may), and if not, why, in a sentence."""
         rows = placement.open_approvals(self.store, limit, after=after, instance_id=instance_id)
@@ -446,10 +446,11 @@ class Engine:
             handler, wait, info = cases.get(r["instance_id"], {}).get(
                 (r["thread"], r["event"]), (None, None, None)
             )
-            r["required"], r["votes"] = 1, 0
+            r["required"], r["votes"], r["require_reason"] = 1, 0, True
             if info is not None:
                 r["approvers"], r["title"] = info.get("deciders"), info.get("title")
                 r["required"], r["votes"] = info.get("required", 1), len(info.get("votes", []))
+                r["require_reason"] = bool(info.get("require_reason", True))
             refusal = _refusal(handler, wait, actor)
             r["may_decide"], r["refusal"] = refusal is None, refusal
         return rows
