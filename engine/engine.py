@@ -433,8 +433,8 @@ class Engine:
         Each is a dict with instance_id, workflow, thread, wait, event, began_at, due_at,
         approvers (who may decide now, by the definition deployed now; None: anyone), title,
         required and votes (approvals still needed: required - votes), require_reason, key
-        (the wait key for `send(..., wait_key=)`) and cursor: pass `(began_at, cursor)` of the last row as
-        `after` for the next page; may_decide and refusal: whether `actor` may decide it
+        (the wait key for `send(..., wait_key=)`) and cursor: pass `(began_at, cursor)` of the
+        last row as `after` for the next page; may_decide and refusal: whether `actor` may decide it
         (None: the program, who may), and if not, why, in a sentence."""
         rows = placement.open_approvals(self.store, limit, after=after, instance_id=instance_id)
         stored = placement.load_many(self.store, (r["instance_id"] for r in rows))

@@ -1,4 +1,5 @@
-"""Workflows the permission tests drive on every surface (`--workflows tests.authority_workflows`)."""
+"""Workflows the permission tests drive on every surface
+(`--workflows tests.authority_workflows`)."""
 
 from __future__ import annotations
 

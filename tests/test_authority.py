@@ -142,7 +142,7 @@ def test_read_only_fields_by_marker_or_schema() -> None:
     assert properties["approved"]["readOnly"] is True  # the start form skips it too
 
 
-# --- operators -------------------------------------------------------------------------------------
+# --- operators -----------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("actor", ["alice", "erin", "mallory"])
@@ -182,7 +182,7 @@ def test_anyone_may_fill_in_a_form_but_the_payload_must_fit(engine: Engine) -> N
     assert engine.send(iid, "note", {"text": "receipt"}, actor="mallory").data["note"] == "receipt"
 
 
-# --- starting ---------------------------------------------------------------------------------------
+# --- starting ------------------------------------------------------------------------------------
 
 
 def test_start_data_may_not_set_read_only_fields(engine: Engine) -> None:
@@ -205,7 +205,7 @@ def test_starters_limit_who_may_start(engine: Engine) -> None:
     assert engine.get(engine.start(Restricted, actor="alice")).result == "ok"
 
 
-# --- approvers ---------------------------------------------------------------------------------------
+# --- approvers -----------------------------------------------------------------------------------
 
 
 def test_a_quorum_of_two_with_a_repeated_vote_and_a_group_members_vote(
@@ -264,7 +264,7 @@ def test_escalation_widens_the_approvers_at_its_time_even_before_its_timer(
     assert engine.send(iid, "decision", {"approved": True}, actor="zoe").status == "waiting"
 
 
-# --- hard deadlines ------------------------------------------------------------------------------------
+# --- hard deadlines ------------------------------------------------------------------------------
 
 
 def test_a_deadline_decides_at_its_due_time_before_the_timer_runs(
@@ -291,7 +291,7 @@ def test_a_deadline_after_run_due(engine: Engine, clock: Clock) -> None:
         engine.send(iid, "decision", {"approved": True}, actor="alice")
 
 
-# --- busy instances ----------------------------------------------------------------------------------------
+# --- busy instances ------------------------------------------------------------------------------
 
 STARTED, RELEASE = threading.Event(), threading.Event()
 
@@ -344,7 +344,7 @@ def test_send_to_a_busy_instance_refuses_at_once(sqlite_url: str) -> None:
     assert "event refused" not in [h.kind for h in engine.history("busy")]
 
 
-# --- runtime mistakes ---------------------------------------------------------------------------------------
+# --- runtime mistakes ----------------------------------------------------------------------------
 
 
 class Spawner(Workflow):
@@ -403,7 +403,7 @@ def test_a_name_that_becomes_a_duplicate_fails_at_once(sqlite_url: str) -> None:
     assert TRACE == ["first"]
 
 
-# --- hot updates ----------------------------------------------------------------------------------------------
+# --- hot updates ---------------------------------------------------------------------------------
 
 
 class DocV1(Workflow):

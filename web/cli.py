@@ -146,11 +146,17 @@ def make_engine(args: argparse.Namespace, *, everyone_operates: bool = False) ->
     operators = split_list(os.environ.get("SIGNOFF_OPERATORS"))
     if everyone_operates:
         operators.append("*")
-    who = {"operators": operators, "groups": parse_groups(os.environ.get("SIGNOFF_GROUPS"))}
+    groups = parse_groups(os.environ.get("SIGNOFF_GROUPS"))
     try:
         if lease:
-            return Engine(url, workflows, lease=timedelta(seconds=lease), **who)
-        return Engine(url, workflows, **who)
+            return Engine(
+                url,
+                workflows,
+                operators=operators,
+                groups=groups,
+                lease=timedelta(seconds=lease),
+            )
+        return Engine(url, workflows, operators=operators, groups=groups)
     except SignoffError:
         raise
     except Exception as exc:
