@@ -1,5 +1,6 @@
 """signoff's engine: durable workflows as code, with people in the loop."""
 
+from signoff.engine.async_engine import AsyncEngine
 from signoff.engine.core.authority import ReadOnly
 from signoff.engine.core.branches import If
 from signoff.engine.core.handlers import (
@@ -42,6 +43,7 @@ from signoff.engine.views import HistoryEntry, InstanceSummary, InstanceView, Th
 __all__ = [
     "AlreadyDecided",
     "Approval",
+    "AsyncEngine",
     "Break",
     "Conflict",
     "Continue",

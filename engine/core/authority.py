@@ -51,9 +51,10 @@ class _ReadOnly:
 ReadOnly = _ReadOnly()
 
 
-@dataclass(frozen=True)
+@dataclass
 class Authority:
-    """The engine's operators and groups, and the Slack ids its users go by."""
+    """The engine's operators and groups, and the Slack ids its users go by. One object,
+    shared by the engine and its handlers (`Engine.add_operators` widens it in place)."""
 
     operators: frozenset[str] = frozenset()  # user names, Slack ids or group:NAME
     groups: Mapping[str, frozenset[str]] = field(default_factory=dict)

@@ -22,6 +22,8 @@ class Services:
     clock: Callable[[], datetime]
     slack: Any = None
     authority: Authority = field(default_factory=Authority)
+    # calls application code and awaits what it returns when that is awaitable (an async def)
+    call: Callable[..., Any] = field(default=lambda action, *args: action(*args))
 
     @property
     def slack_users(self) -> Mapping[str, str]:
@@ -255,7 +257,7 @@ class Approval(Handler):
         decision = Decision(approved, actor, reason, wait.via, wait.now, votes)
         callback = self.approve if approved else self.deny
         if callback is not None:
-            callback(decision)
+            wait.services.call(callback, decision)
         return None
 
     def due_at(self, wait: WaitInfo) -> datetime | None:
@@ -335,7 +337,7 @@ class Input(Handler):
     def handle(
         self, wait: WaitInfo, payload: dict[str, Any], actor: str | None
     ) -> KeepWaiting | None:
-        self.apply(self._validated(payload))
+        wait.services.call(self.apply, self._validated(payload))
         return None
 
     def _validated(self, payload: dict[str, Any]) -> BaseModel:

@@ -4,8 +4,9 @@ mid-transition, before its wait began."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from signoff.engine.core.handlers import Handler, KeepWaiting, WaitInfo
 from signoff.engine.core.interpreter import thread_body
@@ -21,30 +22,36 @@ from signoff.engine.errors import (
     StatementMissing,
     brief,
 )
-
-if TYPE_CHECKING:
-    from signoff.engine.runtime.driving import Driver
+from signoff.engine.runtime.commits import Committed, Committer
+from signoff.engine.runtime.lifecycle import Lifecycle
 
 MAX_PAYLOAD_IN_HISTORY = 4000
 
 
 class Events:
-    """Apply events to waiting threads."""
+    """Applies events to waiting threads, or keeps them in the inbox for a wait not begun yet."""
+
+    def __init__(
+        self, lifecycle: Lifecycle, committer: Committer, clock: Callable[[], datetime]
+    ) -> None:
+        self.lifecycle = lifecycle
+        self.committer = committer
+        self.clock = clock
 
     def event(
-        self: Driver,
+        self,
         work: Working,
         thread: ThreadState,
         event: str,
         payload: dict[str, Any],
         actor: str | None,
         via: str,
-    ) -> str | None:
+    ) -> Committed | None:
         """Apply an event to a waiting thread and commit it. Returns as `commit_change` does."""
-        now = self.now
+        now = self.clock()
         wait_name = thread.at or ""
         try:
-            handler = self.handler(work, wait_name, event)
+            handler = self.lifecycle.handler(work, wait_name, event)
         except SignoffError as exc:
             handler, problem = None, str(exc)
         except Exception as exc:  # the stored data no longer fits the model, definition() raised
@@ -62,35 +69,35 @@ class Events:
                 f"(the deployed {work.row.workflow} removed it); it still waits for: {still}"
             )
         if handler is None:
-            self.fail(work, thread, problem, now)
-            if not self.save(work, now):  # no lease taken: nothing is left to drive
+            work.fail(thread, problem, now)
+            if not self.committer.save(work, now):  # no lease taken: nothing is left to drive
                 return None
             raise StatementMissing(
                 f"{problem}; instance {work.id} is now failed: deploy a fix, "
                 "then retry it or move the thread with goto"
             )
         case = next(c for c in thread.cases if c.event == event)
-        self._apply(work, thread, handler, case, payload, actor, via, now)
-        return self.commit_change(work, now)
+        self.apply(work, thread, handler, case, payload, actor, via, now)
+        return self.committer.commit_change(work, now)
 
-    def _wait_exists(self: Driver, work: Working, wait_name: str) -> bool:
+    def _wait_exists(self, work: Working, wait_name: str) -> bool:
         try:
-            return self.wait_statement(work, wait_name) is not None
+            return self.lifecycle.wait_statement(work, wait_name) is not None
         except Exception:  # the definition cannot be built: the caller reports that
             return False
 
-    def mid_transition(self: Driver, work: Working) -> bool:
+    def mid_transition(self, work: Working) -> bool:
         """A live driver holds the instance: threads may be about to begin new waits."""
         row = work.row
-        return bool(row.lease_owner and row.lease_until and row.lease_until > self.now)
+        return bool(row.lease_owner and row.lease_until and row.lease_until > self.clock())
 
-    def waits_somewhere(self: Driver, work: Working, event: str, thread: str | None) -> bool:
+    def waits_somewhere(self, work: Working, event: str, thread: str | None) -> bool:
         """Whether the definition has a Wait with this event (in `thread`'s body, if named)."""
         return self._early_wait(work, event, thread) is not None
 
-    def _early_wait(self: Driver, work: Working, event: str, thread: str | None) -> Wait | None:
+    def _early_wait(self, work: Working, event: str, thread: str | None) -> Wait | None:
         try:
-            definition = self.definition(work)
+            definition = work.definition()
             if thread is not None:
                 state = work.state.threads.get(thread)
                 if state is None:
@@ -101,7 +108,7 @@ class Events:
         return next((s for s in walk(definition) if isinstance(s, Wait) and s.case(event)), None)
 
     def early_check(
-        self: Driver,
+        self,
         work: Working,
         event: str,
         payload: dict[str, Any],
@@ -115,7 +122,7 @@ class Events:
         case = wait.case(event) if wait is not None else None
         if wait is None or case is None:
             return
-        now = self.now
+        now = self.clock()
         info = WaitInfo(
             work.id,
             work.row.workflow,
@@ -124,14 +131,14 @@ class Events:
             event,
             now,
             None,
-            self.services,
+            self.lifecycle.services,
             via,
             starter=work.state.started_by,
         )
         case.handler.check(info, payload, actor)
 
     def keep_for_later(
-        self: Driver,
+        self,
         work: Working,
         event: str,
         payload: dict[str, Any],
@@ -140,7 +147,7 @@ class Events:
         via: str,
     ) -> bool:
         """Put an early event in the instance's inbox; False when someone committed first."""
-        now = self.now
+        now = self.clock()
         work.state.inbox.append(
             Pending(event=event, payload=payload, actor=actor, via=via, thread=thread, at=now)
         )
@@ -155,9 +162,9 @@ class Events:
                 message="arrived mid-transition; delivered when its wait begins",
             )
         )
-        return self.save(work, now)
+        return self.committer.save(work, now)
 
-    def _deliver(self: Driver, work: Working, now: datetime) -> bool:
+    def deliver(self, work: Working, now: datetime) -> bool:
         """Give kept events to the waits that have begun for them; True if any was taken."""
         delivered = False
         for pending in list(work.state.inbox):
@@ -176,11 +183,11 @@ class Events:
             work.state.inbox.remove(pending)
             delivered = True
             try:
-                handler = self.handler(work, target.at or "", pending.event)
+                handler = self.lifecycle.handler(work, target.at or "", pending.event)
                 if handler is None:
                     raise StatementMissing(f"wait '{target.at}' has no event '{pending.event}'")
                 case = next(c for c in target.cases if c.event == pending.event)
-                self._apply(
+                self.apply(
                     work, target, handler, case, pending.payload, pending.actor, pending.via, now
                 )
             except SignoffError as exc:
@@ -197,8 +204,8 @@ class Events:
                 )
         return delivered
 
-    def _apply(
-        self: Driver,
+    def apply(
+        self,
         work: Working,
         thread: ThreadState,
         handler: Handler,
@@ -210,10 +217,10 @@ class Events:
     ) -> None:
         model = work.workflow()
         before = work.row.data
-        info = self.info(work, thread.id, thread.at or "", case, via)
+        info = self.lifecycle.info(work, thread.id, thread.at or "", case, via)
         try:
             handler.check(info, payload, actor)
-            outcome = handler.handle(info, payload, actor)
+            outcome = self.lifecycle.services.call(handler.handle, info, payload, actor)
             data = model.model_dump_json(warnings="error")
         except SignoffError:
             work.reset_data(before)
@@ -289,5 +296,5 @@ class Events:
                     detail=detail,
                 )
             )
-        self.end_waits(work, thread, now, handled_event=case.event)
+        self.lifecycle.end_waits(work, thread, now, handled_event=case.event)
         thread.status, thread.entry, thread.event = "running", Entry.EVENT, case.event
