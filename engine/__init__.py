@@ -3,6 +3,7 @@
 from signoff.engine.async_engine import AsyncEngine
 from signoff.engine.core.authority import ReadOnly
 from signoff.engine.core.branches import If
+from signoff.engine.core.deploy import DeploymentReport, Finding, Tally
 from signoff.engine.core.handlers import (
     Approval,
     Decision,
@@ -16,6 +17,7 @@ from signoff.engine.core.handlers import (
 )
 from signoff.engine.core.loops import Break, Continue, For
 from signoff.engine.core.outline import Node, goto_targets, outline, statement_names
+from signoff.engine.core.renames import Renames, declared_renames
 from signoff.engine.core.steps import Retry, Step
 from signoff.engine.core.threads import Go, Return
 from signoff.engine.core.tree import S, Section, Statement
@@ -50,8 +52,10 @@ __all__ = [
     "DataNotStorable",
     "Decision",
     "DefinitionError",
+    "DeploymentReport",
     "Engine",
     "EventRejected",
+    "Finding",
     "For",
     "Go",
     "Handler",
@@ -68,6 +72,7 @@ __all__ = [
     "NotWaiting",
     "On",
     "ReadOnly",
+    "Renames",
     "Retry",
     "Return",
     "RunawayLoop",
@@ -79,6 +84,7 @@ __all__ = [
     "Statement",
     "StatementMissing",
     "Step",
+    "Tally",
     "ThreadView",
     "Timeout",
     "UnknownWorkflow",
@@ -88,6 +94,7 @@ __all__ = [
     "WaitInfo",
     "WaitView",
     "Workflow",
+    "declared_renames",
     "goto_targets",
     "outline",
     "statement_names",
