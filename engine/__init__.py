@@ -23,6 +23,7 @@ from signoff.engine.core.limits import (
     text_problem,
 )
 from signoff.engine.core.loops import Break, Continue, For
+from signoff.engine.core.outcome import OUTCOMES, outcome_of
 from signoff.engine.core.outline import Node, goto_targets, outline, statement_names
 from signoff.engine.core.renames import Renames, declared_renames
 from signoff.engine.core.steps import Retry, Step
@@ -48,11 +49,20 @@ from signoff.engine.errors import (
     UnknownWorkflow,
 )
 from signoff.engine.runtime.scheduler import Scheduler
-from signoff.engine.views import HistoryEntry, InstanceSummary, InstanceView, ThreadView, WaitView
+from signoff.engine.views import (
+    DecisionView,
+    HistoryEntry,
+    InstanceSummary,
+    InstanceView,
+    OutcomeView,
+    ThreadView,
+    WaitView,
+)
 
 __all__ = [
     "MAX_JSON_BYTES",
     "MAX_JSON_DEPTH",
+    "OUTCOMES",
     "AlreadyDecided",
     "Approval",
     "AsyncEngine",
@@ -62,6 +72,7 @@ __all__ = [
     "Continue",
     "DataNotStorable",
     "Decision",
+    "DecisionView",
     "DefinitionError",
     "DeploymentReport",
     "Engine",
@@ -82,6 +93,7 @@ __all__ = [
     "NotAllowed",
     "NotWaiting",
     "On",
+    "OutcomeView",
     "ReadOnly",
     "Renames",
     "Retry",
@@ -108,6 +120,7 @@ __all__ = [
     "declared_renames",
     "goto_targets",
     "json_problem",
+    "outcome_of",
     "outline",
     "raw_json_depth",
     "statement_names",

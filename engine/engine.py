@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import json
 import re
 import uuid
 from collections.abc import Callable, Iterable, Mapping
@@ -20,12 +21,12 @@ from signoff.engine.core.authority import Authority
 from signoff.engine.core.deploy import UNFINISHED, Assessment, DeploymentReport, Finding, assess
 from signoff.engine.core.handlers import Approval, Handler, Services, WaitInfo, upcoming
 from signoff.engine.core.limits import MAX_JSON_BYTES, json_problem, text_problem
+from signoff.engine.core.outcome import outcome_of, outcome_of_state
 from signoff.engine.core.records import Record, Stored
 from signoff.engine.core.renames import carry_over, declared_renames
 from signoff.engine.core.state import Decided, InstanceState, ThreadState
-from signoff.engine.core.tree import Entry, walk
+from signoff.engine.core.tree import Entry
 from signoff.engine.core.validate import validate
-from signoff.engine.core.waits import Wait
 from signoff.engine.core.workflow import Workflow
 from signoff.engine.core.working import Working
 from signoff.engine.errors import (
@@ -38,12 +39,23 @@ from signoff.engine.errors import (
     UnknownWorkflow,
 )
 from signoff.engine.runtime.actions import ActionRunner
+from signoff.engine.runtime.cases import OpenCases
 from signoff.engine.runtime.runner import Runner
 from signoff.engine.runtime.slack_client import client_from_environment
 from signoff.engine.storage import placement
+from signoff.engine.storage.once import Once
+from signoff.engine.storage.rawsql import ORDERS
 from signoff.engine.storage.sessions import Sessions
 from signoff.engine.storage.store import Store
-from signoff.engine.views import HistoryEntry, InstanceSummary, InstanceView, ThreadView, WaitView
+from signoff.engine.views import (
+    DecisionView,
+    HistoryEntry,
+    InstanceSummary,
+    InstanceView,
+    OutcomeView,
+    ThreadView,
+    WaitView,
+)
 
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,99}")  # always fullmatch: `$` lets "\n" in
 MAX_PAYLOAD_BYTES = MAX_JSON_BYTES
@@ -79,6 +91,8 @@ class Engine:
         self.workflows: dict[str, type[Workflow]] = {}
         self.runner = Runner(self.store, self.services, lease, self._wake_listeners)
         self.sessions = Sessions(self.store)
+        self.once = Once(self.store)
+        self.cases = OpenCases(self.services)
         self._due_listeners: list[Callable[[str, datetime], None]] = []
         for workflow in workflows:
             self.register(workflow)
@@ -426,12 +440,18 @@ class Engine:
         *,
         search: str | None = None,
         before: tuple[datetime, str] | None = None,
-    ) -> list[InstanceSummary]:
-        """Instances, most recently changed first; `before` is the (updated_at, id) of the last
-        row of the previous page (keyset pagination). `search` (an id prefix, or text in the
-        data) is at most MAX_SEARCH characters."""
+        order: str = "recent",
+    ) -> builtins.list[InstanceSummary]:
+        """Instances in `order`: "recent" (most recently changed first, the default), "oldest"
+        (least recently changed first) or "id". `before` is the (updated_at, id) of the last
+        row of the previous page (keyset pagination). `search` is at most MAX_SEARCH
+        characters: an id prefix, `field:value` (the data field has that value, or a text
+        value starting with it), or else text anywhere in the data. Each row carries the
+        workflow's `summary_fields` of its data and its outcome."""
         if search is not None and len(search) > MAX_SEARCH:
             raise InvalidData(f"a search is at most {MAX_SEARCH} characters")
+        if order not in ORDERS:
+            raise InvalidData(f"order is one of {', '.join(ORDERS)}, not {order!r}")
         _check_text(search=search, status=status, workflow=workflow)
         if before is not None:
             _check_text(cursor=before[1])
@@ -443,12 +463,92 @@ class Engine:
             search=search,
             limit=max(1, min(limit, 500)),
             before=before,
+            order=order,
         )
-        return [InstanceSummary(**r) for r in rows]
+        return [self._summary(r) for r in rows]
 
-    def counts(self) -> dict[str, int]:
-        """How many instances there are in each status."""
-        return self.store.counts()
+    def _summary(self, r: dict[str, Any]) -> InstanceSummary:
+        data, state = r.pop("data"), r.pop("state")
+        cls = self.workflows.get(r["workflow"])
+        summary: dict[str, Any] = {}
+        if cls is not None and cls.summary_fields:
+            try:
+                summary = cls.summarize(json.loads(data))
+            except ValueError:
+                summary = {}
+        if r["status"] in ("completed", "failed"):  # only these need the state read
+            outcome, label = outcome_of_state(r["status"], r["error"], json.loads(state))
+        else:
+            outcome, label = outcome_of(r["status"], r["error"])
+        return InstanceSummary(**r, summary=summary, outcome=outcome, outcome_label=label)
+
+    def counts(
+        self, *, workflow: str | type[Workflow] | None = None, search: str | None = None
+    ) -> dict[str, int]:
+        """How many instances there are in each status; of `workflow`, and matching `search`
+        (as `list` matches it), when given. A search reads every instance's data."""
+        if search is not None and len(search) > MAX_SEARCH:
+            raise InvalidData(f"a search is at most {MAX_SEARCH} characters")
+        _check_text(search=search, workflow=workflow)
+        if isinstance(workflow, type):
+            workflow = workflow.registered_name()
+        return self.store.counts(workflow or None, search or None)
+
+    def outcome(self, instance_id: str) -> OutcomeView:
+        """How the instance ended or stands (see `InstanceSummary.outcome`), the step failed
+        threads stopped at, the reason it was cancelled, and every decision taken on it, oldest
+        first: who, through what, when, with what reason, and the votes that led to it."""
+        _check_text(instance_id=instance_id)
+        row = self.store.load(instance_id)
+        if row is None:
+            raise InstanceNotFound(f"no instance with id '{instance_id}'")
+        outcome, label = outcome_of_state(row.status, row.error, json.loads(row.state))
+        history = self.store.history(instance_id)
+        decisions: builtins.list[DecisionView] = []
+        votes: dict[tuple[str | None, str | None], builtins.list[str]] = {}
+        cancel_reason = None
+        for h in history:
+            detail = h.detail or {}
+            payload = detail.get("payload") if isinstance(detail.get("payload"), dict) else {}
+            reason = payload.get("reason") if isinstance(payload, dict) else None
+            reason = reason.strip() or None if isinstance(reason, str) else None
+            where = (h.thread, h.name)
+            if h.kind == "cancelled":
+                cancel_reason = h.message
+            elif h.kind == "vote":
+                votes.setdefault(where, []).append(h.actor or "the program")
+                decisions.append(
+                    DecisionView(
+                        h.thread, detail.get("wait"), h.name, "vote", h.actor, h.via, h.at, reason
+                    )
+                )
+            elif h.kind == "decision":
+                approved = (h.message or "").startswith("approved")
+                decisions.append(
+                    DecisionView(
+                        h.thread,
+                        detail.get("wait"),
+                        h.name,
+                        "approved" if approved else "denied",
+                        h.actor,
+                        h.via,
+                        h.at,
+                        reason,
+                        [*votes.pop(where, []), *([h.actor or "the program"] if approved else [])],
+                    )
+                )
+            elif h.kind == "event" and h.via == "timer":
+                decisions.append(
+                    DecisionView(
+                        h.thread, detail.get("wait"), h.name, "timed out", None, "timer", h.at, None
+                    )
+                )
+        failed = [
+            t.at or ""
+            for t in InstanceState.model_validate_json(row.state).threads.values()
+            if t.status == "failed"
+        ]
+        return OutcomeView(outcome, label, failed, cancel_reason, decisions)
 
     # --- for dashboards ------------------------------------------------------------------------
 
@@ -496,6 +596,96 @@ class Engine:
             r["may_decide"], r["refusal"] = refusal is None, refusal
         return rows
 
+    def inbox(
+        self,
+        actor: str | None,
+        *,
+        workflow: str | None = None,
+        search: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> builtins.list[dict[str, Any]]:
+        """One page of the open approvals `actor` is asked to decide, oldest first: those that
+        name one of the actor's identities (user name, Slack id, `group:NAME`) among the
+        approvers who may decide now, or name no approvers at all; of `workflow`, matching
+        `search` (as `list` matches it, or in the request's title). `actor=None` (the program)
+        gets every open approval. Count them all with `inbox_count`.
+
+        Each row has the keys of `open_approvals` (may_decide and refusal answer for `actor`
+        exactly: a request they started with `allow_self=False`, or one they already voted on,
+        is listed with the refusal that says so), plus `text` (the request's text), `summary`
+        (the workflow's `summary_fields` of the instance's data), `deadline` (when a timeout
+        of the same wait decides it; None without one) and `needed` (approvals still needed).
+        """
+        _check_text(search=search, workflow=workflow)
+        if search is not None and len(search) > MAX_SEARCH:
+            raise InvalidData(f"a search is at most {MAX_SEARCH} characters")
+        names = None if actor is None else self.identities(actor)
+        rows = placement.inbox(
+            self.store,
+            names,
+            workflow=workflow or None,
+            search=search or None,
+            limit=max(1, min(limit, 500)),
+            offset=max(0, offset),
+        )
+        for r in rows:
+            cls = self.workflows.get(r["workflow"])
+            data, state, version = r.pop("data"), r.pop("state"), r.pop("version")
+            r["summary"] = {}
+            if cls is not None and cls.summary_fields:
+                r["summary"] = cls.summarize(json.loads(data))
+            r["text"] = None
+            handler, wait = self.cases.of(r["instance_id"], version, cls, data, state).get(
+                (r["thread"], r["event"]), (None, None)
+            )
+            self._decorate(r, handler, wait, actor)
+        return rows
+
+    def _decorate(
+        self, r: dict[str, Any], handler: Handler | None, wait: WaitInfo | None, actor: str | None
+    ) -> None:
+        r["required"], r["votes"], r["require_reason"] = 1, 0, True
+        if handler is not None and wait is not None:
+            info = _shown(handler, wait)
+            r["approvers"], r["title"] = info.get("deciders"), info.get("title")
+            r["text"] = info.get("text")
+            r["required"], r["votes"] = info.get("required", 1), len(info.get("votes", []))
+            r["require_reason"] = bool(info.get("require_reason", True))
+        r["needed"] = max(0, int(r["required"]) - int(r["votes"]))
+        refusal = _refusal(handler, wait, actor)
+        r["may_decide"], r["refusal"] = refusal is None, refusal
+
+    def inbox_count(
+        self, actor: str | None, *, workflow: str | None = None, search: str | None = None
+    ) -> int:
+        """How many open approvals `inbox` lists for `actor` over all its pages."""
+        _check_text(search=search, workflow=workflow)
+        if search is not None and len(search) > MAX_SEARCH:
+            raise InvalidData(f"a search is at most {MAX_SEARCH} characters")
+        names = None if actor is None else self.identities(actor)
+        return placement.inbox_count(
+            self.store, names, workflow=workflow or None, search=search or None
+        )
+
+    # --- single-use keys (approval links) ------------------------------------------------------
+
+    def spend_once(self, key: str, expires_at: datetime) -> bool:
+        """Record that `key` (e.g. an approval link's id) has been used, in the database every
+        process shares; False if it had been before. Keep it until `expires_at`."""
+        _check_text(key=key)
+        return self.once.spend(key, self._now(), expires_at)
+
+    def refund_once(self, key: str) -> None:
+        """Undo `spend_once(key)`: what the key was spent on did not happen after all."""
+        _check_text(key=key)
+        self.once.refund(key)
+
+    def spent_at(self, key: str) -> datetime | None:
+        """When `key` was spent with `spend_once`, or None."""
+        _check_text(key=key)
+        return self.once.spent_at(key)
+
     def decision_refusals(
         self, instance_id: str, actor: str | None
     ) -> dict[tuple[str, str], str | None]:
@@ -526,46 +716,17 @@ class Engine:
         return not isinstance(handler, Approval) or handler.require_reason
 
     def _open_cases(
-        self, row: Stored, state: InstanceState
+        self, row: Stored, state: InstanceState | str
     ) -> dict[tuple[str, str], tuple[Handler, WaitInfo, dict[str, Any]]]:
         """The open cases of waiting threads, by (thread, event), as the definition deployed
         now describes them: handler, wait info and what the dashboard shows (`describe()`,
         plus for an approval `deciders`, who may decide now, and its `votes`)."""
-        cls = self.workflows.get(row.workflow)
-        waiting = [t for t in state.threads.values() if t.status == "waiting" and t.at]
-        if cls is None or not waiting:
-            return {}
-        try:
-            definition = cls.model_validate_json(row.data).definition()
-        except Exception:  # the workflow's own code: the stored descriptions will do
-            return {}
-        waits = {s.name: s for s in walk(definition) if isinstance(s, Wait)}
-        found: dict[tuple[str, str], tuple[Handler, WaitInfo, dict[str, Any]]] = {}
-        for t in waiting:
-            wait = waits.get(t.at or "")
-            for c in t.cases:
-                on = wait.case(c.event) if wait is not None else None
-                if on is None:
-                    continue
-                info = WaitInfo(
-                    row.id,
-                    row.workflow,
-                    t.id,
-                    t.at or "",
-                    c.event,
-                    c.began_at,
-                    c.stored,
-                    self.services,
-                    starter=state.started_by,
-                )
-                shown = on.handler.describe()
-                if isinstance(on.handler, Approval):
-                    shown["deciders"] = on.handler.current_approvers(info)
-                    shown["votes"] = [
-                        {"actor": v.actor, "at": v.at.isoformat()} for v in on.handler.votes(info)
-                    ]
-                found[(t.id, c.event)] = (on.handler, info, shown)
-        return found
+        cases = self.cases.of(
+            row.id, row.version, self.workflows.get(row.workflow), row.data, state
+        )
+        return {
+            key: (handler, info, _shown(handler, info)) for key, (handler, info) in cases.items()
+        }
 
     def statement_counts(self) -> dict[str, dict[str, int]]:
         """workflow -> statement name -> how many instances stand there now."""
@@ -807,6 +968,14 @@ def _check_text(**values: Any) -> None:
             problem = text_problem(value, name.replace("_", " "))
             if problem:
                 raise InvalidData(problem)
+
+
+def _shown(handler: Handler, info: WaitInfo) -> dict[str, Any]:
+    shown = handler.describe()
+    if isinstance(handler, Approval):
+        shown["deciders"] = handler.current_approvers(info)
+        shown["votes"] = [{"actor": v.actor, "at": v.at.isoformat()} for v in handler.votes(info)]
+    return shown
 
 
 def _refusal(handler: Handler | None, wait: WaitInfo | None, actor: str | None) -> str | None:

@@ -109,7 +109,10 @@ class InstanceView(_Readable):
 
 @dataclass(frozen=True)
 class InstanceSummary(_Readable):
-    """A row of `Engine.list`: enough for a table, without the execution state."""
+    """A row of `Engine.list`: enough for a table, without the execution state. `summary` holds
+    the data fields the workflow names in `summary_fields`; `outcome` says what happened
+    (approved, denied, timed out, cancelled, failed, completed, ended with an error; running
+    or waiting while it runs) and `outcome_label` says it in words ("failed at 'fetch'")."""
 
     id: str
     workflow: str
@@ -118,6 +121,39 @@ class InstanceSummary(_Readable):
     error: str | None
     created_at: datetime
     updated_at: datetime
+    summary: dict[str, Any] = field(default_factory=dict)
+    outcome: str = ""
+    outcome_label: str = ""
+
+
+@dataclass(frozen=True)
+class DecisionView(_Readable):
+    """One decision in an instance's history: an approval, a denial, a vote of several, or a
+    timer that decided a wait (`what`: approved, denied, vote, timed out, event), who (`actor`),
+    through what (`via`), when, the reason given, and for a decision that needed several
+    approvals the approvers whose votes led to it (`votes`)."""
+
+    thread: str | None
+    wait: str | None
+    event: str | None
+    what: str
+    actor: str | None
+    via: str | None
+    at: datetime
+    reason: str | None
+    votes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class OutcomeView(_Readable):
+    """What `Engine.outcome` returns: the instance's outcome (see `InstanceSummary`), in words,
+    the step failed threads stopped at, the cancel reason, and every decision, oldest first."""
+
+    outcome: str
+    label: str
+    failed_steps: list[str]
+    cancel_reason: str | None
+    decisions: list[DecisionView]
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 from signoff.engine.core.tree import Statement
@@ -19,10 +19,21 @@ class Workflow(BaseModel):
     model_config = ConfigDict(validate_assignment=True, extra="allow")
 
     workflow_name: ClassVar[str | None] = None
+    # The data fields that say what an instance is about at a glance (e.g. ["amount",
+    # "employee"]): the dashboard shows them as columns of the instances list and beside each
+    # request in the approvals inbox, and `Engine.list`/`Engine.inbox` return them as `summary`.
+    # (Not called `summary`, so a workflow may still have a data field of that name.)
+    summary_fields: ClassVar[list[str]] = []
 
     def definition(self) -> Statement:
         """The workflow as a tree of named statements, built from the current data."""
         raise NotImplementedError(f"{type(self).__name__} must define definition()")
+
+    @classmethod
+    def summarize(cls, data: dict[str, Any]) -> dict[str, Any]:
+        """The `summary_fields` of `data` (an instance's stored data), in their declared order;
+        fields the data lacks are left out."""
+        return {name: data[name] for name in cls.summary_fields if name in data}
 
     @classmethod
     def registered_name(cls) -> str:

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from datetime import datetime
 from typing import Any
 
 from signoff.engine.core.records import Stored
 from signoff.engine.core.state import InstanceState
+from signoff.engine.storage.rawsql import search_terms
 from signoff.engine.storage.store import INSTANCES, WAITS, Store
-from sqlalchemy import and_, func, or_, select, text
+from sqlalchemy import ColumnElement, and_, func, literal, or_, select, text
 
 LIVE_NOT_WAITING = ("running", "failed")
 
@@ -66,6 +67,121 @@ def open_approvals(
         row["approvers"] = json.loads(row["approvers"]) if row["approvers"] else None
         row["key"] = row["key"] or ""
     return rows
+
+
+def _inbox_filter(
+    store: Store,
+    identities: Collection[str] | None,
+    workflow: str | None,
+    search: str | None,
+) -> list[ColumnElement[bool]]:
+    """Open approvals that name one of `identities` among their approvers (as stored: widened
+    once an escalation fired), or name nobody (anyone may decide); of `workflow`; matching
+    `search` as the instances list matches it, or in the request's title."""
+    w, i = WAITS.c, INSTANCES.c
+    where: list[ColumnElement[bool]] = [w.kind == "approval"]
+    if identities is not None:
+        named = [
+            w.approvers.like(f"%{_like(json.dumps(name))}%", escape="\\")
+            for name in sorted(identities)
+        ]
+        where.append(or_(w.approvers.is_(None), *named))
+    if workflow:
+        where.append(i.workflow == workflow)
+    if search:
+        alternatives: list[ColumnElement[bool]] = []
+        for kind, params in search_terms(search, store.is_sqlite):
+            if kind == "id" and store.is_sqlite:
+                alternatives.append(and_(w.instance_id >= params[0], w.instance_id < params[1]))
+            elif kind == "id":
+                alternatives.append(w.instance_id.like(params[0], escape="\\"))
+            elif kind == "field":
+                alternatives += [i.data.like(p, escape="\\") for p in params if p]
+            else:
+                alternatives += [
+                    i.data.like(params[0], escape="\\"),
+                    w.title.like(params[0], escape="\\"),
+                ]
+        where.append(or_(*alternatives) if alternatives else literal(False))
+    return where
+
+
+def _like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def inbox(
+    store: Store,
+    identities: Collection[str] | None,
+    *,
+    workflow: str | None = None,
+    search: str | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> list[dict[str, Any]]:
+    """One page of the open approvals `_inbox_filter` picks, oldest first: the keys of
+    `open_approvals`, plus `deadline` (when a timeout of the same wait fires: the decision's
+    deadline, not its next reminder), `version` of the instance, its `data` and `state` (JSON
+    text)."""
+    w, i = WAITS.c, INSTANCES.c
+    timeouts = WAITS.alias("timeouts")
+    deadline = (
+        select(func.min(timeouts.c.due_at))
+        .where(
+            timeouts.c.instance_id == w.instance_id,
+            timeouts.c.thread == w.thread,
+            timeouts.c.wait == w.wait,
+            timeouts.c.kind == "timeout",
+        )
+        .scalar_subquery()
+    )
+    query = (
+        select(
+            w.instance_id,
+            i.workflow,
+            w.thread,
+            w.wait,
+            w.event,
+            w.began_at,
+            w.due_at,
+            w.approvers,
+            w.title,
+            w.wait_key.label("key"),
+            w.id.label("cursor"),
+            i.version,
+            i.data,
+            i.state,
+            deadline.label("deadline"),
+        )
+        .join(INSTANCES, i.id == w.instance_id)
+        .where(*_inbox_filter(store, identities, workflow, search))
+        .order_by(w.began_at, w.id)
+        .limit(limit)
+        .offset(offset)
+    )
+    with store.db.connect() as conn:
+        rows = [dict(r) for r in conn.execute(query).mappings()]
+    for row in rows:
+        row["approvers"] = json.loads(row["approvers"]) if row["approvers"] else None
+        row["key"] = row["key"] or ""
+    return rows
+
+
+def inbox_count(
+    store: Store,
+    identities: Collection[str] | None,
+    *,
+    workflow: str | None = None,
+    search: str | None = None,
+) -> int:
+    """How many open approvals `inbox` would list over all its pages."""
+    w, i = WAITS.c, INSTANCES.c
+    query = select(func.count()).select_from(WAITS)
+    if workflow or search:
+        query = query.join(INSTANCES, i.id == w.instance_id)
+    query = query.where(*_inbox_filter(store, identities, workflow, search))
+    with store.db.connect() as conn:
+        return int(conn.execute(query).scalar() or 0)
 
 
 def load_many(store: Store, ids: Iterable[str]) -> dict[str, Stored]:

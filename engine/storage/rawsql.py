@@ -88,17 +88,67 @@ def _too_slow(seconds: float) -> Busy:
 
 
 _ID_CHARS = re.compile(r"[A-Za-z0-9._:-]+")  # what an instance id may hold
+# `field:value` searches the data: `amount:120`, `employee:bob`
+_FIELD_SEARCH = re.compile(r"([A-Za-z_][A-Za-z0-9_]{0,99}):\s*(.+)", re.DOTALL)
+
+# How a page may be ordered: the SQL, and the keyset condition that continues after a row.
+ORDERS = {
+    "recent": (
+        "updated_at DESC, id DESC",
+        "(updated_at < {m} OR (updated_at = {m} AND id < {m}))",
+    ),
+    "oldest": (
+        "updated_at ASC, id ASC",
+        "(updated_at > {m} OR (updated_at = {m} AND id > {m}))",
+    ),
+    "id": ("id ASC", "id > {m}"),
+}
+
+
+def _like(text: str) -> str:
+    """`text` with LIKE's wildcards taken literally (ESCAPE '\\')."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def search_terms(search: str, sqlite: bool) -> list[tuple[str, list[str]]]:
+    """The ways `search` may match an instance, each (kind, parameters): an id prefix ("id":
+    a range of the primary key on SQLite, a LIKE 'prefix%' on PostgreSQL), `field:value` in the
+    data ("field": the stored JSON has the field with that value, or a string value starting
+    with it), or else the text anywhere in the data ("data")."""
+    terms: list[tuple[str, list[str]]] = []
+    if _ID_CHARS.fullmatch(search):
+        terms.append(("id", [search, search + "\x7f"] if sqlite else [_like(search) + "%"]))
+    field = _FIELD_SEARCH.fullmatch(search)
+    if field:
+        name, value = field.group(1), field.group(2).strip()
+        key = _like(json.dumps(name)) + ":"
+        text = _like(json.dumps(value, ensure_ascii=False)[:-1])  # an open string: a prefix
+        try:
+            literal = json.loads(value)
+        except ValueError:
+            literal = None
+        patterns = [f"%{key}{text}%"]
+        if isinstance(literal, int | float | bool) or value == "null":
+            exact = _like(json.dumps(literal))
+            patterns += [f"%{key}{exact},%", f"%{key}{exact}}}%"]
+        else:
+            patterns += ["", ""]  # the same shape of query whatever the value
+        terms.append(("field", patterns))
+    else:
+        terms.append(("data", [f"%{_like(search)}%"]))
+    return terms
 
 
 class RawPager:
-    """`Store.page`: one keyset page of instances, most recently changed first, with the
-    events each waits for. The SQL of each shape of filter is built once and kept."""
+    """`Store.page` and `Store.counts`: one keyset page of instances with the events each waits
+    for, and how many instances each status has, under the same filters. The SQL of each
+    shape of filter is built once and kept."""
 
     def __init__(self, db: Any, sqlite: bool, search_timeout: float = SEARCH_TIMEOUT) -> None:
         self.db = db
         self.sqlite = sqlite
         self.mark = "?" if sqlite else "%s"
-        self.queries: dict[tuple[bool, bool, str, bool], str] = {}
+        self.queries: dict[tuple[Any, ...], str] = {}
         self.search_timeout = search_timeout
 
     @contextmanager
@@ -122,11 +172,18 @@ class RawPager:
         finally:
             driver.set_progress_handler(None, 0)
 
-    def sql(self, status: bool, workflow: bool, search: str, before: bool) -> str:
-        """`search` is "" (none), "id" (an id prefix: a range of the primary key, or on
-        PostgreSQL a LIKE 'prefix%' through a text_pattern_ops index) or "data" (anywhere in
-        the data: reads rows, so it runs under a time limit)."""
-        shape = (status, workflow, search, before)
+    def _match(self, kind: str) -> str:
+        m = self.mark
+        if kind == "id":
+            return f"id >= {m} AND id < {m}" if self.sqlite else f"id LIKE {m} ESCAPE '\\'"
+        if kind == "field":
+            return " OR ".join([f"data LIKE {m} ESCAPE '\\'"] * 3)
+        return f"data LIKE {m} ESCAPE '\\'"
+
+    def sql(self, status: bool, workflow: bool, search: str, before: bool, order: str) -> str:
+        """`search` is "" (none), "id", "field" or "data" (see `search_terms`; the last two read
+        rows, so they run under a time limit)."""
+        shape = ("page", status, workflow, search, before, order)
         found = self.queries.get(shape)
         if found is None:
             m = self.mark
@@ -135,19 +192,16 @@ class RawPager:
                 where.append(f"status = {m}")
             if workflow:
                 where.append(f"workflow = {m}")
-            if search == "id":
-                where.append(
-                    f"id >= {m} AND id < {m}" if self.sqlite else f"id LIKE {m} ESCAPE '\\'"
-                )
-            elif search == "data":
-                where.append(f"data LIKE {m} ESCAPE '\\'")
+            if search:
+                where.append(f"({self._match(search)})")
+            ordering, after = ORDERS[order]
             if before:
-                where.append(f"(updated_at < {m} OR (updated_at = {m} AND id < {m}))")
+                where.append(after.format(m=m))
             found = self.queries[shape] = (
-                "SELECT id, workflow, status, error, created_at, updated_at "
+                "SELECT id, workflow, status, error, created_at, updated_at, data, state "
                 "FROM signoff_instances"
                 + (" WHERE " + " AND ".join(where) if where else "")
-                + f" ORDER BY updated_at DESC, id DESC LIMIT {m}"
+                + f" ORDER BY {ordering} LIMIT {m}"
             )
         return found
 
@@ -158,27 +212,29 @@ class RawPager:
         search: str | None,
         limit: int,
         before: tuple[datetime, str] | None,
+        order: str = "recent",
     ) -> list[dict[str, Any]]:
-        """Without `search`, one query. With it, two: instances whose id starts with it (an
-        index range, when it could be an id at all) and instances with it in their data,
-        merged in the page's order."""
+        """Without `search`, one query. With it, one per way it may match (`search_terms`),
+        merged in the page's order. Rows carry their data and state as stored (JSON text)."""
         conn = self.db.raw_connection()
         try:
             cur = conn.cursor()
             if self.sqlite:
                 cur.execute("BEGIN")  # every read sees one snapshot
             if not search:
-                found = self._select(cur, status, workflow, "", [], limit, before)
+                found = self._select(cur, status, workflow, "", [], limit, before, order)
             else:
-                escaped = search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
                 found = []
-                if _ID_CHARS.fullmatch(search):
-                    prefix = [search, search + "\x7f"] if self.sqlite else [f"{escaped}%"]
-                    found += self._select(cur, status, workflow, "id", prefix, limit, before)
-                with self.time_limit(conn, cur):
-                    found += self._select(
-                        cur, status, workflow, "data", [f"%{escaped}%"], limit, before
-                    )
+                for kind, params in search_terms(search, self.sqlite):
+                    if kind == "id":
+                        found += self._select(
+                            cur, status, workflow, kind, params, limit, before, order
+                        )
+                        continue
+                    with self.time_limit(conn, cur):
+                        found += self._select(
+                            cur, status, workflow, kind, params, limit, before, order
+                        )
             rows = {
                 iid: {
                     "id": iid,
@@ -188,10 +244,19 @@ class RawPager:
                     "created_at": aware(created),
                     "updated_at": aware(updated),
                     "waiting_for": [],
+                    "data": data,
+                    "state": state,
                 }
-                for iid, wf, st, error, created, updated in found
+                for iid, wf, st, error, created, updated, data, state in found
             }
-            page = sorted(rows.values(), key=lambda r: (r["updated_at"], r["id"]), reverse=True)
+            if order == "id":
+                page = sorted(rows.values(), key=lambda r: r["id"])
+            else:
+                page = sorted(
+                    rows.values(),
+                    key=lambda r: (r["updated_at"], r["id"]),
+                    reverse=order == "recent",
+                )
             page = page[:limit]
             if page:
                 by_id = {r["id"]: r["waiting_for"] for r in page}
@@ -207,6 +272,38 @@ class RawPager:
         finally:
             conn.close()
 
+    def counts(self, workflow: str | None, search: str | None) -> dict[str, int]:
+        """How many instances each status has, of `workflow` and matching `search` (as `page`
+        matches it). A search reads every row, under the time limit."""
+        m = self.mark
+        where, params = [], []
+        if workflow:
+            where.append(f"workflow = {m}")
+            params.append(workflow)
+        if search:
+            terms = search_terms(search, self.sqlite)
+            where.append("(" + " OR ".join(f"({self._match(k)})" for k, _ in terms) + ")")
+            params += [p for _, ps in terms for p in ps]
+        sql = (
+            "SELECT status, count(*) FROM signoff_instances"
+            + (" WHERE " + " AND ".join(where) if where else "")
+            + " GROUP BY status"
+        )
+        conn = self.db.raw_connection()
+        try:
+            cur = conn.cursor()
+            if search:
+                with self.time_limit(conn, cur):
+                    cur.execute(sql, params)
+                    found = cur.fetchall()
+            else:
+                cur.execute(sql, params)
+                found = cur.fetchall()
+            conn.rollback()
+            return {status: int(n) for status, n in found}
+        finally:
+            conn.close()
+
     def _select(
         self,
         cur: Any,
@@ -216,6 +313,7 @@ class RawPager:
         search_params: list[str],
         limit: int,
         before: tuple[datetime, str] | None,
+        order: str,
     ) -> list[Any]:
         params: list[Any] = []
         if status:
@@ -224,10 +322,14 @@ class RawPager:
             params.append(workflow)
         params += search_params
         if before is not None:
-            at = when(before[0], self.sqlite)
-            params += [at, at, before[1]]
+            if order == "id":
+                params.append(before[1])
+            else:
+                at = when(before[0], self.sqlite)
+                params += [at, at, before[1]]
         params.append(limit)
-        cur.execute(self.sql(bool(status), bool(workflow), search, before is not None), params)
+        sql = self.sql(bool(status), bool(workflow), search, before is not None, order)
+        cur.execute(sql, params)
         return list(cur.fetchall())
 
 

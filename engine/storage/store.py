@@ -130,6 +130,11 @@ ID_PREFIX = Index(
     "ix_signoff_instances_id_prefix", INSTANCES.c.id, postgresql_ops={"id": "text_pattern_ops"}
 )
 ID_PREFIX.ddl_if(dialect="postgresql")
+# Per-status counts of one workflow (the instances list filtered by workflow), read from the
+# index alone. Created when missing, so databases made by earlier releases get it too.
+WORKFLOW_STATUS = Index(
+    "ix_signoff_instances_workflow_status", INSTANCES.c.workflow, INSTANCES.c.status
+)
 
 
 def normalise_url(url: str) -> str:
@@ -160,6 +165,7 @@ class Store:
         SQLModel.metadata.create_all(self.db, tables=[INSTANCES, WAITS, HISTORY])
         if not self.is_sqlite:  # an id prefix search is a LIKE 'prefix%' through this index
             ID_PREFIX.create(self.db, checkfirst=True)
+        WORKFLOW_STATUS.create(self.db, checkfirst=True)
         self.raw = RawWriter(self.db, self.is_sqlite)
         self.pager = RawPager(self.db, self.is_sqlite)
 
@@ -318,12 +324,17 @@ class Store:
         search: str | None = None,
         limit: int = 50,
         before: tuple[datetime, str] | None = None,
+        order: str = "recent",
     ) -> list[dict[str, Any]]:
-        """Instances, most recently changed first, after the keyset cursor `before`: dicts of
-        id, workflow, status, error, created_at, updated_at and waiting_for (events)."""
-        return self.pager.page(status, workflow, search, limit, before)
+        """Instances in `order` (rawsql.ORDERS: most recently changed first by default), after
+        the keyset cursor `before`: dicts of id, workflow, status, error, created_at,
+        updated_at, waiting_for (events), and data and state as stored (JSON text)."""
+        return self.pager.page(status, workflow, search, limit, before, order)
 
-    def counts(self) -> dict[str, int]:
+    def counts(self, workflow: str | None = None, search: str | None = None) -> dict[str, int]:
+        """Instances per status, of `workflow` and matching `search` when given."""
+        if workflow or search:
+            return self.pager.counts(workflow, search)
         with self.db.connect() as conn:
             return {
                 status: n
