@@ -46,21 +46,21 @@ def test_inbox_lists_what_the_user_may_decide_oldest_first(
     page: ApprovalsPage = response.context["page"]
     assert [i.instance_id for i in page.mine] == [first, second, anyone, carol]
     assert page.mine[0].title == "Trip for a" and page.mine[0].workflow == "Trip"
-    assert page.others == []
+    assert page.total == 4 and page.shown == "1\u20134 of 4"
     part = alice.get("/approvals", headers=HX)
     assert part.template.name == "partials/approvals.html"
     roots = [n for n in parse(part.text).children if not isinstance(n, str)]
     assert [r.attrs["id"] for r in roots] == ["approvals"]
 
 
-def test_others_approvals_are_listed_read_only(client: TestClient, engine: Engine) -> None:
+def test_others_approvals_are_not_in_my_inbox(client: TestClient, engine: Engine) -> None:
     sign_in(client, "bob")
     iid = engine.start("Trip", {})
     page: ApprovalsPage = client.get("/approvals").context["page"]
-    assert page.mine == [] and [i.instance_id for i in page.others] == [iid]
+    assert page.mine == [] and page.total == 0
     doc = parse(client.get("/approvals").text)
-    row = doc.by_id(row_id(iid, "main", "decision"))
-    assert row is not None and not row.find_all("form")
+    assert doc.by_id(row_id(iid, "main", "decision")) is None
+    assert "Nothing waits for you." in client.get("/approvals").text
 
 
 def test_approve_from_the_inbox(alice: TestClient, engine: Engine) -> None:
@@ -102,8 +102,10 @@ def test_a_double_submit_from_the_inbox_decides_once(alice: TestClient, engine: 
     iid = engine.start("Trip", {})
     row = parse(alice.get("/approvals").text).by_id(row_id(iid, "main", "decision"))
     assert row is not None
-    [form] = row.find_all("form")  # one form; its Approve and Deny buttons set `decision`
-    approve = {**form_data(form), "decision": "approve"}
+    approve_form, deny_form = row.find_all("form")  # Enter in the reason submits Deny
+    approve = form_data(approve_form)
+    assert approve["decision"] == "approve" and form_data(deny_form)["decision"] == "deny"
+    assert "reason" in form_data(deny_form) and "reason" not in approve
     assert approve["key"] == engine.get(iid).threads[0].waits[0].key != ""
     first = alice.post("/approvals/decide", data=approve, headers=HX)
     assert first.status_code == 200 and "Approved." in first.text
@@ -170,26 +172,28 @@ def test_inbox_rows_carry_the_key_of_the_current_round(any_url: str, clock: Any)
         engine.close()
 
 
-def test_the_inbox_pages_by_keyset_oldest_first(
+def test_the_inbox_pages_oldest_first_with_true_counts(
     alice: TestClient, engine: Engine, clock: Any, monkeypatch: Any
 ) -> None:
     monkeypatch.setattr("signoff.web.approvals.PAGE_SIZE", 2)
     ids = []
     for n in range(5):
         ids.append(engine.start("Trip", {"who": f"p{n}"}, id=f"t{n}"))
-        if n != 1:  # t1 and t2 began at the same moment: the cursor tells them apart
+        if n != 1:  # t1 and t2 began at the same moment: their row ids order them
             clock.advance(minutes=1)
-    pages, path = [], "/approvals"
+    pages, shown, path = [], [], "/approvals"
     while True:
         response = alice.get(path)
         page: ApprovalsPage = response.context["page"]
         pages.append([i.instance_id for i in page.mine])
-        assert page.deep == (path != "/approvals")
-        if page.more_query is None:
+        shown.append(page.shown)
+        assert page.total == 5
+        if page.next_query is None:
             break
-        path = "/approvals" + page.more_query
+        path = "/approvals" + page.next_query
         assert f'href="{path.replace("&", "&amp;")}" rel="next"' in response.text
     assert pages == [ids[:2], ids[2:4], ids[4:]]
+    assert shown == ["1\u20132 of 5", "3\u20134 of 5", "5\u20135 of 5"]
     # an approval beyond the first page is decided from its own row
     response = alice.post("/approvals/decide", data=_form(ids[4], "deny"), headers=HX)
     assert response.status_code == 422

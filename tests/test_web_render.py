@@ -121,6 +121,7 @@ ALLOWED_TAGS = {
     "option",
     "textarea",
     "table",
+    "caption",
     "thead",
     "tbody",
     "tr",
@@ -179,7 +180,7 @@ def assert_inert(html: str, csrf: str | None = None) -> None:
             if name == "hx-confirm":  # htmx runs a confirm text that starts with js: as code
                 assert not (value or "").lower().startswith(("js:", "javascript:")), value
                 continue
-            if name in ("value", "title", "placeholder", "aria-label"):
+            if name in ("value", "title", "placeholder", "aria-label", "data-confirm"):
                 continue  # data the browser shows as text
             assert "javascript:" not in (value or "").lower(), (name, value)
             assert not name.startswith(("hx-on", "data-hx")), name

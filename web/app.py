@@ -19,12 +19,12 @@ from typing import Any
 
 import jinja2
 from signoff.engine import AsyncEngine, Engine, SignoffError
-from signoff.web import api, approvals, auth, instance, instances, workflows
+from signoff.web import api, approvals, auth, instance, instances, links, workflows
 from signoff.web.errors import status_for
 from signoff.web.limits import Limits, RequestLimits
 from signoff.web.render import Flash, template, wants_fragment
 from signoff.web.security import BodyTooLargeError, SecurityMiddleware
-from signoff.web.state import Cached, Dashboard, dashboard, root_of
+from signoff.web.state import Cached, Dashboard, KeyedCache, dashboard, root_of
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -91,8 +91,16 @@ def create_app(
         static_dir=static_dir,
         counts=Cached(engine.counts, COUNTS_TTL),
         placement=Cached(engine.statement_counts, PLACEMENT_TTL),
+        filtered_counts=KeyedCache(
+            lambda key: engine.counts(workflow=key[0] or None, search=key[1] or None), COUNTS_TTL
+        ),
+        inbox_counts=KeyedCache(
+            lambda key: engine.inbox_count(key[0], workflow=key[1] or None, search=key[2] or None),
+            COUNTS_TTL,
+        ),
         limits=limits or Limits(),
         dummy_hash=auth.dummy_hash(users or {}),
+        secret_key=secret_key,
     )
     if allowed_hosts is None and open_access:
         allowed_hosts = LOOPBACK_HOSTS
@@ -103,8 +111,13 @@ def create_app(
         Route("/instances/{instance_id}/retry", instance.retry, methods=["POST"]),
         Route("/instances/{instance_id}/cancel", instance.cancel, methods=["POST"]),
         Route("/instances/{instance_id}/goto", instance.goto, methods=["POST"]),
+        Route("/instances/{instance_id}/link", instance.make_link, methods=["POST"]),
+        Route("/link/{token}", links.page, methods=["GET"]),
+        Route("/link/{token}", links.decide, methods=["POST"]),
         Route("/approvals", approvals.page, methods=["GET"]),
         Route("/approvals/decide", approvals.decide, methods=["POST"]),
+        Route("/approvals/bulk", approvals.bulk, methods=["POST"]),
+        Route("/instances-bulk", instances.bulk, methods=["POST"]),
         Route("/workflows", workflows.page, methods=["GET"]),
         Route("/workflows/{workflow}/start", workflows.start, methods=["POST"]),
         Route("/login", auth.login_page, methods=["GET"]),
@@ -184,6 +197,8 @@ def _environment(directory: Path) -> jinja2.Environment:
     )
     env.filters["when"] = _when
     env.filters["ago"] = _ago
+    env.filters["minute"] = _minute
+    env.filters["brief"] = _brief
     env.filters["pretty"] = lambda value: json.dumps(
         value, indent=2, ensure_ascii=False, default=str
     )
@@ -201,21 +216,46 @@ def _when(value: datetime | None) -> str:
     return value.isoformat(" ", "seconds") + " UTC"
 
 
+def _minute(value: datetime | None) -> str:
+    """`2026-01-05 09:00 UTC`: the absolute time shown beside a relative one."""
+    if value is None:
+        return ""
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC).replace(tzinfo=None)
+    return value.isoformat(" ", "minutes") + " UTC"
+
+
 def _ago(value: datetime | None, now: datetime) -> str:
-    """`3m ago`, `in 2h`: short relative times for dense tables."""
+    """`3m ago`, `in 2h`, `in 2d 5h`: short relative times that round to the nearest unit
+    below the largest (a 3-day timeout armed a second ago is `in 3d`, not `in 2d`)."""
     if value is None:
         return ""
     seconds = (now - value).total_seconds()
     future = seconds < 0
-    seconds = abs(seconds)
-    for size, unit in ((86400, "d"), (3600, "h"), (60, "m"), (1, "s")):
-        if seconds >= size or unit == "s":
-            amount = int(seconds // size)
-            text = f"{amount}{unit}"
-            break
+    text = relative(abs(seconds))
     if text == "0s":
         return "now"
     return f"in {text}" if future else f"{text} ago"
+
+
+def relative(seconds: float) -> str:
+    """`3d`, `2d 5h`, `4h`, `3h 20m`, `12m`, `40s`."""
+    if seconds >= 86400 - 1800:  # a day, give or take the rounding to hours
+        days, hours = divmod(round(seconds / 3600), 24)
+        return f"{days}d" + (f" {hours}h" if hours else "")
+    if seconds >= 3600 - 30:
+        hours, minutes = divmod(round(seconds / 60), 60)
+        return f"{hours}h" + (f" {minutes}m" if minutes else "")
+    if seconds >= 60 - 0.5:
+        return f"{round(seconds / 60)}m"
+    return f"{int(seconds)}s"
+
+
+def _brief(value: Any) -> str:
+    """A data value for a table cell: text as it is, anything else as JSON."""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False, default=str)
 
 
 def _short(value: Any, limit: int = 120) -> str:

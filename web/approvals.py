@@ -1,18 +1,23 @@
-"""The approvals inbox: every open Approval the signed-in person may decide, oldest first, with
-approve and deny (deny asks for a reason) right in the list. Others' approvals are listed
-below, read-only, so nobody wonders where a request went. Fifty open approvals a page, in
-keyset pages ("More" continues after the last one shown)."""
+"""The approvals inbox: every open Approval the signed-in person is asked to decide, over all
+its pages, oldest first, with a true count; filtered by workflow and searched. Each row reads
+as the request itself (title, text, the workflow's summary fields, the deadline, the votes
+still needed), and is decided right there: Approve, or a reason and Deny (Enter in the reason
+denies). Several rows are decided at once with the bulk bar (one reason for all denials).
+
+The engine says who may decide what (`Engine.inbox`); this page only shows its answers."""
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
-from signoff.web.actions import Outcome, attempt, refusal
+from signoff.engine import SignoffError
+from signoff.web.actions import Outcome, attempt, plain, refusal
 from signoff.web.auth import checked_form, chrome, remember_flash, require_user
+from signoff.web.errors import status_for
 from signoff.web.render import Flash, render, template, wants_fragment
 from signoff.web.state import dashboard, root_of
 from starlette.concurrency import run_in_threadpool
@@ -20,6 +25,10 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 PAGE_SIZE = 50
+DASH = "\u2013"  # 1\u201350 of N
+MAX_SEARCH = 200
+MAX_BULK = 250  # rows one bulk request may decide: a bigger selection is refused whole
+MAX_OFFSET = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -31,7 +40,7 @@ class ApprovalItem:
     event: str
     title: str | None
     began_at: datetime
-    due_at: datetime | None
+    due_at: datetime | None  # the case's own next timer (a reminder, an escalation)
     approvers: list[str] | None
     may_decide: bool
     refusal: str | None = None  # why the signed-in person may not decide it
@@ -39,13 +48,26 @@ class ApprovalItem:
     votes: int = 0  # approvals given so far
     require_reason: bool = True  # denying needs a reason
     key: str = ""  # the wait's key: a second click, or one on a later round, is refused
-    cursor: int = 0  # orders the approvals that began at the same moment
+    cursor: int = 0
+    text: str | None = None
+    summary: dict[str, Any] = field(default_factory=dict)
+    deadline: datetime | None = None  # when a timeout decides it
+    needed: int = 1  # approvals still needed
     outcome: Flash | None = None
     decided: bool = False
 
     @property
     def row_id(self) -> str:
         return row_id(self.instance_id, self.thread, self.event)
+
+    @property
+    def pick(self) -> str:
+        """The value of this row's checkbox in the bulk form."""
+        return "\x1f".join((self.instance_id, self.thread, self.event, self.key))
+
+    @property
+    def heading(self) -> str:
+        return self.title or self.wait or self.instance_id
 
 
 def row_id(instance_id: str, thread: str, event: str) -> str:
@@ -54,35 +76,47 @@ def row_id(instance_id: str, thread: str, event: str) -> str:
 
 
 @dataclass(frozen=True)
+class BulkResult:
+    """One row of a bulk action's report."""
+
+    label: str
+    ok: bool
+    message: str
+    link: str
+
+
+@dataclass(frozen=True)
 class ApprovalsPage:
     mine: list[ApprovalItem]
-    others: list[ApprovalItem]
+    total: int
+    start: int  # rows before this page
     user: str
+    workflow: str
+    q: str
+    workflows: list[str]
     self_query: str  # what the live refresh asks for
-    more_query: str | None  # query string of the next page (newer approvals)
-    deep: bool  # not on the first page
+    prev_query: str | None
+    next_query: str | None
+    demo_names: list[str] = field(default_factory=list)  # open access: approvers to act as
+    report: list[BulkResult] = field(default_factory=list)
+    report_title: str = ""
+
+    @property
+    def shown(self) -> str:
+        """`1-50 of 95`."""
+        if not self.mine:
+            return f"0 of {self.total}"
+        return f"{self.start + 1}{DASH}{self.start + len(self.mine)} of {self.total}"
+
+    def query(self, **changes: Any) -> str:
+        values = {"workflow": self.workflow, "q": self.q, "start": str(self.start)}
+        values.update({k: str(v) for k, v in changes.items()})
+        kept = {k: v for k, v in values.items() if v and v != "0"}
+        return ("?" + urlencode(kept)) if kept else ""
 
 
-def parse_cursor(text: str) -> tuple[datetime, int] | None:
-    """`after=<began_at ISO>~<cursor>`, as `make_cursor` spells it; None when malformed."""
-    at, sep, last = text.partition("~")
-    if not (sep and last.isascii() and last.isdigit() and len(last) <= 18):
-        return None  # a row id: no database keeps one past 2**63
-    try:
-        when = datetime.fromisoformat(at)
-        if when.tzinfo is None:
-            return None
-        return when.astimezone(UTC), int(last)
-    except (ValueError, OverflowError):
-        return None
-
-
-def make_cursor(item: ApprovalItem) -> str:
-    return f"{item.began_at.astimezone(UTC).strftime('%Y-%m-%dT%H:%M:%S.%fZ')}~{item.cursor}"
-
-
-def _items(rows: list[dict[str, Any]]) -> list[ApprovalItem]:
-    """Rows of `Engine.open_approvals(..., actor=user)`: the engine has said who may decide."""
+def items(rows: list[dict[str, Any]]) -> list[ApprovalItem]:
+    """Rows of `Engine.inbox(...)`: the engine has said who may decide."""
     return [
         ApprovalItem(
             instance_id=r["instance_id"],
@@ -101,29 +135,78 @@ def _items(rows: list[dict[str, Any]]) -> list[ApprovalItem]:
             required=int(r.get("required", 1)),
             votes=int(r.get("votes", 0)),
             require_reason=bool(r.get("require_reason", True)),
+            text=r.get("text"),
+            summary=dict(r.get("summary") or {}),
+            deadline=r.get("deadline"),
+            needed=int(r.get("needed", 1)),
         )
         for r in rows
     ]
 
 
+def _filters(request: Request) -> tuple[str, str, int]:
+    params = request.query_params
+    workflow = params.get("workflow", "")[:200]
+    board = dashboard(request)
+    if workflow not in board.engine.workflows:
+        workflow = ""
+    q = params.get("q", "").strip()[:MAX_SEARCH]
+    start = params.get("start", "")
+    offset = int(start) if start.isascii() and start.isdigit() and len(start) < 9 else 0
+    return workflow, q, min(offset, MAX_OFFSET)
+
+
+async def build(
+    request: Request,
+    user: str,
+    report: list[BulkResult] | None = None,
+    report_title: str = "",
+) -> ApprovalsPage:
+    board = dashboard(request)
+    workflow, q, start = _filters(request)
+
+    def rows() -> list[dict[str, Any]]:
+        return board.engine.inbox(
+            user, workflow=workflow or None, search=q or None, limit=PAGE_SIZE, offset=start
+        )
+
+    found = await (board.limits.searches.run(rows) if q else run_in_threadpool(rows))
+    total = await board.inbox_counts.get((user, workflow, q))
+    if found and start + len(found) > total:  # a count kept a moment ago: never contradict
+        total = start + len(found)
+    demo: list[str] = []
+    if board.open_access and not found and not q and not workflow:
+        others = await run_in_threadpool(board.engine.inbox, None, limit=20)
+        demo = sorted({n for r in others for n in (r["approvers"] or []) if n != user})[:6]
+    page = ApprovalsPage(
+        mine=items(found),
+        total=total,
+        start=start,
+        user=user,
+        workflow=workflow,
+        q=q,
+        workflows=sorted(board.engine.workflows),
+        self_query="",
+        prev_query=None,
+        next_query=None,
+        demo_names=demo,
+        report=report or [],
+        report_title=report_title,
+    )
+    more = start + len(found) < total
+    return ApprovalsPage(
+        **{
+            **vars(page),
+            "self_query": page.query(),
+            "prev_query": page.query(start=max(0, start - PAGE_SIZE)) if start else None,
+            "next_query": page.query(start=start + PAGE_SIZE) if more else None,
+        }
+    )
+
+
 async def page(request: Request) -> Response:
     user = require_user(request)
-    board = dashboard(request)
-    after = request.query_params.get("after", "")[:200]
-    cursor = parse_cursor(after)
-    rows = await run_in_threadpool(
-        board.engine.open_approvals, PAGE_SIZE + 1, after=cursor, actor=user
-    )
-    items = _items(rows[:PAGE_SIZE])
-    more = len(rows) > PAGE_SIZE
-    context = ApprovalsPage(
-        mine=[i for i in items if i.may_decide],
-        others=[i for i in items if not i.may_decide],
-        user=user,
-        self_query=f"?{urlencode({'after': after})}" if cursor else "",
-        more_query=f"?{urlencode({'after': make_cursor(items[-1])})}" if more else None,
-        deep=cursor is not None,
-    )
+    context = await build(request, user)
     return render(
         request,
         "pages/approvals.html",
@@ -133,20 +216,21 @@ async def page(request: Request) -> Response:
     )
 
 
+def _field(form: Any, name: str, limit: int = 200) -> str:
+    value = form.get(name)
+    return value.strip()[:limit] if isinstance(value, str) else ""
+
+
 async def decide(request: Request) -> Response:
     """Approve or deny one row; answers with that row, decided or with the refusal in it."""
     user = require_user(request)
     form = await checked_form(request)
     board = dashboard(request)
-    fields = {
-        k: (form.get(k) if isinstance(form.get(k), str) else "")
-        for k in ("instance", "thread", "event", "decision", "reason", "key")
-    }
-    instance_id, thread, event = (
-        str(fields[k]).strip()[:200] for k in ("instance", "thread", "event")
-    )
-    decision, reason = str(fields["decision"]), str(fields["reason"]).strip()
-    wait_key = str(fields["key"]).strip()[:200] or None
+    instance_id, thread, event = (_field(form, k) for k in ("instance", "thread", "event"))
+    decision = _field(form, "decision")
+    raw_reason = form.get("reason")
+    reason = raw_reason.strip() if isinstance(raw_reason, str) else ""
+    wait_key = _field(form, "key") or None
     outcome: Outcome
     if not (instance_id and thread and event) or decision not in ("approve", "deny"):
         outcome = refusal("The form is incomplete: reload the page and try again.", 400)
@@ -169,23 +253,32 @@ async def decide(request: Request) -> Response:
     if not wants_fragment(request):
         if outcome.flash is not None:
             remember_flash(request, outcome.flash)
-        root = root_of(request)
-        return RedirectResponse(f"{root}/approvals", status_code=303)
-    rows = await run_in_threadpool(
-        board.engine.open_approvals, PAGE_SIZE, instance_id=instance_id, actor=user
+        return RedirectResponse(f"{root_of(request)}/approvals", status_code=303)
+    rows = (
+        await run_in_threadpool(board.engine.inbox, user, search=instance_id, limit=PAGE_SIZE)
+        if instance_id
+        else []
     )
-    current = next((i for i in _items(rows) if (i.thread, i.event) == (thread, event)), None)
+    current = next(
+        (
+            i
+            for i in items(rows)
+            if (i.instance_id, i.thread, i.event) == (instance_id, thread, event)
+        ),
+        None,
+    )
     if current is not None and outcome.ok and current.key == wait_key and current.votes:
-        more = current.required - current.votes
+        more = current.needed
         outcome.flash = Flash("ok", f"Approval counted: {more} more needed from other approvers.")
     if current is None or (outcome.ok and current.key != wait_key):
+        title = _field(form, "title", 300) or None
         item = ApprovalItem(
             instance_id=instance_id,
             workflow="",
             thread=thread,
             wait="",
             event=event,
-            title=current.title if current else None,
+            title=current.title if current else title,
             began_at=board.engine.clock(),
             due_at=None,
             approvers=None,
@@ -202,3 +295,87 @@ async def decide(request: Request) -> Response:
         chrome(request, "approvals"),
         status_code=outcome.status_code,
     )
+
+
+async def bulk(request: Request) -> Response:
+    """Approve or deny every selected row (one reason for all denials), each on its own: one
+    refusal does not stop the rest, and the report says what happened to each."""
+    user = require_user(request)
+    form = await checked_form(request)
+    board = dashboard(request)
+    action = _field(form, "action")
+    raw_reason = form.get("reason")
+    reason = raw_reason.strip() if isinstance(raw_reason, str) else ""
+    picks = [p for p in form.getlist("pick") if isinstance(p, str)]
+    root = root_of(request)
+    report: list[BulkResult] = []
+    title = ""
+    status = 200
+    if action not in ("approve", "deny"):
+        status, title = 400, "Choose Approve selected or Deny selected."
+    elif not picks:
+        status, title = 422, "Select the requests to decide first."
+    elif len(picks) > MAX_BULK:
+        status = 413
+        title = f"{len(picks)} requests selected: decide at most {MAX_BULK} at once."
+    elif action == "deny" and not reason:
+        status, title = 422, "Say why you deny them: the reason is kept with every denial."
+    else:
+        payload = {"approved": action == "approve", "reason": reason}
+
+        def run() -> list[BulkResult]:
+            done = []
+            for pick in picks:
+                parts = pick[:700].split("\x1f")
+                if len(parts) != 4 or not all(parts[:3]):
+                    done.append(BulkResult(pick[:40], False, "not a request of this page", ""))
+                    continue
+                iid, thread, event, key = parts
+                link = f"{root}/instances/{iid}"
+                try:
+                    view = board.engine.send(
+                        iid,
+                        event,
+                        payload,
+                        actor=user,
+                        thread=thread,
+                        via="web",
+                        wait_key=key or None,
+                    )
+                except SignoffError as exc:
+                    done.append(BulkResult(iid, False, plain(exc), link))
+                    continue
+                verb = "approved" if action == "approve" else "denied"
+                done.append(BulkResult(iid, True, f"{verb}; now {view.status}", link))
+            return done
+
+        report = await run_in_threadpool(run)
+        board.changed()
+        good = sum(r.ok for r in report)
+        verb = "Approved" if action == "approve" else "Denied"
+        title = f"{verb} {good} of {len(report)}" + (
+            f"; {len(report) - good} refused (below, with why)." if good < len(report) else "."
+        )
+        status = 200 if good else 409
+    if status >= 400 and not report:
+        report = []
+    context = await build(request, user, report, title)
+    if not wants_fragment(request):
+        return template(
+            request,
+            "pages/approvals.html",
+            context,
+            chrome(request, "approvals"),
+            status_code=status,
+        )
+    return template(
+        request,
+        "partials/approvals.html",
+        context,
+        chrome(request, "approvals"),
+        status_code=status,
+    )
+
+
+def refused(exc: SignoffError) -> tuple[int, str]:
+    return status_for(exc), plain(exc)

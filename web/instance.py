@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -14,6 +15,8 @@ from signoff.engine import (
     HistoryEntry,
     InstanceView,
     Node,
+    OutcomeView,
+    SignoffError,
     ThreadView,
     WaitView,
     declared_renames,
@@ -21,8 +24,10 @@ from signoff.engine import (
     outline,
     statement_names,
 )
-from signoff.web.actions import Outcome, attempt, refusal
+from signoff.web import links
+from signoff.web.actions import Outcome, attempt, plain, refusal
 from signoff.web.auth import checked_form, chrome, remember_flash, require_user
+from signoff.web.errors import status_for
 from signoff.web.forms import FormField, fields_from_schema, parse_submission
 from signoff.web.limits import loads
 from signoff.web.render import Flash, render, template, wants_fragment
@@ -88,6 +93,8 @@ class InstancePage:
     flash: Flash | None
     user: str
     operator: bool  # may retry, cancel, move threads and send any event
+    outcome: OutcomeView  # how it ended or stands, and every decision taken on it
+    summary: dict[str, Any]  # the workflow's summary fields of the data
 
     @property
     def terminal(self) -> bool:
@@ -168,6 +175,8 @@ def build(engine: Engine, instance_id: str, user: str, flash: Flash | None = Non
         flash=flash,
         user=user,
         operator=engine.is_operator(user),
+        outcome=engine.outcome(instance_id),
+        summary=cls.summarize(view.data) if cls is not None else {},
     )
 
 
@@ -359,3 +368,49 @@ async def goto(request: Request) -> Response:
                 f"Moved thread {thread} to '{step}'. The instance is now {outcome.value.status}.",
             )
     return await _respond(request, instance_id, user, outcome)
+
+
+@dataclass(frozen=True)
+class LinkMade:
+    url: str | None
+    approver: str
+    expires_at: datetime | None
+    problem: str | None
+
+
+async def make_link(request: Request) -> Response:
+    """An operator makes an approval link for one approver of one of the instance's waits."""
+    user = require_user(request)
+    form = await checked_form(request)
+    board = dashboard(request)
+    instance_id = request.path_params["instance_id"]
+    approver = _text(form, "approver")
+    thread, event = _text(form, "thread") or None, _text(form, "event") or None
+    status, made = 200, LinkMade(None, approver, None, None)
+    if not board.engine.is_operator(user):
+        status = 403
+        made = LinkMade(
+            None, approver, None, f"Only operators make approval links; {user} is not one."
+        )
+    elif not approver:
+        status, made = 422, LinkMade(None, approver, None, "Name the approver the link is for.")
+    else:
+        base = f"{request.url.scheme}://{request.url.netloc}{root_of(request)}"
+        try:
+            url = await run_in_threadpool(
+                lambda: links.approval_link(
+                    board.engine,
+                    board.secret_key,
+                    instance_id,
+                    approver,
+                    event=event,
+                    thread=thread,
+                    base_url=base,
+                )
+            )
+            made = LinkMade(url, approver, board.engine.clock() + links.DEFAULT_LIFETIME, None)
+        except SignoffError as exc:
+            status, made = status_for(exc), LinkMade(None, approver, None, plain(exc))
+    return template(
+        request, "partials/link_made.html", made, chrome(request, "instances"), status_code=status
+    )

@@ -1,23 +1,31 @@
-"""The instances page: every instance, filtered by status and workflow, searched by id or data,
-newest change first, in keyset pages; counts per status; refreshed live by htmx."""
+"""The instances page: every instance, filtered by status and workflow, searched by id prefix,
+`field:value` or text in the data, sorted, in keyset pages ("1-50 of N"); counts per status
+under the same filters; the workflow's summary fields as columns and each instance's outcome;
+refreshed live by htmx. Operators select rows to retry or cancel them together."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
-from signoff.engine import InstanceSummary
-from signoff.web.auth import chrome, require_user
-from signoff.web.render import STATUSES, render
-from signoff.web.state import dashboard
+from signoff.engine import InstanceSummary, SignoffError
+from signoff.web.actions import plain
+from signoff.web.auth import checked_form, chrome, require_user
+from signoff.web.render import STATUSES, render, template, wants_fragment
+from signoff.web.state import dashboard, root_of
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
 PAGE_SIZE = 50
+DASH = "\u2013"  # 1\u201350 of N
 MAX_SEARCH = 200
+
+
+SORTS = {"recent": "Recently changed", "oldest": "Least recently changed", "id": "Id"}
+MAX_BULK = 250
 
 
 @dataclass(frozen=True)
@@ -25,18 +33,32 @@ class Filters:
     status: str = ""
     workflow: str = ""
     q: str = ""
+    sort: str = ""  # "" is "recent"
     before: str = ""  # keyset cursor: "<updated_at ISO>~<id>"
+    start: str = ""  # how many rows come before this page (for "51-100 of N")
 
     @classmethod
     def of(cls, request: Request) -> Filters:
         params = request.query_params
         status = params.get("status", "")
+        sort = params.get("sort", "")
+        start = params.get("start", "")
         return cls(
             status=status if status in STATUSES else "",
             workflow=params.get("workflow", "")[:200],
             q=params.get("q", "").strip()[:MAX_SEARCH],
+            sort=sort if sort in SORTS and sort != "recent" else "",
             before=params.get("before", "")[:200],
+            start=start if start.isascii() and start.isdigit() and len(start) < 9 else "",
         )
+
+    @property
+    def order(self) -> str:
+        return self.sort or "recent"
+
+    @property
+    def offset(self) -> int:
+        return int(self.start) if self.start and self.before else 0
 
     def query(self, **changes: str) -> str:
         """The query string of these filters, with `changes` applied; empty values dropped."""
@@ -70,20 +92,54 @@ def make_cursor(row: InstanceSummary) -> str:
 
 
 @dataclass(frozen=True)
+class BulkResult:
+    """One row of a bulk action's report."""
+
+    label: str
+    ok: bool
+    message: str
+    link: str
+
+
+@dataclass(frozen=True)
 class InstancesPage:
     filters: Filters
     rows: list[InstanceSummary]
-    counts: dict[str, int]
-    total: int
+    counts: dict[str, int]  # per status, under the workflow and search filters
+    total: int  # of every status, under the same filters
     workflows: list[str]
     statuses: tuple[str, ...]
-    next_query: str | None  # query string of the next (older) page
+    next_query: str | None  # query string of the next page
     self_query: str  # what the live refresh asks for
     deep: bool  # not on the first page
+    summary_fields: list[str]  # the filtered workflow's (columns), else none
+    sorts: dict[str, str]
+    operator: bool
+    report: list[BulkResult] = field(default_factory=list)
+    report_title: str = ""
+    counts_known: bool = True  # False: the search was too slow to count
+
+    @property
+    def matching(self) -> int:
+        """How many instances the filters match, over all pages."""
+        return self.counts.get(self.filters.status, 0) if self.filters.status else self.total
+
+    @property
+    def shown(self) -> str:
+        """`1-50 of 170`."""
+        first = self.filters.offset
+        matching = max(self.matching, first + len(self.rows))
+        if not self.counts_known:
+            return f"{first + 1}{DASH}{first + len(self.rows)} of many" if self.rows else "none"
+        if not self.rows:
+            return f"0 of {matching}"
+        return f"{first + 1}{DASH}{first + len(self.rows)} of {matching}"
 
 
-async def page(request: Request) -> Response:
-    require_user(request)
+async def build(
+    request: Request, report: list[BulkResult] | None = None, report_title: str = ""
+) -> InstancesPage:
+    user = require_user(request)
     board = dashboard(request)
     filters = Filters.of(request)
     call = partial(
@@ -93,23 +149,45 @@ async def page(request: Request) -> Response:
         limit=PAGE_SIZE + 1,
         search=filters.q or None,
         before=filters.cursor,
+        order=filters.order,
     )
     # a search reads the data of every instance: a few at a time, on a pool of their own
     rows = await (board.limits.searches.run(call) if filters.q else run_in_threadpool(call))
     more = len(rows) > PAGE_SIZE
     rows = rows[:PAGE_SIZE]
-    counts = await board.counts.get()
-    context = InstancesPage(
+    counts_known = True
+    if filters.workflow or filters.q:
+        try:  # a search's counts read every instance's data, under the search time limit
+            counts = await board.filtered_counts.get((filters.workflow, filters.q))
+        except SignoffError:
+            counts, counts_known = {}, False
+    else:
+        counts = await board.counts.get()
+    cls = board.engine.workflows.get(filters.workflow)
+    next_start = str(filters.offset + len(rows))
+    return InstancesPage(
         filters=filters,
         rows=rows,
         counts=counts,
         total=sum(counts.values()),
         workflows=sorted(board.engine.workflows),
         statuses=STATUSES,
-        next_query=filters.query(before=make_cursor(rows[-1])) if more and rows else None,
+        next_query=filters.query(before=make_cursor(rows[-1]), start=next_start)
+        if more and rows
+        else None,
         self_query=filters.query(),
         deep=bool(filters.before),
+        summary_fields=list(cls.summary_fields) if cls is not None else [],
+        sorts=SORTS,
+        operator=board.engine.is_operator(user),
+        report=report or [],
+        report_title=report_title,
+        counts_known=counts_known,
     )
+
+
+async def page(request: Request) -> Response:
+    context = await build(request)
     return render(
         request,
         "pages/instances.html",
@@ -117,3 +195,53 @@ async def page(request: Request) -> Response:
         context,
         chrome(request, "instances"),
     )
+
+
+async def bulk(request: Request) -> Response:
+    """Retry or cancel every selected instance, each on its own: one refusal does not stop the
+    rest, and the report says what happened to each. Operators only, as the engine decides."""
+    user = require_user(request)
+    form = await checked_form(request)
+    board = dashboard(request)
+    action = form.get("action")
+    raw_reason = form.get("reason")
+    reason = raw_reason.strip()[:2000] if isinstance(raw_reason, str) else ""
+    ids = [i[:100] for i in form.getlist("pick") if isinstance(i, str) and i]
+    root = root_of(request)
+    report: list[BulkResult] = []
+    status = 200
+    if action not in ("retry", "cancel"):
+        status, title = 400, "Choose Retry selected or Cancel selected."
+    elif not ids:
+        status, title = 422, "Select the instances first."
+    elif len(ids) > MAX_BULK:
+        status, title = 413, f"{len(ids)} instances selected: act on at most {MAX_BULK} at once."
+    else:
+
+        def run() -> list[BulkResult]:
+            done = []
+            for iid in ids:
+                link = f"{root}/instances/{quote(iid, safe='')}"
+                try:
+                    if action == "retry":
+                        view = board.engine.retry(iid, actor=user, via="web")
+                    else:
+                        view = board.engine.cancel(iid, reason or None, actor=user, via="web")
+                except SignoffError as exc:
+                    done.append(BulkResult(iid, False, plain(exc), link))
+                    continue
+                verb = "retried" if action == "retry" else "cancelled"
+                done.append(BulkResult(iid, True, f"{verb}; now {view.status}", link))
+            return done
+
+        report = await run_in_threadpool(run)
+        board.changed()
+        good = sum(r.ok for r in report)
+        verb = "Retried" if action == "retry" else "Cancelled"
+        title = f"{verb} {good} of {len(report)}" + (
+            f"; {len(report) - good} refused (below, with why)." if good < len(report) else "."
+        )
+        status = 200 if good else 409
+    context = await build(request, report, title)
+    name = "partials/instances.html" if wants_fragment(request) else "pages/instances.html"
+    return template(request, name, context, chrome(request, "instances"), status_code=status)

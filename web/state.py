@@ -72,6 +72,33 @@ class Cached(Generic[T]):
         self._value, self._at = None, float("-inf")
 
 
+K = TypeVar("K")
+
+
+class KeyedCache(Generic[K, T]):
+    """A `Cached` value per key (a user's inbox count, the counts of one filter), for at most
+    `size` keys: the least recently used goes first."""
+
+    def __init__(self, load: Callable[[K], T], ttl: float, size: int = 256) -> None:
+        self.load = load
+        self.ttl = ttl
+        self.size = size
+        self._kept: dict[K, Cached[T]] = {}
+
+    async def get(self, key: K) -> T:
+        found = self._kept.pop(key, None)
+        if found is None:
+            found = Cached(lambda: self.load(key), self.ttl)
+        self._kept[key] = found  # now the most recently used
+        while len(self._kept) > self.size:
+            del self._kept[next(iter(self._kept))]
+        return await found.get()
+
+    def invalidate(self) -> None:
+        for cached in self._kept.values():
+            cached.invalidate()
+
+
 @dataclass
 class Dashboard:
     engine: Engine
@@ -83,8 +110,11 @@ class Dashboard:
     static_dir: Path
     counts: Cached[dict[str, int]]
     placement: Cached[dict[str, dict[str, int]]]
+    filtered_counts: KeyedCache[tuple[str, str], dict[str, int]]
+    inbox_counts: KeyedCache[tuple[str, str, str], int]
     limits: Limits = field(default_factory=Limits)
     dummy_hash: str = ""
+    secret_key: str = ""  # signs the session cookie and approval links
     assets: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -102,6 +132,8 @@ class Dashboard:
         """An action changed instances: recount at the next read."""
         self.counts.invalidate()
         self.placement.invalidate()
+        self.filtered_counts.invalidate()
+        self.inbox_counts.invalidate()
 
 
 ROOT_KEY = "signoff.root"
