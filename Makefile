@@ -14,8 +14,11 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+PORT ?= 8000
+
+# the demo: open access on 127.0.0.1:$(PORT), example instances added to an empty database
 run: $(STAMP)
-	$(BIN)/signoff serve --open-access
+	$(BIN)/signoff serve --open-access --port $(PORT)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

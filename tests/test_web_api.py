@@ -186,6 +186,7 @@ def test_openapi_description(client: TestClient) -> None:
     spec = client.get("/api/openapi.json").json()
     assert spec["openapi"].startswith("3.")
     assert set(spec["paths"]) == {
+        "/api/approvals",
         "/api/instances",
         "/api/instances/{instance_id}",
         "/api/instances/{instance_id}/history",

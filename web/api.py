@@ -4,6 +4,7 @@ status codes that say what happened; an OpenAPI description at /api/openapi.json
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from functools import partial
 from typing import Any
 from urllib.parse import quote
@@ -231,6 +232,46 @@ async def goto(request: Request, actor: str) -> Response:
     return await _operate(request, "goto", actor, thread, step)
 
 
+async def approvals(request: Request, actor: str) -> Response:
+    """What the caller may be asked to decide, oldest first, over all pages (`total`)."""
+    params = request.query_params
+    limit = _whole(params.get("limit", "50"), "limit")
+    offset = _whole(params.get("offset", "0"), "offset")
+    search = params.get("q") or None
+    if search is not None and len(search) > MAX_SEARCH:
+        raise ApiError(422, f"q is at most {MAX_SEARCH} characters")
+    workflow = params.get("workflow") or None
+    board = dashboard(request)
+
+    def run() -> tuple[list[dict[str, Any]], int]:
+        rows = board.engine.inbox(
+            actor,
+            workflow=workflow,
+            search=search,
+            limit=max(1, min(limit, MAX_LIMIT)),
+            offset=min(offset, 10_000_000),
+        )
+        return rows, board.engine.inbox_count(actor, workflow=workflow, search=search)
+
+    rows, total = await (board.limits.searches.run(run) if search else run_in_threadpool(run))
+    keep = (
+        "instance_id", "workflow", "thread", "wait", "event", "title", "text", "summary",
+        "began_at", "deadline", "approvers", "required", "votes", "needed", "require_reason",
+        "key", "may_decide", "refusal",
+    )  # fmt: skip
+    items = [
+        {k: (r.get(k).isoformat() if isinstance(r.get(k), datetime) else r.get(k)) for k in keep}
+        for r in rows
+    ]
+    return JSONResponse({"approvals": items, "total": total, "offset": offset})
+
+
+def _whole(text: str, name: str) -> int:
+    if not (text.isascii() and text.strip().isdigit() and len(text) < 10):
+        raise ApiError(422, f"{name} must be a whole number")
+    return int(text)
+
+
 async def openapi(request: Request) -> Response:
     return JSONResponse(OPENAPI)
 
@@ -241,6 +282,7 @@ async def not_found(request: Request) -> Response:
 
 routes = [
     Route("/openapi.json", openapi, methods=["GET"]),
+    Route("/approvals", endpoint(approvals), methods=["GET"]),
     Route("/instances", endpoint(create), methods=["POST"]),
     Route("/instances", endpoint(listing), methods=["GET"]),
     Route("/instances/{instance_id}", endpoint(show), methods=["GET"]),
@@ -362,12 +404,91 @@ OPENAPI: dict[str, Any] = {
                     "error": {"type": ["string", "null"]},
                     "created_at": _DT,
                     "updated_at": _DT,
+                    "summary": {
+                        "type": "object",
+                        "description": "the data fields the workflow names in summary_fields",
+                    },
+                    "outcome": {
+                        "type": "string",
+                        "description": "approved, denied, timed out, cancelled, failed, "
+                        "completed, ended with an error; running or waiting while it runs",
+                    },
+                    "outcome_label": {"type": "string"},
+                },
+            },
+            "Approval": {
+                "type": "object",
+                "properties": {
+                    "instance_id": {"type": "string"},
+                    "workflow": {"type": "string"},
+                    "thread": {"type": "string"},
+                    "wait": {"type": "string"},
+                    "event": {"type": "string"},
+                    "title": {"type": ["string", "null"]},
+                    "text": {"type": ["string", "null"]},
+                    "summary": {"type": "object"},
+                    "began_at": _DT,
+                    "deadline": {"anyOf": [_DT, {"type": "null"}]},
+                    "approvers": {"type": ["array", "null"], "items": {"type": "string"}},
+                    "required": {"type": "integer"},
+                    "votes": {"type": "integer"},
+                    "needed": {"type": "integer"},
+                    "require_reason": {"type": "boolean"},
+                    "key": {"type": "string", "description": "pass as wait_key when deciding"},
+                    "may_decide": {"type": "boolean"},
+                    "refusal": {"type": ["string", "null"]},
                 },
             },
         },
     },
     "security": [{"bearer": []}],
     "paths": {
+        "/api/approvals": {
+            "get": {
+                "summary": "The open approvals the caller is asked to decide, oldest first",
+                "parameters": [
+                    {"name": "workflow", "in": "query", "schema": {"type": "string"}},
+                    {
+                        "name": "q",
+                        "in": "query",
+                        "schema": {"type": "string", "maxLength": 200},
+                        "description": "an id prefix, field:value, or text in the data or title",
+                    },
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": 0, "maximum": 500},
+                    },
+                    {
+                        "name": "offset",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": 0, "maximum": 100000},
+                    },
+                ],
+                "responses": {
+                    "200": {
+                        "description": "A page of approvals and how many there are in all",
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "properties": {
+                                        "approvals": {
+                                            "type": "array",
+                                            "items": {"$ref": "#/components/schemas/Approval"},
+                                        },
+                                        "total": {"type": "integer"},
+                                        "offset": {"type": "integer"},
+                                    },
+                                }
+                            }
+                        },
+                    },
+                    "401": _err("No or bad bearer token"),
+                    "422": _err("A bad parameter"),
+                },
+            }
+        },
         "/api/instances": {
             "post": _op(
                 "Start an instance",

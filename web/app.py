@@ -19,7 +19,7 @@ from typing import Any
 
 import jinja2
 from signoff.engine import AsyncEngine, Engine, SignoffError
-from signoff.web import api, approvals, auth, instance, instances, links, workflows
+from signoff.web import api, apidocs, approvals, auth, instance, instances, links, workflows
 from signoff.web.errors import status_for
 from signoff.web.limits import Limits, RequestLimits
 from signoff.web.render import Flash, template, wants_fragment
@@ -79,7 +79,8 @@ def create_app(
         engine.add_operators("*")  # in the demo, every visitor is an operator
     if secret_key is None:
         secret_key = secrets.token_urlsafe(32)
-        log.warning("no secret key given: sessions will not survive a restart")
+        if not open_access:  # a demo has no sessions worth keeping
+            log.warning("no secret key given: sessions will not survive a restart")
     static_dir = _resource("static")
     board = Dashboard(
         engine=engine,
@@ -125,6 +126,7 @@ def create_app(
         Route("/logout", auth.logout, methods=["POST"]),
         Route("/logout/everywhere", auth.logout_everywhere, methods=["POST"]),
         Route("/healthz", healthz, methods=["GET"]),
+        Route("/api/docs", apidocs.page, methods=["GET"]),
         Mount("/api", routes=api.routes),
         Mount("/static", StaticFiles(directory=static_dir), name="static"),
     ]
@@ -285,17 +287,19 @@ def _error_page(request: Request, status_code: int, message: str) -> Response:
     if _is_api(request):
         return JSONResponse({"error": message}, status_code=status_code)
     flash = Flash("error", message)
-    board_chrome = auth.chrome(request, "error", flash)
     if wants_fragment(request):
         return template(
             request,
             "partials/flash.html",
             flash,
-            board_chrome,
+            auth.chrome(request, "error", flash),
             status_code=status_code,
             headers={"HX-Retarget": "#flash", "HX-Reswap": "outerHTML"},
         )
-    return template(request, "pages/error.html", flash, board_chrome, status_code=status_code)
+    # the page says it once, in its body (the flash area above it stays empty)
+    return template(
+        request, "pages/error.html", flash, auth.chrome(request, "error"), status_code=status_code
+    )
 
 
 async def _sign_in(request: Request, exc: Exception) -> Response:

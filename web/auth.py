@@ -69,6 +69,18 @@ def verify_password(password: str, stored: str) -> bool:
     return hmac.compare_digest(_scrypt(password, salt, n, r, p, len(key)), key)
 
 
+def hash_problem(stored: str) -> str | None:
+    """Why `stored` cannot be a hash `hash_password` made (None: it can): what a shell does to
+    an unquoted or double-quoted `scrypt$n=...$...$...` (it expands each `$...`)."""
+    parts = stored.split("$") if isinstance(stored, str) else []
+    if len(parts) != 4 or parts[0] != "scrypt" or not parts[1].startswith("n="):
+        return (
+            "is not a hash from `signoff hash-password` (expected scrypt$n=...:r=...:p=...$salt$key"
+            "; in a shell, quote it with single quotes, or each $ is expanded)"
+        )
+    return None
+
+
 def _scrypt(password: str, salt: bytes, n: int, r: int, p: int, length: int = 32) -> bytes:
     return hashlib.scrypt(
         password.encode(),
@@ -127,7 +139,8 @@ class SessionGate:
         if scope["type"] == "http":
             root: str = scope.get("signoff.root", "")
             path: str = scope.get("path", "")
-            if not path[len(root) :].startswith(UNSIGNED_PATHS):
+            local = path[len(root) :]
+            if not local.startswith(UNSIGNED_PATHS) or local == "/api/docs":
                 scope[USER_KEY] = await _session_user(scope)
         await self.app(scope, receive, send)
 

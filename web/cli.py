@@ -17,12 +17,14 @@ Configuration comes from options, else from the environment:
 from __future__ import annotations
 
 import argparse
+import errno
 import getpass
 import importlib
 import json
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 from collections.abc import Callable, Iterable, Sequence
@@ -226,10 +228,17 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
             "restarts",
             file=sys.stderr,
         )
+    from signoff.web.auth import hash_problem
+
+    users = parse_pairs(os.environ.get("SIGNOFF_USERS"), "SIGNOFF_USERS")
+    for name, stored in users.items():
+        problem = hash_problem(stored)
+        if problem:
+            print(f"signoff: warning: SIGNOFF_USERS: the hash of {name} {problem}", file=sys.stderr)
     app = create_app(
         engine,
         secret_key=secret_key,
-        users=parse_pairs(os.environ.get("SIGNOFF_USERS"), "SIGNOFF_USERS"),
+        users=users,
         api_tokens=parse_pairs(
             os.environ.get("SIGNOFF_API_TOKENS"), "SIGNOFF_API_TOKENS", split_last=True
         ),
@@ -237,6 +246,13 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
         slack_signing_secret=os.environ.get("SLACK_SIGNING_SECRET") or None,
         allowed_hosts=allowed_hosts or None,
     )
+    if args.open_access and set(workflow_modules(args)) == set(DEFAULT_WORKFLOWS):
+        from signoff.web.examples import seed
+
+        if seed(engine):
+            print("signoff: the demo database was empty: added example instances", file=out)
+    # Listen before saying so: a busy port is an error here, not after "serving on".
+    listener = listen(args.host, args.port)
     scheduler = None if args.no_scheduler else Scheduler(engine, sweep_every=args.sweep_every)
     print(
         f"signoff: serving {', '.join(engine.workflows) or 'no workflows'} from "
@@ -258,13 +274,50 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
             forwarded_allow_ips=trusted or ["127.0.0.1"],
             log_level=args.log_level,
         )
-        uvicorn.Server(config).run()
+        quiet_access_log()
+        uvicorn.Server(config).run(sockets=[listener])
     finally:
+        listener.close()
         signal.signal(signal.SIGTERM, previous)
         if scheduler is not None:
             scheduler.shutdown()
         engine.close()
     return 0
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A socket bound to host:port, or a ConfigError that says why not (a busy port)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host.strip("[]"), port))
+    except OSError as exc:
+        sock.close()
+        hint = " (is another server running there? choose another with --port)"
+        busy = exc.errno == errno.EADDRINUSE
+        raise ConfigError(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}" + (hint if busy else "")
+        ) from None
+    sock.set_inheritable(True)
+    return sock
+
+
+class _ActionsOnly(logging.Filter):
+    """The access log keeps what changes something, and every error: a page refreshing itself
+    every few seconds is not worth a line each time."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) >= 5:
+            method, status = args[1], args[4]
+            if method in ("GET", "HEAD") and isinstance(status, int) and status < 400:
+                return False
+        return True
+
+
+def quiet_access_log() -> None:
+    logging.getLogger("uvicorn.access").addFilter(_ActionsOnly())
 
 
 def cmd_worker(args: argparse.Namespace, out: TextIO) -> int:
@@ -334,6 +387,37 @@ def cmd_send(args: argparse.Namespace, out: TextIO) -> int:
         _outcome(view, out)
     finally:
         engine.close()
+    return 0
+
+
+def cmd_link(args: argparse.Namespace, out: TextIO) -> int:
+    """An approval link for one approver, to send by mail or chat (signed with the server's
+    SIGNOFF_SECRET_KEY, so the server can check it)."""
+    from signoff.web.links import approval_link
+
+    secret_key = os.environ.get("SIGNOFF_SECRET_KEY")
+    if not secret_key:
+        raise ConfigError(
+            "approval links are signed with the server's secret key: set SIGNOFF_SECRET_KEY "
+            "to the one `signoff serve` uses"
+        )
+    if not 0 < args.hours <= 24 * 30:
+        raise ConfigError("--hours is between 1 and 720")
+    engine = make_engine(args)
+    try:
+        url = approval_link(
+            engine,
+            secret_key,
+            args.id,
+            args.approver,
+            event=args.event,
+            thread=args.thread,
+            lifetime=timedelta(hours=args.hours),
+            base_url=args.base_url,
+        )
+    finally:
+        engine.close()
+    print(url, file=out)
     return 0
 
 
@@ -707,6 +791,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("show", cmd_show, "show an instance: threads, waits, due times, history")
     p.add_argument("id")
     p.add_argument("--json", action="store_true")
+
+    p = command(
+        "link",
+        cmd_link,
+        "print a signed, single-use link with which one approver decides an open approval",
+    )
+    p.add_argument("id")
+    p.add_argument("--approver", required=True, help="who decides with it (a user name)")
+    p.add_argument("--event", help="the approval's event, when the instance waits for several")
+    p.add_argument("--thread", help="the thread, when several wait for the same event")
+    p.add_argument("--hours", type=float, default=72, help="how long it works (default 72)")
+    p.add_argument(
+        "--base-url",
+        default=os.environ.get("SIGNOFF_BASE_URL", "http://127.0.0.1:8000"),
+        help="where the dashboard is served (default $SIGNOFF_BASE_URL or http://127.0.0.1:8000)",
+    )
 
     p = command("retry", cmd_retry, "re-enter the statement a failed thread stopped at", acting)
     p.add_argument("id")

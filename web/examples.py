@@ -3,18 +3,22 @@
 - `Expense`: an approval with reminders, escalation and a timeout.
 - `Onboarding`: an `Input` form, a parallel `Go` thread, a `WaitFor` and a plain event.
 - `NightlyReport`: a step that fails sometimes (a flaky upstream), so retry can be shown.
+- `Purchase`: an approval that needs two approvers out of three (a quorum).
+
+`seed(engine)` fills an empty demo database with instances in every interesting state.
 """
 
 from __future__ import annotations
 
 import random
 from datetime import timedelta
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, Field
 from signoff.engine import (
     Approval,
     Decision,
+    Engine,
     Go,
     Handler,
     If,
@@ -35,6 +39,8 @@ from signoff.engine import (
 class Expense(Workflow):
     """An expense claim. Alice approves or denies; a reminder goes out every 4 hours, Carol
     may decide too after a day, and without a decision the claim lapses after three days."""
+
+    summary_fields: ClassVar[list[str]] = ["amount", "employee"]
 
     employee: str = "bob"
     amount: int = Field(0, ge=0, description="in EUR")
@@ -97,6 +103,8 @@ class Equipment(BaseModel):
 class Onboarding(Workflow):
     """A new colleague: IT sets up accounts in parallel while the manager picks equipment;
     the first day starts once both are done."""
+
+    summary_fields: ClassVar[list[str]] = ["person", "team"]
 
     person: str = "dana"
     team: str = "platform"
@@ -161,6 +169,8 @@ class NightlyReport(Workflow):
     """Fetches figures from a flaky warehouse (two tries, then an operator retries), renders
     the report and waits for someone to publish it, or publishes it by itself after 2 hours."""
 
+    summary_fields: ClassVar[list[str]] = ["day"]
+
     day: str = "2026-01-05"
     rows: int = Field(0, json_schema_extra={"readOnly": True})
     published_by: str = Field("", json_schema_extra={"readOnly": True})
@@ -202,4 +212,105 @@ class NightlyReport(Workflow):
         self.rejected = f"{decision.actor}: {decision.reason}"
 
 
-WORKFLOWS: list[type[Workflow]] = [Expense, Onboarding, NightlyReport]
+class Purchase(Workflow):
+    """A purchase over the team's budget: two of the three budget holders must approve it; a
+    single denial stops it."""
+
+    summary_fields: ClassVar[list[str]] = ["item", "cost"]
+
+    item: str = "GPU server"
+    cost: int = Field(18000, ge=0, description="in EUR")
+    ordered: bool = Field(False, json_schema_extra={"readOnly": True})
+    reason: str = Field("", json_schema_extra={"readOnly": True})
+
+    def definition(self) -> Statement:
+        return S(
+            Wait(
+                "budget approval",
+                On(
+                    "decision",
+                    Approval(
+                        approve=self.on_approve,
+                        deny=self.on_deny,
+                        title=f"Buy {self.item} for {self.cost} EUR",
+                        approvers=["alice", "carol", "dave"],
+                        required=2,
+                    ),
+                ),
+            ),
+            If(not self.ordered, Return(error=f"not bought: {self.reason}")),
+            Return({"ordered": self.item}),
+        )
+
+    def on_approve(self, decision: Decision) -> None:
+        self.ordered = True
+
+    def on_deny(self, decision: Decision) -> None:
+        self.reason = f"{decision.actor}: {decision.reason}"
+
+
+WORKFLOWS: list[type[Workflow]] = [Expense, Onboarding, NightlyReport, Purchase]
+
+
+def seed(engine: Engine) -> list[str]:
+    """Fill an empty demo database with instances in every state worth seeing: an expense
+    waiting for approval, a purchase with one of its two votes, a report whose step failed
+    (to retry), an onboarding waiting for a form, an approved, a denied and a timed-out
+    expense. Times are set back a little, so the pages read like a working day. Returns the
+    ids; does nothing (and returns []) when the database has instances already."""
+    if engine.counts():
+        return []
+    real = engine.clock
+    now = real()
+    rate, UPSTREAM.failure_rate = UPSTREAM.failure_rate, 0.0
+    made: list[str] = []
+
+    def at(ago: timedelta) -> None:
+        engine.clock = lambda: now - ago
+
+    try:
+        at(timedelta(days=3, hours=2))  # lapses: its 3-day timeout has passed by now
+        made.append(
+            engine.start("Expense", {"employee": "gina", "amount": 15, "description": "Taxi"})
+        )
+        at(timedelta(hours=26))
+        denied = engine.start(
+            "Expense", {"employee": "frank", "amount": 2300, "description": "Conference"}
+        )
+        at(timedelta(hours=25))
+        engine.send(
+            denied,
+            "decision",
+            {"approved": False, "reason": "over the conference budget"},
+            actor="alice",
+            via="web",
+        )
+        at(timedelta(hours=6))
+        approved = engine.start(
+            "Expense", {"employee": "erin", "amount": 48, "description": "Team lunch"}
+        )
+        at(timedelta(hours=5, minutes=30))
+        engine.send(approved, "decision", {"approved": True}, actor="alice", via="web")
+        at(timedelta(hours=3))
+        purchase = engine.start("Purchase", {"item": "GPU server", "cost": 18000})
+        at(timedelta(hours=2))
+        engine.send(purchase, "decision", {"approved": True}, actor="carol", via="web")
+        at(timedelta(hours=1, minutes=10))
+        UPSTREAM.fail_next = 2
+        report = engine.start(
+            "NightlyReport", {"day": (now - timedelta(days=1)).date().isoformat()}
+        )
+        at(timedelta(minutes=40))
+        engine.run_due()  # its second try fails too: it waits for an operator's retry
+        at(timedelta(minutes=30))
+        onboarding = engine.start("Onboarding", {"person": "dana", "team": "platform"})
+        at(timedelta(minutes=12))
+        waiting = engine.start(
+            "Expense", {"employee": "bob", "amount": 120, "description": "Train to Berlin"}
+        )
+        made += [denied, approved, purchase, report, onboarding, waiting]
+    finally:
+        engine.clock = real
+        UPSTREAM.failure_rate, UPSTREAM.fail_next = rate, 0
+    engine.run_due()  # the lapsed expense times out now, at its deadline
+    return made

@@ -6,6 +6,7 @@ nested dicts of strings and lists that any template or JSON encoder can take.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from signoff.engine.core.branches import If
@@ -56,7 +57,7 @@ def outline(stmt: Statement) -> Node:
                 branch: Node = {
                     "kind": kind,
                     "name": None,
-                    "label": kind.lower(),
+                    "label": "",  # the kind says it: "Then", not "Then then"
                     "detail": "",
                     "children": _flat(body),
                 }
@@ -81,7 +82,11 @@ def _flat(stmt: Statement) -> list[Node]:
 
 
 def _short(value: Any, limit: int = 60) -> str:
-    text = repr(value)
+    """A value as a person reads it: JSON, not Python's repr."""
+    try:
+        text = json.dumps(value, ensure_ascii=False, default=str)
+    except ValueError:
+        text = str(value)
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
