@@ -164,6 +164,8 @@ def make_app(engine: Engine, **kw: Any) -> Any:
     app = create_app(engine, **options)
     app.state.signoff.counts.ttl = 0  # tests look at counts right after changing them
     app.state.signoff.placement.ttl = 0
+    app.state.signoff.filtered_counts.ttl = 0
+    app.state.signoff.inbox_counts.ttl = 0
     return app
 
 

@@ -33,7 +33,7 @@ MAX_PASSWORD = 1024
 OPEN_ACCESS_USER = "admin"
 CSRF_HEADER = "x-csrf-token"
 CSRF_FIELD = "csrf_token"
-MAX_FORM_FIELDS = 200
+MAX_FORM_FIELDS = 300  # a bulk action posts one field per selected row (at most 250)
 SESSION_LIFETIME = timedelta(hours=12)  # from sign-in, however busy the session is
 
 
