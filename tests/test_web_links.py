@@ -38,7 +38,7 @@ def test_a_scanner_that_opens_the_link_decides_nothing(client: TestClient, engin
         page = client.get(path)
         assert page.status_code == 200
         assert "Trip for erin" in page.text and "Approval request for" in page.text
-        assert page.headers["referrer-policy"] == "no-referrer"
+        assert page.headers["referrer-policy"] == "same-origin"  # never to another site
     assert engine.get(iid).status == "waiting"
     assert not [h for h in engine.history(iid) if h.kind == "decision"]
 

@@ -262,7 +262,8 @@ async def page(request: Request) -> Response:
         chrome(request, "link"),
         status_code=_problem_status(context.problem, claim),
     )
-    response.headers["Referrer-Policy"] = "no-referrer"  # the token is a credential
+    # the token is a credential: Referrer-Policy stays same-origin (never sent to other
+    # sites; "no-referrer" would make the browser send `Origin: null`, and the form be refused)
     response.headers["X-Robots-Tag"] = "noindex"
     return response
 
@@ -329,7 +330,6 @@ async def decide(request: Request) -> Response:
     response = template(
         request, "pages/link.html", context, chrome(request, "link"), status_code=status
     )
-    response.headers["Referrer-Policy"] = "no-referrer"
     return response
 
 
