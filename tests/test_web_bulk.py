@@ -23,9 +23,7 @@ def test_approve_200_rows_with_refusals_mixed_in(alice: TestClient, engine: Engi
     for iid in stale:
         engine.send(iid, "decision", {"approved": False, "reason": "no"}, actor="alice")
     picks = [_pick(iid, keys[iid]) for iid in ids] + ["garbage", _pick("nope", "k")]
-    response = alice.post(
-        "/approvals/bulk", data={"action": "approve", "pick": picks}, headers=HX
-    )
+    response = alice.post("/approvals/bulk", data={"action": "approve", "pick": picks}, headers=HX)
     assert response.status_code == 200
     page: ApprovalsPage = response.context["page"]
     assert page.report_title == "Approved 180 of 202; 22 refused (below, with why)."
@@ -71,7 +69,9 @@ def test_bulk_refusals_change_nothing(client: TestClient, engine: Engine) -> Non
     assert client.post("/approvals/bulk", data={"action": "approve"}).status_code == 422
     # without the CSRF token nothing happens
     client.headers.pop("X-CSRF-Token")
-    assert client.post("/approvals/bulk", data={"action": "approve", "pick": picks}).status_code == 403
+    assert (
+        client.post("/approvals/bulk", data={"action": "approve", "pick": picks}).status_code == 403
+    )
 
 
 def test_operators_retry_and_cancel_in_bulk(alice: TestClient, engine: Engine, client: Any) -> None:

@@ -140,13 +140,18 @@ class Visit:
             found = page.evaluate(
                 "axe.run(document, {resultTypes: ['violations']})"
                 ".then(r => r.violations.filter(v => ['serious', 'critical'].includes(v.impact))"
-                ".map(v => v.id + ': ' + v.nodes.slice(0, 3).map(n => n.target.join(' ')).join(' | ')))"
+                ".map(v => v.id + ': ' + v.nodes.slice(0, 3)"
+                ".map(n => n.target.join(' ')).join(' | ')))"
             )
             assert found == [], f"{name} ({scheme}, {self.size}): {found}"
         page.emulate_media(color_scheme="light")
         wide = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
         assert wide <= 0, f"{name} ({self.size}) scrolls sideways by {wide}px"
-        page.screenshot(path=str(self.shots / f"{name}-{self.size}.png"), full_page=True)
+        width, height = SIZES[self.size]
+        tall = page.evaluate("document.documentElement.scrollHeight")
+        clip = {"x": 0, "y": 0, "width": width, "height": min(tall, height * 2)}
+        shot = str(self.shots / f"{name}-{self.size}.png")
+        page.screenshot(path=shot, full_page=True, clip=clip)
         if not errors_expected:
             self.assert_quiet()
 
@@ -164,10 +169,8 @@ def alice(request: Any, browser: Any, site: Any, shots: Path) -> Iterator[Visit]
     visit.close()
 
 
-def test_every_page_is_accessible_fits_and_says_what_happened(
-    alice: Visit, site: Any
-) -> None:
-    base, engine, ids = site
+def test_every_page_is_accessible_fits_and_says_what_happened(alice: Visit, site: Any) -> None:
+    _, _, ids = site
     page = alice.go("/")
     # counts honour every filter; "1-50 of N"; summary fields, not hex ids, lead each row
     assert page.locator("[data-testid=shown]").text_content().startswith("1\u201350 of ")
@@ -188,7 +191,10 @@ def test_every_page_is_accessible_fits_and_says_what_happened(
     # outcomes: a denied expense is not a green "completed"; a cancel reason is no error box
     page = alice.go(f"/instances/{ids['denied']}")
     assert page.locator("h1 .badge").text_content() == "denied by alice"
-    assert page.locator(".instance-head .status-completed, .instance-head .outcome-completed").count() == 0
+    assert (
+        page.locator(".instance-head .status-completed, .instance-head .outcome-completed").count()
+        == 0
+    )
     decisions = page.locator(".decisions").text_content()
     assert "alice" in decisions and "over the conference budget" in decisions and "web" in decisions
     alice.look("instance-denied")
@@ -234,7 +240,7 @@ def test_every_page_is_accessible_fits_and_says_what_happened(
 
 
 def test_the_inbox_a_person_can_trust(alice: Visit, site: Any) -> None:
-    base, engine, ids = site
+    _, engine, ids = site
     page = alice.go("/approvals")
     total = engine.inbox_count("alice")
     assert page.locator("[data-testid=inbox-count]").text_content() == str(total)
@@ -275,8 +281,10 @@ def test_the_inbox_a_person_can_trust(alice: Visit, site: Any) -> None:
 
 
 def test_bulk_from_the_inbox_reports_each_row(alice: Visit, site: Any) -> None:
-    base, engine, ids = site
-    mine = [engine.start("Expense", {"employee": f"bulk-{alice.size}", "amount": n}) for n in range(3)]
+    _, engine, _ = site
+    mine = [
+        engine.start("Expense", {"employee": f"bulk-{alice.size}", "amount": n}) for n in range(3)
+    ]
     page = alice.go(f"/approvals?q=employee:bulk-{alice.size}")
     page.locator(".bulk-bar input.pick-all").check()
     engine.send(mine[0], "decision", {"approved": True}, actor="alice")  # decided meanwhile
@@ -289,7 +297,7 @@ def test_bulk_from_the_inbox_reports_each_row(alice: Visit, site: Any) -> None:
 
 
 def test_a_dead_connection_is_said_out_loud(alice: Visit, site: Any) -> None:
-    base, engine, ids = site
+    _, engine, ids = site
     page = alice.go("/approvals?q=employee:quinn")
     alice.context.set_offline(True)
     page.locator("#approvals tbody tr").first.locator("button:has-text('Approve')").click()
@@ -301,7 +309,7 @@ def test_a_dead_connection_is_said_out_loud(alice: Visit, site: Any) -> None:
 
 
 def test_an_approval_link_on_a_phone(browser: Any, site: Any, shots: Path) -> None:
-    base, engine, ids = site
+    base, engine, _ = site
     target = engine.start("Expense", {"employee": "link", "amount": 64})
     path = approval_link(engine, SECRET, target, "alice")
     visit = Visit(browser, base, "phone", shots, "")

@@ -259,11 +259,12 @@ async def approvals(request: Request, actor: str) -> Response:
         "began_at", "deadline", "approvers", "required", "votes", "needed", "require_reason",
         "key", "may_decide", "refusal",
     )  # fmt: skip
-    items = [
-        {k: (r.get(k).isoformat() if isinstance(r.get(k), datetime) else r.get(k)) for k in keep}
-        for r in rows
-    ]
+    items = [{k: _plain(r.get(k)) for k in keep} for r in rows]
     return JSONResponse({"approvals": items, "total": total, "offset": offset})
+
+
+def _plain(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, datetime) else value
 
 
 def _whole(text: str, name: str) -> int:

@@ -93,7 +93,8 @@ def read_token(secret_key: str, token: str) -> LinkClaim | None:
         expires = int(raw["x"])
         if not all(isinstance(p, str) for p in parts):
             return None
-        return LinkClaim(*parts, expires_at=datetime.fromtimestamp(expires, UTC))
+        i, t, e, k, a, n = parts
+        return LinkClaim(i, t, e, k, a, n, datetime.fromtimestamp(expires, UTC))
     except (KeyError, TypeError, ValueError, OverflowError, OSError):
         return None
 
