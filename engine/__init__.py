@@ -21,18 +21,19 @@ from signoff.engine.engine import Engine, InvalidData
 from signoff.engine.errors import (
     AlreadyDecided,
     Conflict,
-    DataNotStorable,
     DefinitionError,
     EventRejected,
     InstanceNotFound,
     NotAllowed,
     NotWaiting,
     RunawayLoop,
+    SchemaOutdated,
     SignoffError,
     StatementMissing,
     UnknownWorkflow,
 )
 from signoff.engine.runtime.scheduler import Scheduler
+from signoff.engine.storage.store import upgrade_database
 from signoff.engine.views import HistoryEntry, InstanceSummary, InstanceView, ThreadView, WaitView
 
 __all__ = [
@@ -41,7 +42,6 @@ __all__ = [
     "Break",
     "Conflict",
     "Continue",
-    "DataNotStorable",
     "Decision",
     "DefinitionError",
     "Engine",
@@ -65,6 +65,7 @@ __all__ = [
     "RunawayLoop",
     "S",
     "Scheduler",
+    "SchemaOutdated",
     "Section",
     "Services",
     "SignoffError",
@@ -82,4 +83,5 @@ __all__ = [
     "goto_targets",
     "outline",
     "statement_names",
+    "upgrade_database",
 ]

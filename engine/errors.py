@@ -59,8 +59,9 @@ class NotWaiting(Conflict):
     """No thread of the instance waits for the event."""
 
 
-class DataNotStorable(SignoffError):
-    """Workflow data that cannot be stored as JSON."""
+class SchemaOutdated(SignoffError):
+    """The database is not at the schema this version of signoff needs; the message names the
+    command that upgrades it (`signoff db upgrade`)."""
 
 
 def brief(exc: BaseException) -> str:
