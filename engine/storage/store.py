@@ -62,10 +62,14 @@ class Store:
         )
         self.is_sqlite = self.db.dialect.name == "sqlite"
         self.url = self.db.url.render_as_string(hide_password=False)
-        if migrate:
-            migrations.upgrade(self.db)
-        else:
-            migrations.check(self.db)
+        try:
+            if migrate:
+                migrations.upgrade(self.db)
+            else:
+                migrations.check(self.db)
+        except BaseException:
+            self.close()
+            raise
         schema = migrations.schema_of(self.db)
         prefix = self.db.dialect.identifier_preparer.quote_schema(schema) + "." if schema else ""
         self.raw = RawWriter(self.db, self.is_sqlite, prefix)
