@@ -266,7 +266,15 @@ def upgrade_database(database: str | Database) -> tuple[str | None, str]:
 
 def _create(url: str, synchronous: str, pool_size: int) -> Database:
     if not url.startswith("sqlite"):
-        return create_engine(url, pool_size=pool_size, pool_pre_ping=True)
+        try:
+            return create_engine(url, pool_size=pool_size, pool_pre_ping=True)
+        except ModuleNotFoundError as exc:
+            if exc.name != "psycopg":
+                raise
+            raise ModuleNotFoundError(
+                "PostgreSQL needs the psycopg driver: pip install 'signoff[postgres]'",
+                name=exc.name,
+            ) from exc
     if synchronous.upper() not in ("FULL", "NORMAL", "EXTRA", "OFF"):
         raise ValueError(f"unknown SQLite synchronous level {synchronous!r}")
     # one shared connection, or every new one would be a new, empty database
