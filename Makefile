@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench install clean
+.PHONY: run test lint bench screenshots install clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ lint: $(STAMP)
 	mkdir -p $(TYPECHECK)
 	for f in engine web __init__.py py.typed; do ln -sfn ../../../$$f $(TYPECHECK)/$$f; done
 	$(BIN)/mypy
+
+# the README's pictures: the browser tests, writing their screenshots into docs/screenshots/
+screenshots: $(STAMP)
+	SIGNOFF_SCREENSHOTS=docs/screenshots $(BIN)/python -m pytest -m browser -q
 
 bench: $(STAMP)
 	$(BIN)/python bench/engine.py

@@ -1,5 +1,6 @@
 """signoff's engine: durable workflows as code, with people in the loop."""
 
+from signoff.engine.async_engine import AsyncEngine
 from signoff.engine.core.branches import If
 from signoff.engine.core.handlers import (
     Approval,
@@ -17,13 +18,14 @@ from signoff.engine.core.threads import Go, Return
 from signoff.engine.core.tree import S, Section, Statement
 from signoff.engine.core.waits import On, Wait, WaitFor
 from signoff.engine.core.workflow import Workflow
-from signoff.engine.engine import Engine, InvalidData
+from signoff.engine.engine import Engine
 from signoff.engine.errors import (
     AlreadyDecided,
     Conflict,
     DefinitionError,
     EventRejected,
     InstanceNotFound,
+    InvalidData,
     NotAllowed,
     NotWaiting,
     RunawayLoop,
@@ -39,6 +41,7 @@ from signoff.engine.views import HistoryEntry, InstanceSummary, InstanceView, Th
 __all__ = [
     "AlreadyDecided",
     "Approval",
+    "AsyncEngine",
     "Break",
     "Conflict",
     "Continue",

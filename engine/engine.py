@@ -7,6 +7,7 @@ Another writer that commits meanwhile (an event for another thread, a cancel) is
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import re
 import uuid
@@ -28,10 +29,11 @@ from signoff.engine.errors import (
     Conflict,
     DefinitionError,
     InstanceNotFound,
+    InvalidData,
     NotWaiting,
-    SignoffError,
     UnknownWorkflow,
 )
+from signoff.engine.runtime.actions import ActionRunner
 from signoff.engine.runtime.runner import Runner
 from signoff.engine.runtime.slack_client import client_from_environment
 from signoff.engine.storage import placement
@@ -70,8 +72,12 @@ class Engine:
         self.store = Store(database, synchronous=synchronous, migrate=migrate)
         self.clock = clock or utcnow
         self.slack = slack if slack is not None else client_from_environment()
+        self.actions = ActionRunner()
         self.services = Services(
-            clock=self._now, slack=self.slack, slack_users=dict(slack_users or {})
+            clock=self._now,
+            slack=self.slack,
+            slack_users=dict(slack_users or {}),
+            call=self.actions,
         )
         self.workflows: dict[str, type[Workflow]] = {}
         self.runner = Runner(self.store, self.services, lease, self._wake_listeners)
@@ -98,6 +104,11 @@ class Engine:
             ) from exc
         validate(definition, name)
         self.workflows[name] = workflow
+
+    def use_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Run `async def` steps and handlers on `loop` (the application's) from now on, while it
+        runs; `AsyncEngine` and the dashboard do this for the loop they serve on."""
+        self.actions.loop = loop
 
     def on_due(self, listener: Callable[[str, datetime], None]) -> None:
         """Call `listener(instance_id, due_at)` whenever an instance gets something due."""
@@ -203,14 +214,14 @@ class Engine:
             work = self._load(instance_id)
             target = self._waiting_thread(work, event, thread, wait_key)
             if target is None:
-                if self.runner.keep_for_later(work, event, payload, actor, thread, via):
+                if self.runner.events.keep_for_later(work, event, payload, actor, thread, via):
                     return self.get(instance_id)
                 continue
-            owner = self.runner.event(work, target, event, payload, actor, via)
-            if owner is None:
+            committed = self.runner.events.event(work, target, event, payload, actor, via)
+            if committed is None:
                 continue  # someone committed first: look again
-            if owner:
-                self.runner.drive(work, owner)
+            if committed.drive_as:
+                self.runner.drive(work, committed.drive_as)
             return self.get(instance_id)
 
     def retry(
@@ -242,7 +253,7 @@ class Engine:
                 # The position is kept as it is: a failed step or wait is re-entered (AT), but a
                 # thread that failed after a committed step (AFTER) or an accepted event (EVENT)
                 # walks on from there, so nothing committed runs twice.
-                self.runner.end_waits(work, t, now, handled_event=None)  # set up afresh
+                self.runner.lifecycle.end_waits(work, t, now, handled_event=None)  # set up afresh
                 t.status, t.retry_at, t.attempts = "running", None, 0
                 t.error = t.traceback = None
                 work.note(Record(now, "retry", thread=t.id, name=t.at, actor=actor, via=via))
@@ -258,7 +269,7 @@ class Engine:
         via: str = "api",
     ) -> InstanceView:
         def change(work: Working, now: datetime) -> None:
-            self.runner.stop_threads(work, now)
+            self.runner.lifecycle.stop_threads(work, now)
             work.row.status, work.row.error = "cancelled", reason or "cancelled"
             work.note(Record(now, "cancelled", actor=actor, via=via, message=reason))
 
@@ -280,7 +291,7 @@ class Engine:
                 raise Conflict(f"instance {instance_id} has no thread '{thread}'")
             self.runner.check_target(work, thread, step)
             t = work.thread(thread)
-            self.runner.end_waits(work, t, now, handled_event=None)
+            self.runner.lifecycle.end_waits(work, t, now, handled_event=None)
             t.status, t.at, t.entry, t.event = "running", step, Entry.AT, None
             t.attempts, t.error, t.traceback, t.retry_at = 0, None, None, None
             work.note(Record(now, "goto", thread=thread, name=step, actor=actor, via=via))
@@ -297,11 +308,11 @@ class Engine:
                 raise Conflict(f"instance {instance_id} is already {work.row.status}")
             now = self._now()
             change(work, now)
-            owner = self.runner.commit_change(work, now)
-            if owner is None:
-                continue
-            if owner:
-                self.runner.drive(work, owner)
+            committed = self.runner.committer.commit_change(work, now)
+            if committed is None:
+                continue  # someone committed first: look again
+            if committed.drive_as:
+                self.runner.drive(work, committed.drive_as)
             return self.get(instance_id)
 
     def run_due(self, now: datetime | None = None, *, limit: int = 100) -> int:
@@ -463,7 +474,9 @@ class Engine:
             raise Conflict(f"instance {iid} has failed and needs an operator: {work.row.error}")
         if work.terminal:
             raise Conflict(f"instance {iid} is {work.row.status}")
-        if self.runner.mid_transition(work) and self.runner.waits_somewhere(work, event, thread):
+        if self.runner.events.mid_transition(work) and self.runner.events.waits_somewhere(
+            work, event, thread
+        ):
             return None
         open_events = sorted(
             {c.event for t in work.state.threads.values() if t.status == "waiting" for c in t.cases}
@@ -497,12 +510,6 @@ def _already(decided: Decided) -> AlreadyDecided:
         f"'{decided.wait}' was already decided: {what} by {who} "
         f"at {decided.at:%Y-%m-%d %H:%M:%S} UTC"
     )
-
-
-class InvalidData(SignoffError):
-    """Data or an id given to `start` that the workflow cannot take."""
-
-    status_code = 422
 
 
 def _placeholders(workflow: type[Workflow]) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""Errors the engine raises. Each maps to one HTTP status in the web layer."""
+"""Every error the engine raises on purpose, rooted in `SignoffError`. They say what went wrong
+in plain words and carry no transport details: the web layer maps them to HTTP statuses."""
 
 from __future__ import annotations
 
@@ -6,13 +7,9 @@ from __future__ import annotations
 class SignoffError(Exception):
     """Base of every error signoff raises on purpose."""
 
-    status_code = 400
-
 
 class DefinitionError(SignoffError):
     """A workflow definition is malformed (duplicate names, Break outside a For, ...)."""
-
-    status_code = 422
 
 
 class RunawayLoop(SignoffError):
@@ -22,33 +19,29 @@ class RunawayLoop(SignoffError):
 class StatementMissing(SignoffError):
     """The statement an instance stands at no longer exists in the deployed definition."""
 
-    status_code = 409
-
 
 class InstanceNotFound(SignoffError):
-    status_code = 404
+    """No instance has the id asked for."""
 
 
 class UnknownWorkflow(SignoffError):
-    status_code = 404
+    """No workflow is registered under the name asked for."""
 
 
 class EventRejected(SignoffError):
     """A handler refused an event's payload. Raised by handlers; changes nothing."""
 
-    status_code = 422
+
+class InvalidData(SignoffError):
+    """Data or an id given to `start` that the workflow cannot take."""
 
 
 class NotAllowed(SignoffError):
     """The actor may not decide this wait."""
 
-    status_code = 403
-
 
 class Conflict(SignoffError):
     """The instance is not in a state that accepts the request (stale, already decided, ended)."""
-
-    status_code = 409
 
 
 class AlreadyDecided(Conflict):

@@ -18,6 +18,7 @@ class _Readable:
         return getattr(self, key)
 
     def to_dict(self) -> dict[str, Any]:
+        """The JSON form: datetimes as ISO 8601 text, nested views as dicts."""
         return {f.name: _jsonable(getattr(self, f.name)) for f in fields(self)}  # type: ignore[arg-type]
 
 
@@ -35,6 +36,10 @@ def _jsonable(value: Any) -> Any:
 
 @dataclass(frozen=True)
 class WaitView(_Readable):
+    """One open case of a wait: the event it waits for (`event`), its handler's `kind`, when it
+    began and falls due, whether its setup is done (`setup`: pending, done, failed, with `error`
+    and `attempts`), what the handler describes (`info`: title, approvers ...) and stored."""
+
     wait: str
     event: str
     kind: str
@@ -55,6 +60,10 @@ class WaitView(_Readable):
 
 @dataclass(frozen=True)
 class ThreadView(_Readable):
+    """A thread: `main` or a `Go` thread. `step` is the statement it stands at; `status` is
+    running, waiting, blocked (in a WaitFor), retrying (a step backing off until `retry_at`),
+    failed (with `error`, `traceback`, `attempts`), completed or stopped."""
+
     id: str
     name: str
     status: str
@@ -68,6 +77,10 @@ class ThreadView(_Readable):
 
 @dataclass(frozen=True)
 class InstanceView(_Readable):
+    """What `Engine.get` returns: an instance's status (running, waiting, failed, completed,
+    cancelled), its data, result or error, its threads and their waits, and `version`, which
+    grows by one at every commit."""
+
     id: str
     workflow: str
     status: str
@@ -82,6 +95,7 @@ class InstanceView(_Readable):
     pending_teardowns: int
 
     def thread(self, thread_id: str) -> ThreadView:
+        """The thread with this id (KeyError if there is none)."""
         for thread in self.threads:
             if thread.id == thread_id:
                 return thread
@@ -89,6 +103,7 @@ class InstanceView(_Readable):
 
     @property
     def waits(self) -> list[WaitView]:
+        """Every open case of every thread."""
         return [w for t in self.threads for w in t.waits]
 
 
@@ -107,6 +122,11 @@ class InstanceSummary(_Readable):
 
 @dataclass(frozen=True)
 class HistoryEntry(_Readable):
+    """One line of an instance's audit trail: what happened (`kind`: started, step, step failed,
+    waiting, event, decision, failed, retried, cancelled, moved, completed ...), when, on which
+    thread and statement (`name`), who did it (`actor`, None for the program) and through what
+    (`via`: web, api, slack, cli, timer), with a `message` and structured `detail`."""
+
     id: int
     instance_id: str
     at: datetime

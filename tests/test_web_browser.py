@@ -2,11 +2,13 @@
 
 Sign in, start an instance, approve it from the inbox while another tab watches the instance
 page update by itself, retry a failed step, deny with a reason. Screenshots of every page go to
-docs/screenshots/. Skipped, saying why, when Chromium or Playwright is not installed.
+a temporary folder, or to $SIGNOFF_SCREENSHOTS (`make screenshots` points it at docs/screenshots/).
+Skipped, saying why, when Chromium or Playwright is not installed.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import threading
@@ -23,7 +25,6 @@ from web_support import PASSWORDS, make_app, user_hashes
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-SHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -71,11 +72,19 @@ def server(tmp_path: Any) -> Iterator[tuple[str, Engine]]:
         engine.close()
 
 
-def test_a_day_at_the_dashboard(server: tuple[str, Engine]) -> None:
+@pytest.fixture
+def shots(tmp_path: Path) -> Path:
+    """Where screenshots go: a test run never rewrites the tracked ones in docs/screenshots/."""
+    chosen = os.environ.get("SIGNOFF_SCREENSHOTS")
+    folder = Path(chosen) if chosen else tmp_path / "screenshots"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def test_a_day_at_the_dashboard(server: tuple[str, Engine], shots: Path) -> None:
     executable = _chromium()
     sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed")
     base, engine = server
-    SHOTS.mkdir(parents=True, exist_ok=True)
     rate, UPSTREAM.failure_rate = UPSTREAM.failure_rate, 0.0
     # some history so the lists are not empty
     for who, amount in (("erin", 48), ("frank", 2300), ("gina", 15)):
@@ -96,7 +105,7 @@ def test_a_day_at_the_dashboard(server: tuple[str, Engine]) -> None:
             assert page.url.startswith(base + "/login")
             page.fill("input[name=username]", "alice")
             page.fill("input[name=password]", PASSWORDS["alice"])
-            page.screenshot(path=str(SHOTS / "login.png"))
+            page.screenshot(path=str(shots / "login.png"))
             page.click("button:has-text('Sign in')")
             page.wait_for_url(base + "/")
             assert page.text_content("[data-testid=user]") == "alice"
@@ -107,7 +116,7 @@ def test_a_day_at_the_dashboard(server: tuple[str, Engine]) -> None:
             form.locator("input[name='f.employee']").fill("bob")
             form.locator("input[name='f.amount']").fill("120")
             form.locator("input[name='f.description']").fill("Train to Berlin")
-            page.screenshot(path=str(SHOTS / "workflows.png"), full_page=True)
+            page.screenshot(path=str(shots / "workflows.png"), full_page=True)
             form.locator("button:has-text('Start Expense')").click()
             page.wait_for_url(f"{base}/instances/*")
             iid = page.url.rsplit("/", 1)[1]
@@ -123,7 +132,7 @@ def test_a_day_at_the_dashboard(server: tuple[str, Engine]) -> None:
             page.click("nav >> text=Approvals")
             row = page.locator("tr").filter(has_text="Expense: 120 EUR for bob")
             assert row.count() == 1
-            page.screenshot(path=str(SHOTS / "approvals.png"), full_page=True)
+            page.screenshot(path=str(shots / "approvals.png"), full_page=True)
             row.locator("button:has-text('Approve')").click()
             page.wait_for_selector("text=Approved. The instance is now completed.")
             assert engine.get(iid).status == "completed"
@@ -132,7 +141,7 @@ def test_a_day_at_the_dashboard(server: tuple[str, Engine]) -> None:
             watcher.wait_for_selector("#instance .badge.status-completed", timeout=10_000)
             assert watcher.evaluate("window.__sameDocument") is True
             assert "alice" in watcher.text_content("table.history") or ""
-            watcher.screenshot(path=str(SHOTS / "instance.png"), full_page=True)
+            watcher.screenshot(path=str(shots / "instance.png"), full_page=True)
 
             # a step that fails: retry it
             UPSTREAM.fail_next = 2
@@ -141,7 +150,7 @@ def test_a_day_at_the_dashboard(server: tuple[str, Engine]) -> None:
             assert engine.get(report).status == "failed"
             page.goto(f"{base}/instances/{report}")
             page.click("#instance details:has-text('Traceback') summary")
-            page.screenshot(path=str(SHOTS / "failed-instance.png"), full_page=True)
+            page.screenshot(path=str(shots / "failed-instance.png"), full_page=True)
             page.click("button:has-text('Retry fetch figures')")
             page.wait_for_selector("#instance .flash-ok")
             page.wait_for_selector("#instance .badge.status-waiting")
@@ -174,10 +183,10 @@ def test_a_day_at_the_dashboard(server: tuple[str, Engine]) -> None:
             page.wait_for_function(
                 "() => document.querySelectorAll('#instances tbody .badge').length >= 6"
             )
-            page.screenshot(path=str(SHOTS / "instances.png"), full_page=True)
+            page.screenshot(path=str(shots / "instances.png"), full_page=True)
             onboarding = next(s.id for s in engine.list(workflow="Onboarding"))
             page.goto(f"{base}/instances/{onboarding}")
-            page.screenshot(path=str(SHOTS / "instance-threads.png"), full_page=True)
+            page.screenshot(path=str(shots / "instance-threads.png"), full_page=True)
             browser.close()
     finally:
         UPSTREAM.failure_rate, UPSTREAM.fail_next = rate, 0

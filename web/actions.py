@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from signoff.engine import SignoffError
+from signoff.web.errors import status_for
 from signoff.web.render import Flash
 from starlette.concurrency import run_in_threadpool
 
@@ -33,7 +34,7 @@ async def attempt(call: Callable[..., T], *args: Any, **kwargs: Any) -> Outcome:
     try:
         value = await run_in_threadpool(call, *args, **kwargs)
     except SignoffError as exc:
-        return Outcome(None, Flash("error", plain(exc)), exc.status_code)
+        return Outcome(None, Flash("error", plain(exc)), status_for(exc))
     return Outcome(value)
 
 

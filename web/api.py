@@ -10,6 +10,7 @@ from urllib.parse import quote
 
 from signoff.engine import SignoffError, UnknownWorkflow
 from signoff.web.auth import TokenError, api_actor
+from signoff.web.errors import status_for
 from signoff.web.instances import make_cursor, parse_cursor
 from signoff.web.render import STATUSES
 from signoff.web.security import BodyTooLargeError, read_capped
@@ -79,7 +80,7 @@ def endpoint(handler: Callable[[Request, str], Any]) -> Callable[[Request], Any]
         except ApiError as exc:
             return error(exc.status_code, exc.message)
         except SignoffError as exc:
-            return error(exc.status_code, str(exc), type(exc).__name__)
+            return error(status_for(exc), str(exc), type(exc).__name__)
 
     wrapped.__name__ = handler.__name__
     wrapped.__doc__ = handler.__doc__

@@ -6,18 +6,21 @@ several apps (one per test, or one mounted in a larger ASGI app) never share any
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
 import json
 import logging
 import secrets
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import jinja2
-from signoff.engine import Engine, SignoffError
+from signoff.engine import AsyncEngine, Engine, SignoffError
 from signoff.web import api, approvals, auth, instance, instances, workflows
+from signoff.web.errors import status_for
 from signoff.web.render import Flash, template, wants_fragment
 from signoff.web.security import BodyTooLargeError, SecurityMiddleware
 from signoff.web.state import Cached, Dashboard, dashboard, root_of
@@ -46,7 +49,7 @@ def _resource(name: str) -> Path:
 
 
 def create_app(
-    engine: Engine,
+    engine: Engine | AsyncEngine,
     *,
     secret_key: str | None = None,
     users: Mapping[str, str] | None = None,
@@ -60,6 +63,8 @@ def create_app(
     bearer tokens to the actor they act as. `open_access=True` (demos only) lets anyone in as an
     administrator. Without `secret_key` a random one is made: sessions end at restart.
     """
+    if isinstance(engine, AsyncEngine):
+        engine = engine.engine  # the dashboard calls the sync engine from worker threads
     if secret_key is None:
         secret_key = secrets.token_urlsafe(32)
         log.warning("no secret key given: sessions will not survive a restart")
@@ -93,8 +98,16 @@ def create_app(
         Mount("/api", routes=api.routes),
         Mount("/static", StaticFiles(directory=static_dir), name="static"),
     ]
+    served = engine
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        served.use_loop(asyncio.get_running_loop())  # async steps run on the server's loop
+        yield
+
     app = Starlette(
         routes=routes,
+        lifespan=lifespan,
         middleware=[
             Middleware(SecurityMiddleware, max_body=board.max_body),
             Middleware(
@@ -233,7 +246,7 @@ async def _too_large(request: Request, exc: Exception) -> Response:
 
 async def _signoff_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, SignoffError)
-    return _error_page(request, exc.status_code, str(exc))
+    return _error_page(request, status_for(exc), str(exc))
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

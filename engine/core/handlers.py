@@ -22,6 +22,8 @@ class Services:
     clock: Callable[[], datetime]
     slack: Any = None
     slack_users: Mapping[str, str] = field(default_factory=dict)  # user name -> Slack id
+    # calls application code and awaits what it returns when that is awaitable (an async def)
+    call: Callable[..., Any] = field(default=lambda action, *args: action(*args))
 
     def identities(self, actor: str) -> set[str]:
         """An actor's user name and Slack id, whichever of them is known."""
@@ -171,7 +173,7 @@ class Approval(Handler):
         decision = Decision(approved, actor, reason, wait.via, wait.now)
         callback = self.approve if approved else self.deny
         if callback is not None:
-            callback(decision)
+            wait.services.call(callback, decision)
 
     def due_at(self, wait: WaitInfo) -> datetime | None:
         stored = wait.stored or {}
@@ -251,7 +253,7 @@ class Input(Handler):
                 for err in exc.errors()
             )
             raise EventRejected(f"invalid input: {problems}") from None
-        self.apply(value)
+        wait.services.call(self.apply, value)
 
     def describe(self) -> dict[str, Any]:
         return {"schema": self.model.model_json_schema()}

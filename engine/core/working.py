@@ -13,6 +13,8 @@ from typing import Any
 
 from signoff.engine.core.records import Record, Stored, WaitRecord
 from signoff.engine.core.state import Decided, InstanceState, Teardown, ThreadState
+from signoff.engine.core.tree import Statement
+from signoff.engine.core.validate import validate
 from signoff.engine.core.workflow import Workflow
 
 TERMINAL = ("completed", "cancelled")
@@ -50,6 +52,15 @@ class Working:
             self.model = self.cls.model_validate_json(self.row.data)
         return self.model
 
+    def definition(self) -> Statement:
+        """The tree built from the data as it is now; checked once per transition, since a
+        full check costs more than the rebuild that follows every step."""
+        tree = self.workflow().definition()
+        if not self.validated:
+            validate(tree, self.row.workflow)
+            self.validated = True
+        return tree
+
     def reset_data(self, data_json: str) -> None:
         self.row.data = data_json
         self.model = None
@@ -62,6 +73,13 @@ class Working:
 
     def decided(self, entry: Decided) -> None:
         self.state.decided = [*self.state.decided[-(KEEP_DECIDED - 1) :], entry]
+
+    def fail(self, thread: ThreadState, message: str, now: datetime, tb: str | None = None) -> None:
+        """Mark `thread` failed with `message`: the instance then needs an operator."""
+        thread.status, thread.error, thread.traceback, thread.retry_at = "failed", message, tb, None
+        self.waits_dirty = True  # a failed thread's wait leaves the inbox
+        self.note(Record(now, "failed", thread=thread.id, name=thread.at, message=message))
+        self.refresh_status()
 
     def refresh_status(self) -> None:
         """Derive the instance's status from its threads (completed and cancelled stay put)."""

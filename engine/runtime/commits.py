@@ -4,24 +4,48 @@ with whatever another writer committed meanwhile."""
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from signoff.engine.core.records import Record
 from signoff.engine.core.working import Working, rebase
+from signoff.engine.runtime.lifecycle import Lifecycle
+from signoff.engine.storage.store import Store
 
-if TYPE_CHECKING:
-    from signoff.engine.runtime.driving import Driver
+
+@dataclass(frozen=True)
+class Committed:
+    """An outside change (event, retry, cancel, goto) that was committed. `drive_as` is the lease
+    token to drive the instance on with, or None when there is nothing for us to drive: it has
+    ended, or another process holds it and will take the change in."""
+
+    drive_as: str | None
 
 
 class LostLease(Exception):
     """Another process took over the instance (our lease ran out): stop driving it."""
 
 
-class Commits:
-    """Take the lease, save under the version check, merge on conflict."""
+class Committer:
+    """Takes the lease, saves under the version check, merges on conflict, and tells the
+    scheduler when an instance next falls due."""
 
-    def claim(self: Driver, work: Working, now: datetime) -> str:
+    def __init__(
+        self,
+        store: Store,
+        lifecycle: Lifecycle,
+        lease: timedelta,
+        clock: Callable[[], datetime],
+        notify_due: Callable[[str, datetime], None],
+    ) -> None:
+        self.store = store
+        self.lifecycle = lifecycle
+        self.lease = lease
+        self.clock = clock
+        self.notify_due = notify_due
+
+    def claim(self, work: Working, now: datetime) -> str:
         """Take the lease unless a live driver holds it; returns our token or ""."""
         row = work.row
         if row.lease_owner and row.lease_until and row.lease_until > now:
@@ -30,7 +54,7 @@ class Commits:
         row.lease_owner, row.lease_until = owner, now + self.lease
         return owner
 
-    def save(self: Driver, work: Working, now: datetime) -> bool:
+    def save(self, work: Working, now: datetime) -> bool:
         """Commit the working copy if nobody else committed since we loaded it."""
         work.refresh_status()
         if work.terminal and work.state.inbox:  # kept events whose wait never began
@@ -64,19 +88,19 @@ class Commits:
             self.notify_due(row.id, row.due_at)
         return True
 
-    def commit(self: Driver, work: Working, owner: str) -> bool:
+    def commit(self, work: Working, owner: str) -> bool:
         """Commit mid-drive, keeping the lease; merge in whatever another writer committed.
         False when a merge happened: what the caller walked to may be stale now."""
         merged = False
         while True:
-            now = self.now
+            now = self.clock()
             work.row.lease_owner, work.row.lease_until = owner, now + self.lease
             if self.save(work, now):
                 return not merged
             self.rebase(work, owner)
             merged = True
 
-    def rebase(self: Driver, work: Working, owner: str) -> None:
+    def rebase(self, work: Working, owner: str) -> None:
         fresh = self.store.load(work.id)
         if fresh is None:
             raise LostLease(f"instance {work.id} vanished")
@@ -86,25 +110,22 @@ class Commits:
         if not rebase(work, theirs):
             work.note(
                 Record(
-                    self.now,
+                    self.clock(),
                     "merged",
                     message="a concurrent change to the same thread "
                     "won; this process's uncommitted progress was discarded",
                 )
             )
 
-    def commit_change(self: Driver, work: Working, now: datetime) -> str | None:
-        """Commit an outside change (event, retry, cancel, goto). None: someone committed first,
-        reload and try again; "": committed, another process drives; else our lease token."""
+    def commit_change(self, work: Working, now: datetime) -> Committed | None:
+        """Commit an outside change (event, retry, cancel, goto); None when someone committed
+        first, so the caller reloads and tries again."""
         owner = "" if work.terminal else self.claim(work, now)
         if not self.save(work, now):
             return None
         if work.terminal and work.state.teardowns:
-            return self._own_for_cleanup(work)
-        return owner
-
-    def _own_for_cleanup(self: Driver, work: Working) -> str:
-        """A finished instance still owes teardowns: run them now (run_due retries failures)."""
-        self.cleanups(work, self.now)
-        self.save(work, self.now)
-        return ""
+            # a finished instance still owes teardowns: run them now (run_due retries failures)
+            self.lifecycle.cleanups(work, self.clock())
+            self.save(work, self.clock())
+            return Committed(None)
+        return Committed(owner or None)

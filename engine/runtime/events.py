@@ -4,8 +4,9 @@ mid-transition, before its wait began."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from signoff.engine.core.handlers import Handler
 from signoff.engine.core.interpreter import thread_body
@@ -20,30 +21,36 @@ from signoff.engine.errors import (
     StatementMissing,
     brief,
 )
-
-if TYPE_CHECKING:
-    from signoff.engine.runtime.driving import Driver
+from signoff.engine.runtime.commits import Committed, Committer
+from signoff.engine.runtime.lifecycle import Lifecycle
 
 MAX_PAYLOAD_IN_HISTORY = 4000
 
 
 class Events:
-    """Apply events to waiting threads."""
+    """Applies events to waiting threads, or keeps them in the inbox for a wait not begun yet."""
+
+    def __init__(
+        self, lifecycle: Lifecycle, committer: Committer, clock: Callable[[], datetime]
+    ) -> None:
+        self.lifecycle = lifecycle
+        self.committer = committer
+        self.clock = clock
 
     def event(
-        self: Driver,
+        self,
         work: Working,
         thread: ThreadState,
         event: str,
         payload: dict[str, Any],
         actor: str | None,
         via: str,
-    ) -> str | None:
+    ) -> Committed | None:
         """Apply an event to a waiting thread and commit it. Returns as `commit_change` does."""
-        now = self.now
+        now = self.clock()
         wait_name = thread.at or ""
         try:
-            handler = self.handler(work, wait_name, event)
+            handler = self.lifecycle.handler(work, wait_name, event)
         except SignoffError as exc:
             handler, problem = None, str(exc)
         except Exception as exc:  # the stored data no longer fits the model, definition() raised
@@ -54,26 +61,26 @@ class Events:
                 f"{work.row.workflow}"
             )
         if handler is None:
-            self.fail(work, thread, problem, now)
-            if not self.save(work, now):  # no lease taken: nothing is left to drive
+            work.fail(thread, problem, now)
+            if not self.committer.save(work, now):  # no lease taken: nothing is left to drive
                 return None
             raise StatementMissing(
                 f"{problem}; instance {work.id} is now failed: deploy a fix, "
                 "then retry it or move the thread with goto"
             )
         case = next(c for c in thread.cases if c.event == event)
-        self._apply(work, thread, handler, case, payload, actor, via, now)
-        return self.commit_change(work, now)
+        self.apply(work, thread, handler, case, payload, actor, via, now)
+        return self.committer.commit_change(work, now)
 
-    def mid_transition(self: Driver, work: Working) -> bool:
+    def mid_transition(self, work: Working) -> bool:
         """A live driver holds the instance: threads may be about to begin new waits."""
         row = work.row
-        return bool(row.lease_owner and row.lease_until and row.lease_until > self.now)
+        return bool(row.lease_owner and row.lease_until and row.lease_until > self.clock())
 
-    def waits_somewhere(self: Driver, work: Working, event: str, thread: str | None) -> bool:
+    def waits_somewhere(self, work: Working, event: str, thread: str | None) -> bool:
         """Whether the definition has a Wait with this event (in `thread`'s body, if named)."""
         try:
-            definition = self.definition(work)
+            definition = work.definition()
             if thread is not None:
                 state = work.state.threads.get(thread)
                 if state is None:
@@ -84,7 +91,7 @@ class Events:
         return any(isinstance(s, Wait) and s.case(event) for s in walk(definition))
 
     def keep_for_later(
-        self: Driver,
+        self,
         work: Working,
         event: str,
         payload: dict[str, Any],
@@ -93,7 +100,7 @@ class Events:
         via: str,
     ) -> bool:
         """Put an early event in the instance's inbox; False when someone committed first."""
-        now = self.now
+        now = self.clock()
         work.state.inbox.append(
             Pending(event=event, payload=payload, actor=actor, via=via, thread=thread, at=now)
         )
@@ -108,9 +115,9 @@ class Events:
                 message="arrived mid-transition; delivered when its wait begins",
             )
         )
-        return self.save(work, now)
+        return self.committer.save(work, now)
 
-    def _deliver(self: Driver, work: Working, now: datetime) -> bool:
+    def deliver(self, work: Working, now: datetime) -> bool:
         """Give kept events to the waits that have begun for them; True if any was taken."""
         delivered = False
         for pending in list(work.state.inbox):
@@ -129,11 +136,11 @@ class Events:
             work.state.inbox.remove(pending)
             delivered = True
             try:
-                handler = self.handler(work, target.at or "", pending.event)
+                handler = self.lifecycle.handler(work, target.at or "", pending.event)
                 if handler is None:
                     raise StatementMissing(f"wait '{target.at}' has no event '{pending.event}'")
                 case = next(c for c in target.cases if c.event == pending.event)
-                self._apply(
+                self.apply(
                     work, target, handler, case, pending.payload, pending.actor, pending.via, now
                 )
             except SignoffError as exc:
@@ -150,8 +157,8 @@ class Events:
                 )
         return delivered
 
-    def _apply(
-        self: Driver,
+    def apply(
+        self,
         work: Working,
         thread: ThreadState,
         handler: Handler,
@@ -164,7 +171,8 @@ class Events:
         model = work.workflow()
         before = work.row.data
         try:
-            handler.handle(self.info(work, thread.id, thread.at or "", case, via), payload, actor)
+            info = self.lifecycle.info(work, thread.id, thread.at or "", case, via)
+            self.lifecycle.services.call(handler.handle, info, payload, actor)
             data = model.model_dump_json(warnings="error")
         except SignoffError:
             work.reset_data(before)
@@ -224,5 +232,5 @@ class Events:
                     detail=detail,
                 )
             )
-        self.end_waits(work, thread, now, handled_event=case.event)
+        self.lifecycle.end_waits(work, thread, now, handled_event=case.event)
         thread.status, thread.entry, thread.event = "running", Entry.EVENT, case.event

@@ -6,9 +6,8 @@ from __future__ import annotations
 import json
 import traceback
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
 
-from signoff.engine.core.handlers import Handler, WaitInfo
+from signoff.engine.core.handlers import Handler, Services, WaitInfo
 from signoff.engine.core.records import Record
 from signoff.engine.core.state import OpenCase, Teardown, ThreadState
 from signoff.engine.core.tree import walk
@@ -19,9 +18,6 @@ from signoff.engine.errors import (
     brief,
 )
 
-if TYPE_CHECKING:
-    from signoff.engine.runtime.driving import Driver
-
 MAX_CLEANUP_ATTEMPTS = 20
 
 
@@ -30,16 +26,20 @@ def cleanup_delay(attempts: int) -> timedelta:
 
 
 class Lifecycle:
-    """Setup and teardown of waits' handlers."""
+    """Runs waits' handlers: finds the handler of a case in the current definition, sets it up
+    when its wait begins and tears it down when the wait ends."""
 
-    def stop_threads(self: Driver, work: Working, now: datetime) -> None:
+    def __init__(self, services: Services) -> None:
+        self.services = services
+
+    def stop_threads(self, work: Working, now: datetime) -> None:
         for thread in work.state.threads.values():
             if thread.live:
                 self.end_waits(work, thread, now, handled_event=None)
                 thread.status = "stopped"
 
     def end_waits(
-        self: Driver, work: Working, thread: ThreadState, now: datetime, handled_event: str | None
+        self, work: Working, thread: ThreadState, now: datetime, handled_event: str | None
     ) -> None:
         """Close the thread's open cases; each owes its handler a teardown. A timer that was
         already due but had not fired yet (the scheduler was down or busy) is discarded, and the
@@ -83,15 +83,15 @@ class Lifecycle:
             work.waits_dirty = True
         thread.cases = []
 
-    def handler(self: Driver, work: Working, wait_name: str, event: str) -> Handler | None:
-        for stmt in walk(self.definition(work)):
+    def handler(self, work: Working, wait_name: str, event: str) -> Handler | None:
+        for stmt in walk(work.definition()):
             if isinstance(stmt, Wait) and stmt.name == wait_name:
                 case = stmt.case(event)
                 return case.handler if case else None
         return None
 
     def info(
-        self: Driver,
+        self,
         work: Working,
         thread: str,
         wait: str,
@@ -110,7 +110,7 @@ class Lifecycle:
             via,
         )
 
-    def cleanups(self: Driver, work: Working, now: datetime) -> None:
+    def cleanups(self, work: Working, now: datetime) -> None:
         """Run setups owed to new waits and teardowns owed to ended ones, and due retries."""
         for thread in work.state.threads.values():
             if thread.status != "waiting":
@@ -119,20 +119,20 @@ class Lifecycle:
                 if case.setup == "pending" or (
                     case.setup == "failed" and case.retry_at and case.retry_at <= now
                 ):
-                    self._setup(work, thread, case, now)
+                    self.setup(work, thread, case, now)
         for teardown in list(work.state.teardowns):
             if teardown.attempts == 0 or (teardown.retry_at and teardown.retry_at <= now):
-                self._teardown(work, teardown, now)
+                self.teardown(work, teardown, now)
 
-    def _setup(
-        self: Driver, work: Working, thread: ThreadState, case: OpenCase, now: datetime
-    ) -> None:
+    def setup(self, work: Working, thread: ThreadState, case: OpenCase, now: datetime) -> None:
         work.waits_dirty = True
         try:
             handler = self.handler(work, thread.at or "", case.event)
             if handler is None:
                 raise StatementMissing(f"wait '{thread.at}' no longer has event '{case.event}'")
-            stored = handler.setup(self.info(work, thread.id, thread.at or "", case))
+            stored = self.services.call(
+                handler.setup, self.info(work, thread.id, thread.at or "", case)
+            )
             if stored is not None:
                 json.dumps(stored)
                 stored = dict(stored)
@@ -157,12 +157,14 @@ class Lifecycle:
                 )
             )
 
-    def _teardown(self: Driver, work: Working, teardown: Teardown, now: datetime) -> None:
+    def teardown(self, work: Working, teardown: Teardown, now: datetime) -> None:
         try:
             handler = self.handler(work, teardown.wait, teardown.event)
             if handler is not None:
-                handler.teardown(
-                    self.info(work, teardown.thread, teardown.wait, teardown), teardown.handled
+                self.services.call(
+                    handler.teardown,
+                    self.info(work, teardown.thread, teardown.wait, teardown),
+                    teardown.handled,
                 )
             else:
                 work.note(

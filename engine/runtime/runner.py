@@ -7,12 +7,9 @@ lease holder, which merges their change in at its next commit.
 
 from __future__ import annotations
 
-import asyncio
-import inspect
 import json
 import traceback
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from time import perf_counter
 from typing import Any
@@ -29,11 +26,9 @@ from signoff.engine.core.tree import (
     Entry,
     Returned,
     RunStep,
-    Statement,
     runaway_message,
     walk,
 )
-from signoff.engine.core.validate import validate
 from signoff.engine.core.waits import Wait, WaitFor
 from signoff.engine.core.working import Working
 from signoff.engine.errors import (
@@ -44,7 +39,7 @@ from signoff.engine.errors import (
     StatementMissing,
     brief,
 )
-from signoff.engine.runtime.commits import Commits, LostLease
+from signoff.engine.runtime.commits import Committer, LostLease
 from signoff.engine.runtime.events import Events
 from signoff.engine.runtime.heartbeat import LeaseKeeper
 from signoff.engine.runtime.lifecycle import Lifecycle
@@ -52,26 +47,10 @@ from signoff.engine.runtime.timers import Timers
 from signoff.engine.storage.store import Store
 
 
-def run_action(action: Callable[[], Any]) -> Any:
-    """Call a step's action; an async one runs to completion on an event loop of its own."""
-    result = action()
-    if not inspect.isawaitable(result):
-        return result
-
-    async def wait_for() -> Any:
-        return await result
-
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(wait_for())
-    with ThreadPoolExecutor(max_workers=1) as pool:  # called from inside a running loop
-        return pool.submit(asyncio.run, wait_for()).result()
-
-
-class Runner(Commits, Lifecycle, Events, Timers):
-    """Walks threads and runs steps; the mixins commit, deliver events, run handlers' setup
-    and teardown, and fire what falls due."""
+class Runner:
+    """Walks threads and runs steps. Its parts: the lifecycle runs handlers' setup and teardown,
+    the committer saves under the version check, events are applied or kept for later, timers
+    fire what falls due, and the lease keeper renews the lease while a long step runs."""
 
     def __init__(
         self,
@@ -83,8 +62,11 @@ class Runner(Commits, Lifecycle, Events, Timers):
         self.store = store
         self.services = services
         self.lease = lease
-        self.notify_due = notify_due
         self.keeper = LeaseKeeper(store, lease, services.clock)
+        self.lifecycle = Lifecycle(services)
+        self.committer = Committer(store, self.lifecycle, lease, services.clock, notify_due)
+        self.events = Events(self.lifecycle, self.committer, services.clock)
+        self.timers = Timers(self.lifecycle, self.events)
 
     @property
     def now(self) -> datetime:
@@ -101,9 +83,9 @@ class Runner(Commits, Lifecycle, Events, Timers):
                 self._run(work, owner)
                 now = self.now
                 work.row.lease_owner = work.row.lease_until = None
-                if self.save(work, now):
+                if self.committer.save(work, now):
                     return
-                self.rebase(work, owner)
+                self.committer.rebase(work, owner)
         except LostLease:
             return
 
@@ -111,11 +93,11 @@ class Runner(Commits, Lifecycle, Events, Timers):
         walked = 0  # statements walked by this transition: steps in an endless loop count too
         while True:
             now = self.now
-            self.cleanups(work, now)
+            self.lifecycle.cleanups(work, now)
             if work.terminal:
                 return
-            if work.state.inbox and self._deliver(work, now):
-                self.commit(work, owner)
+            if work.state.inbox and self.events.deliver(work, now):
+                self.committer.commit(work, owner)
             thread = next((t for t in work.state.threads.values() if t.status == "running"), None)
             if thread is None:
                 if self._unblock(work):
@@ -123,31 +105,21 @@ class Runner(Commits, Lifecycle, Events, Timers):
                 return
             walked += self._advance(work, thread, owner, walked)
 
-    def definition(self, work: Working) -> Statement:
-        """The tree built from the data as it is now; checked once per transition, since a
-        full check costs more than the rebuild that follows every step."""
-        tree = work.workflow().definition()
-        if not work.validated:
-            validate(tree, work.row.workflow)
-            work.validated = True
-        return tree
-
     def _advance(self, work: Working, thread: ThreadState, owner: str, walked: int = 0) -> int:
         """Move `thread` on by one step, block or return; returns the statements walked."""
         now = self.now
         try:
-            definition = self.definition(work)
+            definition = work.definition()
             body = thread_body(definition, thread.root)
             moved = advance(body, Position(thread.at, thread.entry, thread.event))
         except StatementMissing as exc:
-            self.fail(work, thread, f"{exc} in workflow {work.row.workflow}", now)
+            work.fail(thread, f"{exc} in workflow {work.row.workflow}", now)
             return 1
         except (DefinitionError, RunawayLoop) as exc:
-            self.fail(work, thread, str(exc), now)
+            work.fail(thread, str(exc), now)
             return 1
         except Exception as exc:  # a condition or definition() itself raised
-            self.fail(
-                work,
+            work.fail(
                 thread,
                 f"building the definition failed: {brief(exc)}",
                 now,
@@ -155,7 +127,7 @@ class Runner(Commits, Lifecycle, Events, Timers):
             )
             return 1
         if walked + moved.statements > MAX_STATEMENTS_PER_TRANSITION:
-            self.fail(work, thread, runaway_message(), now)
+            work.fail(thread, runaway_message(), now)
             return moved.statements
         for go in moved.spawned:
             self._spawn(work, go.thread_id, go.name, now)
@@ -166,7 +138,7 @@ class Runner(Commits, Lifecycle, Events, Timers):
                 # whatever happened since the last commit (a step, a wait that began) is
                 # durable before the next step runs; if that commit had to merge another
                 # writer's change, walk again from the state as it now is
-                if work.history and not self.commit(work, owner):
+                if work.history and not self.committer.commit(work, owner):
                     return moved.statements
                 self._step(work, thread, step, owner)
             case Block(wait=wait):
@@ -174,7 +146,7 @@ class Runner(Commits, Lifecycle, Events, Timers):
                 # The wait begins when it is committed: only then may a setup announce it (post
                 # the Slack buttons), so an answer that comes at once finds the wait open.
                 if any(announces(case.handler) for case in wait.cases):
-                    self.commit(work, owner)
+                    self.committer.commit(work, owner)
             case BlockUntil(wait_for=wait_for):
                 thread.status, thread.at, thread.entry, thread.event = (
                     "blocked",
@@ -192,8 +164,7 @@ class Runner(Commits, Lifecycle, Events, Timers):
         existing = work.state.threads.get(thread_id)
         if existing is not None and existing.live:
             raise_into = work.thread("main") if "main" in work.state.threads else existing
-            self.fail(
-                work,
+            work.fail(
                 raise_into,
                 f"Go '{name}' started thread '{thread_id}' while it is "
                 "still running; give each Go a unique id",
@@ -211,7 +182,7 @@ class Runner(Commits, Lifecycle, Events, Timers):
         started = perf_counter()
         try:
             with self.keeper.holding(work.id, owner):
-                run_action(step.action)
+                self.services.call(step.action)
             try:
                 data = model.model_dump_json(warnings="error")
             except Exception as exc:
@@ -260,8 +231,7 @@ class Runner(Commits, Lifecycle, Events, Timers):
             )
         )
         if delay is None:
-            self.fail(
-                work,
+            work.fail(
                 thread,
                 f"step '{step.name}' failed after {attempt} attempt(s): {message}",
                 now,
@@ -295,7 +265,7 @@ class Runner(Commits, Lifecycle, Events, Timers):
             if thread.status != "blocked":
                 continue
             try:
-                body = thread_body(self.definition(work), thread.root)
+                body = thread_body(work.definition(), thread.root)
                 moved = advance(body, Position(thread.at, Entry.AT))
             except SignoffError:
                 moved = None  # _advance reports it properly
@@ -318,29 +288,52 @@ class Runner(Commits, Lifecycle, Events, Timers):
         try:
             result = json.dumps(value)
         except (TypeError, ValueError) as exc:
-            self.fail(
-                work,
+            work.fail(
                 thread,
                 f"the workflow returned a value that cannot be stored as JSON: {exc}",
                 now,
             )
             return
-        self.stop_threads(work, now)
+        self.lifecycle.stop_threads(work, now)
         thread.status = "completed"
         work.row.status, work.row.result, work.row.error = "completed", result, error
         work.note(Record(now, "completed", thread="main", message=error, detail={"result": value}))
 
-    def fail(
-        self, work: Working, thread: ThreadState, message: str, now: datetime, tb: str | None = None
-    ) -> None:
-        thread.status, thread.error, thread.traceback, thread.retry_at = "failed", message, tb, None
-        work.waits_dirty = True  # a failed thread's wait leaves the inbox
-        work.note(Record(now, "failed", thread=thread.id, name=thread.at, message=message))
-        work.refresh_status()
+    def wake(self, work: Working, now: datetime, claimed: str | None = None) -> bool:
+        """Do what fell due for one instance: timers, step retries, owed setups/teardowns,
+        and threads left running by a driver that died.
+
+        `claimed` is the lease token under which `Store.claim_due` already took the instance
+        (how the engine's `run_due` and the scheduler come here): the lease is ours, not a
+        live driver's. Without it, the lease is taken here, under the version check."""
+        committer = self.committer
+        while True:
+            mine = claimed is not None and work.row.lease_owner == claimed
+            if work.terminal:
+                if not work.state.teardowns:
+                    if mine:  # release the claim, or it would fall due again at its end
+                        committer.save(work, now)
+                    return False
+                self.lifecycle.cleanups(work, now)
+                if committer.save(work, now):
+                    return True
+            else:
+                owner = claimed if mine and claimed else committer.claim(work, now)
+                if not owner:
+                    return False
+                self.timers.fire_due(work, now)
+                if committer.save(work, now):
+                    work.row.lease_owner = owner
+                    self.drive(work, owner)
+                    return True
+            fresh = self.store.load(work.id)
+            if fresh is None:
+                return False
+            work = Working.of(fresh, work.cls)
 
     def check_target(self, work: Working, thread_id: str, name: str) -> None:
         thread = work.thread(thread_id)
-        body = thread_body(self.definition(work), thread.root)
+        body = thread_body(work.definition(), thread.root)
         for stmt in walk(body):
             if isinstance(stmt, Step | Wait | WaitFor) and stmt.name == name:
                 return

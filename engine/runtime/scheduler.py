@@ -26,6 +26,7 @@ from typing import Any
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
+from signoff.engine.async_engine import AsyncEngine
 from signoff.engine.engine import Engine
 
 log = logging.getLogger("signoff.scheduler")
@@ -39,18 +40,19 @@ def _delta(value: timedelta | float) -> timedelta:
 
 
 class Scheduler:
-    """`Scheduler(engine).start()` fires the engine's timers on time until `shutdown()`."""
+    """`Scheduler(engine).start()` fires the engine's timers on time until `shutdown()`; the
+    engine may be an `Engine` or an `AsyncEngine`."""
 
     def __init__(
         self,
-        engine: Engine,
+        engine: Engine | AsyncEngine,
         *,
         sweep_every: timedelta | float = 2.0,
         horizon: timedelta | float = 30.0,
         workers: int = 8,
         upcoming_limit: int = 20_000,
     ) -> None:
-        self.engine = engine
+        self.engine = engine.engine if isinstance(engine, AsyncEngine) else engine
         self.sweep_every = _delta(sweep_every)
         self.horizon = _delta(horizon)
         if self.sweep_every <= timedelta(0):
@@ -74,7 +76,7 @@ class Scheduler:
         self._failures: dict[str, int] = {}  # instance id -> failed wake-ups in a row
         self._lock = threading.Lock()
         self._running = False
-        engine.on_due(self._on_due)
+        self.engine.on_due(self._on_due)
 
     # --- life cycle ----------------------------------------------------------------------------
 

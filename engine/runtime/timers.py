@@ -1,61 +1,29 @@
-"""What falls due without an event: timers, reminders, step retries, and instances whose
-driver died."""
+"""What falls due on a wait without an event: timeouts, reminders and escalations."""
 
 from __future__ import annotations
 
 import traceback
 from dataclasses import replace
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from signoff.engine.core.handlers import FIRE
 from signoff.engine.core.records import Record
 from signoff.engine.core.state import OpenCase, ThreadState
 from signoff.engine.core.working import Working
-from signoff.engine.errors import (
-    brief,
-)
-
-if TYPE_CHECKING:
-    from signoff.engine.runtime.driving import Driver
-from signoff.engine.runtime.lifecycle import cleanup_delay
+from signoff.engine.errors import brief
+from signoff.engine.runtime.events import Events
+from signoff.engine.runtime.lifecycle import Lifecycle, cleanup_delay
 
 
 class Timers:
-    """Fire what is due for one instance."""
+    """Fires what fell due on an instance: timeouts, reminders, escalations, step retries."""
 
-    def wake(self: Driver, work: Working, now: datetime, claimed: str | None = None) -> bool:
-        """Do what fell due for one instance: timers, step retries, owed setups/teardowns,
-        and threads left running by a driver that died.
+    def __init__(self, lifecycle: Lifecycle, events: Events) -> None:
+        self.lifecycle = lifecycle
+        self.events = events
 
-        `claimed` is the lease token under which `Store.claim_due` already took the instance
-        (how the engine's `run_due` and the scheduler come here): the lease is ours, not a
-        live driver's. Without it, the lease is taken here, under the version check."""
-        while True:
-            mine = claimed is not None and work.row.lease_owner == claimed
-            if work.terminal:
-                if not work.state.teardowns:
-                    if mine:  # release the claim, or it would fall due again at its end
-                        self.save(work, now)
-                    return False
-                self.cleanups(work, now)
-                if self.save(work, now):
-                    return True
-            else:
-                owner = claimed if mine and claimed else self.claim(work, now)
-                if not owner:
-                    return False
-                self._fire_due(work, now)
-                if self.save(work, now):
-                    work.row.lease_owner = owner
-                    self.drive(work, owner)
-                    return True
-            fresh = self.store.load(work.id)
-            if fresh is None:
-                return False
-            work = Working.of(fresh, work.cls)
-
-    def _fire_due(self: Driver, work: Working, now: datetime) -> None:
+    def fire_due(self, work: Working, now: datetime) -> None:
         for thread in list(work.state.threads.values()):
             if thread.status == "retrying" and thread.retry_at and thread.retry_at <= now:
                 thread.status, thread.retry_at = "running", None
@@ -66,10 +34,9 @@ class Timers:
                 if not (case.setup == "done" and case.due_at and case.due_at <= now):
                     continue
                 try:
-                    handler = self.handler(work, thread.at or "", case.event)
+                    handler = self.lifecycle.handler(work, thread.at or "", case.event)
                 except Exception as exc:  # data no longer fits the model, definition() raised
-                    self.fail(
-                        work,
+                    work.fail(
                         thread,
                         f"building the definition failed: {brief(exc)}",
                         now,
@@ -77,8 +44,7 @@ class Timers:
                     )
                     break
                 if handler is None:
-                    self.fail(
-                        work,
+                    work.fail(
                         thread,
                         f"wait '{thread.at}' (or its event '{case.event}') no "
                         f"longer exists in workflow {work.row.workflow}",
@@ -86,13 +52,13 @@ class Timers:
                     )
                     break
                 info = replace(
-                    self.info(work, thread.id, thread.at or "", case, "timer"), moment=now
+                    self.lifecycle.info(work, thread.id, thread.at or "", case, "timer"), moment=now
                 )
                 work.waits_dirty = True
                 try:
-                    outcome = handler.on_due(info)
+                    outcome = self.lifecycle.services.call(handler.on_due, info)
                     if outcome is FIRE:
-                        self._apply(work, thread, handler, case, {}, None, "timer", now)
+                        self.events.apply(work, thread, handler, case, {}, None, "timer", now)
                         break
                     if not isinstance(outcome, dict):
                         raise TypeError(f"on_due returned {type(outcome).__name__}, not a dict")
@@ -122,7 +88,7 @@ class Timers:
                     )
 
     def _ticked(
-        self: Driver,
+        self,
         work: Working,
         thread: ThreadState,
         case: OpenCase,

@@ -1,0 +1,35 @@
+"""How the engine's errors read over HTTP: one status per kind of refusal."""
+
+from __future__ import annotations
+
+from signoff.engine import (
+    Conflict,
+    DefinitionError,
+    EventRejected,
+    InstanceNotFound,
+    InvalidData,
+    NotAllowed,
+    SignoffError,
+    StatementMissing,
+    UnknownWorkflow,
+)
+
+STATUS_OF: dict[type[SignoffError], int] = {
+    InstanceNotFound: 404,
+    UnknownWorkflow: 404,
+    NotAllowed: 403,
+    Conflict: 409,  # stale, already decided, not waiting, ended
+    StatementMissing: 409,
+    EventRejected: 422,
+    InvalidData: 422,
+    DefinitionError: 422,
+}
+
+
+def status_for(exc: SignoffError) -> int:
+    """The HTTP status for an engine error: its own class's, else its nearest ancestor's, else
+    400 (the request asked for something the engine refuses)."""
+    for cls in type(exc).__mro__:
+        if cls in STATUS_OF:
+            return STATUS_OF[cls]
+    return 400
