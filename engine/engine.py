@@ -33,6 +33,7 @@ from signoff.engine.errors import (
     NotWaiting,
     UnknownWorkflow,
 )
+from signoff.engine.runtime import logs
 from signoff.engine.runtime.actions import ActionRunner
 from signoff.engine.runtime.runner import Runner
 from signoff.engine.runtime.slack_client import client_from_environment
@@ -184,9 +185,9 @@ class Engine:
             created_at=now,
             updated_at=now,
         )
-        self.store.insert(
-            row, [], [Record(now, "started", actor=actor, via=via, name=cls.registered_name())]
-        )
+        started = [Record(now, "started", actor=actor, via=via, name=cls.registered_name())]
+        self.store.insert(row, [], started)
+        logs.committed(row.id, row.workflow, started)
         work = Working.of(row, cls)
         self.runner.drive(work, owner)
         return id

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 
 from signoff.engine.core.records import Record
 from signoff.engine.core.working import Working, rebase
+from signoff.engine.runtime import logs
 from signoff.engine.runtime.lifecycle import Lifecycle
 from signoff.engine.storage.store import Store
 
@@ -83,6 +84,7 @@ class Committer:
         if not self.store.save(row, expected, waits, work.history):
             row.version = expected
             return False
+        logs.committed(row.id, row.workflow, work.history)
         work.committed(expected + 1, now)
         if row.due_at is not None and row.lease_owner is None:
             self.notify_due(row.id, row.due_at)
