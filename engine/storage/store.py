@@ -1,8 +1,10 @@
-"""Durable storage through SQLModel: instances, their open waits, and the history.
+"""Durable storage: instances, their open waits, and the history, in the tables of
+`tables.py`, which the migrations in `migrations/` make.
 
-The only module of the engine that speaks SQL. Every write is one transaction guarded by the
-instance's version; on SQLite the transaction takes the write lock up front (BEGIN IMMEDIATE),
-so a read-modify-write never deadlocks on a lock upgrade.
+Every write is one transaction guarded by the instance's version; on SQLite the transaction
+takes the write lock up front (BEGIN IMMEDIATE), so a read-modify-write never deadlocks on a
+lock upgrade. The commit and the instances list go through `rawsql.py`; dashboard reports
+through `placement.py`.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from sqlalchemy.pool import StaticPool
 
 
 def normalise_url(url: str) -> str:
-    """Plain `postgresql://` URLs use psycopg 3, the driver signoff installs."""
+    """Plain `postgresql://` URLs use psycopg 3, the driver of the `postgres` extra."""
     if url.startswith("postgresql://") or url.startswith("postgres://"):
         return "postgresql+psycopg://" + url.split("://", 1)[1]
     return url
