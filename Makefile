@@ -38,6 +38,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/engine.py
 	$(BIN)/python bench/timers.py
 	$(BIN)/python bench/web.py
+	$(BIN)/python bench/check.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

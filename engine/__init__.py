@@ -2,6 +2,7 @@
 
 from signoff.engine.async_engine import AsyncEngine
 from signoff.engine.core.branches import If
+from signoff.engine.core.deploy import DeploymentReport, Finding, Tally
 from signoff.engine.core.handlers import (
     Approval,
     Decision,
@@ -13,6 +14,7 @@ from signoff.engine.core.handlers import (
 )
 from signoff.engine.core.loops import Break, Continue, For
 from signoff.engine.core.outline import Node, goto_targets, outline, statement_names
+from signoff.engine.core.renames import Renames, declared_renames
 from signoff.engine.core.steps import Retry, Step
 from signoff.engine.core.threads import Go, Return
 from signoff.engine.core.tree import S, Section, Statement
@@ -47,8 +49,10 @@ __all__ = [
     "Continue",
     "Decision",
     "DefinitionError",
+    "DeploymentReport",
     "Engine",
     "EventRejected",
+    "Finding",
     "For",
     "Go",
     "Handler",
@@ -63,6 +67,7 @@ __all__ = [
     "NotAllowed",
     "NotWaiting",
     "On",
+    "Renames",
     "Retry",
     "Return",
     "RunawayLoop",
@@ -75,6 +80,7 @@ __all__ = [
     "Statement",
     "StatementMissing",
     "Step",
+    "Tally",
     "ThreadView",
     "Timeout",
     "UnknownWorkflow",
@@ -83,6 +89,7 @@ __all__ = [
     "WaitInfo",
     "WaitView",
     "Workflow",
+    "declared_renames",
     "goto_targets",
     "outline",
     "statement_names",

@@ -68,6 +68,8 @@ class AsyncEngine:
     ping = _awaitable(Engine.ping)
     open_approvals = _awaitable(Engine.open_approvals)
     statement_counts = _awaitable(Engine.statement_counts)
+    parked_on = _awaitable(Engine.parked_on)
+    check_deployment = _awaitable(Engine.check_deployment)
 
     def register(self, workflow: type[Workflow]) -> None:
         """Register a workflow class (no I/O: its definition is checked in memory)."""

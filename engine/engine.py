@@ -17,8 +17,10 @@ from typing import Any
 
 import sqlalchemy
 from pydantic import ValidationError
+from signoff.engine.core.deploy import UNFINISHED, Assessment, DeploymentReport, Finding, assess
 from signoff.engine.core.handlers import Services, upcoming
 from signoff.engine.core.records import Record, Stored
+from signoff.engine.core.renames import carry_over, declared_renames
 from signoff.engine.core.state import Decided, InstanceState, ThreadState
 from signoff.engine.core.tree import Entry
 from signoff.engine.core.validate import validate
@@ -213,12 +215,13 @@ class Engine:
         payload = _checked_payload(payload)
         while True:
             work = self._load(instance_id)
-            target = self._waiting_thread(work, event, thread, wait_key)
+            current = self._current_event(work, event)
+            target = self._waiting_thread(work, current, thread, wait_key)
             if target is None:
-                if self.runner.events.keep_for_later(work, event, payload, actor, thread, via):
+                if self.runner.events.keep_for_later(work, current, payload, actor, thread, via):
                     return self.get(instance_id)
                 continue
-            committed = self.runner.events.event(work, target, event, payload, actor, via)
+            committed = self.runner.events.event(work, target, current, payload, actor, via)
             if committed is None:
                 continue  # someone committed first: look again
             if committed.drive_as:
@@ -359,7 +362,9 @@ class Engine:
         row = self.store.load(instance_id)
         if row is None:
             return False
-        return self.runner.wake(Working.of(row, self.workflows[row.workflow]), now, owner)
+        work = Working.of(row, self.workflows[row.workflow])
+        carry_over(work, now)
+        return self.runner.wake(work, now, owner)
 
     # --- reading -------------------------------------------------------------------------------
 
@@ -429,6 +434,48 @@ class Engine:
         """workflow -> statement name -> how many instances stand there now."""
         return placement.statement_counts(self.store)
 
+    def parked_on(self, workflow: str, statement: str, limit: int = 10) -> builtins.list[str]:
+        """Ids of unfinished instances of `workflow` with a thread standing at `statement`
+        (first `limit` by id): e.g. the instances a deployment left on a name it removed."""
+        return placement.parked_on(self.store, workflow, statement, max(1, min(limit, 500)))
+
+    def check_deployment(self, *, examples: int = 5, page_size: int = 500) -> DeploymentReport:
+        """Hold the workflows registered here (the code about to be deployed) against every
+        stored instance that is not finished (running, waiting or failed), as
+        `signoff check` does.
+
+        Each instance's definition is built from that instance's own data with this code, and
+        its threads' positions are looked up in it, after the declared renames
+        (`renamed_from`) are applied as its next transition would apply them. The report
+        counts, per workflow and per statement or event, the instances the deployment would
+        strand (a position, Go thread or open wait's event that is gone, a workflow no longer
+        registered, a definition that cannot be built from the data), those it would carry
+        over to a renamed statement, and, as warnings, those whose open timers or approvers
+        would change; each with up to `examples` instance ids. The database is read in
+        keyset pages of `page_size` rows, so memory stays flat however many instances there
+        are. Reads only: nothing is changed."""
+        report = DeploymentReport(examples=examples)
+        after: str | None = None
+        while True:
+            rows = placement.unfinished_page(self.store, UNFINISHED, after, page_size)
+            for instance_id, workflow, data, state in rows:
+                report.add(instance_id, workflow, self._assess(workflow, data, state))
+            if len(rows) < page_size:
+                return report
+            after = rows[-1][0]
+
+    def _assess(self, workflow: str, data: str, state: str) -> Assessment:
+        cls = self.workflows.get(workflow)
+        if cls is None:
+            return Assessment(stranded=[Finding("workflow", workflow)])
+        try:
+            definition = cls.model_validate_json(data).definition()
+            validate(definition, workflow)
+        except Exception as exc:  # the workflow's own code, or data that no longer fits
+            reason = str(exc) if isinstance(exc, DefinitionError) else _error_text(exc)
+            return Assessment(stranded=[Finding("definition", reason.splitlines()[0][:300])])
+        return assess(definition, InstanceState.model_validate_json(state), self.services)
+
     def identities(self, actor: str) -> set[str]:
         """The names an actor goes by: their user name and Slack id, whichever are known."""
         return self.services.identities(actor)
@@ -445,7 +492,24 @@ class Engine:
                 f"instance {instance_id} runs workflow '{row.workflow}', "
                 "which is not registered here"
             )
-        return Working.of(row, cls)
+        work = Working.of(row, cls)
+        carry_over(work, self._now())  # parked on a name a deployment renamed: move it now
+        return work
+
+    def _current_event(self, work: Working, event: str) -> str:
+        """An event sent under a name a deployment renamed goes to the case that now has it."""
+        if any(c.event == event for t in work.state.threads.values() for c in t.cases):
+            return event
+        try:
+            renames = declared_renames(work.tree())
+        except Exception:  # the transition reports a definition that cannot be built
+            return event
+        for t in work.state.threads.values():
+            if t.status == "waiting":
+                current = renames.event(t.at, event)
+                if current is not None:
+                    return current
+        return event
 
     def _waiting_thread(
         self, work: Working, event: str, thread: str | None, wait_key: str | None

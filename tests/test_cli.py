@@ -21,6 +21,8 @@ from signoff.web.auth import hash_password, verify_password
 from signoff.web.cli import ConfigError, main, parse_pairs
 
 from tests import cli_workflows
+from tests.conftest import Clock
+from tests.deploy_workflows import seed
 from tests.timer_workflows import Ticket
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -156,6 +158,7 @@ def test_check_passes_on_good_workflows_and_a_reachable_database(sqlite_url: str
         "ok    workflow Purchase",
         "ok    workflow Fragile",
         f"ok    database {sqlite_url} (no instances)",
+        "ok    deployment strands none of 0 unfinished instance(s)",
     ]
 
 
@@ -304,3 +307,103 @@ def test_serve_answers_and_fires_timers_unless_told_not_to(
     finally:
         assert shut(process) == 0
     assert status == ("completed" if scheduler else "waiting")
+
+
+# --- check before a deployment ----------------------------------------------------------------
+
+
+@pytest.fixture
+def candidates(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, clock: Clock) -> str:
+    """A database of Order instances from v1 and v2 (see `tests.deploy_workflows.seed`), and
+    two modules a team might deploy next: `careless` and `careful`. Returns the URL."""
+    url = f"sqlite:///{tmp_path}/signoff.db"
+    seed(url, clock)
+    (tmp_path / "careless.py").write_text(
+        "from tests.deploy_workflows import OrderV3Bad\nWORKFLOWS = [OrderV3Bad]\n"
+    )
+    (tmp_path / "careful.py").write_text(
+        "from tests.deploy_workflows import Legacy, OrderV3\nWORKFLOWS = [OrderV3, Legacy]\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return url
+
+
+def check(url: str, *args: str) -> tuple[int, str]:
+    out = io.StringIO()
+    code = main(["check", "--db", url, *args], out=out)
+    return code, out.getvalue()
+
+
+def test_check_json_lists_exactly_the_instances_a_deployment_would_strand(
+    candidates: str,
+) -> None:
+    code, text = check(candidates, "--workflows", "careless", "--json")
+    assert code == 1
+    found = json.loads(text)
+    assert found["ok"] is False and found["problems"] == []
+    assert found["workflows"] == ["Order"]
+    assert found["counts"] == {"completed": 1, "failed": 1, "waiting": 6}
+    deployment = found["deployment"]
+    assert (deployment["checked"], deployment["stranded_instances"]) == (7, 6)
+    stranded = {
+        (s["workflow"], s["kind"], s["name"], s["wait"]): (s["count"], s["examples"])
+        for s in deployment["stranded"]
+    }
+    assert stranded == {
+        ("Legacy", "workflow", "Legacy", None): (1, ["l1"]),
+        ("Order", "event", "lost", "shipping"): (2, ["a3", "s1"]),
+        ("Order", "statement", "approval", None): (2, ["a1", "a2"]),
+        ("Order", "statement", "manager approval", None): (1, ["n1"]),
+    }
+
+
+def test_check_says_in_words_what_would_be_stranded(candidates: str) -> None:
+    code, text = check(candidates, "--workflows", "careless")
+    assert code == 1
+    assert text.splitlines()[2:] == [
+        "FAIL  deployment would strand 6 of 7 unfinished instance(s): deploy a rename with "
+        "renamed_from, keep what they stand on, or repair them (retry after a fix, goto) "
+        "after the deployment",
+        "        Legacy: workflow 'Legacy' is no longer registered: 1 (l1)",
+        "        Order: waiting for 'lost' in wait 'shipping', a case that is gone: 2 (a3, s1)",
+        "        Order: at 'approval', which is gone: 2 (a1, a2)",
+        "        Order: at 'manager approval', which is gone: 1 (n1)",
+    ]
+
+
+def test_check_passes_a_deployment_that_declares_its_renames(candidates: str) -> None:
+    code, text = check(candidates, "--workflows", "careful")
+    assert code == 0, text
+    assert text.splitlines()[3:] == [
+        "ok    deployment strands none of 7 unfinished instance(s)",
+        "ok    3 instance(s) move to renamed statements (renamed_from) at their next transition",
+        "        Order: event 'approve' -> 'sign': 2 (a1, a2)",
+        "        Order: statement 'approval' -> 'sign-off': 2 (a1, a2)",
+        "        Order: statement 'manager approval' -> 'sign-off': 1 (n1)",
+        "warn  3 instance(s) have open waits the new code changes",
+        "        Order: the approvers of 'sign' in wait 'sign-off' change: 3 (a1, a2, n1); "
+        "e.g. alice -> alice, bob",
+        "        Order: the timer of 'expire' in wait 'sign-off' moves: 3 (a1, a2, n1); "
+        "e.g. due 2026-01-05 10:00:00 UTC -> 2026-01-05 11:00:00 UTC",
+    ]
+    code, text = check(candidates, "--workflows", "careful", "--json")
+    assert code == 0 and json.loads(text)["deployment"]["carried_instances"] == 3
+
+
+def test_check_refuses_two_workflows_under_one_name(candidates: str) -> None:
+    code, text = check(candidates, "--workflows", "careful", "careless")
+    assert code == 1
+    assert "FAIL  workflow OrderV3Bad: registered as 'Order', like OrderV3" in text
+
+
+def test_check_on_postgresql(
+    pg_url: str, clock: Clock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seed(pg_url, clock)
+    (tmp_path / "careless_pg.py").write_text(
+        "from tests.deploy_workflows import OrderV3Bad\nWORKFLOWS = [OrderV3Bad]\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    code, text = check(pg_url, "--workflows", "careless_pg", "--json")
+    assert code == 1
+    assert json.loads(text)["deployment"]["stranded_instances"] == 6

@@ -317,8 +317,9 @@ def test_missing_statement_is_highlighted(engine: Engine, tmp_path: Any, clock: 
         assert page.missing == [("main", "approval")]
         assert page.threads[0].missing
         doc = parse(c.get(f"/instances/{iid}").text)
-        warn = [n.text for n in doc.find_all("p", **{"class": "warn"})]
+        warn = [n.text for n in doc.find_all("div", **{"class": "warn stranded"})]
         assert any("no longer has" in w and "approval" in w for w in warn)
+        assert any("renamed_from" in w and "Retry" in w and "move the thread" in w for w in warn)
         assert "missing from the definition" in doc.text
     deployed.close()
     assert Trip  # the original class stays registered in `engine`

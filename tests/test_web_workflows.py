@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from signoff.engine import Engine
-from signoff.web.workflows import WorkflowsPage, slug
+from signoff.web.workflows import Orphans, Parked, WorkflowsPage, slug
 from web_support import (
     HX,
+    ORIGIN,
     TestClient,
+    make_app,
     parse,
+    sign_in,
 )
+
+from tests.deploy_workflows import Legacy, OrderV2, OrderV3Bad, seed
 
 pytest_plugins = ["web_fixtures"]
 
@@ -87,3 +94,50 @@ def test_invalid_start_shows_the_form_again(alice: TestClient, engine: Engine) -
 
 def test_unknown_workflow(alice: TestClient) -> None:
     assert alice.post("/workflows/Nope/start", data={}).status_code == 404
+
+
+def test_parked_instances_of_a_deployment_are_listed_with_links(tmp_path: Any, clock: Any) -> None:
+    """After a careless deployment (see tests/deploy_workflows.py): each workflow lists the
+    statements its instances stand on that the code lacks, linked to examples; a declared
+    rename is shown as such; a workflow no longer registered is listed apart."""
+    url = f"sqlite:///{tmp_path}/deployed.db"
+    seed(url, clock)
+    deployed = Engine(url, [OrderV2], clock=clock)  # v2: declares approval -> manager approval
+    with TestClient(make_app(deployed), base_url=ORIGIN, follow_redirects=False) as c:
+        sign_in(c, "bob")
+        response = c.get("/workflows")
+        page: WorkflowsPage = response.context["page"]
+        order = next(card for card in page.cards if card.name == "Order")
+        assert order.parked == [
+            Parked(statement="approval", count=2, renamed_to="manager approval", examples=[])
+        ]
+        assert page.orphans == [Orphans("Legacy", 1)]
+        doc = parse(response.text)
+        orphans = doc.by_id("orphans")
+        assert orphans is not None and "Legacy" in orphans.text
+        assert [a.attrs["href"] for a in orphans.find_all("a")] == ["/?workflow=Legacy"]
+        # the instance page says where a carried-over instance is going, and raises no alarm
+        shown = c.get("/instances/a1")
+        assert shown.context["page"].moving == [("main", "approval", "manager approval")]
+        assert shown.context["page"].missing == []
+        assert "renamed to manager approval" in " ".join(parse(shown.text).text.split())
+    deployed.close()
+
+    careless = Engine(url, [OrderV3Bad, Legacy], clock=clock)
+    with TestClient(make_app(careless), base_url=ORIGIN, follow_redirects=False) as c:
+        sign_in(c, "bob")
+        response = c.get("/workflows")
+        page = response.context["page"]
+        order = next(card for card in page.cards if card.name == "Order")
+        assert order.parked == [
+            Parked(statement="approval", count=2, renamed_to=None, examples=["a1", "a2"]),
+            Parked(statement="manager approval", count=1, renamed_to=None, examples=["n1"]),
+        ]
+        assert page.orphans == []
+        box = parse(response.text).by_id(f"parked-{slug('Order')}")
+        assert box is not None
+        links = [a.attrs["href"] for a in box.find_all("a")]
+        assert links == ["/instances/a1", "/instances/a2", "/instances/n1"]
+        assert "renamed_from" in box.text and "goto" in box.text
+        assert c.get("/instances/a1").status_code == 200
+    careless.close()

@@ -28,7 +28,14 @@ from datetime import timedelta
 from types import FrameType
 from typing import Any, TextIO
 
-from signoff.engine import Engine, Scheduler, SignoffError, Workflow, upgrade_database
+from signoff.engine import (
+    DeploymentReport,
+    Engine,
+    Scheduler,
+    SignoffError,
+    Workflow,
+    upgrade_database,
+)
 
 DEFAULT_DATABASE_URL = "sqlite:///signoff.db"
 DEFAULT_WORKFLOWS = ("signoff.web.examples",)
@@ -395,36 +402,125 @@ def cmd_show(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_check(args: argparse.Namespace, out: TextIO) -> int:
-    """Validate the workflows' definitions and reach the database; exit 1 on any problem."""
+    """Validate the workflows' definitions, reach the database, and hold the definitions against
+    every unfinished instance stored there: exit 1 on any problem, or when the deployment would
+    strand an instance. Warnings (timers or approvers that would change) do not fail it."""
     problems: list[str] = []
     workflows: list[type[Workflow]] = []
+    lines: list[str] = []
     for module in workflow_modules(args):
         try:
             workflows.extend(load_workflows([module]))
         except ConfigError as exc:
             problems.append(str(exc))
     checker = Engine("sqlite://", [])  # registration validates; the real database comes next
+    valid: list[type[Workflow]] = []
     for workflow in workflows:
+        twin = next((w for w in valid if w.registered_name() == workflow.registered_name()), None)
+        if twin is not None:
+            problems.append(
+                f"workflow {workflow.__name__}: registered as '{workflow.registered_name()}', "
+                f"like {twin.__name__}; one name, one workflow"
+            )
+            continue
         try:
             checker.register(workflow)
-            print(f"ok    workflow {workflow.registered_name()}", file=out)
+            valid.append(workflow)
+            lines.append(f"ok    workflow {workflow.registered_name()}")
         except SignoffError as exc:
             problems.append(f"workflow {workflow.__name__}: {exc}")
+    checker.close()
     url = database_url(args)
+    counts: dict[str, int] | None = None
+    report: DeploymentReport | None = None
     try:
-        engine = Engine(url, [], migrate=False)  # a check changes nothing, not even the schema
+        engine = Engine(url, valid, migrate=False)  # a check changes nothing, not the schema
         try:
             engine.ping()
             counts = engine.counts()
+            report = engine.check_deployment()
         finally:
             engine.close()
         summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no instances"
-        print(f"ok    database {shown_url(url)} ({summary})", file=out)
+        lines.append(f"ok    database {shown_url(url)} ({summary})")
     except Exception as exc:  # any failure means "not reachable"
         problems.append(f"database {shown_url(url)}: {type(exc).__name__}: {exc}")
+    ok = not problems and (report is None or report.ok)
+    if args.json:
+        found = {
+            "ok": ok,
+            "workflows": sorted(w.registered_name() for w in valid),
+            "database": shown_url(url),
+            "counts": counts,
+            "problems": problems,
+            "deployment": report.as_json() if report is not None else None,
+        }
+        print(json.dumps(found, indent=2), file=out)
+        return 0 if ok else 1
+    for line in lines:
+        print(line, file=out)
+    if report is not None:
+        for line in deployment_lines(report):
+            print(line, file=out)
     for problem in problems:
         print(f"FAIL  {problem}", file=out)
-    return 1 if problems else 0
+    return 0 if ok else 1
+
+
+def deployment_lines(report: DeploymentReport) -> list[str]:
+    """`signoff check`'s account of a deployment, one finding a line."""
+    found = report.as_json()
+    lines: list[str] = []
+    if found["stranded"]:
+        lines.append(
+            f"FAIL  deployment would strand {report.stranded_instances} of {report.checked} "
+            "unfinished instance(s): deploy a rename with renamed_from, keep what they stand "
+            "on, or repair them (retry after a fix, goto) after the deployment"
+        )
+        lines.extend(f"        {_what(row)}: {_many(row)}" for row in found["stranded"])
+    else:
+        lines.append(f"ok    deployment strands none of {report.checked} unfinished instance(s)")
+    if found["carried"]:
+        lines.append(
+            f"ok    {report.carried_instances} instance(s) move to renamed statements "
+            "(renamed_from) at their next transition"
+        )
+        lines.extend(
+            f"        {row['workflow']}: {row['what']} '{row['from']}' -> '{row['to']}': "
+            f"{_many(row)}"
+            for row in found["carried"]
+        )
+    if found["warnings"]:
+        lines.append(
+            f"warn  {report.warned_instances} instance(s) have open waits the new code changes"
+        )
+        lines.extend(
+            f"        {_what(row)}: {_many(row)}; e.g. {row['detail']}" for row in found["warnings"]
+        )
+    return lines
+
+
+_KINDS = {
+    "statement": "at '{name}', which is gone",
+    "thread": "thread of Go '{name}', which is gone",
+    "event": "waiting for '{name}' in wait '{wait}', a case that is gone",
+    "workflow": "workflow '{name}' is no longer registered",
+    "definition": "the definition cannot be built from their data: {name}",
+    "timer": "the timer of '{name}' in wait '{wait}' moves",
+    "approvers": "the approvers of '{name}' in wait '{wait}' change",
+    "handler": "'{name}' in wait '{wait}' gets another kind of handler",
+}
+
+
+def _what(row: dict[str, Any]) -> str:
+    text = _KINDS.get(row["kind"], "{kind} '{name}'").format(**row)
+    return f"{row['workflow']}: {text}"
+
+
+def _many(row: dict[str, Any]) -> str:
+    shown = ", ".join(row["examples"])
+    more = ", ..." if row["count"] > len(row["examples"]) else ""
+    return f"{row['count']} ({shown}{more})"
 
 
 def cmd_db_upgrade(args: argparse.Namespace, out: TextIO) -> int:
@@ -583,7 +679,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("thread")
     p.add_argument("step")
 
-    command("check", cmd_check, "check the workflows' definitions and that the database answers")
+    p = command(
+        "check",
+        cmd_check,
+        "before a deploy: check the workflows' definitions, that the database answers, and "
+        "which stored instances the new code would strand (exit 1 if any)",
+    )
+    p.add_argument("--json", action="store_true", help="print the findings as JSON, for CI")
 
     p = sub.add_parser(
         "db", help="manage the database's schema", description="Manage the database's schema."

@@ -16,6 +16,7 @@ from signoff.engine import (
     Node,
     ThreadView,
     WaitView,
+    declared_renames,
     goto_targets,
     outline,
     statement_names,
@@ -75,6 +76,7 @@ class InstancePage:
     marks: dict[str, list[str]]  # statement name -> "thread (status)" standing there
     go_marks: dict[str, list[str]]  # Go name -> threads it started
     missing: list[tuple[str, str]]  # (thread, statement) absent from the definition
+    moving: list[tuple[str, str, str]]  # (thread, old, new): renamed_from carries it over
     history: list[HistoryEntry]
     history_total: int
     live: bool
@@ -98,6 +100,7 @@ def build(engine: Engine, instance_id: str, user: str, flash: Flash | None = Non
     tree: Node | None = None
     problem: str | None = None
     names: set[str] | None = None
+    renamed: dict[str, str] = {}
     definition = None
     cls = engine.workflows.get(view.workflow)
     if cls is None:
@@ -107,20 +110,25 @@ def build(engine: Engine, instance_id: str, user: str, flash: Flash | None = Non
             definition = cls.model_validate(view.data).definition()
             tree = outline(definition)
             names = statement_names(definition)
+            renamed = declared_renames(definition).statements
         except Exception as exc:  # the workflow's own code: show, don't crash the page
             problem = f"building the definition from this instance's data failed: {exc}"
     identities = engine.identities(user)
     marks: dict[str, list[str]] = {}
     go_marks: dict[str, list[str]] = {}
     missing: list[tuple[str, str]] = []
+    moving: list[tuple[str, str, str]] = []
     panels: list[ThreadPanel] = []
     for thread in view.threads:
         here = thread.status in LIVE_OR_FAILED and thread.step is not None
-        gone = bool(here and names is not None and thread.step not in names)
+        absent = bool(here and names is not None and thread.step not in names)
+        gone = absent and thread.step not in renamed
         if here and thread.step is not None:
             marks.setdefault(thread.step, []).append(f"{thread.id} ({thread.status})")
             if gone:
                 missing.append((thread.id, thread.step))
+            elif absent:
+                moving.append((thread.id, thread.step, renamed[thread.step]))
         if thread.id != "main":
             go_marks.setdefault(thread.name, []).append(f"{thread.id} ({thread.status})")
         root = None if thread.id == "main" else thread.name
@@ -145,6 +153,7 @@ def build(engine: Engine, instance_id: str, user: str, flash: Flash | None = Non
         marks=marks,
         go_marks=go_marks,
         missing=missing,
+        moving=moving,
         history=list(reversed(history[-HISTORY_SHOWN:])),
         history_total=len(history),
         live=live,

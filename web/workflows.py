@@ -1,5 +1,6 @@
 """The workflows page: every registered workflow, its definition tree with how many instances
-stand on each statement, and a form to start a new instance, generated from its fields."""
+stand on each statement, the instances parked on statements the running code no longer has
+(what a deployment stranded), and a form to start a new instance, generated from its fields."""
 
 from __future__ import annotations
 
@@ -9,12 +10,20 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import quote
 
-from signoff.engine import Engine, Node, Workflow, outline
+from signoff.engine import (
+    Engine,
+    Node,
+    Workflow,
+    declared_renames,
+    outline,
+    statement_names,
+)
 from signoff.web.actions import attempt
 from signoff.web.auth import checked_form, chrome, require_user
 from signoff.web.forms import FormField, fields_from_schema, parse_submission
 from signoff.web.render import render, template, wants_fragment
 from signoff.web.state import dashboard, root_of
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -30,6 +39,19 @@ class StartForm:
     message: str | None = None
 
 
+PARKED_EXAMPLES = 10
+
+
+@dataclass(frozen=True)
+class Parked:
+    """Instances standing on a name the running definition does not have."""
+
+    statement: str
+    count: int
+    renamed_to: str | None  # declared with renamed_from: they move there at their next step
+    examples: list[str]  # ids of some of them (none when they are carried over)
+
+
 @dataclass(frozen=True)
 class WorkflowCard:
     name: str
@@ -38,11 +60,21 @@ class WorkflowCard:
     problem: str | None
     counts: dict[str, int]
     form: StartForm
+    parked: list[Parked] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Orphans:
+    """Instances of a workflow this process does not register."""
+
+    workflow: str
+    count: int
 
 
 @dataclass(frozen=True)
 class WorkflowsPage:
     cards: list[WorkflowCard]
+    orphans: list[Orphans] = field(default_factory=list)
 
 
 def slug(name: str) -> str:
@@ -56,9 +88,14 @@ def start_form(cls: type[Workflow]) -> StartForm:
 
 
 def card(engine: Engine, name: str, cls: type[Workflow], counts: dict[str, int]) -> WorkflowCard:
+    """One workflow's card; asks the database for examples of parked instances, so call it
+    in the thread pool."""
     tree, problem = None, None
+    parked: list[Parked] = []
     try:
-        tree = outline(cls.model_construct().definition())
+        definition = cls.model_construct().definition()
+        tree = outline(definition)
+        parked = parked_instances(engine, name, definition, counts)
     except Exception as exc:
         problem = f"building the definition from its defaults failed: {exc}"
     return WorkflowCard(
@@ -68,22 +105,52 @@ def card(engine: Engine, name: str, cls: type[Workflow], counts: dict[str, int])
         problem=problem,
         counts=counts,
         form=start_form(cls),
+        parked=parked,
     )
+
+
+def parked_instances(
+    engine: Engine, workflow: str, definition: Any, counts: dict[str, int]
+) -> list[Parked]:
+    """Statements instances stand on that the definition (built from the defaults) lacks."""
+    names = statement_names(definition)
+    renamed = declared_renames(definition).statements
+    return [
+        Parked(
+            statement=statement,
+            count=n,
+            renamed_to=renamed.get(statement),
+            examples=[]
+            if statement in renamed
+            else engine.parked_on(workflow, statement, PARKED_EXAMPLES),
+        )
+        for statement, n in sorted(counts.items())
+        if statement not in names
+    ]
+
+
+def build(engine: Engine, placement: dict[str, dict[str, int]]) -> WorkflowsPage:
+    cards = [
+        card(engine, name, cls, placement.get(name, {}))
+        for name, cls in sorted(engine.workflows.items())
+    ]
+    orphans = [
+        Orphans(workflow, sum(counts.values()))
+        for workflow, counts in sorted(placement.items())
+        if workflow not in engine.workflows
+    ]
+    return WorkflowsPage(cards, orphans)
 
 
 async def page(request: Request) -> Response:
     require_user(request)
     board = dashboard(request)
     placement = await board.placement.get()
-    cards = [
-        card(board.engine, name, cls, placement.get(name, {}))
-        for name, cls in sorted(board.engine.workflows.items())
-    ]
     return render(
         request,
         "pages/workflows.html",
         "partials/workflows.html",
-        WorkflowsPage(cards),
+        await run_in_threadpool(build, board.engine, placement),
         chrome(request, "workflows"),
     )
 
@@ -135,17 +202,12 @@ async def start(request: Request) -> Response:
     )
     if not wants_fragment(request):  # a plain form post: the whole page, this form filled in
         placement = await board.placement.get()
-        cards = [
-            replace(c, form=again) if c.name == name else c
-            for c in (
-                card(board.engine, n, k, placement.get(n, {}))
-                for n, k in sorted(board.engine.workflows.items())
-            )
-        ]
+        whole = await run_in_threadpool(build, board.engine, placement)
+        cards = [replace(c, form=again) if c.name == name else c for c in whole.cards]
         return template(
             request,
             "pages/workflows.html",
-            WorkflowsPage(cards),
+            replace(whole, cards=cards),
             chrome(request, "workflows"),
             status_code=status,
         )

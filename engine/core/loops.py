@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from signoff.engine.core.tree import (
@@ -16,6 +16,7 @@ from signoff.engine.core.tree import (
     Statement,
     enters,
     evaluate,
+    old_names,
 )
 
 
@@ -27,11 +28,15 @@ class For(Statement):
     name: str
     cond: Condition
     body: Section
+    renamed_from: tuple[str, ...]
 
-    def __init__(self, name: str, cond: Condition, *body: Statement) -> None:
+    def __init__(
+        self, name: str, cond: Condition, *body: Statement, renamed_from: Iterable[str] = ()
+    ) -> None:
         self.name = name
         self.cond = cond
         self.body = Section(*body)
+        self.renamed_from = old_names(renamed_from)
 
     def resume(self, cur: Cursor) -> Signal | None:
         if cur.seeking:

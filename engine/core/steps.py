@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from signoff.engine.core.tree import Cursor, Entry, RunStep, Signal, Statement
+from signoff.engine.core.tree import Cursor, Entry, RunStep, Signal, Statement, old_names
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,17 +41,25 @@ DEFAULT_RETRY = Retry()
 
 @dataclass(slots=True)
 class Step(Statement):
-    """`Step(name, action)`: run `action()` (sync or async); raising means the step failed."""
+    """`Step(name, action)`: run `action()` (sync or async); raising means the step failed.
+    `renamed_from` lists names the step had before: instances standing there move to it."""
 
     name: str
     action: Callable[[], Any]
     retry: Retry = DEFAULT_RETRY
+    renamed_from: tuple[str, ...] = ()
 
     def __init__(
-        self, name: str, action: Callable[[], Any], *, retry: Retry | int | None = None
+        self,
+        name: str,
+        action: Callable[[], Any],
+        *,
+        retry: Retry | int | None = None,
+        renamed_from: Iterable[str] = (),
     ) -> None:
         self.name = name
         self.action = action
+        self.renamed_from = old_names(renamed_from)
         if retry is None:
             policy = DEFAULT_RETRY
         elif isinstance(retry, int):

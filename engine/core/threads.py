@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from signoff.engine.core.tree import Cursor, Returned, Section, Signal, Statement
+from signoff.engine.core.tree import Cursor, Returned, Section, Signal, Statement, old_names
 
 
 @dataclass(slots=True)
@@ -19,11 +19,20 @@ class Go(Statement):
     name: str
     body: Section
     id: str | None = None
+    renamed_from: tuple[str, ...] = ()
 
-    def __init__(self, name: str, body: Statement, id: str | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        body: Statement,
+        id: str | None = None,
+        *,
+        renamed_from: Iterable[str] = (),
+    ) -> None:
         self.name = name
         self.body = body if isinstance(body, Section) else Section(body)
         self.id = id
+        self.renamed_from = old_names(renamed_from)
 
     @property
     def thread_id(self) -> str:

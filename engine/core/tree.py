@@ -8,7 +8,7 @@ definition change while instances run, as in the Go seed's `stmt.go`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Any
@@ -23,6 +23,13 @@ if TYPE_CHECKING:
 MAX_STATEMENTS_PER_TRANSITION = 10_000
 
 Condition = bool | Callable[[], Any]
+
+
+def old_names(renamed_from: str | Iterable[str]) -> tuple[str, ...]:
+    """`renamed_from` as a tuple; a lone string is one old name, not a sequence of letters."""
+    if isinstance(renamed_from, str):
+        return (renamed_from,)
+    return tuple(renamed_from)
 
 
 def evaluate(cond: Condition) -> bool:

@@ -7,7 +7,7 @@ from signoff.engine.core.handlers import Handler
 from signoff.engine.core.loops import Break, Continue, For
 from signoff.engine.core.steps import Step
 from signoff.engine.core.threads import Go
-from signoff.engine.core.tree import Section, Statement
+from signoff.engine.core.tree import Section, Statement, walk
 from signoff.engine.core.waits import On, Wait, WaitFor
 from signoff.engine.errors import DefinitionError
 
@@ -24,6 +24,54 @@ def validate(definition: object, workflow: str) -> None:
     names: dict[str, str] = {}
     threads: set[str] = {"main"}
     _check(definition, workflow, names, threads, in_loop=False, in_wait=False)
+    _check_renames(definition, f"workflow {workflow}", names)
+
+
+def _check_renames(definition: Statement, where: str, names: dict[str, str]) -> None:
+    """An old name must lead to one statement only: never a current name, never two
+    statements' (or two cases') old name, so a parked instance has exactly one place to go."""
+    olds: dict[str, str] = {}
+    for stmt in walk(definition):
+        if isinstance(stmt, NAMED):
+            for old in _old_names(
+                stmt.renamed_from, f"{where}: {type(stmt).__name__} '{stmt.name}'"
+            ):
+                if old in names:
+                    raise DefinitionError(
+                        f"{where}: '{stmt.name}' is renamed_from '{old}', but '{old}' is still "
+                        f"the name of a {names[old]}; an old name must not be in use"
+                    )
+                if old in olds:
+                    raise DefinitionError(
+                        f"{where}: '{old}' is in the renamed_from of both '{olds[old]}' and "
+                        f"'{stmt.name}'; an old name may lead to one statement only"
+                    )
+                olds[old] = stmt.name
+        if isinstance(stmt, Wait):
+            events = {case.event for case in stmt.cases}
+            old_events: dict[str, str] = {}
+            for case in stmt.cases:
+                what = f"{where}: event '{case.event}' of wait '{stmt.name}'"
+                for old in _old_names(case.renamed_from, what):
+                    if old in events:
+                        raise DefinitionError(
+                            f"{what} is renamed_from '{old}', which is still an event of that "
+                            "wait; an old name must not be in use"
+                        )
+                    if old in old_events:
+                        raise DefinitionError(
+                            f"{where}: '{old}' is in the renamed_from of both events "
+                            f"'{old_events[old]}' and '{case.event}' of wait '{stmt.name}'"
+                        )
+                    old_events[old] = case.event
+
+
+def _old_names(renamed_from: object, what: str) -> tuple[str, ...]:
+    if not isinstance(renamed_from, tuple) or not all(
+        isinstance(old, str) and old.strip() for old in renamed_from
+    ):
+        raise DefinitionError(f"{what}: renamed_from must be a list of non-empty names")
+    return renamed_from
 
 
 def _check(

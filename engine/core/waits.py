@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -17,6 +17,7 @@ from signoff.engine.core.tree import (
     Statement,
     enters,
     evaluate,
+    old_names,
 )
 from signoff.engine.errors import StatementMissing
 
@@ -26,16 +27,25 @@ if TYPE_CHECKING:
 
 @dataclass(slots=True)
 class On(Statement):
-    """One case of a Wait: `event` accepted by `handler`, then `body` runs."""
+    """One case of a Wait: `event` accepted by `handler`, then `body` runs. `renamed_from`
+    lists the event's earlier names: open waits for them move to this case."""
 
     event: str
     handler: Handler
     body: Section
+    renamed_from: tuple[str, ...]
 
-    def __init__(self, event: str, handler: Handler, *body: Statement) -> None:
+    def __init__(
+        self,
+        event: str,
+        handler: Handler,
+        *body: Statement,
+        renamed_from: Iterable[str] = (),
+    ) -> None:
         self.event = event
         self.handler = handler
         self.body = Section(*body)
+        self.renamed_from = old_names(renamed_from)
 
     def resume(self, cur: Cursor) -> Signal | None:
         raise TypeError(f"On({self.event!r}) must be placed inside a Wait")
@@ -50,10 +60,12 @@ class Wait(Statement):
 
     name: str
     cases: tuple[On, ...]
+    renamed_from: tuple[str, ...]
 
-    def __init__(self, name: str, *cases: On) -> None:
+    def __init__(self, name: str, *cases: On, renamed_from: Iterable[str] = ()) -> None:
         self.name = name
         self.cases = cases
+        self.renamed_from = old_names(renamed_from)
 
     def case(self, event: str) -> On | None:
         for case in self.cases:
@@ -91,6 +103,12 @@ class WaitFor(Statement):
 
     name: str
     cond: Condition
+    renamed_from: tuple[str, ...]
+
+    def __init__(self, name: str, cond: Condition, *, renamed_from: Iterable[str] = ()) -> None:
+        self.name = name
+        self.cond = cond
+        self.renamed_from = old_names(renamed_from)
 
     def resume(self, cur: Cursor) -> Signal | None:
         if cur.seeking:

@@ -32,6 +32,7 @@ class Working:
     history: list[Record] = field(default_factory=list)
     waits_dirty: bool = False
     validated: bool = False  # the definition was checked during this transition
+    built: tuple[Workflow, str, Statement] | None = None  # model, data, the tree they built
 
     @classmethod
     def of(cls, row: Stored, workflow: type[Workflow] | None) -> Working:
@@ -52,10 +53,22 @@ class Working:
             self.model = self.cls.model_validate_json(self.row.data)
         return self.model
 
+    def tree(self) -> Statement:
+        """The definition built from the data as it is now. Kept while neither the model nor
+        the stored data changed (a step or handler always stores a new data string), so one
+        transition does not build the same tree twice."""
+        model = self.workflow()
+        built = self.built
+        if built is not None and built[0] is model and built[1] is self.row.data:
+            return built[2]
+        tree = model.definition()
+        self.built = (model, self.row.data, tree)
+        return tree
+
     def definition(self) -> Statement:
         """The tree built from the data as it is now; checked once per transition, since a
         full check costs more than the rebuild that follows every step."""
-        tree = self.workflow().definition()
+        tree = self.tree()
         if not self.validated:
             validate(tree, self.row.workflow)
             self.validated = True

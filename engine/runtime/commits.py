@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from signoff.engine.core.records import Record
+from signoff.engine.core.renames import carry_over
 from signoff.engine.core.working import Working, rebase
 from signoff.engine.runtime import logs
 from signoff.engine.runtime.lifecycle import Lifecycle
@@ -109,7 +110,9 @@ class Committer:
         theirs = Working.of(fresh, work.cls)
         if fresh.lease_owner not in (owner, None):
             raise LostLease(f"instance {work.id} is driven elsewhere now")
-        if not rebase(work, theirs):
+        merged = rebase(work, theirs)
+        carry_over(work, self.clock())  # the other writer may run the code from before a rename
+        if not merged:
             work.note(
                 Record(
                     self.clock(),

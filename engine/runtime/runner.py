@@ -17,6 +17,7 @@ from typing import Any
 from signoff.engine.core.handlers import Handler, Services
 from signoff.engine.core.interpreter import Position, advance, thread_body
 from signoff.engine.core.records import Record
+from signoff.engine.core.renames import carry_over
 from signoff.engine.core.state import OpenCase, ThreadState
 from signoff.engine.core.steps import Step
 from signoff.engine.core.tree import (
@@ -330,6 +331,7 @@ class Runner:
             if fresh is None:
                 return False
             work = Working.of(fresh, work.cls)
+            carry_over(work, now)
 
     def check_target(self, work: Working, thread_id: str, name: str) -> None:
         thread = work.thread(thread_id)

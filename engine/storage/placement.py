@@ -131,3 +131,42 @@ def ping(store: Store) -> None:
     """Raise unless the database answers."""
     with store.db.connect() as conn:
         conn.execute(select(1)).scalar()
+
+
+def unfinished_page(
+    store: Store, statuses: tuple[str, ...], after: str | None, limit: int
+) -> list[tuple[str, str, str, str]]:
+    """One keyset page of instances in `statuses`, by id, after the id `after`: (id, workflow,
+    data, state) each. Paging by the primary key keeps every page one index range scan, so a
+    caller walking all instances holds one page at a time."""
+    i = INSTANCES.c
+    query = (
+        select(i.id, i.workflow, i.data, i.state)
+        .where(i.status.in_(statuses))
+        .order_by(i.id)
+        .limit(limit)
+    )
+    if after is not None:
+        query = query.where(i.id > after)
+    with store.db.connect() as conn:
+        return [(r[0], r[1], r[2], r[3]) for r in conn.execute(query)]
+
+
+def parked_on(store: Store, workflow: str, statement: str, limit: int) -> list[str]:
+    """Ids of unfinished instances of `workflow` with a thread positioned at `statement`, by id.
+
+    Matches the position as the engine stores it in the state JSON (`"at":"<name>"`), so it
+    needs no JSON functions and works on any database; at most `limit` ids."""
+    needle = '"at":' + json.dumps(statement, separators=(",", ":"))
+    escaped = needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    i = INSTANCES.c
+    query = (
+        select(i.id)
+        .where(i.workflow == workflow)
+        .where(i.status.in_(("running", "waiting", "failed")))
+        .where(i.state.like(f"%{escaped}%", escape="\\"))
+        .order_by(i.id)
+        .limit(limit)
+    )
+    with store.db.connect() as conn:
+        return [r[0] for r in conn.execute(query)]
