@@ -12,6 +12,13 @@ from signoff.engine.core.handlers import (
     Timeout,
     WaitInfo,
 )
+from signoff.engine.core.limits import (
+    MAX_JSON_BYTES,
+    MAX_JSON_DEPTH,
+    json_problem,
+    raw_json_depth,
+    text_problem,
+)
 from signoff.engine.core.loops import Break, Continue, For
 from signoff.engine.core.outline import Node, goto_targets, outline, statement_names
 from signoff.engine.core.renames import Renames, declared_renames
@@ -23,6 +30,7 @@ from signoff.engine.core.workflow import Workflow
 from signoff.engine.engine import Engine
 from signoff.engine.errors import (
     AlreadyDecided,
+    Busy,
     Conflict,
     DefinitionError,
     EventRejected,
@@ -41,10 +49,13 @@ from signoff.engine.storage.store import upgrade_database
 from signoff.engine.views import HistoryEntry, InstanceSummary, InstanceView, ThreadView, WaitView
 
 __all__ = [
+    "MAX_JSON_BYTES",
+    "MAX_JSON_DEPTH",
     "AlreadyDecided",
     "Approval",
     "AsyncEngine",
     "Break",
+    "Busy",
     "Conflict",
     "Continue",
     "Decision",
@@ -91,7 +102,10 @@ __all__ = [
     "Workflow",
     "declared_renames",
     "goto_targets",
+    "json_problem",
     "outline",
+    "raw_json_depth",
     "statement_names",
+    "text_problem",
     "upgrade_database",
 ]

@@ -70,6 +70,10 @@ class AsyncEngine:
     statement_counts = _awaitable(Engine.statement_counts)
     parked_on = _awaitable(Engine.parked_on)
     check_deployment = _awaitable(Engine.check_deployment)
+    open_session = _awaitable(Engine.open_session)
+    session_user = _awaitable(Engine.session_user)
+    end_session = _awaitable(Engine.end_session)
+    end_sessions = _awaitable(Engine.end_sessions)
 
     def register(self, workflow: type[Workflow]) -> None:
         """Register a workflow class (no I/O: its definition is checked in memory)."""

@@ -19,6 +19,7 @@ import sqlalchemy
 from pydantic import ValidationError
 from signoff.engine.core.deploy import UNFINISHED, Assessment, DeploymentReport, Finding, assess
 from signoff.engine.core.handlers import Services, upcoming
+from signoff.engine.core.limits import MAX_JSON_BYTES, json_problem, text_problem
 from signoff.engine.core.records import Record, Stored
 from signoff.engine.core.renames import carry_over, declared_renames
 from signoff.engine.core.state import Decided, InstanceState, ThreadState
@@ -40,11 +41,13 @@ from signoff.engine.runtime.actions import ActionRunner
 from signoff.engine.runtime.runner import Runner
 from signoff.engine.runtime.slack_client import client_from_environment
 from signoff.engine.storage import placement
+from signoff.engine.storage.sessions import Sessions
 from signoff.engine.storage.store import Store
 from signoff.engine.views import HistoryEntry, InstanceSummary, InstanceView, ThreadView, WaitView
 
-ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$")
-MAX_PAYLOAD_BYTES = 256 * 1024
+ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,99}")  # always fullmatch: `$` lets "\n" in
+MAX_PAYLOAD_BYTES = MAX_JSON_BYTES
+MAX_SEARCH = 200
 
 
 def utcnow() -> datetime:
@@ -84,6 +87,7 @@ class Engine:
         )
         self.workflows: dict[str, type[Workflow]] = {}
         self.runner = Runner(self.store, self.services, lease, self._wake_listeners)
+        self.sessions = Sessions(self.store)
         self._due_listeners: list[Callable[[str, datetime], None]] = []
         for workflow in workflows:
             self.register(workflow)
@@ -153,7 +157,13 @@ class Engine:
     ) -> str:
         """Create an instance and run it until every thread blocks; returns its id."""
         cls = self._class(workflow)
+        if data is not None and not isinstance(data, Mapping):
+            raise InvalidData("an instance's data must be a JSON object")
         data = dict(data or {})
+        problem = json_problem(data, "the data")
+        if problem:
+            raise InvalidData(problem)
+        _check_text(actor=actor, via=via)
         unknown = sorted(set(data) - set(cls.model_fields))
         if unknown:
             raise InvalidData(f"{cls.registered_name()} has no field(s): {', '.join(unknown)}")
@@ -164,7 +174,7 @@ class Engine:
             raise InvalidData(f"invalid data for {cls.registered_name()}: {_brief(exc)}") from None
         if id is None:
             id = uuid.uuid4().hex
-        elif not isinstance(id, str) or not ID_PATTERN.match(id):
+        elif not isinstance(id, str) or not ID_PATTERN.fullmatch(id):
             raise InvalidData(
                 "an instance id is 1-100 letters, digits or . _ : - "
                 "and starts with a letter or digit"
@@ -213,6 +223,14 @@ class Engine:
         before the wait for it has begun, is kept and delivered when that wait begins.
         """
         payload = _checked_payload(payload)
+        _check_text(
+            instance_id=instance_id,
+            event=event,
+            actor=actor,
+            thread=thread,
+            via=via,
+            wait_key=wait_key,
+        )
         while True:
             work = self._load(instance_id)
             current = self._current_event(work, event)
@@ -237,6 +255,7 @@ class Engine:
         via: str = "api",
     ) -> InstanceView:
         """Re-enter the statement a failed (or backing-off) thread stopped at."""
+        _check_text(instance_id=instance_id, thread=thread, actor=actor, via=via)
 
         def pick(work: Working) -> list[ThreadState]:
             candidates = [
@@ -272,6 +291,8 @@ class Engine:
         *,
         via: str = "api",
     ) -> InstanceView:
+        _check_text(instance_id=instance_id, reason=reason, actor=actor, via=via)
+
         def change(work: Working, now: datetime) -> None:
             self.runner.lifecycle.stop_threads(work, now)
             work.row.status, work.row.error = "cancelled", reason or "cancelled"
@@ -289,6 +310,7 @@ class Engine:
         via: str = "api",
     ) -> InstanceView:
         """Operator repair: continue `thread` at the named statement."""
+        _check_text(instance_id=instance_id, thread=thread, step=step, actor=actor, via=via)
 
         def change(work: Working, now: datetime) -> None:
             if thread not in work.state.threads:
@@ -369,12 +391,14 @@ class Engine:
     # --- reading -------------------------------------------------------------------------------
 
     def get(self, instance_id: str) -> InstanceView:
+        _check_text(instance_id=instance_id)
         row = self.store.load(instance_id)
         if row is None:
             raise InstanceNotFound(f"no instance with id '{instance_id}'")
         return _view(row)
 
     def history(self, instance_id: str) -> list[HistoryEntry]:
+        _check_text(instance_id=instance_id)
         if self.store.load(instance_id) is None:
             raise InstanceNotFound(f"no instance with id '{instance_id}'")
         return self.store.history(instance_id)
@@ -389,7 +413,13 @@ class Engine:
         before: tuple[datetime, str] | None = None,
     ) -> list[InstanceSummary]:
         """Instances, most recently changed first; `before` is the (updated_at, id) of the last
-        row of the previous page (keyset pagination)."""
+        row of the previous page (keyset pagination). `search` (an id prefix, or text in the
+        data) is at most MAX_SEARCH characters."""
+        if search is not None and len(search) > MAX_SEARCH:
+            raise InvalidData(f"a search is at most {MAX_SEARCH} characters")
+        _check_text(search=search, status=status, workflow=workflow)
+        if before is not None:
+            _check_text(cursor=before[1])
         if isinstance(workflow, type):
             workflow = workflow.registered_name()
         rows = self.store.page(
@@ -433,6 +463,31 @@ class Engine:
     def statement_counts(self) -> dict[str, dict[str, int]]:
         """workflow -> statement name -> how many instances stand there now."""
         return placement.statement_counts(self.store)
+
+    # --- sign-in sessions (for dashboards) -------------------------------------------------
+
+    def open_session(self, user: str, lifetime: timedelta) -> str:
+        """Record a signed-in session of `user` ending `lifetime` from now, whatever happens
+        meanwhile; returns its token (a secret: only its hash is stored)."""
+        _check_text(user=user)
+        now = self._now()
+        return self.sessions.open(user, now, now + lifetime)
+
+    def session_user(self, token: str) -> str | None:
+        """The user of a session that has neither ended nor expired, else None."""
+        if not isinstance(token, str) or not token or "\x00" in token:
+            return None
+        return self.sessions.user(token, self._now())
+
+    def end_session(self, token: str) -> None:
+        """Sign one session out, in every process at once."""
+        if isinstance(token, str) and token and "\x00" not in token:
+            self.sessions.end(token)
+
+    def end_sessions(self, user: str) -> int:
+        """Sign `user` out everywhere; returns how many sessions ended."""
+        _check_text(user=user)
+        return self.sessions.end_all(user)
 
     def parked_on(self, workflow: str, statement: str, limit: int = 10) -> builtins.list[str]:
         """Ids of unfinished instances of `workflow` with a thread standing at `statement`
@@ -483,6 +538,7 @@ class Engine:
     # --- helpers -------------------------------------------------------------------------------
 
     def _load(self, instance_id: str) -> Working:
+        _check_text(instance_id=instance_id)
         row = self.store.load(instance_id)
         if row is None:
             raise InstanceNotFound(f"no instance with id '{instance_id}'")
@@ -609,13 +665,23 @@ def _checked_payload(payload: Mapping[str, Any] | None) -> dict[str, Any]:
         return {}
     if not isinstance(payload, Mapping):
         raise EventRejected("an event's payload must be a JSON object")
+    problem = json_problem(dict(payload), "the payload")
+    if problem:
+        raise EventRejected(problem)
     try:
-        encoded = json.dumps(dict(payload))
+        json.dumps(dict(payload))
     except (TypeError, ValueError) as exc:
         raise EventRejected(f"the payload is not JSON: {exc}") from None
-    if len(encoded) > MAX_PAYLOAD_BYTES:
-        raise EventRejected(f"the payload is larger than {MAX_PAYLOAD_BYTES // 1024} KiB")
     return dict(payload)
+
+
+def _check_text(**values: Any) -> None:
+    """Refuse text arguments a database cannot store, naming the argument."""
+    for name, value in values.items():
+        if isinstance(value, str):
+            problem = text_problem(value, name.replace("_", " "))
+            if problem:
+                raise InvalidData(problem)
 
 
 def _view(row: Stored) -> InstanceView:

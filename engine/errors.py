@@ -52,6 +52,15 @@ class NotWaiting(Conflict):
     """No thread of the instance waits for the event."""
 
 
+class Busy(SignoffError):
+    """Work refused or stopped because it would cost more than its budget (a search that read
+    for too long); trying again later, or asking for less, may succeed."""
+
+
+class DataNotStorable(SignoffError):
+    """Workflow data that cannot be stored as JSON."""
+
+
 class SchemaOutdated(SignoffError):
     """The database is not at the schema this version of signoff needs; the message names the
     command that upgrades it (`signoff db upgrade`)."""

@@ -149,6 +149,7 @@ def test_escalation_widens_who_sees_it(client: TestClient, engine: Engine, clock
     assert client.get("/approvals").context["page"].mine == []
     clock.advance(days=1, minutes=1)
     engine.run_due()
+    sign_in(client, "carol")  # a session lasts 12 hours, however it is used
     mine = client.get("/approvals").context["page"].mine
     assert [i.instance_id for i in mine] == [iid]
 

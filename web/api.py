@@ -3,15 +3,16 @@ status codes that say what happened; an OpenAPI description at /api/openapi.json
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 from urllib.parse import quote
 
-from signoff.engine import SignoffError, UnknownWorkflow
+from signoff.engine import MAX_JSON_DEPTH, SignoffError, UnknownWorkflow, json_problem
 from signoff.web.auth import TokenError, api_actor
 from signoff.web.errors import status_for
-from signoff.web.instances import make_cursor, parse_cursor
+from signoff.web.instances import MAX_SEARCH, make_cursor, parse_cursor
+from signoff.web.limits import loads
 from signoff.web.render import STATUSES
 from signoff.web.security import BodyTooLargeError, read_capped
 from signoff.web.state import dashboard, root_of
@@ -50,11 +51,17 @@ async def _body(request: Request) -> dict[str, Any]:
     if kind != "application/json":
         raise ApiError(415, "send the body as application/json")
     try:
-        value = json.loads(raw)
+        value = loads(raw, MAX_JSON_DEPTH + 1)  # the payload or data sits one level down
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError(400, f"the body is not valid JSON: {exc}") from None
     if not isinstance(value, dict):
         raise ApiError(422, "the body must be a JSON object")
+    # the body's size was bounded as it arrived; depth and NUL are what is checked here
+    problem = json_problem(
+        value, "the body", max_depth=MAX_JSON_DEPTH + 1, max_bytes=4 * len(raw) + 1024
+    )
+    if problem:
+        raise ApiError(422, problem)
     return value
 
 
@@ -80,7 +87,11 @@ def endpoint(handler: Callable[[Request, str], Any]) -> Callable[[Request], Any]
         except ApiError as exc:
             return error(exc.status_code, exc.message)
         except SignoffError as exc:
-            return error(status_for(exc), str(exc), type(exc).__name__)
+            status = status_for(exc)
+            response = error(status, str(exc), type(exc).__name__)
+            if status == 503:
+                response.headers["Retry-After"] = "1"
+            return response
 
     wrapped.__name__ = handler.__name__
     wrapped.__doc__ = handler.__doc__
@@ -123,25 +134,29 @@ async def listing(request: Request, actor: str) -> Response:
     status = params.get("status") or None
     if status is not None and status not in STATUSES:
         raise ApiError(422, f"status must be one of {', '.join(STATUSES)}")
-    try:
-        limit = int(params.get("limit", "50"))
-    except ValueError:
-        raise ApiError(422, "limit must be a whole number") from None
-    limit = max(1, min(limit, MAX_LIMIT))
+    text = params.get("limit", "50")
+    if not (text.isascii() and text.strip().isdigit() and len(text) < 10):
+        raise ApiError(422, "limit must be a whole number")
+    limit = max(1, min(int(text), MAX_LIMIT))
     before = None
     if params.get("before"):
         before = parse_cursor(params["before"])
         if before is None:
             raise ApiError(422, "before must be a cursor returned as 'next'")
+    search = params.get("q") or None
+    if search is not None and len(search) > MAX_SEARCH:
+        raise ApiError(422, f"q is at most {MAX_SEARCH} characters")
     board = dashboard(request)
-    rows = await run_in_threadpool(
+    pool = board.limits.searches if search else None
+    call = partial(
         board.engine.list,
         status=status,
         workflow=params.get("workflow") or None,
         limit=limit + 1,
-        search=(params.get("q") or None),
+        search=search,
         before=before,
     )
+    rows = await (pool.run(call) if pool else run_in_threadpool(call))
     more = len(rows) > limit
     rows = rows[:limit]
     return JSONResponse(

@@ -12,7 +12,7 @@ import gc
 import json
 import logging
 import secrets
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,14 +21,15 @@ import jinja2
 from signoff.engine import AsyncEngine, Engine, SignoffError
 from signoff.web import api, approvals, auth, instance, instances, workflows
 from signoff.web.errors import status_for
+from signoff.web.limits import Limits, RequestLimits
 from signoff.web.render import Flash, template, wants_fragment
 from signoff.web.security import BodyTooLargeError, SecurityMiddleware
 from signoff.web.state import Cached, Dashboard, dashboard, root_of
 from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
@@ -40,7 +41,9 @@ log = logging.getLogger("signoff.web")
 HERE = Path(__file__).resolve().parent
 COUNTS_TTL = 2.0
 PLACEMENT_TTL = 10.0
-SESSION_MAX_AGE = 12 * 60 * 60
+SESSION_MAX_AGE = int(auth.SESSION_LIFETIME.total_seconds())
+# what a browser on this machine calls it (TrustedHostMiddleware ignores the port)
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
 
 
 def _resource(name: str) -> Path:
@@ -56,12 +59,18 @@ def create_app(
     api_tokens: Mapping[str, str] | None = None,
     open_access: bool = False,
     slack_signing_secret: str | None = None,
+    limits: Limits | None = None,
+    allowed_hosts: Sequence[str] | None = None,
 ) -> Starlette:
     """The dashboard for `engine`.
 
     `users` maps user names to password hashes (`web.auth.hash_password`), `api_tokens` maps
     bearer tokens to the actor they act as. `open_access=True` (demos only) lets anyone in as an
     administrator. Without `secret_key` a random one is made: sessions end at restart.
+
+    `limits` bounds what one client may cost (sign-in attempts, body size, request time, ...).
+    `allowed_hosts` are the Host names the app answers to; with open access it defaults to the
+    loopback names, so a page elsewhere cannot reach it through DNS rebinding.
     """
     if isinstance(engine, AsyncEngine):
         engine = engine.engine  # the dashboard calls the sync engine from worker threads
@@ -79,7 +88,11 @@ def create_app(
         static_dir=static_dir,
         counts=Cached(engine.counts, COUNTS_TTL),
         placement=Cached(engine.statement_counts, PLACEMENT_TTL),
+        limits=limits or Limits(),
+        dummy_hash=auth.dummy_hash(users or {}),
     )
+    if allowed_hosts is None and open_access:
+        allowed_hosts = LOOPBACK_HOSTS
     routes = [
         Route("/", instances.page, methods=["GET"]),
         Route("/instances/{instance_id}", instance.page, methods=["GET"]),
@@ -94,6 +107,7 @@ def create_app(
         Route("/login", auth.login_page, methods=["GET"]),
         Route("/login", auth.login_submit, methods=["POST"]),
         Route("/logout", auth.logout, methods=["POST"]),
+        Route("/logout/everywhere", auth.logout_everywhere, methods=["POST"]),
         Route("/healthz", healthz, methods=["GET"]),
         Mount("/api", routes=api.routes),
         Mount("/static", StaticFiles(directory=static_dir), name="static"),
@@ -109,7 +123,18 @@ def create_app(
         routes=routes,
         lifespan=lifespan,
         middleware=[
+            *(
+                [Middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))]
+                if allowed_hosts is not None
+                else []
+            ),
             Middleware(SecurityMiddleware, max_body=board.max_body),
+            Middleware(
+                RequestLimits,
+                max_body=board.max_body,
+                timeout=board.limits.request_timeout,
+                max_header_bytes=board.limits.max_header_bytes,
+            ),
             Middleware(
                 SessionMiddleware,
                 secret_key=secret_key,
@@ -117,10 +142,12 @@ def create_app(
                 max_age=SESSION_MAX_AGE,
                 same_site="lax",
             ),
+            Middleware(auth.SessionGate),
         ],
         exception_handlers={
             auth.NotSignedInError: _sign_in,
             auth.CsrfError: _csrf_refused,
+            auth.UnstorableText: _unstorable,
             BodyTooLargeError: _too_large,
             SignoffError: _signoff_error,
             HTTPException: _http_error,
@@ -195,8 +222,8 @@ def _short(value: Any, limit: int = 120) -> str:
 
 async def healthz(request: Request) -> Response:
     board = dashboard(request)
-    try:
-        await run_in_threadpool(board.engine.ping)
+    try:  # on threads of its own: busy pages never make the health check wait
+        await board.limits.health.run(board.engine.ping)
     except Exception as exc:  # the one thing a health check must not do is crash
         return JSONResponse({"ok": False, "database": type(exc).__name__}, status_code=503)
     return JSONResponse({"ok": True, "workflows": sorted(board.engine.workflows)})
@@ -244,9 +271,17 @@ async def _too_large(request: Request, exc: Exception) -> Response:
     return _error_page(request, 413, str(exc).capitalize() + ".")
 
 
+async def _unstorable(request: Request, exc: Exception) -> Response:
+    return _error_page(request, 400, str(exc))
+
+
 async def _signoff_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, SignoffError)
-    return _error_page(request, status_for(exc), str(exc))
+    status = status_for(exc)
+    response = _error_page(request, status, str(exc))
+    if status == 503:
+        response.headers["Retry-After"] = "1"
+    return response
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

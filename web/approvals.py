@@ -63,11 +63,15 @@ class ApprovalsPage:
 def parse_cursor(text: str) -> tuple[datetime, int] | None:
     """`after=<began_at ISO>~<cursor>`, as `make_cursor` spells it; None when malformed."""
     at, sep, last = text.partition("~")
+    if not (sep and last.isascii() and last.isdigit() and len(last) <= 18):
+        return None  # a row id: no database keeps one past 2**63
     try:
-        when, number = datetime.fromisoformat(at), int(last)
-    except ValueError:
+        when = datetime.fromisoformat(at)
+        if when.tzinfo is None:
+            return None
+        return when.astimezone(UTC), int(last)
+    except (ValueError, OverflowError):
         return None
-    return (when, number) if sep and when.tzinfo is not None else None
 
 
 def make_cursor(item: ApprovalItem) -> str:

@@ -11,15 +11,21 @@ import base64
 import hashlib
 import hmac
 import secrets
+from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any
 from urllib.parse import quote
 
+from signoff.engine import text_problem
+from signoff.web.limits import TooManyAttempts
 from signoff.web.render import Chrome, Flash, template
 from signoff.web.security import read_capped
 from signoff.web.state import dashboard, root_of
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**15, 8, 1
 MAX_SCRYPT_N = 2**20
@@ -28,6 +34,7 @@ OPEN_ACCESS_USER = "admin"
 CSRF_HEADER = "x-csrf-token"
 CSRF_FIELD = "csrf_token"
 MAX_FORM_FIELDS = 200
+SESSION_LIFETIME = timedelta(hours=12)  # from sign-in, however busy the session is
 
 
 # --- passwords -------------------------------------------------------------------------------
@@ -102,17 +109,50 @@ def _fingerprint(stored_hash: str) -> str:
     return hashlib.sha256(stored_hash.encode()).hexdigest()[:16]
 
 
-def current_user(request: Request) -> str | None:
-    board = dashboard(request)
-    session = request.session
+USER_KEY = "signoff.user"
+# No session lookup for these: they never show who is signed in (the API has bearer tokens).
+UNSIGNED_PATHS = ("/static/", "/healthz", "/api/")
+
+
+class SessionGate:
+    """Pure ASGI, inside SessionMiddleware: finds who the request's session belongs to, once
+    per request, off the event loop. A signed cookie is not enough: its session must still be
+    recorded in the database (`Engine.session_user`), so signing out, or out everywhere, ends
+    it in every process, and it ends at its fixed lifetime however often it is used."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            root: str = scope.get("signoff.root", "")
+            path: str = scope.get("path", "")
+            if not path[len(root) :].startswith(UNSIGNED_PATHS):
+                scope[USER_KEY] = await _session_user(scope)
+        await self.app(scope, receive, send)
+
+
+async def _session_user(scope: Scope) -> str | None:
+    board = scope["app"].state.signoff
+    session = scope.get("session") or {}
     name = session.get("user")
-    if isinstance(name, str):
-        if board.open_access:
-            return name
-        stored = board.users.get(name)
-        if stored is not None and hmac.compare_digest(session.get("pw", ""), _fingerprint(stored)):
-            return name
-    return OPEN_ACCESS_USER if board.open_access else None
+    if board.open_access:
+        return name if isinstance(name, str) else OPEN_ACCESS_USER
+    token, fingerprint = session.get("sid"), session.get("pw")
+    stored = board.users.get(name) if isinstance(name, str) else None
+    if not (isinstance(token, str) and isinstance(fingerprint, str) and stored is not None):
+        return None
+    if not hmac.compare_digest(fingerprint, _fingerprint(stored)):
+        return None
+    owner = await run_in_threadpool(board.engine.session_user, token)
+    return name if owner == name else None
+
+
+def current_user(request: Request) -> str | None:
+    user = request.scope.get(USER_KEY)
+    if isinstance(user, str):
+        return user
+    return OPEN_ACCESS_USER if dashboard(request).open_access else None
 
 
 def require_user(request: Request) -> str:
@@ -142,7 +182,15 @@ async def checked_form(request: Request) -> FormData:
         and hmac.compare_digest(expected.encode(), given.encode())
     ):
         raise CsrfError()
+    for key, value in form.multi_items():
+        problem = text_problem(value, f"The field {key[:40]!r}") if isinstance(value, str) else None
+        if problem:
+            raise UnstorableText(problem + ".")
     return form
+
+
+class UnstorableText(Exception):
+    """A form field holds text no database keeps: 400."""
 
 
 def chrome(request: Request, section: str, flash: Flash | None = None) -> Chrome:
@@ -225,22 +273,49 @@ async def login_submit(request: Request) -> Response:
     password = str(form.get("password") or "")
     next_path = local_path(form.get("next"), root)
     if board.open_access and name:
-        return _signed_in(request, name, "", next_path)
+        return _signed_in(request, name, "", "", next_path)
+    address = request.client.host if request.client else "unknown"
+    limits = board.limits.sign_in
+    try:
+        limits.check(address, name)
+    except TooManyAttempts as exc:
+        return _login_refused(request, next_path, name, str(exc), 429, exc.retry_after)
     stored = board.users.get(name)
-    ok = verify_password(password, stored if stored is not None else _DUMMY)
+    # the same work whether or not the user exists, so the answer's timing tells nothing
+    ok = await board.limits.hasher.run(verify_password, password, stored or board.dummy_hash)
     if stored is None or not ok:
-        page = LoginPage(next_path, name, "Wrong user name or password.", board.open_access)
-        return template(
-            request, "pages/login.html", page, chrome(request, "login"), status_code=401
-        )
-    return _signed_in(request, name, stored, next_path)
+        limits.failed(address, name)
+        return _login_refused(request, next_path, name, "Wrong user name or password.", 401)
+    token = await run_in_threadpool(board.engine.open_session, name, SESSION_LIFETIME)
+    return _signed_in(request, name, stored, token, next_path)
 
 
-def _signed_in(request: Request, name: str, stored: str, next_path: str) -> Response:
+def _login_refused(
+    request: Request,
+    next_path: str,
+    name: str,
+    message: str,
+    status: int,
+    retry_after: int | None = None,
+) -> Response:
+    page = LoginPage(next_path, name, message, dashboard(request).open_access)
+    headers = {"Retry-After": str(retry_after)} if retry_after else None
+    return template(
+        request,
+        "pages/login.html",
+        page,
+        chrome(request, "login"),
+        status_code=status,
+        headers=headers,
+    )
+
+
+def _signed_in(request: Request, name: str, stored: str, token: str, next_path: str) -> Response:
     request.session.clear()
     request.session.update(
         {
             "user": name,
+            "sid": token,
             "pw": _fingerprint(stored) if stored else "",
             "csrf": secrets.token_urlsafe(32),
         }
@@ -250,9 +325,40 @@ def _signed_in(request: Request, name: str, stored: str, next_path: str) -> Resp
 
 async def logout(request: Request) -> Response:
     await checked_form(request)
+    token = request.session.get("sid")
+    if isinstance(token, str):
+        await run_in_threadpool(dashboard(request).engine.end_session, token)
     request.session.clear()
     root = root_of(request)
     return RedirectResponse(f"{root}/login", status_code=303)
+
+
+async def logout_everywhere(request: Request) -> Response:
+    """End every session of the signed-in user, in every browser and process."""
+    await checked_form(request)
+    user = require_user(request)
+    if not dashboard(request).open_access:
+        await run_in_threadpool(dashboard(request).engine.end_sessions, user)
+    request.session.clear()
+    root = root_of(request)
+    return RedirectResponse(f"{root}/login", status_code=303)
+
+
+def dummy_hash(users: Mapping[str, str]) -> str:
+    """A hash of a random password with the cost of the users' own, verified when a name is
+    unknown so that the answer takes as long as for a known one."""
+    for stored in users.values():
+        try:
+            params = dict(part.split("=", 1) for part in stored.split("$")[1].split(":"))
+            return hash_password(
+                secrets.token_urlsafe(16),
+                n=int(params["n"]),
+                r=int(params["r"]),
+                p=int(params["p"]),
+            )
+        except (IndexError, KeyError, ValueError):
+            continue
+    return _DUMMY
 
 
 # --- the API's bearer tokens ---------------------------------------------------------------------

@@ -9,6 +9,7 @@ Configuration comes from options, else from the environment:
     SIGNOFF_SECRET_KEY    signs session cookies (serve)
     SIGNOFF_USERS         "alice=<hash>,bob=<hash>": dashboard users (serve; see hash-password)
     SIGNOFF_API_TOKENS    "token=actor,...": bearer tokens for the JSON API (serve)
+    SIGNOFF_TRUSTED_PROXIES  reverse proxies whose forwarded headers are believed (serve)
     SLACK_BOT_TOKEN, SLACK_API_URL, SLACK_SIGNING_SECRET   Slack (off without a token)
 """
 
@@ -29,11 +30,14 @@ from types import FrameType
 from typing import Any, TextIO
 
 from signoff.engine import (
+    MAX_JSON_DEPTH,
     DeploymentReport,
     Engine,
     Scheduler,
     SignoffError,
     Workflow,
+    json_problem,
+    raw_json_depth,
     upgrade_database,
 )
 
@@ -158,12 +162,17 @@ def json_object(text: str | None, what: str) -> dict[str, Any]:
         return {}
     if text == "-":
         text = sys.stdin.read()
+    if raw_json_depth(text) > MAX_JSON_DEPTH:
+        raise ConfigError(f"{what} is nested deeper than {MAX_JSON_DEPTH} levels")
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{what} is not valid JSON: {exc}") from None
     if not isinstance(value, dict):
         raise ConfigError(f"{what} must be a JSON object, like '{{\"amount\": 120}}'")
+    problem = json_problem(value, what)
+    if problem:
+        raise ConfigError(problem)
     return value
 
 
@@ -172,13 +181,24 @@ def json_object(text: str | None, what: str) -> dict[str, Any]:
 
 def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
     import uvicorn
-    from signoff.web.app import create_app, settle_heap
+    from signoff.web.app import LOOPBACK_HOSTS, create_app, settle_heap
+    from signoff.web.serving import server_config
 
-    if args.open_access and args.host not in LOOPBACK:
+    allowed_hosts = [h for item in args.allow_host or [] for h in split_list(item)]
+    trusted = split_list(args.forwarded_allow_ips or os.environ.get("SIGNOFF_TRUSTED_PROXIES"))
+    if args.open_access:
+        if args.host not in LOOPBACK and not allowed_hosts:
+            raise ConfigError(
+                f"--open-access serves on loopback only, not on {args.host}: anyone who "
+                "reaches it is an administrator. To serve it there anyway, name the host "
+                "names it may answer to with --allow-host NAME"
+            )
+        allowed_hosts = [*LOOPBACK_HOSTS, *allowed_hosts]
         print(
-            f"signoff: warning: --open-access on {args.host} lets anyone who can reach it in "
-            "as an administrator",
-            file=sys.stderr,
+            "signoff: open access: anyone who reaches it is an administrator; it answers only "
+            f"to the host names {', '.join(allowed_hosts)}"
+            + ("" if args.host in LOOPBACK else f" and listens on {args.host}"),
+            file=out,
         )
     engine = make_engine(args)
     secret_key = os.environ.get("SIGNOFF_SECRET_KEY") or None
@@ -197,6 +217,7 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
         ),
         open_access=args.open_access,
         slack_signing_secret=os.environ.get("SLACK_SIGNING_SECRET") or None,
+        allowed_hosts=allowed_hosts or None,
     )
     scheduler = None if args.no_scheduler else Scheduler(engine, sweep_every=args.sweep_every)
     print(
@@ -212,7 +233,14 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
     # there before: make that one return, so the scheduler below stops cleanly too (exit 0).
     previous = signal.signal(signal.SIGTERM, lambda signum, frame: None)
     try:
-        uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+        config = server_config(
+            app,
+            host=args.host,
+            port=args.port,
+            forwarded_allow_ips=trusted or ["127.0.0.1"],
+            log_level=args.log_level,
+        )
+        uvicorn.Server(config).run()
     finally:
         signal.signal(signal.SIGTERM, previous)
         if scheduler is not None:
@@ -630,6 +658,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--open-access",
         action="store_true",
         help="demo only: anyone who reaches the server is an administrator",
+    )
+    p.add_argument(
+        "--allow-host",
+        metavar="NAME",
+        action="append",
+        help="a host name the server answers to (open access answers loopback names only)",
+    )
+    p.add_argument(
+        "--forwarded-allow-ips",
+        metavar="ADDRESSES",
+        help="reverse proxies whose X-Forwarded-For/-Proto are believed, comma separated "
+        "(default: $SIGNOFF_TRUSTED_PROXIES or 127.0.0.1)",
     )
     p.add_argument(
         "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from signoff.engine import (
+    Busy,
     Conflict,
     DefinitionError,
     EventRejected,
@@ -23,6 +24,7 @@ STATUS_OF: dict[type[SignoffError], int] = {
     EventRejected: 422,
     InvalidData: 422,
     DefinitionError: 422,
+    Busy: 503,  # over its budget: try again later, or ask for less
 }
 
 

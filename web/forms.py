@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from signoff.web.limits import loads
 from starlette.datastructures import FormData
 
 PREFIX = "f."
@@ -130,7 +131,7 @@ def parse_submission(
                     errors[field.name] = "must be a number"
             case "json":
                 try:
-                    data[field.name] = json.loads(text)
+                    data[field.name] = loads(text)
                 except json.JSONDecodeError as exc:
                     errors[field.name] = f"not valid JSON: {exc.msg} (line {exc.lineno})"
             case _:

@@ -24,6 +24,7 @@ from signoff.engine import (
 from signoff.web.actions import Outcome, attempt, refusal
 from signoff.web.auth import checked_form, chrome, remember_flash, require_user
 from signoff.web.forms import FormField, fields_from_schema, parse_submission
+from signoff.web.limits import loads
 from signoff.web.render import Flash, render, template, wants_fragment
 from signoff.web.state import dashboard, root_of
 from starlette.concurrency import run_in_threadpool
@@ -277,7 +278,7 @@ async def send(request: Request) -> Response:
         raw = form.get("payload")
         text = raw if isinstance(raw, str) else ""
         try:
-            parsed = json.loads(text) if text.strip() else {}
+            parsed = loads(text) if text.strip() else {}
         except json.JSONDecodeError as exc:
             outcome = refusal(
                 f"The payload is not valid JSON: {exc.msg} at line {exc.lineno}, "

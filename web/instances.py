@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from functools import partial
 from urllib.parse import urlencode
 
 from signoff.engine import InstanceSummary
@@ -48,14 +49,19 @@ class Filters:
 
 
 def parse_cursor(text: str) -> tuple[datetime, str] | None:
+    """`<updated_at ISO>~<id>` as `make_cursor` spells it; None when malformed, including
+    times at the ends of the calendar that cannot be turned to UTC."""
     at, sep, last_id = text.partition("~")
-    if not sep or not last_id:
+    if not sep or not last_id or len(last_id) > 100:
         return None
     try:
         when = datetime.fromisoformat(at)
-    except ValueError:
+        if when.tzinfo is None:
+            return None
+        when = when.astimezone(UTC)
+    except (ValueError, OverflowError):
         return None
-    return (when, last_id) if when.tzinfo is not None else None
+    return when, last_id
 
 
 def make_cursor(row: InstanceSummary) -> str:
@@ -80,7 +86,7 @@ async def page(request: Request) -> Response:
     require_user(request)
     board = dashboard(request)
     filters = Filters.of(request)
-    rows = await run_in_threadpool(
+    call = partial(
         board.engine.list,
         status=filters.status or None,
         workflow=filters.workflow or None,
@@ -88,6 +94,8 @@ async def page(request: Request) -> Response:
         search=filters.q or None,
         before=filters.cursor,
     )
+    # a search reads the data of every instance: a few at a time, on a pool of their own
+    rows = await (board.limits.searches.run(call) if filters.q else run_in_threadpool(call))
     more = len(rows) > PAGE_SIZE
     rows = rows[:PAGE_SIZE]
     counts = await board.counts.get()

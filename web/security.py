@@ -28,8 +28,31 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 ORIGIN_EXEMPT = ("/slack/",)
 
 
+NO_STORE = (b"cache-control", b"no-store")
+HSTS = (b"strict-transport-security", b"max-age=31536000; includeSubDomains")
+NUL_REFUSED = "the address contains a NUL character (%00), which cannot be stored or searched for"
+
+
 class BodyTooLargeError(Exception):
     pass
+
+
+def _has_nul(scope: Scope) -> bool:
+    query: bytes = scope.get("query_string", b"")
+    return "\x00" in scope.get("path", "") or b"%00" in query or b"\x00" in query
+
+
+def _is_static(scope: Scope) -> bool:
+    path: str = scope.get("path", "")
+    root: str = scope.get("signoff.root", "")
+    return path.startswith(root + "/static/")
+
+
+def _secure_cookie(header: tuple[bytes, bytes]) -> tuple[bytes, bytes]:
+    name, value = header
+    if name.lower() == b"set-cookie" and b"secure" not in value.lower():
+        return name, value + b"; Secure"
+    return header
 
 
 class SecurityMiddleware:
@@ -45,6 +68,9 @@ class SecurityMiddleware:
             return
         scope.setdefault("signoff.root", scope.get("root_path", ""))
         headers = Headers(scope=scope)
+        if _has_nul(scope):
+            await _plain(send, 400, NUL_REFUSED, api=_is_api(scope))
+            return
         if scope["method"] not in SAFE_METHODS:
             problem = self._refusal(scope, headers)
             if problem is not None:
@@ -52,11 +78,20 @@ class SecurityMiddleware:
                 await _plain(send, status, message, api=_is_api(scope))
                 return
 
+        # the scheme is https on a TLS connection, or behind a trusted proxy that says so
+        # (uvicorn's proxy headers, `--forwarded-allow-ips`): then the cookie is Secure
+        https = scope.get("scheme") == "https"
+
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 raw = list(message.get("headers", []))
                 present = {name.lower() for name, _ in raw}
                 raw.extend(h for h in SECURITY_HEADERS if h[0] not in present)
+                if b"cache-control" not in present and not _is_static(scope):
+                    raw.append(NO_STORE)  # pages and API answers hold what the user may see
+                if https:
+                    raw = [_secure_cookie(h) for h in raw]
+                    raw.append(HSTS)
                 message["headers"] = raw
             await send(message)
 

@@ -12,6 +12,7 @@ from time import monotonic
 from typing import Any, Generic, TypeVar
 
 from signoff.engine import Engine
+from signoff.web.limits import Limits
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.templating import Jinja2Templates
@@ -82,8 +83,13 @@ class Dashboard:
     static_dir: Path
     counts: Cached[dict[str, int]]
     placement: Cached[dict[str, dict[str, int]]]
+    limits: Limits = field(default_factory=Limits)
+    dummy_hash: str = ""
     assets: dict[str, str] = field(default_factory=dict)
-    max_body: int = 1024 * 1024
+
+    @property
+    def max_body(self) -> int:
+        return self.limits.max_body
 
     def asset(self, name: str) -> str:
         """`/static/<name>?v=<content hash>` so a deploy never serves stale CSS from a cache."""

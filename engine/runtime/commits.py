@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from signoff.engine.core.records import Record
 from signoff.engine.core.renames import carry_over
 from signoff.engine.core.working import Working, rebase
+from signoff.engine.errors import DataNotStorable
 from signoff.engine.runtime import logs
 from signoff.engine.runtime.lifecycle import Lifecycle
 from signoff.engine.storage.store import Store
@@ -23,6 +24,9 @@ class Committed:
     ended, or another process holds it and will take the change in."""
 
     drive_as: str | None
+
+
+GIVE_UP_ATTEMPTS = 3
 
 
 class LostLease(Exception):
@@ -82,7 +86,13 @@ class Committer:
         row.state = work.state.model_dump_json()
         row.version, row.updated_at = expected + 1, now
         waits = work.wait_records() if work.waits_dirty or work.terminal else None
-        if not self.store.save(row, expected, waits, work.history):
+        try:
+            saved = self.store.save(row, expected, waits, work.history)
+        except DataNotStorable as exc:
+            row.version = expected
+            self.give_up(work, exc)
+            raise DataNotStorable(f"instance {work.id} failed: {exc}") from exc
+        if not saved:
             row.version = expected
             return False
         logs.committed(row.id, row.workflow, work.history)
@@ -102,6 +112,27 @@ class Committer:
                 return not merged
             self.rebase(work, owner)
             merged = True
+
+    def give_up(self, work: Working, exc: DataNotStorable) -> None:
+        """The database refused what `work` would commit (text it cannot keep): retrying the
+        same commit can only fail again, so fail the instance as last committed, naming why.
+        The refused progress is dropped; an operator's retry re-enters where it stood."""
+        message = f"a commit was refused, so the instance stopped here: {exc}"
+        for _ in range(GIVE_UP_ATTEMPTS):  # should other writers keep committing first
+            fresh = self.store.load(work.id)
+            if fresh is None or fresh.status in ("completed", "cancelled", "failed"):
+                return
+            stuck = Working.of(fresh, work.cls)
+            now = self.clock()
+            threads = list(stuck.state.threads.values())
+            for thread in [t for t in threads if t.live] or threads:
+                stuck.fail(thread, message, now)
+            stuck.row.lease_owner = stuck.row.lease_until = None
+            try:
+                if self.save(stuck, now):
+                    return
+            except DataNotStorable:
+                return  # what was stored once stores again; never loop on it
 
     def rebase(self, work: Working, owner: str) -> None:
         fresh = self.store.load(work.id)

@@ -34,6 +34,7 @@ from signoff.engine.core.waits import Wait, WaitFor
 from signoff.engine.core.working import Working
 from signoff.engine.errors import (
     Conflict,
+    DataNotStorable,
     DefinitionError,
     RunawayLoop,
     SignoffError,
@@ -87,7 +88,7 @@ class Runner:
                 if self.committer.save(work, now):
                     return
                 self.committer.rebase(work, owner)
-        except LostLease:
+        except (LostLease, DataNotStorable):  # the latter has failed the instance already
             return
 
     def _run(self, work: Working, owner: str) -> None:

@@ -106,6 +106,8 @@ def _unversioned_revision(conn: Connection) -> str | None:
     schema = schema_of(conn)
     if not inspector.has_table("signoff_instances", schema=schema):
         return None
+    # what came after 0002 in such releases (an index, the sessions table) is created by its
+    # revision only where it is missing
     waits = {c["name"] for c in inspector.get_columns("signoff_waits", schema=schema)}
     return "0002" if "wait_key" in waits else "0001"
 

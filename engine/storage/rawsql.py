@@ -13,11 +13,15 @@ Datetimes are kept the way SQLAlchemy's `UTCDateTime` column keeps them: naive U
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import re
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
+from time import monotonic
 from typing import Any
 
 from signoff.engine.core.records import Record, Stored, WaitRecord
+from signoff.engine.errors import Busy, DataNotStorable
 
 _INSTANCE_COLUMNS = (
     "workflow",
@@ -73,18 +77,58 @@ def aware(value: Any) -> datetime:
     return value.replace(tzinfo=UTC)  # type: ignore[no-any-return]
 
 
+SEARCH_TIMEOUT = 2.0  # seconds one search may read for
+
+
+def _too_slow(seconds: float) -> Busy:
+    return Busy(
+        f"the search took longer than {seconds:g} s and was stopped: search for an id, or for "
+        "longer, rarer text"
+    )
+
+
+_ID_CHARS = re.compile(r"[A-Za-z0-9._:-]+")  # what an instance id may hold
+
+
 class RawPager:
     """`Store.page`: one keyset page of instances, most recently changed first, with the
     events each waits for. The SQL of each shape of filter is built once and kept."""
 
-    def __init__(self, db: Any, sqlite: bool, prefix: str = "") -> None:
+    def __init__(
+        self, db: Any, sqlite: bool, prefix: str = "", search_timeout: float = SEARCH_TIMEOUT
+    ) -> None:
         self.db = db
         self.sqlite = sqlite
         self.prefix = prefix  # the quoted schema and a dot, when the tables have one
         self.mark = "?" if sqlite else "%s"
-        self.queries: dict[tuple[bool, bool, bool, bool], str] = {}
+        self.queries: dict[tuple[bool, bool, str, bool], str] = {}
+        self.search_timeout = search_timeout
 
-    def sql(self, status: bool, workflow: bool, search: bool, before: bool) -> str:
+    @contextmanager
+    def time_limit(self, conn: Any, cur: Any) -> Iterator[None]:
+        """A search through the data reads every row: stop it after `search_timeout` seconds
+        (PostgreSQL's statement_timeout; on SQLite a progress handler that interrupts it)."""
+        if not self.sqlite:
+            cur.execute(f"SET LOCAL statement_timeout = {int(self.search_timeout * 1000)}")
+            try:
+                yield
+            except self.db.dialect.dbapi.OperationalError as exc:  # QueryCanceled is one
+                raise _too_slow(self.search_timeout) from exc
+            return  # SET LOCAL ends with the transaction, which the page rolls back
+        driver = conn.driver_connection
+        deadline = monotonic() + self.search_timeout
+        driver.set_progress_handler(lambda: monotonic() > deadline, 100_000)
+        try:
+            yield
+        except self.db.dialect.dbapi.OperationalError as exc:  # "interrupted"
+            raise _too_slow(self.search_timeout) from exc
+        finally:
+            driver.set_progress_handler(None, 0)
+
+    def sql(self, status: bool, workflow: bool, search: str, before: bool) -> str:
+        """`search` is "" (none), "id" (an id prefix: a range of the primary key, or on
+        PostgreSQL a LIKE 'prefix%' through a text_pattern_ops index) or "data" (anywhere in
+        the data: reads rows, so it runs under a time limit)."""
         shape = (status, workflow, search, before)
         found = self.queries.get(shape)
         if found is None:
@@ -94,8 +138,12 @@ class RawPager:
                 where.append(f"status = {m}")
             if workflow:
                 where.append(f"workflow = {m}")
-            if search:
-                where.append(f"(id = {m} OR data LIKE {m} ESCAPE '\\')")
+            if search == "id":
+                where.append(
+                    f"id >= {m} AND id < {m}" if self.sqlite else f"id LIKE {m} ESCAPE '\\'"
+                )
+            elif search == "data":
+                where.append(f"data LIKE {m} ESCAPE '\\'")
             if before:
                 where.append(f"(updated_at < {m} OR (updated_at = {m} AND id < {m}))")
             found = self.queries[shape] = (
@@ -114,27 +162,28 @@ class RawPager:
         limit: int,
         before: tuple[datetime, str] | None,
     ) -> list[dict[str, Any]]:
-        params: list[Any] = []
-        if status:
-            params.append(status)
-        if workflow:
-            params.append(workflow)
-        if search:
-            escaped = search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            params += [search, f"%{escaped}%"]
-        if before is not None:
-            at = when(before[0], self.sqlite)
-            params += [at, at, before[1]]
-        params.append(limit)
-        query = self.sql(bool(status), bool(workflow), bool(search), before is not None)
+        """Without `search`, one query. With it, two: instances whose id starts with it (an
+        index range, when it could be an id at all) and instances with it in their data,
+        merged in the page's order."""
         conn = self.db.raw_connection()
         try:
             cur = conn.cursor()
             if self.sqlite:
-                cur.execute("BEGIN")  # both reads see one snapshot
-            cur.execute(query, params)
-            rows = [
-                {
+                cur.execute("BEGIN")  # every read sees one snapshot
+            if not search:
+                found = self._select(cur, status, workflow, "", [], limit, before)
+            else:
+                escaped = search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+                found = []
+                if _ID_CHARS.fullmatch(search):
+                    prefix = [search, search + "\x7f"] if self.sqlite else [f"{escaped}%"]
+                    found += self._select(cur, status, workflow, "id", prefix, limit, before)
+                with self.time_limit(conn, cur):
+                    found += self._select(
+                        cur, status, workflow, "data", [f"%{escaped}%"], limit, before
+                    )
+            rows = {
+                iid: {
                     "id": iid,
                     "workflow": wf,
                     "status": st,
@@ -143,10 +192,12 @@ class RawPager:
                     "updated_at": aware(updated),
                     "waiting_for": [],
                 }
-                for iid, wf, st, error, created, updated in cur.fetchall()
-            ]
-            if rows:
-                by_id = {r["id"]: r["waiting_for"] for r in rows}
+                for iid, wf, st, error, created, updated in found
+            }
+            page = sorted(rows.values(), key=lambda r: (r["updated_at"], r["id"]), reverse=True)
+            page = page[:limit]
+            if page:
+                by_id = {r["id"]: r["waiting_for"] for r in page}
                 marks = ", ".join([self.mark] * len(by_id))
                 cur.execute(
                     f"SELECT instance_id, event FROM {self.prefix}signoff_waits "
@@ -156,19 +207,44 @@ class RawPager:
                 for iid, event in cur.fetchall():
                     by_id[iid].append(event)
             conn.rollback()
-            return rows
+            return page
         finally:
             conn.close()
+
+    def _select(
+        self,
+        cur: Any,
+        status: str | None,
+        workflow: str | None,
+        search: str,
+        search_params: list[str],
+        limit: int,
+        before: tuple[datetime, str] | None,
+    ) -> list[Any]:
+        params: list[Any] = []
+        if status:
+            params.append(status)
+        if workflow:
+            params.append(workflow)
+        params += search_params
+        if before is not None:
+            at = when(before[0], self.sqlite)
+            params += [at, at, before[1]]
+        params.append(limit)
+        cur.execute(self.sql(bool(status), bool(workflow), search, before is not None), params)
+        return list(cur.fetchall())
 
 
 class RawWriter:
     def __init__(self, db: Any, sqlite: bool, prefix: str = "") -> None:
         """`prefix` is the quoted schema and a dot, when the tables have one."""
-        self.db = db
-        self.sqlite = sqlite
         instances, waits, history = (
             f"{prefix}signoff_{t}" for t in ("instances", "waits", "history")
         )
+        self.db = db
+        self.sqlite = sqlite
+        # the driver's error for data it cannot store: never worth retrying as it is
+        self.refused: type[Exception] = getattr(db.dialect.dbapi, "DataError", _Never)
 
         def p(name: str) -> str:
             return f":{name}" if sqlite else f"%({name})s"
@@ -232,6 +308,9 @@ class RawWriter:
                 cur.executemany(self.insert_history, [self._history(row.id, h) for h in history])
             conn.commit()
             return True
+        except self.refused as exc:  # text the database cannot keep (NUL on PostgreSQL), ...
+            conn.rollback()
+            raise DataNotStorable(f"the database refused the data: {exc}") from exc
         except BaseException:
             conn.rollback()
             raise
@@ -264,3 +343,7 @@ class RawWriter:
             "message": h.message,
             "detail": json.dumps(h.detail, default=str) if h.detail is not None else None,
         }
+
+
+class _Never(Exception):
+    """Stands for a driver error class the driver does not have."""

@@ -83,6 +83,12 @@ class Store:
             self.db.dispose()
 
     @contextmanager
+    def write(self) -> Iterator[Connection]:
+        """One write transaction (on SQLite it takes the write lock up front)."""
+        with self._write() as conn:
+            yield conn
+
+    @contextmanager
     def _write(self) -> Iterator[Connection]:
         with self.db.connect().execution_options(signoff_write=True) as conn, conn.begin():
             yield conn

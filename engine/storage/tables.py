@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Column, DateTime, Index, Integer, MetaData, String, Text
+from sqlalchemy import Column, DateTime, Index, Integer, MetaData, String, Table, Text
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
@@ -101,8 +101,26 @@ class HistoryRow(SQLModel, table=True):
 INSTANCES = InstanceRow.__table__  # type: ignore[attr-defined]
 WAITS = WaitRow.__table__  # type: ignore[attr-defined]
 HISTORY = HistoryRow.__table__  # type: ignore[attr-defined]
+# PostgreSQL only: its primary key index follows the database's collation, which LIKE cannot use;
+# an id prefix search is a LIKE 'prefix%' through this one
+ID_PREFIX = Index(
+    "ix_signoff_instances_id_prefix", INSTANCES.c.id, postgresql_ops={"id": "text_pattern_ops"}
+)
+ID_PREFIX.ddl_if(dialect="postgresql")
 
 # Only signoff's tables: SQLModel.metadata is shared with any SQLModel models of the application.
 METADATA = MetaData()
 for _table in (INSTANCES, WAITS, HISTORY):
     _table.to_metadata(METADATA)
+
+# Sign-in sessions: the browser holds a random token, the table only its SHA-256.
+SESSIONS = Table(
+    "signoff_sessions",
+    METADATA,
+    Column("id", String(64), primary_key=True),  # sha256 of the token, hex
+    Column("user", String(200), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=False),
+    Index("ix_signoff_sessions_user", "user"),
+    Index("ix_signoff_sessions_expires", "expires_at"),
+)
