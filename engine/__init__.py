@@ -1,6 +1,7 @@
 """signoff's engine: durable workflows as code, with people in the loop."""
 
 from signoff.engine.async_engine import AsyncEngine
+from signoff.engine.core.authority import ReadOnly
 from signoff.engine.core.branches import If
 from signoff.engine.core.deploy import DeploymentReport, Finding, Tally
 from signoff.engine.core.handlers import (
@@ -8,8 +9,10 @@ from signoff.engine.core.handlers import (
     Decision,
     Handler,
     Input,
+    KeepWaiting,
     Services,
     Timeout,
+    Vote,
     WaitInfo,
 )
 from signoff.engine.core.limits import (
@@ -74,10 +77,12 @@ __all__ = [
     "InstanceSummary",
     "InstanceView",
     "InvalidData",
+    "KeepWaiting",
     "Node",
     "NotAllowed",
     "NotWaiting",
     "On",
+    "ReadOnly",
     "Renames",
     "Retry",
     "Return",
@@ -95,6 +100,7 @@ __all__ = [
     "ThreadView",
     "Timeout",
     "UnknownWorkflow",
+    "Vote",
     "Wait",
     "WaitFor",
     "WaitInfo",

@@ -17,14 +17,16 @@ from typing import Any
 
 import sqlalchemy
 from pydantic import ValidationError
+from signoff.engine.core.authority import Authority
 from signoff.engine.core.deploy import UNFINISHED, Assessment, DeploymentReport, Finding, assess
-from signoff.engine.core.handlers import Services, upcoming
+from signoff.engine.core.handlers import Approval, Handler, Services, WaitInfo, upcoming
 from signoff.engine.core.limits import MAX_JSON_BYTES, json_problem, text_problem
 from signoff.engine.core.records import Record, Stored
 from signoff.engine.core.renames import carry_over, declared_renames
 from signoff.engine.core.state import Decided, InstanceState, ThreadState
-from signoff.engine.core.tree import Entry
+from signoff.engine.core.tree import Entry, walk
 from signoff.engine.core.validate import validate
+from signoff.engine.core.waits import Wait
 from signoff.engine.core.workflow import Workflow
 from signoff.engine.core.working import Working
 from signoff.engine.errors import (
@@ -62,6 +64,8 @@ class Engine:
         clock: Callable[[], datetime] | None = None,
         slack: Any = None,
         slack_users: Mapping[str, str] | None = None,
+        operators: Iterable[str] | None = None,
+        groups: Mapping[str, Iterable[str]] | None = None,
         *,
         lease: timedelta = timedelta(seconds=60),
         synchronous: str = "FULL",
@@ -79,11 +83,9 @@ class Engine:
         self.clock = clock or utcnow
         self.slack = slack if slack is not None else client_from_environment()
         self.actions = ActionRunner()
+        self.authority = Authority.of(operators, groups, slack_users)
         self.services = Services(
-            clock=self._now,
-            slack=self.slack,
-            slack_users=dict(slack_users or {}),
-            call=self.actions,
+            clock=self._now, slack=self.slack, authority=self.authority, call=self.actions
         )
         self.workflows: dict[str, type[Workflow]] = {}
         self.runner = Runner(self.store, self.services, lease, self._wake_listeners)
@@ -111,6 +113,11 @@ class Engine:
             ) from exc
         validate(definition, name)
         self.workflows[name] = workflow
+
+    def add_operators(self, *names: str) -> None:
+        """Make more actors operators (names, Slack ids, `group:NAME`, or "*" for everyone: the
+        dashboard's open-access demo mode does that)."""
+        self.authority.operators = self.authority.operators | frozenset(names)
 
     def use_loop(self, loop: asyncio.AbstractEventLoop) -> None:
         """Run `async def` steps and handlers on `loop` (the application's) from now on, while it
@@ -164,6 +171,7 @@ class Engine:
         if problem:
             raise InvalidData(problem)
         _check_text(actor=actor, via=via)
+        self.authority.check_start(cls, data, actor)
         unknown = sorted(set(data) - set(cls.model_fields))
         if unknown:
             raise InvalidData(f"{cls.registered_name()} has no field(s): {', '.join(unknown)}")
@@ -180,7 +188,9 @@ class Engine:
                 "and starts with a letter or digit"
             )
         now = self._now()
-        state = InstanceState(threads={"main": ThreadState(id="main", name="main")})
+        state = InstanceState(
+            started_by=actor, threads={"main": ThreadState(id="main", name="main")}
+        )
         owner = uuid.uuid4().hex
         row = Stored(
             id=id,
@@ -220,7 +230,13 @@ class Engine:
         `wait_key` (a WaitView's `key`) names the one opening of a wait the sender saw; if that
         wait has ended, the event is refused as already decided rather than given to a later
         wait of the same name. An event that arrives while the instance is mid-transition,
-        before the wait for it has begun, is kept and delivered when that wait begins.
+        before the wait for it has begun, is kept and delivered when that wait begins; its
+        payload and the actor's right are checked before it is kept.
+
+        Who may send what is the engine's `Authority`: an `Approval`'s approvers, anyone for
+        an `Input` form, operators for every other event; a refusal raises `NotAllowed`. A
+        `Timeout` decides its wait at its due time: an event after that raises
+        `AlreadyDecided`, even when the timer has not fired yet (it fires here then).
         """
         payload = _checked_payload(payload)
         _check_text(
@@ -236,9 +252,11 @@ class Engine:
             current = self._current_event(work, event)
             target = self._waiting_thread(work, current, thread, wait_key)
             if target is None:
+                self.runner.events.early_check(work, current, payload, actor, thread, via)
                 if self.runner.events.keep_for_later(work, current, payload, actor, thread, via):
                     return self.get(instance_id)
                 continue
+            self._deadline(work, target)
             committed = self.runner.events.event(work, target, current, payload, actor, via)
             if committed is None:
                 continue  # someone committed first: look again
@@ -254,7 +272,8 @@ class Engine:
         *,
         via: str = "api",
     ) -> InstanceView:
-        """Re-enter the statement a failed (or backing-off) thread stopped at."""
+        """Re-enter the statement a failed (or backing-off) thread stopped at. Operators only."""
+        self.authority.require_operator(actor, f"retry instance {instance_id}")
         _check_text(instance_id=instance_id, thread=thread, actor=actor, via=via)
 
         def pick(work: Working) -> list[ThreadState]:
@@ -291,6 +310,8 @@ class Engine:
         *,
         via: str = "api",
     ) -> InstanceView:
+        """Stop every thread and end the instance as cancelled. Operators only."""
+        self.authority.require_operator(actor, f"cancel instance {instance_id}")
         _check_text(instance_id=instance_id, reason=reason, actor=actor, via=via)
 
         def change(work: Working, now: datetime) -> None:
@@ -309,7 +330,8 @@ class Engine:
         *,
         via: str = "api",
     ) -> InstanceView:
-        """Operator repair: continue `thread` at the named statement."""
+        """Operator repair: continue `thread` at the named statement. Operators only."""
+        self.authority.require_operator(actor, f"move a thread of instance {instance_id}")
         _check_text(instance_id=instance_id, thread=thread, step=step, actor=actor, via=via)
 
         def change(work: Working, now: datetime) -> None:
@@ -391,11 +413,15 @@ class Engine:
     # --- reading -------------------------------------------------------------------------------
 
     def get(self, instance_id: str) -> InstanceView:
+        """The instance as it is now. Its waits describe the definition deployed now (its
+        approvers, title, ...), not the one in force when they began."""
         _check_text(instance_id=instance_id)
         row = self.store.load(instance_id)
         if row is None:
             raise InstanceNotFound(f"no instance with id '{instance_id}'")
-        return _view(row)
+        state = InstanceState.model_validate_json(row.state)
+        infos = {key: info for key, (_, _, info) in self._open_cases(row, state).items()}
+        return _view(row, state, infos)
 
     def history(self, instance_id: str) -> list[HistoryEntry]:
         _check_text(instance_id=instance_id)
@@ -452,13 +478,105 @@ class Engine:
         *,
         after: tuple[datetime, int] | None = None,
         instance_id: str | None = None,
+        actor: str | None = None,
     ) -> builtins.list[dict[str, Any]]:
         """Open approval requests, oldest first, in keyset pages.
 
         Each is a dict with instance_id, workflow, thread, wait, event, began_at, due_at,
-        approvers, title, key (the wait key for `send(..., wait_key=)`) and cursor: pass
-        `(began_at, cursor)` of the last row as `after` for the next page."""
-        return placement.open_approvals(self.store, limit, after=after, instance_id=instance_id)
+        approvers (who may decide now, by the definition deployed now; None: anyone), title,
+        required and votes (approvals still needed: required - votes), require_reason, key
+        (the wait key for `send(..., wait_key=)`) and cursor: pass `(began_at, cursor)` of the
+        last row as `after` for the next page; may_decide and refusal: whether `actor` may decide it
+        (None: the program, who may), and if not, why, in a sentence."""
+        rows = placement.open_approvals(self.store, limit, after=after, instance_id=instance_id)
+        stored = placement.load_many(self.store, (r["instance_id"] for r in rows))
+        cases: dict[str, dict[tuple[str, str], tuple[Handler, WaitInfo, dict[str, Any]]]] = {}
+        for r in rows:
+            row = stored.get(r["instance_id"])
+            if row is not None and row.id not in cases:
+                cases[row.id] = self._open_cases(row, InstanceState.model_validate_json(row.state))
+            handler, wait, info = cases.get(r["instance_id"], {}).get(
+                (r["thread"], r["event"]), (None, None, None)
+            )
+            r["required"], r["votes"], r["require_reason"] = 1, 0, True
+            if info is not None:
+                r["approvers"], r["title"] = info.get("deciders"), info.get("title")
+                r["required"], r["votes"] = info.get("required", 1), len(info.get("votes", []))
+                r["require_reason"] = bool(info.get("require_reason", True))
+            refusal = _refusal(handler, wait, actor)
+            r["may_decide"], r["refusal"] = refusal is None, refusal
+        return rows
+
+    def decision_refusals(
+        self, instance_id: str, actor: str | None
+    ) -> dict[tuple[str, str], str | None]:
+        """For each open approval of the instance, by (thread, event): None when `actor` may
+        decide it now, else why not, in a sentence (what the dashboard shows beside it)."""
+        row = self.store.load(instance_id)
+        if row is None:
+            raise InstanceNotFound(f"no instance with id '{instance_id}'")
+        state = InstanceState.model_validate_json(row.state)
+        return {
+            key: _refusal(handler, wait, actor)
+            for key, (handler, wait, _) in self._open_cases(row, state).items()
+            if isinstance(handler, Approval)
+        }
+
+    def is_operator(self, actor: str | None) -> bool:
+        """Whether `actor` may retry, cancel, move threads and send any event."""
+        return self.authority.is_operator(actor)
+
+    def deny_needs_reason(self, instance_id: str, thread: str, event: str) -> bool:
+        """Whether denying this approval needs a reason (`Approval(require_reason=...)`, as
+        deployed now); True when it is not an open approval."""
+        row = self.store.load(instance_id)
+        if row is None:
+            return True
+        state = InstanceState.model_validate_json(row.state)
+        handler, _, _ = self._open_cases(row, state).get((thread, event), (None, None, None))
+        return not isinstance(handler, Approval) or handler.require_reason
+
+    def _open_cases(
+        self, row: Stored, state: InstanceState
+    ) -> dict[tuple[str, str], tuple[Handler, WaitInfo, dict[str, Any]]]:
+        """The open cases of waiting threads, by (thread, event), as the definition deployed
+        now describes them: handler, wait info and what the dashboard shows (`describe()`,
+        plus for an approval `deciders`, who may decide now, and its `votes`)."""
+        cls = self.workflows.get(row.workflow)
+        waiting = [t for t in state.threads.values() if t.status == "waiting" and t.at]
+        if cls is None or not waiting:
+            return {}
+        try:
+            definition = cls.model_validate_json(row.data).definition()
+        except Exception:  # the workflow's own code: the stored descriptions will do
+            return {}
+        waits = {s.name: s for s in walk(definition) if isinstance(s, Wait)}
+        found: dict[tuple[str, str], tuple[Handler, WaitInfo, dict[str, Any]]] = {}
+        for t in waiting:
+            wait = waits.get(t.at or "")
+            for c in t.cases:
+                on = wait.case(c.event) if wait is not None else None
+                if on is None:
+                    continue
+                info = WaitInfo(
+                    row.id,
+                    row.workflow,
+                    t.id,
+                    t.at or "",
+                    c.event,
+                    c.began_at,
+                    c.stored,
+                    self.services,
+                    starter=state.started_by,
+                )
+                shown = on.handler.describe()
+                if isinstance(on.handler, Approval):
+                    shown["deciders"] = on.handler.current_approvers(info)
+                    shown["votes"] = [
+                        {"actor": v.actor, "at": v.at.isoformat()} for v in on.handler.votes(info)
+                    ]
+                found[(t.id, c.event)] = (on.handler, info, shown)
+        return found
 
     def statement_counts(self) -> dict[str, dict[str, int]]:
         """workflow -> statement name -> how many instances stand there now."""
@@ -532,8 +650,8 @@ class Engine:
         return assess(definition, InstanceState.model_validate_json(state), self.services)
 
     def identities(self, actor: str) -> set[str]:
-        """The names an actor goes by: their user name and Slack id, whichever are known."""
-        return self.services.identities(actor)
+        """The names an actor goes by: user name, Slack id and `group:NAME`s, whichever apply."""
+        return self.authority.identities(actor)
 
     # --- helpers -------------------------------------------------------------------------------
 
@@ -604,6 +722,24 @@ class Engine:
         )
         waits_for = ", ".join(open_events) if open_events else "nothing"
         raise NotWaiting(f"instance {iid} is not waiting for '{event}'; it waits for: {waits_for}")
+
+    def _deadline(self, work: Working, target: ThreadState) -> None:
+        """Hard deadlines: a Timeout of the target's wait that is due decided the wait at its
+        due time. Fire it now if the timer has not, then refuse the late event."""
+        now = self._now()
+        due = [
+            c
+            for c in target.cases
+            if c.kind == "timeout" and c.setup == "done" and c.due_at and c.due_at <= now
+        ]
+        if not due:
+            return
+        timeout = min(due, key=lambda c: c.due_at or now)
+        self.runner.wake(work, now)
+        raise AlreadyDecided(
+            f"'{target.at}' was already decided: {timeout.event} by the timer at "
+            f"{timeout.due_at:%Y-%m-%d %H:%M:%S} UTC (its deadline passed before this event)"
+        )
 
     def _keyed_thread(self, work: Working, event: str, wait_key: str) -> ThreadState:
         for t in work.state.threads.values():
@@ -684,10 +820,17 @@ def _check_text(**values: Any) -> None:
                 raise InvalidData(problem)
 
 
-def _view(row: Stored) -> InstanceView:
+def _refusal(handler: Handler | None, wait: WaitInfo | None, actor: str | None) -> str | None:
+    if isinstance(handler, Approval) and wait is not None:
+        return handler.refusal(wait, actor)
+    return None
+
+
+def _view(
+    row: Stored, state: InstanceState, infos: Mapping[tuple[str, str], dict[str, Any]]
+) -> InstanceView:
     import json
 
-    state = InstanceState.model_validate_json(row.state)
     threads = [
         ThreadView(
             id=t.id,
@@ -704,14 +847,14 @@ def _view(row: Stored) -> InstanceView:
                     setup=c.setup,
                     error=c.error,
                     attempts=c.attempts,
-                    info=c.info,
+                    info=infos.get((t.id, c.event), c.info),
                     stored=c.stored,
                     key=t.wait_key,
                     upcoming=upcoming(
                         c.kind,
                         c.began_at,
                         c.due_at if c.setup == "done" else None,
-                        c.info,
+                        infos.get((t.id, c.event), c.info),
                         c.stored,
                     ),
                 )

@@ -37,7 +37,7 @@ class InvalidData(SignoffError):
 
 
 class NotAllowed(SignoffError):
-    """The actor may not decide this wait."""
+    """The actor may not do this: decide a wait, start a workflow, or operate on an instance."""
 
 
 class Conflict(SignoffError):

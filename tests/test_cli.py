@@ -31,8 +31,12 @@ Cli = Callable[..., tuple[int, str, str]]
 
 
 @pytest.fixture
-def cli(sqlite_url: str, capsys: pytest.CaptureFixture[str]) -> Cli:
-    """`cli("start", "Purchase", ...)` -> (exit code, stdout, stderr) on this test's database."""
+def cli(
+    sqlite_url: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> Cli:
+    """`cli("start", "Purchase", ...)` -> (exit code, stdout, stderr) on this test's database;
+    "ops" is an operator."""
+    monkeypatch.setenv("SIGNOFF_OPERATORS", "ops")
 
     def run(*args: str) -> tuple[int, str, str]:
         code = main([*args, "--db", sqlite_url, *FLOWS])
@@ -64,7 +68,7 @@ def test_start_show_send_list_an_approval(cli: Cli, sqlite_url: str) -> None:
         "send", "p1", "decision", "--payload", '{"approved": true}', "--actor", "eve"
     )
     assert code == 1
-    assert "eve may not decide this; approvers: alice" in err
+    assert "eve may not decide this: only alice may" in err
 
     assert cli("send", "p1", "decision", "--payload", '{"approved": true}', "--actor", "alice")[
         :2

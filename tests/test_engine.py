@@ -86,7 +86,7 @@ class Other(Workflow):
 @pytest.fixture
 def engine(sqlite_url: str, clock: Clock) -> Engine:
     RUNS.clear()
-    return Engine(sqlite_url, [Trip, Other], clock=clock)
+    return Engine(sqlite_url, [Trip, Other], clock=clock, operators=["ops", "ann"])
 
 
 def test_a_fresh_engine_on_the_same_file_continues_an_instance_mid_way(

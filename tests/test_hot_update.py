@@ -118,7 +118,7 @@ def test_a_vanished_wait_fails_only_its_instance_and_a_fix_plus_retry_continues_
     with pytest.raises(Exception, match="failed and needs an operator"):
         v2.send(slow, "approve", {})
 
-    v3 = Engine(sqlite_url, [OrderV3])  # the fix
+    v3 = Engine(sqlite_url, [OrderV3], operators=["ops"])  # the fix
     got = v3.retry(slow, actor="ops")
     assert (got.status, got.thread("main").step) == ("waiting", "approval")  # set up again
     got = v3.send(slow, "approve", {})
@@ -128,7 +128,7 @@ def test_a_vanished_wait_fails_only_its_instance_and_a_fix_plus_retry_continues_
 def test_goto_moves_a_thread_lost_by_a_deployment_to_a_named_step(sqlite_url: str) -> None:
     v1 = Engine(sqlite_url, [OrderV1])
     iid = v1.start("Order")
-    v2 = Engine(sqlite_url, [OrderV2])
+    v2 = Engine(sqlite_url, [OrderV2], operators=["ops"])
     with pytest.raises(StatementMissing):
         v2.send(iid, "approve", {})
     got = v2.goto(iid, "main", "ship", actor="ops")

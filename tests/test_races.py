@@ -220,8 +220,8 @@ def interfere(action: Any) -> None:
 
 
 def two_engines(url: str, clock: Clock, workflow: type[Workflow]) -> tuple[Engine, Engine]:
-    a = Engine(url, [workflow], clock=clock, lease=LEASE)
-    b = Engine(url, [workflow], clock=clock, lease=LEASE)
+    a = Engine(url, [workflow], clock=clock, lease=LEASE, operators=["erin"])
+    b = Engine(url, [workflow], clock=clock, lease=LEASE, operators=["erin"])
     OTHER.clear()
     OTHER.update(b=b, clock=clock)
     return a, b

@@ -229,21 +229,24 @@ def test_an_approval_and_its_timeout_at_the_same_instant_exactly_one_wins(
     assert sum(winners.values()) == 16
 
 
-def test_a_late_timer_whose_wait_already_ended_is_discarded_with_a_note(
+def test_a_deadline_holds_even_when_the_scheduler_was_down(
     sqlite_url: str, clock: Clock, make: Make
 ) -> None:
     engine = make(sqlite_url, [Expense], clock=clock)
     iid = engine.start(Expense)
     due = clock.now + timedelta(minutes=10)
     clock.advance(minutes=25)  # the scheduler was down when the timeout fell due
-    engine.send(iid, "decide", {"approved": True}, actor="alice")
-    assert engine.run_due() == 0
+    with pytest.raises(AlreadyDecided, match=f"timeout by the timer at {due:%Y-%m-%d %H:%M:%S}"):
+        engine.send(iid, "decide", {"approved": True}, actor="alice")
+    assert engine.run_due() == 0  # the late event fired the timer itself
 
-    assert engine.get(iid).result == "approved"
-    note = next(h for h in engine.history(iid) if h.kind == "timer discarded")
-    assert note.name == "timeout"
-    assert f"due at {due:%Y-%m-%d %H:%M:%S} UTC" in (note.message or "")
-    assert "by 'decide'" in (note.message or "")
+    got = engine.get(iid)
+    assert (got.status, got.error, got.data["trace"]) == (
+        "completed",
+        "approval timed out",
+        ["abort"],
+    )
+    assert not [h for h in engine.history(iid) if h.kind == "decision"]
 
 
 # --- reminders and escalation ---------------------------------------------------------------

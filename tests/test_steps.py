@@ -103,7 +103,7 @@ class Flaky(Workflow):
 def flaky(sqlite_url: str, clock: Clock) -> Engine:
     FAILURES.clear()
     ATTEMPTS.clear()
-    return Engine(sqlite_url, [Flaky], clock=clock)
+    return Engine(sqlite_url, [Flaky], clock=clock, operators=["ops"])
 
 
 def test_a_failing_step_is_retried_with_backoff_and_then_succeeds(

@@ -97,7 +97,7 @@ class Race(Workflow):
 
 
 def test_the_first_event_wins_and_every_case_is_torn_down(sqlite_url: str, clock: Clock) -> None:
-    engine = Engine(sqlite_url, [Race], clock=clock)
+    engine = Engine(sqlite_url, [Race], clock=clock, operators=["bob"])
     iid = engine.start(Race, id="race-1")
     assert CALLS == ["setup a", "setup b", "setup c"]
 
@@ -156,7 +156,7 @@ def test_an_answer_that_comes_while_setup_is_still_running_is_not_dropped(sqlite
 
     class FastClick(Handler):
         def setup(self, wait: WaitInfo) -> dict[str, Any]:
-            engine.send(wait.instance_id, wait.event, {}, actor="quick")
+            engine.send(wait.instance_id, wait.event, {}, actor="quick")  # an operator
             CALLS.append("posted")
             return {"ts": "1.0"}
 
@@ -175,7 +175,7 @@ def test_an_answer_that_comes_while_setup_is_still_running_is_not_dropped(sqlite
         def clicked(self) -> None:
             self.trace.append("clicked")
 
-    engine = Engine(sqlite_url, [Quick])
+    engine = Engine(sqlite_url, [Quick], operators=["quick"])
     iid = engine.start(Quick)
     got = engine.get(iid)
     assert (got.status, got.result) == ("completed", "clicked")
@@ -232,7 +232,7 @@ def test_a_failing_setup_is_recorded_on_the_wait_retried_later_and_blocks_no_oth
 
 def test_an_event_may_win_before_a_failed_setup_succeeded(sqlite_url: str, clock: Clock) -> None:
     BREAK["setup b"] = 99
-    engine = Engine(sqlite_url, [Race], clock=clock)
+    engine = Engine(sqlite_url, [Race], clock=clock, operators=["bob"])
     iid = engine.start(Race)
     got = engine.send(iid, "a", {})
     assert got.status == "completed"
@@ -251,7 +251,7 @@ def test_a_failing_teardown_is_recorded_and_retried_by_run_due(
     sqlite_url: str, clock: Clock
 ) -> None:
     BREAK["teardown c"] = 1
-    engine = Engine(sqlite_url, [Race], clock=clock)
+    engine = Engine(sqlite_url, [Race], clock=clock, operators=["bob"])
     iid = engine.start(Race)
     got = engine.send(iid, "a", {})
     assert got.status == "completed"  # the instance moved on regardless
@@ -402,7 +402,7 @@ def test_an_unknown_event_is_refused_naming_what_the_instance_waits_for(sqlite_u
 
 
 def test_a_rejected_event_changes_nothing(sqlite_url: str) -> None:
-    engine = Engine(sqlite_url, [Race])
+    engine = Engine(sqlite_url, [Race], operators=["ops"])
     iid = engine.start(Race)
     before, history = engine.get(iid), engine.history(iid)
     with pytest.raises(EventRejected, match="bad payload"):
@@ -473,7 +473,7 @@ def test_a_reminder_that_raises_is_recorded_and_retried_and_blocks_no_timer(
 
 
 def test_cancel_tears_down_every_open_case_unhandled(sqlite_url: str) -> None:
-    engine = Engine(sqlite_url, [Race])
+    engine = Engine(sqlite_url, [Race], operators=["ops"])
     iid = engine.start(Race)
     got = engine.cancel(iid, "no longer needed", actor="ops")
     assert (got.status, got.pending_teardowns) == ("cancelled", 0)

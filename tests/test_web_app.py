@@ -93,7 +93,9 @@ def test_static_assets_are_versioned(alice: TestClient) -> None:
 
 
 def test_examples_show_every_part(tmp_path: Any, clock: Any) -> None:
-    engine = Engine(f"sqlite:///{tmp_path}/ex.db", workflows=WORKFLOWS, clock=clock)
+    engine = Engine(
+        f"sqlite:///{tmp_path}/ex.db", workflows=WORKFLOWS, clock=clock, operators=["it"]
+    )
     expense = engine.start("Expense", {"amount": 40, "employee": "erin"})
     clock.advance(hours=4, minutes=1)
     engine.run_due()

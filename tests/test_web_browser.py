@@ -50,7 +50,12 @@ def _chromium() -> str:
 def server(tmp_path: Any) -> Iterator[tuple[str, Engine]]:
     import uvicorn
 
-    engine = Engine(f"sqlite:///{tmp_path}/browser.db", workflows=WORKFLOWS, synchronous="NORMAL")
+    engine = Engine(
+        f"sqlite:///{tmp_path}/browser.db",
+        workflows=WORKFLOWS,
+        synchronous="NORMAL",
+        operators=["alice"],
+    )
     app = make_app(engine, users=user_hashes(), api_tokens={"browser-test-token": "alice"})
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -144,7 +144,7 @@ def test_only_named_approvers_may_decide(client: TestClient, engine: Engine) -> 
         data={"event": "decision", "mode": "approve"},
     )
     assert response.status_code == 403
-    assert "bob may not decide this; approvers: alice" in response.context["page"].flash.message
+    assert "bob may not decide this: only alice may" in response.context["page"].flash.message
     assert engine.get(iid).status == "waiting"
 
 

@@ -25,7 +25,11 @@ def _fresh_trace() -> Iterator[None]:
 
 @pytest.fixture
 def engine(tmp_path: Any, clock: Any) -> Iterator[Engine]:
-    eng = Engine(f"sqlite:///{tmp_path}/web.db", workflows=WORKFLOWS, clock=clock)
+    # alice and bob also operate: these tests are about the pages; who may do what is
+    # tests/test_web_authority.py's
+    eng = Engine(
+        f"sqlite:///{tmp_path}/web.db", workflows=WORKFLOWS, clock=clock, operators=["alice", "bob"]
+    )
     yield eng
     eng.close()
 

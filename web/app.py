@@ -66,7 +66,8 @@ def create_app(
 
     `users` maps user names to password hashes (`web.auth.hash_password`), `api_tokens` maps
     bearer tokens to the actor they act as. `open_access=True` (demos only) lets anyone in as an
-    administrator. Without `secret_key` a random one is made: sessions end at restart.
+    administrator: every visitor is an operator (it adds "*" to the engine's operators).
+    Without `secret_key` a random one is made: sessions end at restart.
 
     `limits` bounds what one client may cost (sign-in attempts, body size, request time, ...).
     `allowed_hosts` are the Host names the app answers to; with open access it defaults to the
@@ -74,6 +75,8 @@ def create_app(
     """
     if isinstance(engine, AsyncEngine):
         engine = engine.engine  # the dashboard calls the sync engine from worker threads
+    if open_access:
+        engine.add_operators("*")  # in the demo, every visitor is an operator
     if secret_key is None:
         secret_key = secrets.token_urlsafe(32)
         log.warning("no secret key given: sessions will not survive a restart")

@@ -20,7 +20,6 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 PAGE_SIZE = 50
-MAX_REASON = 2000
 
 
 @dataclass(frozen=True)
@@ -35,6 +34,10 @@ class ApprovalItem:
     due_at: datetime | None
     approvers: list[str] | None
     may_decide: bool
+    refusal: str | None = None  # why the signed-in person may not decide it
+    required: int = 1  # approvals needed from different approvers
+    votes: int = 0  # approvals given so far
+    require_reason: bool = True  # denying needs a reason
     key: str = ""  # the wait's key: a second click, or one on a later round, is refused
     cursor: int = 0  # orders the approvals that began at the same moment
     outcome: Flash | None = None
@@ -78,7 +81,8 @@ def make_cursor(item: ApprovalItem) -> str:
     return f"{item.began_at.astimezone(UTC).strftime('%Y-%m-%dT%H:%M:%S.%fZ')}~{item.cursor}"
 
 
-def _items(rows: list[dict[str, Any]], identities: set[str]) -> list[ApprovalItem]:
+def _items(rows: list[dict[str, Any]]) -> list[ApprovalItem]:
+    """Rows of `Engine.open_approvals(..., actor=user)`: the engine has said who may decide."""
     return [
         ApprovalItem(
             instance_id=r["instance_id"],
@@ -92,7 +96,11 @@ def _items(rows: list[dict[str, Any]], identities: set[str]) -> list[ApprovalIte
             approvers=r["approvers"],
             key=r["key"],
             cursor=r["cursor"],
-            may_decide=r["approvers"] is None or bool(identities & set(r["approvers"])),
+            may_decide=bool(r.get("may_decide")),
+            refusal=r.get("refusal"),
+            required=int(r.get("required", 1)),
+            votes=int(r.get("votes", 0)),
+            require_reason=bool(r.get("require_reason", True)),
         )
         for r in rows
     ]
@@ -103,8 +111,10 @@ async def page(request: Request) -> Response:
     board = dashboard(request)
     after = request.query_params.get("after", "")[:200]
     cursor = parse_cursor(after)
-    rows = await run_in_threadpool(board.engine.open_approvals, PAGE_SIZE + 1, after=cursor)
-    items = _items(rows[:PAGE_SIZE], board.engine.identities(user))
+    rows = await run_in_threadpool(
+        board.engine.open_approvals, PAGE_SIZE + 1, after=cursor, actor=user
+    )
+    items = _items(rows[:PAGE_SIZE])
     more = len(rows) > PAGE_SIZE
     context = ApprovalsPage(
         mine=[i for i in items if i.may_decide],
@@ -140,11 +150,7 @@ async def decide(request: Request) -> Response:
     outcome: Outcome
     if not (instance_id and thread and event) or decision not in ("approve", "deny"):
         outcome = refusal("The form is incomplete: reload the page and try again.", 400)
-    elif len(reason) > MAX_REASON:
-        outcome = refusal(f"The reason is longer than {MAX_REASON} characters.")
-    elif decision == "deny" and not reason:
-        outcome = refusal("Say why you deny it: a reason is required.")
-    else:
+    else:  # who may decide, and what a reason must be, are the engine's to say
         payload = {"approved": decision == "approve", "reason": reason}
         outcome = await attempt(
             board.engine.send,
@@ -165,16 +171,14 @@ async def decide(request: Request) -> Response:
             remember_flash(request, outcome.flash)
         root = root_of(request)
         return RedirectResponse(f"{root}/approvals", status_code=303)
-    rows = await run_in_threadpool(board.engine.open_approvals, PAGE_SIZE, instance_id=instance_id)
-    current = next(
-        (
-            i
-            for i in _items(rows, board.engine.identities(user))
-            if (i.thread, i.event) == (thread, event)
-        ),
-        None,
+    rows = await run_in_threadpool(
+        board.engine.open_approvals, PAGE_SIZE, instance_id=instance_id, actor=user
     )
-    if current is None or outcome.ok:
+    current = next((i for i in _items(rows) if (i.thread, i.event) == (thread, event)), None)
+    if current is not None and outcome.ok and current.key == wait_key and current.votes:
+        more = current.required - current.votes
+        outcome.flash = Flash("ok", f"Approval counted: {more} more needed from other approvers.")
+    if current is None or (outcome.ok and current.key != wait_key):
         item = ApprovalItem(
             instance_id=instance_id,
             workflow="",

@@ -10,6 +10,8 @@ Configuration comes from options, else from the environment:
     SIGNOFF_USERS         "alice=<hash>,bob=<hash>": dashboard users (serve; see hash-password)
     SIGNOFF_API_TOKENS    "token=actor,...": bearer tokens for the JSON API (serve)
     SIGNOFF_TRUSTED_PROXIES  reverse proxies whose forwarded headers are believed (serve)
+    SIGNOFF_OPERATORS     "carol,group:ops": who may retry, cancel, goto and send any event
+    SIGNOFF_GROUPS        "ops=carol,dave;finance=alice,erin": groups for approvers and operators
     SLACK_BOT_TOKEN, SLACK_API_URL, SLACK_SIGNING_SECRET   Slack (off without a token)
 """
 
@@ -134,27 +136,45 @@ def shown_url(url: str) -> str:
         return url.split("://", 1)[0] + "://..."
 
 
-def make_engine(args: argparse.Namespace) -> Engine:
+def parse_groups(value: str | None) -> dict[str, list[str]]:
+    """`"ops=carol,dave;finance=alice,erin"` -> `{"ops": ["carol", "dave"], ...}`."""
+    groups: dict[str, list[str]] = {}
+    for item in (value or "").split(";"):
+        if not item.strip():
+            continue
+        name, sep, members = item.partition("=")
+        if not sep or not name.strip():
+            raise ConfigError(
+                f'SIGNOFF_GROUPS: expected "group=name,name;group=name", got {item.strip()!r}'
+            )
+        groups[name.strip()] = split_list(members)
+    return groups
+
+
+def make_engine(args: argparse.Namespace, *, everyone_operates: bool = False) -> Engine:
     url = database_url(args)
     workflows = load_workflows(workflow_modules(args))
     lease = getattr(args, "lease", None)
+    operators = split_list(os.environ.get("SIGNOFF_OPERATORS"))
+    if everyone_operates:
+        operators.append("*")
+    groups = parse_groups(os.environ.get("SIGNOFF_GROUPS"))
     try:
         if lease:
-            return Engine(url, workflows, lease=timedelta(seconds=lease))
-        return Engine(url, workflows)
+            return Engine(
+                url,
+                workflows,
+                operators=operators,
+                groups=groups,
+                lease=timedelta(seconds=lease),
+            )
+        return Engine(url, workflows, operators=operators, groups=groups)
     except SignoffError:
         raise
     except Exception as exc:
         raise ConfigError(
             f"cannot open the database {shown_url(url)}: {type(exc).__name__}: {exc}"
         ) from exc
-
-
-def default_actor() -> str | None:
-    try:
-        return getpass.getuser()
-    except Exception:  # no user name in this environment
-        return None
 
 
 def json_object(text: str | None, what: str) -> dict[str, Any]:
@@ -200,7 +220,7 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
             + ("" if args.host in LOOPBACK else f" and listens on {args.host}"),
             file=out,
         )
-    engine = make_engine(args)
+    engine = make_engine(args, everyone_operates=args.open_access)
     secret_key = os.environ.get("SIGNOFF_SECRET_KEY") or None
     if secret_key is None and not args.open_access:
         print(
@@ -629,9 +649,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     acting = argparse.ArgumentParser(add_help=False)
     acting.add_argument(
+        "--as",
         "--actor",
-        default=default_actor(),
-        help="who does this, for the history (default: your user name)",
+        dest="actor",
+        metavar="NAME",
+        default=None,
+        help="act as this person: the engine checks what they may do and the history names "
+        "them (default: nobody, i.e. the program itself, which may do anything)",
     )
 
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

@@ -43,8 +43,11 @@ class WaitPanel:
     view: WaitView
     title: str | None
     text: str | None
-    approvers: list[str] | None
+    approvers: list[str] | None  # who may decide now (None: anyone), as deployed now
     may_decide: bool
+    refusal: str | None  # why the signed-in person may not decide it, in a sentence
+    required: int  # approvals needed from different approvers
+    votes: int  # approvals given so far
     require_reason: bool
     fields: list[FormField]
     escalated: bool
@@ -84,6 +87,7 @@ class InstancePage:
     poll_query: str
     flash: Flash | None
     user: str
+    operator: bool  # may retry, cancel, move threads and send any event
 
     @property
     def terminal(self) -> bool:
@@ -114,7 +118,7 @@ def build(engine: Engine, instance_id: str, user: str, flash: Flash | None = Non
             renamed = declared_renames(definition).statements
         except Exception as exc:  # the workflow's own code: show, don't crash the page
             problem = f"building the definition from this instance's data failed: {exc}"
-    identities = engine.identities(user)
+    refusals = engine.decision_refusals(instance_id, user)
     marks: dict[str, list[str]] = {}
     go_marks: dict[str, list[str]] = {}
     missing: list[tuple[str, str]] = []
@@ -136,7 +140,9 @@ def build(engine: Engine, instance_id: str, user: str, flash: Flash | None = Non
         panels.append(
             ThreadPanel(
                 view=thread,
-                waits=[_wait_panel(w, identities) for w in thread.waits],
+                waits=[
+                    _wait_panel(w, refusals.get((thread.id, w.event), "")) for w in thread.waits
+                ],
                 events=[w.event for w in thread.waits],
                 goto_targets=goto_targets(definition, root) if definition is not None else [],
                 missing=gone,
@@ -161,18 +167,18 @@ def build(engine: Engine, instance_id: str, user: str, flash: Flash | None = Non
         poll_query=f"?since={view.version}",
         flash=flash,
         user=user,
+        operator=engine.is_operator(user),
     )
 
 
-def _wait_panel(wait: WaitView, identities: set[str]) -> WaitPanel:
+def _wait_panel(wait: WaitView, refusal: str | None) -> WaitPanel:
+    """`refusal`: the engine's answer for this wait (None: may decide; "": not an approval
+    the engine knows in the definition deployed now)."""
     info = wait.info or {}
     stored = wait.stored or {}
     escalated = bool(stored.get("escalated"))
-    approvers = info.get("approvers")
-    if approvers is not None:
-        approvers = [*approvers, *((info.get("escalate_to") or []) if escalated else [])]
-    allowed = approvers is None or bool(identities & set(approvers))
-    may_decide = wait.kind == "approval" and allowed
+    approvers = info.get("deciders", info.get("approvers"))
+    may_decide = wait.kind == "approval" and refusal is None
     schema = info.get("schema")
     fields = fields_from_schema(schema) if wait.kind == "input" and isinstance(schema, dict) else []
     return WaitPanel(
@@ -181,6 +187,9 @@ def _wait_panel(wait: WaitView, identities: set[str]) -> WaitPanel:
         text=info.get("text"),
         approvers=approvers,
         may_decide=may_decide,
+        refusal=refusal or None,
+        required=int(info.get("required", 1) or 1),
+        votes=len(info.get("votes") or []),
         require_reason=bool(info.get("require_reason", True)),
         fields=fields,
         escalated=escalated,
@@ -249,11 +258,11 @@ async def send(request: Request) -> Response:
     if not event:
         outcome = refusal("Choose the event to send.")
     elif mode in ("approve", "deny"):
-        reason = form.get("reason")
-        reason = reason.strip() if isinstance(reason, str) else ""
-        if len(reason) > MAX_REASON:
-            outcome = refusal(f"The reason is longer than {MAX_REASON} characters.")
-        payload = {"approved": mode == "approve", "reason": reason}
+        reason = form.get("reason")  # what a reason must be is the engine's to say
+        payload = {
+            "approved": mode == "approve",
+            "reason": reason if isinstance(reason, str) else "",
+        }
     elif mode == "input":
         view = await run_in_threadpool(board.engine.get, instance_id)
         wait = next(

@@ -9,29 +9,30 @@ from datetime import datetime, timedelta
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ValidationError
+from signoff.engine.core.authority import Authority, approvers_now, checked_reason
 from signoff.engine.errors import EventRejected, NotAllowed
 
 Via = Literal["web", "slack", "api", "timer", "cli"]
-MAX_REASON_LENGTH = 2000
 
 
 @dataclass(frozen=True)
 class Services:
-    """What the engine lends handlers: the clock and the Slack client."""
+    """What the engine lends handlers: the clock, the Slack client, and who may do what."""
 
     clock: Callable[[], datetime]
     slack: Any = None
-    slack_users: Mapping[str, str] = field(default_factory=dict)  # user name -> Slack id
+    authority: Authority = field(default_factory=Authority)
     # calls application code and awaits what it returns when that is awaitable (an async def)
     call: Callable[..., Any] = field(default=lambda action, *args: action(*args))
 
+    @property
+    def slack_users(self) -> Mapping[str, str]:
+        """User name -> Slack id."""
+        return self.authority.slack_users
+
     def identities(self, actor: str) -> set[str]:
-        """An actor's user name and Slack id, whichever of them is known."""
-        names = {actor}
-        if actor in self.slack_users:
-            names.add(self.slack_users[actor])
-        names.update(name for name, sid in self.slack_users.items() if sid == actor)
-        return names
+        """An actor's user name, Slack id and groups (`group:NAME`), whichever are known."""
+        return self.authority.identities(actor)
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,7 @@ class WaitInfo:
     services: Services
     via: str | None = None
     moment: datetime | None = None  # the time run_due was asked about, when it was given one
+    starter: str | None = None  # the actor who started the instance (None: the program)
 
     @property
     def now(self) -> datetime:
@@ -61,6 +63,15 @@ class FireEvent:
 FIRE = FireEvent()
 
 
+@dataclass(frozen=True)
+class KeepWaiting:
+    """Returned by `Handler.handle`: the event was taken (a vote of several), but the wait goes
+    on; `stored` replaces what the wait stores."""
+
+    stored: dict[str, Any]
+    note: str = ""
+
+
 class Handler:
     """Base of all handlers. Every method has a harmless default."""
 
@@ -70,8 +81,18 @@ class Handler:
         """Runs once the wait has begun; the dict it returns is stored with the wait."""
         return None
 
-    def handle(self, wait: WaitInfo, payload: dict[str, Any], actor: str | None) -> None:
-        """Validate and apply the payload. Raise EventRejected to refuse it; nothing changes."""
+    def check(self, wait: WaitInfo, payload: dict[str, Any], actor: str | None) -> None:
+        """May `actor` send this payload? Raise NotAllowed or EventRejected if not; changes
+        nothing. Called before `handle`, and at once by `send` when the event must be kept for
+        a wait that has not begun yet. By default only operators may send a handler's event."""
+        wait.services.authority.require_operator(actor, f"send '{wait.event}'")
+
+    def handle(
+        self, wait: WaitInfo, payload: dict[str, Any], actor: str | None
+    ) -> KeepWaiting | None:
+        """Validate and apply the payload. Raise EventRejected to refuse it; nothing changes.
+        Return KeepWaiting to take the event without ending the wait."""
+        return None
 
     def teardown(self, wait: WaitInfo, handled: bool) -> None:
         """Runs for every case when the wait ends; `handled` tells the case that won."""
@@ -103,12 +124,23 @@ class Timeout(Handler):
     def due_at(self, wait: WaitInfo) -> datetime | None:
         return wait.began_at + self.after
 
-    def handle(self, wait: WaitInfo, payload: dict[str, Any], actor: str | None) -> None:
+    def check(self, wait: WaitInfo, payload: dict[str, Any], actor: str | None) -> None:
         if wait.via != "timer":
             raise NotAllowed("a timeout fires by itself when it falls due; it cannot be sent")
 
     def describe(self) -> dict[str, Any]:
         return {"after_seconds": self.after.total_seconds()}
+
+
+@dataclass(frozen=True)
+class Vote:
+    """One approver's vote on an approval that needs several."""
+
+    actor: str | None
+    approved: bool
+    reason: str
+    via: str | None
+    at: datetime
 
 
 @dataclass(frozen=True)
@@ -118,13 +150,17 @@ class Decision:
     reason: str
     via: str | None
     at: datetime
+    votes: tuple[Vote, ...] = ()  # every vote that led here, this one last
 
 
 @dataclass
 class Approval(Handler):
     """A person approves or denies, from the dashboard, the JSON API or Slack.
 
-    Payload: `{"approved": true}` or `{"approved": false, "reason": "..."}`.
+    Payload: `{"approved": true}` or `{"approved": false, "reason": "..."}`. Who may decide is
+    the engine's `Authority`: `approvers` (names or `group:NAME`; None: anyone), widened by
+    `escalate_to` after `escalate_after`; never the starter with `allow_self=False`; with
+    `required=N`, N approvals from N different approvers, and one denial decides.
     """
 
     approve: Callable[[Decision], Any] | None = None
@@ -137,43 +173,92 @@ class Approval(Handler):
     escalate_after: timedelta | None = None
     escalate_to: list[str] | None = None
     require_reason: bool = True
+    required: int = 1
+    allow_self: bool = True
     kind: ClassVar[str] = "approval"
 
-    def may_decide(self, wait: WaitInfo, actor: str | None) -> bool:
-        allowed = self.current_approvers(wait)
-        if allowed is None:
+    def __post_init__(self) -> None:
+        if not isinstance(self.required, int) or self.required < 1:
+            raise ValueError("Approval(required=...) must be a whole number of at least 1")
+
+    def escalated(self, wait: WaitInfo) -> bool:
+        """Escalation is due by the clock, even before its timer has fired."""
+        if wait.stored and wait.stored.get("escalated"):
             return True
-        if actor is None:
-            return False
-        return bool(wait.services.identities(actor) & set(allowed))
+        return bool(
+            self.escalate_after
+            and self.escalate_to
+            and wait.now >= wait.began_at + self.escalate_after
+        )
 
     def current_approvers(self, wait: WaitInfo) -> list[str] | None:
-        if self.approvers is None:
-            return None
-        escalated = bool(wait.stored and wait.stored.get("escalated"))
-        return [*self.approvers, *(self.escalate_to or [])] if escalated else list(self.approvers)
+        return approvers_now(self.approvers, self.escalate_to, self.escalated(wait))
 
-    def handle(self, wait: WaitInfo, payload: dict[str, Any], actor: str | None) -> None:
-        if not self.may_decide(wait, actor):
-            who = ", ".join(self.current_approvers(wait) or [])
-            raise NotAllowed(
-                f"{actor or 'an anonymous caller'} may not decide this; approvers: {who}"
+    def votes(self, wait: WaitInfo) -> list[Vote]:
+        return [
+            Vote(
+                actor=v.get("actor"),
+                approved=bool(v.get("approved")),
+                reason=str(v.get("reason") or ""),
+                via=v.get("via"),
+                at=datetime.fromisoformat(v["at"]),
             )
+            for v in (wait.stored or {}).get("votes", [])
+        ]
+
+    def may_decide(self, wait: WaitInfo, actor: str | None) -> bool:
+        return self.refusal(wait, actor) is None
+
+    def refusal(self, wait: WaitInfo, actor: str | None) -> str | None:
+        """Why `actor` may not decide this wait now; None when they may."""
+        try:
+            self._authorize(wait, actor)
+        except NotAllowed as exc:
+            return str(exc)
+        return None
+
+    def _authorize(self, wait: WaitInfo, actor: str | None) -> None:
+        wait.services.authority.check_decision(
+            actor,
+            self.current_approvers(wait),
+            starter=wait.starter,
+            allow_self=self.allow_self,
+            voters=[v.actor for v in self.votes(wait) if v.actor],
+        )
+
+    def check(self, wait: WaitInfo, payload: dict[str, Any], actor: str | None) -> None:
+        self._authorize(wait, actor)
         approved = payload.get("approved")
         if not isinstance(approved, bool):
             raise EventRejected('an approval needs "approved": true or false')
-        reason = payload.get("reason") or ""
-        if not isinstance(reason, str):
-            raise EventRejected('"reason" must be text')
-        reason = reason.strip()
-        if len(reason) > MAX_REASON_LENGTH:
-            raise EventRejected(f"the reason is longer than {MAX_REASON_LENGTH} characters")
-        if not approved and self.require_reason and not reason:
-            raise EventRejected("a reason is required to deny")
-        decision = Decision(approved, actor, reason, wait.via, wait.now)
+        checked_reason(approved, payload.get("reason"), required=self.require_reason)
+
+    def handle(
+        self, wait: WaitInfo, payload: dict[str, Any], actor: str | None
+    ) -> KeepWaiting | None:
+        self.check(wait, payload, actor)
+        approved = bool(payload["approved"])
+        reason = checked_reason(approved, payload.get("reason"), required=self.require_reason)
+        vote = Vote(actor, approved, reason, wait.via, wait.now)
+        votes = (*self.votes(wait), vote)
+        if approved and len(votes) < self.required:
+            stored = dict(wait.stored or {})
+            stored["votes"] = [
+                {
+                    "actor": v.actor,
+                    "approved": v.approved,
+                    "reason": v.reason,
+                    "via": v.via,
+                    "at": v.at.isoformat(),
+                }
+                for v in votes
+            ]
+            return KeepWaiting(stored, f"approved ({len(votes)} of {self.required})")
+        decision = Decision(approved, actor, reason, wait.via, wait.now, votes)
         callback = self.approve if approved else self.deny
         if callback is not None:
             wait.services.call(callback, decision)
+        return None
 
     def due_at(self, wait: WaitInfo) -> datetime | None:
         stored = wait.stored or {}
@@ -225,6 +310,8 @@ class Approval(Handler):
             "escalate_to": self.escalate_to,
             "slack_channel": self.slack_channel,
             "require_reason": self.require_reason,
+            "required": self.required,
+            "allow_self": self.allow_self,
             "remind_every_seconds": (
                 self.remind_every.total_seconds() if self.remind_every else None
             ),
@@ -244,16 +331,24 @@ class Input(Handler):
     apply: Callable[[Any], Any]
     kind: ClassVar[str] = "input"
 
-    def handle(self, wait: WaitInfo, payload: dict[str, Any], actor: str | None) -> None:
+    def check(self, wait: WaitInfo, payload: dict[str, Any], actor: str | None) -> None:
+        self._validated(payload)  # anyone may fill in a form; the payload must fit it
+
+    def handle(
+        self, wait: WaitInfo, payload: dict[str, Any], actor: str | None
+    ) -> KeepWaiting | None:
+        wait.services.call(self.apply, self._validated(payload))
+        return None
+
+    def _validated(self, payload: dict[str, Any]) -> BaseModel:
         try:
-            value = self.model.model_validate(payload)
+            return self.model.model_validate(payload)
         except ValidationError as exc:
             problems = "; ".join(
                 f"{'.'.join(str(p) for p in err['loc']) or 'payload'}: {err['msg']}"
                 for err in exc.errors()
             )
             raise EventRejected(f"invalid input: {problems}") from None
-        wait.services.call(self.apply, value)
 
     def describe(self) -> dict[str, Any]:
         return {"schema": self.model.model_json_schema()}

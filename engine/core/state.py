@@ -111,6 +111,7 @@ class Pending(_Plain):
 
 
 class InstanceState(_Plain):
+    started_by: str | None = None  # the actor who started the instance; None: the program
     threads: dict[str, ThreadState] = Field(default_factory=dict)
     teardowns: list[Teardown] = Field(default_factory=list)
     decided: list[Decided] = Field(default_factory=list)

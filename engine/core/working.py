@@ -31,7 +31,7 @@ class Working:
     model: Workflow | None = None
     history: list[Record] = field(default_factory=list)
     waits_dirty: bool = False
-    validated: bool = False  # the definition was checked during this transition
+    validated: str | None = None  # the data the definition was last checked with
     built: tuple[Workflow, str, Statement] | None = None  # model, data, the tree they built
 
     @classmethod
@@ -66,12 +66,12 @@ class Working:
         return tree
 
     def definition(self) -> Statement:
-        """The tree built from the data as it is now; checked once per transition, since a
-        full check costs more than the rebuild that follows every step."""
+        """The tree built from the data as it is now; checked again whenever the data changed
+        since the last check (a step can make a name a duplicate), not at every rebuild."""
         tree = self.tree()
-        if not self.validated:
+        if self.validated != self.row.data:
             validate(tree, self.row.workflow)
-            self.validated = True
+            self.validated = self.row.data
         return tree
 
     def reset_data(self, data_json: str) -> None:

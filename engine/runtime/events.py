@@ -8,7 +8,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from signoff.engine.core.handlers import Handler
+from signoff.engine.core.handlers import Handler, KeepWaiting, WaitInfo
 from signoff.engine.core.interpreter import thread_body
 from signoff.engine.core.records import Record
 from signoff.engine.core.state import Decided, OpenCase, Pending, ThreadState
@@ -17,6 +17,7 @@ from signoff.engine.core.waits import Wait
 from signoff.engine.core.working import Working
 from signoff.engine.errors import (
     EventRejected,
+    NotWaiting,
     SignoffError,
     StatementMissing,
     brief,
@@ -60,6 +61,13 @@ class Events:
                 f"wait '{wait_name}' (or its event '{event}') no longer exists in workflow "
                 f"{work.row.workflow}"
             )
+        if handler is None and self._wait_exists(work, wait_name):
+            # only the case is gone: refuse the event, the wait goes on
+            still = ", ".join(c.event for c in thread.cases if c.event != event) or "nothing"
+            raise NotWaiting(
+                f"wait '{wait_name}' of instance {work.id} no longer has the event '{event}' "
+                f"(the deployed {work.row.workflow} removed it); it still waits for: {still}"
+            )
         if handler is None:
             work.fail(thread, problem, now)
             if not self.committer.save(work, now):  # no lease taken: nothing is left to drive
@@ -72,6 +80,12 @@ class Events:
         self.apply(work, thread, handler, case, payload, actor, via, now)
         return self.committer.commit_change(work, now)
 
+    def _wait_exists(self, work: Working, wait_name: str) -> bool:
+        try:
+            return self.lifecycle.wait_statement(work, wait_name) is not None
+        except Exception:  # the definition cannot be built: the caller reports that
+            return False
+
     def mid_transition(self, work: Working) -> bool:
         """A live driver holds the instance: threads may be about to begin new waits."""
         row = work.row
@@ -79,16 +93,49 @@ class Events:
 
     def waits_somewhere(self, work: Working, event: str, thread: str | None) -> bool:
         """Whether the definition has a Wait with this event (in `thread`'s body, if named)."""
+        return self._early_wait(work, event, thread) is not None
+
+    def _early_wait(self, work: Working, event: str, thread: str | None) -> Wait | None:
         try:
             definition = work.definition()
             if thread is not None:
                 state = work.state.threads.get(thread)
                 if state is None:
-                    return False
+                    return None
                 definition = thread_body(definition, state.root)
         except Exception:
-            return False
-        return any(isinstance(s, Wait) and s.case(event) for s in walk(definition))
+            return None
+        return next((s for s in walk(definition) if isinstance(s, Wait) and s.case(event)), None)
+
+    def early_check(
+        self,
+        work: Working,
+        event: str,
+        payload: dict[str, Any],
+        actor: str | None,
+        thread: str | None,
+        via: str,
+    ) -> None:
+        """Before keeping an event for a wait that has not begun: may `actor` send it, and does
+        the payload fit? Raises the refusal to the sender now, not into the history later."""
+        wait = self._early_wait(work, event, thread)
+        case = wait.case(event) if wait is not None else None
+        if wait is None or case is None:
+            return
+        now = self.clock()
+        info = WaitInfo(
+            work.id,
+            work.row.workflow,
+            thread or "",
+            wait.name,
+            event,
+            now,
+            None,
+            self.lifecycle.services,
+            via,
+            starter=work.state.started_by,
+        )
+        case.handler.check(info, payload, actor)
 
     def keep_for_later(
         self,
@@ -170,9 +217,10 @@ class Events:
     ) -> None:
         model = work.workflow()
         before = work.row.data
+        info = self.lifecycle.info(work, thread.id, thread.at or "", case, via)
         try:
-            info = self.lifecycle.info(work, thread.id, thread.at or "", case, via)
-            self.lifecycle.services.call(handler.handle, info, payload, actor)
+            handler.check(info, payload, actor)
+            outcome = self.lifecycle.services.call(handler.handle, info, payload, actor)
             data = model.model_dump_json(warnings="error")
         except SignoffError:
             work.reset_data(before)
@@ -183,6 +231,22 @@ class Events:
                 f"the {handler.kind} handler of '{case.event}' refused the event: {brief(exc)}"
             ) from exc
         work.row.data = data
+        if isinstance(outcome, KeepWaiting):  # one vote of several: the wait goes on
+            case.stored = outcome.stored
+            work.waits_dirty = True
+            work.note(
+                Record(
+                    now,
+                    "vote",
+                    thread=thread.id,
+                    name=case.event,
+                    actor=actor,
+                    via=via,
+                    message=outcome.note or None,
+                    detail={"wait": thread.at, "payload": payload},
+                )
+            )
+            return
         approved = payload.get("approved") if handler.kind == "approval" else None
         work.decided(
             Decided(

@@ -84,10 +84,15 @@ class Lifecycle:
         thread.cases = []
 
     def handler(self, work: Working, wait_name: str, event: str) -> Handler | None:
+        wait = self.wait_statement(work, wait_name)
+        case = wait.case(event) if wait is not None else None
+        return case.handler if case else None
+
+    def wait_statement(self, work: Working, wait_name: str) -> Wait | None:
+        """The Wait of that name in the definition deployed now."""
         for stmt in walk(work.definition()):
             if isinstance(stmt, Wait) and stmt.name == wait_name:
-                case = stmt.case(event)
-                return case.handler if case else None
+                return stmt
         return None
 
     def info(
@@ -108,6 +113,7 @@ class Lifecycle:
             case.stored,
             self.services,
             via,
+            starter=work.state.started_by,
         )
 
     def cleanups(self, work: Working, now: datetime) -> None:

@@ -132,7 +132,8 @@ class Runner:
             work.fail(thread, runaway_message(), now)
             return moved.statements
         for go in moved.spawned:
-            self._spawn(work, go.thread_id, go.name, now)
+            if not self._spawn(work, thread, go.thread_id, go.name, now):
+                return moved.statements  # failed at once: nothing after the Go runs
         match moved.next:
             case RunStep(step=step):
                 # the position moves past any Go first, so a spawn commits with it
@@ -162,19 +163,24 @@ class Runner:
                 self._finish(work, thread, None, None, now)
         return moved.statements
 
-    def _spawn(self, work: Working, thread_id: str, name: str, now: datetime) -> None:
+    def _spawn(
+        self, work: Working, parent: ThreadState, thread_id: str, name: str, now: datetime
+    ) -> bool:
+        """Start a Go's thread; False when its id names a thread still alive, which fails the
+        thread that ran into the Go (it would otherwise be dropped silently)."""
         existing = work.state.threads.get(thread_id)
         if existing is not None and existing.live:
-            raise_into = work.thread("main") if "main" in work.state.threads else existing
             work.fail(
-                raise_into,
-                f"Go '{name}' started thread '{thread_id}' while it is "
-                "still running; give each Go a unique id",
+                parent,
+                f"Go '{name}' started thread '{thread_id}' again while it is still "
+                f"{existing.status}; give each Go a unique id (a Go inside a For needs an id "
+                "that changes with each round, or a thread that ends first)",
                 now,
             )
-            return
+            return False
         work.state.threads[thread_id] = ThreadState(id=thread_id, name=name, root=name)
         work.note(Record(now, "thread started", thread=thread_id, name=name))
+        return True
 
     def _step(self, work: Working, thread: ThreadState, step: Step, owner: str) -> None:
         thread.at, thread.entry, thread.event, thread.status = step.name, Entry.AT, None, "running"

@@ -43,6 +43,24 @@ class Timers:
                         traceback.format_exc(),
                     )
                     break
+                if (
+                    handler is None
+                    and self.lifecycle.wait_statement(work, thread.at or "") is not None
+                ):
+                    # a deployment removed this case: its timer goes, the wait goes on
+                    case.due_at = None
+                    work.note(
+                        Record(
+                            now,
+                            "timer dropped",
+                            thread=thread.id,
+                            name=case.event,
+                            via="timer",
+                            message=f"wait '{thread.at}' no longer has the event "
+                            f"'{case.event}' in the deployed definition",
+                        )
+                    )
+                    continue
                 if handler is None:
                     work.fail(
                         thread,

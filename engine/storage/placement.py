@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
+from signoff.engine.core.records import Stored
 from signoff.engine.core.state import InstanceState
 from signoff.engine.storage.store import Store
 from signoff.engine.storage.tables import INSTANCES, WAITS
@@ -65,6 +67,16 @@ def open_approvals(
         row["approvers"] = json.loads(row["approvers"]) if row["approvers"] else None
         row["key"] = row["key"] or ""
     return rows
+
+
+def load_many(store: Store, ids: Iterable[str]) -> dict[str, Stored]:
+    """The stored rows of several instances, by id, in one query."""
+    wanted = sorted(set(ids))
+    if not wanted:
+        return {}
+    with store.db.connect() as conn:
+        found = conn.execute(select(INSTANCES).where(INSTANCES.c.id.in_(wanted))).mappings()
+        return {r["id"]: Stored(**r) for r in found}
 
 
 # Threads that stand on a statement without waiting: running it, retrying it, failed or blocked

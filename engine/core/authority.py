@@ -1,0 +1,200 @@
+"""Who may do what: the one home of signoff's permission rules, asked by every surface.
+
+`actor=None` is the embedding program itself and may do anything; a named actor (a signed-in
+user, an API token's actor, a Slack user, `signoff --as NAME`) is checked here:
+
+- operators alone retry, cancel, move threads (goto) and send events other than decisions and
+  `Input` forms;
+- an `Approval` is decided by its approvers only (names or `group:NAME`; `escalate_to` joins
+  them once `escalate_after` has passed), never by the instance's starter when
+  `allow_self=False`, and by each approver once when it needs several votes;
+- a workflow is started by anyone unless it lists `starters`, and the start data of a named
+  actor may not set a read-only field.
+
+Every refusal raises `NotAllowed` (or `InvalidData` for start data) with a sentence that says
+why, and is raised before anything changes. Pure: standard library and pydantic only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from signoff.engine.errors import EventRejected, InvalidData, NotAllowed
+
+if TYPE_CHECKING:
+    from pydantic import GetJsonSchemaHandler
+    from pydantic.json_schema import JsonSchemaValue
+    from pydantic_core import CoreSchema
+    from signoff.engine.core.workflow import Workflow
+
+GROUP_PREFIX = "group:"
+MAX_REASON_LENGTH = 2000
+
+
+class _ReadOnly:
+    """`Annotated[bool, ReadOnly]`: a field the workflow keeps for itself. Start data from a
+    named actor may not set it, and its JSON schema says `readOnly` (the start form skips it)."""
+
+    def __get_pydantic_json_schema__(
+        self, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        schema = handler(core_schema)
+        schema["readOnly"] = True
+        return schema
+
+    def __repr__(self) -> str:
+        return "ReadOnly"
+
+
+ReadOnly = _ReadOnly()
+
+
+@dataclass
+class Authority:
+    """The engine's operators and groups, and the Slack ids its users go by. One object,
+    shared by the engine and its handlers (`Engine.add_operators` widens it in place)."""
+
+    operators: frozenset[str] = frozenset()  # user names, Slack ids or group:NAME
+    groups: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    slack_users: Mapping[str, str] = field(default_factory=dict)  # user name -> Slack id
+
+    @classmethod
+    def of(
+        cls,
+        operators: Iterable[str] | None = None,
+        groups: Mapping[str, Iterable[str]] | None = None,
+        slack_users: Mapping[str, str] | None = None,
+    ) -> Authority:
+        if isinstance(operators, str):
+            raise TypeError('operators is a list of names, e.g. ["carol", "group:ops"]')
+        return cls(
+            frozenset(operators or ()),
+            {name: frozenset(members) for name, members in (groups or {}).items()},
+            dict(slack_users or {}),
+        )
+
+    # --- who someone is ------------------------------------------------------------------------
+
+    def identities(self, actor: str) -> set[str]:
+        """Every name `actor` goes by: their user name, their Slack id, and `group:NAME` for
+        each group that lists either."""
+        names = {actor}
+        if actor in self.slack_users:
+            names.add(self.slack_users[actor])
+        names.update(name for name, sid in self.slack_users.items() if sid == actor)
+        names.update(
+            GROUP_PREFIX + group for group, members in self.groups.items() if names & members
+        )
+        return names
+
+    def matches(self, actor: str, allowed: Iterable[str]) -> bool:
+        """Whether `actor` is one of `allowed` (names, Slack ids or group:NAME)."""
+        return bool(self.identities(actor) & set(allowed))
+
+    def same_person(self, one: str, other: str) -> bool:
+        """Whether two actor names are the same person (a user name and their Slack id)."""
+        mine = self.identities(one)
+        return any(not n.startswith(GROUP_PREFIX) and n in mine for n in self.identities(other))
+
+    # --- operators -----------------------------------------------------------------------------
+
+    def is_operator(self, actor: str | None) -> bool:
+        """The program (None) always is; "*" among the operators makes every actor one."""
+        return actor is None or "*" in self.operators or self.matches(actor, self.operators)
+
+    def require_operator(self, actor: str | None, action: str) -> None:
+        """Raise NotAllowed unless `actor` may `action` ("retry instance X")."""
+        if self.is_operator(actor):
+            return
+        raise NotAllowed(
+            f"{actor} may not {action}: only operators may"
+            + (f" ({', '.join(sorted(self.operators))})" if self.operators else " (none is set)")
+        )
+
+    # --- starting ------------------------------------------------------------------------------
+
+    def check_start(
+        self, workflow: type[Workflow], data: Mapping[str, Any], actor: str | None
+    ) -> None:
+        """Raise NotAllowed when `actor` may not start `workflow`, InvalidData when the data
+        sets a field the workflow keeps for itself."""
+        if actor is None:
+            return
+        starters = getattr(workflow, "starters", None)
+        name = workflow.registered_name()
+        if starters is not None and not self.matches(actor, starters):
+            raise NotAllowed(
+                f"{actor} may not start {name}; who may: {', '.join(starters) or 'nobody'}"
+            )
+        kept = [f for f in read_only_fields(workflow) if f in data]
+        if kept:
+            raise InvalidData(
+                f"{name}: {', '.join(kept)} {'is' if len(kept) == 1 else 'are'} read-only: "
+                "the workflow sets it itself, start data may not"
+            )
+
+    # --- approvals -----------------------------------------------------------------------------
+
+    def check_decision(
+        self,
+        actor: str | None,
+        approvers: Sequence[str] | None,
+        *,
+        starter: str | None,
+        allow_self: bool,
+        voters: Iterable[str] = (),
+    ) -> None:
+        """Raise NotAllowed unless `actor` may decide an approval that `approvers` (None: anyone)
+        may decide now, started by `starter`, on which `voters` have already voted."""
+        if actor is None:
+            return
+        if approvers is not None and not self.matches(actor, approvers):
+            raise NotAllowed(
+                f"{actor} may not decide this: only {', '.join(approvers) or 'nobody'} may"
+            )
+        if not allow_self and starter is not None and self.same_person(actor, starter):
+            raise NotAllowed(
+                f"{actor} started this instance and may not decide it (separation of duties)"
+            )
+        if any(self.same_person(actor, v) for v in voters if v):
+            raise NotAllowed(f"{actor} has already voted on this; each approver votes once")
+
+
+def approvers_now(
+    approvers: Sequence[str] | None, escalate_to: Sequence[str] | None, escalated: bool
+) -> list[str] | None:
+    """Who may decide an approval now: its approvers, widened by `escalate_to` once escalated.
+    None: anyone."""
+    if approvers is None:
+        return None
+    return [*approvers, *(escalate_to or [])] if escalated else list(approvers)
+
+
+def checked_reason(approved: bool, reason: object, *, required: bool) -> str:
+    """The reason of a decision, stripped; EventRejected when it is not text, too long, or
+    missing from a denial that needs one."""
+    if reason is None:
+        reason = ""
+    if not isinstance(reason, str):
+        raise EventRejected('"reason" must be text')
+    reason = reason.strip()
+    if len(reason) > MAX_REASON_LENGTH:
+        raise EventRejected(f"the reason is longer than {MAX_REASON_LENGTH} characters")
+    if not approved and required and not reason:
+        raise EventRejected("a reason is required to deny: say why")
+    return reason
+
+
+def read_only_fields(workflow: type[Workflow]) -> list[str]:
+    """The fields of `workflow` that start data may not set: those marked `ReadOnly` or whose
+    JSON schema says `readOnly` (`Field(..., json_schema_extra={"readOnly": True})`)."""
+    found = []
+    for name, info in workflow.model_fields.items():
+        extra = info.json_schema_extra
+        if (isinstance(extra, dict) and extra.get("readOnly")) or any(
+            m is ReadOnly for m in info.metadata
+        ):
+            found.append(name)
+    return found
