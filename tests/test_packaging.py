@@ -91,7 +91,11 @@ def test_the_wheel_declares_every_package_signoff_imports(wheel: Path) -> None:
     imported: set[str] = set()
     for folder in ("engine", "web"):
         for path in (ROOT / folder).rglob("*.py"):
-            for node in ast.walk(ast.parse(path.read_text())):
+            tree = ast.parse(path.read_text())
+            for block in ast.walk(tree):  # imports for the type checker only never run
+                if isinstance(block, ast.If) and ast.unparse(block.test) == "TYPE_CHECKING":
+                    block.body = []
+            for node in ast.walk(tree):
                 if isinstance(node, ast.Import):
                     imported.update(a.name.split(".")[0] for a in node.names)
                 elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
