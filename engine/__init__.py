@@ -35,7 +35,6 @@ from signoff.engine.errors import (
     AlreadyDecided,
     Busy,
     Conflict,
-    DataNotStorable,
     DefinitionError,
     EventRejected,
     InstanceNotFound,
@@ -43,11 +42,13 @@ from signoff.engine.errors import (
     NotAllowed,
     NotWaiting,
     RunawayLoop,
+    SchemaOutdated,
     SignoffError,
     StatementMissing,
     UnknownWorkflow,
 )
 from signoff.engine.runtime.scheduler import Scheduler
+from signoff.engine.storage.store import upgrade_database
 from signoff.engine.views import HistoryEntry, InstanceSummary, InstanceView, ThreadView, WaitView
 
 __all__ = [
@@ -60,7 +61,6 @@ __all__ = [
     "Busy",
     "Conflict",
     "Continue",
-    "DataNotStorable",
     "Decision",
     "DefinitionError",
     "DeploymentReport",
@@ -89,6 +89,7 @@ __all__ = [
     "RunawayLoop",
     "S",
     "Scheduler",
+    "SchemaOutdated",
     "Section",
     "Services",
     "SignoffError",
@@ -112,4 +113,5 @@ __all__ = [
     "raw_json_depth",
     "statement_names",
     "text_problem",
+    "upgrade_database",
 ]
