@@ -36,7 +36,6 @@ from signoff.engine.errors import (
     AlreadyDecided,
     Busy,
     Conflict,
-    DataNotStorable,
     DefinitionError,
     EventRejected,
     InstanceNotFound,
@@ -44,11 +43,13 @@ from signoff.engine.errors import (
     NotAllowed,
     NotWaiting,
     RunawayLoop,
+    SchemaOutdated,
     SignoffError,
     StatementMissing,
     UnknownWorkflow,
 )
 from signoff.engine.runtime.scheduler import Scheduler
+from signoff.engine.storage.store import upgrade_database
 from signoff.engine.views import (
     DecisionView,
     HistoryEntry,
@@ -70,7 +71,6 @@ __all__ = [
     "Busy",
     "Conflict",
     "Continue",
-    "DataNotStorable",
     "Decision",
     "DecisionView",
     "DefinitionError",
@@ -101,6 +101,7 @@ __all__ = [
     "RunawayLoop",
     "S",
     "Scheduler",
+    "SchemaOutdated",
     "Section",
     "Services",
     "SignoffError",
@@ -125,4 +126,5 @@ __all__ = [
     "raw_json_depth",
     "statement_names",
     "text_problem",
+    "upgrade_database",
 ]

@@ -8,19 +8,10 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime
 
-from signoff.engine.storage.store import Store, UTCDateTime
-from sqlalchemy import Column, Index, MetaData, String, Table, delete, select
+from signoff.engine.storage.store import Store
+from signoff.engine.storage.tables import SPENT
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
-
-METADATA = MetaData()
-SPENT = Table(
-    "signoff_spent_keys",
-    METADATA,
-    Column("id", String(64), primary_key=True),  # sha256 of the key, hex
-    Column("spent_at", UTCDateTime(), nullable=False),
-    Column("expires_at", UTCDateTime(), nullable=False),
-    Index("ix_signoff_spent_keys_expires", "expires_at"),
-)
 
 
 def _id(key: str) -> str:
@@ -29,8 +20,7 @@ def _id(key: str) -> str:
 
 class Once:
     def __init__(self, store: Store) -> None:
-        self.store = store
-        METADATA.create_all(store.db)
+        self.store = store  # the table is made by migration 0005
 
     def spend(self, key: str, now: datetime, expires_at: datetime) -> bool:
         """Record `key` as used; False if it was used before."""
