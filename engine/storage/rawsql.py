@@ -200,9 +200,15 @@ class RawPager:
             ordering, after = ORDERS[order]
             if before:
                 where.append(after.format(m=m))
+            # SQLite would count on the workflow/status index (made for the counts) and sort
+            # every row of the workflow; walking an index in the page's order stops at the page
+            hint = ""
+            if self.sqlite and workflow and order != "id":
+                index = "status_recent" if status else "workflow_recent"
+                hint = f" INDEXED BY ix_signoff_instances_{index}"
             found = self.queries[shape] = (
                 "SELECT id, workflow, status, error, created_at, updated_at, data, state "
-                f"FROM {self.prefix}signoff_instances"
+                f"FROM {self.prefix}signoff_instances{hint}"
                 + (" WHERE " + " AND ".join(where) if where else "")
                 + f" ORDER BY {ordering} LIMIT {m}"
             )
