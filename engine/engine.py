@@ -12,7 +12,7 @@ import builtins
 import json
 import re
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -505,16 +505,20 @@ class Engine:
             workflow = workflow.registered_name()
         return self.store.counts(workflow or None, search or None)
 
-    def outcome(self, instance_id: str) -> OutcomeView:
+    def outcome(
+        self, instance_id: str, history: Sequence[HistoryEntry] | None = None
+    ) -> OutcomeView:
         """How the instance ended or stands (see `InstanceSummary.outcome`), the step failed
         threads stopped at, the reason it was cancelled, and every decision taken on it, oldest
-        first: who, through what, when, with what reason, and the votes that led to it."""
+        first: who, through what, when, with what reason, and the votes that led to it.
+        `history` is the instance's `history()` when the caller has read it already."""
         _check_text(instance_id=instance_id)
         row = self.store.load(instance_id)
         if row is None:
             raise InstanceNotFound(f"no instance with id '{instance_id}'")
         outcome, label = outcome_of_state(row.status, row.error, json.loads(row.state))
-        history = self.store.history(instance_id)
+        if history is None:
+            history = self.store.history(instance_id)
         decisions: builtins.list[DecisionView] = []
         votes: dict[tuple[str | None, str | None], builtins.list[str]] = {}
         cancel_reason = None

@@ -175,7 +175,7 @@ def build(engine: Engine, instance_id: str, user: str, flash: Flash | None = Non
         flash=flash,
         user=user,
         operator=engine.is_operator(user),
-        outcome=engine.outcome(instance_id),
+        outcome=engine.outcome(instance_id, history),
         summary=cls.summarize(view.data) if cls is not None else {},
     )
 
