@@ -5,7 +5,8 @@
 Builds the database (a few real instances through the engine, then copies of them with their
 open waits; `--db` keeps it for the next run), serves it in a subprocess the way `signoff
 serve` does (one uvicorn worker, uvloop and httptools when installed, access log off), and
-measures each page: the instances page (first, deep, filtered), an instance page and the inbox,
+measures each page: the instances page (first, deep, filtered), an instance page and the inbox
+(its rows carry the workflow's summary fields and deadlines; its count covers every page),
 with /healthz first as the floor (what any request costs: HTTP, middleware, session, a thread
 hop and one query).
 
@@ -290,7 +291,9 @@ def main() -> None:
             "instances, filtered (failed)": "/?status=failed",
             "instances, filtered (workflow)": "/?workflow=Onboarding",
             "instance page": f"/instances/{ids['instance']}",
-            "approvals inbox": "/approvals",
+            "approvals inbox": "/approvals",  # 25 requests with their summary fields
+            "approvals inbox, one workflow": "/approvals?workflow=Expense",
+            "instances, workflow + status": "/?workflow=Expense&status=waiting",
         }
         run(f"http://127.0.0.1:{port}", paths, args.requests, args.seconds)
     finally:

@@ -87,8 +87,8 @@ def _inbox_filter(
             for name in sorted(identities)
         ]
         where.append(or_(w.approvers.is_(None), *named))
-    if workflow:
-        where.append(i.workflow == workflow)
+    if workflow:  # the wait row's copy: one index range, in the page's order
+        where.append(w.workflow == workflow)
     if search:
         alternatives: list[ColumnElement[bool]] = []
         for kind, params in search_terms(search, store.is_sqlite):
@@ -178,7 +178,7 @@ def inbox_count(
     """How many open approvals `inbox` would list over all its pages."""
     w, i = WAITS.c, INSTANCES.c
     query = select(func.count()).select_from(WAITS)
-    if workflow or search:
+    if search:
         query = query.join(INSTANCES, i.id == w.instance_id)
     query = query.where(*_inbox_filter(store, identities, workflow, search))
     with store.db.connect() as conn:

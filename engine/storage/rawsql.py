@@ -48,6 +48,7 @@ _WAIT_COLUMNS = (
     "approvers",
     "title",
     "wait_key",
+    "workflow",
 )
 _HISTORY_COLUMNS = (
     "instance_id",
@@ -411,7 +412,9 @@ class RawWriter:
                 if waits is not None:
                     cur.execute(self.delete_waits, {"b_id": row.id})
             if waits:
-                cur.executemany(self.insert_wait, [self._wait(row.id, w) for w in waits])
+                cur.executemany(
+                    self.insert_wait, [self._wait(row.id, row.workflow, w) for w in waits]
+                )
             if history:
                 cur.executemany(self.insert_history, [self._history(row.id, h) for h in history])
             conn.commit()
@@ -425,7 +428,7 @@ class RawWriter:
         finally:
             conn.close()
 
-    def _wait(self, instance_id: str, w: WaitRecord) -> dict[str, Any]:
+    def _wait(self, instance_id: str, workflow: str, w: WaitRecord) -> dict[str, Any]:
         return {
             "instance_id": instance_id,
             "thread": w.thread,
@@ -437,6 +440,7 @@ class RawWriter:
             "approvers": json.dumps(w.approvers) if w.approvers is not None else None,
             "title": w.title,
             "wait_key": w.wait_key,
+            "workflow": workflow,
         }
 
     def _history(self, instance_id: str, h: Record) -> dict[str, Any]:

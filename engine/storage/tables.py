@@ -67,6 +67,8 @@ class WaitRow(SQLModel, table=True):
     __table_args__ = (
         Index("ix_signoff_waits_event", "instance_id", "event"),
         Index("ix_signoff_waits_kind", "kind", "began_at"),
+        # the inbox of one workflow, oldest first, without reading the instances
+        Index("ix_signoff_waits_kind_workflow", "kind", "workflow", "began_at"),
     )
 
     id: int | None = Field(default=None, sa_column=Column(Integer, primary_key=True))
@@ -80,6 +82,7 @@ class WaitRow(SQLModel, table=True):
     approvers: str | None = Field(default=None, sa_column=Column(Text))  # JSON list or null
     title: str | None = Field(default=None, sa_column=Column(Text))
     wait_key: str | None = Field(default=None, sa_column=Column(String(250)))  # ThreadState's
+    workflow: str | None = Field(default=None, sa_column=Column(String(200)))  # the instance's
 
 
 class HistoryRow(SQLModel, table=True):
