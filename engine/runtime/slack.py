@@ -189,8 +189,11 @@ class SlackNotifier:
         reason = f": {escape(ending.reason)}" if ending.reason else ""
         if ending.how == "event" and ending.kind == "approval":
             if ending.approved:
+                # the votes before the deciding one, then the deciding one
                 voters = [self.mention(v.actor) for v in notice.votes if v.approved and v.actor]
-                who = _and(voters) if len(voters) > 1 else (by or "the program")
+                if by and by not in voters:
+                    voters.append(by)
+                who = _and(voters) if voters else "the program"
                 return f":white_check_mark: *Approved* by {who} at {at}{via}"
             return f":x: *Denied* by {by or 'the program'} at {at}{via}{reason}"
         if ending.how == "event" and ending.kind == "timeout":
