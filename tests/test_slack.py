@@ -536,3 +536,37 @@ def test_without_a_token_nothing_is_posted(sqlite_url: str, slack: FakeSlack) ->
     iid = engine.start(Expense)
     assert engine.get(iid).thread("main").waits[0].stored is None
     assert slack.calls == []
+
+
+# --- volume ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_thousand_signed_interactions_some_forged_or_replayed(sqlite_url: str) -> None:
+    from slack_volume import run
+
+    outcome = run(sqlite_url, interactions=1000, bad_share=0.10)
+    print("\n" + outcome.summary())  # the figure; bench/slack.py prints it too
+    assert outcome.engine is not None and outcome.fake is not None
+    engine, fake = outcome.engine, outcome.fake
+    assert len(outcome.sent) == 1000
+    assert {s.status for s in outcome.sent if s.kind == "forged"} == {401}
+    # a replay and its original: exactly one of the two is taken, whichever came first
+    pairs: dict[int, list[int]] = {}
+    for s in outcome.sent:
+        if s.pair >= 0:
+            pairs.setdefault(s.pair, []).append(s.status)
+    for statuses in pairs.values():
+        assert sorted(statuses) in ([200], [200, 409])
+    assert outcome.count("replay") == 50
+    assert sum(1 for statuses in pairs.values() if len(statuses) == 2) == 50
+    # every valid click applied exactly once: one decision per instance, by its clicker
+    for iid in outcome.instances:
+        got = engine.get(iid)
+        assert got.status == "completed", (iid, got.status)
+        decisions = [h for h in engine.history(iid) if h.kind == "decision"]
+        assert len(decisions) == 1 and decisions[0].via == "slack"
+    assert len(fake.posted()) == 900
+    assert all(m.edits == 1 and m.buttons() == {} for m in fake.posted())
+    assert fake.ephemerals() == []
+    engine.close()

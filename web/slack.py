@@ -64,7 +64,7 @@ DENY_VIEW = "signoff_deny"
 REASON_BLOCK = "reason"
 REASON_ACTION = "reason"
 SLACK_ID = re.compile(r"[A-Z0-9]{2,40}")
-WORKERS = 4
+WORKERS = 2
 
 
 @dataclass
