@@ -35,7 +35,6 @@ from signoff.engine.errors import (
     AlreadyDecided,
     Busy,
     Conflict,
-    DataNotStorable,
     DefinitionError,
     EventRejected,
     InstanceNotFound,
@@ -43,6 +42,7 @@ from signoff.engine.errors import (
     NotAllowed,
     NotWaiting,
     RunawayLoop,
+    SchemaOutdated,
     SignoffError,
     StatementMissing,
     Unavailable,
@@ -52,6 +52,7 @@ from signoff.engine.runtime.scheduler import Scheduler
 from signoff.engine.runtime.slack import APPROVE_ACTION as SLACK_APPROVE_ACTION
 from signoff.engine.runtime.slack import DENY_ACTION as SLACK_DENY_ACTION
 from signoff.engine.runtime.slack import read_button_value as read_slack_button
+from signoff.engine.storage.store import upgrade_database
 from signoff.engine.views import HistoryEntry, InstanceSummary, InstanceView, ThreadView, WaitView
 
 __all__ = [
@@ -67,7 +68,6 @@ __all__ = [
     "Busy",
     "Conflict",
     "Continue",
-    "DataNotStorable",
     "Decision",
     "DefinitionError",
     "DeploymentReport",
@@ -97,6 +97,7 @@ __all__ = [
     "RunawayLoop",
     "S",
     "Scheduler",
+    "SchemaOutdated",
     "Section",
     "Services",
     "SignoffError",
@@ -122,4 +123,5 @@ __all__ = [
     "read_slack_button",
     "statement_names",
     "text_problem",
+    "upgrade_database",
 ]

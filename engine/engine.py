@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import sqlalchemy
 from pydantic import ValidationError
 from signoff.engine.core.authority import Authority
 from signoff.engine.core.deploy import UNFINISHED, Assessment, DeploymentReport, Finding, assess
@@ -37,6 +38,7 @@ from signoff.engine.errors import (
     NotWaiting,
     UnknownWorkflow,
 )
+from signoff.engine.runtime import logs
 from signoff.engine.runtime.actions import ActionRunner
 from signoff.engine.runtime.runner import Runner
 from signoff.engine.runtime.slack import SlackNotifier
@@ -59,7 +61,7 @@ def utcnow() -> datetime:
 class Engine:
     def __init__(
         self,
-        url: str = "sqlite:///signoff.db",
+        database: str | sqlalchemy.Engine = "sqlite:///signoff.db",
         workflows: Iterable[type[Workflow]] = (),
         clock: Callable[[], datetime] | None = None,
         slack: Any = None,
@@ -70,11 +72,21 @@ class Engine:
         base_url: str | None = None,
         lease: timedelta = timedelta(seconds=60),
         synchronous: str = "FULL",
+        migrate: bool = True,
     ) -> None:
-        """`slack` is a `slack_sdk.WebClient` (made from SLACK_BOT_TOKEN and SLACK_API_URL
-        when not given; Slack is off without a token). `base_url` is where the dashboard is
-        served (default: SIGNOFF_BASE_URL), for the links in Slack messages."""
-        self.store = Store(url, synchronous=synchronous)
+        """`database` is a SQLAlchemy URL or the application's own SQLAlchemy `Engine` (then its
+        pool, connect arguments and schema are the application's; signoff's tables go where its
+        unqualified tables go, `schema_translate_map` or search_path).
+
+        `migrate=True` brings the database to the current schema first (under a database lock,
+        so processes starting together are safe); with `migrate=False` a database that is not
+        at the current schema raises `SchemaOutdated`, naming the command that upgrades it.
+
+        `slack` is a `slack_sdk.WebClient` (made from SLACK_BOT_TOKEN and SLACK_API_URL when not
+        given; Slack is off without a token). `base_url` is where the dashboard is served
+        (default: SIGNOFF_BASE_URL), for the links in Slack messages.
+        """
+        self.store = Store(database, synchronous=synchronous, migrate=migrate)
         self.clock = clock or utcnow
         self.slack = slack if slack is not None else client_from_environment()
         self.base_url = base_url if base_url is not None else base_url_from_environment()
@@ -212,9 +224,9 @@ class Engine:
             created_at=now,
             updated_at=now,
         )
-        self.store.insert(
-            row, [], [Record(now, "started", actor=actor, via=via, name=cls.registered_name())]
-        )
+        started = [Record(now, "started", actor=actor, via=via, name=cls.registered_name())]
+        self.store.insert(row, [], started)
+        logs.committed(row.id, row.workflow, started)
         work = Working.of(row, cls)
         self.runner.drive(work, owner)
         return id

@@ -71,6 +71,11 @@ class DataNotStorable(SignoffError):
     """Workflow data that cannot be stored as JSON."""
 
 
+class SchemaOutdated(SignoffError):
+    """The database is not at the schema this version of signoff needs; the message names the
+    command that upgrades it (`signoff db upgrade`)."""
+
+
 def brief(exc: BaseException) -> str:
     """An exception in one line: its type and message."""
     return f"{type(exc).__name__}: {exc}"

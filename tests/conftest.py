@@ -9,9 +9,29 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+# Where the tests find PostgreSQL: a URL of a role that may create databases. Each test gets a
+# fresh database of its own on that server.
 PG_ADMIN_URL = os.environ.get(
     "SIGNOFF_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
+
+
+def _pg_conninfo(database: str | None = None) -> str:
+    """psycopg's form of the admin URL, or of a database on the same server."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(PG_ADMIN_URL).set(drivername="postgresql")
+    if database is not None:
+        url = url.set(database=database)
+    return url.render_as_string(hide_password=False)
+
+
+def _pg_url(database: str) -> str:
+    """The SQLAlchemy URL of a database on the test server."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(PG_ADMIN_URL).set(drivername="postgresql+psycopg", database=database)
+    return url.render_as_string(hide_password=False)
 
 
 class Clock:
@@ -42,20 +62,27 @@ def _pg_available() -> str | None:
     try:
         import psycopg
 
-        with psycopg.connect(
-            "host=127.0.0.1 port=5432 user=postgres dbname=postgres", connect_timeout=2
-        ):
+        with psycopg.connect(_pg_conninfo(), connect_timeout=2):
             return None
     except Exception as exc:
-        return f"PostgreSQL is not reachable on 127.0.0.1:5432 ({type(exc).__name__}: {exc})"
+        from sqlalchemy.engine import make_url
+
+        where = make_url(PG_ADMIN_URL).render_as_string(hide_password=True)
+        return (
+            f"PostgreSQL is not reachable at {where} ({type(exc).__name__}: {exc}); "
+            "SIGNOFF_TEST_PG sets where to look"
+        )
 
 
 _PG_PROBLEM: str | bool | None = False
 
+NewDatabase = Callable[[], str]
+
 
 @pytest.fixture
-def pg_url() -> Iterator[str]:
-    """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
+def new_pg_database() -> Iterator[NewDatabase]:
+    """Makes fresh, empty PostgreSQL databases (on SIGNOFF_TEST_PG's server); each is dropped
+    when the test ends. Skips the test when PostgreSQL is not there."""
     global _PG_PROBLEM
     if _PG_PROBLEM is False:
         _PG_PROBLEM = _pg_available()
@@ -63,15 +90,27 @@ def pg_url() -> Iterator[str]:
         pytest.skip(str(_PG_PROBLEM))
     import psycopg
 
-    name = f"signoff_t_{uuid.uuid4().hex[:12]}"
-    admin = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
+    made: list[str] = []
+
+    def new() -> str:
+        name = f"signoff_t_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(_pg_conninfo(), autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        made.append(name)
+        return _pg_url(name)
+
     try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+        yield new
     finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        with psycopg.connect(_pg_conninfo(), autocommit=True) as conn:
+            for name in made:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def pg_url(new_pg_database: NewDatabase) -> str:
+    """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
+    return new_pg_database()
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

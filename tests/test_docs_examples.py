@@ -99,3 +99,13 @@ def test_the_asyncio_example_refunds_through_its_own_client_on_its_own_loop(
         assert view["status"] == "completed"
         assert view["result"] == "receipt-for-A-17"
         assert client.get("/signoff/healthz").status_code == 200
+
+
+def test_the_readme_example_runs_as_printed(tmp_path: Path) -> None:
+    readme = (EXAMPLES.parent.parent / "README.md").read_text()
+    code = readme.split("```python\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "example.py").write_text(code)
+    done = subprocess.run(
+        [sys.executable, "example.py"], capture_output=True, text=True, timeout=60, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr

@@ -198,7 +198,7 @@ def test_cancel_stops_the_instance_and_tears_its_waits_down(engine: Engine, cloc
     assert (got.status, got.error) == ("cancelled", "trip called off")
     assert got.thread("main").status == "stopped"
     assert got.waits == [] and got.due_at is None
-    assert engine.store.open_waits() == []
+    assert engine.open_approvals(instance_id=iid) == []
     entry = engine.history(iid)[-1]
     assert (entry.kind, entry.actor, entry.message) == ("cancelled", "ann", "trip called off")
 

@@ -161,7 +161,7 @@ def test_reminders_and_escalation_widen_who_may_decide(engine: Engine, clock: Cl
     assert wait.stored is not None and wait.stored["escalated"] is True
     kinds = [(h.kind, h.via) for h in engine.history(iid) if h.kind in ("reminder", "escalated")]
     assert kinds == [("reminder", "timer"), ("escalated", "timer")]
-    waiting = engine.store.open_waits(kind="approval")
+    waiting = engine.open_approvals()
     assert [w["approvers"] for w in waiting] == [["alice", "U-CAROL", "boss"]]
 
     got = engine.send(iid, "approval", {"approved": True}, actor="boss")

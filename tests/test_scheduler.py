@@ -307,7 +307,7 @@ def test_after_escalation_the_widened_approvers_may_decide(
         engine.run_due(clock.advance(hours=1))
     escalated = next(h for h in engine.history(iid) if h.kind == "escalated")
     assert escalated.detail == {"wait": "sign-off", "approvers": ["carol"]}
-    assert engine.store.open_waits("approval")[0]["approvers"] == ["alice", "carol"]
+    assert engine.open_approvals()[0]["approvers"] == ["alice", "carol"]
 
     engine.send(iid, "decide", {"approved": True}, actor="carol")
     assert engine.get(iid).data["trace"] == ["approved by carol"]

@@ -1,6 +1,6 @@
 """The storage contract, run against a SQLite file and a PostgreSQL database alike: rows round-trip
 with aware UTC times, a stale version writes nothing, waits are replaced as a set, history keeps
-its order, due work comes earliest first, and listing pages by keyset."""
+its order, due work is claimed earliest first, and listing pages by keyset."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from signoff.engine import Conflict
 from signoff.engine.core.records import Record, Stored, WaitRecord
+from signoff.engine.storage.placement import open_approvals
 from signoff.engine.storage.store import Store
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -95,7 +96,7 @@ def test_a_duplicate_id_is_a_conflict_and_changes_nothing(store: Store) -> None:
         store.insert(row("a", data='{"n":2}'), [wait("other")], [Record(T0, "again")])
     loaded = store.load("a")
     assert loaded is not None and loaded.data == '{"n":1}'
-    assert [w["event"] for w in store.open_waits()] == ["approve"]
+    assert [w["event"] for w in open_approvals(store)] == ["approve"]
     assert [h.kind for h in store.history("a")] == ["started"]
 
 
@@ -111,7 +112,7 @@ def test_save_checks_the_version_and_a_stale_writer_writes_nothing(store: Store)
     loaded = store.load("a")
     assert loaded is not None
     assert (loaded.data, loaded.status, loaded.version) == ('{"by":"first"}', "completed", 2)
-    assert store.open_waits() == []
+    assert open_approvals(store) == []
     assert [(h.kind, h.actor) for h in store.history("a")] == [
         ("started", None),
         ("decision", "alice"),
@@ -130,7 +131,7 @@ def test_waits_are_replaced_as_a_set_or_left_alone(store: Store) -> None:
         [],
     )
     store.insert(row("b"), [wait("approve")], [])
-    waits = store.open_waits()
+    waits = open_approvals(store)
     assert [(w["instance_id"], w["event"], w["approvers"], w["due_at"]) for w in waits] == [
         ("a", "approve", ["alice", "U1"], None),
         ("a", "timeout", None, T0 + timedelta(hours=1)),
@@ -139,14 +140,14 @@ def test_waits_are_replaced_as_a_set_or_left_alone(store: Store) -> None:
     assert waits[0]["title"] == "about approve"
 
     assert store.save(row("a", version=2), 1, None, [])  # None: waits untouched
-    assert len(store.open_waits()) == 3
+    assert len(open_approvals(store)) == 3
     assert store.save(row("a", version=3), 2, [wait("feedback")], [])  # replaced
-    assert [(w["instance_id"], w["event"]) for w in store.open_waits()] == [
+    assert [(w["instance_id"], w["event"]) for w in open_approvals(store)] == [
         ("b", "approve"),
         ("a", "feedback"),
     ]  # oldest wait first, then insertion order
     assert store.save(row("a", version=4), 3, [], [])  # emptied
-    assert [w["instance_id"] for w in store.open_waits()] == ["b"]
+    assert [w["instance_id"] for w in open_approvals(store)] == ["b"]
 
 
 def test_history_is_appended_in_order_with_its_details(store: Store) -> None:
@@ -178,18 +179,25 @@ def test_history_is_appended_in_order_with_its_details(store: Store) -> None:
     assert all(h.instance_id == "a" for h in entries)
 
 
-def test_due_lists_what_fell_due_earliest_first(store: Store) -> None:
+def test_due_work_is_claimed_earliest_first_and_once(store: Store) -> None:
     store.insert(row("late", due_at=T0 + timedelta(minutes=30)), [], [])
     store.insert(row("early", due_at=T0 + timedelta(minutes=5)), [], [])
     store.insert(row("never"), [], [])
     store.insert(row("future", due_at=T0 + timedelta(days=1)), [], [])
     store.insert(row("mid", due_at=T0 + timedelta(minutes=10)), [], [])
+    hour = T0 + timedelta(hours=1)
 
-    assert store.due(T0) == []
-    assert store.due(T0 + timedelta(minutes=5)) == ["early"]
-    assert store.due(T0 + timedelta(hours=1)) == ["early", "mid", "late"]
-    assert store.due(T0 + timedelta(hours=1), limit=2) == ["early", "mid"]
-    assert store.next_due() == T0 + timedelta(minutes=5)
+    assert [iid for iid, _ in store.upcoming(T0, hour)] == ["early", "mid", "late"]
+    assert store.claim_due(T0, "me", hour) == []
+    assert store.claim_due(hour, "me", hour + timedelta(minutes=1), limit=2) == ["early", "mid"]
+    assert store.claim_due(hour, "you", hour + timedelta(minutes=1)) == ["late"]
+    assert store.claim_due(hour, "them", hour + timedelta(minutes=1)) == []
+    # a claim is due again when its lease runs out, in case its claimer died
+    again = store.upcoming(hour, hour + timedelta(days=1))
+    assert sorted(again[:3]) == [
+        (iid, hour + timedelta(minutes=1)) for iid in ("early", "late", "mid")
+    ]
+    assert again[3:] == [("future", T0 + timedelta(days=1))]
 
 
 def test_page_filters_and_pages_by_keyset_most_recent_first(store: Store) -> None:
@@ -234,7 +242,7 @@ def test_page_filters_and_pages_by_keyset_most_recent_first(store: Store) -> Non
 
 def test_a_second_store_on_the_same_database_sees_the_same_rows(any_url: str, store: Store) -> None:
     store.insert(row("a"), [wait("approve")], [Record(T0, "started")])
-    other = Store(any_url)  # tables already exist: creating them again is harmless
+    other = Store(any_url)  # the schema is current already: nothing to migrate
     try:
         assert other.load("a") == store.load("a")
         assert other.save(row("a", version=2, status="completed"), 1, [], [])

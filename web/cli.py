@@ -1,5 +1,6 @@
 """The `signoff` command: run the dashboard (`serve`), the timers alone (`worker`), and operate
-on instances from a shell (start, send, list, show, retry, cancel, goto, check).
+on instances from a shell (start, send, list, show, retry, cancel, goto, check), and take a
+database to the current schema (`db upgrade`).
 
 Configuration comes from options, else from the environment:
 
@@ -39,6 +40,7 @@ from signoff.engine import (
     Workflow,
     json_problem,
     raw_json_depth,
+    upgrade_database,
 )
 
 DEFAULT_DATABASE_URL = "sqlite:///signoff.db"
@@ -480,7 +482,7 @@ def cmd_check(args: argparse.Namespace, out: TextIO) -> int:
     counts: dict[str, int] | None = None
     report: DeploymentReport | None = None
     try:
-        engine = Engine(url, valid)
+        engine = Engine(url, valid, migrate=False)  # a check changes nothing, not the schema
         try:
             engine.ping()
             counts = engine.counts()
@@ -567,6 +569,26 @@ def _many(row: dict[str, Any]) -> str:
     shown = ", ".join(row["examples"])
     more = ", ..." if row["count"] > len(row["examples"]) else ""
     return f"{row['count']} ({shown}{more})"
+
+
+def cmd_db_upgrade(args: argparse.Namespace, out: TextIO) -> int:
+    url = database_url(args)
+    try:
+        before, after = upgrade_database(url)
+    except SignoffError:
+        raise
+    except Exception as exc:
+        raise ConfigError(
+            f"cannot upgrade the database {shown_url(url)}: {type(exc).__name__}: {exc}"
+        ) from exc
+    if before == after:
+        print(f"{shown_url(url)}: already at schema revision {after}", file=out)
+    else:
+        print(
+            f"{shown_url(url)}: upgraded from schema revision {before or '(empty)'} to {after}",
+            file=out,
+        )
+    return 0
 
 
 def cmd_hash_password(args: argparse.Namespace, out: TextIO) -> int:
@@ -730,6 +752,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the findings as JSON, for CI")
 
     p = sub.add_parser(
+        "db", help="manage the database's schema", description="Manage the database's schema."
+    )
+    db_sub = p.add_subparsers(dest="db_command", required=True, metavar="COMMAND")
+    db_help = (
+        "take the database to the schema this version of signoff needs (safe to run twice, "
+        "and while other processes start)"
+    )
+    p = db_sub.add_parser("upgrade", help=db_help, description=db_help)
+    p.add_argument(
+        "--db",
+        metavar="URL",
+        help=f"SQLAlchemy database URL (default: $SIGNOFF_DATABASE_URL or {DEFAULT_DATABASE_URL})",
+    )
+    p.set_defaults(func=cmd_db_upgrade)
+
+    p = sub.add_parser(
         "hash-password",
         help="hash a password for SIGNOFF_USERS",
         description="Hash a password for SIGNOFF_USERS (name=<hash>,...). Reads "
@@ -745,7 +783,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    for noisy in ("apscheduler", "alembic"):  # their INFO lines say nothing an operator needs
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     func: Callable[[argparse.Namespace, TextIO], int] = args.func
     try:
         return func(args, out or sys.stdout)

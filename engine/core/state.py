@@ -150,14 +150,3 @@ class InstanceState(_Plain):
                         times.append(case.due_at)
         times.extend(t.retry_at for t in self.teardowns if t.retry_at)
         return min(times) if times else None
-
-    def pending_now(self) -> bool:
-        """Work owed right away (setups or teardowns never tried): the driver must come back."""
-        if any(t.attempts == 0 for t in self.teardowns):
-            return True
-        return any(
-            c.setup == "pending"
-            for th in self.threads.values()
-            if th.status == "waiting"
-            for c in th.cases
-        )

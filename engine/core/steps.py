@@ -37,7 +37,6 @@ class Retry:
 
 
 DEFAULT_RETRY = Retry()
-NO_RETRY = Retry(attempts=1)
 
 
 @dataclass(slots=True)

@@ -12,6 +12,7 @@ from signoff.engine.core.records import Record
 from signoff.engine.core.renames import carry_over
 from signoff.engine.core.working import Working, rebase
 from signoff.engine.errors import DataNotStorable
+from signoff.engine.runtime import logs
 from signoff.engine.runtime.lifecycle import Lifecycle
 from signoff.engine.storage.store import Store
 
@@ -94,6 +95,7 @@ class Committer:
         if not saved:
             row.version = expected
             return False
+        logs.committed(row.id, row.workflow, work.history)
         work.committed(expected + 1, now)
         if row.due_at is not None and row.lease_owner is None:
             self.notify_due(row.id, row.due_at)

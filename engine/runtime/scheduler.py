@@ -29,7 +29,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from signoff.engine.async_engine import AsyncEngine
 from signoff.engine.engine import Engine
 
-log = logging.getLogger("signoff.scheduler")
+log = logging.getLogger("signoff.engine.scheduler")
 
 SWEEP_JOB = "signoff:sweep"
 MAX_RETRY_DELAY = timedelta(seconds=30)
@@ -143,6 +143,7 @@ class Scheduler:
     # --- firing --------------------------------------------------------------------------------
 
     def _fire(self, instance_id: str) -> None:
+        log.debug("timer fired: waking %s", instance_id, extra={"instance_id": instance_id})
         try:
             self.engine.wake(instance_id)
         except Exception as exc:  # e.g. the database is unreachable: retry
@@ -156,6 +157,7 @@ class Scheduler:
                 exc,
                 delay.total_seconds(),
                 failures,
+                extra={"instance_id": instance_id},
             )
             if self._running:
                 self.arm(instance_id, datetime.now(UTC) + delay)

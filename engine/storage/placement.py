@@ -15,7 +15,8 @@ from typing import Any
 
 from signoff.engine.core.records import Stored
 from signoff.engine.core.state import InstanceState
-from signoff.engine.storage.store import INSTANCES, WAITS, Store
+from signoff.engine.storage.store import Store
+from signoff.engine.storage.tables import INSTANCES, WAITS
 from sqlalchemy import and_, func, or_, select, text
 
 LIVE_NOT_WAITING = ("running", "failed")
@@ -90,7 +91,7 @@ _LIVE_SQL = ", ".join(f"'{s}'" for s in LIVE_NOT_WAITING)
 _STANDING_COUNTS = {
     "sqlite": f"""
         SELECT i.workflow, json_extract(t.value, '$.at') AS at, count(*)
-        FROM (SELECT workflow, state FROM signoff_instances
+        FROM (SELECT workflow, state FROM {{prefix}}signoff_instances
               WHERE status IN ({_LIVE_SQL}) LIMIT :scan) AS i,
              json_each(i.state, '$.threads') AS t
         WHERE coalesce(json_extract(t.value, '$.status'), 'running') IN ({_STANDING_SQL})
@@ -98,7 +99,7 @@ _STANDING_COUNTS = {
         GROUP BY i.workflow, at""",
     "postgresql": f"""
         SELECT i.workflow, t.value ->> 'at' AS at, count(*)
-        FROM (SELECT workflow, state FROM signoff_instances
+        FROM (SELECT workflow, state FROM {{prefix}}signoff_instances
               WHERE status IN ({_LIVE_SQL}) LIMIT :scan) AS i
         CROSS JOIN LATERAL jsonb_each(CAST(i.state AS jsonb) -> 'threads') AS t
         WHERE coalesce(t.value ->> 'status', 'running') IN ({_STANDING_SQL})
@@ -125,7 +126,8 @@ def statement_counts(store: Store, scan_limit: int = 5000) -> dict[str, dict[str
             counts.setdefault(workflow, Counter())[wait] += n
         sql = _STANDING_COUNTS.get(store.db.dialect.name)
         if sql is not None:
-            for workflow, at, n in conn.execute(text(sql), {"scan": scan_limit}):
+            query = text(sql.replace("{prefix}", store.prefix))
+            for workflow, at, n in conn.execute(query, {"scan": scan_limit}):
                 counts.setdefault(workflow, Counter())[at] += n
         else:  # another database: parse the states here
             for workflow, state in conn.execute(

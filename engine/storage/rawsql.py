@@ -94,9 +94,12 @@ class RawPager:
     """`Store.page`: one keyset page of instances, most recently changed first, with the
     events each waits for. The SQL of each shape of filter is built once and kept."""
 
-    def __init__(self, db: Any, sqlite: bool, search_timeout: float = SEARCH_TIMEOUT) -> None:
+    def __init__(
+        self, db: Any, sqlite: bool, prefix: str = "", search_timeout: float = SEARCH_TIMEOUT
+    ) -> None:
         self.db = db
         self.sqlite = sqlite
+        self.prefix = prefix  # the quoted schema and a dot, when the tables have one
         self.mark = "?" if sqlite else "%s"
         self.queries: dict[tuple[bool, bool, str, bool], str] = {}
         self.search_timeout = search_timeout
@@ -145,7 +148,7 @@ class RawPager:
                 where.append(f"(updated_at < {m} OR (updated_at = {m} AND id < {m}))")
             found = self.queries[shape] = (
                 "SELECT id, workflow, status, error, created_at, updated_at "
-                "FROM signoff_instances"
+                f"FROM {self.prefix}signoff_instances"
                 + (" WHERE " + " AND ".join(where) if where else "")
                 + f" ORDER BY updated_at DESC, id DESC LIMIT {m}"
             )
@@ -197,7 +200,8 @@ class RawPager:
                 by_id = {r["id"]: r["waiting_for"] for r in page}
                 marks = ", ".join([self.mark] * len(by_id))
                 cur.execute(
-                    f"SELECT instance_id, event FROM signoff_waits WHERE instance_id IN ({marks})",
+                    f"SELECT instance_id, event FROM {self.prefix}signoff_waits "
+                    f"WHERE instance_id IN ({marks})",
                     list(by_id),
                 )
                 for iid, event in cur.fetchall():
@@ -232,7 +236,11 @@ class RawPager:
 
 
 class RawWriter:
-    def __init__(self, db: Any, sqlite: bool) -> None:
+    def __init__(self, db: Any, sqlite: bool, prefix: str = "") -> None:
+        """`prefix` is the quoted schema and a dot, when the tables have one."""
+        instances, waits, history = (
+            f"{prefix}signoff_{t}" for t in ("instances", "waits", "history")
+        )
         self.db = db
         self.sqlite = sqlite
         # the driver's error for data it cannot store: never worth retrying as it is
@@ -243,21 +251,19 @@ class RawWriter:
 
         sets = ", ".join(f"{c} = {p(c)}" for c in _INSTANCE_COLUMNS)
         self.update = (
-            f"UPDATE signoff_instances SET {sets} "
-            f"WHERE id = {p('b_id')} AND version = {p('b_expected')}"
+            f"UPDATE {instances} SET {sets} WHERE id = {p('b_id')} AND version = {p('b_expected')}"
         )
         cols = ("id", *_INSTANCE_COLUMNS)
         self.insert = (
-            f"INSERT INTO signoff_instances ({', '.join(cols)}) "
-            f"VALUES ({', '.join(p(c) for c in cols)})"
+            f"INSERT INTO {instances} ({', '.join(cols)}) VALUES ({', '.join(p(c) for c in cols)})"
         )
-        self.delete_waits = f"DELETE FROM signoff_waits WHERE instance_id = {p('b_id')}"
+        self.delete_waits = f"DELETE FROM {waits} WHERE instance_id = {p('b_id')}"
         self.insert_wait = (
-            f"INSERT INTO signoff_waits ({', '.join(_WAIT_COLUMNS)}) "
+            f"INSERT INTO {waits} ({', '.join(_WAIT_COLUMNS)}) "
             f"VALUES ({', '.join(p(c) for c in _WAIT_COLUMNS)})"
         )
         self.insert_history = (
-            f"INSERT INTO signoff_history ({', '.join(_HISTORY_COLUMNS)}) "
+            f"INSERT INTO {history} ({', '.join(_HISTORY_COLUMNS)}) "
             f"VALUES ({', '.join(p(c) for c in _HISTORY_COLUMNS)})"
         )
 

@@ -9,25 +9,17 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime, timedelta
 
-from signoff.engine.storage.store import Store, UTCDateTime
-from sqlalchemy import Column, Index, MetaData, String, Table, delete
+from signoff.engine.storage.store import Store
+from signoff.engine.storage.tables import SEEN
+from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
 
-METADATA = MetaData()
-SEEN = Table(
-    "signoff_seen",
-    METADATA,
-    Column("id", String(64), primary_key=True),  # sha256 of the key, hex
-    Column("expires_at", UTCDateTime(), nullable=False),
-    Index("ix_signoff_seen_expires", "expires_at"),
-)
 SWEEP_EVERY = 200  # additions between sweeps of expired rows
 
 
 class Seen:
     def __init__(self, store: Store) -> None:
         self.store = store
-        METADATA.create_all(store.db)
         self._added = 0
 
     def add(self, key: str, now: datetime, keep_for: timedelta) -> bool:

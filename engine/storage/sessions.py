@@ -11,20 +11,9 @@ import hashlib
 import secrets
 from datetime import datetime
 
-from signoff.engine.storage.store import Store, UTCDateTime
-from sqlalchemy import Column, Index, MetaData, String, Table, delete, select
-
-METADATA = MetaData()
-SESSIONS = Table(
-    "signoff_sessions",
-    METADATA,
-    Column("id", String(64), primary_key=True),  # sha256 of the token, hex
-    Column("user", String(200), nullable=False),
-    Column("created_at", UTCDateTime(), nullable=False),
-    Column("expires_at", UTCDateTime(), nullable=False),
-    Index("ix_signoff_sessions_user", "user"),
-    Index("ix_signoff_sessions_expires", "expires_at"),
-)
+from signoff.engine.storage.store import Store
+from signoff.engine.storage.tables import SESSIONS
+from sqlalchemy import delete, select
 
 
 def _key(token: str) -> str:
@@ -34,8 +23,7 @@ def _key(token: str) -> str:
 class Sessions:
     def __init__(self, store: Store) -> None:
         self.store = store
-        self.db = store.db
-        METADATA.create_all(self.db)
+        self.db = store.db  # the table comes with the schema (migration 0004)
 
     def open(self, user: str, now: datetime, expires_at: datetime) -> str:
         token = secrets.token_urlsafe(32)

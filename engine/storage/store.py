@@ -1,8 +1,10 @@
-"""Durable storage through SQLModel: instances, their open waits, and the history.
+"""Durable storage: instances, their open waits, and the history, in the tables of
+`tables.py`, which the migrations in `migrations/` make.
 
-The only module of the engine that speaks SQL. Every write is one transaction guarded by the
-instance's version; on SQLite the transaction takes the write lock up front (BEGIN IMMEDIATE),
-so a read-modify-write never deadlocks on a lock upgrade.
+Every write is one transaction guarded by the instance's version; on SQLite the transaction
+takes the write lock up front (BEGIN IMMEDIATE), so a read-modify-write never deadlocks on a
+lock upgrade. The commit and the instances list go through `rawsql.py`; dashboard reports
+through `placement.py`.
 """
 
 from __future__ import annotations
@@ -10,20 +12,16 @@ from __future__ import annotations
 import json
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from signoff.engine.core.records import Record, Stored, WaitRecord
 from signoff.engine.errors import Conflict
+from signoff.engine.storage import migrate as migrations
 from signoff.engine.storage.rawsql import RawPager, RawWriter
+from signoff.engine.storage.tables import HISTORY, INSTANCES
 from signoff.engine.views import HistoryEntry
 from sqlalchemy import (
-    Column,
-    DateTime,
-    Index,
-    Integer,
-    String,
-    Text,
     and_,
     create_engine,
     event,
@@ -33,138 +31,56 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Engine as Database
 from sqlalchemy.pool import StaticPool
-from sqlalchemy.types import TypeDecorator
-from sqlmodel import Field, SQLModel
-
-
-class UTCDateTime(TypeDecorator[datetime]):
-    """Aware UTC datetimes in, aware UTC datetimes out, whatever the database keeps."""
-
-    impl = DateTime
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("signoff stores aware datetimes only")
-        return value.astimezone(UTC).replace(tzinfo=None)
-
-    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
-        return None if value is None else value.replace(tzinfo=UTC)
-
-
-def _when(**kw: Any) -> Any:
-    return Field(sa_column=Column(UTCDateTime(), **kw))
-
-
-class InstanceRow(SQLModel, table=True):
-    __tablename__ = "signoff_instances"
-    __table_args__ = (
-        Index("ix_signoff_instances_recent", "updated_at", "id"),
-        Index("ix_signoff_instances_status_recent", "status", "updated_at", "id"),
-        Index("ix_signoff_instances_workflow_recent", "workflow", "updated_at", "id"),
-    )
-
-    id: str = Field(sa_column=Column(String(100), primary_key=True))
-    workflow: str = Field(sa_column=Column(String(200), nullable=False))
-    status: str = Field(sa_column=Column(String(20), nullable=False))
-    data: str = Field(sa_column=Column(Text, nullable=False))
-    state: str = Field(sa_column=Column(Text, nullable=False))
-    result: str | None = Field(default=None, sa_column=Column(Text))
-    error: str | None = Field(default=None, sa_column=Column(Text))
-    version: int = Field(sa_column=Column(Integer, nullable=False))
-    due_at: datetime | None = _when(index=True)
-    lease_owner: str | None = Field(default=None, sa_column=Column(String(64)))
-    lease_until: datetime | None = _when()
-    created_at: datetime = _when(nullable=False)
-    updated_at: datetime = _when(nullable=False)
-
-
-class WaitRow(SQLModel, table=True):
-    """One open case of one wait: what waits for which event, and when its timer falls due."""
-
-    __tablename__ = "signoff_waits"
-    __table_args__ = (
-        Index("ix_signoff_waits_event", "instance_id", "event"),
-        Index("ix_signoff_waits_kind", "kind", "began_at"),
-    )
-
-    id: int | None = Field(default=None, sa_column=Column(Integer, primary_key=True))
-    instance_id: str = Field(sa_column=Column(String(100), nullable=False))
-    thread: str = Field(sa_column=Column(String(200), nullable=False))
-    wait: str = Field(sa_column=Column(String(200), nullable=False))
-    event: str = Field(sa_column=Column(String(200), nullable=False))
-    kind: str = Field(sa_column=Column(String(50), nullable=False))
-    began_at: datetime = _when(nullable=False)
-    due_at: datetime | None = _when(index=True)
-    approvers: str | None = Field(default=None, sa_column=Column(Text))  # JSON list or null
-    title: str | None = Field(default=None, sa_column=Column(Text))
-    wait_key: str | None = Field(default=None, sa_column=Column(String(250)))  # ThreadState's
-
-
-class HistoryRow(SQLModel, table=True):
-    """The append-only audit trail."""
-
-    __tablename__ = "signoff_history"
-    __table_args__ = (Index("ix_signoff_history_instance", "instance_id", "id"),)
-
-    id: int | None = Field(default=None, sa_column=Column(Integer, primary_key=True))
-    instance_id: str = Field(sa_column=Column(String(100), nullable=False))
-    at: datetime = _when(nullable=False)
-    kind: str = Field(sa_column=Column(String(40), nullable=False))
-    thread: str | None = Field(default=None, sa_column=Column(String(200)))
-    name: str | None = Field(default=None, sa_column=Column(String(200)))
-    actor: str | None = Field(default=None, sa_column=Column(String(200)))
-    via: str | None = Field(default=None, sa_column=Column(String(20)))
-    message: str | None = Field(default=None, sa_column=Column(Text))
-    detail: str | None = Field(default=None, sa_column=Column(Text))
-
-
-INSTANCES = InstanceRow.__table__  # type: ignore[attr-defined]
-WAITS = WaitRow.__table__  # type: ignore[attr-defined]
-HISTORY = HistoryRow.__table__  # type: ignore[attr-defined]
-# PostgreSQL only: its primary key index follows the database's collation, which LIKE cannot use
-ID_PREFIX = Index(
-    "ix_signoff_instances_id_prefix", INSTANCES.c.id, postgresql_ops={"id": "text_pattern_ops"}
-)
-ID_PREFIX.ddl_if(dialect="postgresql")
 
 
 def normalise_url(url: str) -> str:
-    """Plain `postgresql://` URLs use psycopg 3, the driver signoff installs."""
+    """Plain `postgresql://` URLs use psycopg 3, the driver of the `postgres` extra."""
     if url.startswith("postgresql://") or url.startswith("postgres://"):
         return "postgresql+psycopg://" + url.split("://", 1)[1]
     return url
 
 
 class Store:
-    def __init__(self, url: str, *, synchronous: str = "FULL", pool_size: int = 8) -> None:
-        url = normalise_url(url)
-        self.url = url
-        self.is_sqlite = url.startswith("sqlite")
-        if self.is_sqlite:
-            if synchronous.upper() not in ("FULL", "NORMAL", "EXTRA", "OFF"):
-                raise ValueError(f"unknown SQLite synchronous level {synchronous!r}")
-            # one shared connection, or every new one would be a new, empty database
-            memory = url in ("sqlite://", "sqlite:///:memory:")
-            self.db = create_engine(
-                url,
-                connect_args={"check_same_thread": False, "timeout": 30},
-                **({"poolclass": StaticPool} if memory else {"pool_size": pool_size}),
-            )
-            _configure_sqlite(self.db, synchronous.upper())
-        else:
-            self.db = create_engine(url, pool_size=pool_size, pool_pre_ping=True)
-        SQLModel.metadata.create_all(self.db, tables=[INSTANCES, WAITS, HISTORY])
-        if not self.is_sqlite:  # an id prefix search is a LIKE 'prefix%' through this index
-            ID_PREFIX.create(self.db, checkfirst=True)
-        self.raw = RawWriter(self.db, self.is_sqlite)
-        self.pager = RawPager(self.db, self.is_sqlite)
+    """signoff's tables in one database, reached through `db`, a SQLAlchemy engine.
+
+    Given a URL, the store makes and owns its engine. Given the application's engine, its pool,
+    connect arguments and schema stay the application's (`close` leaves it open); signoff's
+    tables go where its unqualified tables go: the `schema_translate_map` entry for None, or
+    the connection's search_path.
+    """
+
+    def __init__(
+        self,
+        database: str | Database,
+        *,
+        synchronous: str = "FULL",
+        pool_size: int = 8,
+        migrate: bool = True,
+    ) -> None:
+        self.db, self.owns_db = open_database(
+            database, synchronous=synchronous, pool_size=pool_size
+        )
+        self.is_sqlite = self.db.dialect.name == "sqlite"
+        self.url = self.db.url.render_as_string(hide_password=False)
+        try:
+            if migrate:
+                migrations.upgrade(self.db)
+            else:
+                migrations.check(self.db)
+        except BaseException:
+            self.close()
+            raise
+        schema = migrations.schema_of(self.db)
+        prefix = self.db.dialect.identifier_preparer.quote_schema(schema) + "." if schema else ""
+        self.raw = RawWriter(self.db, self.is_sqlite, prefix)
+        self.pager = RawPager(self.db, self.is_sqlite, prefix)
+        self.prefix = prefix
 
     def close(self) -> None:
-        self.db.dispose()
+        if self.owns_db:
+            self.db.dispose()
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
@@ -215,18 +131,6 @@ class Store:
                 .values(lease_until=until, due_at=until, version=INSTANCES.c.version + 1)
             )
             return done.rowcount == 1
-
-    def due(self, now: datetime, limit: int = 500) -> list[str]:
-        """Ids of instances with something due at or before `now`, earliest first."""
-        with self.db.connect() as conn:
-            return list(
-                conn.execute(
-                    select(INSTANCES.c.id)
-                    .where(INSTANCES.c.due_at <= now)
-                    .order_by(INSTANCES.c.due_at)
-                    .limit(limit)
-                ).scalars()
-            )
 
     def claim_due(
         self,
@@ -303,11 +207,6 @@ class Store:
         with self.db.connect() as conn:
             conn.exec_driver_sql("SELECT 1")
 
-    def next_due(self) -> datetime | None:
-        with self.db.connect() as conn:
-            value: datetime | None = conn.execute(select(func.min(INSTANCES.c.due_at))).scalar()
-        return value
-
     # --- listing -----------------------------------------------------------------------------
 
     def page(
@@ -332,16 +231,6 @@ class Store:
                 )
             }
 
-    def open_waits(self, kind: str | None = None, limit: int = 500) -> list[dict[str, Any]]:
-        query = select(WAITS).order_by(WAITS.c.began_at, WAITS.c.id).limit(limit)
-        if kind:
-            query = query.where(WAITS.c.kind == kind)
-        with self.db.connect() as conn:
-            rows = [dict(r) for r in conn.execute(query).mappings()]
-        for r in rows:
-            r["approvers"] = json.loads(r["approvers"]) if r["approvers"] else None
-        return rows
-
     # --- history -----------------------------------------------------------------------------
 
     def history(self, instance_id: str) -> list[HistoryEntry]:
@@ -357,15 +246,69 @@ class Store:
     # --- helpers -----------------------------------------------------------------------------
 
 
-def _configure_sqlite(db: Any, synchronous: str) -> None:
+def open_database(
+    database: str | Database, *, synchronous: str = "FULL", pool_size: int = 8
+) -> tuple[Database, bool]:
+    """The SQLAlchemy engine signoff works through, and whether signoff owns it (made it from
+    a URL) and so disposes of it when done."""
+    if isinstance(database, Database):
+        # an engine of our own over the application's pool, so our listeners stay ours
+        db = database.execution_options()
+        if db.dialect.name == "sqlite":
+            _begin_as_writer(db)
+        return db, False
+    return _create(normalise_url(database), synchronous, pool_size), True
+
+
+def upgrade_database(database: str | Database) -> tuple[str | None, str]:
+    """Take a database to the schema this version of signoff needs, under a database lock;
+    harmless when it is there already. Returns the schema revisions before and after (before
+    is None for a database that had no version of signoff's schema recorded)."""
+    db, owned = open_database(database)
+    try:
+        return migrations.upgrade(db)
+    finally:
+        if owned:
+            db.dispose()
+
+
+def _create(url: str, synchronous: str, pool_size: int) -> Database:
+    if not url.startswith("sqlite"):
+        try:
+            return create_engine(url, pool_size=pool_size, pool_pre_ping=True)
+        except ModuleNotFoundError as exc:
+            if exc.name != "psycopg":
+                raise
+            raise ModuleNotFoundError(
+                "PostgreSQL needs the psycopg driver: pip install 'signoff[postgres]'",
+                name=exc.name,
+            ) from exc
+    if synchronous.upper() not in ("FULL", "NORMAL", "EXTRA", "OFF"):
+        raise ValueError(f"unknown SQLite synchronous level {synchronous!r}")
+    # one shared connection, or every new one would be a new, empty database
+    memory = url in ("sqlite://", "sqlite:///:memory:")
+    db = create_engine(
+        url,
+        connect_args={"check_same_thread": False, "timeout": 30},
+        **({"poolclass": StaticPool} if memory else {"pool_size": pool_size}),
+    )
+
     @event.listens_for(db, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
         cursor = dbapi_conn.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute(f"PRAGMA synchronous={synchronous}")
+        cursor.execute(f"PRAGMA synchronous={synchronous.upper()}")
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.close()
+
+    _begin_as_writer(db)
+    return db
+
+
+def _begin_as_writer(db: Database) -> None:
+    """A write transaction on SQLite takes the write lock up front (BEGIN IMMEDIATE), so a
+    read-modify-write never deadlocks on a lock upgrade."""
 
     @event.listens_for(db, "begin")
     def _on_begin(conn: Connection) -> None:

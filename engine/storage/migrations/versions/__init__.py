@@ -1,0 +1,1 @@
+"""One module per schema revision, oldest first: v1 is the first release's schema."""

@@ -1,0 +1,100 @@
+"""The first release's schema: instances, their open waits, and the history.
+
+Revision ID: 0001
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+from signoff.engine.storage.migrations import target_schema
+
+# Datetimes are naive UTC, as `tables.UTCDateTime` keeps them; a revision never imports the
+# current tables, which keep changing after it.
+
+revision = "0001"
+down_revision: str | None = None
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    schema = target_schema()
+    op.create_table(
+        "signoff_instances",
+        sa.Column("id", sa.String(100), primary_key=True),
+        sa.Column("workflow", sa.String(200), nullable=False),
+        sa.Column("status", sa.String(20), nullable=False),
+        sa.Column("data", sa.Text, nullable=False),
+        sa.Column("state", sa.Text, nullable=False),
+        sa.Column("result", sa.Text),
+        sa.Column("error", sa.Text),
+        sa.Column("version", sa.Integer, nullable=False),
+        sa.Column("due_at", sa.DateTime()),
+        sa.Column("lease_owner", sa.String(64)),
+        sa.Column("lease_until", sa.DateTime()),
+        sa.Column("created_at", sa.DateTime(), nullable=False),
+        sa.Column("updated_at", sa.DateTime(), nullable=False),
+        schema=schema,
+    )
+    op.create_index("ix_signoff_instances_due_at", "signoff_instances", ["due_at"], schema=schema)
+    op.create_index(
+        "ix_signoff_instances_recent", "signoff_instances", ["updated_at", "id"], schema=schema
+    )
+    op.create_index(
+        "ix_signoff_instances_status_recent",
+        "signoff_instances",
+        ["status", "updated_at", "id"],
+        schema=schema,
+    )
+    op.create_index(
+        "ix_signoff_instances_workflow_recent",
+        "signoff_instances",
+        ["workflow", "updated_at", "id"],
+        schema=schema,
+    )
+
+    op.create_table(
+        "signoff_waits",
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("instance_id", sa.String(100), nullable=False),
+        sa.Column("thread", sa.String(200), nullable=False),
+        sa.Column("wait", sa.String(200), nullable=False),
+        sa.Column("event", sa.String(200), nullable=False),
+        sa.Column("kind", sa.String(50), nullable=False),
+        sa.Column("began_at", sa.DateTime(), nullable=False),
+        sa.Column("due_at", sa.DateTime()),
+        sa.Column("approvers", sa.Text),
+        sa.Column("title", sa.Text),
+        schema=schema,
+    )
+    op.create_index("ix_signoff_waits_due_at", "signoff_waits", ["due_at"], schema=schema)
+    op.create_index(
+        "ix_signoff_waits_event", "signoff_waits", ["instance_id", "event"], schema=schema
+    )
+    op.create_index("ix_signoff_waits_kind", "signoff_waits", ["kind", "began_at"], schema=schema)
+
+    op.create_table(
+        "signoff_history",
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("instance_id", sa.String(100), nullable=False),
+        sa.Column("at", sa.DateTime(), nullable=False),
+        sa.Column("kind", sa.String(40), nullable=False),
+        sa.Column("thread", sa.String(200)),
+        sa.Column("name", sa.String(200)),
+        sa.Column("actor", sa.String(200)),
+        sa.Column("via", sa.String(20)),
+        sa.Column("message", sa.Text),
+        sa.Column("detail", sa.Text),
+        schema=schema,
+    )
+    op.create_index(
+        "ix_signoff_history_instance", "signoff_history", ["instance_id", "id"], schema=schema
+    )
+
+
+def downgrade() -> None:
+    schema = target_schema()
+    op.drop_table("signoff_history", schema=schema)
+    op.drop_table("signoff_waits", schema=schema)
+    op.drop_table("signoff_instances", schema=schema)

@@ -1,0 +1,136 @@
+"""signoff's three tables, as the newest migration leaves them.
+
+`migrations/versions/` is the truth about the schema; these declarations are what the queries
+are written against, and a test checks that the migrations produce exactly them.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Column, DateTime, Index, Integer, MetaData, String, Table, Text
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in, aware UTC datetimes out, whatever the database keeps."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("signoff stores aware datetimes only")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+def _when(**kw: Any) -> Any:
+    return Field(sa_column=Column(UTCDateTime(), **kw))
+
+
+class InstanceRow(SQLModel, table=True):
+    __tablename__ = "signoff_instances"
+    __table_args__ = (
+        Index("ix_signoff_instances_recent", "updated_at", "id"),
+        Index("ix_signoff_instances_status_recent", "status", "updated_at", "id"),
+        Index("ix_signoff_instances_workflow_recent", "workflow", "updated_at", "id"),
+    )
+
+    id: str = Field(sa_column=Column(String(100), primary_key=True))
+    workflow: str = Field(sa_column=Column(String(200), nullable=False))
+    status: str = Field(sa_column=Column(String(20), nullable=False))
+    data: str = Field(sa_column=Column(Text, nullable=False))
+    state: str = Field(sa_column=Column(Text, nullable=False))
+    result: str | None = Field(default=None, sa_column=Column(Text))
+    error: str | None = Field(default=None, sa_column=Column(Text))
+    version: int = Field(sa_column=Column(Integer, nullable=False))
+    due_at: datetime | None = _when(index=True)
+    lease_owner: str | None = Field(default=None, sa_column=Column(String(64)))
+    lease_until: datetime | None = _when()
+    created_at: datetime = _when(nullable=False)
+    updated_at: datetime = _when(nullable=False)
+
+
+class WaitRow(SQLModel, table=True):
+    """One open case of one wait: what waits for which event, and when its timer falls due."""
+
+    __tablename__ = "signoff_waits"
+    __table_args__ = (
+        Index("ix_signoff_waits_event", "instance_id", "event"),
+        Index("ix_signoff_waits_kind", "kind", "began_at"),
+    )
+
+    id: int | None = Field(default=None, sa_column=Column(Integer, primary_key=True))
+    instance_id: str = Field(sa_column=Column(String(100), nullable=False))
+    thread: str = Field(sa_column=Column(String(200), nullable=False))
+    wait: str = Field(sa_column=Column(String(200), nullable=False))
+    event: str = Field(sa_column=Column(String(200), nullable=False))
+    kind: str = Field(sa_column=Column(String(50), nullable=False))
+    began_at: datetime = _when(nullable=False)
+    due_at: datetime | None = _when(index=True)
+    approvers: str | None = Field(default=None, sa_column=Column(Text))  # JSON list or null
+    title: str | None = Field(default=None, sa_column=Column(Text))
+    wait_key: str | None = Field(default=None, sa_column=Column(String(250)))  # ThreadState's
+
+
+class HistoryRow(SQLModel, table=True):
+    """The append-only audit trail."""
+
+    __tablename__ = "signoff_history"
+    __table_args__ = (Index("ix_signoff_history_instance", "instance_id", "id"),)
+
+    id: int | None = Field(default=None, sa_column=Column(Integer, primary_key=True))
+    instance_id: str = Field(sa_column=Column(String(100), nullable=False))
+    at: datetime = _when(nullable=False)
+    kind: str = Field(sa_column=Column(String(40), nullable=False))
+    thread: str | None = Field(default=None, sa_column=Column(String(200)))
+    name: str | None = Field(default=None, sa_column=Column(String(200)))
+    actor: str | None = Field(default=None, sa_column=Column(String(200)))
+    via: str | None = Field(default=None, sa_column=Column(String(20)))
+    message: str | None = Field(default=None, sa_column=Column(Text))
+    detail: str | None = Field(default=None, sa_column=Column(Text))
+
+
+INSTANCES = InstanceRow.__table__  # type: ignore[attr-defined]
+WAITS = WaitRow.__table__  # type: ignore[attr-defined]
+HISTORY = HistoryRow.__table__  # type: ignore[attr-defined]
+# PostgreSQL only: its primary key index follows the database's collation, which LIKE cannot use;
+# an id prefix search is a LIKE 'prefix%' through this one
+ID_PREFIX = Index(
+    "ix_signoff_instances_id_prefix", INSTANCES.c.id, postgresql_ops={"id": "text_pattern_ops"}
+)
+ID_PREFIX.ddl_if(dialect="postgresql")
+
+# Only signoff's tables: SQLModel.metadata is shared with any SQLModel models of the application.
+METADATA = MetaData()
+for _table in (INSTANCES, WAITS, HISTORY):
+    _table.to_metadata(METADATA)
+
+# Sign-in sessions: the browser holds a random token, the table only its SHA-256.
+SESSIONS = Table(
+    "signoff_sessions",
+    METADATA,
+    Column("id", String(64), primary_key=True),  # sha256 of the token, hex
+    Column("user", String(200), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=False),
+    Index("ix_signoff_sessions_user", "user"),
+    Index("ix_signoff_sessions_expires", "expires_at"),
+)
+
+# Deliveries seen recently (Slack interactions), so a replay is refused in every process; only
+# a SHA-256 of each key is kept, until it expires.
+SEEN = Table(
+    "signoff_seen",
+    METADATA,
+    Column("id", String(64), primary_key=True),  # sha256 of the key, hex
+    Column("expires_at", UTCDateTime(), nullable=False),
+    Index("ix_signoff_seen_expires", "expires_at"),
+)
