@@ -24,7 +24,6 @@ import uvicorn
 from signoff.engine import Approval, Engine, On, Return, S, Wait, Workflow
 from signoff.engine.runtime.slack_client import make_client
 from signoff.web import create_app
-
 from slack_fake import APP, SECRET, TEAM, TOKEN, FakeSlack, click, form, signed
 
 
@@ -150,7 +149,7 @@ def run(
             work.append(("forged", iid, body, signed(body, secret="guessed"), -1))
         originals = rng.sample(range(valid), replays)
         for n in originals:
-            kind, iid, body, headers, _ = work[n]
+            _, iid, body, headers, _ = work[n]
             work.append(("replay", iid, body, headers, n))
         rng.shuffle(work)
         # a replay is sent after its original was handed to a client (it may still race it)
