@@ -393,6 +393,56 @@ def test_slack_answers_429_then_500_then_recovers(
     assert kinds == ["setup failed", "setup failed", "teardown failed"]
 
 
+class Reminded(Workflow):
+    def definition(self) -> S:
+        return S(
+            Wait(
+                "approval",
+                On(
+                    "decision",
+                    Approval(
+                        title="Server purchase",
+                        approvers=["alice"],
+                        slack_channel="C0APPROVALS",
+                        remind_every=timedelta(hours=1),
+                        escalate_after=timedelta(hours=2),
+                        escalate_to=["bob"],
+                    ),
+                ),
+            ),
+            Return("done"),
+        )
+
+
+def test_reminders_and_escalations_go_in_the_messages_thread(
+    sqlite_url: str, clock: Clock, slack: FakeSlack
+) -> None:
+    engine = Engine(
+        sqlite_url,
+        [Reminded],
+        clock=clock,
+        slack=make_client(TOKEN, slack.url),
+        slack_users={"alice": ALICE, "bob": BOB},
+    )
+    iid = engine.start(Reminded)
+    message = the_message(slack)
+    assert f"*Who may decide:* <@{ALICE}>" in message.words()
+    engine.run_due(clock.advance(hours=1))
+    engine.run_due(clock.advance(hours=1))
+    replies = [m.text for m in slack.replies(message)]
+    assert replies == [
+        f":bell: Reminder: this still waits for a decision from <@{ALICE}> (Server purchase).",
+        f":arrow_up: Escalated: <@{ALICE}>, <@{BOB}> may decide this now (Server purchase).",
+        f":bell: Reminder: this still waits for a decision from <@{ALICE}>, <@{BOB}> "
+        "(Server purchase).",
+    ]
+    assert f"*Who may decide:* <@{ALICE}>, <@{BOB}> (escalated)" in message.words()
+    assert set(message.buttons()) == {APPROVE, DENY}
+    engine.send(iid, "decision", {"approved": True}, actor="bob", via="slack")
+    assert f"*Approved* by <@{BOB}> at" in message.words()
+    engine.close()
+
+
 # --- bad input: refused with a 4xx, and nothing changes ---------------------------------------
 
 
