@@ -56,7 +56,7 @@ class AsyncEngine:
 
     start = _awaitable(Engine.start)
     send = _awaitable(Engine.send)
-    check = _awaitable(Engine.check)
+    check_event = _awaitable(Engine.check_event)
     get = _awaitable(Engine.get)
     history = _awaitable(Engine.history)
     list = _awaitable(Engine.list)

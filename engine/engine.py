@@ -281,7 +281,7 @@ class Engine:
                 self.runner.drive(work, committed.drive_as)
             return self.get(instance_id)
 
-    def check(
+    def check_event(
         self,
         instance_id: str,
         event: str,

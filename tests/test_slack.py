@@ -393,6 +393,23 @@ def test_slack_answers_429_then_500_then_recovers(
     assert kinds == ["setup failed", "setup failed", "teardown failed"]
 
 
+def test_check_event_says_what_send_would_and_changes_nothing(engine: Engine) -> None:
+    from signoff.engine import AlreadyDecided, EventRejected, NotAllowed
+
+    iid = engine.start(Expense)
+    before, history = engine.get(iid), engine.history(iid)
+    wait = engine.check_event(iid, "decision", {"approved": True}, actor="alice", via="slack")
+    assert (wait.key, wait.event) == ("main:1", "decision")
+    with pytest.raises(NotAllowed, match="U0MALLORY may not decide this"):
+        engine.check_event(iid, "decision", {"approved": True}, actor=engine.slack_actor(MALLORY))
+    with pytest.raises(EventRejected, match="a reason is required"):
+        engine.check_event(iid, "decision", {"approved": False}, actor="bob")
+    with pytest.raises(AlreadyDecided, match="no longer open"):
+        engine.check_event(iid, "decision", {"approved": True}, actor="bob", wait_key="main:0")
+    assert (engine.get(iid), engine.history(iid)) == (before, history)
+    assert engine.slack_actor(ALICE) == "alice" and engine.slack_actor(MALLORY) == MALLORY
+
+
 class Reminded(Workflow):
     def definition(self) -> S:
         return S(

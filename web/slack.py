@@ -16,7 +16,7 @@ Then the engine decides, in the one place that knows who may: a Slack user acts 
 name `Engine(slack_users=...)` maps their id to, or as the Slack id itself. A click the rules
 refuse is answered with an ephemeral message in plain words. Slack wants an answer within
 three seconds, and a decision may run workflow steps for longer, so the endpoint checks the
-decision at once (`Engine.check`), answers, and applies it (`Engine.send`) and calls the Web
+decision at once (`Engine.check_event`), answers, and applies it (`Engine.send`) and calls the Web
 API (`views.open`, `chat.postEphemeral`) on a small pool of worker threads afterwards.
 """
 
@@ -264,7 +264,7 @@ async def _refusal(
     else the status to answer with (200: a refusal the person is told about) and why."""
     try:
         wait_view = await run_in_threadpool(
-            lambda: engine.check(
+            lambda: engine.check_event(
                 target["instance_id"],
                 target["event"],
                 decision,
