@@ -42,6 +42,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/timers.py
 	$(BIN)/python bench/web.py
 	$(BIN)/python bench/check.py
+	$(BIN)/python bench/slack.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

@@ -12,7 +12,6 @@ from signoff.engine.core.handlers import (
     KeepWaiting,
     Services,
     Timeout,
-    Vote,
     WaitInfo,
 )
 from signoff.engine.core.limits import (
@@ -23,6 +22,7 @@ from signoff.engine.core.limits import (
     text_problem,
 )
 from signoff.engine.core.loops import Break, Continue, For
+from signoff.engine.core.notices import ApprovalNotice, Notifier, Vote
 from signoff.engine.core.outcome import OUTCOMES, outcome_of
 from signoff.engine.core.outline import Node, goto_targets, outline, statement_names
 from signoff.engine.core.renames import Renames, declared_renames
@@ -46,9 +46,13 @@ from signoff.engine.errors import (
     SchemaOutdated,
     SignoffError,
     StatementMissing,
+    Unavailable,
     UnknownWorkflow,
 )
 from signoff.engine.runtime.scheduler import Scheduler
+from signoff.engine.runtime.slack import APPROVE_ACTION as SLACK_APPROVE_ACTION
+from signoff.engine.runtime.slack import DENY_ACTION as SLACK_DENY_ACTION
+from signoff.engine.runtime.slack import read_button_value as read_slack_button
 from signoff.engine.storage.store import upgrade_database
 from signoff.engine.views import (
     DecisionView,
@@ -64,8 +68,11 @@ __all__ = [
     "MAX_JSON_BYTES",
     "MAX_JSON_DEPTH",
     "OUTCOMES",
+    "SLACK_APPROVE_ACTION",
+    "SLACK_DENY_ACTION",
     "AlreadyDecided",
     "Approval",
+    "ApprovalNotice",
     "AsyncEngine",
     "Break",
     "Busy",
@@ -92,6 +99,7 @@ __all__ = [
     "Node",
     "NotAllowed",
     "NotWaiting",
+    "Notifier",
     "On",
     "OutcomeView",
     "ReadOnly",
@@ -111,6 +119,7 @@ __all__ = [
     "Tally",
     "ThreadView",
     "Timeout",
+    "Unavailable",
     "UnknownWorkflow",
     "Vote",
     "Wait",
@@ -124,6 +133,7 @@ __all__ = [
     "outcome_of",
     "outline",
     "raw_json_depth",
+    "read_slack_button",
     "statement_names",
     "text_problem",
     "upgrade_database",

@@ -11,6 +11,7 @@ import contextlib
 import gc
 import json
 import logging
+import os
 import secrets
 from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, datetime
@@ -19,7 +20,17 @@ from typing import Any
 
 import jinja2
 from signoff.engine import AsyncEngine, Engine, SignoffError
-from signoff.web import api, apidocs, approvals, auth, instance, instances, links, workflows
+from signoff.web import (
+    api,
+    apidocs,
+    approvals,
+    auth,
+    instance,
+    instances,
+    links,
+    slack,
+    workflows,
+)
 from signoff.web.errors import status_for
 from signoff.web.limits import Limits, RequestLimits
 from signoff.web.render import Flash, template, wants_fragment
@@ -61,6 +72,8 @@ def create_app(
     slack_signing_secret: str | None = None,
     limits: Limits | None = None,
     allowed_hosts: Sequence[str] | None = None,
+    slack_team_id: str | None = None,
+    slack_app_id: str | None = None,
 ) -> Starlette:
     """The dashboard for `engine`.
 
@@ -72,6 +85,11 @@ def create_app(
     `limits` bounds what one client may cost (sign-in attempts, body size, request time, ...).
     `allowed_hosts` are the Host names the app answers to; with open access it defaults to the
     loopback names, so a page elsewhere cannot reach it through DNS rebinding.
+
+    `slack_signing_secret` (default: SLACK_SIGNING_SECRET) turns on `POST /slack/interactions`;
+    Slack's Web API client is the engine's (`Engine(slack=...)`, or SLACK_BOT_TOKEN).
+    `slack_team_id` / `slack_app_id` (default: SLACK_TEAM_ID / SLACK_APP_ID), when set, refuse
+    interactions from any other workspace or app.
     """
     if isinstance(engine, AsyncEngine):
         engine = engine.engine  # the dashboard calls the sync engine from worker threads
@@ -82,6 +100,18 @@ def create_app(
         if not open_access:  # a demo has no sessions worth keeping
             log.warning("no secret key given: sessions will not survive a restart")
     static_dir = _resource("static")
+    if slack_signing_secret is None:
+        slack_signing_secret = os.environ.get("SLACK_SIGNING_SECRET") or None
+    slack_app = (
+        slack.SlackApp(
+            slack_signing_secret,
+            team_id=slack_team_id or os.environ.get("SLACK_TEAM_ID") or None,
+            app_id=slack_app_id or os.environ.get("SLACK_APP_ID") or None,
+            client=engine.slack,
+        )
+        if slack_signing_secret
+        else None
+    )
     board = Dashboard(
         engine=engine,
         templates=Jinja2Templates(env=_environment(_resource("templates"))),
@@ -102,6 +132,7 @@ def create_app(
         limits=limits or Limits(),
         dummy_hash=auth.dummy_hash(users or {}),
         secret_key=secret_key,
+        slack=slack_app,
     )
     if allowed_hosts is None and open_access:
         allowed_hosts = LOOPBACK_HOSTS
@@ -127,6 +158,7 @@ def create_app(
         Route("/logout/everywhere", auth.logout_everywhere, methods=["POST"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/api/docs", apidocs.page, methods=["GET"]),
+        Route("/slack/interactions", slack.interactions, methods=["POST"]),
         Mount("/api", routes=api.routes),
         Mount("/static", StaticFiles(directory=static_dir), name="static"),
     ]
@@ -135,7 +167,11 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         served.use_loop(asyncio.get_running_loop())  # async steps run on the server's loop
-        yield
+        try:
+            yield
+        finally:
+            if slack_app is not None:  # decisions already acknowledged to Slack are applied
+                await asyncio.get_running_loop().run_in_executor(None, slack_app.close)
 
     app = Starlette(
         routes=routes,

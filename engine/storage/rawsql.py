@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime
 from time import monotonic
 from typing import Any
@@ -345,13 +345,15 @@ class RawPager:
 
 
 class RawWriter:
-    def __init__(self, db: Any, sqlite: bool, prefix: str = "") -> None:
-        """`prefix` is the quoted schema and a dot, when the tables have one."""
+    def __init__(self, db: Any, sqlite: bool, prefix: str = "", lock: Any = None) -> None:
+        """`prefix` is the quoted schema and a dot, when the tables have one; `lock` is held
+        around each write (the store's in-process writer lock on SQLite)."""
         instances, waits, history = (
             f"{prefix}signoff_{t}" for t in ("instances", "waits", "history")
         )
         self.db = db
         self.sqlite = sqlite
+        self.lock = lock if lock is not None else nullcontext()
         # the driver's error for data it cannot store: never worth retrying as it is
         self.refused: type[Exception] = getattr(db.dialect.dbapi, "DataError", _Never)
 
@@ -396,6 +398,17 @@ class RawWriter:
         """Insert (`expected_version` None) or guarded-update one instance with its rows, in
         one transaction. False when the version check failed; nothing is written then."""
         params = self.row_params(row)
+        with self.lock:
+            return self._write(row, params, expected_version, waits, history)
+
+    def _write(
+        self,
+        row: Stored,
+        params: dict[str, Any],
+        expected_version: int | None,
+        waits: Sequence[WaitRecord] | None,
+        history: Sequence[Record],
+    ) -> bool:
         conn = self.db.raw_connection()
         try:
             cur = conn.cursor()

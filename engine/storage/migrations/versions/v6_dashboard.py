@@ -4,8 +4,8 @@ wait row, indexed with its kind and start, so the inbox of one workflow is one i
 its own order (filled in here from the instances for the waits already open); and the table
 that makes an approval link single-use (the ids of links already used, until they expire).
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: 0006
+Revises: 0005
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import sqlalchemy as sa
 from alembic import op
 from signoff.engine.storage.migrations import target_schema
 
-revision = "0005"
-down_revision: str | None = "0004"
+revision = "0006"
+down_revision: str | None = "0005"
 branch_labels = None
 depends_on = None
 
