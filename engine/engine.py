@@ -796,10 +796,12 @@ class Engine:
         row = self.store.load(instance_id)
         if row is None:
             raise InstanceNotFound(f"no instance with id '{instance_id}'")
-        state = InstanceState.model_validate_json(row.state)
+        cases = self.cases.of(
+            row.id, row.version, self.workflows.get(row.workflow), row.data, row.state
+        )  # only who may decide: not what each case shows (an Input's form schema costs)
         return {
             key: _refusal(handler, wait, actor)
-            for key, (handler, wait, _) in self._open_cases(row, state).items()
+            for key, (handler, wait) in cases.items()
             if isinstance(handler, Approval)
         }
 
