@@ -1,14 +1,13 @@
 """A real headless Chromium against a real uvicorn on 127.0.0.1: the dashboard as people use it.
 
 Sign in, start an instance, approve it from the inbox while another tab watches the instance
-page update by itself, retry a failed step, deny with a reason. Screenshots of every page go to
-a temporary folder, or to $SIGNOFF_SCREENSHOTS (`make screenshots` points it at docs/screenshots/).
+page update by itself, retry a failed step, deny with a reason. Its screenshots go to a temporary
+folder (the README's pictures come from test_web_dashboard_browser.py, through `make screenshots`).
 Skipped, saying why, when Chromium or Playwright is not installed.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 import socket
 import threading
@@ -79,9 +78,8 @@ def server(tmp_path: Any) -> Iterator[tuple[str, Engine]]:
 
 @pytest.fixture
 def shots(tmp_path: Path) -> Path:
-    """Where screenshots go: a test run never rewrites the tracked ones in docs/screenshots/."""
-    chosen = os.environ.get("SIGNOFF_SCREENSHOTS")
-    folder = Path(chosen) if chosen else tmp_path / "screenshots"
+    """Where screenshots go: never the tracked ones in docs/screenshots/."""
+    folder = tmp_path / "screenshots"
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 
