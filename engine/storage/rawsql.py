@@ -236,6 +236,16 @@ class RawPager:
 
 
 class RawWriter:
+    """The commit and the load, in as few round trips as the database allows.
+
+    On PostgreSQL each is ONE statement on a connection in autocommit mode: a read is a bare
+    SELECT (no BEGIN/ROLLBACK around it), and a commit is a single statement whose CTEs do the
+    guarded UPDATE, replace the wait rows and append the history rows (arrays unnested in
+    order), so it is atomic without a transaction block. Nothing ever rolls back on these
+    connections, so psycopg keeps its prepared statements (a ROLLBACK would DEALLOCATE ALL).
+    On SQLite a commit is BEGIN IMMEDIATE, the statements, COMMIT: in-process, no round trips.
+    """
+
     def __init__(self, db: Any, sqlite: bool, prefix: str = "") -> None:
         """`prefix` is the quoted schema and a dot, when the tables have one."""
         instances, waits, history = (
@@ -245,10 +255,14 @@ class RawWriter:
         self.sqlite = sqlite
         # the driver's error for data it cannot store: never worth retrying as it is
         self.refused: type[Exception] = getattr(db.dialect.dbapi, "DataError", _Never)
+        self.lost: type[Exception] = getattr(db.dialect.dbapi, "OperationalError", _Never)
 
         def p(name: str) -> str:
             return f":{name}" if sqlite else f"%({name})s"
 
+        self.select = (
+            f"SELECT id, {', '.join(_INSTANCE_COLUMNS)} FROM {instances} WHERE id = {p('id')}"
+        )
         sets = ", ".join(f"{c} = {p(c)}" for c in _INSTANCE_COLUMNS)
         self.update = (
             f"UPDATE {instances} SET {sets} WHERE id = {p('b_id')} AND version = {p('b_expected')}"
@@ -266,6 +280,8 @@ class RawWriter:
             f"INSERT INTO {history} ({', '.join(_HISTORY_COLUMNS)}) "
             f"VALUES ({', '.join(p(c) for c in _HISTORY_COLUMNS)})"
         )
+        if not sqlite:
+            self.pg = _PgCommit(instances, waits, history)
 
     def when(self, value: datetime | None) -> Any:
         return when(value, self.sqlite)
@@ -277,6 +293,53 @@ class RawWriter:
         params["id"] = row.id
         return params
 
+    @contextmanager
+    def connection(self) -> Iterator[Any]:
+        """A pooled DB-API connection; on PostgreSQL in autocommit mode while we hold it (the
+        pool's other users get it back as they expect it: transactions begin implicitly). A
+        connection the server dropped is thrown away, not put back."""
+        conn = self.db.raw_connection()
+        driver = conn.driver_connection
+        try:
+            if not self.sqlite:
+                driver.autocommit = True
+            yield conn
+            if not self.sqlite:
+                driver.autocommit = False
+        except self.lost:
+            conn.invalidate()
+            raise
+        except BaseException:
+            if not self.sqlite:
+                if driver.info.transaction_status != 0:  # not idle: something went wrong
+                    conn.invalidate()
+                    raise
+                driver.autocommit = False
+            raise
+        finally:
+            conn.close()
+
+    def load(self, instance_id: str) -> Stored | None:
+        """One instance row: a single SELECT, one round trip. A connection that turns out to
+        be dead (the server restarted) is replaced once, which is why no pre-ping is needed."""
+        for attempt in (1, 2):
+            try:
+                with self.connection() as conn:
+                    cur = conn.cursor()
+                    cur.execute(self.select, {"id": instance_id})
+                    found = cur.fetchone()
+                break
+            except self.lost:
+                if attempt == 2:
+                    raise
+        if found is None:
+            return None
+        values = dict(zip(("id", *_INSTANCE_COLUMNS), found, strict=True))
+        for c in ("due_at", "lease_until", "created_at", "updated_at"):
+            if values[c] is not None:
+                values[c] = aware(values[c])
+        return Stored(**values)
+
     def write(
         self,
         row: Stored,
@@ -287,11 +350,12 @@ class RawWriter:
         """Insert (`expected_version` None) or guarded-update one instance with its rows, in
         one transaction. False when the version check failed; nothing is written then."""
         params = self.row_params(row)
+        if not self.sqlite:
+            return self._write_pg(row, params, expected_version, waits, history)
         conn = self.db.raw_connection()
         try:
             cur = conn.cursor()
-            if self.sqlite:
-                cur.execute("BEGIN IMMEDIATE")
+            cur.execute("BEGIN IMMEDIATE")
             if expected_version is None:
                 cur.execute(self.insert, params)
             else:
@@ -308,7 +372,7 @@ class RawWriter:
                 cur.executemany(self.insert_history, [self._history(row.id, h) for h in history])
             conn.commit()
             return True
-        except self.refused as exc:  # text the database cannot keep (NUL on PostgreSQL), ...
+        except self.refused as exc:  # text the database cannot keep, ...
             conn.rollback()
             raise DataNotStorable(f"the database refused the data: {exc}") from exc
         except BaseException:
@@ -316,6 +380,33 @@ class RawWriter:
             raise
         finally:
             conn.close()
+
+    def _write_pg(
+        self,
+        row: Stored,
+        params: dict[str, Any],
+        expected_version: int | None,
+        waits: Sequence[WaitRecord] | None,
+        history: Sequence[Record],
+    ) -> bool:
+        wait_rows = [self._wait(row.id, w) for w in waits or ()]
+        params.update(_columns("w_", _WAIT_COLUMNS[1:], wait_rows))
+        params.update(
+            _columns("h_", _HISTORY_COLUMNS[1:], [self._history(row.id, h) for h in history])
+        )
+        if expected_version is None:
+            sql = self.pg.insert
+        else:
+            params["b_id"], params["b_expected"] = row.id, expected_version
+            sql = self.pg.update_replacing_waits if waits is not None else self.pg.update
+        try:
+            with self.connection() as conn:
+                cur = conn.cursor()
+                cur.execute(sql, params)
+                found = cur.fetchone()
+        except self.refused as exc:  # text the database cannot keep (NUL), ...
+            raise DataNotStorable(f"the database refused the data: {exc}") from exc
+        return bool(found and found[0] == 1)
 
     def _wait(self, instance_id: str, w: WaitRecord) -> dict[str, Any]:
         return {
@@ -343,6 +434,56 @@ class RawWriter:
             "message": h.message,
             "detail": json.dumps(h.detail, default=str) if h.detail is not None else None,
         }
+
+
+def _columns(prefix: str, names: Sequence[str], rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Rows as one array per column: what `unnest` turns back into rows, in order."""
+    return {prefix + n: [r[n] for r in rows] for n in names}
+
+
+_WAIT_TYPES = {"began_at": "timestamp", "due_at": "timestamp"}
+_HISTORY_TYPES = {"at": "timestamp"}
+
+
+class _PgCommit:
+    """A commit on PostgreSQL as one statement. Its text is fixed whatever the number of rows
+    (the rows go in as one array per column), so it is prepared once per connection."""
+
+    def __init__(self, instances: str, waits: str, history: str) -> None:
+        def unnested(prefix: str, names: Sequence[str], types: dict[str, str]) -> str:
+            arrays = ", ".join(f"%({prefix}{n})s::{types.get(n, 'text')}[]" for n in names)
+            return f"unnest({arrays}) WITH ORDINALITY AS x({', '.join(names)}, n)"
+
+        w_cols, h_cols = _WAIT_COLUMNS[1:], _HISTORY_COLUMNS[1:]
+        waits_in = (
+            f"INSERT INTO {waits} ({', '.join(_WAIT_COLUMNS)}) "
+            f"SELECT k.id, {', '.join('x.' + c for c in w_cols)} "
+            f"FROM k, {unnested('w_', w_cols, _WAIT_TYPES)} ORDER BY x.n"
+        )
+        history_in = (
+            f"INSERT INTO {history} ({', '.join(_HISTORY_COLUMNS)}) "
+            f"SELECT k.id, {', '.join('x.' + c for c in h_cols)} "
+            f"FROM k, {unnested('h_', h_cols, _HISTORY_TYPES)} ORDER BY x.n"
+        )
+        cols = ("id", *_INSTANCE_COLUMNS)
+        sets = ", ".join(f"{c} = %({c})s" for c in _INSTANCE_COLUMNS)
+        guarded = (
+            f"UPDATE {instances} SET {sets} "
+            "WHERE id = %(b_id)s AND version = %(b_expected)s RETURNING id"
+        )
+        # k holds the row's id when the write happened, no row when the version check failed:
+        # every other part joins k, so a failed check writes nothing at all
+        self.insert = (
+            f"WITH k AS (INSERT INTO {instances} ({', '.join(cols)}) "
+            f"VALUES ({', '.join(f'%({c})s' for c in cols)}) RETURNING id), "
+            f"w AS ({waits_in}), h AS ({history_in}) SELECT count(*) FROM k"
+        )
+        self.update = f"WITH k AS ({guarded}), h AS ({history_in}) SELECT count(*) FROM k"
+        self.update_replacing_waits = (
+            f"WITH k AS ({guarded}), "
+            f"d AS (DELETE FROM {waits} WHERE instance_id IN (SELECT id FROM k)), "
+            f"w AS ({waits_in}), h AS ({history_in}) SELECT count(*) FROM k"
+        )
 
 
 class _Never(Exception):

@@ -103,13 +103,7 @@ class Store:
             raise Conflict(f"an instance with id '{row.id}' already exists") from None
 
     def load(self, instance_id: str) -> Stored | None:
-        with self.db.connect() as conn:
-            found = (
-                conn.execute(select(INSTANCES).where(INSTANCES.c.id == instance_id))
-                .mappings()
-                .first()
-            )
-        return Stored(**found) if found else None
+        return self.raw.load(instance_id)
 
     def save(
         self,
@@ -275,7 +269,7 @@ def upgrade_database(database: str | Database) -> tuple[str | None, str]:
 def _create(url: str, synchronous: str, pool_size: int) -> Database:
     if not url.startswith("sqlite"):
         try:
-            return create_engine(url, pool_size=pool_size, pool_pre_ping=True)
+            return create_engine(url, pool_size=pool_size)
         except ModuleNotFoundError as exc:
             if exc.name != "psycopg":
                 raise
