@@ -24,7 +24,7 @@ from signoff.engine.core.limits import MAX_JSON_BYTES, json_problem, text_proble
 from signoff.engine.core.records import Record, Stored
 from signoff.engine.core.renames import carry_over, declared_renames
 from signoff.engine.core.state import Decided, InstanceState, ThreadState
-from signoff.engine.core.tree import Entry, walk
+from signoff.engine.core.tree import Entry, Statement, walk
 from signoff.engine.core.validate import validate
 from signoff.engine.core.waits import Wait
 from signoff.engine.core.workflow import Workflow
@@ -260,8 +260,8 @@ class Engine:
             committed = self.runner.events.event(work, target, current, payload, actor, via)
             if committed is None:
                 continue  # someone committed first: look again
-            if committed.drive_as:
-                self.runner.drive(work, committed.drive_as)
+            if committed.drive_as and self.runner.drive(work, committed.drive_as):
+                return self._view_of(work)  # what was just committed: no second read
             return self.get(instance_id)
 
     def retry(
@@ -423,6 +423,11 @@ class Engine:
         infos = {key: info for key, (_, _, info) in self._open_cases(row, state).items()}
         return _view(row, state, infos)
 
+    def _view_of(self, work: Working) -> InstanceView:
+        """The view of a working copy that is the instance as just committed."""
+        cases = self._open_cases(work.row, work.state, work.tree)
+        return _view(work.row, work.state, {key: info for key, (_, _, info) in cases.items()})
+
     def history(self, instance_id: str) -> list[HistoryEntry]:
         _check_text(instance_id=instance_id)
         if self.store.load(instance_id) is None:
@@ -537,17 +542,21 @@ class Engine:
         return not isinstance(handler, Approval) or handler.require_reason
 
     def _open_cases(
-        self, row: Stored, state: InstanceState
+        self,
+        row: Stored,
+        state: InstanceState,
+        build: Callable[[], Statement] | None = None,
     ) -> dict[tuple[str, str], tuple[Handler, WaitInfo, dict[str, Any]]]:
         """The open cases of waiting threads, by (thread, event), as the definition deployed
         now describes them: handler, wait info and what the dashboard shows (`describe()`,
-        plus for an approval `deciders`, who may decide now, and its `votes`)."""
+        plus for an approval `deciders`, who may decide now, and its `votes`). `build` gives
+        the definition when the caller has it built already."""
         cls = self.workflows.get(row.workflow)
         waiting = [t for t in state.threads.values() if t.status == "waiting" and t.at]
         if cls is None or not waiting:
             return {}
         try:
-            definition = cls.model_validate_json(row.data).definition()
+            definition = build() if build else cls.model_validate_json(row.data).definition()
         except Exception:  # the workflow's own code: the stored descriptions will do
             return {}
         waits = {s.name: s for s in walk(definition) if isinstance(s, Wait)}

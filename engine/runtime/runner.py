@@ -76,20 +76,22 @@ class Runner:
 
     # --- driving -------------------------------------------------------------------------------
 
-    def drive(self, work: Working, owner: str) -> None:
-        """Walk every runnable thread until all block, then release the lease."""
+    def drive(self, work: Working, owner: str) -> bool:
+        """Walk every runnable thread until all block, then release the lease. True when `work`
+        is then the instance as committed (a caller may answer from it without reading again);
+        False when another process has it now."""
         if work.row.lease_owner != owner:
-            return  # another process took over between our commit and this load
+            return False  # another process took over between our commit and this load
         try:
             while True:
                 self._run(work, owner)
                 now = self.now
                 work.row.lease_owner = work.row.lease_until = None
                 if self.committer.save(work, now):
-                    return
+                    return True
                 self.committer.rebase(work, owner)
         except (LostLease, DataNotStorable):  # the latter has failed the instance already
-            return
+            return False
 
     def _run(self, work: Working, owner: str) -> None:
         walked = 0  # statements walked by this transition: steps in an endless loop count too

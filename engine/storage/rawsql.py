@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from time import monotonic
 from typing import Any
@@ -66,8 +66,8 @@ def when(value: datetime | None, sqlite: bool) -> Any:
     """A datetime as SQLAlchemy's UTCDateTime column stores it: naive UTC."""
     if value is None:
         return None
-    naive = value.astimezone(UTC).replace(tzinfo=None)
-    return naive.strftime("%Y-%m-%d %H:%M:%S.%f") if sqlite else naive
+    naive = (value if value.tzinfo is UTC else value.astimezone(UTC)).replace(tzinfo=None)
+    return naive.isoformat(" ", "microseconds") if sqlite else naive
 
 
 def aware(value: Any) -> datetime:
@@ -246,8 +246,9 @@ class RawWriter:
     On SQLite a commit is BEGIN IMMEDIATE, the statements, COMMIT: in-process, no round trips.
     """
 
-    def __init__(self, db: Any, sqlite: bool, prefix: str = "") -> None:
-        """`prefix` is the quoted schema and a dot, when the tables have one."""
+    def __init__(self, db: Any, sqlite: bool, prefix: str = "", own: bool = False) -> None:
+        """`prefix` is the quoted schema and a dot, when the tables have one; `own`: signoff
+        made `db` (from a URL), so it may keep connections of its own."""
         instances, waits, history = (
             f"{prefix}signoff_{t}" for t in ("instances", "waits", "history")
         )
@@ -282,6 +283,10 @@ class RawWriter:
         )
         if not sqlite:
             self.pg = _PgCommit(instances, waits, history)
+        # connections of our own, when the engine is ours and has a real pool (an in-memory
+        # SQLite database is one shared connection, which must stay the pool's)
+        memory = sqlite and db.url.database in (None, "", ":memory:")
+        self.kept: list[Any] | None = [] if own and not memory else None
 
     def when(self, value: datetime | None) -> Any:
         return when(value, self.sqlite)
@@ -295,9 +300,31 @@ class RawWriter:
 
     @contextmanager
     def connection(self) -> Iterator[Any]:
-        """A pooled DB-API connection; on PostgreSQL in autocommit mode while we hold it (the
-        pool's other users get it back as they expect it: transactions begin implicitly). A
-        connection the server dropped is thrown away, not put back."""
+        """A DB-API connection for one load or commit; on PostgreSQL in autocommit mode.
+
+        When signoff made the engine, the hot path keeps a few connections of its own (taken
+        out of the pool once, `detach`ed), so a load or commit costs a list pop and append,
+        not a pool checkout and a reset. With the application's engine, connections come from
+        its pool and go back as it expects them (autocommit off). Either way a connection the
+        server dropped is thrown away, not reused."""
+        kept = self.kept
+        if kept is not None:
+            try:
+                conn = kept.pop()
+            except IndexError:
+                conn = self._detached()
+            try:
+                yield conn
+            except BaseException as exc:
+                if isinstance(exc, self.lost) or not self._idle(conn):
+                    conn.close()
+                    raise
+                if self.sqlite and conn.in_transaction:
+                    conn.rollback()
+                kept.append(conn)
+                raise
+            kept.append(conn)
+            return
         conn = self.db.raw_connection()
         driver = conn.driver_connection
         try:
@@ -311,13 +338,33 @@ class RawWriter:
             raise
         except BaseException:
             if not self.sqlite:
-                if driver.info.transaction_status != 0:  # not idle: something went wrong
+                if not self._idle(driver):
                     conn.invalidate()
                     raise
                 driver.autocommit = False
             raise
         finally:
             conn.close()
+
+    def _detached(self) -> Any:
+        fairy = self.db.raw_connection()
+        fairy.detach()  # ours now: the pool neither counts it nor resets it
+        conn = fairy.dbapi_connection
+        if not self.sqlite:
+            conn.autocommit = True
+        return conn
+
+    def _idle(self, conn: Any) -> bool:
+        """Whether a PostgreSQL connection is outside any transaction (always so on SQLite:
+        the caller rolls back there)."""
+        return self.sqlite or bool(conn.info.transaction_status == 0)
+
+    def close(self) -> None:
+        """Close the connections kept for the hot path."""
+        kept, self.kept = self.kept, ([] if self.kept is not None else None)
+        for conn in kept or ():
+            with suppress(Exception):  # closing what the server dropped already
+                conn.close()
 
     def load(self, instance_id: str) -> Stored | None:
         """One instance row: a single SELECT, one round trip. A connection that turns out to
@@ -352,34 +399,34 @@ class RawWriter:
         params = self.row_params(row)
         if not self.sqlite:
             return self._write_pg(row, params, expected_version, waits, history)
-        conn = self.db.raw_connection()
-        try:
-            cur = conn.cursor()
-            cur.execute("BEGIN IMMEDIATE")
-            if expected_version is None:
-                cur.execute(self.insert, params)
-            else:
-                params["b_id"], params["b_expected"] = row.id, expected_version
-                cur.execute(self.update, params)
-                if cur.rowcount != 1:
-                    conn.rollback()
-                    return False
-                if waits is not None:
-                    cur.execute(self.delete_waits, {"b_id": row.id})
-            if waits:
-                cur.executemany(self.insert_wait, [self._wait(row.id, w) for w in waits])
-            if history:
-                cur.executemany(self.insert_history, [self._history(row.id, h) for h in history])
-            conn.commit()
-            return True
-        except self.refused as exc:  # text the database cannot keep, ...
-            conn.rollback()
-            raise DataNotStorable(f"the database refused the data: {exc}") from exc
-        except BaseException:
-            conn.rollback()
-            raise
-        finally:
-            conn.close()
+        with self.connection() as conn:
+            try:
+                cur = conn.cursor()
+                cur.execute("BEGIN IMMEDIATE")
+                if expected_version is None:
+                    cur.execute(self.insert, params)
+                else:
+                    params["b_id"], params["b_expected"] = row.id, expected_version
+                    cur.execute(self.update, params)
+                    if cur.rowcount != 1:
+                        conn.rollback()
+                        return False
+                    if waits is not None:
+                        cur.execute(self.delete_waits, {"b_id": row.id})
+                if waits:
+                    cur.executemany(self.insert_wait, [self._wait(row.id, w) for w in waits])
+                if history:
+                    cur.executemany(
+                        self.insert_history, [self._history(row.id, h) for h in history]
+                    )
+                conn.commit()
+                return True
+            except self.refused as exc:  # text the database cannot keep, ...
+                conn.rollback()
+                raise DataNotStorable(f"the database refused the data: {exc}") from exc
+            except BaseException:
+                conn.rollback()
+                raise
 
     def _write_pg(
         self,

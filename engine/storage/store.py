@@ -74,11 +74,14 @@ class Store:
             raise
         schema = migrations.schema_of(self.db)
         prefix = self.db.dialect.identifier_preparer.quote_schema(schema) + "." if schema else ""
-        self.raw = RawWriter(self.db, self.is_sqlite, prefix)
+        self.raw = RawWriter(self.db, self.is_sqlite, prefix, own=self.owns_db)
         self.pager = RawPager(self.db, self.is_sqlite, prefix)
         self.prefix = prefix
 
     def close(self) -> None:
+        raw = getattr(self, "raw", None)
+        if raw is not None:
+            raw.close()
         if self.owns_db:
             self.db.dispose()
 
