@@ -50,6 +50,10 @@ from signoff.engine.views import HistoryEntry, InstanceSummary, InstanceView, Th
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,99}")  # always fullmatch: `$` lets "\n" in
 MAX_PAYLOAD_BYTES = MAX_JSON_BYTES
 MAX_SEARCH = 200
+# How long an instance stays with a process that stopped answering. Short, because it is
+# renewed at every commit and, while a step runs, by the lease keeper every third of it: a
+# killed process's instances are taken over this long after its last beat (plus a sweep).
+DEFAULT_LEASE = timedelta(seconds=10)
 
 
 def utcnow() -> datetime:
@@ -67,13 +71,16 @@ class Engine:
         operators: Iterable[str] | None = None,
         groups: Mapping[str, Iterable[str]] | None = None,
         *,
-        lease: timedelta = timedelta(seconds=60),
+        lease: timedelta = DEFAULT_LEASE,
         synchronous: str = "FULL",
         migrate: bool = True,
     ) -> None:
         """`database` is a SQLAlchemy URL or the application's own SQLAlchemy `Engine` (then its
         pool, connect arguments and schema are the application's; signoff's tables go where its
         unqualified tables go, `schema_translate_map` or search_path).
+
+        `lease` is how long an instance stays with a process that stopped answering before
+        another takes it over (renewed every third of it while a step runs).
 
         `migrate=True` brings the database to the current schema first (under a database lock,
         so processes starting together are safe); with `migrate=False` a database that is not

@@ -645,7 +645,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="SECONDS",
         help="how long an instance stays with a process that stopped answering "
-        "before another takes it over (default 60)",
+        "before another takes it over (default 10; renewed while a step runs)",
     )
     acting = argparse.ArgumentParser(add_help=False)
     acting.add_argument(

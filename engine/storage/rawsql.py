@@ -87,6 +87,8 @@ def _too_slow(seconds: float) -> Busy:
     )
 
 
+DUE_CHANNEL = "signoff_due"  # PostgreSQL NOTIFY channel: "<instance id> <due at, ISO 8601>"
+
 _ID_CHARS = re.compile(r"[A-Za-z0-9._:-]+")  # what an instance id may hold
 
 
@@ -441,6 +443,9 @@ class RawWriter:
         params.update(
             _columns("h_", _HISTORY_COLUMNS[1:], [self._history(row.id, h) for h in history])
         )
+        # an instance left due with nobody driving it: a scheduler in any process arms it
+        due = row.due_at if row.lease_owner is None else None
+        params["notify"] = f"{row.id} {due.astimezone(UTC).isoformat()}" if due else None
         if expected_version is None:
             sql = self.pg.insert
         else:
@@ -519,17 +524,24 @@ class _PgCommit:
             "WHERE id = %(b_id)s AND version = %(b_expected)s RETURNING id"
         )
         # k holds the row's id when the write happened, no row when the version check failed:
-        # every other part joins k, so a failed check writes nothing at all
+        # every other part joins k, so a failed check writes nothing at all. n tells the
+        # schedulers LISTENing on DUE_CHANNEL that the instance is due at a new time (sent
+        # when the statement commits, and only if it wrote)
+        notify = (
+            f"n AS (SELECT pg_notify('{DUE_CHANNEL}', %(notify)s) FROM k "
+            "WHERE %(notify)s::text IS NOT NULL)"
+        )
+        done = "SELECT (SELECT count(*) FROM k), (SELECT count(*) FROM n)"
         self.insert = (
             f"WITH k AS (INSERT INTO {instances} ({', '.join(cols)}) "
             f"VALUES ({', '.join(f'%({c})s' for c in cols)}) RETURNING id), "
-            f"w AS ({waits_in}), h AS ({history_in}) SELECT count(*) FROM k"
+            f"w AS ({waits_in}), h AS ({history_in}), {notify} {done}"
         )
-        self.update = f"WITH k AS ({guarded}), h AS ({history_in}) SELECT count(*) FROM k"
+        self.update = f"WITH k AS ({guarded}), h AS ({history_in}), {notify} {done}"
         self.update_replacing_waits = (
             f"WITH k AS ({guarded}), "
             f"d AS (DELETE FROM {waits} WHERE instance_id IN (SELECT id FROM k)), "
-            f"w AS ({waits_in}), h AS ({history_in}) SELECT count(*) FROM k"
+            f"w AS ({waits_in}), h AS ({history_in}), {notify} {done}"
         )
 
 
