@@ -47,6 +47,8 @@ from signoff.engine.errors import (
     StatementMissing,
     UnknownWorkflow,
 )
+from signoff.engine.runtime.metrics import Histogram, Metrics
+from signoff.engine.runtime.metrics import Snapshot as MetricsSnapshot
 from signoff.engine.runtime.scheduler import Scheduler
 from signoff.engine.storage.store import upgrade_database
 from signoff.engine.views import HistoryEntry, InstanceSummary, InstanceView, ThreadView, WaitView
@@ -70,6 +72,7 @@ __all__ = [
     "For",
     "Go",
     "Handler",
+    "Histogram",
     "HistoryEntry",
     "If",
     "Input",
@@ -78,6 +81,8 @@ __all__ = [
     "InstanceView",
     "InvalidData",
     "KeepWaiting",
+    "Metrics",
+    "MetricsSnapshot",
     "Node",
     "NotAllowed",
     "NotWaiting",

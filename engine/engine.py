@@ -40,6 +40,7 @@ from signoff.engine.errors import (
 )
 from signoff.engine.runtime import logs
 from signoff.engine.runtime.actions import ActionRunner
+from signoff.engine.runtime.metrics import Metrics
 from signoff.engine.runtime.runner import Runner
 from signoff.engine.runtime.slack_client import client_from_environment
 from signoff.engine.storage import placement
@@ -95,7 +96,9 @@ class Engine:
             clock=self._now, slack=self.slack, authority=self.authority, call=self.actions
         )
         self.workflows: dict[str, type[Workflow]] = {}
-        self.runner = Runner(self.store, self.services, lease, self._wake_listeners)
+        # counters and histograms of what this process commits (`/metrics` shows them)
+        self.metrics = Metrics()
+        self.runner = Runner(self.store, self.services, lease, self._wake_listeners, self.metrics)
         self.sessions = Sessions(self.store)
         self._due_listeners: list[Callable[[str, datetime], None]] = []
         for workflow in workflows:
@@ -217,6 +220,7 @@ class Engine:
         started = [Record(now, "started", actor=actor, via=via, name=cls.registered_name())]
         self.store.insert(row, [], started)
         logs.committed(row.id, row.workflow, started)
+        self.metrics.committed(row.workflow, started)
         work = Working.of(row, cls)
         self.runner.drive(work, owner)
         return id
@@ -472,6 +476,12 @@ class Engine:
     def counts(self) -> dict[str, int]:
         """How many instances there are in each status."""
         return self.store.counts()
+
+    def gauges(self) -> dict[str, Any]:
+        """Figures for monitoring, read from the database (so the same in every process):
+        `instances` {(workflow, status): count}, `timers_overdue` (timers past their due time
+        that nobody fired yet) and `oldest_overdue_seconds`. Two aggregate queries: cache it."""
+        return placement.gauges(self.store, self._now())
 
     # --- for dashboards ------------------------------------------------------------------------
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import jinja2
 from signoff.engine import AsyncEngine, Engine, SignoffError
-from signoff.web import api, approvals, auth, instance, instances, workflows
+from signoff.web import api, approvals, auth, instance, instances, metrics, workflows
 from signoff.web.errors import status_for
 from signoff.web.limits import Limits, RequestLimits
 from signoff.web.render import Flash, template, wants_fragment
@@ -40,6 +40,7 @@ log = logging.getLogger("signoff.web")
 
 HERE = Path(__file__).resolve().parent
 COUNTS_TTL = 2.0
+GAUGES_TTL = 5.0  # seconds a /metrics scrape may be served database figures that old
 PLACEMENT_TTL = 10.0
 SESSION_MAX_AGE = int(auth.SESSION_LIFETIME.total_seconds())
 # what a browser on this machine calls it (TrustedHostMiddleware ignores the port)
@@ -90,6 +91,7 @@ def create_app(
         slack_signing_secret=slack_signing_secret,
         static_dir=static_dir,
         counts=Cached(engine.counts, COUNTS_TTL),
+        gauges=Cached(engine.gauges, GAUGES_TTL),
         placement=Cached(engine.statement_counts, PLACEMENT_TTL),
         limits=limits or Limits(),
         dummy_hash=auth.dummy_hash(users or {}),
@@ -112,6 +114,7 @@ def create_app(
         Route("/logout", auth.logout, methods=["POST"]),
         Route("/logout/everywhere", auth.logout_everywhere, methods=["POST"]),
         Route("/healthz", healthz, methods=["GET"]),
+        Route("/metrics", metrics.metrics, methods=["GET"]),
         Mount("/api", routes=api.routes),
         Mount("/static", StaticFiles(directory=static_dir), name="static"),
     ]

@@ -83,6 +83,7 @@ class Dashboard:
     static_dir: Path
     counts: Cached[dict[str, int]]
     placement: Cached[dict[str, dict[str, int]]]
+    gauges: Cached[dict[str, Any]]
     limits: Limits = field(default_factory=Limits)
     dummy_hash: str = ""
     assets: dict[str, str] = field(default_factory=dict)

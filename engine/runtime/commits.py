@@ -14,6 +14,7 @@ from signoff.engine.core.working import Working, rebase
 from signoff.engine.errors import DataNotStorable
 from signoff.engine.runtime import logs
 from signoff.engine.runtime.lifecycle import Lifecycle
+from signoff.engine.runtime.metrics import Metrics
 from signoff.engine.storage.store import Store
 
 
@@ -44,7 +45,9 @@ class Committer:
         lease: timedelta,
         clock: Callable[[], datetime],
         notify_due: Callable[[str, datetime], None],
+        metrics: Metrics | None = None,
     ) -> None:
+        self.metrics = metrics or Metrics()
         self.store = store
         self.lifecycle = lifecycle
         self.lease = lease
@@ -94,8 +97,10 @@ class Committer:
             raise DataNotStorable(f"instance {work.id} failed: {exc}") from exc
         if not saved:
             row.version = expected
+            self.metrics.conflict(row.workflow)
             return False
         logs.committed(row.id, row.workflow, work.history)
+        self.metrics.committed(row.workflow, work.history)
         work.committed(expected + 1, now)
         if row.due_at is not None and row.lease_owner is None:
             self.notify_due(row.id, row.due_at)

@@ -45,6 +45,7 @@ from signoff.engine.runtime.commits import Committer, LostLease
 from signoff.engine.runtime.events import Events
 from signoff.engine.runtime.heartbeat import LeaseKeeper
 from signoff.engine.runtime.lifecycle import Lifecycle
+from signoff.engine.runtime.metrics import Metrics
 from signoff.engine.runtime.timers import Timers
 from signoff.engine.storage.store import Store
 
@@ -60,13 +61,16 @@ class Runner:
         services: Services,
         lease: timedelta,
         notify_due: Callable[[str, datetime], None],
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
         self.services = services
         self.lease = lease
         self.keeper = LeaseKeeper(store, lease, services.clock)
         self.lifecycle = Lifecycle(services)
-        self.committer = Committer(store, self.lifecycle, lease, services.clock, notify_due)
+        self.committer = Committer(
+            store, self.lifecycle, lease, services.clock, notify_due, metrics
+        )
         self.events = Events(self.lifecycle, self.committer, services.clock)
         self.timers = Timers(self.lifecycle, self.events)
 
@@ -201,7 +205,8 @@ class Runner:
                 ) from exc
         except Exception as exc:
             work.reset_data(before)
-            self._step_failed(work, thread, step, attempt, exc, traceback.format_exc())
+            took_s = perf_counter() - started
+            self._step_failed(work, thread, step, attempt, exc, traceback.format_exc(), took_s)
             return
         work.row.data = data
         thread.entry, thread.attempts, thread.error, thread.traceback = Entry.AFTER, 0, None, None
@@ -219,7 +224,14 @@ class Runner:
         # first: a step that ends the walk shares its commit with the release.
 
     def _step_failed(
-        self, work: Working, thread: ThreadState, step: Step, attempt: int, exc: Exception, tb: str
+        self,
+        work: Working,
+        thread: ThreadState,
+        step: Step,
+        attempt: int,
+        exc: Exception,
+        tb: str,
+        seconds: float = 0.0,
     ) -> None:
         now = self.now
         message = str(exc) if isinstance(exc, DataNotJSON) else brief(exc)
@@ -238,6 +250,7 @@ class Runner:
                     "traceback": tb,
                     "retry_in_seconds": delay.total_seconds() if delay else None,
                 },
+                measures={"seconds": seconds},
             )
         )
         if delay is None:

@@ -26,9 +26,10 @@ class DueNotices:
     def __init__(self, store: Store) -> None:
         fairy = store.db.raw_connection()
         fairy.detach()  # ours for as long as we listen: never back into the pool
-        self.conn: Any = fairy.dbapi_connection
-        self.conn.autocommit = True
-        self.conn.execute(f"LISTEN {DUE_CHANNEL}")
+        conn: Any = fairy.dbapi_connection
+        conn.autocommit = True
+        conn.execute(f"LISTEN {DUE_CHANNEL}")
+        self.conn = conn
 
     def wait(self, timeout: float) -> Iterator[tuple[str, datetime]]:
         """Notices as they arrive, for up to `timeout` seconds; raises if the connection
