@@ -43,7 +43,7 @@ import psycopg  # noqa: E402
 from signoff.engine import Engine  # noqa: E402
 
 sys.path.insert(0, str(ROOT))
-from bench.scale_flows import STEPS, Expense, Twenty  # noqa: E402
+from bench.scale_flows import STEPS, Chaser, Expense, Parked, Twenty  # noqa: E402
 
 PEER = ROOT / "bench" / "peer-venv" / "bin" / "python"
 ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
@@ -348,6 +348,257 @@ def side_by_side(
     return signoff, peer, medians(rounds["floor"])
 
 
+# --- several processes on PostgreSQL ------------------------------------------------------------
+
+
+def start_workers(url: str, count: int, logs: Path, *options: str) -> list[subprocess.Popen]:
+    """`signoff worker` processes running bench.scale_flows; returns once all are firing."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT.parent)}
+    procs, files = [], []
+    for n in range(count):
+        log = logs / f"worker-{n}-{time.monotonic_ns()}.log"
+        files.append(log)
+        with open(log, "wb") as out:
+            procs.append(
+                subprocess.Popen(
+                    [
+                        *(sys.executable, "-m", "signoff.web.cli", "worker", "--db", url),
+                        *("--workflows", "bench.scale_flows", *options),
+                    ],
+                    cwd=ROOT,
+                    env=env,
+                    stdout=out,
+                    stderr=out,
+                )
+            )
+    deadline = time.monotonic() + 60
+    while not all("firing the timers" in f.read_text() for f in files):
+        if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
+            raise RuntimeError("a worker did not start: " + files[0].read_text()[-2000:])
+        time.sleep(0.05)
+    return procs
+
+
+def stop_all(procs: list[subprocess.Popen]) -> None:
+    for p in procs:
+        p.terminate()
+    for p in procs:
+        try:
+            p.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+def scale_out(count: int, logs: Path, call_ms: int) -> dict[str, float]:
+    """Timer-driven work: `count` instances fall due at the same moment; each then calls a
+    service (a step waiting `call_ms` for the answer) and records it. Instances finished per
+    second, from the due moment to the last commit, with one worker process and with two."""
+    rates: dict[str, float] = {}
+    for workers in (1, 2):
+        runs = []
+        for round_ in range(ROUNDS):
+            name = f"signoff_bench_scaleout_{workers}_{round_}"
+            url = scratch(name)
+            engine = Engine(url, workflows=[Chaser])
+            procs = start_workers(url, workers, logs)
+            try:
+                due = time.time() + 2.0 + count * 0.004
+                for _ in range(count):
+                    after_ms = int((due - time.time()) * 1000)
+                    engine.start(Chaser, {"after_ms": after_ms, "call_ms": call_ms})
+                deadline = time.monotonic() + 300
+                while engine.counts().get("completed", 0) < count:
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"scale-out stuck: {engine.counts()}")
+                    time.sleep(0.1)
+                with psycopg.connect(url, autocommit=True) as conn:
+                    first, last = conn.execute(
+                        "SELECT min(h.at), max(i.updated_at) FROM signoff_instances i "
+                        "JOIN signoff_history h ON h.instance_id = i.id AND h.kind = 'waiting'"
+                    ).fetchone()
+                # every instance was due `after_ms` after its wait began: the same moment
+                runs.append(count / (last.replace(tzinfo=UTC).timestamp() - due))
+                assert first is not None
+            finally:
+                stop_all(procs)
+                engine.close()
+                drop(name)
+        rates[f"{workers}_worker"] = statistics.median(runs)
+    rates["ratio"] = rates["2_worker"] / rates["1_worker"]
+    return rates
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(int(len(ordered) * q), len(ordered) - 1)]
+
+
+def latencies(engine: Engine, n: int) -> dict[str, float]:
+    """p50 / p99 ms of start, send and get on an approval workflow."""
+    took: dict[str, list[float]] = {"start": [], "send": [], "get": []}
+    for _ in range(n):
+        t = time.perf_counter()
+        iid = engine.start(Expense, {"amount": 1})
+        took["start"].append(time.perf_counter() - t)
+        t = time.perf_counter()
+        engine.get(iid)
+        took["get"].append(time.perf_counter() - t)
+        t = time.perf_counter()
+        engine.send(iid, "decided", {"approved": True})
+        took["send"].append(time.perf_counter() - t)
+    out = {}
+    for op, values in took.items():
+        out[f"{op}_p50_ms"] = percentile(values, 0.5) * 1000
+        out[f"{op}_p99_ms"] = percentile(values, 0.99) * 1000
+    return out
+
+
+def rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def waiting_100k(count: int) -> dict[str, Any]:
+    """`count` instances waiting a week for an approval: this process's memory and the
+    latency of start/send/get, before they exist and after (with a scheduler running)."""
+    from signoff.engine import Scheduler
+
+    name = "signoff_bench_waiting"
+    url = scratch(name)
+    engine = Engine(url, workflows=[Expense, Parked])
+    scheduler = Scheduler(engine)
+    scheduler.start()
+    try:
+        latencies(engine, 100)  # warm up
+        before = {**latencies(engine, 300), "rss_mb": rss_mb()}
+        template = engine.start(Parked)
+        with psycopg.connect(url, autocommit=True) as conn:
+            cols = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT column_name FROM information_schema.columns "
+                    "WHERE table_name = 'signoff_instances' AND column_name <> 'id'"
+                )
+            ]
+            wcols = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT column_name FROM information_schema.columns "
+                    "WHERE table_name = 'signoff_waits' "
+                    "AND column_name NOT IN ('id', 'instance_id')"
+                )
+            ]
+            started = time.perf_counter()
+            conn.execute(
+                f"INSERT INTO signoff_instances (id, {', '.join(cols)}) "
+                f"SELECT 'parked-' || g, {', '.join(cols)} FROM signoff_instances, "
+                "generate_series(1, %s) g WHERE id = %s",
+                (count, template),
+            )
+            conn.execute(
+                f"INSERT INTO signoff_waits (instance_id, {', '.join(wcols)}) "
+                f"SELECT 'parked-' || g, {', '.join(wcols)} FROM signoff_waits, "
+                "generate_series(1, %s) g WHERE instance_id = %s",
+                (count, template),
+            )
+            conn.execute("ANALYZE")
+            made = time.perf_counter() - started
+        scheduler.sweep()
+        time.sleep(1)
+        after = {**latencies(engine, 300), "rss_mb": rss_mb()}
+        waiting = engine.counts().get("waiting", 0)
+        armed = scheduler.armed()
+    finally:
+        scheduler.shutdown()
+        engine.close()
+        drop(name)
+    return {
+        "before": before,
+        "after": after,
+        "waiting": waiting,
+        "armed_jobs": armed,
+        "made_in_s": made,
+    }
+
+
+def web_only_timers(count: int, logs: Path) -> dict[str, float]:
+    """Timers created through the API of `signoff serve --no-scheduler`, fired by two
+    `signoff worker`s (default sweep, 2 s): seconds late, from their due time to the commit
+    that fired them."""
+    import socket
+
+    import httpx
+
+    name = "signoff_bench_timers"
+    url = scratch(name)
+    engine = Engine(url, workflows=[Chaser])
+    procs = start_workers(url, 2, logs)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": str(ROOT.parent)}
+    with open(logs / "web.log", "wb") as out:
+        web = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "signoff.web.cli", "serve", "--no-scheduler"),
+                *("--db", url, "--workflows", "bench.scale_flows", "--open-access"),
+                *("--port", str(port), "--log-level", "warning"),
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=out,
+        )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError((logs / "web.log").read_text()[-2000:])
+            time.sleep(0.1)
+        ids = []
+        with httpx.Client(base_url=base, timeout=10) as client:
+            for i in range(count):
+                after_ms = 500 + (i * 37) % 1500  # due 0.5-2 s after it was made
+                answer = client.post(
+                    "/api/instances", json={"workflow": "Chaser", "data": {"after_ms": after_ms}}
+                )
+                answer.raise_for_status()
+                ids.append(answer.json()["id"])
+                time.sleep(0.02)
+        deadline = time.monotonic() + 60
+        while engine.counts().get("completed", 0) < count:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"timers stuck: {engine.counts()}")
+            time.sleep(0.1)
+        late = []
+        for iid in ids:
+            history = engine.history(iid)
+            began = next(h.at for h in history if h.kind == "waiting")
+            fired = [h.at for h in history if h.kind == "event" and h.via == "timer"]
+            assert len(fired) == 1, f"{iid} fired {len(fired)} times"
+            due = began.timestamp() + engine.get(iid).data["after_ms"] / 1000
+            late.append(fired[0].timestamp() - due)
+    finally:
+        web.terminate()
+        web.wait(timeout=20)
+        stop_all(procs)
+        engine.close()
+        drop(name)
+    return {
+        "p50_s": percentile(late, 0.5),
+        "p99_s": percentile(late, 0.99),
+        "max_s": max(late),
+        "min_s": min(late),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller runs")
@@ -386,6 +637,44 @@ def main() -> None:
             ours.engine.close()
         report["sqlite"] = {"signoff": figures, "dbos": peer, "floor": floors}
         lines += table("SQLite (synchronous=FULL, WAL)", figures, peer, floors)
+    if args.only in (None, "pg") and not args.no_scale_out:
+        with tempfile.TemporaryDirectory() as tmp:
+            n = 150 if args.quick else 400
+            lines.append(f"\nScale-out on PostgreSQL: {n} timers due at once, each then a step")
+            for call_ms in (100, 0):
+                out = scale_out(n, Path(tmp), call_ms)
+                report[f"scale_out_call_{call_ms}_ms"] = out
+                what = (
+                    f"calling a service that answers in {call_ms} ms"
+                    if call_ms
+                    else "doing no I/O (CPU only)"
+                )
+                lines.append(
+                    f"  step {what}: 1 worker {out['1_worker']:,.0f} instances/s, 2 workers "
+                    f"{out['2_worker']:,.0f} instances/s: {out['ratio']:.2f}x"
+                )
+            timers = web_only_timers(40 if args.quick else 100, Path(tmp))
+            report["web_only_timers"] = timers
+            lines.append(
+                "Timers made by `signoff serve --no-scheduler`, fired by 2 workers: late by "
+                f"p50 {timers['p50_s'] * 1000:.0f} ms, p99 {timers['p99_s'] * 1000:.0f} ms, "
+                f"max {timers['max_s'] * 1000:.0f} ms"
+            )
+        parked = waiting_100k(20_000 if args.quick else 100_000)
+        report["waiting"] = parked
+        b, a = parked["before"], parked["after"]
+        lines += [
+            f"\n{parked['waiting']:,} instances waiting (a week-long approval each; "
+            f"{parked['armed_jobs']} scheduler jobs armed for them):",
+            "| | start p50/p99 ms | send p50/p99 ms | get p50/p99 ms | process RSS MB |",
+            "|---|---|---|---|---|",
+        ]
+        for label, f in (("before", b), ("after", a)):
+            lines.append(
+                f"| {label} | {f['start_p50_ms']:.2f} / {f['start_p99_ms']:.2f} | "
+                f"{f['send_p50_ms']:.2f} / {f['send_p99_ms']:.2f} | "
+                f"{f['get_p50_ms']:.2f} / {f['get_p99_ms']:.2f} | {f['rss_mb']:.0f} |"
+            )
     print("\n".join(lines))
     print(f"\nload average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(json.dumps(report, indent=1, default=str))

@@ -61,9 +61,11 @@ class Parked(Workflow):
 
 
 class Chaser(Workflow):
-    """Timer-driven work: wait `after_ms`, then call a service (a 20 ms step) and record it."""
+    """Timer-driven work: wait `after_ms`, then call a service (a step that waits `call_ms`
+    for its answer) and record it."""
 
     after_ms: int = 1000
+    call_ms: int = 100
     calls: int = 0
 
     def definition(self) -> S:
@@ -74,7 +76,7 @@ class Chaser(Workflow):
         )
 
     def call(self) -> None:
-        time.sleep(0.02)  # a request to another service
+        time.sleep(self.call_ms / 1000)  # a request to another service
         self.calls += 1
 
     def record(self) -> None:
