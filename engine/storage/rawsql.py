@@ -438,11 +438,9 @@ class RawWriter:
         waits: Sequence[WaitRecord] | None,
         history: Sequence[Record],
     ) -> bool:
-        wait_rows = [self._wait(row.id, w) for w in waits or ()]
-        params.update(_columns("w_", _WAIT_COLUMNS[1:], wait_rows))
-        params.update(
-            _columns("h_", _HISTORY_COLUMNS[1:], [self._history(row.id, h) for h in history])
-        )
+        # datetimes go as ISO text (naive UTC), which the recordset's timestamp columns read
+        params["w_rows"] = json.dumps([self._wait(row.id, w) for w in waits or ()], default=_iso)
+        params["h_rows"] = json.dumps([self._history(row.id, h) for h in history], default=_iso)
         # an instance left due with nobody driving it: a scheduler in any process arms it
         due = row.due_at if row.lease_owner is None else None
         params["notify"] = f"{row.id} {due.astimezone(UTC).isoformat()}" if due else None
@@ -488,34 +486,34 @@ class RawWriter:
         }
 
 
-def _columns(prefix: str, names: Sequence[str], rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Rows as one array per column: what `unnest` turns back into rows, in order."""
-    return {prefix + n: [r[n] for r in rows] for n in names}
-
-
 _WAIT_TYPES = {"began_at": "timestamp", "due_at": "timestamp"}
 _HISTORY_TYPES = {"at": "timestamp"}
 
 
 class _PgCommit:
     """A commit on PostgreSQL as one statement. Its text is fixed whatever the number of rows
-    (the rows go in as one array per column), so it is prepared once per connection."""
+    (the wait and history rows go in as one JSON array each, which the server turns back into
+    rows in order), so it is prepared once per connection and its parameters cost one
+    json.dumps each to send."""
 
     def __init__(self, instances: str, waits: str, history: str) -> None:
-        def unnested(prefix: str, names: Sequence[str], types: dict[str, str]) -> str:
-            arrays = ", ".join(f"%({prefix}{n})s::{types.get(n, 'text')}[]" for n in names)
-            return f"unnest({arrays}) WITH ORDINALITY AS x({', '.join(names)}, n)"
+        def rows(param: str, names: Sequence[str], types: dict[str, str]) -> str:
+            typed = ", ".join(f"{n} {types.get(n, 'text')}" for n in names)
+            return (
+                f"ROWS FROM (json_to_recordset(%({param})s::json) AS ({typed})) "
+                f"WITH ORDINALITY AS x({', '.join(names)}, n)"
+            )
 
         w_cols, h_cols = _WAIT_COLUMNS[1:], _HISTORY_COLUMNS[1:]
         waits_in = (
             f"INSERT INTO {waits} ({', '.join(_WAIT_COLUMNS)}) "
             f"SELECT k.id, {', '.join('x.' + c for c in w_cols)} "
-            f"FROM k, {unnested('w_', w_cols, _WAIT_TYPES)} ORDER BY x.n"
+            f"FROM k, {rows('w_rows', w_cols, _WAIT_TYPES)} ORDER BY x.n"
         )
         history_in = (
             f"INSERT INTO {history} ({', '.join(_HISTORY_COLUMNS)}) "
             f"SELECT k.id, {', '.join('x.' + c for c in h_cols)} "
-            f"FROM k, {unnested('h_', h_cols, _HISTORY_TYPES)} ORDER BY x.n"
+            f"FROM k, {rows('h_rows', h_cols, _HISTORY_TYPES)} ORDER BY x.n"
         )
         cols = ("id", *_INSTANCE_COLUMNS)
         sets = ", ".join(f"{c} = %({c})s" for c in _INSTANCE_COLUMNS)
@@ -543,6 +541,12 @@ class _PgCommit:
             f"d AS (DELETE FROM {waits} WHERE instance_id IN (SELECT id FROM k)), "
             f"w AS ({waits_in}), h AS ({history_in}), {notify} {done}"
         )
+
+
+def _iso(value: Any) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 class _Never(Exception):
