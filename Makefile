@@ -39,6 +39,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/timers.py
 	$(BIN)/python bench/web.py
 	$(BIN)/python bench/check.py
+	$(BIN)/python bench/slack.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

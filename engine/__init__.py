@@ -12,7 +12,6 @@ from signoff.engine.core.handlers import (
     KeepWaiting,
     Services,
     Timeout,
-    Vote,
     WaitInfo,
 )
 from signoff.engine.core.limits import (
@@ -23,6 +22,7 @@ from signoff.engine.core.limits import (
     text_problem,
 )
 from signoff.engine.core.loops import Break, Continue, For
+from signoff.engine.core.notices import ApprovalNotice, Notifier, Vote
 from signoff.engine.core.outline import Node, goto_targets, outline, statement_names
 from signoff.engine.core.renames import Renames, declared_renames
 from signoff.engine.core.steps import Retry, Step
@@ -45,19 +45,26 @@ from signoff.engine.errors import (
     SchemaOutdated,
     SignoffError,
     StatementMissing,
+    Unavailable,
     UnknownWorkflow,
 )
 from signoff.engine.runtime.metrics import Histogram, Metrics
 from signoff.engine.runtime.metrics import Snapshot as MetricsSnapshot
 from signoff.engine.runtime.scheduler import Scheduler
+from signoff.engine.runtime.slack import APPROVE_ACTION as SLACK_APPROVE_ACTION
+from signoff.engine.runtime.slack import DENY_ACTION as SLACK_DENY_ACTION
+from signoff.engine.runtime.slack import read_button_value as read_slack_button
 from signoff.engine.storage.store import upgrade_database
 from signoff.engine.views import HistoryEntry, InstanceSummary, InstanceView, ThreadView, WaitView
 
 __all__ = [
     "MAX_JSON_BYTES",
     "MAX_JSON_DEPTH",
+    "SLACK_APPROVE_ACTION",
+    "SLACK_DENY_ACTION",
     "AlreadyDecided",
     "Approval",
+    "ApprovalNotice",
     "AsyncEngine",
     "Break",
     "Busy",
@@ -86,6 +93,7 @@ __all__ = [
     "Node",
     "NotAllowed",
     "NotWaiting",
+    "Notifier",
     "On",
     "ReadOnly",
     "Renames",
@@ -104,6 +112,7 @@ __all__ = [
     "Tally",
     "ThreadView",
     "Timeout",
+    "Unavailable",
     "UnknownWorkflow",
     "Vote",
     "Wait",
@@ -116,6 +125,7 @@ __all__ = [
     "json_problem",
     "outline",
     "raw_json_depth",
+    "read_slack_button",
     "statement_names",
     "text_problem",
     "upgrade_database",

@@ -56,6 +56,7 @@ class AsyncEngine:
 
     start = _awaitable(Engine.start)
     send = _awaitable(Engine.send)
+    check_event = _awaitable(Engine.check_event)
     get = _awaitable(Engine.get)
     history = _awaitable(Engine.history)
     list = _awaitable(Engine.list)
@@ -74,6 +75,7 @@ class AsyncEngine:
     session_user = _awaitable(Engine.session_user)
     end_session = _awaitable(Engine.end_session)
     end_sessions = _awaitable(Engine.end_sessions)
+    seen_before = _awaitable(Engine.seen_before)
 
     def register(self, workflow: type[Workflow]) -> None:
         """Register a workflow class (no I/O: its definition is checked in memory)."""

@@ -23,7 +23,7 @@ from signoff.engine.core.handlers import Approval, Handler, Services, WaitInfo, 
 from signoff.engine.core.limits import MAX_JSON_BYTES, json_problem, text_problem
 from signoff.engine.core.records import Record, Stored
 from signoff.engine.core.renames import carry_over, declared_renames
-from signoff.engine.core.state import Decided, InstanceState, ThreadState
+from signoff.engine.core.state import Decided, Ending, InstanceState, ThreadState
 from signoff.engine.core.tree import Entry, Statement, walk
 from signoff.engine.core.validate import validate
 from signoff.engine.core.waits import Wait
@@ -42,8 +42,10 @@ from signoff.engine.runtime import logs
 from signoff.engine.runtime.actions import ActionRunner
 from signoff.engine.runtime.metrics import Metrics
 from signoff.engine.runtime.runner import Runner
-from signoff.engine.runtime.slack_client import client_from_environment
+from signoff.engine.runtime.slack import SlackNotifier
+from signoff.engine.runtime.slack_client import base_url_from_environment, client_from_environment
 from signoff.engine.storage import placement
+from signoff.engine.storage.seen import Seen
 from signoff.engine.storage.sessions import Sessions
 from signoff.engine.storage.store import Store
 from signoff.engine.views import HistoryEntry, InstanceSummary, InstanceView, ThreadView, WaitView
@@ -72,6 +74,7 @@ class Engine:
         operators: Iterable[str] | None = None,
         groups: Mapping[str, Iterable[str]] | None = None,
         *,
+        base_url: str | None = None,
         lease: timedelta = DEFAULT_LEASE,
         synchronous: str = "FULL",
         migrate: bool = True,
@@ -86,15 +89,29 @@ class Engine:
         `migrate=True` brings the database to the current schema first (under a database lock,
         so processes starting together are safe); with `migrate=False` a database that is not
         at the current schema raises `SchemaOutdated`, naming the command that upgrades it.
+
+        `slack` is a `slack_sdk.WebClient` (made from SLACK_BOT_TOKEN and SLACK_API_URL when not
+        given; Slack is off without a token). `base_url` is where the dashboard is served
+        (default: SIGNOFF_BASE_URL), for the links in Slack messages.
         """
         self.store = Store(database, synchronous=synchronous, migrate=migrate)
         self.clock = clock or utcnow
         self.slack = slack if slack is not None else client_from_environment()
+        self.base_url = base_url if base_url is not None else base_url_from_environment()
         self.actions = ActionRunner()
         self.authority = Authority.of(operators, groups, slack_users)
         self.services = Services(
-            clock=self._now, slack=self.slack, authority=self.authority, call=self.actions
+            clock=self._now,
+            slack=self.slack,
+            authority=self.authority,
+            call=self.actions,
+            notifier=(
+                SlackNotifier(self.slack, self.authority, self.base_url)
+                if self.slack is not None
+                else None
+            ),
         )
+        self.seen = Seen(self.store)
         self.workflows: dict[str, type[Workflow]] = {}
         # counters and histograms of what this process commits (`/metrics` shows them)
         self.metrics = Metrics()
@@ -275,6 +292,62 @@ class Engine:
                 return self._view_of(work)  # what was just committed: no second read
             return self.get(instance_id)
 
+    def check_event(
+        self,
+        instance_id: str,
+        event: str,
+        payload: Mapping[str, Any] | None = None,
+        actor: str | None = None,
+        thread: str | None = None,
+        via: str = "api",
+        *,
+        wait_key: str | None = None,
+    ) -> WaitView:
+        """Would `send` with these arguments be taken now? Raises what `send` would raise (the
+        actor may not decide, the payload is refused, the wait was already decided, ...) and
+        returns the open wait it would go to; changes nothing and runs no workflow code.
+
+        For a surface that must answer at once and apply later (a Slack click is acknowledged
+        within three seconds, and the decision may run steps for longer): check, answer, then
+        send. A race lost between the two shows up as the send's refusal."""
+        payload = _checked_payload(payload)
+        _check_text(
+            instance_id=instance_id,
+            event=event,
+            actor=actor,
+            thread=thread,
+            via=via,
+            wait_key=wait_key,
+        )
+        work = self._load(instance_id)
+        current = self._current_event(work, event)
+        target = self._waiting_thread(work, current, thread, wait_key)
+        if target is None:  # mid-transition: send would keep it, after the same early check
+            self.runner.events.early_check(work, current, payload, actor, thread, via)
+            raise NotWaiting(f"instance {instance_id} is busy; try again in a moment")
+        now = self._now()
+        for c in target.cases:
+            if c.kind == "timeout" and c.setup == "done" and c.due_at and c.due_at <= now:
+                raise AlreadyDecided(
+                    f"'{target.at}' was already decided: {c.event} by the timer at "
+                    f"{c.due_at:%Y-%m-%d %H:%M:%S} UTC (its deadline passed before this event)"
+                )
+        case = next(c for c in target.cases if c.event == current)
+        handler = self.runner.lifecycle.handler(work, target.at or "", current)
+        if handler is None:
+            raise NotWaiting(
+                f"wait '{target.at}' of instance {instance_id} no longer has the event '{event}'"
+            )
+        handler.check(
+            self.runner.lifecycle.info(work, target.id, target.at or "", case, via),
+            payload,
+            actor,
+        )
+        view = self.get(instance_id)
+        return next(
+            w for t in view.threads if t.id == target.id for w in t.waits if w.event == current
+        )
+
     def retry(
         self,
         instance_id: str,
@@ -306,7 +379,13 @@ class Engine:
                 # The position is kept as it is: a failed step or wait is re-entered (AT), but a
                 # thread that failed after a committed step (AFTER) or an accepted event (EVENT)
                 # walks on from there, so nothing committed runs twice.
-                self.runner.lifecycle.end_waits(work, t, now, handled_event=None)  # set up afresh
+                self.runner.lifecycle.end_waits(  # set up afresh
+                    work,
+                    t,
+                    now,
+                    handled_event=None,
+                    ending=Ending(how="retried", actor=actor, via=via, at=now),
+                )
                 t.status, t.retry_at, t.attempts = "running", None, 0
                 t.error = t.traceback = None
                 work.note(Record(now, "retry", thread=t.id, name=t.at, actor=actor, via=via))
@@ -326,7 +405,9 @@ class Engine:
         _check_text(instance_id=instance_id, reason=reason, actor=actor, via=via)
 
         def change(work: Working, now: datetime) -> None:
-            self.runner.lifecycle.stop_threads(work, now)
+            self.runner.lifecycle.stop_threads(
+                work, now, Ending(how="cancelled", actor=actor, via=via, at=now, reason=reason)
+            )
             work.row.status, work.row.error = "cancelled", reason or "cancelled"
             work.note(Record(now, "cancelled", actor=actor, via=via, message=reason))
 
@@ -350,7 +431,13 @@ class Engine:
                 raise Conflict(f"instance {instance_id} has no thread '{thread}'")
             self.runner.check_target(work, thread, step)
             t = work.thread(thread)
-            self.runner.lifecycle.end_waits(work, t, now, handled_event=None)
+            self.runner.lifecycle.end_waits(
+                work,
+                t,
+                now,
+                handled_event=None,
+                ending=Ending(how="moved", actor=actor, via=via, at=now),
+            )
             t.status, t.at, t.entry, t.event = "running", step, Entry.AT, None
             t.attempts, t.error, t.traceback, t.retry_at = 0, None, None, None
             work.note(Record(now, "goto", thread=thread, name=step, actor=actor, via=via))
@@ -678,6 +765,21 @@ class Engine:
     def identities(self, actor: str) -> set[str]:
         """The names an actor goes by: user name, Slack id and `group:NAME`s, whichever apply."""
         return self.authority.identities(actor)
+
+    def slack_actor(self, slack_user_id: str) -> str:
+        """The actor a Slack user acts as: the user name `slack_users` maps to their id, or the
+        Slack id itself."""
+        return next(
+            (name for name, sid in self.authority.slack_users.items() if sid == slack_user_id),
+            slack_user_id,
+        )
+
+    def seen_before(self, key: str, keep_for: timedelta) -> bool:
+        """Remember `key` for `keep_for`; True when it was already remembered (and has not
+        expired). Kept in the database, so every process serving the same database agrees:
+        what the Slack endpoint refuses replays with."""
+        _check_text(key=key)
+        return self.seen.add(key, self._now(), keep_for)
 
     # --- helpers -------------------------------------------------------------------------------
 

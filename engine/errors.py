@@ -57,6 +57,16 @@ class Busy(SignoffError):
     for too long); trying again later, or asking for less, may succeed."""
 
 
+class Unavailable(SignoffError):
+    """A service a handler calls (Slack) failed or asked us to slow down. The setup, teardown or
+    timer that raised it is tried again later, after `retry_after` seconds if the service said
+    so (Slack's `Retry-After`), else after the usual backoff."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class DataNotStorable(SignoffError):
     """Workflow data that cannot be stored as JSON."""
 

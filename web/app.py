@@ -11,6 +11,7 @@ import contextlib
 import gc
 import json
 import logging
+import os
 import secrets
 from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, datetime
@@ -19,7 +20,7 @@ from typing import Any
 
 import jinja2
 from signoff.engine import AsyncEngine, Engine, SignoffError
-from signoff.web import api, approvals, auth, instance, instances, metrics, workflows
+from signoff.web import api, approvals, auth, instance, instances, metrics, slack, workflows
 from signoff.web.errors import status_for
 from signoff.web.limits import Limits, RequestLimits
 from signoff.web.render import Flash, template, wants_fragment
@@ -62,6 +63,8 @@ def create_app(
     slack_signing_secret: str | None = None,
     limits: Limits | None = None,
     allowed_hosts: Sequence[str] | None = None,
+    slack_team_id: str | None = None,
+    slack_app_id: str | None = None,
 ) -> Starlette:
     """The dashboard for `engine`.
 
@@ -73,6 +76,11 @@ def create_app(
     `limits` bounds what one client may cost (sign-in attempts, body size, request time, ...).
     `allowed_hosts` are the Host names the app answers to; with open access it defaults to the
     loopback names, so a page elsewhere cannot reach it through DNS rebinding.
+
+    `slack_signing_secret` (default: SLACK_SIGNING_SECRET) turns on `POST /slack/interactions`;
+    Slack's Web API client is the engine's (`Engine(slack=...)`, or SLACK_BOT_TOKEN).
+    `slack_team_id` / `slack_app_id` (default: SLACK_TEAM_ID / SLACK_APP_ID), when set, refuse
+    interactions from any other workspace or app.
     """
     if isinstance(engine, AsyncEngine):
         engine = engine.engine  # the dashboard calls the sync engine from worker threads
@@ -82,6 +90,18 @@ def create_app(
         secret_key = secrets.token_urlsafe(32)
         log.warning("no secret key given: sessions will not survive a restart")
     static_dir = _resource("static")
+    if slack_signing_secret is None:
+        slack_signing_secret = os.environ.get("SLACK_SIGNING_SECRET") or None
+    slack_app = (
+        slack.SlackApp(
+            slack_signing_secret,
+            team_id=slack_team_id or os.environ.get("SLACK_TEAM_ID") or None,
+            app_id=slack_app_id or os.environ.get("SLACK_APP_ID") or None,
+            client=engine.slack,
+        )
+        if slack_signing_secret
+        else None
+    )
     board = Dashboard(
         engine=engine,
         templates=Jinja2Templates(env=_environment(_resource("templates"))),
@@ -95,6 +115,7 @@ def create_app(
         placement=Cached(engine.statement_counts, PLACEMENT_TTL),
         limits=limits or Limits(),
         dummy_hash=auth.dummy_hash(users or {}),
+        slack=slack_app,
     )
     if allowed_hosts is None and open_access:
         allowed_hosts = LOOPBACK_HOSTS
@@ -115,6 +136,7 @@ def create_app(
         Route("/logout/everywhere", auth.logout_everywhere, methods=["POST"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/metrics", metrics.metrics, methods=["GET"]),
+        Route("/slack/interactions", slack.interactions, methods=["POST"]),
         Mount("/api", routes=api.routes),
         Mount("/static", StaticFiles(directory=static_dir), name="static"),
     ]
@@ -123,7 +145,11 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         served.use_loop(asyncio.get_running_loop())  # async steps run on the server's loop
-        yield
+        try:
+            yield
+        finally:
+            if slack_app is not None:  # decisions already acknowledged to Slack are applied
+                await asyncio.get_running_loop().run_in_executor(None, slack_app.close)
 
     app = Starlette(
         routes=routes,

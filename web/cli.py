@@ -13,6 +13,8 @@ Configuration comes from options, else from the environment:
     SIGNOFF_OPERATORS     "carol,group:ops": who may retry, cancel, goto and send any event
     SIGNOFF_GROUPS        "ops=carol,dave;finance=alice,erin": groups for approvers and operators
     SLACK_BOT_TOKEN, SLACK_API_URL, SLACK_SIGNING_SECRET   Slack (off without a token)
+    SLACK_TEAM_ID, SLACK_APP_ID   refuse Slack interactions from other workspaces or apps
+    SIGNOFF_BASE_URL      where the dashboard is served, for links in Slack messages
 """
 
 from __future__ import annotations
@@ -615,7 +617,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Durable workflows with humans in the loop.",
         epilog="Environment: SIGNOFF_DATABASE_URL, SIGNOFF_WORKFLOWS, SIGNOFF_SECRET_KEY, "
         "SIGNOFF_USERS, SIGNOFF_API_TOKENS, SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET, "
-        "SLACK_API_URL.",
+        "SLACK_API_URL, SLACK_TEAM_ID, SLACK_APP_ID, SIGNOFF_BASE_URL.",
     )
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(

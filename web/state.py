@@ -9,13 +9,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from time import monotonic
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from signoff.engine import Engine
 from signoff.web.limits import Limits
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.templating import Jinja2Templates
+
+if TYPE_CHECKING:
+    from signoff.web.slack import SlackApp
 
 T = TypeVar("T")
 log = logging.getLogger("signoff.web")
@@ -87,6 +90,7 @@ class Dashboard:
     limits: Limits = field(default_factory=Limits)
     dummy_hash: str = ""
     assets: dict[str, str] = field(default_factory=dict)
+    slack: SlackApp | None = None  # the Slack endpoint's secret, workers and client
 
     @property
     def max_body(self) -> int:

@@ -3,13 +3,16 @@ Setup/Handle/Teardown), and the built-in ones: Timeout, Approval, Input."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ValidationError
 from signoff.engine.core.authority import Authority, approvers_now, checked_reason
+from signoff.engine.core.notices import ApprovalNotice, Message, Notifier, Vote, slack_targets
+from signoff.engine.core.state import Ending
 from signoff.engine.errors import EventRejected, NotAllowed
 
 Via = Literal["web", "slack", "api", "timer", "cli"]
@@ -17,13 +20,17 @@ Via = Literal["web", "slack", "api", "timer", "cli"]
 
 @dataclass(frozen=True)
 class Services:
-    """What the engine lends handlers: the clock, the Slack client, and who may do what."""
+    """What the engine lends handlers: the clock, the Slack client, and who may do what.
+
+    `slack` is the raw `slack_sdk.WebClient` (None: Slack is off), for handlers of your own;
+    `notifier` is what the built-in `Approval` announces itself through (see `notices`)."""
 
     clock: Callable[[], datetime]
     slack: Any = None
     authority: Authority = field(default_factory=Authority)
     # calls application code and awaits what it returns when that is awaitable (an async def)
     call: Callable[..., Any] = field(default=lambda action, *args: action(*args))
+    notifier: Notifier | None = None
 
     @property
     def slack_users(self) -> Mapping[str, str]:
@@ -50,6 +57,16 @@ class WaitInfo:
     via: str | None = None
     moment: datetime | None = None  # the time run_due was asked about, when it was given one
     starter: str | None = None  # the actor who started the instance (None: the program)
+    key: str | None = None  # the wait key of this opening of the wait (see ThreadState)
+    ending: Ending | None = None  # at teardown: how the wait ended
+    data_json: str | None = None  # the instance's data as it is now, as JSON
+    deadline: datetime | None = None  # at setup: when a Timeout of the same wait falls due
+
+    @property
+    def data(self) -> dict[str, Any]:
+        """The instance's data (a copy: changing it changes nothing)."""
+        loaded = json.loads(self.data_json) if self.data_json else {}
+        return loaded if isinstance(loaded, dict) else {}
 
     @property
     def now(self) -> datetime:
@@ -80,6 +97,11 @@ class Handler:
     def setup(self, wait: WaitInfo) -> dict[str, Any] | None:
         """Runs once the wait has begun; the dict it returns is stored with the wait."""
         return None
+
+    def announces(self, services: Services) -> bool:
+        """Whether setup tells the world (posts buttons): then the wait is committed before
+        setup runs, so an answer that comes at once finds it open."""
+        return type(self).setup is not Handler.setup
 
     def check(self, wait: WaitInfo, payload: dict[str, Any], actor: str | None) -> None:
         """May `actor` send this payload? Raise NotAllowed or EventRejected if not; changes
@@ -130,17 +152,6 @@ class Timeout(Handler):
 
     def describe(self) -> dict[str, Any]:
         return {"after_seconds": self.after.total_seconds()}
-
-
-@dataclass(frozen=True)
-class Vote:
-    """One approver's vote on an approval that needs several."""
-
-    actor: str | None
-    approved: bool
-    reason: str
-    via: str | None
-    at: datetime
 
 
 @dataclass(frozen=True)
@@ -260,6 +271,61 @@ class Approval(Handler):
             wait.services.call(callback, decision)
         return None
 
+    # --- announcing it (Slack) ----------------------------------------------------------------
+
+    def announces(self, services: Services) -> bool:
+        return services.notifier is not None or type(self).setup is not Approval.setup
+
+    def setup(self, wait: WaitInfo) -> dict[str, Any] | None:
+        """Announce the approval (a Slack message with Approve / Deny buttons) in its
+        `slack_channel`, or else to each approver who has a Slack id; store where it went."""
+        notifier = wait.services.notifier
+        if notifier is None:
+            return None
+        targets = slack_targets(
+            self.slack_channel, self.current_approvers(wait), wait.services.authority
+        )
+        if not targets:
+            return None
+        stored: dict[str, Any] = {"slack_messages": notifier.announce(self.notice(wait), targets)}
+        if wait.deadline is not None:
+            stored["deadline"] = wait.deadline.isoformat()
+        return stored
+
+    def teardown(self, wait: WaitInfo, handled: bool) -> None:
+        """Edit the announcement to say how the wait ended, whatever ended it; no buttons."""
+        notifier, messages = wait.services.notifier, _messages(wait.stored)
+        if notifier is not None and messages:
+            notifier.update(messages, self.notice(wait))
+
+    def notice(self, wait: WaitInfo) -> ApprovalNotice:
+        """What an announcement of this wait shows now."""
+        stored = wait.stored or {}
+        deadline = wait.deadline
+        if deadline is None and isinstance(stored.get("deadline"), str):
+            deadline = datetime.fromisoformat(stored["deadline"])
+        return ApprovalNotice(
+            instance_id=wait.instance_id,
+            workflow=wait.workflow,
+            thread=wait.thread,
+            wait=wait.wait,
+            event=wait.event,
+            key=wait.key,
+            title=self.title or f"{wait.workflow}: {wait.wait}",
+            text=self.text,
+            data=wait.data,
+            deciders=self.current_approvers(wait),
+            required=self.required,
+            votes=tuple(self.votes(wait)),
+            require_reason=self.require_reason,
+            began_at=wait.began_at,
+            deadline=deadline,
+            escalated=self.escalated(wait),
+            ending=wait.ending,
+        )
+
+    # --- what falls due: reminders, escalation, and the message catching up with votes ------
+
     def due_at(self, wait: WaitInfo) -> datetime | None:
         stored = wait.stored or {}
         times = []
@@ -267,6 +333,8 @@ class Approval(Handler):
             times.append(wait.began_at + self.remind_every * (int(stored.get("reminders", 0)) + 1))
         if self.escalate_after and self.escalate_to and not stored.get("escalated"):
             times.append(wait.began_at + self.escalate_after)
+        if self._message_behind(stored):
+            times.append(wait.began_at)  # at once: a vote came in since the message was edited
         return min(times) if times else None
 
     def on_due(self, wait: WaitInfo) -> FireEvent | dict[str, Any]:
@@ -280,26 +348,39 @@ class Approval(Handler):
         ):
             stored["escalated"] = True
             stored["escalated_at"] = now.isoformat()
-            stored.update(self.notify(wait, "escalated", stored) or {})
+            stored.update(self.notify(replace(wait, stored=stored), "escalated", stored) or {})
         if self.remind_every:
             # the rung of the ladder we are on: after a long outage, one reminder, not a burst
             rung = int((now - wait.began_at) / self.remind_every)
             if rung > int(stored.get("reminders", 0)):
                 stored["reminders"] = rung
                 stored["reminded_at"] = now.isoformat()
-                stored.update(self.notify(wait, "reminder", stored) or {})
+                stored.update(self.notify(replace(wait, stored=stored), "reminder", stored) or {})
+        notifier, messages = wait.services.notifier, _messages(stored)
+        if notifier is not None and messages and self._message_behind(stored):
+            notifier.update(messages, self.notice(replace(wait, stored=stored)))
+            stored["slack_shown"] = _shown(stored)
         return stored
+
+    def _message_behind(self, stored: Mapping[str, Any]) -> bool:
+        """Whether the announcement shows fewer votes, or an older escalation, than there are."""
+        return bool(_messages(stored)) and stored.get("slack_shown", [0, False]) != _shown(stored)
 
     def notify(
         self, wait: WaitInfo, what: Literal["reminder", "escalated"], stored: dict[str, Any]
     ) -> dict[str, Any] | None:
         """Re-notify the approvers (`what` = "reminder") or tell the widened set of approvers
         (`what` = "escalated"); `stored` is what will be stored with the wait. The engine writes
-        the history entry itself. Returns keys to merge into `stored` (e.g. a Slack message ts).
+        the history entry itself. Returns keys to merge into `stored`.
 
-        The hook for Slack reminders: `wait.services.slack` is the client. It runs when the
-        timer fires, before the commit, so it may run again if that commit loses a race:
-        notifications here are at least once."""
+        By default it replies in the thread of the Slack announcement (the message itself is
+        then edited to show who may decide now). Override it to notify some other way;
+        `wait.services.slack` is the raw Slack client. It runs when the timer fires, before
+        the commit, so it may run again if that commit loses a race, or if a later part of
+        the same tick fails: notifications here are at least once."""
+        notifier, messages = wait.services.notifier, _messages(stored)
+        if notifier is not None and messages:
+            notifier.reply(messages, self.notice(wait), what)
         return None
 
     def describe(self) -> dict[str, Any]:
@@ -385,3 +466,16 @@ def upcoming(
             )
         return sorted(times, key=lambda t: t["at"])
     return [{"what": "due", "at": due_at}] if due_at else []
+
+
+def _messages(stored: Mapping[str, Any] | None) -> list[Message]:
+    """The Slack messages announcing a wait, as its setup stored them."""
+    found = (stored or {}).get("slack_messages")
+    if not isinstance(found, list):
+        return []
+    return [m for m in found if isinstance(m, dict) and "channel" in m and "ts" in m]
+
+
+def _shown(stored: Mapping[str, Any]) -> list[Any]:
+    """What an up-to-date announcement shows: how many votes, and whether it escalated."""
+    return [len(stored.get("votes", [])), bool(stored.get("escalated"))]

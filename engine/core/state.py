@@ -69,6 +69,24 @@ class ThreadState(_Plain):
         return self.status in LIVE_THREAD
 
 
+EndingHow = Literal["event", "cancelled", "moved", "retried", "finished"]
+
+
+class Ending(_Plain):
+    """How a wait ended, kept with each teardown so that every surface that announced the wait
+    (a Slack message) can say so: the event that won and who sent it, or the operator's
+    cancel, goto or retry, or the instance finishing while the thread still waited."""
+
+    how: EndingHow
+    event: str | None = None  # the case that won (how="event")
+    kind: str | None = None  # its handler's kind: "approval", "timeout", ...
+    actor: str | None = None
+    via: str | None = None
+    at: datetime
+    approved: bool | None = None
+    reason: str | None = None
+
+
 class Teardown(_Plain):
     """A teardown owed to a handler whose wait ended; retried until it succeeds."""
 
@@ -82,6 +100,7 @@ class Teardown(_Plain):
     attempts: int = 0
     error: str | None = None
     retry_at: datetime | None = None
+    ending: Ending | None = None
 
 
 class Decided(_Plain):

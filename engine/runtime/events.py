@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
 from signoff.engine.core.handlers import Handler, KeepWaiting, WaitInfo
 from signoff.engine.core.interpreter import thread_body
 from signoff.engine.core.records import Record
-from signoff.engine.core.state import Decided, OpenCase, Pending, ThreadState
+from signoff.engine.core.state import Decided, Ending, OpenCase, Pending, ThreadState
 from signoff.engine.core.tree import Entry, walk
 from signoff.engine.core.waits import Wait
 from signoff.engine.core.working import Working
@@ -233,6 +234,8 @@ class Events:
         work.row.data = data
         if isinstance(outcome, KeepWaiting):  # one vote of several: the wait goes on
             case.stored = outcome.stored
+            if case.setup == "done":  # the handler may want to act on it (edit a message)
+                case.due_at = handler.due_at(replace(info, stored=case.stored))
             work.waits_dirty = True
             work.note(
                 Record(
@@ -271,9 +274,9 @@ class Events:
             if len(shown) <= MAX_PAYLOAD_IN_HISTORY
             else shown[:MAX_PAYLOAD_IN_HISTORY] + "...",
         }
+        reason = payload.get("reason")
+        reason = reason.strip() if isinstance(reason, str) else None  # as the Decision has it
         if isinstance(approved, bool):
-            reason = payload.get("reason")
-            reason = reason.strip() if isinstance(reason, str) else None  # as the Decision has it
             work.note(
                 Record(
                     now,
@@ -301,5 +304,15 @@ class Events:
                     measures=measures,
                 )
             )
-        self.lifecycle.end_waits(work, thread, now, handled_event=case.event)
+        ending = Ending(
+            how="event",
+            event=case.event,
+            kind=case.kind,
+            actor=actor,
+            via=via,
+            at=now,
+            approved=approved if isinstance(approved, bool) else None,
+            reason=reason or None,
+        )
+        self.lifecycle.end_waits(work, thread, now, handled_event=case.event, ending=ending)
         thread.status, thread.entry, thread.event = "running", Entry.EVENT, case.event

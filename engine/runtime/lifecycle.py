@@ -5,24 +5,31 @@ from __future__ import annotations
 
 import json
 import traceback
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from signoff.engine.core.handlers import Handler, Services, WaitInfo
 from signoff.engine.core.records import Record
-from signoff.engine.core.state import OpenCase, Teardown, ThreadState
+from signoff.engine.core.state import Ending, OpenCase, Teardown, ThreadState
 from signoff.engine.core.tree import walk
 from signoff.engine.core.waits import Wait
 from signoff.engine.core.working import Working
 from signoff.engine.errors import (
     StatementMissing,
+    Unavailable,
     brief,
 )
 
 MAX_CLEANUP_ATTEMPTS = 20
 
 
-def cleanup_delay(attempts: int) -> timedelta:
-    return min(timedelta(seconds=2 ** (attempts - 1)), timedelta(minutes=10))
+def cleanup_delay(attempts: int, exc: BaseException | None = None) -> timedelta:
+    """How long to wait before trying a failed setup, teardown or timer again: doubling from
+    one second up to ten minutes, and never sooner than a service asked (Retry-After)."""
+    delay = min(timedelta(seconds=2 ** (attempts - 1)), timedelta(minutes=10))
+    if isinstance(exc, Unavailable) and exc.retry_after:
+        delay = max(delay, timedelta(seconds=min(exc.retry_after, 3600)))
+    return delay
 
 
 class Lifecycle:
@@ -32,18 +39,24 @@ class Lifecycle:
     def __init__(self, services: Services) -> None:
         self.services = services
 
-    def stop_threads(self, work: Working, now: datetime) -> None:
+    def stop_threads(self, work: Working, now: datetime, ending: Ending | None = None) -> None:
         for thread in work.state.threads.values():
             if thread.live:
-                self.end_waits(work, thread, now, handled_event=None)
+                self.end_waits(work, thread, now, handled_event=None, ending=ending)
                 thread.status = "stopped"
 
     def end_waits(
-        self, work: Working, thread: ThreadState, now: datetime, handled_event: str | None
+        self,
+        work: Working,
+        thread: ThreadState,
+        now: datetime,
+        handled_event: str | None,
+        ending: Ending | None = None,
     ) -> None:
-        """Close the thread's open cases; each owes its handler a teardown. A timer that was
-        already due but had not fired yet (the scheduler was down or busy) is discarded, and the
-        history says so: the wait ended first."""
+        """Close the thread's open cases; each owes its handler a teardown, which is told how
+        the wait ended (`ending`: the event and who sent it, or the operator's action). A timer
+        that was already due but had not fired yet (the scheduler was down or busy) is
+        discarded, and the history says so: the wait ended first."""
         for case in thread.cases:
             if (
                 case.event != handled_event
@@ -77,6 +90,7 @@ class Lifecycle:
                     handled=case.event == handled_event,
                     began_at=case.began_at,
                     stored=case.stored,
+                    ending=ending,
                 )
             )
         if thread.cases:
@@ -103,6 +117,7 @@ class Lifecycle:
         case: OpenCase | Teardown,
         via: str | None = None,
     ) -> WaitInfo:
+        state = work.state.threads.get(thread)
         return WaitInfo(
             work.id,
             work.row.workflow,
@@ -114,7 +129,23 @@ class Lifecycle:
             self.services,
             via,
             starter=work.state.started_by,
+            key=state.wait_key if isinstance(case, OpenCase) and state is not None else None,
+            ending=case.ending if isinstance(case, Teardown) else None,
+            data_json=work.row.data,
         )
+
+    def deadline(self, work: Working, thread: ThreadState) -> datetime | None:
+        """When a Timeout of the thread's wait decides it (the earliest, if several)."""
+        times = []
+        for case in thread.cases:
+            if case.kind != "timeout":
+                continue
+            handler = self.handler(work, thread.at or "", case.event)
+            if handler is not None:
+                due = handler.due_at(self.info(work, thread.id, thread.at or "", case))
+                if due is not None:
+                    times.append(due)
+        return min(times) if times else None
 
     def cleanups(self, work: Working, now: datetime) -> None:
         """Run setups owed to new waits and teardowns owed to ended ones, and due retries."""
@@ -136,9 +167,10 @@ class Lifecycle:
             handler = self.handler(work, thread.at or "", case.event)
             if handler is None:
                 raise StatementMissing(f"wait '{thread.at}' no longer has event '{case.event}'")
-            stored = self.services.call(
-                handler.setup, self.info(work, thread.id, thread.at or "", case)
-            )
+            info = self.info(work, thread.id, thread.at or "", case)
+            if handler.announces(self.services):
+                info = replace(info, deadline=self.deadline(work, thread))
+            stored = self.services.call(handler.setup, info)
             if stored is not None:
                 json.dumps(stored)
                 stored = dict(stored)
@@ -147,7 +179,7 @@ class Lifecycle:
         except Exception as exc:
             case.attempts += 1
             case.setup, case.error = "failed", brief(exc)
-            case.retry_at = now + cleanup_delay(case.attempts)
+            case.retry_at = now + cleanup_delay(case.attempts, exc)
             work.note(
                 Record(
                     now,
@@ -196,7 +228,7 @@ class Lifecycle:
                 )
             )
             if teardown.attempts < MAX_CLEANUP_ATTEMPTS:
-                teardown.retry_at = now + cleanup_delay(teardown.attempts)
+                teardown.retry_at = now + cleanup_delay(teardown.attempts, exc)
                 return
             work.note(
                 Record(

@@ -14,11 +14,11 @@ from datetime import datetime, timedelta
 from time import perf_counter
 from typing import Any
 
-from signoff.engine.core.handlers import Handler, Services
+from signoff.engine.core.handlers import Services
 from signoff.engine.core.interpreter import Position, advance, thread_body
 from signoff.engine.core.records import Record
 from signoff.engine.core.renames import carry_over
-from signoff.engine.core.state import OpenCase, ThreadState
+from signoff.engine.core.state import Ending, OpenCase, ThreadState
 from signoff.engine.core.steps import Step
 from signoff.engine.core.tree import (
     MAX_STATEMENTS_PER_TRANSITION,
@@ -154,7 +154,7 @@ class Runner:
                 self._block(work, thread, wait, now)
                 # The wait begins when it is committed: only then may a setup announce it (post
                 # the Slack buttons), so an answer that comes at once finds the wait open.
-                if any(announces(case.handler) for case in wait.cases):
+                if any(case.handler.announces(self.services) for case in wait.cases):
                     self.committer.commit(work, owner)
             case BlockUntil(wait_for=wait_for):
                 thread.status, thread.at, thread.entry, thread.event = (
@@ -317,7 +317,7 @@ class Runner:
                 now,
             )
             return
-        self.lifecycle.stop_threads(work, now)
+        self.lifecycle.stop_threads(work, now, Ending(how="finished", at=now))
         thread.status = "completed"
         work.row.status, work.row.result, work.row.error = "completed", result, error
         work.note(Record(now, "completed", thread="main", message=error, detail={"result": value}))
@@ -362,11 +362,6 @@ class Runner:
             if isinstance(stmt, Step | Wait | WaitFor) and stmt.name == name:
                 return
         raise Conflict(f"thread '{thread_id}' has no step or wait named '{name}'")
-
-
-def announces(handler: Handler) -> bool:
-    """Whether the handler's setup does anything (the base class's does nothing)."""
-    return type(handler).setup is not Handler.setup
 
 
 class DataNotJSON(Exception):

@@ -88,7 +88,7 @@ class Timers:
                     # cases and threads go on (a Slack outage must not hold up a timeout).
                     case.attempts += 1
                     case.error = brief(exc)
-                    case.due_at = now + cleanup_delay(case.attempts)
+                    case.due_at = now + cleanup_delay(case.attempts, exc)
                     work.note(
                         Record(
                             now,

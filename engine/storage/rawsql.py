@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager, nullcontext, suppress
 from datetime import UTC, datetime
 from time import monotonic
 from typing import Any
@@ -248,14 +248,18 @@ class RawWriter:
     On SQLite a commit is BEGIN IMMEDIATE, the statements, COMMIT: in-process, no round trips.
     """
 
-    def __init__(self, db: Any, sqlite: bool, prefix: str = "", own: bool = False) -> None:
-        """`prefix` is the quoted schema and a dot, when the tables have one; `own`: signoff
-        made `db` (from a URL), so it may keep connections of its own."""
+    def __init__(
+        self, db: Any, sqlite: bool, prefix: str = "", lock: Any = None, own: bool = False
+    ) -> None:
+        """`prefix` is the quoted schema and a dot, when the tables have one; `lock` is held
+        around each write (the store's in-process writer lock on SQLite); `own`: signoff made
+        `db` (from a URL), so it may keep connections of its own."""
         instances, waits, history = (
             f"{prefix}signoff_{t}" for t in ("instances", "waits", "history")
         )
         self.db = db
         self.sqlite = sqlite
+        self.lock = lock if lock is not None else nullcontext()
         # the driver's error for data it cannot store: never worth retrying as it is
         self.refused: type[Exception] = getattr(db.dialect.dbapi, "DataError", _Never)
         self.lost: type[Exception] = getattr(db.dialect.dbapi, "OperationalError", _Never)
@@ -401,7 +405,7 @@ class RawWriter:
         params = self.row_params(row)
         if not self.sqlite:
             return self._write_pg(row, params, expected_version, waits, history)
-        with self.connection() as conn:
+        with self.lock, self.connection() as conn:
             try:
                 cur = conn.cursor()
                 cur.execute("BEGIN IMMEDIATE")

@@ -10,8 +10,9 @@ through `placement.py`.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Collection, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import datetime
 from typing import Any
 
@@ -74,7 +75,12 @@ class Store:
             raise
         schema = migrations.schema_of(self.db)
         prefix = self.db.dialect.identifier_preparer.quote_schema(schema) + "." if schema else ""
-        self.raw = RawWriter(self.db, self.is_sqlite, prefix, own=self.owns_db)
+        # SQLite has one writer at a time. Writers of this process queue on a lock, woken the
+        # moment it is free; otherwise each would poll SQLite's busy handler, which sleeps up to
+        # 100 ms between tries (a quick write behind a slow one waited hundreds of ms).
+        # Other processes still wait on the database's own lock.
+        self.write_lock: Any = threading.RLock() if self.is_sqlite else nullcontext()
+        self.raw = RawWriter(self.db, self.is_sqlite, prefix, self.write_lock, own=self.owns_db)
         self.pager = RawPager(self.db, self.is_sqlite, prefix)
         self.prefix = prefix
 
@@ -93,7 +99,11 @@ class Store:
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
-        with self.db.connect().execution_options(signoff_write=True) as conn, conn.begin():
+        with (
+            self.write_lock,
+            self.db.connect().execution_options(signoff_write=True) as conn,
+            conn.begin(),
+        ):
             yield conn
 
     # --- instances -------------------------------------------------------------------------

@@ -124,3 +124,13 @@ SESSIONS = Table(
     Index("ix_signoff_sessions_user", "user"),
     Index("ix_signoff_sessions_expires", "expires_at"),
 )
+
+# Deliveries seen recently (Slack interactions), so a replay is refused in every process; only
+# a SHA-256 of each key is kept, until it expires.
+SEEN = Table(
+    "signoff_seen",
+    METADATA,
+    Column("id", String(64), primary_key=True),  # sha256 of the key, hex
+    Column("expires_at", UTCDateTime(), nullable=False),
+    Index("ix_signoff_seen_expires", "expires_at"),
+)
