@@ -447,12 +447,14 @@ class RawWriter:
         params["h_rows"] = json.dumps([self._history(row.id, h) for h in history], default=_iso)
         # an instance left due with nobody driving it: a scheduler in any process arms it
         due = row.due_at if row.lease_owner is None else None
-        params["notify"] = f"{row.id} {due.astimezone(UTC).isoformat()}" if due else None
+        if due is not None:
+            params["notify"] = f"{row.id} {due.astimezone(UTC).isoformat()}"
         if expected_version is None:
-            sql = self.pg.insert
+            what = "insert"
         else:
             params["b_id"], params["b_expected"] = row.id, expected_version
-            sql = self.pg.update_replacing_waits if waits is not None else self.pg.update
+            what = "update waits" if waits is not None else "update"
+        sql = self.pg.sql[what, due is not None]
         try:
             with self.connection() as conn:
                 cur = conn.cursor()
@@ -525,26 +527,43 @@ class _PgCommit:
             f"UPDATE {instances} SET {sets} "
             "WHERE id = %(b_id)s AND version = %(b_expected)s RETURNING id"
         )
+
         # k holds the row's id when the write happened, no row when the version check failed:
-        # every other part joins k, so a failed check writes nothing at all. n tells the
-        # schedulers LISTENing on DUE_CHANNEL that the instance is due at a new time (sent
-        # when the statement commits, and only if it wrote)
-        notify = (
-            f"n AS (SELECT pg_notify('{DUE_CHANNEL}', %(notify)s) FROM k "
-            "WHERE %(notify)s::text IS NOT NULL)"
+        # every other part joins k, so a failed check writes nothing at all. With `notified`,
+        # n tells the schedulers LISTENing on DUE_CHANNEL that the instance is due at a new
+        # time (sent when the statement commits, and only if it wrote). A commit that leaves
+        # nothing due uses the statement without it: the NOTIFY part costs a good part of a
+        # commit even when it sends nothing.
+        def statement(notified: bool, head: str, *parts: str) -> str:
+            ctes = [head, *parts]
+            done = "SELECT (SELECT count(*) FROM k)"
+            if notified:
+                ctes.append(f"n AS (SELECT pg_notify('{DUE_CHANNEL}', %(notify)s) FROM k)")
+                done += ", (SELECT count(*) FROM n)"
+            return f"WITH {', '.join(ctes)} {done}"
+
+        inserted = (
+            f"k AS (INSERT INTO {instances} ({', '.join(cols)}) "
+            f"VALUES ({', '.join(f'%({c})s' for c in cols)}) RETURNING id)"
         )
-        done = "SELECT (SELECT count(*) FROM k), (SELECT count(*) FROM n)"
-        self.insert = (
-            f"WITH k AS (INSERT INTO {instances} ({', '.join(cols)}) "
-            f"VALUES ({', '.join(f'%({c})s' for c in cols)}) RETURNING id), "
-            f"w AS ({waits_in}), h AS ({history_in}), {notify} {done}"
-        )
-        self.update = f"WITH k AS ({guarded}), h AS ({history_in}), {notify} {done}"
-        self.update_replacing_waits = (
-            f"WITH k AS ({guarded}), "
-            f"d AS (DELETE FROM {waits} WHERE instance_id IN (SELECT id FROM k)), "
-            f"w AS ({waits_in}), h AS ({history_in}), {notify} {done}"
-        )
+        replaced = f"d AS (DELETE FROM {waits} WHERE instance_id IN (SELECT id FROM k))"
+        # (what, notified) -> the statement
+        self.sql = {
+            **{
+                ("insert", n): statement(n, inserted, f"w AS ({waits_in})", f"h AS ({history_in})")
+                for n in (False, True)
+            },
+            **{
+                ("update", n): statement(n, f"k AS ({guarded})", f"h AS ({history_in})")
+                for n in (False, True)
+            },
+            **{
+                ("update waits", n): statement(
+                    n, f"k AS ({guarded})", replaced, f"w AS ({waits_in})", f"h AS ({history_in})"
+                )
+                for n in (False, True)
+            },
+        }
 
 
 def _iso(value: Any) -> str:
