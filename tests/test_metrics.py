@@ -152,3 +152,67 @@ def test_open_access_serves_them_without_a_token(engine: Engine) -> None:
     assert answer.status_code == 200
     names = {f.name for f in text_string_to_metric_families(answer.text)}
     assert {"signoff_transitions", "signoff_instances", "signoff_timers_overdue"} <= names
+
+
+@pytest.mark.slow
+def test_a_worker_serves_its_own_metrics_on_the_port_it_is_given(
+    sqlite_url: str, tmp_path: Any
+) -> None:
+    """Workers fire the timers, so timer lateness is counted there: `--metrics-port`."""
+    import os
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    import httpx
+
+    from tests.test_cli import free_port
+
+    root = Path(__file__).resolve().parent.parent
+    engine = Engine(sqlite_url, [Trip])
+    engine.start(Trip)
+    port = free_port()
+    command = [sys.executable, "-m", "signoff.web.cli", "worker", "--db", sqlite_url]
+    command += ["--workflows", "web_support", "--metrics-port", str(port)]
+    log = tmp_path / "worker.log"
+    with open(log, "wb") as out:
+        worker = subprocess.Popen(
+            command,
+            cwd=root / "tests",
+            env={**os.environ, "PYTHONPATH": f"{root}{os.pathsep}{root / 'tests'}"},
+            stdout=out,
+            stderr=out,
+        )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                answer = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2)
+                break
+            except httpx.TransportError:
+                assert worker.poll() is None, log.read_text()
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.1)
+        # a second worker cannot take the same port, and says why
+        clash = subprocess.run(
+            command,
+            cwd=root / "tests",
+            env={**os.environ, "PYTHONPATH": f"{root}{os.pathsep}{root / 'tests'}"},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        worker.terminate()
+        worker.wait(timeout=20)
+        engine.close()
+    assert answer.status_code == 200
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for f in text_string_to_metric_families(answer.text)
+        for s in f.samples
+    }
+    assert samples[("signoff_instances", (("status", "waiting"), ("workflow", "Trip")))] == 1
+    assert clash.returncode != 0
+    assert f"cannot serve metrics on 127.0.0.1:{port}" in clash.stderr

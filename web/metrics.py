@@ -9,10 +9,12 @@ app is in open access; see docs/operations.md for panels and alerts.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
+from time import monotonic
 from typing import Any
 
-from prometheus_client import generate_latest
+from prometheus_client import generate_latest, start_http_server
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -20,7 +22,7 @@ from prometheus_client.core import (
     Metric,
 )
 from prometheus_client.registry import Collector, CollectorRegistry
-from signoff.engine import Metrics, MetricsSnapshot
+from signoff.engine import Engine, Metrics, MetricsSnapshot
 from signoff.web.api import error
 from signoff.web.auth import TokenError, api_actor
 from signoff.web.state import dashboard
@@ -80,6 +82,42 @@ def _label_names(series: dict[Any, Any]) -> list[str]:
     for labels in series:
         return [name for name, _ in labels]
     return []
+
+
+class LiveCollector(Collector):
+    """For a process without the dashboard (`signoff worker --metrics-port`): reads the
+    engine's numbers at every scrape, the database's at most every `ttl` seconds."""
+
+    def __init__(self, engine: Engine, ttl: float = 5.0) -> None:
+        self.engine = engine
+        self.ttl = ttl
+        self._gauges: dict[str, Any] | None = None
+        self._at = float("-inf")
+        self._lock = threading.Lock()
+
+    def gauges(self) -> dict[str, Any]:
+        with self._lock:
+            if self._gauges is None or monotonic() - self._at > self.ttl:
+                self._gauges, self._at = self.engine.gauges(), monotonic()
+            return self._gauges
+
+    def collect(self) -> Iterator[Metric]:
+        yield from EngineCollector(self.engine.metrics.snapshot(), self.gauges()).collect()
+
+
+def serve_metrics(engine: Engine, host: str, port: int) -> Callable[[], None]:
+    """Serve `/metrics` of `engine` on host:port in a thread of its own (no token: bind it to
+    an address only your Prometheus reaches). Returns what stops it."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(LiveCollector(engine))
+    server, thread = start_http_server(port, addr=host, registry=registry)
+
+    def stop() -> None:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+    return stop
 
 
 async def metrics(request: Request) -> Response:
