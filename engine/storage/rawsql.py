@@ -1,10 +1,12 @@
-"""The hot paths, spoken straight to the DB-API driver: commits, and the instances list.
+"""The hot paths, spoken straight to the DB-API driver: loads, commits, and the instances list.
 
 Building and compiling SQLAlchemy statements costs more than SQLite takes to run them, and a
-transition commits after every step. So the three statements of a commit (guarded update,
-wait rows, history rows) are written once here as SQL text in the driver's parameter style, and
-run on a pooled raw connection; so is the dashboard's most frequent read, one keyset page of
-instances (`RawPager`). Everything else stays on SQLAlchemy.
+transition commits after every step. So the load of an instance and the statements of a commit
+(guarded update, wait rows, history rows) are written once here as SQL text in the driver's
+parameter style, and run on connections the hot path keeps for itself (`RawWriter`); so is the
+dashboard's most frequent read, one keyset page of instances (`RawPager`). Everything else
+stays on SQLAlchemy. On PostgreSQL a load and a commit are one statement and one round trip
+each (see `RawWriter`).
 
 Datetimes are kept the way SQLAlchemy's `UTCDateTime` column keeps them: naive UTC, as text
 "%Y-%m-%d %H:%M:%S.%f" on SQLite and as `timestamp without time zone` on PostgreSQL.
@@ -242,8 +244,8 @@ class RawWriter:
 
     On PostgreSQL each is ONE statement on a connection in autocommit mode: a read is a bare
     SELECT (no BEGIN/ROLLBACK around it), and a commit is a single statement whose CTEs do the
-    guarded UPDATE, replace the wait rows and append the history rows (arrays unnested in
-    order), so it is atomic without a transaction block. Nothing ever rolls back on these
+    guarded UPDATE, replace the wait rows and append the history rows (JSON recordsets,
+    in order), so it is atomic without a transaction block. Nothing ever rolls back on these
     connections, so psycopg keeps its prepared statements (a ROLLBACK would DEALLOCATE ALL).
     On SQLite a commit is BEGIN IMMEDIATE, the statements, COMMIT: in-process, no round trips.
     """
