@@ -445,8 +445,17 @@ class RawWriter:
         history: Sequence[Record],
     ) -> bool:
         # datetimes go as ISO text (naive UTC), which the recordset's timestamp columns read
-        params["w_rows"] = json.dumps([self._wait(row.id, w) for w in waits or ()], default=_iso)
-        params["h_rows"] = json.dumps([self._history(row.id, h) for h in history], default=_iso)
+        rows = [self._wait(row.id, w) for w in waits or ()]
+        entries = [self._history(row.id, h) for h in history]
+        if any("\x00" in v for r in (*rows, *entries) for v in r.values() if isinstance(v, str)):
+            # what psycopg says of a NUL in a text parameter; inside JSON it would reach the
+            # server and come back as an obscure "unsupported Unicode escape sequence"
+            raise DataNotStorable(
+                "the database refused the data: PostgreSQL text fields cannot contain NUL "
+                "(0x00) bytes"
+            )
+        params["w_rows"] = json.dumps(rows, default=_iso)
+        params["h_rows"] = json.dumps(entries, default=_iso)
         # an instance left due with nobody driving it: a scheduler in any process arms it
         due = row.due_at if row.lease_owner is None else None
         if due is not None:
