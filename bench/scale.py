@@ -50,10 +50,6 @@ ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
 ROUNDS = 3
 
 
-def median(run: Callable[[], float], rounds: int = ROUNDS) -> float:
-    return statistics.median(run() for _ in range(rounds))
-
-
 def scratch(name: str) -> str:
     """A fresh, empty PostgreSQL database; its SQLAlchemy URL."""
     with psycopg.connect(ADMIN, autocommit=True) as conn:

@@ -26,8 +26,6 @@ from tests.timer_workflows import Ticket
 ROOT = Path(__file__).resolve().parent.parent
 TAKEOVER_BOUND = 15.0  # seconds, from the kill to the step committed by the process taking over
 
-Make = object
-
 
 def recovery_worker(url: str, fired_file: Path) -> tuple[subprocess.Popen[bytes], Path]:
     """`signoff worker` with the default lease and sweep, running tests.recovery_workflows."""

@@ -15,6 +15,7 @@ from signoff.engine.errors import DataNotStorable
 from signoff.engine.runtime import logs
 from signoff.engine.runtime.lifecycle import Lifecycle
 from signoff.engine.runtime.metrics import Metrics
+from signoff.engine.runtime.tracing import span
 from signoff.engine.storage.store import Store
 
 
@@ -90,7 +91,17 @@ class Committer:
         row.version, row.updated_at = expected + 1, now
         waits = work.wait_records() if work.waits_dirty or work.terminal else None
         try:
-            saved = self.store.save(row, expected, waits, work.history)
+            with span(
+                "signoff.transition",
+                {
+                    "signoff.workflow": row.workflow,
+                    "signoff.instance_id": row.id,
+                    "signoff.status": row.status,
+                    "signoff.version": expected + 1,
+                    "signoff.history": [r.kind for r in work.history],
+                },
+            ):
+                saved = self.store.save(row, expected, waits, work.history)
         except DataNotStorable as exc:
             row.version = expected
             self.give_up(work, exc)

@@ -47,6 +47,7 @@ from signoff.engine.runtime.heartbeat import LeaseKeeper
 from signoff.engine.runtime.lifecycle import Lifecycle
 from signoff.engine.runtime.metrics import Metrics
 from signoff.engine.runtime.timers import Timers
+from signoff.engine.runtime.tracing import span
 from signoff.engine.storage.store import Store
 
 
@@ -195,7 +196,19 @@ class Runner:
         attempt = thread.attempts + 1
         started = perf_counter()
         try:
-            with self.keeper.holding(work.id, owner):
+            with (
+                self.keeper.holding(work.id, owner),
+                span(
+                    "signoff.step",
+                    {
+                        "signoff.workflow": work.row.workflow,
+                        "signoff.instance_id": work.id,
+                        "signoff.thread": thread.id,
+                        "signoff.step": step.name,
+                        "signoff.attempt": attempt,
+                    },
+                ),
+            ):
                 self.services.call(step.action)
             try:
                 data = model.model_dump_json(warnings="error")

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager, nullcontext, suppress
 from datetime import UTC, datetime
 from time import monotonic
@@ -436,6 +436,35 @@ class RawWriter:
                 conn.rollback()
                 raise
 
+    def claim_due(
+        self,
+        now: datetime,
+        owner: str,
+        until: datetime,
+        limit: int,
+        instance_id: str | None,
+        workflows: Collection[str] | None,
+    ) -> list[str]:
+        """`Store.claim_due` on PostgreSQL: the pick (FOR UPDATE SKIP LOCKED) and the lease in
+        one autocommit statement, prepared once per shape (one instance or a batch, any or
+        some workflows)."""
+        one, some = instance_id is not None, workflows is not None
+        sql = self.pg.claims.get((one, some))
+        if sql is None:
+            sql = self.pg.claims[one, some] = self.pg.claim(one, some)
+        params = {
+            "now": self.when(now),
+            "owner": owner,
+            "until": self.when(until),
+            "limit": limit,
+            "id": instance_id,
+            "workflows": list(workflows or ()),
+        }
+        with self.connection() as conn:
+            cur = conn.cursor()
+            cur.execute(sql, params)
+            return [r[0] for r in cur.fetchall()]
+
     def _write_pg(
         self,
         row: Stored,
@@ -558,6 +587,8 @@ class _PgCommit:
             f"VALUES ({', '.join(f'%({c})s' for c in cols)}) RETURNING id)"
         )
         replaced = f"d AS (DELETE FROM {waits} WHERE instance_id IN (SELECT id FROM k))"
+        self.instances = instances
+        self.claims: dict[tuple[bool, bool], str] = {}
         # (what, notified) -> the statement
         self.sql = {
             **{
@@ -575,6 +606,23 @@ class _PgCommit:
                 for n in (False, True)
             },
         }
+
+    def claim(self, one: bool, some: bool) -> str:
+        """The claim statement for one instance (`one`) or a batch, of some workflows or any."""
+        free = (
+            "due_at <= %(now)s AND (lease_owner IS NULL OR lease_until IS NULL "
+            "OR lease_until <= %(now)s)"
+        )
+        if one:
+            free += " AND id = %(id)s"
+        if some:
+            free += " AND workflow = ANY(%(workflows)s::text[])"
+        return (
+            f"UPDATE {self.instances} SET lease_owner = %(owner)s, lease_until = %(until)s, "
+            "due_at = %(until)s, version = version + 1 "
+            f"WHERE id IN (SELECT id FROM {self.instances} WHERE {free} ORDER BY due_at "
+            f"LIMIT %(limit)s FOR UPDATE SKIP LOCKED) AND {free} RETURNING id"
+        )
 
 
 def _iso(value: Any) -> str:

@@ -160,6 +160,8 @@ class Store:
         IMMEDIATE) makes the pick and the update one atomic step. An instance claimed here is
         due again at `until` if its claimer dies, like any other lease.
         """
+        if not self.is_sqlite:  # one prepared statement, one round trip
+            return self.raw.claim_due(now, owner, until, limit, instance_id, workflows)
         cols = INSTANCES.c
         free = and_(
             cols.due_at <= now,
