@@ -8,8 +8,7 @@ SDK and no exporter. A step's span is current while the step runs, so the step's
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 trace: Any
@@ -19,16 +18,19 @@ except ImportError:  # the extra is not installed: spans cost nothing
     trace = None
 
 TRACER_NAME = "signoff"
+_NOTHING: AbstractContextManager[Any] = nullcontext()
 
 
-@contextmanager
-def span(name: str, attributes: dict[str, Any]) -> Iterator[None]:
+def span(name: str, attributes: dict[str, Any]) -> AbstractContextManager[Any]:
     """A span named `name` around the block, with `attributes` (None values left out); an
-    exception escaping the block is recorded on it."""
+    exception escaping the block is recorded on it. Until the application sets a tracer
+    provider (its OpenTelemetry SDK), nothing is made: a step pays no span it cannot send."""
     if trace is None:
-        yield
-        return
-    tracer = trace.get_tracer(TRACER_NAME)
+        return _NOTHING
+    provider = trace.get_tracer_provider()
+    if isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider):
+        return _NOTHING
     shown = {k: v for k, v in attributes.items() if v is not None}
-    with tracer.start_as_current_span(name, attributes=shown):
-        yield
+    return provider.get_tracer(TRACER_NAME).start_as_current_span(  # type: ignore[no-any-return]
+        name, attributes=shown
+    )
