@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager, nullcontext, suppress
 from datetime import UTC, datetime
@@ -89,6 +90,7 @@ def _too_slow(seconds: float) -> Busy:
     )
 
 
+CHECKOUT_TIMEOUT = 30.0  # seconds to wait for a hot-path connection, as SQLAlchemy's pool does
 DUE_CHANNEL = "signoff_due"  # PostgreSQL NOTIFY channel: "<instance id> <due at, ISO 8601>"
 
 _ID_CHARS = re.compile(r"[A-Za-z0-9._:-]+")  # what an instance id may hold
@@ -295,6 +297,10 @@ class RawWriter:
         # SQLite database is one shared connection, which must stay the pool's)
         memory = sqlite and db.url.database in (None, "", ":memory:")
         self.kept: list[Any] | None = [] if own and not memory else None
+        # as many at once as the pool would have allowed (its size and overflow)
+        pool = db.pool
+        most = pool.size() + max(getattr(pool, "_max_overflow", 0), 0) if own else 1
+        self.slots = threading.BoundedSemaphore(max(most, 1))
 
     def when(self, value: datetime | None) -> Any:
         return when(value, self.sqlite)
@@ -317,21 +323,26 @@ class RawWriter:
         server dropped is thrown away, not reused."""
         kept = self.kept
         if kept is not None:
+            if not self.slots.acquire(timeout=CHECKOUT_TIMEOUT):
+                raise Busy("every database connection is busy; try again shortly")
             try:
-                conn = kept.pop()
-            except IndexError:
-                conn = self._detached()
-            try:
-                yield conn
-            except BaseException as exc:
-                if isinstance(exc, self.lost) or not self._idle(conn):
-                    conn.close()
+                try:
+                    conn = kept.pop()
+                except IndexError:
+                    conn = self._detached()
+                try:
+                    yield conn
+                except BaseException as exc:
+                    if isinstance(exc, self.lost) or not self._idle(conn):
+                        conn.close()
+                        raise
+                    if self.sqlite and conn.in_transaction:
+                        conn.rollback()
+                    kept.append(conn)
                     raise
-                if self.sqlite and conn.in_transaction:
-                    conn.rollback()
                 kept.append(conn)
-                raise
-            kept.append(conn)
+            finally:
+                self.slots.release()
             return
         conn = self.db.raw_connection()
         driver = conn.driver_connection
