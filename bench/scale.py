@@ -595,6 +595,69 @@ def web_only_timers(count: int, logs: Path) -> dict[str, float]:
     }
 
 
+def takeover(count: int, logs: Path) -> dict[str, float]:
+    """A process driving `count` instances is SIGKILLed in the middle of a step (the one of
+    tests/test_scale.py); a `signoff worker` with the default lease takes them over. Seconds
+    from the kill to the re-run step's commit."""
+    import signal
+
+    name = "signoff_bench_takeover"
+    url = scratch(name)
+    from tests.recovery_workflows import Slow
+
+    engine = Engine(url, workflows=[Slow])
+    env = {**os.environ, "PYTHONPATH": str(ROOT.parent) + os.pathsep + str(ROOT)}
+    fired = logs / "fired.txt"
+    worker_log = logs / "takeover-worker.log"
+    with open(worker_log, "wb") as out:
+        worker = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "signoff.web.cli", "worker", "--db", url),
+                *("--workflows", "tests.recovery_workflows"),
+            ],
+            cwd=ROOT,
+            env={**env, "SIGNOFF_TEST_FIRED": str(fired)},
+            stdout=out,
+            stderr=out,
+        )
+    driver = None
+    try:
+        while "firing the timers" not in worker_log.read_text():
+            time.sleep(0.05)
+        with open(logs / "driver.log", "wb") as out:
+            driver = subprocess.Popen(
+                [sys.executable, "-m", "tests.recovery_workflows", url, str(count)],
+                cwd=ROOT,
+                env={**env, "SIGNOFF_TEST_FIRED": str(fired), "SIGNOFF_TEST_SLOW": "600"},
+                stdout=out,
+                stderr=out,
+            )
+        while not fired.exists() or fired.read_text().count(" slow\n") < count:
+            time.sleep(0.05)
+        time.sleep(3)  # mid-step, the lease renewed at least once
+        driver.send_signal(signal.SIGKILL)
+        driver.wait()
+        killed = datetime.now(UTC)
+        deadline = time.monotonic() + 120
+        while engine.counts().get("completed", 0) < count:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"takeover stuck: {engine.counts()}")
+            time.sleep(0.1)
+        seconds = [
+            (
+                next(h.at for h in engine.history(f"slow-{i}") if h.name == "slow") - killed
+            ).total_seconds()
+            for i in range(count)
+        ]
+    finally:
+        if driver is not None and driver.poll() is None:
+            driver.kill()
+        stop_all([worker])
+        engine.close()
+        drop(name)
+    return {"min_s": min(seconds), "max_s": max(seconds)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller runs")
@@ -655,6 +718,13 @@ def main() -> None:
                 "Timers made by `signoff serve --no-scheduler`, fired by 2 workers: late by "
                 f"p50 {timers['p50_s'] * 1000:.0f} ms, p99 {timers['p99_s'] * 1000:.0f} ms, "
                 f"max {timers['max_s'] * 1000:.0f} ms"
+            )
+            took = takeover(5, Path(tmp))
+            report["takeover"] = took
+            lines.append(
+                "A process SIGKILLed mid-step: its 5 instances taken over by a worker (default "
+                f"lease) {took['min_s']:.1f}-{took['max_s']:.1f} s after the kill (step re-run "
+                "and committed)"
             )
         parked = waiting_100k(20_000 if args.quick else 100_000)
         report["waiting"] = parked

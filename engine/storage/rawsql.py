@@ -299,7 +299,8 @@ class RawWriter:
         self.kept: list[Any] | None = [] if own and not memory else None
         # as many at once as the pool would have allowed (its size and overflow)
         pool = db.pool
-        most = pool.size() + max(getattr(pool, "_max_overflow", 0), 0) if own else 1
+        size = pool.size() if hasattr(pool, "size") else 1  # a StaticPool has one
+        most = size + max(getattr(pool, "_max_overflow", 0), 0)
         self.slots = threading.BoundedSemaphore(max(most, 1))
 
     def when(self, value: datetime | None) -> Any:
