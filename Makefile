@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench screenshots install clean
+.PHONY: run test lint bench bench-peer screenshots install clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,17 @@ bench: $(STAMP)
 	$(BIN)/python bench/web.py
 	$(BIN)/python bench/check.py
 	$(BIN)/python bench/slack.py
+
+# signoff beside DBOS Transact and the raw drivers, on PostgreSQL (127.0.0.1:5432) and SQLite.
+# DBOS goes into a venv of its own, bench/peer-venv: never a dependency of signoff.
+PEER := bench/peer-venv
+$(PEER)/.installed:
+	$(PYTHON) -m venv $(PEER)
+	$(PEER)/bin/pip install --quiet 'dbos==3.4.0'
+	touch $(PEER)/.installed
+
+bench-peer: $(STAMP) $(PEER)/.installed
+	$(BIN)/python bench/scale.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

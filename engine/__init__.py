@@ -49,6 +49,8 @@ from signoff.engine.errors import (
     Unavailable,
     UnknownWorkflow,
 )
+from signoff.engine.runtime.metrics import Histogram, Metrics
+from signoff.engine.runtime.metrics import Snapshot as MetricsSnapshot
 from signoff.engine.runtime.scheduler import Scheduler
 from signoff.engine.runtime.slack import APPROVE_ACTION as SLACK_APPROVE_ACTION
 from signoff.engine.runtime.slack import DENY_ACTION as SLACK_DENY_ACTION
@@ -88,6 +90,7 @@ __all__ = [
     "For",
     "Go",
     "Handler",
+    "Histogram",
     "HistoryEntry",
     "If",
     "Input",
@@ -96,6 +99,8 @@ __all__ = [
     "InstanceView",
     "InvalidData",
     "KeepWaiting",
+    "Metrics",
+    "MetricsSnapshot",
     "Node",
     "NotAllowed",
     "NotWaiting",

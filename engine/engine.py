@@ -26,7 +26,7 @@ from signoff.engine.core.outcome import outcome_of, outcome_of_state
 from signoff.engine.core.records import Record, Stored
 from signoff.engine.core.renames import carry_over, declared_renames
 from signoff.engine.core.state import Decided, Ending, InstanceState, ThreadState
-from signoff.engine.core.tree import Entry
+from signoff.engine.core.tree import Entry, Statement
 from signoff.engine.core.validate import validate
 from signoff.engine.core.workflow import Workflow
 from signoff.engine.core.working import Working
@@ -42,6 +42,7 @@ from signoff.engine.errors import (
 from signoff.engine.runtime import logs
 from signoff.engine.runtime.actions import ActionRunner
 from signoff.engine.runtime.cases import OpenCases
+from signoff.engine.runtime.metrics import Metrics
 from signoff.engine.runtime.runner import Runner
 from signoff.engine.runtime.slack import SlackNotifier
 from signoff.engine.runtime.slack_client import base_url_from_environment, client_from_environment
@@ -64,6 +65,10 @@ from signoff.engine.views import (
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,99}")  # always fullmatch: `$` lets "\n" in
 MAX_PAYLOAD_BYTES = MAX_JSON_BYTES
 MAX_SEARCH = 200
+# How long an instance stays with a process that stopped answering. Short, because it is
+# renewed at every commit and, while a step runs, by the lease keeper every third of it: a
+# killed process's instances are taken over this long after its last beat (plus a sweep).
+DEFAULT_LEASE = timedelta(seconds=10)
 
 
 def utcnow() -> datetime:
@@ -82,13 +87,16 @@ class Engine:
         groups: Mapping[str, Iterable[str]] | None = None,
         *,
         base_url: str | None = None,
-        lease: timedelta = timedelta(seconds=60),
+        lease: timedelta = DEFAULT_LEASE,
         synchronous: str = "FULL",
         migrate: bool = True,
     ) -> None:
         """`database` is a SQLAlchemy URL or the application's own SQLAlchemy `Engine` (then its
         pool, connect arguments and schema are the application's; signoff's tables go where its
         unqualified tables go, `schema_translate_map` or search_path).
+
+        `lease` is how long an instance stays with a process that stopped answering before
+        another takes it over (renewed every third of it while a step runs).
 
         `migrate=True` brings the database to the current schema first (under a database lock,
         so processes starting together are safe); with `migrate=False` a database that is not
@@ -117,7 +125,9 @@ class Engine:
         )
         self.seen = Seen(self.store)
         self.workflows: dict[str, type[Workflow]] = {}
-        self.runner = Runner(self.store, self.services, lease, self._wake_listeners)
+        # counters and histograms of what this process commits (`/metrics` shows them)
+        self.metrics = Metrics()
+        self.runner = Runner(self.store, self.services, lease, self._wake_listeners, self.metrics)
         self.sessions = Sessions(self.store)
         self.once = Once(self.store)
         self.cases = OpenCases(self.services)
@@ -241,6 +251,7 @@ class Engine:
         started = [Record(now, "started", actor=actor, via=via, name=cls.registered_name())]
         self.store.insert(row, [], started)
         logs.committed(row.id, row.workflow, started)
+        self.metrics.committed(row.workflow, started)
         work = Working.of(row, cls)
         self.runner.drive(work, owner)
         return id
@@ -291,8 +302,8 @@ class Engine:
             committed = self.runner.events.event(work, target, current, payload, actor, via)
             if committed is None:
                 continue  # someone committed first: look again
-            if committed.drive_as:
-                self.runner.drive(work, committed.drive_as)
+            if committed.drive_as and self.runner.drive(work, committed.drive_as):
+                return self._view_of(work)  # what was just committed: no second read
             return self.get(instance_id)
 
     def check_event(
@@ -524,6 +535,11 @@ class Engine:
         infos = {key: info for key, (_, _, info) in self._open_cases(row, state).items()}
         return _view(row, state, infos)
 
+    def _view_of(self, work: Working) -> InstanceView:
+        """The view of a working copy that is the instance as just committed."""
+        cases = self._open_cases(work.row, work.state, work.tree)
+        return _view(work.row, work.state, {key: info for key, (_, _, info) in cases.items()})
+
     def history(self, instance_id: str) -> list[HistoryEntry]:
         _check_text(instance_id=instance_id)
         if self.store.load(instance_id) is None:
@@ -651,6 +667,12 @@ class Engine:
             if t.status == "failed"
         ]
         return OutcomeView(outcome, label, failed, cancel_reason, decisions)
+
+    def gauges(self) -> dict[str, Any]:
+        """Figures for monitoring, read from the database (so the same in every process):
+        `instances` {(workflow, status): count}, `timers_overdue` (timers past their due time
+        that nobody fired yet) and `oldest_overdue_seconds`. Two aggregate queries: cache it."""
+        return placement.gauges(self.store, self._now())
 
     # --- for dashboards ------------------------------------------------------------------------
 
@@ -820,13 +842,17 @@ class Engine:
         return not isinstance(handler, Approval) or handler.require_reason
 
     def _open_cases(
-        self, row: Stored, state: InstanceState | str
+        self,
+        row: Stored,
+        state: InstanceState | str,
+        build: Callable[[], Statement] | None = None,
     ) -> dict[tuple[str, str], tuple[Handler, WaitInfo, dict[str, Any]]]:
         """The open cases of waiting threads, by (thread, event), as the definition deployed
         now describes them: handler, wait info and what the dashboard shows (`describe()`,
-        plus for an approval `deciders`, who may decide now, and its `votes`)."""
+        plus for an approval `deciders`, who may decide now, and its `votes`). `build` gives
+        the definition when the caller has it built already."""
         cases = self.cases.of(
-            row.id, row.version, self.workflows.get(row.workflow), row.data, state
+            row.id, row.version, self.workflows.get(row.workflow), row.data, state, build
         )
         return {
             key: (handler, info, _shown(handler, info)) for key, (handler, info) in cases.items()

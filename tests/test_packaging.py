@@ -87,13 +87,29 @@ def test_the_wheel_declares_every_package_signoff_imports(wheel: Path) -> None:
         for line in text.splitlines()
         if line.startswith("Requires-Dist:") and "extra ==" not in line
     }
+    extras = {
+        _normal(re.split(r"[\s\[;<>=!~]", line.split(":", 1)[1].strip())[0])
+        for line in text.splitlines()
+        if line.startswith("Requires-Dist:") and "extra ==" in line
+    }
     distributions = importlib.metadata.packages_distributions()
     imported: set[str] = set()
+    optional: set[str] = set()  # imported under `except ImportError`: an extra's
     for folder in ("engine", "web"):
         for path in (ROOT / folder).rglob("*.py"):
             tree = ast.parse(path.read_text())
             for block in ast.walk(tree):  # imports for the type checker only never run
                 if isinstance(block, ast.If) and ast.unparse(block.test) == "TYPE_CHECKING":
+                    block.body = []
+                if isinstance(block, ast.Try) and any(
+                    h.type is not None and "ImportError" in ast.unparse(h.type)
+                    for h in block.handlers
+                ):
+                    for node in block.body:
+                        if isinstance(node, ast.Import):
+                            optional.update(a.name.split(".")[0] for a in node.names)
+                        elif isinstance(node, ast.ImportFrom) and node.module:
+                            optional.add(node.module.split(".")[0])
                     block.body = []
             for node in ast.walk(tree):
                 if isinstance(node, ast.Import):
@@ -107,6 +123,9 @@ def test_the_wheel_declares_every_package_signoff_imports(wheel: Path) -> None:
         m for m in third_party if not any(_normal(d) in required for d in distributions.get(m, [m]))
     }
     assert undeclared == set()
+    # an optional import is declared by an extra (`signoff[otel]`)
+    assert optional == {"opentelemetry"}
+    assert {"opentelemetry-api"} <= extras
 
 
 def _normal(name: str) -> str:

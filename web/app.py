@@ -28,6 +28,7 @@ from signoff.web import (
     instance,
     instances,
     links,
+    metrics,
     slack,
     workflows,
 )
@@ -51,6 +52,7 @@ log = logging.getLogger("signoff.web")
 
 HERE = Path(__file__).resolve().parent
 COUNTS_TTL = 2.0
+GAUGES_TTL = 5.0  # seconds a /metrics scrape may be served database figures that old
 PLACEMENT_TTL = 10.0
 SESSION_MAX_AGE = int(auth.SESSION_LIFETIME.total_seconds())
 # what a browser on this machine calls it (TrustedHostMiddleware ignores the port)
@@ -121,6 +123,7 @@ def create_app(
         slack_signing_secret=slack_signing_secret,
         static_dir=static_dir,
         counts=Cached(engine.counts, COUNTS_TTL),
+        gauges=Cached(engine.gauges, GAUGES_TTL),
         placement=Cached(engine.statement_counts, PLACEMENT_TTL),
         filtered_counts=KeyedCache(
             lambda key: engine.counts(workflow=key[0] or None, search=key[1] or None), COUNTS_TTL
@@ -158,6 +161,7 @@ def create_app(
         Route("/logout/everywhere", auth.logout_everywhere, methods=["POST"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/api/docs", apidocs.page, methods=["GET"]),
+        Route("/metrics", metrics.metrics, methods=["GET"]),
         Route("/slack/interactions", slack.interactions, methods=["POST"]),
         Mount("/api", routes=api.routes),
         Mount("/static", StaticFiles(directory=static_dir), name="static"),

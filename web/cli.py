@@ -332,10 +332,26 @@ def cmd_worker(args: argparse.Namespace, out: TextIO) -> int:
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         stop.set()
 
+    stop_metrics = None
+    if args.metrics_port is not None:
+        from signoff.web.metrics import serve_metrics
+
+        try:
+            stop_metrics = serve_metrics(engine, args.metrics_host, args.metrics_port)
+        except OSError as exc:
+            engine.close()
+            raise ConfigError(
+                f"cannot serve metrics on {args.metrics_host}:{args.metrics_port}: {exc}"
+            ) from exc
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     print(
         f"signoff worker: firing the timers of {', '.join(engine.workflows)} in "
-        f"{shown_url(engine.database_url)} (pid {os.getpid()})",
+        f"{shown_url(engine.database_url)} (pid {os.getpid()})"
+        + (
+            f"; metrics on http://{args.metrics_host}:{args.metrics_port}/metrics"
+            if stop_metrics
+            else ""
+        ),
         file=out,
         flush=True,
     )
@@ -347,6 +363,8 @@ def cmd_worker(args: argparse.Namespace, out: TextIO) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         scheduler.shutdown()
+        if stop_metrics is not None:
+            stop_metrics()
         engine.close()
     print("signoff worker: stopped", file=out)
     return 0
@@ -731,7 +749,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="SECONDS",
         help="how long an instance stays with a process that stopped answering "
-        "before another takes it over (default 60)",
+        "before another takes it over (default 10; renewed while a step runs)",
     )
     acting = argparse.ArgumentParser(add_help=False)
     acting.add_argument(
@@ -785,7 +803,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
     )
 
-    command("worker", cmd_worker, "fire timers, retries and reminders; no web server", timers)
+    p = command("worker", cmd_worker, "fire timers, retries and reminders; no web server", timers)
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        metavar="PORT",
+        help="serve Prometheus metrics on this port (/metrics, no token: keep it private)",
+    )
+    p.add_argument(
+        "--metrics-host",
+        default="127.0.0.1",
+        metavar="HOST",
+        help="address the metrics listen on (default 127.0.0.1)",
+    )
 
     p = command("start", cmd_start, "start an instance of a workflow; prints its id", acting)
     p.add_argument("workflow", help="the workflow's registered name")

@@ -115,6 +115,7 @@ class Dashboard:
     placement: Cached[dict[str, dict[str, int]]]
     filtered_counts: KeyedCache[tuple[str, str], dict[str, int]]
     inbox_counts: KeyedCache[tuple[str, str, str], int]
+    gauges: Cached[dict[str, Any]]
     limits: Limits = field(default_factory=Limits)
     dummy_hash: str = ""
     secret_key: str = ""  # signs the session cookie and approval links

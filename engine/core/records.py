@@ -54,3 +54,5 @@ class Record:
     via: str | None = None
     message: str | None = None
     detail: dict[str, Any] | None = None
+    # not stored: numbers for the engine's metrics (seconds waited, a timer's lateness, ...)
+    measures: dict[str, float] | None = None

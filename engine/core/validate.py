@@ -14,8 +14,56 @@ from signoff.engine.errors import DefinitionError
 NAMED = (Step, Wait, Go, WaitFor, For)
 
 
+# Shapes (see `_shape`) already found valid, by workflow. The definition is rebuilt and checked
+# again whenever the data changes, which after a step is nearly always; most rebuilds have a
+# shape seen before, and recognising it costs a fraction of checking it.
+_VALID: set[tuple[str, object]] = set()
+MAX_SHAPES = 4096
+
+
 def validate(definition: object, workflow: str) -> None:
     """Raise DefinitionError naming the first problem found in `definition`."""
+    shape = _shape(definition)
+    if shape is not None and (workflow, shape) in _VALID:
+        return
+    _validate(definition, workflow)
+    if shape is not None:
+        if len(_VALID) >= MAX_SHAPES:
+            _VALID.clear()
+        _VALID.add((workflow, shape))
+
+
+def _shape(stmt: object) -> object:
+    """Everything `_validate` looks at, as a hashable value: each statement's type, name,
+    renamed_from, what is particular to it (a step's action being callable, a Go's thread id,
+    a case's event and handler), and its children in order. None when that cannot be had (a
+    list where a tuple belongs, something that is no statement): then it is simply checked."""
+    try:
+        if isinstance(stmt, Step):
+            extra: object = callable(stmt.action)
+        elif isinstance(stmt, Go):
+            extra = stmt.thread_id
+        elif isinstance(stmt, On):
+            extra = (stmt.event, isinstance(stmt.handler, Handler))
+        else:
+            extra = None
+        children = tuple(_shape(child) for child in stmt.children())  # type: ignore[attr-defined]
+        if None in children:
+            return None
+        shape = (
+            type(stmt),
+            getattr(stmt, "name", None),
+            getattr(stmt, "renamed_from", None),
+            extra,
+            children,
+        )
+        hash(shape)
+        return shape
+    except Exception:  # unhashable or malformed: _validate says what is wrong, if anything
+        return None
+
+
+def _validate(definition: object, workflow: str) -> None:
     if not isinstance(definition, Statement):
         raise DefinitionError(
             f"{workflow}.definition() must return a statement such as S(...), "

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 
 from signoff.engine.core.handlers import Handler, Services, WaitInfo
 from signoff.engine.core.state import InstanceState
-from signoff.engine.core.tree import walk
+from signoff.engine.core.tree import Statement, walk
 from signoff.engine.core.waits import Wait
 from signoff.engine.core.workflow import Workflow
 
@@ -37,9 +38,11 @@ class OpenCases:
         cls: type[Workflow] | None,
         data: str,
         state: InstanceState | str,
+        build: Callable[[], Statement] | None = None,
     ) -> Cases:
         """(thread, event) -> (handler, wait info) for each open case of a waiting thread;
-        {} when the workflow is not registered or its definition cannot be built."""
+        {} when the workflow is not registered or its definition cannot be built. `build` gives
+        the definition when the caller has it built already."""
         if cls is None:
             return {}
         key = (instance_id, version, cls)
@@ -50,7 +53,7 @@ class OpenCases:
                 return found
         if isinstance(state, str):
             state = InstanceState.model_validate_json(state)
-        found = self._find(instance_id, cls, data, state)
+        found = self._find(instance_id, cls, data, state, build)
         with self._lock:
             self._kept[key] = found
             while len(self._kept) > self.size:
@@ -58,13 +61,18 @@ class OpenCases:
         return found
 
     def _find(
-        self, instance_id: str, cls: type[Workflow], data: str, state: InstanceState
+        self,
+        instance_id: str,
+        cls: type[Workflow],
+        data: str,
+        state: InstanceState,
+        build: Callable[[], Statement] | None,
     ) -> Cases:
         waiting = [t for t in state.threads.values() if t.status == "waiting" and t.at]
         if not waiting:
             return {}
         try:
-            definition = cls.model_validate_json(data).definition()
+            definition = build() if build else cls.model_validate_json(data).definition()
         except Exception:  # the workflow's own code: the stored descriptions will do
             return {}
         waits = {s.name: s for s in walk(definition) if isinstance(s, Wait)}

@@ -14,6 +14,8 @@ from signoff.engine.core.working import Working, rebase
 from signoff.engine.errors import DataNotStorable
 from signoff.engine.runtime import logs
 from signoff.engine.runtime.lifecycle import Lifecycle
+from signoff.engine.runtime.metrics import Metrics
+from signoff.engine.runtime.tracing import span
 from signoff.engine.storage.store import Store
 
 
@@ -44,7 +46,9 @@ class Committer:
         lease: timedelta,
         clock: Callable[[], datetime],
         notify_due: Callable[[str, datetime], None],
+        metrics: Metrics | None = None,
     ) -> None:
+        self.metrics = metrics or Metrics()
         self.store = store
         self.lifecycle = lifecycle
         self.lease = lease
@@ -87,15 +91,27 @@ class Committer:
         row.version, row.updated_at = expected + 1, now
         waits = work.wait_records() if work.waits_dirty or work.terminal else None
         try:
-            saved = self.store.save(row, expected, waits, work.history)
+            with span(
+                "signoff.transition",
+                {
+                    "signoff.workflow": row.workflow,
+                    "signoff.instance_id": row.id,
+                    "signoff.status": row.status,
+                    "signoff.version": expected + 1,
+                    "signoff.history": [r.kind for r in work.history],
+                },
+            ):
+                saved = self.store.save(row, expected, waits, work.history)
         except DataNotStorable as exc:
             row.version = expected
             self.give_up(work, exc)
             raise DataNotStorable(f"instance {work.id} failed: {exc}") from exc
         if not saved:
             row.version = expected
+            self.metrics.conflict(row.workflow)
             return False
         logs.committed(row.id, row.workflow, work.history)
+        self.metrics.committed(row.workflow, work.history)
         work.committed(expected + 1, now)
         if row.due_at is not None and row.lease_owner is None:
             self.notify_due(row.id, row.due_at)

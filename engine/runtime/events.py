@@ -264,6 +264,9 @@ class Events:
                 key=thread.wait_key,
             )
         )
+        measures = {"waited": (now - case.began_at).total_seconds()}
+        if via == "timer" and case.due_at is not None:
+            measures["late"] = (now - case.due_at).total_seconds()
         shown = json.dumps(payload)
         detail: dict[str, Any] = {
             "wait": thread.at,
@@ -285,6 +288,7 @@ class Events:
                     message=("approved" if approved else "denied")
                     + (f": {reason}" if reason else ""),
                     detail=detail,
+                    measures=measures,
                 )
             )
         else:
@@ -297,6 +301,7 @@ class Events:
                     actor=actor,
                     via=via,
                     detail=detail,
+                    measures=measures,
                 )
             )
         ending = Ending(

@@ -45,7 +45,9 @@ from signoff.engine.runtime.commits import Committer, LostLease
 from signoff.engine.runtime.events import Events
 from signoff.engine.runtime.heartbeat import LeaseKeeper
 from signoff.engine.runtime.lifecycle import Lifecycle
+from signoff.engine.runtime.metrics import Metrics
 from signoff.engine.runtime.timers import Timers
+from signoff.engine.runtime.tracing import span
 from signoff.engine.storage.store import Store
 
 
@@ -60,13 +62,16 @@ class Runner:
         services: Services,
         lease: timedelta,
         notify_due: Callable[[str, datetime], None],
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
         self.services = services
         self.lease = lease
         self.keeper = LeaseKeeper(store, lease, services.clock)
         self.lifecycle = Lifecycle(services)
-        self.committer = Committer(store, self.lifecycle, lease, services.clock, notify_due)
+        self.committer = Committer(
+            store, self.lifecycle, lease, services.clock, notify_due, metrics
+        )
         self.events = Events(self.lifecycle, self.committer, services.clock)
         self.timers = Timers(self.lifecycle, self.events)
 
@@ -76,20 +81,22 @@ class Runner:
 
     # --- driving -------------------------------------------------------------------------------
 
-    def drive(self, work: Working, owner: str) -> None:
-        """Walk every runnable thread until all block, then release the lease."""
+    def drive(self, work: Working, owner: str) -> bool:
+        """Walk every runnable thread until all block, then release the lease. True when `work`
+        is then the instance as committed (a caller may answer from it without reading again);
+        False when another process has it now."""
         if work.row.lease_owner != owner:
-            return  # another process took over between our commit and this load
+            return False  # another process took over between our commit and this load
         try:
             while True:
                 self._run(work, owner)
                 now = self.now
                 work.row.lease_owner = work.row.lease_until = None
                 if self.committer.save(work, now):
-                    return
+                    return True
                 self.committer.rebase(work, owner)
         except (LostLease, DataNotStorable):  # the latter has failed the instance already
-            return
+            return False
 
     def _run(self, work: Working, owner: str) -> None:
         walked = 0  # statements walked by this transition: steps in an endless loop count too
@@ -189,7 +196,19 @@ class Runner:
         attempt = thread.attempts + 1
         started = perf_counter()
         try:
-            with self.keeper.holding(work.id, owner):
+            with (
+                self.keeper.holding(work.id, owner),
+                span(
+                    "signoff.step",
+                    {
+                        "signoff.workflow": work.row.workflow,
+                        "signoff.instance_id": work.id,
+                        "signoff.thread": thread.id,
+                        "signoff.step": step.name,
+                        "signoff.attempt": attempt,
+                    },
+                ),
+            ):
                 self.services.call(step.action)
             try:
                 data = model.model_dump_json(warnings="error")
@@ -199,7 +218,8 @@ class Runner:
                 ) from exc
         except Exception as exc:
             work.reset_data(before)
-            self._step_failed(work, thread, step, attempt, exc, traceback.format_exc())
+            took_s = perf_counter() - started
+            self._step_failed(work, thread, step, attempt, exc, traceback.format_exc(), took_s)
             return
         work.row.data = data
         thread.entry, thread.attempts, thread.error, thread.traceback = Entry.AFTER, 0, None, None
@@ -217,7 +237,14 @@ class Runner:
         # first: a step that ends the walk shares its commit with the release.
 
     def _step_failed(
-        self, work: Working, thread: ThreadState, step: Step, attempt: int, exc: Exception, tb: str
+        self,
+        work: Working,
+        thread: ThreadState,
+        step: Step,
+        attempt: int,
+        exc: Exception,
+        tb: str,
+        seconds: float = 0.0,
     ) -> None:
         now = self.now
         message = str(exc) if isinstance(exc, DataNotJSON) else brief(exc)
@@ -236,6 +263,7 @@ class Runner:
                     "traceback": tb,
                     "retry_in_seconds": delay.total_seconds() if delay else None,
                 },
+                measures={"seconds": seconds},
             )
         )
         if delay is None:

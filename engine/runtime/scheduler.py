@@ -6,7 +6,10 @@ The database is the truth and decides; APScheduler only says "look now". Two pat
 - a date job per instance, armed at the instance's `due_at` — from the engine's `on_due` hook
   after every commit in this process, and from the database for what other processes armed;
 - a periodic sweep that runs `engine.run_due()` (anything overdue: after a restart, a lost job,
-  a timer armed elsewhere shortly before it fell due) and arms the jobs due within the horizon.
+  a timer armed elsewhere shortly before it fell due) and arms the jobs due within the horizon;
+- on PostgreSQL, a listener thread: every commit that leaves an instance due NOTIFYs, so a
+  timer another process created (a web-only `signoff serve --no-scheduler`) is armed at once,
+  not at the next sweep. On SQLite that case waits for the sweep (`--sweep-every`).
 
 Only instances due within `horizon` get a job; the rest stay rows in the database until a later
 sweep brings them into the window. Memory is therefore bounded by the timers due in the next
@@ -28,6 +31,7 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from signoff.engine.async_engine import AsyncEngine
 from signoff.engine.engine import Engine
+from signoff.engine.storage.notices import DueNotices
 
 log = logging.getLogger("signoff.engine.scheduler")
 
@@ -76,6 +80,8 @@ class Scheduler:
         self._failures: dict[str, int] = {}  # instance id -> failed wake-ups in a row
         self._lock = threading.Lock()
         self._running = False
+        self._stop = threading.Event()
+        self._listener: threading.Thread | None = None
         self.engine.on_due(self._on_due)
 
     # --- life cycle ----------------------------------------------------------------------------
@@ -96,6 +102,12 @@ class Scheduler:
             max_instances=1,
             replace_existing=True,
         )
+        if not self.engine.store.is_sqlite:
+            self._stop.clear()
+            self._listener = threading.Thread(
+                target=self._listen, daemon=True, name="signoff-due-listener"
+            )
+            self._listener.start()
 
     def shutdown(self, wait: bool = True) -> None:
         """Stop arming and firing; with `wait`, let running wake-ups finish."""
@@ -103,6 +115,10 @@ class Scheduler:
             if not self._running:
                 return
             self._running = False
+        self._stop.set()
+        if self._listener is not None:
+            self._listener.join(timeout=5)
+            self._listener = None
         self._aps.shutdown(wait=wait)
 
     @property
@@ -139,6 +155,26 @@ class Scheduler:
             args=[instance_id],
             replace_existing=True,
         )
+
+    def _listen(self) -> None:
+        """Arm what other processes make due, as their commits NOTIFY it (PostgreSQL). A lost
+        connection is opened again after a pause; the sweep covers the gap."""
+        pause = 0.5
+        while not self._stop.is_set():
+            notices = None
+            try:
+                notices = DueNotices(self.engine.store)
+                pause = 0.5
+                while not self._stop.is_set():
+                    for instance_id, due_at in notices.wait(timeout=0.5):
+                        self._on_due(instance_id, due_at)
+            except Exception as exc:
+                log.warning("listening for due timers failed (%s); trying again", exc)
+                self._stop.wait(pause)
+                pause = min(pause * 2, 10.0)
+            finally:
+                if notices is not None:
+                    notices.close()
 
     # --- firing --------------------------------------------------------------------------------
 

@@ -298,3 +298,25 @@ def parked_on(store: Store, workflow: str, statement: str, limit: int) -> list[s
     )
     with store.db.connect() as conn:
         return [r[0] for r in conn.execute(query)]
+
+
+def gauges(store: Store, now: datetime) -> dict[str, Any]:
+    """What a metrics scrape shows from the database: instances by workflow and status, and
+    the timers whose due time has passed but that are still open (nobody fired them yet),
+    with how overdue the oldest is. Two GROUP BY/aggregate reads; callers cache them."""
+    i, w = INSTANCES.c, WAITS.c
+    with store.db.connect() as conn:
+        by_status = {
+            (workflow, status): int(n)
+            for workflow, status, n in conn.execute(
+                select(i.workflow, i.status, func.count()).group_by(i.workflow, i.status)
+            )
+        }
+        overdue, oldest = conn.execute(
+            select(func.count(), func.min(w.due_at)).where(w.due_at <= now)
+        ).one()
+    return {
+        "instances": by_status,
+        "timers_overdue": int(overdue or 0),
+        "oldest_overdue_seconds": (now - oldest).total_seconds() if oldest else 0.0,
+    }

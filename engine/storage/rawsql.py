@@ -1,10 +1,12 @@
-"""The hot paths, spoken straight to the DB-API driver: commits, and the instances list.
+"""The hot paths, spoken straight to the DB-API driver: loads, commits, and the instances list.
 
 Building and compiling SQLAlchemy statements costs more than SQLite takes to run them, and a
-transition commits after every step. So the three statements of a commit (guarded update,
-wait rows, history rows) are written once here as SQL text in the driver's parameter style, and
-run on a pooled raw connection; so is the dashboard's most frequent read, one keyset page of
-instances (`RawPager`). Everything else stays on SQLAlchemy.
+transition commits after every step. So the load of an instance and the statements of a commit
+(guarded update, wait rows, history rows) are written once here as SQL text in the driver's
+parameter style, and run on connections the hot path keeps for itself (`RawWriter`); so is the
+dashboard's most frequent read, one keyset page of instances (`RawPager`). Everything else
+stays on SQLAlchemy. On PostgreSQL a load and a commit are one statement and one round trip
+each (see `RawWriter`).
 
 Datetimes are kept the way SQLAlchemy's `UTCDateTime` column keeps them: naive UTC, as text
 "%Y-%m-%d %H:%M:%S.%f" on SQLite and as `timestamp without time zone` on PostgreSQL.
@@ -14,8 +16,9 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+import threading
+from collections.abc import Collection, Iterator, Sequence
+from contextlib import contextmanager, nullcontext, suppress
 from datetime import UTC, datetime
 from time import monotonic
 from typing import Any
@@ -67,8 +70,8 @@ def when(value: datetime | None, sqlite: bool) -> Any:
     """A datetime as SQLAlchemy's UTCDateTime column stores it: naive UTC."""
     if value is None:
         return None
-    naive = value.astimezone(UTC).replace(tzinfo=None)
-    return naive.strftime("%Y-%m-%d %H:%M:%S.%f") if sqlite else naive
+    naive = (value if value.tzinfo is UTC else value.astimezone(UTC)).replace(tzinfo=None)
+    return naive.isoformat(" ", "microseconds") if sqlite else naive
 
 
 def aware(value: Any) -> datetime:
@@ -87,6 +90,9 @@ def _too_slow(seconds: float) -> Busy:
         "longer, rarer text"
     )
 
+
+CHECKOUT_TIMEOUT = 30.0  # seconds to wait for a hot-path connection, as SQLAlchemy's pool does
+DUE_CHANNEL = "signoff_due"  # PostgreSQL NOTIFY channel: "<instance id> <due at, ISO 8601>"
 
 _ID_CHARS = re.compile(r"[A-Za-z0-9._:-]+")  # what an instance id may hold
 # `field:value` searches the data: `amount:120`, `employee:bob`
@@ -345,9 +351,22 @@ class RawPager:
 
 
 class RawWriter:
-    def __init__(self, db: Any, sqlite: bool, prefix: str = "", lock: Any = None) -> None:
+    """The commit and the load, in as few round trips as the database allows.
+
+    On PostgreSQL each is ONE statement on a connection in autocommit mode: a read is a bare
+    SELECT (no BEGIN/ROLLBACK around it), and a commit is a single statement whose CTEs do the
+    guarded UPDATE, replace the wait rows and append the history rows (JSON recordsets,
+    in order), so it is atomic without a transaction block. Nothing ever rolls back on these
+    connections, so psycopg keeps its prepared statements (a ROLLBACK would DEALLOCATE ALL).
+    On SQLite a commit is BEGIN IMMEDIATE, the statements, COMMIT: in-process, no round trips.
+    """
+
+    def __init__(
+        self, db: Any, sqlite: bool, prefix: str = "", lock: Any = None, own: bool = False
+    ) -> None:
         """`prefix` is the quoted schema and a dot, when the tables have one; `lock` is held
-        around each write (the store's in-process writer lock on SQLite)."""
+        around each write (the store's in-process writer lock on SQLite); `own`: signoff made
+        `db` (from a URL), so it may keep connections of its own."""
         instances, waits, history = (
             f"{prefix}signoff_{t}" for t in ("instances", "waits", "history")
         )
@@ -356,10 +375,14 @@ class RawWriter:
         self.lock = lock if lock is not None else nullcontext()
         # the driver's error for data it cannot store: never worth retrying as it is
         self.refused: type[Exception] = getattr(db.dialect.dbapi, "DataError", _Never)
+        self.lost: type[Exception] = getattr(db.dialect.dbapi, "OperationalError", _Never)
 
         def p(name: str) -> str:
             return f":{name}" if sqlite else f"%({name})s"
 
+        self.select = (
+            f"SELECT id, {', '.join(_INSTANCE_COLUMNS)} FROM {instances} WHERE id = {p('id')}"
+        )
         sets = ", ".join(f"{c} = {p(c)}" for c in _INSTANCE_COLUMNS)
         self.update = (
             f"UPDATE {instances} SET {sets} WHERE id = {p('b_id')} AND version = {p('b_expected')}"
@@ -377,6 +400,17 @@ class RawWriter:
             f"INSERT INTO {history} ({', '.join(_HISTORY_COLUMNS)}) "
             f"VALUES ({', '.join(p(c) for c in _HISTORY_COLUMNS)})"
         )
+        if not sqlite:
+            self.pg = _PgCommit(instances, waits, history)
+        # connections of our own, when the engine is ours and has a real pool (an in-memory
+        # SQLite database is one shared connection, which must stay the pool's)
+        memory = sqlite and db.url.database in (None, "", ":memory:")
+        self.kept: list[Any] | None = [] if own and not memory else None
+        # as many at once as the pool would have allowed (its size and overflow)
+        pool = db.pool
+        size = pool.size() if hasattr(pool, "size") else 1  # a StaticPool has one
+        most = size + max(getattr(pool, "_max_overflow", 0), 0)
+        self.slots = threading.BoundedSemaphore(max(most, 1))
 
     def when(self, value: datetime | None) -> Any:
         return when(value, self.sqlite)
@@ -388,6 +422,100 @@ class RawWriter:
         params["id"] = row.id
         return params
 
+    @contextmanager
+    def connection(self) -> Iterator[Any]:
+        """A DB-API connection for one load or commit; on PostgreSQL in autocommit mode.
+
+        When signoff made the engine, the hot path keeps a few connections of its own (taken
+        out of the pool once, `detach`ed), so a load or commit costs a list pop and append,
+        not a pool checkout and a reset. With the application's engine, connections come from
+        its pool and go back as it expects them (autocommit off). Either way a connection the
+        server dropped is thrown away, not reused."""
+        kept = self.kept
+        if kept is not None:
+            if not self.slots.acquire(timeout=CHECKOUT_TIMEOUT):
+                raise Busy("every database connection is busy; try again shortly")
+            try:
+                try:
+                    conn = kept.pop()
+                except IndexError:
+                    conn = self._detached()
+                try:
+                    yield conn
+                except BaseException as exc:
+                    if isinstance(exc, self.lost) or not self._idle(conn):
+                        conn.close()
+                        raise
+                    if self.sqlite and conn.in_transaction:
+                        conn.rollback()
+                    kept.append(conn)
+                    raise
+                kept.append(conn)
+            finally:
+                self.slots.release()
+            return
+        conn = self.db.raw_connection()
+        driver = conn.driver_connection
+        try:
+            if not self.sqlite:
+                driver.autocommit = True
+            yield conn
+            if not self.sqlite:
+                driver.autocommit = False
+        except self.lost:
+            conn.invalidate()
+            raise
+        except BaseException:
+            if not self.sqlite:
+                if not self._idle(driver):
+                    conn.invalidate()
+                    raise
+                driver.autocommit = False
+            raise
+        finally:
+            conn.close()
+
+    def _detached(self) -> Any:
+        fairy = self.db.raw_connection()
+        fairy.detach()  # ours now: the pool neither counts it nor resets it
+        conn = fairy.dbapi_connection
+        if not self.sqlite:
+            conn.autocommit = True
+        return conn
+
+    def _idle(self, conn: Any) -> bool:
+        """Whether a PostgreSQL connection is outside any transaction (always so on SQLite:
+        the caller rolls back there)."""
+        return self.sqlite or bool(conn.info.transaction_status == 0)
+
+    def close(self) -> None:
+        """Close the connections kept for the hot path."""
+        kept, self.kept = self.kept, ([] if self.kept is not None else None)
+        for conn in kept or ():
+            with suppress(Exception):  # closing what the server dropped already
+                conn.close()
+
+    def load(self, instance_id: str) -> Stored | None:
+        """One instance row: a single SELECT, one round trip. A connection that turns out to
+        be dead (the server restarted) is replaced once, which is why no pre-ping is needed."""
+        for attempt in (1, 2):
+            try:
+                with self.connection() as conn:
+                    cur = conn.cursor()
+                    cur.execute(self.select, {"id": instance_id})
+                    found = cur.fetchone()
+                break
+            except self.lost:
+                if attempt == 2:
+                    raise
+        if found is None:
+            return None
+        values = dict(zip(("id", *_INSTANCE_COLUMNS), found, strict=True))
+        for c in ("due_at", "lease_until", "created_at", "updated_at"):
+            if values[c] is not None:
+                values[c] = aware(values[c])
+        return Stored(**values)
+
     def write(
         self,
         row: Stored,
@@ -398,10 +526,69 @@ class RawWriter:
         """Insert (`expected_version` None) or guarded-update one instance with its rows, in
         one transaction. False when the version check failed; nothing is written then."""
         params = self.row_params(row)
-        with self.lock:
-            return self._write(row, params, expected_version, waits, history)
+        if not self.sqlite:
+            return self._write_pg(row, params, expected_version, waits, history)
+        with self.lock, self.connection() as conn:
+            try:
+                cur = conn.cursor()
+                cur.execute("BEGIN IMMEDIATE")
+                if expected_version is None:
+                    cur.execute(self.insert, params)
+                else:
+                    params["b_id"], params["b_expected"] = row.id, expected_version
+                    cur.execute(self.update, params)
+                    if cur.rowcount != 1:
+                        conn.rollback()
+                        return False
+                    if waits is not None:
+                        cur.execute(self.delete_waits, {"b_id": row.id})
+                if waits:
+                    cur.executemany(
+                        self.insert_wait, [self._wait(row.id, row.workflow, w) for w in waits]
+                    )
+                if history:
+                    cur.executemany(
+                        self.insert_history, [self._history(row.id, h) for h in history]
+                    )
+                conn.commit()
+                return True
+            except self.refused as exc:  # text the database cannot keep, ...
+                conn.rollback()
+                raise DataNotStorable(f"the database refused the data: {exc}") from exc
+            except BaseException:
+                conn.rollback()
+                raise
 
-    def _write(
+    def claim_due(
+        self,
+        now: datetime,
+        owner: str,
+        until: datetime,
+        limit: int,
+        instance_id: str | None,
+        workflows: Collection[str] | None,
+    ) -> list[str]:
+        """`Store.claim_due` on PostgreSQL: the pick (FOR UPDATE SKIP LOCKED) and the lease in
+        one autocommit statement, prepared once per shape (one instance or a batch, any or
+        some workflows)."""
+        one, some = instance_id is not None, workflows is not None
+        sql = self.pg.claims.get((one, some))
+        if sql is None:
+            sql = self.pg.claims[one, some] = self.pg.claim(one, some)
+        params = {
+            "now": self.when(now),
+            "owner": owner,
+            "until": self.when(until),
+            "limit": limit,
+            "id": instance_id,
+            "workflows": list(workflows or ()),
+        }
+        with self.connection() as conn:
+            cur = conn.cursor()
+            cur.execute(sql, params)
+            return [r[0] for r in cur.fetchall()]
+
+    def _write_pg(
         self,
         row: Stored,
         params: dict[str, Any],
@@ -409,37 +596,36 @@ class RawWriter:
         waits: Sequence[WaitRecord] | None,
         history: Sequence[Record],
     ) -> bool:
-        conn = self.db.raw_connection()
+        # datetimes go as ISO text (naive UTC), which the recordset's timestamp columns read
+        rows = [self._wait(row.id, row.workflow, w) for w in waits or ()]
+        entries = [self._history(row.id, h) for h in history]
+        if any("\x00" in v for r in (*rows, *entries) for v in r.values() if isinstance(v, str)):
+            # what psycopg says of a NUL in a text parameter; inside JSON it would reach the
+            # server and come back as an obscure "unsupported Unicode escape sequence"
+            raise DataNotStorable(
+                "the database refused the data: PostgreSQL text fields cannot contain NUL "
+                "(0x00) bytes"
+            )
+        params["w_rows"] = json.dumps(rows, default=_iso)
+        params["h_rows"] = json.dumps(entries, default=_iso)
+        # an instance left due with nobody driving it: a scheduler in any process arms it
+        due = row.due_at if row.lease_owner is None else None
+        if due is not None:
+            params["notify"] = f"{row.id} {due.astimezone(UTC).isoformat()}"
+        if expected_version is None:
+            what = "insert"
+        else:
+            params["b_id"], params["b_expected"] = row.id, expected_version
+            what = "update waits" if waits is not None else "update"
+        sql = self.pg.sql[what, due is not None]
         try:
-            cur = conn.cursor()
-            if self.sqlite:
-                cur.execute("BEGIN IMMEDIATE")
-            if expected_version is None:
-                cur.execute(self.insert, params)
-            else:
-                params["b_id"], params["b_expected"] = row.id, expected_version
-                cur.execute(self.update, params)
-                if cur.rowcount != 1:
-                    conn.rollback()
-                    return False
-                if waits is not None:
-                    cur.execute(self.delete_waits, {"b_id": row.id})
-            if waits:
-                cur.executemany(
-                    self.insert_wait, [self._wait(row.id, row.workflow, w) for w in waits]
-                )
-            if history:
-                cur.executemany(self.insert_history, [self._history(row.id, h) for h in history])
-            conn.commit()
-            return True
-        except self.refused as exc:  # text the database cannot keep (NUL on PostgreSQL), ...
-            conn.rollback()
+            with self.connection() as conn:
+                cur = conn.cursor()
+                cur.execute(sql, params)
+                found = cur.fetchone()
+        except self.refused as exc:  # text the database cannot keep (NUL), ...
             raise DataNotStorable(f"the database refused the data: {exc}") from exc
-        except BaseException:
-            conn.rollback()
-            raise
-        finally:
-            conn.close()
+        return bool(found and found[0] == 1)
 
     def _wait(self, instance_id: str, workflow: str, w: WaitRecord) -> dict[str, Any]:
         return {
@@ -468,6 +654,105 @@ class RawWriter:
             "message": h.message,
             "detail": json.dumps(h.detail, default=str) if h.detail is not None else None,
         }
+
+
+_WAIT_TYPES = {"began_at": "timestamp", "due_at": "timestamp"}
+_HISTORY_TYPES = {"at": "timestamp"}
+
+
+class _PgCommit:
+    """A commit on PostgreSQL as one statement. Its text is fixed whatever the number of rows
+    (the wait and history rows go in as one JSON array each, which the server turns back into
+    rows in order), so it is prepared once per connection and its parameters cost one
+    json.dumps each to send."""
+
+    def __init__(self, instances: str, waits: str, history: str) -> None:
+        def rows(param: str, names: Sequence[str], types: dict[str, str]) -> str:
+            typed = ", ".join(f"{n} {types.get(n, 'text')}" for n in names)
+            return (
+                f"ROWS FROM (json_to_recordset(%({param})s::json) AS ({typed})) "
+                f"WITH ORDINALITY AS x({', '.join(names)}, n)"
+            )
+
+        w_cols, h_cols = _WAIT_COLUMNS[1:], _HISTORY_COLUMNS[1:]
+        waits_in = (
+            f"INSERT INTO {waits} ({', '.join(_WAIT_COLUMNS)}) "
+            f"SELECT k.id, {', '.join('x.' + c for c in w_cols)} "
+            f"FROM k, {rows('w_rows', w_cols, _WAIT_TYPES)} ORDER BY x.n"
+        )
+        history_in = (
+            f"INSERT INTO {history} ({', '.join(_HISTORY_COLUMNS)}) "
+            f"SELECT k.id, {', '.join('x.' + c for c in h_cols)} "
+            f"FROM k, {rows('h_rows', h_cols, _HISTORY_TYPES)} ORDER BY x.n"
+        )
+        cols = ("id", *_INSTANCE_COLUMNS)
+        sets = ", ".join(f"{c} = %({c})s" for c in _INSTANCE_COLUMNS)
+        guarded = (
+            f"UPDATE {instances} SET {sets} "
+            "WHERE id = %(b_id)s AND version = %(b_expected)s RETURNING id"
+        )
+
+        # k holds the row's id when the write happened, no row when the version check failed:
+        # every other part joins k, so a failed check writes nothing at all. With `notified`,
+        # n tells the schedulers LISTENing on DUE_CHANNEL that the instance is due at a new
+        # time (sent when the statement commits, and only if it wrote). A commit that leaves
+        # nothing due uses the statement without it: the NOTIFY part costs a good part of a
+        # commit even when it sends nothing.
+        def statement(notified: bool, head: str, *parts: str) -> str:
+            ctes = [head, *parts]
+            done = "SELECT (SELECT count(*) FROM k)"
+            if notified:
+                ctes.append(f"n AS (SELECT pg_notify('{DUE_CHANNEL}', %(notify)s) FROM k)")
+                done += ", (SELECT count(*) FROM n)"
+            return f"WITH {', '.join(ctes)} {done}"
+
+        inserted = (
+            f"k AS (INSERT INTO {instances} ({', '.join(cols)}) "
+            f"VALUES ({', '.join(f'%({c})s' for c in cols)}) RETURNING id)"
+        )
+        replaced = f"d AS (DELETE FROM {waits} WHERE instance_id IN (SELECT id FROM k))"
+        self.instances = instances
+        self.claims: dict[tuple[bool, bool], str] = {}
+        # (what, notified) -> the statement
+        self.sql = {
+            **{
+                ("insert", n): statement(n, inserted, f"w AS ({waits_in})", f"h AS ({history_in})")
+                for n in (False, True)
+            },
+            **{
+                ("update", n): statement(n, f"k AS ({guarded})", f"h AS ({history_in})")
+                for n in (False, True)
+            },
+            **{
+                ("update waits", n): statement(
+                    n, f"k AS ({guarded})", replaced, f"w AS ({waits_in})", f"h AS ({history_in})"
+                )
+                for n in (False, True)
+            },
+        }
+
+    def claim(self, one: bool, some: bool) -> str:
+        """The claim statement for one instance (`one`) or a batch, of some workflows or any."""
+        free = (
+            "due_at <= %(now)s AND (lease_owner IS NULL OR lease_until IS NULL "
+            "OR lease_until <= %(now)s)"
+        )
+        if one:
+            free += " AND id = %(id)s"
+        if some:
+            free += " AND workflow = ANY(%(workflows)s::text[])"
+        return (
+            f"UPDATE {self.instances} SET lease_owner = %(owner)s, lease_until = %(until)s, "
+            "due_at = %(until)s, version = version + 1 "
+            f"WHERE id IN (SELECT id FROM {self.instances} WHERE {free} ORDER BY due_at "
+            f"LIMIT %(limit)s FOR UPDATE SKIP LOCKED) AND {free} RETURNING id"
+        )
+
+
+def _iso(value: Any) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 class _Never(Exception):

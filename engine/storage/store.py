@@ -80,11 +80,14 @@ class Store:
         # 100 ms between tries (a quick write behind a slow one waited hundreds of ms).
         # Other processes still wait on the database's own lock.
         self.write_lock: Any = threading.RLock() if self.is_sqlite else nullcontext()
-        self.raw = RawWriter(self.db, self.is_sqlite, prefix, self.write_lock)
+        self.raw = RawWriter(self.db, self.is_sqlite, prefix, self.write_lock, own=self.owns_db)
         self.pager = RawPager(self.db, self.is_sqlite, prefix)
         self.prefix = prefix
 
     def close(self) -> None:
+        raw = getattr(self, "raw", None)
+        if raw is not None:
+            raw.close()
         if self.owns_db:
             self.db.dispose()
 
@@ -113,13 +116,7 @@ class Store:
             raise Conflict(f"an instance with id '{row.id}' already exists") from None
 
     def load(self, instance_id: str) -> Stored | None:
-        with self.db.connect() as conn:
-            found = (
-                conn.execute(select(INSTANCES).where(INSTANCES.c.id == instance_id))
-                .mappings()
-                .first()
-            )
-        return Stored(**found) if found else None
+        return self.raw.load(instance_id)
 
     def save(
         self,
@@ -163,6 +160,8 @@ class Store:
         IMMEDIATE) makes the pick and the update one atomic step. An instance claimed here is
         due again at `until` if its claimer dies, like any other lease.
         """
+        if not self.is_sqlite:  # one prepared statement, one round trip
+            return self.raw.claim_due(now, owner, until, limit, instance_id, workflows)
         cols = INSTANCES.c
         free = and_(
             cols.due_at <= now,
@@ -290,7 +289,7 @@ def upgrade_database(database: str | Database) -> tuple[str | None, str]:
 def _create(url: str, synchronous: str, pool_size: int) -> Database:
     if not url.startswith("sqlite"):
         try:
-            return create_engine(url, pool_size=pool_size, pool_pre_ping=True)
+            return create_engine(url, pool_size=pool_size)
         except ModuleNotFoundError as exc:
             if exc.name != "psycopg":
                 raise

@@ -1,0 +1,36 @@
+"""OpenTelemetry spans for each step and each transition (commit), when `opentelemetry-api` is
+installed (`pip install 'signoff[otel]'`); without it, nothing at all.
+
+The spans go wherever the application's OpenTelemetry SDK sends them; signoff configures no
+SDK and no exporter. A step's span is current while the step runs, so the step's own spans
+(HTTP calls, queries) become its children.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any
+
+trace: Any
+try:
+    import opentelemetry.trace as trace
+except ImportError:  # the extra is not installed: spans cost nothing
+    trace = None
+
+TRACER_NAME = "signoff"
+_NOTHING: AbstractContextManager[Any] = nullcontext()
+
+
+def span(name: str, attributes: dict[str, Any]) -> AbstractContextManager[Any]:
+    """A span named `name` around the block, with `attributes` (None values left out); an
+    exception escaping the block is recorded on it. Until the application sets a tracer
+    provider (its OpenTelemetry SDK), nothing is made: a step pays no span it cannot send."""
+    if trace is None:
+        return _NOTHING
+    provider = trace.get_tracer_provider()
+    if isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider):
+        return _NOTHING
+    shown = {k: v for k, v in attributes.items() if v is not None}
+    return provider.get_tracer(TRACER_NAME).start_as_current_span(  # type: ignore[no-any-return]
+        name, attributes=shown
+    )
