@@ -4,6 +4,7 @@ from signoff.engine.async_engine import AsyncEngine
 from signoff.engine.core.authority import ReadOnly
 from signoff.engine.core.branches import If
 from signoff.engine.core.deploy import DeploymentReport, Finding, Tally
+from signoff.engine.core.enums import HistoryKind, Status, ThreadStatus, Via
 from signoff.engine.core.handlers import (
     Approval,
     Decision,
@@ -92,6 +93,7 @@ __all__ = [
     "Handler",
     "Histogram",
     "HistoryEntry",
+    "HistoryKind",
     "If",
     "Input",
     "InstanceNotFound",
@@ -120,12 +122,15 @@ __all__ = [
     "SignoffError",
     "Statement",
     "StatementMissing",
+    "Status",
     "Step",
     "Tally",
+    "ThreadStatus",
     "ThreadView",
     "Timeout",
     "Unavailable",
     "UnknownWorkflow",
+    "Via",
     "Vote",
     "Wait",
     "WaitFor",

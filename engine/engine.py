@@ -20,6 +20,7 @@ import sqlalchemy
 from pydantic import ValidationError
 from signoff.engine.core.authority import Authority
 from signoff.engine.core.deploy import UNFINISHED, Assessment, DeploymentReport, Finding, assess
+from signoff.engine.core.enums import HistoryKind, Status, ThreadStatus
 from signoff.engine.core.handlers import Approval, Handler, Services, WaitInfo, upcoming
 from signoff.engine.core.limits import MAX_JSON_BYTES, json_problem, text_problem
 from signoff.engine.core.outcome import outcome_of, outcome_of_state
@@ -76,6 +77,15 @@ def utcnow() -> datetime:
 
 
 class Engine:
+    """The engine: starts instances of registered workflows, applies events and operators'
+    repairs to them, and fires what falls due, each transition committed to `database`.
+
+    It has no loop of its own: every transition is a call (`start`, `send`, `retry`, `cancel`,
+    `goto`, `run_due`), so it embeds anywhere; `Scheduler` calls `run_due` on time. Named actors
+    are checked here whatever surface they came from (see `Authority`); `actor=None` is the
+    program itself. Safe to share between threads; `AsyncEngine` wraps it for asyncio.
+    """
+
     def __init__(
         self,
         database: str | sqlalchemy.Engine = "sqlite:///signoff.db",
@@ -170,6 +180,7 @@ class Engine:
         self._due_listeners.append(listener)
 
     def close(self) -> None:
+        """Release the database connections this engine opened (not an application's)."""
         self.store.close()
 
     def _now(self) -> datetime:
@@ -236,7 +247,7 @@ class Engine:
         row = Stored(
             id=id,
             workflow=cls.registered_name(),
-            status="running",
+            status=Status.RUNNING,
             data=data_json,
             state=state.model_dump_json(),
             result=None,
@@ -248,7 +259,9 @@ class Engine:
             created_at=now,
             updated_at=now,
         )
-        started = [Record(now, "started", actor=actor, via=via, name=cls.registered_name())]
+        started = [
+            Record(now, HistoryKind.STARTED, actor=actor, via=via, name=cls.registered_name())
+        ]
         self.store.insert(row, [], started)
         logs.committed(row.id, row.workflow, started)
         self.metrics.committed(row.workflow, started)
@@ -376,7 +389,9 @@ class Engine:
 
         def pick(work: Working) -> list[ThreadState]:
             candidates = [
-                t for t in work.state.threads.values() if t.status in ("failed", "retrying")
+                t
+                for t in work.state.threads.values()
+                if t.status in (ThreadStatus.FAILED, ThreadStatus.RETRYING)
             ]
             if thread is not None:
                 candidates = [t for t in candidates if t.id == thread]
@@ -400,9 +415,11 @@ class Engine:
                     handled_event=None,
                     ending=Ending(how="retried", actor=actor, via=via, at=now),
                 )
-                t.status, t.retry_at, t.attempts = "running", None, 0
+                t.status, t.retry_at, t.attempts = ThreadStatus.RUNNING, None, 0
                 t.error = t.traceback = None
-                work.note(Record(now, "retry", thread=t.id, name=t.at, actor=actor, via=via))
+                work.note(
+                    Record(now, HistoryKind.RETRY, thread=t.id, name=t.at, actor=actor, via=via)
+                )
 
         return self._operate(instance_id, change)
 
@@ -422,8 +439,8 @@ class Engine:
             self.runner.lifecycle.stop_threads(
                 work, now, Ending(how="cancelled", actor=actor, via=via, at=now, reason=reason)
             )
-            work.row.status, work.row.error = "cancelled", reason or "cancelled"
-            work.note(Record(now, "cancelled", actor=actor, via=via, message=reason))
+            work.row.status, work.row.error = Status.CANCELLED, reason or Status.CANCELLED
+            work.note(Record(now, HistoryKind.CANCELLED, actor=actor, via=via, message=reason))
 
         return self._operate(instance_id, change)
 
@@ -452,9 +469,9 @@ class Engine:
                 handled_event=None,
                 ending=Ending(how="moved", actor=actor, via=via, at=now),
             )
-            t.status, t.at, t.entry, t.event = "running", step, Entry.AT, None
+            t.status, t.at, t.entry, t.event = ThreadStatus.RUNNING, step, Entry.AT, None
             t.attempts, t.error, t.traceback, t.retry_at = 0, None, None, None
-            work.note(Record(now, "goto", thread=thread, name=step, actor=actor, via=via))
+            work.note(Record(now, HistoryKind.GOTO, thread=thread, name=step, actor=actor, via=via))
 
         return self._operate(instance_id, change)
 
@@ -541,6 +558,8 @@ class Engine:
         return _view(work.row, work.state, {key: info for key, (_, _, info) in cases.items()})
 
     def history(self, instance_id: str) -> list[HistoryEntry]:
+        """The instance's audit trail, oldest first: every step, event, vote, decision (who,
+        via what, when), failure, retry and repair."""
         _check_text(instance_id=instance_id)
         if self.store.load(instance_id) is None:
             raise InstanceNotFound(f"no instance with id '{instance_id}'")
@@ -590,7 +609,7 @@ class Engine:
                 summary = cls.summarize(json.loads(data))
             except ValueError:
                 summary = {}
-        if r["status"] in ("completed", "failed"):  # only these need the state read
+        if r["status"] in (Status.COMPLETED, Status.FAILED):  # only these need the state read
             outcome, label = outcome_of_state(r["status"], r["error"], json.loads(state))
         else:
             outcome, label = outcome_of(r["status"], r["error"])
@@ -631,16 +650,16 @@ class Engine:
             reason = payload.get("reason") if isinstance(payload, dict) else None
             reason = reason.strip() or None if isinstance(reason, str) else None
             where = (h.thread, h.name)
-            if h.kind == "cancelled":
+            if h.kind == HistoryKind.CANCELLED:
                 cancel_reason = h.message
-            elif h.kind == "vote":
+            elif h.kind == HistoryKind.VOTE:
                 votes.setdefault(where, []).append(h.actor or "the program")
                 decisions.append(
                     DecisionView(
                         h.thread, detail.get("wait"), h.name, "vote", h.actor, h.via, h.at, reason
                     )
                 )
-            elif h.kind == "decision":
+            elif h.kind == HistoryKind.DECISION:
                 approved = (h.message or "").startswith("approved")
                 decisions.append(
                     DecisionView(
@@ -655,7 +674,7 @@ class Engine:
                         [*votes.pop(where, []), *([h.actor or "the program"] if approved else [])],
                     )
                 )
-            elif h.kind == "event" and h.via == "timer":
+            elif h.kind == HistoryKind.EVENT and h.via == "timer":
                 decisions.append(
                     DecisionView(
                         h.thread, detail.get("wait"), h.name, "timed out", None, "timer", h.at, None
@@ -664,7 +683,7 @@ class Engine:
         failed = [
             t.at or ""
             for t in InstanceState.model_validate_json(row.state).threads.values()
-            if t.status == "failed"
+            if t.status == ThreadStatus.FAILED
         ]
         return OutcomeView(outcome, label, failed, cancel_reason, decisions)
 
@@ -974,7 +993,7 @@ class Engine:
         except Exception:  # the transition reports a definition that cannot be built
             return event
         for t in work.state.threads.values():
-            if t.status == "waiting":
+            if t.status == ThreadStatus.WAITING:
                 current = renames.event(t.at, event)
                 if current is not None:
                     return current
@@ -990,7 +1009,7 @@ class Engine:
         candidates = [
             t
             for t in work.state.threads.values()
-            if t.status == "waiting"
+            if t.status == ThreadStatus.WAITING
             and any(c.event == event for c in t.cases)
             and (thread is None or t.id == thread)
         ]
@@ -1004,7 +1023,7 @@ class Engine:
         for decided in reversed(work.state.decided):
             if event in decided.events and (thread is None or decided.thread == thread):
                 raise _already(decided)
-        if work.row.status == "failed":
+        if work.row.status == Status.FAILED:
             raise Conflict(f"instance {iid} has failed and needs an operator: {work.row.error}")
         if work.terminal:
             raise Conflict(f"instance {iid} is {work.row.status}")
@@ -1013,7 +1032,12 @@ class Engine:
         ):
             return None
         open_events = sorted(
-            {c.event for t in work.state.threads.values() if t.status == "waiting" for c in t.cases}
+            {
+                c.event
+                for t in work.state.threads.values()
+                if t.status == ThreadStatus.WAITING
+                for c in t.cases
+            }
         )
         waits_for = ", ".join(open_events) if open_events else "nothing"
         raise NotWaiting(f"instance {iid} is not waiting for '{event}'; it waits for: {waits_for}")
@@ -1038,7 +1062,7 @@ class Engine:
 
     def _keyed_thread(self, work: Working, event: str, wait_key: str) -> ThreadState:
         for t in work.state.threads.values():
-            if t.status == "waiting" and t.wait_key == wait_key:
+            if t.status == ThreadStatus.WAITING and t.wait_key == wait_key:
                 if any(c.event == event for c in t.cases):
                     return t
                 raise NotWaiting(
@@ -1161,7 +1185,7 @@ def _view(
                         c.stored,
                     ),
                 )
-                for c in (t.cases if t.status == "waiting" else [])
+                for c in (t.cases if t.status == ThreadStatus.WAITING else [])
             ],
             error=t.error,
             traceback=t.traceback,

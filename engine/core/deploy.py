@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from signoff.engine.core.enums import ThreadStatus
 from signoff.engine.core.handlers import Services, WaitInfo
 from signoff.engine.core.renames import PARKED, Move, declared_renames, moves
 from signoff.engine.core.state import InstanceState, OpenCase, ThreadState
@@ -78,14 +79,14 @@ def assess(
             found.stranded.append(Finding("statement", thread.at))
             continue
         if not isinstance(here, Wait):
-            if thread.status == "waiting" or thread.entry is Entry.EVENT:
+            if thread.status == ThreadStatus.WAITING or thread.entry is Entry.EVENT:
                 found.stranded.append(
                     Finding("statement", thread.at, detail=f"is now a {type(here).__name__}")
                 )
             continue
         if thread.entry is Entry.EVENT and thread.event and here.case(thread.event) is None:
             found.stranded.append(Finding("event", thread.event, wait=here.name))
-        if thread.status == "waiting":
+        if thread.status == ThreadStatus.WAITING:
             for case in thread.cases:
                 _open_case(found, here, thread, case, services)
     return found

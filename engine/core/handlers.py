@@ -15,8 +15,6 @@ from signoff.engine.core.notices import ApprovalNotice, Message, Notifier, Vote,
 from signoff.engine.core.state import Ending
 from signoff.engine.errors import EventRejected, NotAllowed
 
-Via = Literal["web", "slack", "api", "timer", "cli"]
-
 
 @dataclass(frozen=True)
 class Services:
@@ -70,6 +68,7 @@ class WaitInfo:
 
     @property
     def now(self) -> datetime:
+        """The moment being decided on: `run_due`'s time when it was given one, else now."""
         return self.moment or self.services.clock()
 
 
@@ -156,6 +155,9 @@ class Timeout(Handler):
 
 @dataclass(frozen=True)
 class Decision:
+    """What an approval's `approve`/`deny` callback receives: the outcome, who decided
+    (`actor`), the `reason`, through what (`via`), when (`at`) and, with a quorum, the `votes`."""
+
     approved: bool
     actor: str | None
     reason: str
@@ -203,9 +205,12 @@ class Approval(Handler):
         )
 
     def current_approvers(self, wait: WaitInfo) -> list[str] | None:
+        """Who may decide now: the approvers, joined by `escalate_to` once escalated; None
+        when anyone may."""
         return approvers_now(self.approvers, self.escalate_to, self.escalated(wait))
 
     def votes(self, wait: WaitInfo) -> list[Vote]:
+        """The approvals cast so far towards `required`."""
         return [
             Vote(
                 actor=v.get("actor"),
@@ -218,6 +223,7 @@ class Approval(Handler):
         ]
 
     def may_decide(self, wait: WaitInfo, actor: str | None) -> bool:
+        """Whether `actor` may decide this wait now (`refusal` says why not)."""
         return self.refusal(wait, actor) is None
 
     def refusal(self, wait: WaitInfo, actor: str | None) -> str | None:

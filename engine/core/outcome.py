@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from signoff.engine.core.enums import Status, ThreadStatus
+
 APPROVED = "approved"
 DENIED = "denied"
 TIMED_OUT = "timed out"
@@ -38,12 +40,12 @@ def outcome_of(
     timer decided it and the workflow then returned an error, approved if it was an approval
     and nothing failed after it.
     """
-    if status == "failed":
+    if status == Status.FAILED:
         where = ", ".join(f"'{s}'" for s in failed_steps if s)
         return FAILED, f"failed at {where}" if where else "failed"
-    if status == "cancelled":
+    if status == Status.CANCELLED:
         return CANCELLED, "cancelled"
-    if status != "completed":
+    if status != Status.COMPLETED:
         return status, status
     last = decided[-1] if decided else None
     actor = (last or {}).get("actor")
@@ -66,6 +68,6 @@ def outcome_of_state(status: str, error: str | None, state: Mapping[str, Any]) -
     failed = [
         str(t.get("at") or "")
         for t in threads.values()
-        if isinstance(t, Mapping) and t.get("status") == "failed"
+        if isinstance(t, Mapping) and t.get("status") == ThreadStatus.FAILED
     ]
     return outcome_of(status, error, decided if isinstance(decided, list) else [], failed)

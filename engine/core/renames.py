@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from signoff.engine.core.enums import HistoryKind, ThreadStatus
 from signoff.engine.core.loops import For
 from signoff.engine.core.records import Record
 from signoff.engine.core.state import InstanceState, ThreadState
@@ -22,7 +23,13 @@ from signoff.engine.core.working import Working
 
 NAMED = (Step, Wait, Go, WaitFor, For)
 # threads whose position still matters: live ones, and failed ones an operator may retry
-PARKED = ("running", "waiting", "blocked", "retrying", "failed")
+PARKED = (
+    ThreadStatus.RUNNING,
+    ThreadStatus.WAITING,
+    ThreadStatus.BLOCKED,
+    ThreadStatus.RETRYING,
+    ThreadStatus.FAILED,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,7 +183,7 @@ def carry_over(work: Working, now: datetime) -> list[Move]:
         work.note(
             Record(
                 now,
-                "moved",
+                HistoryKind.MOVED,
                 thread=move.thread,
                 name=move.new,
                 message=move.message,

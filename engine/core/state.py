@@ -10,13 +10,16 @@ from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from signoff.engine.core.enums import ThreadStatus
 from signoff.engine.core.tree import Entry
 
-ThreadStatus = Literal[
-    "running", "waiting", "blocked", "retrying", "failed", "completed", "stopped"
-]
 SetupStatus = Literal["pending", "done", "failed"]
-LIVE_THREAD = ("running", "waiting", "blocked", "retrying")
+LIVE_THREAD = (
+    ThreadStatus.RUNNING,
+    ThreadStatus.WAITING,
+    ThreadStatus.BLOCKED,
+    ThreadStatus.RETRYING,
+)
 
 
 def wait_key(thread_id: str, wait_round: int) -> str:
@@ -47,7 +50,7 @@ class ThreadState(_Plain):
     id: str
     name: str
     root: str | None = None  # the Go statement whose body this thread runs; None for main
-    status: ThreadStatus = "running"
+    status: ThreadStatus = ThreadStatus.RUNNING
     at: str | None = None
     entry: Entry = Entry.START
     event: str | None = None
@@ -140,9 +143,9 @@ class InstanceState(_Plain):
         """The earliest moment something of this instance must be done without an event."""
         times: list[datetime] = []
         for thread in self.threads.values():
-            if thread.status == "retrying" and thread.retry_at:
+            if thread.status == ThreadStatus.RETRYING and thread.retry_at:
                 times.append(thread.retry_at)
-            if thread.status == "waiting":
+            if thread.status == ThreadStatus.WAITING:
                 for case in thread.cases:
                     if case.setup == "failed" and case.retry_at:
                         times.append(case.retry_at)

@@ -11,13 +11,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from signoff.engine.core.enums import HistoryKind, Status, ThreadStatus
 from signoff.engine.core.records import Record, Stored, WaitRecord
 from signoff.engine.core.state import Decided, InstanceState, Teardown, ThreadState
 from signoff.engine.core.tree import Statement
 from signoff.engine.core.validate import validate
 from signoff.engine.core.workflow import Workflow
 
-TERMINAL = ("completed", "cancelled")
+TERMINAL = (Status.COMPLETED, Status.CANCELLED)
 KEEP_DECIDED = 20
 
 
@@ -89,9 +90,16 @@ class Working:
 
     def fail(self, thread: ThreadState, message: str, now: datetime, tb: str | None = None) -> None:
         """Mark `thread` failed with `message`: the instance then needs an operator."""
-        thread.status, thread.error, thread.traceback, thread.retry_at = "failed", message, tb, None
+        thread.status, thread.error, thread.traceback, thread.retry_at = (
+            ThreadStatus.FAILED,
+            message,
+            tb,
+            None,
+        )
         self.waits_dirty = True  # a failed thread's wait leaves the inbox
-        self.note(Record(now, "failed", thread=thread.id, name=thread.at, message=message))
+        self.note(
+            Record(now, HistoryKind.FAILED, thread=thread.id, name=thread.at, message=message)
+        )
         self.refresh_status()
 
     def refresh_status(self) -> None:
@@ -99,19 +107,19 @@ class Working:
         if self.terminal:
             return
         threads = self.state.threads.values()
-        failed = [t for t in threads if t.status == "failed"]
+        failed = [t for t in threads if t.status == ThreadStatus.FAILED]
         if failed:
-            self.row.status = "failed"
+            self.row.status = Status.FAILED
             self.row.error = failed[0].error
-        elif any(t.status in ("running", "retrying") for t in threads):
-            self.row.status, self.row.error = "running", None
+        elif any(t.status in (ThreadStatus.RUNNING, ThreadStatus.RETRYING) for t in threads):
+            self.row.status, self.row.error = Status.RUNNING, None
         else:
-            self.row.status, self.row.error = "waiting", None
+            self.row.status, self.row.error = Status.WAITING, None
 
     def wait_records(self) -> list[WaitRecord]:
         records = []
         for thread in self.state.threads.values():
-            if thread.status != "waiting" or thread.at is None:
+            if thread.status != ThreadStatus.WAITING or thread.at is None:
                 continue
             for case in thread.cases:
                 approvers = case.info.get("approvers")
@@ -164,7 +172,9 @@ def rebase(ours: Working, theirs: Working) -> bool:
         for tid in changed
         if theirs.terminal or others.threads.get(tid) != base.threads.get(tid)
     }
-    stepped = {r.thread for r in ours.history if r.kind == "step" and r.thread is not None}
+    stepped = {
+        r.thread for r in ours.history if r.kind == HistoryKind.STEP and r.thread is not None
+    }
     if _conflicting_fields(ours.base_data, ours.row.data, theirs.row.data):
         # both sides set a field differently (an event's handler and our step): the event was
         # acknowledged first, so it stands and our step runs again on the data as it now is

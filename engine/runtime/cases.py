@@ -15,6 +15,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable
 
+from signoff.engine.core.enums import ThreadStatus
 from signoff.engine.core.handlers import Handler, Services, WaitInfo
 from signoff.engine.core.state import InstanceState
 from signoff.engine.core.tree import Statement, walk
@@ -68,7 +69,7 @@ class OpenCases:
         state: InstanceState,
         build: Callable[[], Statement] | None,
     ) -> Cases:
-        waiting = [t for t in state.threads.values() if t.status == "waiting" and t.at]
+        waiting = [t for t in state.threads.values() if t.status == ThreadStatus.WAITING and t.at]
         if not waiting:
             return {}
         try:

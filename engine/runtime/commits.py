@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from signoff.engine.core.enums import HistoryKind, Status
 from signoff.engine.core.records import Record
 from signoff.engine.core.renames import carry_over
 from signoff.engine.core.working import Working, rebase
@@ -72,7 +73,7 @@ class Committer:
                 work.note(
                     Record(
                         now,
-                        "event dropped",
+                        HistoryKind.EVENT_DROPPED,
                         name=pending.event,
                         actor=pending.actor,
                         via=pending.via,
@@ -136,7 +137,7 @@ class Committer:
         message = f"a commit was refused, so the instance stopped here: {exc}"
         for _ in range(GIVE_UP_ATTEMPTS):  # should other writers keep committing first
             fresh = self.store.load(work.id)
-            if fresh is None or fresh.status in ("completed", "cancelled", "failed"):
+            if fresh is None or fresh.status in (Status.COMPLETED, Status.CANCELLED, Status.FAILED):
                 return
             stuck = Working.of(fresh, work.cls)
             now = self.clock()
@@ -163,7 +164,7 @@ class Committer:
             work.note(
                 Record(
                     self.clock(),
-                    "merged",
+                    HistoryKind.MERGED,
                     message="a concurrent change to the same thread "
                     "won; this process's uncommitted progress was discarded",
                 )

@@ -9,6 +9,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
+from signoff.engine.core.enums import HistoryKind, ThreadStatus
 from signoff.engine.core.handlers import Handler, KeepWaiting, WaitInfo
 from signoff.engine.core.interpreter import thread_body
 from signoff.engine.core.records import Record
@@ -155,7 +156,7 @@ class Events:
         work.note(
             Record(
                 now,
-                "event kept",
+                HistoryKind.EVENT_KEPT,
                 thread=thread,
                 name=event,
                 actor=actor,
@@ -173,7 +174,7 @@ class Events:
                 (
                     t
                     for t in work.state.threads.values()
-                    if t.status == "waiting"
+                    if t.status == ThreadStatus.WAITING
                     and (pending.thread in (None, t.id))
                     and any(c.event == pending.event for c in t.cases)
                 ),
@@ -195,7 +196,7 @@ class Events:
                 work.note(
                     Record(
                         now,
-                        "event refused",
+                        HistoryKind.EVENT_REFUSED,
                         thread=target.id,
                         name=pending.event,
                         actor=pending.actor,
@@ -240,7 +241,7 @@ class Events:
             work.note(
                 Record(
                     now,
-                    "vote",
+                    HistoryKind.VOTE,
                     thread=thread.id,
                     name=case.event,
                     actor=actor,
@@ -280,7 +281,7 @@ class Events:
             work.note(
                 Record(
                     now,
-                    "decision",
+                    HistoryKind.DECISION,
                     thread=thread.id,
                     name=case.event,
                     actor=actor,
@@ -295,7 +296,7 @@ class Events:
             work.note(
                 Record(
                     now,
-                    "event",
+                    HistoryKind.EVENT,
                     thread=thread.id,
                     name=case.event,
                     actor=actor,
@@ -315,4 +316,4 @@ class Events:
             reason=reason or None,
         )
         self.lifecycle.end_waits(work, thread, now, handled_event=case.event, ending=ending)
-        thread.status, thread.entry, thread.event = "running", Entry.EVENT, case.event
+        thread.status, thread.entry, thread.event = ThreadStatus.RUNNING, Entry.EVENT, case.event

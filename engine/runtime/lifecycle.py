@@ -8,6 +8,7 @@ import traceback
 from dataclasses import replace
 from datetime import datetime, timedelta
 
+from signoff.engine.core.enums import HistoryKind, ThreadStatus
 from signoff.engine.core.handlers import Handler, Services, WaitInfo
 from signoff.engine.core.records import Record
 from signoff.engine.core.state import Ending, OpenCase, Teardown, ThreadState
@@ -43,7 +44,7 @@ class Lifecycle:
         for thread in work.state.threads.values():
             if thread.live:
                 self.end_waits(work, thread, now, handled_event=None, ending=ending)
-                thread.status = "stopped"
+                thread.status = ThreadStatus.STOPPED
 
     def end_waits(
         self,
@@ -68,7 +69,7 @@ class Lifecycle:
                 work.note(
                     Record(
                         now,
-                        "timer discarded",
+                        HistoryKind.TIMER_DISCARDED,
                         thread=thread.id,
                         name=case.event,
                         message=f"the {case.kind} timer of '{case.event}' was due at "
@@ -150,7 +151,7 @@ class Lifecycle:
     def cleanups(self, work: Working, now: datetime) -> None:
         """Run setups owed to new waits and teardowns owed to ended ones, and due retries."""
         for thread in work.state.threads.values():
-            if thread.status != "waiting":
+            if thread.status != ThreadStatus.WAITING:
                 continue
             for case in thread.cases:
                 if case.setup == "pending" or (
@@ -183,7 +184,7 @@ class Lifecycle:
             work.note(
                 Record(
                     now,
-                    "setup failed",
+                    HistoryKind.SETUP_FAILED,
                     thread=thread.id,
                     name=case.event,
                     message=case.error,
@@ -208,7 +209,7 @@ class Lifecycle:
                 work.note(
                     Record(
                         now,
-                        "teardown skipped",
+                        HistoryKind.TEARDOWN_SKIPPED,
                         thread=teardown.thread,
                         name=teardown.event,
                         message=f"wait '{teardown.wait}' no longer exists in the definition",
@@ -220,7 +221,7 @@ class Lifecycle:
             work.note(
                 Record(
                     now,
-                    "teardown failed",
+                    HistoryKind.TEARDOWN_FAILED,
                     thread=teardown.thread,
                     name=teardown.event,
                     message=teardown.error,
@@ -233,7 +234,7 @@ class Lifecycle:
             work.note(
                 Record(
                     now,
-                    "teardown abandoned",
+                    HistoryKind.TEARDOWN_ABANDONED,
                     thread=teardown.thread,
                     name=teardown.event,
                     message=f"gave up after {teardown.attempts} attempts",

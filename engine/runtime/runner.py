@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from time import perf_counter
 from typing import Any
 
+from signoff.engine.core.enums import HistoryKind, Status, ThreadStatus
 from signoff.engine.core.handlers import Services
 from signoff.engine.core.interpreter import Position, advance, thread_body
 from signoff.engine.core.records import Record
@@ -107,7 +108,9 @@ class Runner:
                 return
             if work.state.inbox and self.events.deliver(work, now):
                 self.committer.commit(work, owner)
-            thread = next((t for t in work.state.threads.values() if t.status == "running"), None)
+            thread = next(
+                (t for t in work.state.threads.values() if t.status == ThreadStatus.RUNNING), None
+            )
             if thread is None:
                 if self._unblock(work):
                     continue
@@ -159,7 +162,7 @@ class Runner:
                     self.committer.commit(work, owner)
             case BlockUntil(wait_for=wait_for):
                 thread.status, thread.at, thread.entry, thread.event = (
-                    "blocked",
+                    ThreadStatus.BLOCKED,
                     wait_for.name,
                     Entry.AT,
                     None,
@@ -186,11 +189,16 @@ class Runner:
             )
             return False
         work.state.threads[thread_id] = ThreadState(id=thread_id, name=name, root=name)
-        work.note(Record(now, "thread started", thread=thread_id, name=name))
+        work.note(Record(now, HistoryKind.THREAD_STARTED, thread=thread_id, name=name))
         return True
 
     def _step(self, work: Working, thread: ThreadState, step: Step, owner: str) -> None:
-        thread.at, thread.entry, thread.event, thread.status = step.name, Entry.AT, None, "running"
+        thread.at, thread.entry, thread.event, thread.status = (
+            step.name,
+            Entry.AT,
+            None,
+            ThreadStatus.RUNNING,
+        )
         model = work.workflow()
         before = work.row.data
         attempt = thread.attempts + 1
@@ -227,7 +235,7 @@ class Runner:
         work.note(
             Record(
                 self.now,
-                "step",
+                HistoryKind.STEP,
                 thread=thread.id,
                 name=step.name,
                 detail={"attempt": attempt, "ms": took},
@@ -253,7 +261,7 @@ class Runner:
         work.note(
             Record(
                 now,
-                "step failed",
+                HistoryKind.STEP_FAILED,
                 thread=thread.id,
                 name=step.name,
                 message=message,
@@ -274,10 +282,15 @@ class Runner:
                 tb,
             )
         else:
-            thread.status, thread.retry_at = "retrying", now + delay
+            thread.status, thread.retry_at = ThreadStatus.RETRYING, now + delay
 
     def _block(self, work: Working, thread: ThreadState, wait: Wait, now: datetime) -> None:
-        thread.status, thread.at, thread.entry, thread.event = "waiting", wait.name, Entry.AT, None
+        thread.status, thread.at, thread.entry, thread.event = (
+            ThreadStatus.WAITING,
+            wait.name,
+            Entry.AT,
+            None,
+        )
         thread.wait_round += 1
         thread.cases = [
             OpenCase(event=c.event, kind=c.handler.kind, began_at=now, info=c.handler.describe())
@@ -287,7 +300,7 @@ class Runner:
         work.note(
             Record(
                 now,
-                "waiting",
+                HistoryKind.WAITING,
                 thread=thread.id,
                 name=wait.name,
                 detail={"events": [c.event for c in wait.cases]},
@@ -298,7 +311,7 @@ class Runner:
         """Wake threads in WaitFor whose condition now holds."""
         woke = False
         for thread in work.state.threads.values():
-            if thread.status != "blocked":
+            if thread.status != ThreadStatus.BLOCKED:
                 continue
             try:
                 body = thread_body(work.definition(), thread.root)
@@ -310,16 +323,16 @@ class Runner:
                 and isinstance(moved.next, BlockUntil)
                 and moved.next.wait_for.name == thread.at
             ):
-                thread.status = "running"
+                thread.status = ThreadStatus.RUNNING
                 woke = True
         return woke
 
     def _finish(
         self, work: Working, thread: ThreadState, value: Any, error: str | None, now: datetime
     ) -> None:
-        thread.status, thread.cases = "completed", []
+        thread.status, thread.cases = ThreadStatus.COMPLETED, []
         if thread.id != "main":
-            work.note(Record(now, "thread completed", thread=thread.id, message=error))
+            work.note(Record(now, HistoryKind.THREAD_COMPLETED, thread=thread.id, message=error))
             return
         try:
             result = json.dumps(value)
@@ -331,9 +344,13 @@ class Runner:
             )
             return
         self.lifecycle.stop_threads(work, now, Ending(how="finished", at=now))
-        thread.status = "completed"
-        work.row.status, work.row.result, work.row.error = "completed", result, error
-        work.note(Record(now, "completed", thread="main", message=error, detail={"result": value}))
+        thread.status = ThreadStatus.COMPLETED
+        work.row.status, work.row.result, work.row.error = Status.COMPLETED, result, error
+        work.note(
+            Record(
+                now, HistoryKind.COMPLETED, thread="main", message=error, detail={"result": value}
+            )
+        )
 
     def wake(self, work: Working, now: datetime, claimed: str | None = None) -> bool:
         """Do what fell due for one instance: timers, step retries, owed setups/teardowns,

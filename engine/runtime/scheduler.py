@@ -123,6 +123,7 @@ class Scheduler:
 
     @property
     def running(self) -> bool:
+        """Whether `start` was called and `shutdown` not yet."""
         return self._running
 
     def armed(self) -> int:

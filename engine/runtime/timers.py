@@ -7,6 +7,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
+from signoff.engine.core.enums import HistoryKind, ThreadStatus
 from signoff.engine.core.handlers import FIRE
 from signoff.engine.core.records import Record
 from signoff.engine.core.state import OpenCase, ThreadState
@@ -25,10 +26,14 @@ class Timers:
 
     def fire_due(self, work: Working, now: datetime) -> None:
         for thread in list(work.state.threads.values()):
-            if thread.status == "retrying" and thread.retry_at and thread.retry_at <= now:
-                thread.status, thread.retry_at = "running", None
+            if (
+                thread.status == ThreadStatus.RETRYING
+                and thread.retry_at
+                and thread.retry_at <= now
+            ):
+                thread.status, thread.retry_at = ThreadStatus.RUNNING, None
                 continue
-            if thread.status != "waiting":
+            if thread.status != ThreadStatus.WAITING:
                 continue
             for case in thread.cases:
                 if not (case.setup == "done" and case.due_at and case.due_at <= now):
@@ -52,7 +57,7 @@ class Timers:
                     work.note(
                         Record(
                             now,
-                            "timer dropped",
+                            HistoryKind.TIMER_DROPPED,
                             thread=thread.id,
                             name=case.event,
                             via="timer",
@@ -92,7 +97,7 @@ class Timers:
                     work.note(
                         Record(
                             now,
-                            "timer failed",
+                            HistoryKind.TIMER_FAILED,
                             thread=thread.id,
                             name=case.event,
                             via="timer",
@@ -119,7 +124,7 @@ class Timers:
             work.note(
                 Record(
                     now,
-                    "escalated",
+                    HistoryKind.ESCALATED,
                     thread=thread.id,
                     name=case.event,
                     via="timer",
@@ -130,7 +135,7 @@ class Timers:
             work.note(
                 Record(
                     now,
-                    "reminder",
+                    HistoryKind.REMINDER,
                     thread=thread.id,
                     name=case.event,
                     via="timer",

@@ -646,7 +646,7 @@ class RawWriter:
         return {
             "instance_id": instance_id,
             "at": self.when(h.at),
-            "kind": h.kind,
+            "kind": str(h.kind),
             "thread": h.thread,
             "name": h.name,
             "actor": h.actor,
