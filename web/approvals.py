@@ -11,12 +11,14 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Any
 from urllib.parse import urlencode
 
 from signoff.engine import SignoffError
 from signoff.web.actions import Outcome, attempt, plain, refusal
 from signoff.web.auth import checked_form, chrome, remember_flash, require_user
+from signoff.web.bulk import BulkResult, summary, try_row
 from signoff.web.errors import status_for
 from signoff.web.render import Flash, render, template, wants_fragment
 from signoff.web.state import dashboard, root_of
@@ -75,16 +77,6 @@ class ApprovalItem:
 def row_id(instance_id: str, thread: str, event: str) -> str:
     key = f"{instance_id}\x00{thread}\x00{event}".encode()
     return "ap-" + hashlib.sha256(key).hexdigest()[:16]
-
-
-@dataclass(frozen=True)
-class BulkResult:
-    """One row of a bulk action's report."""
-
-    label: str
-    ok: bool
-    message: str
-    link: str
 
 
 @dataclass(frozen=True)
@@ -334,31 +326,23 @@ async def bulk(request: Request) -> Response:
                     continue
                 iid, thread, event, key = parts
                 link = f"{root}/instances/{iid}"
-                try:
-                    view = board.engine.send(
-                        iid,
-                        event,
-                        payload,
-                        actor=user,
-                        thread=thread,
-                        via="web",
-                        wait_key=key or None,
-                    )
-                except SignoffError as exc:
-                    done.append(BulkResult(iid, False, plain(exc), link))
-                    continue
+                send = partial(
+                    board.engine.send,
+                    iid,
+                    event,
+                    payload,
+                    actor=user,
+                    thread=thread,
+                    via="web",
+                    wait_key=key or None,
+                )
                 verb = "approved" if action == "approve" else "denied"
-                done.append(BulkResult(iid, True, f"{verb}; now {view.status}", link))
+                done.append(try_row(iid, link, verb, send))
             return done
 
         report = await run_in_threadpool(run)
         board.changed()
-        good = sum(r.ok for r in report)
-        verb = "Approved" if action == "approve" else "Denied"
-        title = f"{verb} {good} of {len(report)}" + (
-            f"; {len(report) - good} refused (below, with why)." if good < len(report) else "."
-        )
-        status = 200 if good else 409
+        title, status = summary("Approved" if action == "approve" else "Denied", report)
     if status >= 400 and not report:
         report = []
     context = await build(request, user, report, title)

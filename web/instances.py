@@ -11,8 +11,8 @@ from functools import partial
 from urllib.parse import quote, urlencode
 
 from signoff.engine import InstanceSummary, SignoffError
-from signoff.web.actions import plain
 from signoff.web.auth import checked_form, chrome, require_user
+from signoff.web.bulk import BulkResult, summary, try_row
 from signoff.web.render import STATUSES, render, template, wants_fragment
 from signoff.web.state import dashboard, root_of
 from starlette.concurrency import run_in_threadpool
@@ -89,16 +89,6 @@ def parse_cursor(text: str) -> tuple[datetime, str] | None:
 def make_cursor(row: InstanceSummary) -> str:
     """URL-safe as it is: no "+" (a space in a query string), nothing to escape."""
     return f"{row.updated_at.astimezone(UTC).strftime('%Y-%m-%dT%H:%M:%S.%fZ')}~{row.id}"
-
-
-@dataclass(frozen=True)
-class BulkResult:
-    """One row of a bulk action's report."""
-
-    label: str
-    ok: bool
-    message: str
-    link: str
 
 
 @dataclass(frozen=True)
@@ -222,26 +212,17 @@ async def bulk(request: Request) -> Response:
             done = []
             for iid in ids:
                 link = f"{root}/instances/{quote(iid, safe='')}"
-                try:
-                    if action == "retry":
-                        view = board.engine.retry(iid, actor=user, via="web")
-                    else:
-                        view = board.engine.cancel(iid, reason or None, actor=user, via="web")
-                except SignoffError as exc:
-                    done.append(BulkResult(iid, False, plain(exc), link))
-                    continue
+                if action == "retry":
+                    act = partial(board.engine.retry, iid, actor=user, via="web")
+                else:
+                    act = partial(board.engine.cancel, iid, reason or None, actor=user, via="web")
                 verb = "retried" if action == "retry" else "cancelled"
-                done.append(BulkResult(iid, True, f"{verb}; now {view.status}", link))
+                done.append(try_row(iid, link, verb, act))
             return done
 
         report = await run_in_threadpool(run)
         board.changed()
-        good = sum(r.ok for r in report)
-        verb = "Retried" if action == "retry" else "Cancelled"
-        title = f"{verb} {good} of {len(report)}" + (
-            f"; {len(report) - good} refused (below, with why)." if good < len(report) else "."
-        )
-        status = 200 if good else 409
+        title, status = summary("Retried" if action == "retry" else "Cancelled", report)
     context = await build(request, report, title)
     name = "partials/instances.html" if wants_fragment(request) else "pages/instances.html"
     return template(request, name, context, chrome(request, "instances"), status_code=status)
