@@ -23,6 +23,22 @@ from sqlalchemy import ColumnElement, and_, func, literal, or_, select, text
 LIVE_NOT_WAITING = ("running", "failed")
 
 
+# What every listing of open approvals reads of a wait row and its instance.
+_APPROVAL_COLUMNS = (
+    WAITS.c.instance_id,
+    INSTANCES.c.workflow,
+    WAITS.c.thread,
+    WAITS.c.wait,
+    WAITS.c.event,
+    WAITS.c.began_at,
+    WAITS.c.due_at,
+    WAITS.c.approvers,
+    WAITS.c.title,
+    WAITS.c.wait_key.label("key"),
+    WAITS.c.id.label("cursor"),
+)
+
+
 def open_approvals(
     store: Store,
     limit: int = 200,
@@ -39,19 +55,7 @@ def open_approvals(
     """
     w, i = WAITS.c, INSTANCES.c
     query = (
-        select(
-            w.instance_id,
-            i.workflow,
-            w.thread,
-            w.wait,
-            w.event,
-            w.began_at,
-            w.due_at,
-            w.approvers,
-            w.title,
-            w.wait_key.label("key"),
-            w.id.label("cursor"),
-        )
+        select(*_APPROVAL_COLUMNS)
         .join(INSTANCES, i.id == w.instance_id)
         .where(w.kind == "approval")
         .order_by(w.began_at, w.id)
@@ -138,17 +142,7 @@ def inbox(
     )
     query = (
         select(
-            w.instance_id,
-            i.workflow,
-            w.thread,
-            w.wait,
-            w.event,
-            w.began_at,
-            w.due_at,
-            w.approvers,
-            w.title,
-            w.wait_key.label("key"),
-            w.id.label("cursor"),
+            *_APPROVAL_COLUMNS,
             i.version,
             i.data,
             i.state,
