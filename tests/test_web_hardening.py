@@ -514,8 +514,12 @@ def test_searches_are_capped_and_bounded_in_flight(base: str, engine: Engine) ->
     for i in range(20):
         engine.start("Trip", {"who": f"person {i}"}, id=f"trip-{i:03d}")
     with httpx.Client(timeout=10, headers=API) as api:
-        answer = api.get(f"{base}/api/instances", params={"q": "x" * 50_000})
-        assert answer.status_code in (414, 422, 431, 400), answer.status_code
+        # past the 32 KiB head limit: 431, or a reset if the server closes before reading it all
+        try:
+            answer = api.get(f"{base}/api/instances", params={"q": "x" * 50_000})
+            assert answer.status_code in (414, 422, 431, 400), answer.status_code
+        except httpx.ReadError as exc:
+            assert "reset" in str(exc).lower(), exc
         answer = api.get(f"{base}/api/instances", params={"q": "x" * 201})
         assert answer.status_code == 422
         by_prefix = api.get(f"{base}/api/instances", params={"q": "trip-01"}).json()
@@ -610,9 +614,15 @@ def test_serve_open_access_stays_on_loopback_and_says_so(tmp_path: Path) -> None
             assert process.poll() is None and time.monotonic() < deadline, log.read_text()
             time.sleep(0.1)
         assert httpx.get(base, headers={"Host": "evil.example"}, timeout=5).status_code == 400
-        # the command's server bounds a request head (h11, not httptools)
-        big = httpx.get(f"{base}/healthz", headers={"X-Big": "a" * 64 * 1024}, timeout=5)
-        assert big.status_code in (400, 431)
+        # the command's server bounds a request head (h11, not httptools): it answers 431 and
+        # closes, and when it closes before the client has sent the rest of its head, the
+        # client sees the connection reset instead of the answer. Either way it is refused.
+        try:
+            big = httpx.get(f"{base}/healthz", headers={"X-Big": "a" * 64 * 1024}, timeout=5)
+            assert big.status_code in (400, 431)
+        except httpx.ReadError as exc:
+            assert "reset" in str(exc).lower(), exc
+        assert httpx.get(f"{base}/healthz", timeout=5).status_code == 200  # and goes on
     finally:
         process.terminate()
         process.wait(10)
