@@ -57,16 +57,16 @@ class Step(Statement):
         retry: Retry | int | None = None,
         renamed_from: Iterable[str] = (),
     ) -> None:
+        # the tree is rebuilt after every step: the common case (no options) is kept short
         self.name = name
         self.action = action
-        self.renamed_from = old_names(renamed_from)
+        self.renamed_from = old_names(renamed_from) if renamed_from else ()
         if retry is None:
-            policy = DEFAULT_RETRY
+            self.retry = DEFAULT_RETRY
         elif isinstance(retry, int):
-            policy = Retry(attempts=retry)
+            self.retry = Retry(attempts=retry)
         else:
-            policy = retry
-        self.retry = policy
+            self.retry = retry
 
     def resume(self, cur: Cursor) -> Signal | None:
         if cur.seeking:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from signoff.engine.core.branches import If
 from signoff.engine.core.handlers import Handler
 from signoff.engine.core.loops import Break, Continue, For
@@ -33,30 +35,44 @@ def validate(definition: object, workflow: str) -> None:
         _VALID.add((workflow, shape))
 
 
-def _shape(stmt: object) -> object:
-    """Everything `_validate` looks at, as a hashable value: each statement's type, name,
-    renamed_from, what is particular to it (a step's action being callable, a Go's thread id,
-    a case's event and handler), and its children in order. None when that cannot be had (a
-    list where a tuple belongs, something that is no statement): then it is simply checked."""
+def _shape(root: object) -> object:
+    """Everything `_validate` looks at, as one flat hashable tuple: for each statement (depth
+    first) its type, name, renamed_from, what is particular to it (a step's action being
+    callable, a Go's thread id, a case's event and handler) and how many children it has, which
+    makes the flat list stand for exactly one tree. None when that cannot be had (a list where a
+    tuple belongs, something that is no statement): then it is simply checked.
+
+    Flat and iterative because it runs after nearly every step; steps, the commonest
+    statement, take a short path."""
+    out: list[object] = []
+    stack = [root]
     try:
-        if isinstance(stmt, Step):
-            extra: object = callable(stmt.action)
-        elif isinstance(stmt, Go):
-            extra = stmt.thread_id
-        elif isinstance(stmt, On):
-            extra = (stmt.event, isinstance(stmt.handler, Handler))
-        else:
-            extra = None
-        children = tuple(_shape(child) for child in stmt.children())  # type: ignore[attr-defined]
-        if None in children:
-            return None
-        shape = (
-            type(stmt),
-            getattr(stmt, "name", None),
-            getattr(stmt, "renamed_from", None),
-            extra,
-            children,
-        )
+        while stack:
+            stmt: Any = stack.pop()
+            kind = type(stmt)
+            if kind is Step:  # a step has no children
+                out.append((stmt.name, stmt.renamed_from, callable(stmt.action)))
+                continue
+            if isinstance(stmt, Step):
+                extra: object = callable(stmt.action)
+            elif isinstance(stmt, Go):
+                extra = stmt.thread_id
+            elif isinstance(stmt, On):
+                extra = (stmt.event, isinstance(stmt.handler, Handler))
+            else:
+                extra = None
+            children = tuple(stmt.children())
+            out.append(
+                (
+                    kind,
+                    getattr(stmt, "name", None),
+                    getattr(stmt, "renamed_from", None),
+                    extra,
+                    len(children),
+                )
+            )
+            stack.extend(children)
+        shape = tuple(out)
         hash(shape)
         return shape
     except Exception:  # unhashable or malformed: _validate says what is wrong, if anything

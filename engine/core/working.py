@@ -34,10 +34,12 @@ class Working:
     waits_dirty: bool = False
     validated: str | None = None  # the data the definition was last checked with
     built: tuple[Workflow, str, Statement] | None = None  # model, data, the tree they built
+    base_marks: tuple[Any, ...] = ()  # `marks(row)` as last committed
 
     @classmethod
     def of(cls, row: Stored, workflow: type[Workflow] | None) -> Working:
-        return cls(row, workflow, InstanceState.model_validate_json(row.state), row.state, row.data)
+        state = InstanceState.model_validate_json(row.state)
+        return cls(row, workflow, state, row.state, row.data, base_marks=marks(row))
 
     @property
     def id(self) -> str:
@@ -147,6 +149,28 @@ class Working:
         self.base_data = self.row.data
         self.history = []
         self.waits_dirty = False
+        self.base_marks = marks(self.row)
+
+    def progress_only(self) -> bool:
+        """Whether, of the row's columns, only data, state and version differ from what was
+        last committed: a step's commit in the middle of a drive. Such a write leaves the
+        indexed columns alone, so PostgreSQL can update the row in place (HOT) and SQLite
+        rewrites no index page."""
+        return marks(self.row) == self.base_marks
+
+
+def marks(row: Stored) -> tuple[Any, ...]:
+    """The columns other than data, state and version: what the lists, the indexes and the
+    schedulers read."""
+    return (
+        row.status,
+        row.result,
+        row.error,
+        row.due_at,
+        row.lease_owner,
+        row.lease_until,
+        row.updated_at,
+    )
 
 
 def rebase(ours: Working, theirs: Working) -> bool:
@@ -204,6 +228,7 @@ def rebase(ours: Working, theirs: Working) -> bool:
     ours.history = [r for r in ours.history if r.thread not in lost]
     ours.row, ours.state, ours.model = row, state, None
     ours.base_state, ours.base_data = theirs.base_state, theirs.base_data
+    ours.base_marks = theirs.base_marks
     ours.waits_dirty = True
     return not lost
 

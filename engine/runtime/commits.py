@@ -89,7 +89,11 @@ class Committer:
             row.lease_owner = row.lease_until = None
             row.due_at = work.state.next_due()  # a finished instance may still owe teardowns
         row.state = work.state.model_dump_json()
-        row.version, row.updated_at = expected + 1, now
+        # a step's commit mid-drive changes data and state only: the row keeps its place in
+        # the lists (updated_at) and its indexes stay as they are
+        progress = work.progress_only()
+        stamp = row.updated_at if progress else now
+        row.version, row.updated_at = expected + 1, stamp
         waits = work.wait_records() if work.waits_dirty or work.terminal else None
         try:
             with span(
@@ -102,7 +106,7 @@ class Committer:
                     "signoff.history": [r.kind for r in work.history],
                 },
             ):
-                saved = self.store.save(row, expected, waits, work.history)
+                saved = self.store.save(row, expected, waits, work.history, progress)
         except DataNotStorable as exc:
             row.version = expected
             self.give_up(work, exc)
@@ -113,7 +117,7 @@ class Committer:
             return False
         logs.committed(row.id, row.workflow, work.history)
         self.metrics.committed(row.workflow, work.history)
-        work.committed(expected + 1, now)
+        work.committed(expected + 1, stamp)
         if row.due_at is not None and row.lease_owner is None:
             self.notify_due(row.id, row.due_at)
         return True
@@ -124,7 +128,15 @@ class Committer:
         merged = False
         while True:
             now = self.clock()
-            work.row.lease_owner, work.row.lease_until = owner, now + self.lease
+            row = work.row
+            # renewed once half of it is spent, not at every commit: a commit that moves
+            # neither the lease nor the status is a progress-only write (see `save`)
+            if (
+                row.lease_owner != owner
+                or row.lease_until is None
+                or row.lease_until - now < self.lease / 2
+            ):
+                row.lease_owner, row.lease_until = owner, now + self.lease
             if self.save(work, now):
                 return not merged
             self.rebase(work, owner)

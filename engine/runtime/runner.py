@@ -147,7 +147,12 @@ class Runner:
         match moved.next:
             case RunStep(step=step):
                 # the position moves past any Go first, so a spawn commits with it
-                thread.at, thread.entry, thread.event = step.name, Entry.AT, None
+                if thread.at != step.name:
+                    thread.at = step.name
+                if thread.entry is not Entry.AT:
+                    thread.entry = Entry.AT
+                if thread.event is not None:
+                    thread.event = None
                 # whatever happened since the last commit (a step, a wait that began) is
                 # durable before the next step runs; if that commit had to merge another
                 # writer's change, walk again from the state as it now is
@@ -193,12 +198,9 @@ class Runner:
         return True
 
     def _step(self, work: Working, thread: ThreadState, step: Step, owner: str) -> None:
-        thread.at, thread.entry, thread.event, thread.status = (
-            step.name,
-            Entry.AT,
-            None,
-            ThreadStatus.RUNNING,
-        )
+        """Run `step` (the thread stands at it: `_advance` put it there) and note how it went.
+        Thread fields are set only when they change: each assignment to a pydantic model is a
+        validated call, and this runs for every step."""
         model = work.workflow()
         before = work.row.data
         attempt = thread.attempts + 1
@@ -230,7 +232,9 @@ class Runner:
             self._step_failed(work, thread, step, attempt, exc, traceback.format_exc(), took_s)
             return
         work.row.data = data
-        thread.entry, thread.attempts, thread.error, thread.traceback = Entry.AFTER, 0, None, None
+        thread.entry = Entry.AFTER
+        if thread.attempts or thread.error is not None or thread.traceback is not None:
+            thread.attempts, thread.error, thread.traceback = 0, None, None
         took = round((perf_counter() - started) * 1000, 3)
         work.note(
             Record(

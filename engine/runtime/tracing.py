@@ -8,6 +8,7 @@ SDK and no exporter. A step's span is current while the step runs, so the step's
 
 from __future__ import annotations
 
+import os
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
@@ -19,13 +20,23 @@ except ImportError:  # the extra is not installed: spans cost nothing
 
 TRACER_NAME = "signoff"
 _NOTHING: AbstractContextManager[Any] = nullcontext()
+# OpenTelemetry can also make its provider from this variable, on the first lookup
+_PROVIDER_FROM_ENVIRONMENT = "OTEL_PYTHON_TRACER_PROVIDER" in os.environ
+
+
+def _no_provider_set() -> bool:
+    """True when no application has set a tracer provider: a cheap look at what
+    `set_tracer_provider` sets, because `get_tracer_provider` reads the environment at every
+    call and this is asked at every step. If the module keeps it elsewhere in some version,
+    the full lookup below decides."""
+    return getattr(trace, "_TRACER_PROVIDER", False) is None and not _PROVIDER_FROM_ENVIRONMENT
 
 
 def span(name: str, attributes: dict[str, Any]) -> AbstractContextManager[Any]:
     """A span named `name` around the block, with `attributes` (None values left out); an
     exception escaping the block is recorded on it. Until the application sets a tracer
     provider (its OpenTelemetry SDK), nothing is made: a step pays no span it cannot send."""
-    if trace is None:
+    if trace is None or _no_provider_set():
         return _NOTHING
     provider = trace.get_tracer_provider()
     if isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider):

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import weakref
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager, nullcontext, suppress
 from datetime import UTC, datetime
@@ -40,6 +41,8 @@ _INSTANCE_COLUMNS = (
     "created_at",
     "updated_at",
 )
+# what a step's commit mid-drive changes (see `RawWriter.write`'s `progress`)
+_PROGRESS_COLUMNS = ("data", "state", "version")
 _WAIT_COLUMNS = (
     "instance_id",
     "thread",
@@ -387,6 +390,11 @@ class RawWriter:
         self.update = (
             f"UPDATE {instances} SET {sets} WHERE id = {p('b_id')} AND version = {p('b_expected')}"
         )
+        progress_sets = ", ".join(f"{c} = {p(c)}" for c in _PROGRESS_COLUMNS)
+        self.progress = (
+            f"UPDATE {instances} SET {progress_sets} "
+            f"WHERE id = {p('b_id')} AND version = {p('b_expected')}"
+        )
         cols = ("id", *_INSTANCE_COLUMNS)
         self.insert = (
             f"INSERT INTO {instances} ({', '.join(cols)}) VALUES ({', '.join(p(c) for c in cols)})"
@@ -406,6 +414,7 @@ class RawWriter:
         # SQLite database is one shared connection, which must stay the pool's)
         memory = sqlite and db.url.database in (None, "", ":memory:")
         self.kept: list[Any] | None = [] if own and not memory else None
+        self._cursors: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
         # as many at once as the pool would have allowed (its size and overflow)
         pool = db.pool
         size = pool.size() if hasattr(pool, "size") else 1  # a StaticPool has one
@@ -415,7 +424,9 @@ class RawWriter:
     def when(self, value: datetime | None) -> Any:
         return when(value, self.sqlite)
 
-    def row_params(self, row: Stored) -> dict[str, Any]:
+    def row_params(self, row: Stored, progress: bool = False) -> dict[str, Any]:
+        if progress:
+            return {"data": row.data, "state": row.state, "version": row.version}
         params = {c: getattr(row, c) for c in _INSTANCE_COLUMNS}
         for c in ("due_at", "lease_until", "created_at", "updated_at"):
             params[c] = self.when(params[c])
@@ -475,6 +486,18 @@ class RawWriter:
         finally:
             conn.close()
 
+    def _cursor(self, conn: Any) -> Any:
+        """A cursor on `conn`. A PostgreSQL connection kept for the hot path keeps one cursor
+        for good (psycopg reads every result in full, so a cursor holds nothing on the server
+        between uses). SQLite's cursors are never kept: one left at an unfinished SELECT would
+        hold its read snapshot open and stop checkpoints."""
+        if self.sqlite or self.kept is None:
+            return conn.cursor()
+        cur = self._cursors.get(conn)
+        if cur is None:
+            cur = self._cursors[conn] = conn.cursor()
+        return cur
+
     def _detached(self) -> Any:
         fairy = self.db.raw_connection()
         fairy.detach()  # ours now: the pool neither counts it nor resets it
@@ -501,7 +524,7 @@ class RawWriter:
         for attempt in (1, 2):
             try:
                 with self.connection() as conn:
-                    cur = conn.cursor()
+                    cur = self._cursor(conn)
                     cur.execute(self.select, {"id": instance_id})
                     found = cur.fetchone()
                 break
@@ -522,12 +545,16 @@ class RawWriter:
         expected_version: int | None,
         waits: Sequence[WaitRecord] | None,
         history: Sequence[Record],
+        progress: bool = False,
     ) -> bool:
         """Insert (`expected_version` None) or guarded-update one instance with its rows, in
-        one transaction. False when the version check failed; nothing is written then."""
-        params = self.row_params(row)
+        one transaction. False when the version check failed; nothing is written then.
+        `progress`: of the row, only data, state and version are written (the other columns
+        are as last committed), so no index on them is touched."""
+        progress = progress and expected_version is not None
+        params = self.row_params(row, progress)
         if not self.sqlite:
-            return self._write_pg(row, params, expected_version, waits, history)
+            return self._write_pg(row, params, expected_version, waits, history, progress)
         with self.lock, self.connection() as conn:
             try:
                 cur = conn.cursor()
@@ -536,7 +563,7 @@ class RawWriter:
                     cur.execute(self.insert, params)
                 else:
                     params["b_id"], params["b_expected"] = row.id, expected_version
-                    cur.execute(self.update, params)
+                    cur.execute(self.progress if progress else self.update, params)
                     if cur.rowcount != 1:
                         conn.rollback()
                         return False
@@ -584,7 +611,7 @@ class RawWriter:
             "workflows": list(workflows or ()),
         }
         with self.connection() as conn:
-            cur = conn.cursor()
+            cur = self._cursor(conn)
             cur.execute(sql, params)
             return [r[0] for r in cur.fetchall()]
 
@@ -595,6 +622,7 @@ class RawWriter:
         expected_version: int | None,
         waits: Sequence[WaitRecord] | None,
         history: Sequence[Record],
+        progress: bool,
     ) -> bool:
         # datetimes go as ISO text (naive UTC), which the recordset's timestamp columns read
         rows = [self._wait(row.id, row.workflow, w) for w in waits or ()]
@@ -617,10 +645,12 @@ class RawWriter:
         else:
             params["b_id"], params["b_expected"] = row.id, expected_version
             what = "update waits" if waits is not None else "update"
+            if progress:
+                what = f"progress {what}"
         sql = self.pg.sql[what, due is not None]
         try:
             with self.connection() as conn:
-                cur = conn.cursor()
+                cur = self._cursor(conn)
                 cur.execute(sql, params)
                 found = cur.fetchone()
         except self.refused as exc:  # text the database cannot keep (NUL), ...
@@ -691,6 +721,12 @@ class _PgCommit:
             f"UPDATE {instances} SET {sets} "
             "WHERE id = %(b_id)s AND version = %(b_expected)s RETURNING id"
         )
+        # data, state and version only: no indexed column changes, so the update can be HOT
+        progress = (
+            f"UPDATE {instances} SET "
+            + ", ".join(f"{c} = %({c})s" for c in _PROGRESS_COLUMNS)
+            + " WHERE id = %(b_id)s AND version = %(b_expected)s RETURNING id"
+        )
 
         # k holds the row's id when the write happened, no row when the version check failed:
         # every other part joins k, so a failed check writes nothing at all. With `notified`,
@@ -726,6 +762,16 @@ class _PgCommit:
             **{
                 ("update waits", n): statement(
                     n, f"k AS ({guarded})", replaced, f"w AS ({waits_in})", f"h AS ({history_in})"
+                )
+                for n in (False, True)
+            },
+            **{
+                ("progress update", n): statement(n, f"k AS ({progress})", f"h AS ({history_in})")
+                for n in (False, True)
+            },
+            **{
+                ("progress update waits", n): statement(
+                    n, f"k AS ({progress})", replaced, f"w AS ({waits_in})", f"h AS ({history_in})"
                 )
                 for n in (False, True)
             },

@@ -124,9 +124,11 @@ class Store:
         expected_version: int,
         waits: Sequence[WaitRecord] | None,
         history: Sequence[Record],
+        progress: bool = False,
     ) -> bool:
-        """Write `row` if nobody changed it since `expected_version`; False when someone did."""
-        return self.raw.write(row, expected_version, waits, history)
+        """Write `row` if nobody changed it since `expected_version`; False when someone did.
+        `progress`: only its data, state and version changed, so only those are written."""
+        return self.raw.write(row, expected_version, waits, history, progress)
 
     def renew_lease(self, instance_id: str, owner: str, until: datetime) -> bool:
         """Extend a driver's lease. The version moves too, so a writer that loaded the row
