@@ -10,8 +10,9 @@ Every figure is the median of 3 rounds, measured in this one run, side by side:
   resume latency is `send` (the decision) returning with the instance completed;
 - the floor: the raw driver doing the same transactions by hand (psycopg with one round trip
   per transaction, or sqlite3 at the same `synchronous`), no engine at all: per step one
-  read-modify-write of a row of the instance's size plus a history row; per approval workflow
-  4 write transactions and a read;
+  read-modify-write of a row of the instance's size plus a history row (indexed by instance,
+  as an audit trail read per instance needs), each workflow of steps inserted first as
+  signoff's are; per approval workflow 4 write transactions and a read;
 - DBOS: `bench/dbos_peer.py` in the peer venv, the same workflows with `@DBOS.step`,
   `DBOS.recv`/`DBOS.send`, on a database of the same kind.
 
@@ -119,8 +120,12 @@ def hot_updates(url: str) -> tuple[int, int]:
 # --- the floors --------------------------------------------------------------------------------
 
 
-def pg_floor(url: str, row_bytes: int, steps: int, approvals: int) -> Callable[[], dict]:
-    """psycopg by hand: each transaction is one round trip (pipeline mode), durable commits."""
+def pg_floor(
+    url: str, row_bytes: int, instances: int, steps: int, approvals: int
+) -> Callable[[], dict]:
+    """psycopg by hand: each transaction is one round trip (pipeline mode), durable commits.
+    Steps are counted as signoff's are: `instances` workflows, each inserted with its
+    "started" row, then `steps` transactions."""
     conn = psycopg.connect(url, autocommit=True)
     conn.execute("DROP TABLE IF EXISTS fi, fh, fw")
     conn.execute(
@@ -155,12 +160,17 @@ def pg_floor(url: str, row_bytes: int, steps: int, approvals: int) -> Callable[[
         )
 
     def step_rate() -> float:
-        iid = f"s{next(counter)}"
-        conn.execute("INSERT INTO fi VALUES (%s, 'running', %s, 1, now())", (iid, data))
         started = time.perf_counter()
-        for version in range(1, steps + 1):
-            write(iid, version)
-        return steps / (time.perf_counter() - started)
+        for _ in range(instances):
+            iid = f"s{next(counter)}"
+            now = datetime.now(UTC).replace(tzinfo=None)
+            tx(  # start, as signoff's rounds start each workflow of steps
+                ("INSERT INTO fi VALUES (%s, 'running', %s, 1, %s)", (iid, data, now)),
+                ("INSERT INTO fh (iid, at, kind) VALUES (%s, %s, 'started')", (iid, now)),
+            )
+            for version in range(1, steps + 1):
+                write(iid, version)
+        return instances * steps / (time.perf_counter() - started)
 
     def approval_rate() -> float:
         started = time.perf_counter()
@@ -202,15 +212,17 @@ def pg_floor(url: str, row_bytes: int, steps: int, approvals: int) -> Callable[[
 
 
 def sqlite_floor(
-    path: Path, sync: str, row_bytes: int, steps: int, approvals: int
+    path: Path, sync: str, row_bytes: int, instances: int, steps: int, approvals: int
 ) -> Callable[[], dict]:
     """sqlite3 by hand at the same `synchronous`: per step BEGIN IMMEDIATE, read the row,
-    write it back with the version check, a history row, COMMIT (bench/engine.py's floor)."""
+    write it back with the version check, a history row, COMMIT (bench/engine.py's floor);
+    `instances` workflows of `steps` steps, each inserted first, as signoff's rounds do."""
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute(f"PRAGMA synchronous={sync}")
     conn.execute("CREATE TABLE t (id TEXT PRIMARY KEY, status TEXT, data TEXT, version INT)")
     conn.execute("CREATE TABLE h (id INTEGER PRIMARY KEY, t_id TEXT, kind TEXT, detail TEXT)")
+    conn.execute("CREATE INDEX h_t ON h (t_id, id)")  # as the PostgreSQL floor's: read by instance
     conn.execute("CREATE TABLE w (id INTEGER PRIMARY KEY, t_id TEXT, event TEXT)")
     conn.execute("CREATE INDEX w_t ON w (t_id)")
     data = "x" * row_bytes
@@ -231,12 +243,16 @@ def sqlite_floor(
         conn.execute("COMMIT")
 
     def step_rate() -> float:
-        iid = f"s{next(counter)}"
-        conn.execute("INSERT INTO t VALUES (?, 'running', ?, 1)", (iid, data))
         started = time.perf_counter()
-        for _ in range(steps):
-            rmw(iid, "running", "step")
-        return steps / (time.perf_counter() - started)
+        for _ in range(instances):
+            iid = f"s{next(counter)}"
+            conn.execute("BEGIN IMMEDIATE")  # start, as signoff's rounds start each workflow
+            conn.execute("INSERT INTO t VALUES (?, 'running', ?, 1)", (iid, data))
+            conn.execute("INSERT INTO h (t_id, kind) VALUES (?, 'started')", (iid,))
+            conn.execute("COMMIT")
+            for _ in range(steps):
+                rmw(iid, "running", "step")
+        return instances * steps / (time.perf_counter() - started)
 
     def approval_rate() -> float:
         started = time.perf_counter()
@@ -675,7 +691,7 @@ def main() -> None:
         url = scratch("signoff_bench_scale")
         peer_url = scratch("signoff_bench_dbos")
         ours = Signoff(url, step_instances, approvals)
-        floor = pg_floor(url, ours.row_bytes, STEPS * step_instances, approvals)
+        floor = pg_floor(url, ours.row_bytes, step_instances, STEPS, approvals)
         figures, peer, floors = side_by_side(ours, floor, peer_url, step_instances, approvals)
         ours.engine.close()
         hot, updates = hot_updates(url)
@@ -688,7 +704,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             ours = Signoff(f"sqlite:///{tmp}/signoff.db", step_instances, approvals)
             floor = sqlite_floor(
-                Path(tmp) / "floor.db", "FULL", ours.row_bytes, STEPS * step_instances, approvals
+                Path(tmp) / "floor.db", "FULL", ours.row_bytes, step_instances, STEPS, approvals
             )
             figures, peer, floors = side_by_side(
                 ours, floor, f"sqlite:///{tmp}/dbos.sqlite", step_instances, approvals
