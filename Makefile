@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench bench-peer screenshots install clean
+.PHONY: run test lint bench bench-peer screenshots install clean chromium
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +20,14 @@ PORT ?= 8000
 run: $(STAMP)
 	$(BIN)/signoff serve --open-access --port $(PORT)
 
-test: $(STAMP)
+# the browser tests drive Debian's Chromium: installed here when it is missing and apt-get may
+# (as root); otherwise those tests skip, saying why
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+	  && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } \
+	  || echo "chromium could not be installed: the browser tests will be skipped"
+
+test: $(STAMP) chromium
 	$(BIN)/python -m pytest
 
 # mypy reads the packages under their installed names through a tree of links to the checkout
@@ -34,7 +41,7 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 # the README's pictures: the browser tests, writing their screenshots into docs/screenshots/
-screenshots: $(STAMP)
+screenshots: $(STAMP) chromium
 	SIGNOFF_SCREENSHOTS=docs/screenshots $(BIN)/python -m pytest -m browser -q
 
 bench: $(STAMP)

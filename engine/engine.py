@@ -67,8 +67,9 @@ ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,99}")  # always fullmatch
 MAX_PAYLOAD_BYTES = MAX_JSON_BYTES
 MAX_SEARCH = 200
 # How long an instance stays with a process that stopped answering. Short, because it is
-# renewed at every commit and, while a step runs, by the lease keeper every third of it: a
-# killed process's instances are taken over this long after its last beat (plus a sweep).
+# renewed by commits once half of it is spent and, while a step runs, by the lease keeper every
+# third of it: a killed process's instances are taken over this long after its last beat (plus
+# a sweep).
 DEFAULT_LEASE = timedelta(seconds=10)
 
 
@@ -505,9 +506,9 @@ class Engine:
             claimed = self.store.claim_due(
                 now, owner, now + self.runner.lease, limit=limit, workflows=list(self.workflows)
             )
-            for iid in claimed:
+            for row in claimed:
                 try:
-                    woken += self._wake_claimed(iid, owner, now)
+                    woken += self._wake_claimed(row, owner, now)
                 except Exception as exc:  # the others were claimed too: do them, then raise
                     failure = failure or exc
             if len(claimed) < limit:
@@ -529,12 +530,11 @@ class Engine:
             instance_id=instance_id,
             workflows=list(self.workflows),
         )
-        return bool(claimed) and self._wake_claimed(instance_id, owner, now)
+        return bool(claimed) and self._wake_claimed(claimed[0], owner, now)
 
-    def _wake_claimed(self, instance_id: str, owner: str, now: datetime) -> bool:
-        row = self.store.load(instance_id)
-        if row is None:
-            return False
+    def _wake_claimed(self, row: Stored, owner: str, now: datetime) -> bool:
+        """Do what is due for `row`, just claimed under `owner` (the claim returned it as it
+        now stands, so there is nothing to read again)."""
         work = Working.of(row, self.workflows[row.workflow])
         carry_over(work, now)
         return self.runner.wake(work, now, owner)

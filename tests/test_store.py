@@ -121,6 +121,24 @@ def test_save_checks_the_version_and_a_stale_writer_writes_nothing(store: Store)
     assert store.history("ghost") == []
 
 
+def test_a_progress_write_stores_data_state_and_version_only(store: Store) -> None:
+    """A step's commit in the middle of a drive: the listed and indexed columns stay as they
+    were (so PostgreSQL can update in place), and the version check still guards it."""
+    store.insert(row("a", status="running", due_at=T0), [wait("approve")], [Record(T0, "started")])
+    later = T0 + timedelta(minutes=5)
+    step = row("a", data='{"n":1}', version=2, status="failed", due_at=later, updated_at=later)
+    assert store.save(step, 1, None, [Record(later, "step", name="s1")], progress=True) is True
+
+    loaded = store.load("a")
+    assert loaded is not None
+    assert (loaded.data, loaded.version) == ('{"n":1}', 2)
+    assert (loaded.status, loaded.due_at, loaded.updated_at) == ("running", T0, T0)
+    assert [w["event"] for w in open_approvals(store)] == ["approve"]
+    assert [h.kind for h in store.history("a")] == ["started", "step"]
+    assert store.save(row("a", data='{"n":9}', version=2), 1, None, [], progress=True) is False
+    assert store.load("a").data == '{"n":1}'  # type: ignore[union-attr]
+
+
 def test_waits_are_replaced_as_a_set_or_left_alone(store: Store) -> None:
     store.insert(
         row("a"),
@@ -179,6 +197,10 @@ def test_history_is_appended_in_order_with_its_details(store: Store) -> None:
     assert all(h.instance_id == "a" for h in entries)
 
 
+def ids(rows: list[Stored]) -> list[str]:
+    return [r.id for r in rows]
+
+
 def test_due_work_is_claimed_earliest_first_and_once(store: Store) -> None:
     store.insert(row("late", due_at=T0 + timedelta(minutes=30)), [], [])
     store.insert(row("early", due_at=T0 + timedelta(minutes=5)), [], [])
@@ -189,8 +211,14 @@ def test_due_work_is_claimed_earliest_first_and_once(store: Store) -> None:
 
     assert [iid for iid, _ in store.upcoming(T0, hour)] == ["early", "mid", "late"]
     assert store.claim_due(T0, "me", hour) == []
-    assert store.claim_due(hour, "me", hour + timedelta(minutes=1), limit=2) == ["early", "mid"]
-    assert store.claim_due(hour, "you", hour + timedelta(minutes=1)) == ["late"]
+    claimed = store.claim_due(hour, "me", hour + timedelta(minutes=1), limit=2)
+    assert ids(claimed) == ["early", "mid"]
+    # each claimed row comes back as it now stands, so the claimer needs no second read
+    assert [(r.lease_owner, r.lease_until, r.version) for r in claimed] == [
+        ("me", hour + timedelta(minutes=1), 2)
+    ] * 2
+    assert claimed[0] == store.load("early")
+    assert ids(store.claim_due(hour, "you", hour + timedelta(minutes=1))) == ["late"]
     assert store.claim_due(hour, "them", hour + timedelta(minutes=1)) == []
     # a claim is due again when its lease runs out, in case its claimer died
     again = store.upcoming(hour, hour + timedelta(days=1))

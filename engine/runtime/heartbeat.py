@@ -1,8 +1,9 @@
 """Keeps the leases of instances whose step is still running from running out.
 
-A driver's lease is renewed at every commit, which is plenty for quick steps. A step that runs
-longer than the lease would let another process take the instance over and run the step again,
-so while a step runs, one daemon thread per engine renews its lease every third of the lease.
+A driver's lease is renewed by its commits once half of it is spent, which is plenty for quick
+steps. A step that runs longer than the lease would let another process take the instance over
+and run the step again, so while a step runs, one daemon thread per engine renews its lease
+every third of the lease.
 """
 
 from __future__ import annotations

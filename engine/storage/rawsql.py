@@ -27,7 +27,7 @@ from typing import Any
 from signoff.engine.core.records import Record, Stored, WaitRecord
 from signoff.engine.errors import Busy, DataNotStorable
 
-_INSTANCE_COLUMNS = (
+INSTANCE_COLUMNS = (
     "workflow",
     "status",
     "data",
@@ -75,6 +75,15 @@ def when(value: datetime | None, sqlite: bool) -> Any:
         return None
     naive = (value if value.tzinfo is UTC else value.astimezone(UTC)).replace(tzinfo=None)
     return naive.isoformat(" ", "microseconds") if sqlite else naive
+
+
+def stored(found: Sequence[Any]) -> Stored:
+    """An instance row as selected (id, then `INSTANCE_COLUMNS`), as the engine holds it."""
+    values = dict(zip(("id", *INSTANCE_COLUMNS), found, strict=True))
+    for c in ("due_at", "lease_until", "created_at", "updated_at"):
+        if values[c] is not None:
+            values[c] = aware(values[c])
+    return Stored(**values)
 
 
 def aware(value: Any) -> datetime:
@@ -384,9 +393,9 @@ class RawWriter:
             return f":{name}" if sqlite else f"%({name})s"
 
         self.select = (
-            f"SELECT id, {', '.join(_INSTANCE_COLUMNS)} FROM {instances} WHERE id = {p('id')}"
+            f"SELECT id, {', '.join(INSTANCE_COLUMNS)} FROM {instances} WHERE id = {p('id')}"
         )
-        sets = ", ".join(f"{c} = {p(c)}" for c in _INSTANCE_COLUMNS)
+        sets = ", ".join(f"{c} = {p(c)}" for c in INSTANCE_COLUMNS)
         self.update = (
             f"UPDATE {instances} SET {sets} WHERE id = {p('b_id')} AND version = {p('b_expected')}"
         )
@@ -395,7 +404,7 @@ class RawWriter:
             f"UPDATE {instances} SET {progress_sets} "
             f"WHERE id = {p('b_id')} AND version = {p('b_expected')}"
         )
-        cols = ("id", *_INSTANCE_COLUMNS)
+        cols = ("id", *INSTANCE_COLUMNS)
         self.insert = (
             f"INSERT INTO {instances} ({', '.join(cols)}) VALUES ({', '.join(p(c) for c in cols)})"
         )
@@ -427,7 +436,7 @@ class RawWriter:
     def row_params(self, row: Stored, progress: bool = False) -> dict[str, Any]:
         if progress:
             return {"data": row.data, "state": row.state, "version": row.version}
-        params = {c: getattr(row, c) for c in _INSTANCE_COLUMNS}
+        params = {c: getattr(row, c) for c in INSTANCE_COLUMNS}
         for c in ("due_at", "lease_until", "created_at", "updated_at"):
             params[c] = self.when(params[c])
         params["id"] = row.id
@@ -531,13 +540,7 @@ class RawWriter:
             except self.lost:
                 if attempt == 2:
                     raise
-        if found is None:
-            return None
-        values = dict(zip(("id", *_INSTANCE_COLUMNS), found, strict=True))
-        for c in ("due_at", "lease_until", "created_at", "updated_at"):
-            if values[c] is not None:
-                values[c] = aware(values[c])
-        return Stored(**values)
+        return None if found is None else stored(found)
 
     def write(
         self,
@@ -594,10 +597,10 @@ class RawWriter:
         limit: int,
         instance_id: str | None,
         workflows: Collection[str] | None,
-    ) -> list[str]:
+    ) -> list[Stored]:
         """`Store.claim_due` on PostgreSQL: the pick (FOR UPDATE SKIP LOCKED) and the lease in
-        one autocommit statement, prepared once per shape (one instance or a batch, any or
-        some workflows)."""
+        one autocommit statement that returns the claimed rows, prepared once per shape (one
+        instance or a batch, any or some workflows)."""
         one, some = instance_id is not None, workflows is not None
         sql = self.pg.claims.get((one, some))
         if sql is None:
@@ -613,7 +616,7 @@ class RawWriter:
         with self.connection() as conn:
             cur = self._cursor(conn)
             cur.execute(sql, params)
-            return [r[0] for r in cur.fetchall()]
+            return [stored(r) for r in cur.fetchall()]
 
     def _write_pg(
         self,
@@ -635,7 +638,11 @@ class RawWriter:
                 "(0x00) bytes"
             )
         params["w_rows"] = json.dumps(rows, default=_iso)
-        params["h_rows"] = json.dumps(entries, default=_iso)
+        one = len(entries) == 1
+        if one:
+            params.update({f"h_{c}": v for c, v in entries[0].items()})
+        else:
+            params["h_rows"] = json.dumps(entries, default=_iso)
         # an instance left due with nobody driving it: a scheduler in any process arms it
         due = row.due_at if row.lease_owner is None else None
         if due is not None:
@@ -647,7 +654,7 @@ class RawWriter:
             what = "update waits" if waits is not None else "update"
             if progress:
                 what = f"progress {what}"
-        sql = self.pg.sql[what, due is not None]
+        sql = self.pg.sql[what, due is not None, one]
         try:
             with self.connection() as conn:
                 cur = self._cursor(conn)
@@ -693,8 +700,8 @@ _HISTORY_TYPES = {"at": "timestamp"}
 class _PgCommit:
     """A commit on PostgreSQL as one statement. Its text is fixed whatever the number of rows
     (the wait and history rows go in as one JSON array each, which the server turns back into
-    rows in order), so it is prepared once per connection and its parameters cost one
-    json.dumps each to send."""
+    rows in order; a lone history row goes in as plain parameters), so each shape is prepared
+    once per connection and its parameters cost one json.dumps each to send."""
 
     def __init__(self, instances: str, waits: str, history: str) -> None:
         def rows(param: str, names: Sequence[str], types: dict[str, str]) -> str:
@@ -715,8 +722,8 @@ class _PgCommit:
             f"SELECT k.id, {', '.join('x.' + c for c in h_cols)} "
             f"FROM k, {rows('h_rows', h_cols, _HISTORY_TYPES)} ORDER BY x.n"
         )
-        cols = ("id", *_INSTANCE_COLUMNS)
-        sets = ", ".join(f"{c} = %({c})s" for c in _INSTANCE_COLUMNS)
+        cols = ("id", *INSTANCE_COLUMNS)
+        sets = ", ".join(f"{c} = %({c})s" for c in INSTANCE_COLUMNS)
         guarded = (
             f"UPDATE {instances} SET {sets} "
             "WHERE id = %(b_id)s AND version = %(b_expected)s RETURNING id"
@@ -747,34 +754,30 @@ class _PgCommit:
             f"VALUES ({', '.join(f'%({c})s' for c in cols)}) RETURNING id)"
         )
         replaced = f"d AS (DELETE FROM {waits} WHERE instance_id IN (SELECT id FROM k))"
+        # the commonest commit, a step's, has one history row: it goes in as parameters of its
+        # own, which spares the JSON both ways
+        history_one = (
+            f"INSERT INTO {history} ({', '.join(_HISTORY_COLUMNS)}) "
+            f"SELECT k.id, {', '.join(f'%(h_{c})s' for c in h_cols)} FROM k"
+        )
+        waits_part = f"w AS ({waits_in})"
+        shapes = {
+            "insert": (inserted, waits_part),
+            "update": (f"k AS ({guarded})",),
+            "update waits": (f"k AS ({guarded})", replaced, waits_part),
+            "progress update": (f"k AS ({progress})",),
+            "progress update waits": (f"k AS ({progress})", replaced, waits_part),
+        }
         self.instances = instances
         self.claims: dict[tuple[bool, bool], str] = {}
-        # (what, notified) -> the statement
+        # (what, notified, one history row) -> the statement
         self.sql = {
-            **{
-                ("insert", n): statement(n, inserted, f"w AS ({waits_in})", f"h AS ({history_in})")
-                for n in (False, True)
-            },
-            **{
-                ("update", n): statement(n, f"k AS ({guarded})", f"h AS ({history_in})")
-                for n in (False, True)
-            },
-            **{
-                ("update waits", n): statement(
-                    n, f"k AS ({guarded})", replaced, f"w AS ({waits_in})", f"h AS ({history_in})"
-                )
-                for n in (False, True)
-            },
-            **{
-                ("progress update", n): statement(n, f"k AS ({progress})", f"h AS ({history_in})")
-                for n in (False, True)
-            },
-            **{
-                ("progress update waits", n): statement(
-                    n, f"k AS ({progress})", replaced, f"w AS ({waits_in})", f"h AS ({history_in})"
-                )
-                for n in (False, True)
-            },
+            (what, notified, one): statement(
+                notified, *parts, f"h AS ({history_one if one else history_in})"
+            )
+            for what, parts in shapes.items()
+            for notified in (False, True)
+            for one in (False, True)
         }
 
     def claim(self, one: bool, some: bool) -> str:
@@ -791,7 +794,8 @@ class _PgCommit:
             f"UPDATE {self.instances} SET lease_owner = %(owner)s, lease_until = %(until)s, "
             "due_at = %(until)s, version = version + 1 "
             f"WHERE id IN (SELECT id FROM {self.instances} WHERE {free} ORDER BY due_at "
-            f"LIMIT %(limit)s FOR UPDATE SKIP LOCKED) AND {free} RETURNING id"
+            f"LIMIT %(limit)s FOR UPDATE SKIP LOCKED) AND {free} "
+            f"RETURNING id, {', '.join(INSTANCE_COLUMNS)}"
         )
 
 

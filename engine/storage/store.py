@@ -19,7 +19,7 @@ from typing import Any
 from signoff.engine.core.records import Record, Stored, WaitRecord
 from signoff.engine.errors import Conflict
 from signoff.engine.storage import migrate as migrations
-from signoff.engine.storage.rawsql import RawPager, RawWriter
+from signoff.engine.storage.rawsql import INSTANCE_COLUMNS, RawPager, RawWriter, stored
 from signoff.engine.storage.tables import HISTORY, INSTANCES
 from signoff.engine.views import HistoryEntry
 from sqlalchemy import (
@@ -150,10 +150,10 @@ class Store:
         limit: int = 100,
         instance_id: str | None = None,
         workflows: Collection[str] | None = None,
-    ) -> list[str]:
+    ) -> list[Stored]:
         """Take the lease on instances with something due at `now` that nobody drives; returns
-        their ids (the earliest due are picked first). This is what makes a timer fire once
-        across processes.
+        their rows as claimed (the earliest due are picked first), so the claimer needs no
+        second read. This is what makes a timer fire once across processes.
 
         One statement both picks and leases (lease_owner, lease_until and due_at := `until`,
         version + 1, as `Runner.save` would write it): on PostgreSQL the pick is `FOR UPDATE SKIP
@@ -182,19 +182,15 @@ class Store:
         if not self.is_sqlite:
             pick = pick.with_for_update(skip_locked=True)
         with self._write() as conn:
-            claimed = (
-                conn.execute(
-                    update(INSTANCES)
-                    .where(cols.id.in_(pick.scalar_subquery()), free)
-                    .values(
-                        lease_owner=owner, lease_until=until, due_at=until, version=cols.version + 1
-                    )
-                    .returning(cols.id)
+            claimed = conn.execute(
+                update(INSTANCES)
+                .where(cols.id.in_(pick.scalar_subquery()), free)
+                .values(
+                    lease_owner=owner, lease_until=until, due_at=until, version=cols.version + 1
                 )
-                .scalars()
-                .all()
-            )
-        return list(claimed)
+                .returning(cols.id, *(cols[c] for c in INSTANCE_COLUMNS))
+            ).all()
+        return [stored(r) for r in claimed]
 
     def upcoming(
         self, after: datetime, until: datetime, limit: int = 10_000
