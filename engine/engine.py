@@ -497,11 +497,13 @@ class Engine:
         """Fire due timers, step retries and owed setup/teardown work; returns instances woken.
 
         Each instance is first claimed in the database (`Store.claim_due`), so several processes
-        calling this at once share the work and never fire one timer twice."""
-        now = now or self._now()
+        calling this at once share the work and never fire one timer twice. Without `now`, each
+        batch is claimed at the time it is taken (a long drain leases at the time it claims)."""
+        fixed = now
         woken = 0
         failure: Exception | None = None
         for _ in range(1000):  # batches; bounded, should something fall due again and again
+            now = fixed or self._now()
             owner = uuid.uuid4().hex
             claimed = self.store.claim_due(
                 now, owner, now + self.runner.lease, limit=limit, workflows=list(self.workflows)

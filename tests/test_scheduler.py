@@ -381,6 +381,59 @@ def test_timers_armed_in_this_process_fire_on_time_and_far_ones_wait_in_the_data
     assert scheduler.armed() == 0
 
 
+class Call(Workflow):
+    """Waits `after_ms`, then calls a slow service once."""
+
+    after_ms: int = 500
+    called: int = 0
+
+    def definition(self) -> S:
+        return S(
+            Wait("pause", On("due", Timeout(after=timedelta(milliseconds=self.after_ms)))),
+            Step("call", self.call),
+        )
+
+    def call(self) -> None:
+        with CALLS.lock:
+            CALLS.now += 1
+            CALLS.most = max(CALLS.most, CALLS.now)
+        time.sleep(0.05)  # the service answering
+        with CALLS.lock:
+            CALLS.now -= 1
+        self.called += 1
+
+
+class CALLS:
+    lock = threading.Lock()
+    now = 0
+    most = 0
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+def test_a_burst_of_timers_is_drained_in_parallel_and_each_fires_once(
+    any_url: str, running: list[Scheduler], make: Make, processes: int
+) -> None:
+    """Timers due at one moment: each scheduler's jobs drain whatever is due, several at a time,
+    instead of one thread taking a batch (or each process racing for all of it)."""
+    CALLS.most = 0
+    engines = [make(any_url, [Call]) for _ in range(processes)]
+    for engine in engines:
+        scheduler = Scheduler(engine, sweep_every=0.5, horizon=5)
+        running.append(scheduler)
+        scheduler.start()
+    due = time.time() + 1.0
+    ids = [engines[0].start(Call, {"after_ms": int((due - time.time()) * 1000)}) for _ in range(40)]
+    deadline = time.monotonic() + 30
+    while engines[0].counts().get("completed", 0) < len(ids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+    assert [engines[0].get(i).data["called"] for i in ids] == [1] * len(ids)
+    for iid in ids:
+        fired = [h for h in engines[0].history(iid) if h.kind == "event" and h.name == "due"]
+        assert len(fired) == 1
+    assert CALLS.most >= 2, "the burst was worked through one instance at a time"
+
+
 def test_the_sweep_arms_what_another_process_created_and_fires_what_is_overdue(
     sqlite_url: str, running: list[Scheduler], make: Make
 ) -> None:

@@ -18,6 +18,14 @@ ahead of its time. A job runs `engine.wake(instance_id)` in the thread pool, whi
 instance in the database first (`Store.claim_due`): a duplicate, stale or concurrent wake-up
 (another process, the sweep) finds nothing to claim and does nothing. A wake-up that fails (the
 database is away) is armed again with a backoff, and the row stays due, so nothing is lost.
+
+When many timers fall due together (every process arms every timer it hears of), a job does
+not stop at its own instance: it drains, claiming whatever else is due one instance at a time
+(`FOR UPDATE SKIP LOCKED` keeps the processes' claims apart) until nothing due is left. A job
+whose instance such a drain already covers (the drain began after the job was armed and after
+its due time, and has either finished or is one of as many drains as may run at once) returns
+without touching the database, so the processes split a burst instead of each racing for all
+of it.
 """
 
 from __future__ import annotations
@@ -78,6 +86,12 @@ class Scheduler:
             timezone=UTC,
         )
         self._failures: dict[str, int] = {}  # instance id -> failed wake-ups in a row
+        # draining (see the module's docstring): when each job was last armed, the start of the
+        # latest drain that finished, and the starts of those running now
+        self._armed_at: dict[str, datetime] = {}
+        self._drained_through: datetime | None = None
+        self._draining: list[datetime] = []
+        self._most_drains = max(workers - 1, 1)  # a thread stays free for the sweep
         self._lock = threading.Lock()
         self._running = False
         self._stop = threading.Event()
@@ -145,6 +159,8 @@ class Scheduler:
 
     def arm(self, instance_id: str, due_at: datetime) -> None:
         """Have `instance_id` woken at `due_at` (one job per instance: the latest arming wins)."""
+        with self._lock:
+            self._armed_at[instance_id] = datetime.now(UTC)
         job = self._aps.get_job(instance_id)
         if job is not None and job.next_run_time == due_at:
             return
@@ -153,7 +169,7 @@ class Scheduler:
             "date",
             run_date=due_at,
             id=instance_id,
-            args=[instance_id],
+            args=[instance_id, due_at],
             replace_existing=True,
         )
 
@@ -179,10 +195,41 @@ class Scheduler:
 
     # --- firing --------------------------------------------------------------------------------
 
-    def _fire(self, instance_id: str) -> None:
+    def _covered(self, instance_id: str, due_at: datetime) -> bool:
+        """Whether a drain makes this job's wake-up needless (see the module's docstring);
+        otherwise the job becomes a drain itself, counted as running. Under the lock."""
+        armed_at = self._armed_at.pop(instance_id, None)
+        if armed_at is not None:
+            since = max(armed_at, due_at)
+            done = self._drained_through
+            if done is not None and done >= since:
+                return True
+            if len(self._draining) >= self._most_drains and any(
+                began >= since for began in self._draining
+            ):
+                return True
+        self._draining.append(datetime.now(UTC))
+        return False
+
+    def _drained(self, began: datetime, finished: bool) -> None:
+        with self._lock:
+            self._draining.remove(began)
+            if finished and (self._drained_through is None or began > self._drained_through):
+                self._drained_through = began
+
+    def _fire(self, instance_id: str, due_at: datetime | None = None) -> None:
+        with self._lock:
+            if due_at is not None and self._covered(instance_id, due_at):
+                return
+            if due_at is None:
+                self._draining.append(datetime.now(UTC))
+            began = self._draining[-1]
         log.debug("timer fired: waking %s", instance_id, extra={"instance_id": instance_id})
+        finished = False
         try:
             self.engine.wake(instance_id)
+            self.engine.run_due(limit=1)  # whatever else is due, one at a time
+            finished = True
         except Exception as exc:  # e.g. the database is unreachable: retry
             with self._lock:
                 failures = self._failures[instance_id] = self._failures.get(instance_id, 0) + 1
@@ -202,13 +249,21 @@ class Scheduler:
             if self._failures:
                 with self._lock:
                     self._failures.pop(instance_id, None)
+        finally:
+            self._drained(began, finished)
 
     def sweep(self) -> dict[str, Any]:
         """Fire everything overdue, then arm what falls due within the horizon. Safe to call
         from anywhere, at any time, in any number of processes."""
         report: dict[str, Any] = {"woken": 0, "upcoming": 0, "error": None}
         try:
-            report["woken"] = self.engine.run_due()
+            began = datetime.now(UTC)
+            # one at a time, as the drains claim: a batch taken here would wait its turn in
+            # this one thread while the drains' threads found nothing left to take
+            report["woken"] = self.engine.run_due(limit=1)
+            with self._lock:  # a drain like any other: what was due when it began is done
+                if self._drained_through is None or began > self._drained_through:
+                    self._drained_through = began
         except Exception as exc:  # the next sweep tries again
             report["error"] = f"{type(exc).__name__}: {exc}"
             log.warning(
