@@ -30,7 +30,7 @@ from signoff.engine.core.state import Decided, Ending, InstanceState, ThreadStat
 from signoff.engine.core.tree import Entry, Statement
 from signoff.engine.core.validate import validate
 from signoff.engine.core.workflow import Workflow
-from signoff.engine.core.working import Working
+from signoff.engine.core.working import Working, marks
 from signoff.engine.errors import (
     AlreadyDecided,
     Conflict,
@@ -266,7 +266,9 @@ class Engine:
         self.store.insert(row, [], started)
         logs.committed(row.id, row.workflow, started)
         self.metrics.committed(row.workflow, started)
-        work = Working.of(row, cls)
+        # the state as just written, not parsed back; the model is built from the stored JSON,
+        # as every later transition builds it
+        work = Working(row, cls, state, row.state, row.data, base_marks=marks(row))
         self.runner.drive(work, owner)
         return id
 
