@@ -499,13 +499,11 @@ class Engine:
         """Fire due timers, step retries and owed setup/teardown work; returns instances woken.
 
         Each instance is first claimed in the database (`Store.claim_due`), so several processes
-        calling this at once share the work and never fire one timer twice. Without `now`, each
-        batch is claimed at the time it is taken (a long drain leases at the time it claims)."""
-        fixed = now
+        calling this at once share the work and never fire one timer twice."""
+        now = now or self._now()
         woken = 0
         failure: Exception | None = None
         for _ in range(1000):  # batches; bounded, should something fall due again and again
-            now = fixed or self._now()
             owner = uuid.uuid4().hex
             claimed = self.store.claim_due(
                 now, owner, now + self.runner.lease, limit=limit, workflows=list(self.workflows)
@@ -520,6 +518,24 @@ class Engine:
         if failure is not None:
             raise failure
         return woken
+
+    def drain_due(self, *, most: int = 100_000) -> tuple[int, bool]:
+        """Fire what is due one instance at a time, each claimed at the time it is taken, until
+        nothing due is left to claim. Returns the instances woken, and whether the drain ran
+        dry (False: `most` were taken and more may be due; bounded, should something fall due
+        again and again). One at a time, so that several threads and processes draining at
+        once share the work evenly (what the `Scheduler` does when timers fire together)."""
+        woken = 0
+        for _ in range(most):
+            now = self._now()
+            owner = uuid.uuid4().hex
+            claimed = self.store.claim_due(
+                now, owner, now + self.runner.lease, limit=1, workflows=list(self.workflows)
+            )
+            if not claimed:
+                return woken, True
+            woken += self._wake_claimed(claimed[0], owner, now)
+        return woken, False
 
     def wake(self, instance_id: str, now: datetime | None = None) -> bool:
         """Do what is due for one instance, if it is due and nobody else is at it (what the

@@ -5,6 +5,8 @@ the time."""
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import datetime, timedelta
 
 from signoff.engine import Engine, S, Step, Workflow
@@ -70,3 +72,53 @@ def test_a_long_drive_keeps_its_place_and_renews_its_lease_once_half_is_spent(
     assert [h.name for h in engine.history("slow-1") if h.kind == "step"] == [
         f"s{n}" for n in range(6)
     ]
+
+
+class Handover(Workflow):
+    """Quick steps that spend part of the lease without renewing it, then a long one."""
+
+    def definition(self) -> S:
+        return S(
+            Step("s0", self.short),
+            Step("s1", self.short),
+            Step("s2", self.short),
+            Step("long", self.long),
+        )
+
+    def short(self) -> None:
+        time.sleep(0.45)
+
+    def long(self) -> None:
+        LONG_RUNS.append(threading.current_thread().name)
+        time.sleep(2.5)
+
+
+LONG_RUNS: list[str] = []
+
+
+def test_a_long_step_begun_with_half_a_lease_left_is_never_taken_over(sqlite_url: str) -> None:
+    """Commits renew the lease only once half is spent, so a step may begin with little more
+    than half of it left; the lease keeper renews it from its next beat, whatever the phase of
+    its thread, so another process polling for due work never finds it expired."""
+    lease = timedelta(seconds=3)
+    here, elsewhere = Engine(sqlite_url, [Handover], lease=lease), Engine(sqlite_url, [Handover])
+    LONG_RUNS.clear()
+    # another instance's long step keeps the keeper's thread beating at its own phase
+    with here.runner.keeper.holding("another", "driver"):
+        time.sleep(0.7)
+        stop = threading.Event()
+
+        def poll() -> None:
+            while not stop.is_set():
+                elsewhere.run_due()
+                time.sleep(0.05)
+
+        poller = threading.Thread(target=poll, name="elsewhere")
+        poller.start()
+        try:
+            here.start(Handover, id="handover")
+        finally:
+            stop.set()
+            poller.join()
+    assert LONG_RUNS == ["MainThread"]
+    assert here.get("handover").status == "completed"

@@ -434,6 +434,56 @@ def test_a_burst_of_timers_is_drained_in_parallel_and_each_fires_once(
     assert CALLS.most >= 2, "the burst was worked through one instance at a time"
 
 
+class Errand(Workflow):
+    """Waits `after_ms`, then runs an errand: a slow one or a quick one."""
+
+    after_ms: int = 1000
+    slow: bool = False
+    name: str = ""
+
+    def definition(self) -> S:
+        return S(
+            Wait("pause", On("due", Timeout(after=timedelta(milliseconds=self.after_ms)))),
+            Step("go", self.go),
+        )
+
+    def go(self) -> None:
+        ERRANDS[self.name] = time.time()
+        if self.slow:
+            time.sleep(4)
+
+
+ERRANDS: dict[str, float] = {}
+
+
+def test_a_timer_due_beside_a_slow_one_fires_on_time_while_the_slow_one_runs(
+    sqlite_url: str, running: list[Scheduler], make: Make
+) -> None:
+    """Two timers due at the same moment, with two threads: the slow errand's job drains and
+    sits in its step, and the quick errand's job still fires its own instance at once, rather
+    than counting on that drain and waiting for the sweep."""
+    ERRANDS.clear()
+
+    def tenths() -> datetime:  # both instances get exactly the same due time
+        return datetime.fromtimestamp(int(time.time() * 10) / 10, UTC)
+
+    engine = make(sqlite_url, [Errand], clock=tenths)
+    scheduler = Scheduler(engine, workers=2, sweep_every=5, horizon=10)
+    running.append(scheduler)
+    scheduler.start()
+    time.sleep(0.3)  # past the first sweep
+    while time.time() % 0.1 > 0.03:  # both starts within one tenth of a second
+        time.sleep(0.005)
+    due = int(time.time() * 10) / 10 + 1.0
+    engine.start(Errand, {"slow": True, "name": "slow"})
+    engine.start(Errand, {"name": "quick"})
+    deadline = time.monotonic() + 10
+    while "quick" not in ERRANDS and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert "quick" in ERRANDS
+    assert ERRANDS["quick"] - due < 1.0, f"late by {ERRANDS['quick'] - due:.2f} s"
+
+
 def test_the_sweep_arms_what_another_process_created_and_fires_what_is_overdue(
     sqlite_url: str, running: list[Scheduler], make: Make
 ) -> None:

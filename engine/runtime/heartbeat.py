@@ -1,9 +1,9 @@
 """Keeps the leases of instances whose step is still running from running out.
 
 A driver's lease is renewed by its commits once half of it is spent, which is plenty for quick
-steps. A step that runs longer than the lease would let another process take the instance over
-and run the step again, so while a step runs, one daemon thread per engine renews its lease
-every third of the lease.
+steps. A step (or a handler's setup, say a Slack post) that runs longer than what is left would
+let another process take the instance over and run it again, so while a drive goes on, one
+daemon thread per engine renews its lease every third of the lease.
 """
 
 from __future__ import annotations
@@ -34,7 +34,10 @@ class LeaseKeeper:
     def holding(self, instance_id: str, owner: str) -> Iterator[None]:
         key = (instance_id, owner)
         with self._lock:
-            self._held[key] = time.monotonic()
+            # counted as held for a whole interval already, so the first renewal comes at the
+            # thread's next beat (within a third of the lease), whatever its phase: a commit
+            # renews only once half the lease is spent, so less than half may be left now
+            self._held[key] = time.monotonic() - self.interval
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._renew_while_held, daemon=True, name="signoff-lease-keeper"

@@ -89,13 +89,16 @@ class Runner:
         if work.row.lease_owner != owner:
             return False  # another process took over between our commit and this load
         try:
-            while True:
-                self._run(work, owner)
-                now = self.now
-                work.row.lease_owner = work.row.lease_until = None
-                if self.committer.save(work, now):
-                    return True
-                self.committer.rebase(work, owner)
+            # the keeper renews the lease while anything of the drive runs long: a step, a
+            # setup or teardown (a Slack post), a handler
+            with self.keeper.holding(work.id, owner):
+                while True:
+                    self._run(work, owner)
+                    now = self.now
+                    work.row.lease_owner = work.row.lease_until = None
+                    if self.committer.save(work, now):
+                        return True
+                    self.committer.rebase(work, owner)
         except (LostLease, DataNotStorable):  # the latter has failed the instance already
             return False
 
@@ -158,7 +161,7 @@ class Runner:
                 # writer's change, walk again from the state as it now is
                 if work.history and not self.committer.commit(work, owner):
                     return moved.statements
-                self._step(work, thread, step, owner)
+                self._step(work, thread, step)
             case Block(wait=wait):
                 self._block(work, thread, wait, now)
                 # The wait begins when it is committed: only then may a setup announce it (post
@@ -197,7 +200,7 @@ class Runner:
         work.note(Record(now, HistoryKind.THREAD_STARTED, thread=thread_id, name=name))
         return True
 
-    def _step(self, work: Working, thread: ThreadState, step: Step, owner: str) -> None:
+    def _step(self, work: Working, thread: ThreadState, step: Step) -> None:
         """Run `step` (the thread stands at it: `_advance` put it there) and note how it went.
         Thread fields are set only when they change: each assignment to a pydantic model is a
         validated call, and this runs for every step."""
@@ -206,18 +209,15 @@ class Runner:
         attempt = thread.attempts + 1
         started = perf_counter()
         try:
-            with (
-                self.keeper.holding(work.id, owner),
-                span(
-                    "signoff.step",
-                    {
-                        "signoff.workflow": work.row.workflow,
-                        "signoff.instance_id": work.id,
-                        "signoff.thread": thread.id,
-                        "signoff.step": step.name,
-                        "signoff.attempt": attempt,
-                    },
-                ),
+            with span(
+                "signoff.step",
+                {
+                    "signoff.workflow": work.row.workflow,
+                    "signoff.instance_id": work.id,
+                    "signoff.thread": thread.id,
+                    "signoff.step": step.name,
+                    "signoff.attempt": attempt,
+                },
             ):
                 self.services.call(step.action)
             try:

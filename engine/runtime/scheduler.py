@@ -20,12 +20,12 @@ instance in the database first (`Store.claim_due`): a duplicate, stale or concur
 database is away) is armed again with a backoff, and the row stays due, so nothing is lost.
 
 When many timers fall due together (every process arms every timer it hears of), a job does
-not stop at its own instance: it drains, claiming whatever else is due one instance at a time
-(`FOR UPDATE SKIP LOCKED` keeps the processes' claims apart) until nothing due is left. A job
-whose instance such a drain already covers (the drain began after the job was armed and after
-its due time, and has either finished or is one of as many drains as may run at once) returns
-without touching the database, so the processes split a burst instead of each racing for all
-of it.
+not stop at its own instance: it drains (`Engine.drain_due`), claiming whatever else is due one
+instance at a time (`FOR UPDATE SKIP LOCKED` keeps the processes' claims apart) until nothing
+due is left. A job whose instance a finished drain covers (the drain began after the job was
+armed and after its due time, and its last claim found nothing left) returns without touching
+the database: the instance was claimed by someone, or is held by a live driver that arms it
+again when it lets go. So the processes split a burst instead of each racing for all of it.
 """
 
 from __future__ import annotations
@@ -86,12 +86,10 @@ class Scheduler:
             timezone=UTC,
         )
         self._failures: dict[str, int] = {}  # instance id -> failed wake-ups in a row
-        # draining (see the module's docstring): when each job was last armed, the start of the
-        # latest drain that finished, and the starts of those running now
+        # draining (see the module's docstring): when each job was last armed, and the start
+        # of the latest drain that finished (the engine's clock, as due times are)
         self._armed_at: dict[str, datetime] = {}
         self._drained_through: datetime | None = None
-        self._draining: list[datetime] = []
-        self._most_drains = max(workers - 1, 1)  # a thread stays free for the sweep
         self._lock = threading.Lock()
         self._running = False
         self._stop = threading.Event()
@@ -159,8 +157,9 @@ class Scheduler:
 
     def arm(self, instance_id: str, due_at: datetime) -> None:
         """Have `instance_id` woken at `due_at` (one job per instance: the latest arming wins)."""
+        armed_at = self.engine.clock()
         with self._lock:
-            self._armed_at[instance_id] = datetime.now(UTC)
+            self._armed_at[instance_id] = armed_at
         job = self._aps.get_job(instance_id)
         if job is not None and job.next_run_time == due_at:
             return
@@ -195,41 +194,32 @@ class Scheduler:
 
     # --- firing --------------------------------------------------------------------------------
 
-    def _covered(self, instance_id: str, due_at: datetime) -> bool:
-        """Whether a drain makes this job's wake-up needless (see the module's docstring);
-        otherwise the job becomes a drain itself, counted as running. Under the lock."""
-        armed_at = self._armed_at.pop(instance_id, None)
-        if armed_at is not None:
-            since = max(armed_at, due_at)
-            done = self._drained_through
-            if done is not None and done >= since:
-                return True
-            if len(self._draining) >= self._most_drains and any(
-                began >= since for began in self._draining
-            ):
-                return True
-        self._draining.append(datetime.now(UTC))
-        return False
-
-    def _drained(self, began: datetime, finished: bool) -> None:
+    def _covered(self, instance_id: str, due_at: datetime | None) -> bool:
+        """Whether a finished drain makes this job's wake-up needless (the module's docstring)."""
         with self._lock:
-            self._draining.remove(began)
-            if finished and (self._drained_through is None or began > self._drained_through):
+            armed_at = self._armed_at.pop(instance_id, None)
+            done = self._drained_through
+        return (
+            due_at is not None
+            and armed_at is not None
+            and done is not None
+            and done >= max(armed_at, due_at)
+        )
+
+    def _drained(self, began: datetime) -> None:
+        with self._lock:
+            if self._drained_through is None or began > self._drained_through:
                 self._drained_through = began
 
     def _fire(self, instance_id: str, due_at: datetime | None = None) -> None:
-        with self._lock:
-            if due_at is not None and self._covered(instance_id, due_at):
-                return
-            if due_at is None:
-                self._draining.append(datetime.now(UTC))
-            began = self._draining[-1]
+        if self._covered(instance_id, due_at):
+            return
         log.debug("timer fired: waking %s", instance_id, extra={"instance_id": instance_id})
-        finished = False
         try:
+            began = self.engine.clock()
             self.engine.wake(instance_id)
-            self.engine.run_due(limit=1)  # whatever else is due, one at a time
-            finished = True
+            if self.engine.drain_due()[1]:  # whatever else is due, one at a time
+                self._drained(began)
         except Exception as exc:  # e.g. the database is unreachable: retry
             with self._lock:
                 failures = self._failures[instance_id] = self._failures.get(instance_id, 0) + 1
@@ -249,21 +239,18 @@ class Scheduler:
             if self._failures:
                 with self._lock:
                     self._failures.pop(instance_id, None)
-        finally:
-            self._drained(began, finished)
 
     def sweep(self) -> dict[str, Any]:
         """Fire everything overdue, then arm what falls due within the horizon. Safe to call
         from anywhere, at any time, in any number of processes."""
         report: dict[str, Any] = {"woken": 0, "upcoming": 0, "error": None}
         try:
-            began = datetime.now(UTC)
-            # one at a time, as the drains claim: a batch taken here would wait its turn in
-            # this one thread while the drains' threads found nothing left to take
-            report["woken"] = self.engine.run_due(limit=1)
-            with self._lock:  # a drain like any other: what was due when it began is done
-                if self._drained_through is None or began > self._drained_through:
-                    self._drained_through = began
+            # one at a time, as the jobs' drains claim: a batch taken here would wait its turn
+            # in this one thread while the other threads found nothing left to take
+            began = self.engine.clock()
+            report["woken"], dry = self.engine.drain_due()
+            if dry:
+                self._drained(began)
         except Exception as exc:  # the next sweep tries again
             report["error"] = f"{type(exc).__name__}: {exc}"
             log.warning(

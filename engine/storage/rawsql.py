@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import re
 import threading
-import weakref
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager, nullcontext, suppress
 from datetime import UTC, datetime
@@ -423,7 +422,7 @@ class RawWriter:
         # SQLite database is one shared connection, which must stay the pool's)
         memory = sqlite and db.url.database in (None, "", ":memory:")
         self.kept: list[Any] | None = [] if own and not memory else None
-        self._cursors: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+        self._cursors: dict[int, Any] = {}  # id of a kept PostgreSQL connection -> its cursor
         # as many at once as the pool would have allowed (its size and overflow)
         pool = db.pool
         size = pool.size() if hasattr(pool, "size") else 1  # a StaticPool has one
@@ -464,7 +463,7 @@ class RawWriter:
                     yield conn
                 except BaseException as exc:
                     if isinstance(exc, self.lost) or not self._idle(conn):
-                        conn.close()
+                        self._drop(conn)
                         raise
                     if self.sqlite and conn.in_transaction:
                         conn.rollback()
@@ -502,10 +501,16 @@ class RawWriter:
         hold its read snapshot open and stop checkpoints."""
         if self.sqlite or self.kept is None:
             return conn.cursor()
-        cur = self._cursors.get(conn)
-        if cur is None:
-            cur = self._cursors[conn] = conn.cursor()
+        cur = self._cursors.get(id(conn))
+        if cur is None or cur.connection is not conn:  # an id reused by a new connection
+            cur = self._cursors[id(conn)] = conn.cursor()
         return cur
+
+    def _drop(self, conn: Any) -> None:
+        """Close a kept connection for good, with the cursor kept for it."""
+        self._cursors.pop(id(conn), None)
+        with suppress(Exception):  # closing what the server dropped already
+            conn.close()
 
     def _detached(self) -> Any:
         fairy = self.db.raw_connection()
@@ -524,8 +529,8 @@ class RawWriter:
         """Close the connections kept for the hot path."""
         kept, self.kept = self.kept, ([] if self.kept is not None else None)
         for conn in kept or ():
-            with suppress(Exception):  # closing what the server dropped already
-                conn.close()
+            self._drop(conn)
+        self._cursors.clear()
 
     def load(self, instance_id: str) -> Stored | None:
         """One instance row: a single SELECT, one round trip. A connection that turns out to
