@@ -71,6 +71,8 @@ MAX_SEARCH = 200
 # third of it: a killed process's instances are taken over this long after its last beat (plus
 # a sweep).
 DEFAULT_LEASE = timedelta(seconds=10)
+# a drain that keeps losing the race for what is due leaves it to the others (`drain_due`)
+LOST_CLAIMS = 3
 
 
 def utcnow() -> datetime:
@@ -508,13 +510,26 @@ class Engine:
             claimed = self.store.claim_due(
                 now, owner, now + self.runner.lease, limit=limit, workflows=list(self.workflows)
             )
-            for row in claimed:
-                try:
-                    woken += self._wake_claimed(row, owner, now)
-                except Exception as exc:  # the others were claimed too: do them, then raise
-                    failure = failure or exc
+            try:
+                woken += self._wake_all(claimed, owner, now)
+            except Exception as exc:  # the next batches are done all the same, then it is raised
+                failure = failure or exc
             if len(claimed) < limit:
                 break
+        if failure is not None:
+            raise failure
+        return woken
+
+    def _wake_all(self, claimed: list[Stored], owner: str, now: datetime) -> int:
+        """Wake every instance one claim took; if one fails, the others are still done (they
+        are ours until the lease runs out), then the failure is raised."""
+        woken = 0
+        failure: Exception | None = None
+        for row in claimed:
+            try:
+                woken += self._wake_claimed(row, owner, now)
+            except Exception as exc:
+                failure = failure or exc
         if failure is not None:
             raise failure
         return woken
@@ -525,16 +540,24 @@ class Engine:
         dry (False: `most` were taken and more may be due; bounded, should something fall due
         again and again). One at a time, so that several threads and processes draining at
         once share the work evenly (what the `Scheduler` does when timers fire together)."""
-        woken = 0
+        woken = lost = 0
+        workflows = list(self.workflows)
         for _ in range(most):
             now = self._now()
             owner = uuid.uuid4().hex
             claimed = self.store.claim_due(
-                now, owner, now + self.runner.lease, limit=1, workflows=list(self.workflows)
+                now, owner, now + self.runner.lease, limit=1, workflows=workflows
             )
-            if not claimed:
+            if claimed:
+                lost = 0
+                woken += self._wake_all(claimed, owner, now)
+                continue
+            if not self.store.any_due(now, workflows):
                 return woken, True
-            woken += self._wake_claimed(claimed[0], owner, now)
+            # the claim lost a race for the row it picked: try again, a few times
+            lost += 1
+            if lost >= LOST_CLAIMS:
+                break
         return woken, False
 
     def wake(self, instance_id: str, now: datetime | None = None) -> bool:
@@ -550,7 +573,7 @@ class Engine:
             instance_id=instance_id,
             workflows=list(self.workflows),
         )
-        return bool(claimed) and self._wake_claimed(claimed[0], owner, now)
+        return self._wake_all(claimed, owner, now) > 0
 
     def _wake_claimed(self, row: Stored, owner: str, now: datetime) -> bool:
         """Do what is due for `row`, just claimed under `owner` (the claim returned it as it

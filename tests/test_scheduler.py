@@ -414,19 +414,21 @@ def test_a_burst_of_timers_is_drained_in_parallel_and_each_fires_once(
     any_url: str, running: list[Scheduler], make: Make, processes: int
 ) -> None:
     """Timers due at one moment: each scheduler's jobs drain whatever is due, several at a time,
-    instead of one thread taking a batch (or each process racing for all of it)."""
+    instead of one thread taking a batch (or each process racing for all of it). The lease is
+    long, so an instance claimed and then left alone would stay stuck far past the deadline."""
     CALLS.most = 0
-    engines = [make(any_url, [Call]) for _ in range(processes)]
+    engines = [make(any_url, [Call], lease=timedelta(seconds=60)) for _ in range(processes)]
     for engine in engines:
         scheduler = Scheduler(engine, sweep_every=0.5, horizon=5)
         running.append(scheduler)
         scheduler.start()
     due = time.time() + 1.0
     ids = [engines[0].start(Call, {"after_ms": int((due - time.time()) * 1000)}) for _ in range(40)]
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 20
     while engines[0].counts().get("completed", 0) < len(ids) and time.monotonic() < deadline:
         time.sleep(0.05)
 
+    assert engines[0].counts().get("completed", 0) == len(ids)
     assert [engines[0].get(i).data["called"] for i in ids] == [1] * len(ids)
     for iid in ids:
         fired = [h for h in engines[0].history(iid) if h.kind == "event" and h.name == "due"]

@@ -4,6 +4,7 @@ its order, due work is claimed earliest first, and listing pages by keyset."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -119,6 +120,35 @@ def test_save_checks_the_version_and_a_stale_writer_writes_nothing(store: Store)
     ]
     assert store.save(row("ghost", version=2), 1, None, [Record(T0, "x")]) is False
     assert store.history("ghost") == []
+
+
+def test_claims_of_one_taken_at_once_from_many_threads_take_one_row_each(store: Store) -> None:
+    """Eight threads draining 200 due rows one claim at a time: each claim takes at most the
+    one row asked for (PostgreSQL must not run the pick again per row), and every row is
+    taken exactly once."""
+    for n in range(200):
+        store.insert(row(f"due-{n:03d}", due_at=T0), [], [])
+    hour = T0 + timedelta(hours=1)
+    sizes: list[int] = []
+    taken: list[str] = []
+    lock = threading.Lock()
+
+    def drain(me: str) -> None:
+        while True:
+            got = store.claim_due(hour, me, hour + timedelta(minutes=1), limit=1)
+            with lock:
+                sizes.append(len(got))
+                taken.extend(ids(got))
+            if not got and not store.any_due(hour):
+                return
+
+    threads = [threading.Thread(target=drain, args=(f"t{n}",)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert max(sizes) == 1
+    assert sorted(taken) == [f"due-{n:03d}" for n in range(200)]
 
 
 def test_a_progress_write_stores_data_state_and_version_only(store: Store) -> None:

@@ -91,6 +91,7 @@ class Scheduler:
         self._armed_at: dict[str, datetime] = {}
         self._drained_through: datetime | None = None
         self._lock = threading.Lock()
+        self._sweeping = threading.Lock()  # one sweep at a time in this scheduler
         self._running = False
         self._stop = threading.Event()
         self._listener: threading.Thread | None = None
@@ -111,7 +112,9 @@ class Scheduler:
             seconds=self.sweep_every.total_seconds(),
             id=SWEEP_JOB,
             next_run_time=datetime.now(UTC),
-            max_instances=1,
+            # a sweep that is still draining makes the next one return at once (`sweep`), so
+            # APScheduler never has to skip one and warn about it
+            max_instances=2,
             replace_existing=True,
         )
         if not self.engine.store.is_sqlite:
@@ -242,8 +245,18 @@ class Scheduler:
 
     def sweep(self) -> dict[str, Any]:
         """Fire everything overdue, then arm what falls due within the horizon. Safe to call
-        from anywhere, at any time, in any number of processes."""
-        report: dict[str, Any] = {"woken": 0, "upcoming": 0, "error": None}
+        from anywhere, at any time, in any number of processes. While another sweep of this
+        scheduler runs, it returns at once with `skipped` set: that one does the work."""
+        report: dict[str, Any] = {"woken": 0, "upcoming": 0, "error": None, "skipped": False}
+        if not self._sweeping.acquire(blocking=False):
+            report["skipped"] = True
+            return report
+        try:
+            return self._sweep(report)
+        finally:
+            self._sweeping.release()
+
+    def _sweep(self, report: dict[str, Any]) -> dict[str, Any]:
         try:
             # one at a time, as the jobs' drains claim: a batch taken here would wait its turn
             # in this one thread while the other threads found nothing left to take

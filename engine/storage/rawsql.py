@@ -786,21 +786,31 @@ class _PgCommit:
         }
 
     def claim(self, one: bool, some: bool) -> str:
-        """The claim statement for one instance (`one`) or a batch, of some workflows or any."""
-        free = (
-            "due_at <= %(now)s AND (lease_owner IS NULL OR lease_until IS NULL "
-            "OR lease_until <= %(now)s)"
-        )
-        if one:
-            free += " AND id = %(id)s"
-        if some:
-            free += " AND workflow = ANY(%(workflows)s::text[])"
+        """The claim statement for one instance (`one`) or a batch, of some workflows or any.
+
+        The pick is a CTE, which PostgreSQL runs once (a CTE that locks rows is never folded
+        into the query). As `WHERE id IN (SELECT ... LIMIT n FOR UPDATE SKIP LOCKED)` the
+        planner may run the subquery again for each row it scans, and every run skips the
+        rows the last one locked: one claim could take many more rows than `limit`."""
+
+        def free(table: str) -> str:
+            found = (
+                f"{table}due_at <= %(now)s AND ({table}lease_owner IS NULL "
+                f"OR {table}lease_until IS NULL OR {table}lease_until <= %(now)s)"
+            )
+            if one:
+                found += f" AND {table}id = %(id)s"
+            if some:
+                found += f" AND {table}workflow = ANY(%(workflows)s::text[])"
+            return found
+
         return (
-            f"UPDATE {self.instances} SET lease_owner = %(owner)s, lease_until = %(until)s, "
-            "due_at = %(until)s, version = version + 1 "
-            f"WHERE id IN (SELECT id FROM {self.instances} WHERE {free} ORDER BY due_at "
-            f"LIMIT %(limit)s FOR UPDATE SKIP LOCKED) AND {free} "
-            f"RETURNING id, {', '.join(INSTANCE_COLUMNS)}"
+            f"WITH picked AS (SELECT id FROM {self.instances} WHERE {free('')} "
+            "ORDER BY due_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED) "
+            f"UPDATE {self.instances} AS i SET lease_owner = %(owner)s, "
+            "lease_until = %(until)s, due_at = %(until)s, version = i.version + 1 "
+            f"FROM picked WHERE i.id = picked.id AND {free('i.')} "
+            f"RETURNING i.id, {', '.join('i.' + c for c in INSTANCE_COLUMNS)}"
         )
 
 

@@ -192,6 +192,21 @@ class Store:
             ).all()
         return [stored(r) for r in claimed]
 
+    def any_due(self, now: datetime, workflows: Collection[str] | None = None) -> bool:
+        """Whether some instance is due at `now` and free to claim: a plain read, locking
+        nothing. A claim can come back empty while one is (on PostgreSQL, the row it picked
+        was claimed by another process in the same instant), so an empty claim alone does not
+        prove that nothing is left."""
+        cols = INSTANCES.c
+        free = and_(
+            cols.due_at <= now,
+            or_(cols.lease_owner.is_(None), cols.lease_until.is_(None), cols.lease_until <= now),
+        )
+        if workflows is not None:
+            free = and_(free, cols.workflow.in_(list(workflows)))
+        with self.db.connect() as conn:
+            return conn.execute(select(cols.id).where(free).limit(1)).first() is not None
+
     def upcoming(
         self, after: datetime, until: datetime, limit: int = 10_000
     ) -> list[tuple[str, datetime]]:
