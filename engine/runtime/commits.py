@@ -98,7 +98,7 @@ class Committer:
         try:
             with span(
                 "signoff.transition",
-                {
+                lambda: {
                     "signoff.workflow": row.workflow,
                     "signoff.instance_id": row.id,
                     "signoff.status": row.status,

@@ -211,7 +211,7 @@ class Runner:
         try:
             with span(
                 "signoff.step",
-                {
+                lambda: {
                     "signoff.workflow": work.row.workflow,
                     "signoff.instance_id": work.id,
                     "signoff.thread": thread.id,

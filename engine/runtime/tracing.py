@@ -9,6 +9,7 @@ SDK and no exporter. A step's span is current while the step runs, so the step's
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
@@ -32,16 +33,17 @@ def _no_provider_set() -> bool:
     return getattr(trace, "_TRACER_PROVIDER", False) is None and not _PROVIDER_FROM_ENVIRONMENT
 
 
-def span(name: str, attributes: dict[str, Any]) -> AbstractContextManager[Any]:
-    """A span named `name` around the block, with `attributes` (None values left out); an
-    exception escaping the block is recorded on it. Until the application sets a tracer
-    provider (its OpenTelemetry SDK), nothing is made: a step pays no span it cannot send."""
+def span(name: str, attributes: Callable[[], dict[str, Any]]) -> AbstractContextManager[Any]:
+    """A span named `name` around the block, with the `attributes()` (None values left out);
+    an exception escaping the block is recorded on it. Until the application sets a tracer
+    provider (its OpenTelemetry SDK), nothing is made, not even the attributes: a step pays
+    no span it cannot send."""
     if trace is None or _no_provider_set():
         return _NOTHING
     provider = trace.get_tracer_provider()
     if isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider):
         return _NOTHING
-    shown = {k: v for k, v in attributes.items() if v is not None}
+    shown = {k: v for k, v in attributes().items() if v is not None}
     return provider.get_tracer(TRACER_NAME).start_as_current_span(  # type: ignore[no-any-return]
         name, attributes=shown
     )
