@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import json
+import logging
 import re
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -71,6 +72,7 @@ MAX_SEARCH = 200
 # third of it: a killed process's instances are taken over this long after its last beat (plus
 # a sweep).
 DEFAULT_LEASE = timedelta(seconds=10)
+log = logging.getLogger("signoff.engine")
 # a drain that keeps losing the race for what is due leaves it to the others (`drain_due`)
 LOST_CLAIMS = 3
 
@@ -529,20 +531,32 @@ class Engine:
             try:
                 woken += self._wake_claimed(row, owner, now)
             except Exception as exc:
+                log.warning(
+                    "waking %s failed (%s: %s); it is due again when its lease runs out",
+                    row.id,
+                    type(exc).__name__,
+                    exc,
+                    extra={"instance_id": row.id, "workflow": row.workflow},
+                )
                 failure = failure or exc
         if failure is not None:
             raise failure
         return woken
 
-    def drain_due(self, *, most: int = 100_000) -> tuple[int, bool]:
+    def drain_due(
+        self, *, most: int = 100_000, stop: Callable[[], bool] | None = None
+    ) -> tuple[int, bool]:
         """Fire what is due one instance at a time, each claimed at the time it is taken, until
         nothing due is left to claim. Returns the instances woken, and whether the drain ran
-        dry (False: `most` were taken and more may be due; bounded, should something fall due
-        again and again). One at a time, so that several threads and processes draining at
-        once share the work evenly (what the `Scheduler` does when timers fire together)."""
+        dry (False: `most` were taken and more may be due, bounded should something fall due
+        again and again; or `stop()` said to stop). One at a time, so that several threads
+        and processes draining at once share the work evenly (what the `Scheduler` does when
+        timers fire together)."""
         woken = lost = 0
         workflows = list(self.workflows)
         for _ in range(most):
+            if stop is not None and stop():
+                break
             now = self._now()
             owner = uuid.uuid4().hex
             claimed = self.store.claim_due(

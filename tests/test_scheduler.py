@@ -157,6 +157,25 @@ def test_a_timeout_beats_a_later_approval(sqlite_url: str, clock: Clock, make: M
     ]
 
 
+def test_a_drain_fires_what_is_due_one_at_a_time_and_says_whether_it_ran_dry(
+    any_url: str, clock: Clock, make: Make
+) -> None:
+    engine = make(any_url, [Expense], clock=clock)
+    ids = [engine.start(Expense) for _ in range(5)]
+    assert engine.drain_due() == (0, True)  # nothing due yet
+
+    clock.advance(minutes=10)
+    asked = []
+
+    def stop() -> bool:  # a scheduler shutting down after the second instance
+        asked.append(1)
+        return len(asked) > 2
+
+    assert engine.drain_due(stop=stop) == (2, False)
+    assert engine.drain_due() == (3, True)
+    assert [engine.get(i).error for i in ids] == ["approval timed out"] * 5
+
+
 def test_an_approval_beats_a_later_timeout(sqlite_url: str, clock: Clock, make: Make) -> None:
     engine = make(sqlite_url, [Expense], clock=clock)
     iid = engine.start(Expense)

@@ -105,6 +105,7 @@ class Scheduler:
             if self._running:
                 return
             self._running = True
+        self._stop.clear()
         self._aps.start()
         self._aps.add_job(
             self.sweep,
@@ -118,7 +119,6 @@ class Scheduler:
             replace_existing=True,
         )
         if not self.engine.store.is_sqlite:
-            self._stop.clear()
             self._listener = threading.Thread(
                 target=self._listen, daemon=True, name="signoff-due-listener"
             )
@@ -218,11 +218,9 @@ class Scheduler:
         if self._covered(instance_id, due_at):
             return
         log.debug("timer fired: waking %s", instance_id, extra={"instance_id": instance_id})
+        began = self.engine.clock()
         try:
-            began = self.engine.clock()
             self.engine.wake(instance_id)
-            if self.engine.drain_due()[1]:  # whatever else is due, one at a time
-                self._drained(began)
         except Exception as exc:  # e.g. the database is unreachable: retry
             with self._lock:
                 failures = self._failures[instance_id] = self._failures.get(instance_id, 0) + 1
@@ -238,10 +236,21 @@ class Scheduler:
             )
             if self._running:
                 self.arm(instance_id, datetime.now(UTC) + delay)
-        else:
-            if self._failures:
-                with self._lock:
-                    self._failures.pop(instance_id, None)
+            return
+        if self._failures:
+            with self._lock:
+                self._failures.pop(instance_id, None)
+        # then whatever else is due, one at a time; a failure there is another instance's,
+        # logged by the engine, and the sweep takes it up again
+        try:
+            if self.engine.drain_due(stop=self._stopping)[1]:
+                self._drained(began)
+        except Exception as exc:
+            log.warning("draining due work failed (%s: %s)", type(exc).__name__, exc)
+
+    def _stopping(self) -> bool:
+        """Shut down: a drain stops after the instance it is at."""
+        return self._stop.is_set()
 
     def sweep(self) -> dict[str, Any]:
         """Fire everything overdue, then arm what falls due within the horizon. Safe to call
@@ -261,7 +270,7 @@ class Scheduler:
             # one at a time, as the jobs' drains claim: a batch taken here would wait its turn
             # in this one thread while the other threads found nothing left to take
             began = self.engine.clock()
-            report["woken"], dry = self.engine.drain_due()
+            report["woken"], dry = self.engine.drain_due(stop=self._stopping)
             if dry:
                 self._drained(began)
         except Exception as exc:  # the next sweep tries again

@@ -173,14 +173,12 @@ class Store:
             free = and_(free, cols.id == instance_id)
         if workflows is not None:  # never lease what this process cannot run
             free = and_(free, cols.workflow.in_(list(workflows)))
-        if self.is_sqlite:
-            # A read first: the write lock is taken only when something is due.
-            with self.db.connect() as conn:
-                if conn.execute(select(cols.id).where(free).limit(1)).first() is None:
-                    return []
+        # SQLite from here on. A read first: the write lock is taken only when something is due;
+        # the write transaction then makes the pick and the update one atomic step
+        with self.db.connect() as conn:
+            if conn.execute(select(cols.id).where(free).limit(1)).first() is None:
+                return []
         pick = select(cols.id).where(free).order_by(cols.due_at).limit(limit)
-        if not self.is_sqlite:
-            pick = pick.with_for_update(skip_locked=True)
         with self._write() as conn:
             claimed = conn.execute(
                 update(INSTANCES)
