@@ -172,6 +172,24 @@ def pg_floor(
                 write(iid, version)
         return instances * steps / (time.perf_counter() - started)
 
+    def transition(iid: str, status: str, version: int, *more: tuple[str, tuple]) -> None:
+        """One transition of an approval workflow: the row rewritten with its data (a
+        transition changes the instance's data and state, as a step does), its status and
+        time, under the version check, with a history row and whatever `more` does."""
+        now = datetime.now(UTC).replace(tzinfo=None)
+        tx(
+            (
+                "UPDATE fi SET status = %s, data = %s, version = %s, updated_at = %s "
+                "WHERE id = %s AND version = %s",
+                (status, data, version + 1, now, iid, version),
+            ),
+            *more,
+            (
+                "INSERT INTO fh (iid, at, kind, detail) VALUES (%s, %s, %s, '{}')",
+                (iid, now, status),
+            ),
+        )
+
     def approval_rate() -> float:
         started = time.perf_counter()
         for _ in range(approvals):
@@ -181,30 +199,14 @@ def pg_floor(
                 ("INSERT INTO fi VALUES (%s, 'running', %s, 1, %s)", (iid, data, now)),
                 ("INSERT INTO fh (iid, at, kind) VALUES (%s, %s, 'started')", (iid, now)),
             )
-            tx(  # the first step and the wait
-                (
-                    "UPDATE fi SET status = 'waiting', version = 2 WHERE id = %s AND version = 1",
-                    (iid,),
-                ),
-                ("INSERT INTO fw (iid, event) VALUES (%s, 'decided')", (iid,)),
-                ("INSERT INTO fh (iid, at, kind) VALUES (%s, %s, 'step')", (iid, now)),
+            # the first step and the wait
+            transition(
+                iid, "waiting", 1, ("INSERT INTO fw (iid, event) VALUES (%s, 'decided')", (iid,))
             )
             conn.execute("SELECT data, version FROM fi WHERE id = %s", (iid,), prepare=True)
-            tx(  # the decision
-                (
-                    "UPDATE fi SET status = 'running', version = 3 WHERE id = %s AND version = 2",
-                    (iid,),
-                ),
-                ("DELETE FROM fw WHERE iid = %s", (iid,)),
-                ("INSERT INTO fh (iid, at, kind) VALUES (%s, %s, 'event')", (iid, now)),
-            )
-            tx(  # the last step and completion
-                (
-                    "UPDATE fi SET status = 'completed', version = 4 WHERE id = %s AND version = 3",
-                    (iid,),
-                ),
-                ("INSERT INTO fh (iid, at, kind) VALUES (%s, %s, 'completed')", (iid, now)),
-            )
+            # the decision
+            transition(iid, "running", 2, ("DELETE FROM fw WHERE iid = %s", (iid,)))
+            transition(iid, "completed", 3)  # the last step and completion
         return approvals / (time.perf_counter() - started)
 
     step_rate()  # warm up

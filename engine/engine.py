@@ -44,6 +44,7 @@ from signoff.engine.errors import (
 from signoff.engine.runtime import logs
 from signoff.engine.runtime.actions import ActionRunner
 from signoff.engine.runtime.cases import OpenCases
+from signoff.engine.runtime.commits import lease_token
 from signoff.engine.runtime.metrics import Metrics
 from signoff.engine.runtime.runner import Runner
 from signoff.engine.runtime.slack import SlackNotifier
@@ -248,7 +249,7 @@ class Engine:
         state = InstanceState(
             started_by=actor, threads={"main": ThreadState(id="main", name="main")}
         )
-        owner = uuid.uuid4().hex
+        owner = lease_token()
         row = Stored(
             id=id,
             workflow=cls.registered_name(),
@@ -508,7 +509,7 @@ class Engine:
         woken = 0
         failure: Exception | None = None
         for _ in range(1000):  # batches; bounded, should something fall due again and again
-            owner = uuid.uuid4().hex
+            owner = lease_token()
             claimed = self.store.claim_due(
                 now, owner, now + self.runner.lease, limit=limit, workflows=list(self.workflows)
             )
@@ -558,7 +559,7 @@ class Engine:
             if stop is not None and stop():
                 break
             now = self._now()
-            owner = uuid.uuid4().hex
+            owner = lease_token()
             claimed = self.store.claim_due(
                 now, owner, now + self.runner.lease, limit=1, workflows=workflows
             )
@@ -578,7 +579,7 @@ class Engine:
         """Do what is due for one instance, if it is due and nobody else is at it (what the
         scheduler's timer for that instance calls). False: nothing was due here."""
         now = now or self._now()
-        owner = uuid.uuid4().hex
+        owner = lease_token()
         claimed = self.store.claim_due(
             now,
             owner,

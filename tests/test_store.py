@@ -227,6 +227,42 @@ def test_history_is_appended_in_order_with_its_details(store: Store) -> None:
     assert all(h.instance_id == "a" for h in entries)
 
 
+def test_a_commit_keeps_its_history_rows_in_order_however_many_it_has(store: Store) -> None:
+    """None, a few (sent as plain parameters on PostgreSQL) or many (as one JSON array): the
+    rows land in the order given, each with all its fields, and a stale commit lands none."""
+    store.insert(row("a"), [], [])
+    version, names = 1, []
+    for size in (0, 2, 3, 5, 1):
+        batch = [
+            Record(
+                T0 + timedelta(seconds=len(names) + i),
+                "step",
+                thread="main",
+                name=f"s{len(names) + i}",
+                actor="ann" if i % 2 else None,
+                via="web" if i % 2 else None,
+                message=f"line {i}" if i else None,
+                detail={"n": i} if i else None,
+            )
+            for i in range(size)
+        ]
+        names += [r.name for r in batch]
+        assert store.save(row("a", version=version + 1), version, None, batch)
+        version += 1
+    assert not store.save(row("a", version=99), 1, None, [Record(T0, "step", name="stale")] * 3)
+    entries = store.history("a")
+    assert [h.name for h in entries] == names
+    assert [h.at for h in entries] == [T0 + timedelta(seconds=i) for i in range(len(names))]
+    second = entries[1]  # i == 1 of the first batch of two
+    assert (second.actor, second.via, second.message, second.detail) == (
+        "ann",
+        "web",
+        "line 1",
+        {"n": 1},
+    )
+    assert (entries[0].actor, entries[0].message, entries[0].detail) == (None, None, None)
+
+
 def ids(rows: list[Stored]) -> list[str]:
     return [r.id for r in rows]
 

@@ -32,6 +32,7 @@ class Working:
     model: Workflow | None = None
     history: list[Record] = field(default_factory=list)
     waits_dirty: bool = False
+    no_waits: bool = False  # known to have no wait rows as last committed
     validated: str | None = None  # the data the definition was last checked with
     built: tuple[Workflow, str, Statement] | None = None  # model, data, the tree they built
     base_marks: tuple[Any, ...] = ()  # `marks(row)` as last committed
@@ -58,11 +59,11 @@ class Working:
 
     def tree(self) -> Statement:
         """The definition built from the data as it is now. Kept while neither the model nor
-        the stored data changed (a step or handler always stores a new data string), so one
-        transition does not build the same tree twice."""
+        the stored data changed, so one transition does not build the same tree twice."""
         model = self.workflow()
         built = self.built
-        if built is not None and built[0] is model and built[1] is self.row.data:
+        # a step stores a new string each time, most often equal to the last
+        if built is not None and built[0] is model and built[1] == self.row.data:
             return built[2]
         tree = model.definition()
         self.built = (model, self.row.data, tree)

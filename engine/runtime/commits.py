@@ -3,7 +3,7 @@ with whatever another writer committed meanwhile."""
 
 from __future__ import annotations
 
-import uuid
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -30,6 +30,11 @@ class Committed:
 
 
 GIVE_UP_ATTEMPTS = 3
+
+
+def lease_token() -> str:
+    """A new lease holder's token: 32 random hex digits (as a uuid4's, without its cost)."""
+    return secrets.token_hex(16)
 
 
 class LostLease(Exception):
@@ -61,7 +66,7 @@ class Committer:
         row = work.row
         if row.lease_owner and row.lease_until and row.lease_until > now:
             return ""
-        owner = uuid.uuid4().hex
+        owner = lease_token()
         row.lease_owner, row.lease_until = owner, now + self.lease
         return owner
 
@@ -94,7 +99,9 @@ class Committer:
         progress = work.progress_only()
         stamp = row.updated_at if progress else now
         row.version, row.updated_at = expected + 1, stamp
-        waits = work.wait_records() if work.waits_dirty or work.terminal else None
+        # a finished instance has no wait rows: cleared unless known to be gone already
+        rewrite = work.waits_dirty or (work.terminal and not work.no_waits)
+        waits = work.wait_records() if rewrite else None
         try:
             with span(
                 "signoff.transition",
@@ -118,6 +125,8 @@ class Committer:
         logs.committed(row.id, row.workflow, work.history)
         self.metrics.committed(row.workflow, work.history)
         work.committed(expected + 1, stamp)
+        if waits is not None:
+            work.no_waits = not waits
         if row.due_at is not None and row.lease_owner is None:
             self.notify_due(row.id, row.due_at)
         return True

@@ -16,15 +16,15 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 from collections.abc import Collection, Iterator, Sequence
-from contextlib import contextmanager, nullcontext, suppress
+from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from datetime import UTC, datetime
 from time import monotonic
 from typing import Any
 
 from signoff.engine.core.records import Record, Stored, WaitRecord
 from signoff.engine.errors import Busy, DataNotStorable
+from signoff.engine.storage.lending import Lending
 
 INSTANCE_COLUMNS = (
     "workflow",
@@ -40,6 +40,8 @@ INSTANCE_COLUMNS = (
     "created_at",
     "updated_at",
 )
+# what a commit may change: all but the id, the workflow and the creation time
+_CHANGING_COLUMNS = tuple(c for c in INSTANCE_COLUMNS if c not in ("workflow", "created_at"))
 # what a step's commit mid-drive changes (see `RawWriter.write`'s `progress`)
 _PROGRESS_COLUMNS = ("data", "state", "version")
 _WAIT_COLUMNS = (
@@ -394,7 +396,7 @@ class RawWriter:
         self.select = (
             f"SELECT id, {', '.join(INSTANCE_COLUMNS)} FROM {instances} WHERE id = {p('id')}"
         )
-        sets = ", ".join(f"{c} = {p(c)}" for c in INSTANCE_COLUMNS)
+        sets = ", ".join(f"{c} = {p(c)}" for c in _CHANGING_COLUMNS)
         self.update = (
             f"UPDATE {instances} SET {sets} WHERE id = {p('b_id')} AND version = {p('b_expected')}"
         )
@@ -421,28 +423,42 @@ class RawWriter:
         # connections of our own, when the engine is ours and has a real pool (an in-memory
         # SQLite database is one shared connection, which must stay the pool's)
         memory = sqlite and db.url.database in (None, "", ":memory:")
-        self.kept: list[Any] | None = [] if own and not memory else None
         self._cursors: dict[int, Any] = {}  # id of a kept PostgreSQL connection -> its cursor
         # as many at once as the pool would have allowed (its size and overflow)
         pool = db.pool
         size = pool.size() if hasattr(pool, "size") else 1  # a StaticPool has one
         most = size + max(getattr(pool, "_max_overflow", 0), 0)
-        self.slots = threading.BoundedSemaphore(max(most, 1))
+        self.lending: Lending | None = (
+            Lending(self._detached, self._drop, most) if own and not memory else None
+        )
 
     def when(self, value: datetime | None) -> Any:
         return when(value, self.sqlite)
 
-    def row_params(self, row: Stored, progress: bool = False) -> dict[str, Any]:
-        if progress:
+    def row_params(self, row: Stored, written: str) -> dict[str, Any]:
+        """The row's values for an "insert", an "update" (what may change) or a "progress"
+        write (data, state and version)."""
+        if written == "progress":
             return {"data": row.data, "state": row.state, "version": row.version}
-        params = {c: getattr(row, c) for c in INSTANCE_COLUMNS}
-        for c in ("due_at", "lease_until", "created_at", "updated_at"):
-            params[c] = self.when(params[c])
-        params["id"] = row.id
+        when = self.when
+        params = {
+            "id": row.id,
+            "status": row.status,
+            "data": row.data,
+            "state": row.state,
+            "result": row.result,
+            "error": row.error,
+            "version": row.version,
+            "due_at": when(row.due_at),
+            "lease_owner": row.lease_owner,
+            "lease_until": when(row.lease_until),
+            "updated_at": when(row.updated_at),
+        }
+        if written == "insert":
+            params["workflow"], params["created_at"] = row.workflow, when(row.created_at)
         return params
 
-    @contextmanager
-    def connection(self) -> Iterator[Any]:
+    def connection(self) -> AbstractContextManager[Any]:
         """A DB-API connection for one load or commit; on PostgreSQL in autocommit mode.
 
         When signoff made the engine, the hot path keeps a few connections of its own (taken
@@ -450,29 +466,12 @@ class RawWriter:
         not a pool checkout and a reset. With the application's engine, connections come from
         its pool and go back as it expects them (autocommit off). Either way a connection the
         server dropped is thrown away, not reused."""
-        kept = self.kept
-        if kept is not None:
-            if not self.slots.acquire(timeout=CHECKOUT_TIMEOUT):
-                raise Busy("every database connection is busy; try again shortly")
-            try:
-                try:
-                    conn = kept.pop()
-                except IndexError:
-                    conn = self._detached()
-                try:
-                    yield conn
-                except BaseException as exc:
-                    if isinstance(exc, self.lost) or not self._idle(conn):
-                        self._drop(conn)
-                        raise
-                    if self.sqlite and conn.in_transaction:
-                        conn.rollback()
-                    kept.append(conn)
-                    raise
-                kept.append(conn)
-            finally:
-                self.slots.release()
-            return
+        if self.lending is not None:
+            return _Borrowed(self, self.lending)
+        return self._pooled()
+
+    @contextmanager
+    def _pooled(self) -> Iterator[Any]:
         conn = self.db.raw_connection()
         driver = conn.driver_connection
         try:
@@ -499,7 +498,7 @@ class RawWriter:
         for good (psycopg reads every result in full, so a cursor holds nothing on the server
         between uses). SQLite's cursors are never kept: one left at an unfinished SELECT would
         hold its read snapshot open and stop checkpoints."""
-        if self.sqlite or self.kept is None:
+        if self.sqlite or self.lending is None:
             return conn.cursor()
         cur = self._cursors.get(id(conn))
         if cur is None or cur.connection is not conn:  # an id reused by a new connection
@@ -526,11 +525,10 @@ class RawWriter:
         return self.sqlite or bool(conn.info.transaction_status == 0)
 
     def close(self) -> None:
-        """Close the connections kept for the hot path."""
-        kept, self.kept = self.kept, ([] if self.kept is not None else None)
-        for conn in kept or ():
-            self._drop(conn)
-        self._cursors.clear()
+        """Close the connections kept for the hot path (one in use is closed when it comes
+        back broken, or kept for the next use)."""
+        if self.lending is not None:
+            self.lending.close()
 
     def load(self, instance_id: str) -> Stored | None:
         """One instance row: a single SELECT, one round trip. A connection that turns out to
@@ -560,7 +558,8 @@ class RawWriter:
         `progress`: of the row, only data, state and version are written (the other columns
         are as last committed), so no index on them is touched."""
         progress = progress and expected_version is not None
-        params = self.row_params(row, progress)
+        written = "insert" if expected_version is None else "progress" if progress else "update"
+        params = self.row_params(row, written)
         if not self.sqlite:
             return self._write_pg(row, params, expected_version, waits, history, progress)
         with self.lock, self.connection() as conn:
@@ -642,24 +641,29 @@ class RawWriter:
                 "the database refused the data: PostgreSQL text fields cannot contain NUL "
                 "(0x00) bytes"
             )
-        params["w_rows"] = json.dumps(rows, default=_iso)
-        one = len(entries) == 1
-        if one:
-            params.update({f"h_{c}": v for c, v in entries[0].items()})
+        if rows:
+            params["w_rows"] = json.dumps(rows, default=_iso)
+        if len(entries) <= PLAIN_HISTORY:
+            for keys, entry in zip(_PLAIN_HISTORY_KEYS, entries, strict=False):
+                params.update(zip(keys, entry.values(), strict=True))
+            history_shape = len(entries)
         else:
             params["h_rows"] = json.dumps(entries, default=_iso)
+            history_shape = -1
         # an instance left due with nobody driving it: a scheduler in any process arms it
         due = row.due_at if row.lease_owner is None else None
         if due is not None:
             params["notify"] = f"{row.id} {due.astimezone(UTC).isoformat()}"
         if expected_version is None:
-            what = "insert"
+            shape = "insert"
         else:
             params["b_id"], params["b_expected"] = row.id, expected_version
-            what = "update waits" if waits is not None else "update"
-            if progress:
-                what = f"progress {what}"
-        sql = self.pg.sql[what, due is not None, one]
+            shape = "progress" if progress else "update"
+        if rows:
+            waits_shape = "replace"
+        else:  # a new row has no wait rows to clear
+            waits_shape = "keep" if waits is None or shape == "insert" else "clear"
+        sql = self.pg.sql(shape, waits_shape, due is not None, history_shape)
         try:
             with self.connection() as conn:
                 cur = self._cursor(conn)
@@ -698,92 +702,131 @@ class RawWriter:
         }
 
 
+class _Borrowed:
+    """One use of a kept connection (`RawWriter.connection`): a class, not a generator, as
+    it runs at every load and commit. A connection that failed mid-use goes back only when
+    it is still usable."""
+
+    __slots__ = ("conn", "lending", "writer")
+
+    def __init__(self, writer: RawWriter, lending: Lending) -> None:
+        self.writer, self.lending = writer, lending
+
+    def __enter__(self) -> Any:
+        self.conn = self.lending.take(CHECKOUT_TIMEOUT)
+        return self.conn
+
+    def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> None:
+        conn, writer = self.conn, self.writer
+        if exc is not None:
+            if isinstance(exc, writer.lost) or not writer._idle(conn):
+                self.lending.drop(conn)
+                return
+            if writer.sqlite and conn.in_transaction:
+                conn.rollback()
+        self.lending.give(conn)
+
+
 _WAIT_TYPES = {"began_at": "timestamp", "due_at": "timestamp"}
 _HISTORY_TYPES = {"at": "timestamp"}
 
 
+def _recordset(param: str, names: Sequence[str], types: dict[str, str]) -> str:
+    """The rows of a JSON array parameter, typed, numbered in order (column n)."""
+    typed = ", ".join(f"{n} {types.get(n, 'text')}" for n in names)
+    return (
+        f"ROWS FROM (json_to_recordset(%({param})s::json) AS ({typed})) "
+        f"WITH ORDINALITY AS x({', '.join(names)}, n)"
+    )
+
+
+# history rows up to this many go in as plain parameters; more as one JSON array
+PLAIN_HISTORY = 3
+# their parameters' names, by row: h0_instance_id, h0_at, ...
+_PLAIN_HISTORY_KEYS = [tuple(f"h{i}_{c}" for c in _HISTORY_COLUMNS) for i in range(PLAIN_HISTORY)]
+
+
 class _PgCommit:
-    """A commit on PostgreSQL as one statement. Its text is fixed whatever the number of rows
-    (the wait and history rows go in as one JSON array each, which the server turns back into
-    rows in order; a lone history row goes in as plain parameters), so each shape is prepared
-    once per connection and its parameters cost one json.dumps each to send."""
+    """A commit on PostgreSQL as one statement, of one shape per kind of commit:
+
+    - the row: inserted, updated in full, or updated in data, state and version only
+      ("progress", which leaves every indexed column alone, so the update can be HOT);
+    - the wait rows: kept, cleared, or replaced by new ones (one JSON array, which the server
+      turns back into rows in order);
+    - the history rows: up to `PLAIN_HISTORY` as plain parameters, more as one JSON array;
+    - whether schedulers are told the instance falls due (NOTIFY).
+
+    A shape's text is fixed whatever the values, so each is prepared once per connection; a
+    commit carries no part it does not need (an empty JSON array still costs the server a
+    function scan and the client a dump)."""
 
     def __init__(self, instances: str, waits: str, history: str) -> None:
-        def rows(param: str, names: Sequence[str], types: dict[str, str]) -> str:
-            typed = ", ".join(f"{n} {types.get(n, 'text')}" for n in names)
-            return (
-                f"ROWS FROM (json_to_recordset(%({param})s::json) AS ({typed})) "
-                f"WITH ORDINALITY AS x({', '.join(names)}, n)"
-            )
-
-        w_cols, h_cols = _WAIT_COLUMNS[1:], _HISTORY_COLUMNS[1:]
-        waits_in = (
-            f"INSERT INTO {waits} ({', '.join(_WAIT_COLUMNS)}) "
-            f"SELECT k.id, {', '.join('x.' + c for c in w_cols)} "
-            f"FROM k, {rows('w_rows', w_cols, _WAIT_TYPES)} ORDER BY x.n"
-        )
-        history_in = (
-            f"INSERT INTO {history} ({', '.join(_HISTORY_COLUMNS)}) "
-            f"SELECT k.id, {', '.join('x.' + c for c in h_cols)} "
-            f"FROM k, {rows('h_rows', h_cols, _HISTORY_TYPES)} ORDER BY x.n"
-        )
-        cols = ("id", *INSTANCE_COLUMNS)
-        sets = ", ".join(f"{c} = %({c})s" for c in INSTANCE_COLUMNS)
-        guarded = (
-            f"UPDATE {instances} SET {sets} "
-            "WHERE id = %(b_id)s AND version = %(b_expected)s RETURNING id"
-        )
-        # data, state and version only: no indexed column changes, so the update can be HOT
-        progress = (
-            f"UPDATE {instances} SET "
-            + ", ".join(f"{c} = %({c})s" for c in _PROGRESS_COLUMNS)
-            + " WHERE id = %(b_id)s AND version = %(b_expected)s RETURNING id"
-        )
-
-        # k holds the row's id when the write happened, no row when the version check failed:
-        # every other part joins k, so a failed check writes nothing at all. With `notified`,
-        # n tells the schedulers LISTENing on DUE_CHANNEL that the instance is due at a new
-        # time (sent when the statement commits, and only if it wrote). A commit that leaves
-        # nothing due uses the statement without it: the NOTIFY part costs a good part of a
-        # commit even when it sends nothing.
-        def statement(notified: bool, head: str, *parts: str) -> str:
-            ctes = [head, *parts]
-            done = "SELECT (SELECT count(*) FROM k)"
-            if notified:
-                ctes.append(f"n AS (SELECT pg_notify('{DUE_CHANNEL}', %(notify)s) FROM k)")
-                done += ", (SELECT count(*) FROM n)"
-            return f"WITH {', '.join(ctes)} {done}"
-
-        inserted = (
-            f"k AS (INSERT INTO {instances} ({', '.join(cols)}) "
-            f"VALUES ({', '.join(f'%({c})s' for c in cols)}) RETURNING id)"
-        )
-        replaced = f"d AS (DELETE FROM {waits} WHERE instance_id IN (SELECT id FROM k))"
-        # the commonest commit, a step's, has one history row: it goes in as parameters of its
-        # own, which spares the JSON both ways
-        history_one = (
-            f"INSERT INTO {history} ({', '.join(_HISTORY_COLUMNS)}) "
-            f"SELECT k.id, {', '.join(f'%(h_{c})s' for c in h_cols)} FROM k"
-        )
-        waits_part = f"w AS ({waits_in})"
-        shapes = {
-            "insert": (inserted, waits_part),
-            "update": (f"k AS ({guarded})",),
-            "update waits": (f"k AS ({guarded})", replaced, waits_part),
-            "progress update": (f"k AS ({progress})",),
-            "progress update waits": (f"k AS ({progress})", replaced, waits_part),
-        }
-        self.instances = instances
+        self.instances, self.waits, self.history = instances, waits, history
         self.claims: dict[tuple[bool, bool], str] = {}
-        # (what, notified, one history row) -> the statement
-        self.sql = {
-            (what, notified, one): statement(
-                notified, *parts, f"h AS ({history_one if one else history_in})"
+        # (row, waits, notified, history rows: a count, or -1 for JSON) -> the statement
+        self.shapes: dict[tuple[str, str, bool, int], str] = {}
+
+    def sql(self, row: str, waits: str, notified: bool, history: int) -> str:
+        key = (row, waits, notified, history)
+        found = self.shapes.get(key)
+        if found is None:
+            found = self.shapes[key] = self._shape(*key)
+        return found
+
+    def _shape(self, row: str, waits: str, notified: bool, history: int) -> str:
+        cols = ("id", *INSTANCE_COLUMNS)
+        if row == "insert":
+            head = (
+                f"INSERT INTO {self.instances} ({', '.join(cols)}) "
+                f"VALUES ({', '.join(f'%({c})s' for c in cols)}) RETURNING id"
             )
-            for what, parts in shapes.items()
-            for notified in (False, True)
-            for one in (False, True)
-        }
+        else:
+            written = _PROGRESS_COLUMNS if row == "progress" else _CHANGING_COLUMNS
+            head = (
+                f"UPDATE {self.instances} SET {', '.join(f'{c} = %({c})s' for c in written)} "
+                "WHERE id = %(b_id)s AND version = %(b_expected)s RETURNING id"
+            )
+        # k holds the row's id when the write happened, no row when the version check
+        # failed: every other part joins k, so a failed check writes nothing at all
+        ctes = [f"k AS ({head})"]
+        if waits != "keep" and row != "insert":
+            ctes.append(f"d AS (DELETE FROM {self.waits} WHERE instance_id IN (SELECT id FROM k))")
+        if waits == "replace":
+            w_cols = _WAIT_COLUMNS[1:]
+            ctes.append(
+                f"w AS (INSERT INTO {self.waits} ({', '.join(_WAIT_COLUMNS)}) "
+                f"SELECT k.id, {', '.join('x.' + c for c in w_cols)} "
+                f"FROM k, {_recordset('w_rows', w_cols, _WAIT_TYPES)} ORDER BY x.n)"
+            )
+        h_cols = _HISTORY_COLUMNS[1:]
+        into = f"INSERT INTO {self.history} ({', '.join(_HISTORY_COLUMNS)})"
+        if history < 0:
+            ctes.append(
+                f"h AS ({into} SELECT k.id, {', '.join('x.' + c for c in h_cols)} "
+                f"FROM k, {_recordset('h_rows', h_cols, _HISTORY_TYPES)} ORDER BY x.n)"
+            )
+        elif history == 1:
+            plain = ", ".join(f"%(h0_{c})s" for c in h_cols)
+            ctes.append(f"h AS ({into} SELECT k.id, {plain} FROM k)")
+        elif history > 1:
+            # typed like the columns, as the branches of a UNION are not typed by the INSERT
+            rows = " UNION ALL ".join(
+                f"SELECT {i} AS n, "
+                + ", ".join(f"%(h{i}_{c})s::{_HISTORY_TYPES.get(c, 'text')} AS {c}" for c in h_cols)
+                for i in range(history)
+            )
+            ctes.append(
+                f"h AS ({into} SELECT k.id, {', '.join('x.' + c for c in h_cols)} "
+                f"FROM k, ({rows}) AS x ORDER BY x.n)"
+            )
+        done = "SELECT (SELECT count(*) FROM k)"
+        if notified:
+            # tells the schedulers LISTENing on DUE_CHANNEL that the instance is due at a new
+            # time (sent when the statement commits, and only if it wrote); a commit that
+            # leaves nothing due goes without it, as the part costs even when it sends nothing
+            ctes.append(f"n AS (SELECT pg_notify('{DUE_CHANNEL}', %(notify)s) FROM k)")
+            done += ", (SELECT count(*) FROM n)"
+        return f"WITH {', '.join(ctes)} {done}"
 
     def claim(self, one: bool, some: bool) -> str:
         """The claim statement for one instance (`one`) or a batch, of some workflows or any.
