@@ -18,6 +18,8 @@ MAX_JSON_BYTES = 256 * 1024
 """Size of a payload or of start data, encoded as JSON."""
 
 NUL = "\x00"
+# JSON as stored (UTF-8, anything else as its text), to measure: one encoder for every call
+_MEASURE = json.JSONEncoder(ensure_ascii=False, default=str)
 
 
 def text_problem(text: str, what: str) -> str | None:
@@ -50,7 +52,7 @@ def json_problem(
             else:
                 stack.extend((inner, depth + 1) for inner in item)
     try:
-        size = len(json.dumps(value, ensure_ascii=False, default=str).encode())
+        size = len(_MEASURE.encode(value).encode())
     except (TypeError, ValueError) as exc:
         return f"{what} is not JSON: {exc}"
     if size > max_bytes:

@@ -74,8 +74,11 @@ def when(value: datetime | None, sqlite: bool) -> Any:
     """A datetime as SQLAlchemy's UTCDateTime column stores it: naive UTC."""
     if value is None:
         return None
-    naive = (value if value.tzinfo is UTC else value.astimezone(UTC)).replace(tzinfo=None)
-    return naive.isoformat(" ", "microseconds") if sqlite else naive
+    if value.tzinfo is not UTC:
+        value = value.astimezone(UTC)
+    if sqlite:  # the text without its "+00:00"
+        return value.isoformat(" ", "microseconds")[:-6]
+    return value.replace(tzinfo=None)
 
 
 def stored(found: Sequence[Any]) -> Stored:
@@ -698,7 +701,7 @@ class RawWriter:
             "actor": h.actor,
             "via": h.via,
             "message": h.message,
-            "detail": json.dumps(h.detail, default=str) if h.detail is not None else None,
+            "detail": _DETAIL.encode(h.detail) if h.detail is not None else None,
         }
 
 
@@ -727,6 +730,8 @@ class _Borrowed:
         self.lending.give(conn)
 
 
+# a history row's detail as JSON, anything else as its text (one encoder for every row)
+_DETAIL = json.JSONEncoder(default=str)
 _WAIT_TYPES = {"began_at": "timestamp", "due_at": "timestamp"}
 _HISTORY_TYPES = {"at": "timestamp"}
 
