@@ -106,3 +106,19 @@ def test_only_operators_retry_or_cancel(client: TestClient, engine: Engine) -> N
     response = client.post("/instances-bulk", data={"action": "cancel", "pick": [iid]})
     assert response.status_code == 409 and "operator" in response.text
     assert engine.get(iid).status == "waiting"
+
+
+def test_bulk_controls_show_only_when_a_row_can_be_selected(
+    alice: TestClient, engine: Engine
+) -> None:
+    """An empty inbox or a list of finished instances offers nothing to select, so it shows no
+    "Approve selected" or "Cancel selected" bar (on a phone it took a screen for nothing)."""
+    empty = alice.get("/approvals")
+    assert "Nothing waits for you." in empty.text and 'id="bulk"' not in empty.text
+    iid = engine.start("Trip", {}, id="t1")
+    assert 'id="bulk"' in alice.get("/approvals").text
+    assert 'id="bulk-instances"' in alice.get("/").text  # a waiting instance: cancel it
+    engine.cancel(iid, actor="alice")
+    assert 'id="bulk"' not in alice.get("/approvals").text
+    listed = alice.get("/")
+    assert "t1" in listed.text and 'id="bulk-instances"' not in listed.text
