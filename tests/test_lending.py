@@ -3,12 +3,15 @@ a borrower waits for one when all are out, and a broken one frees its place."""
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
+from typing import Any
 
 import pytest
 from signoff.engine.errors import Busy
 from signoff.engine.storage.lending import Lending
+from signoff.engine.storage.store import Store
 
 
 class Opener:
@@ -109,12 +112,32 @@ def test_many_threads_borrowing_at_once_never_share_a_connection() -> None:
     assert clashes == [] and len(db.opened) <= 3
 
 
-def test_close_closes_the_idle_connections() -> None:
+def test_close_closes_the_idle_connections_now_and_those_in_use_when_given_back() -> None:
     db = Opener()
     lending = Lending(db.open, db.close, most=3)
     a, b = lending.take(1), lending.take(1)
     lending.give(a)
     lending.close()
     assert db.closed == [a]
-    lending.give(b)  # in use during close: back for the next use
-    assert lending.take(1) == b
+    lending.give(b)  # in use during close: closed as it comes back, not kept
+    assert db.closed == [a, b] and lending.opened == 0
+    c = lending.take(1)  # still usable: a new connection, kept as usual
+    lending.give(c)
+    assert c not in db.closed and lending.take(1) == c
+
+
+def test_a_connection_that_cannot_even_roll_back_is_dropped_not_leaked(tmp_path: Any) -> None:
+    """A commit failing on a connection that then fails its rollback too (a disk error, a
+    closed handle): the connection is closed and its place freed, so the next load does not
+    wait for a connection nobody will give back."""
+    store = Store(f"sqlite:///{tmp_path}/a.db", pool_size=1)
+    lending = store.raw.lending
+    assert lending is not None
+    for _ in range(lending.most + 1):
+        with pytest.raises(sqlite3.ProgrammingError), store.raw.connection() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.close()  # its rollback can only fail now
+            conn.execute("SELECT 1")
+    assert lending.opened == 0
+    assert store.load("nothing") is None  # answered at once, not Busy after 30 s
+    store.close()

@@ -28,6 +28,8 @@ class Lending:
         self.idle: list[Any] = []  # list.pop and list.append are atomic: the fast path
         self.opened = 0  # connections in use and idle
         self.waiting = 0
+        self.lent: set[Any] = set()  # every connection open now, idle or in use
+        self.retiring: set[Any] = set()  # in use when `close` was called: closed when back
         self.changed = threading.Condition(threading.Lock())
 
     def take(self, timeout: float) -> Any:
@@ -55,12 +57,19 @@ class Lending:
             finally:
                 self.waiting -= 1
         try:
-            return self.open_one()
+            conn = self.open_one()
         except BaseException:
             self._forget()
             raise
+        with self.changed:
+            self.lent.add(conn)
+        return conn
 
     def give(self, conn: Any) -> None:
+        if self.retiring and conn in self.retiring:
+            self.retiring.discard(conn)
+            self.drop(conn)
+            return
         self.idle.append(conn)
         if self.waiting:
             with self.changed:
@@ -70,15 +79,22 @@ class Lending:
         try:
             self.close_one(conn)
         finally:
+            with self.changed:
+                self.lent.discard(conn)
             self._forget()
 
     def close(self) -> None:
-        """Close the idle connections (one in use comes back idle, and stays usable)."""
+        """Close the idle connections now and those in use when they are given back. A later
+        `take` opens new ones (a store stays usable after `close`, as an SQLAlchemy engine
+        does after `dispose`)."""
+        with self.changed:
+            self.retiring |= self.lent
         while True:
             try:
                 conn = self.idle.pop()
             except IndexError:
                 return
+            self.retiring.discard(conn)
             self.drop(conn)
 
     def _forget(self) -> None:

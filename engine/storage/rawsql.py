@@ -528,8 +528,7 @@ class RawWriter:
         return self.sqlite or bool(conn.info.transaction_status == 0)
 
     def close(self) -> None:
-        """Close the connections kept for the hot path (one in use is closed when it comes
-        back broken, or kept for the next use)."""
+        """Close the connections kept for the hot path (one in use when it comes back)."""
         if self.lending is not None:
             self.lending.close()
 
@@ -725,8 +724,13 @@ class _Borrowed:
             if isinstance(exc, writer.lost) or not writer._idle(conn):
                 self.lending.drop(conn)
                 return
-            if writer.sqlite and conn.in_transaction:
-                conn.rollback()
+            if writer.sqlite:
+                try:
+                    if conn.in_transaction:
+                        conn.rollback()
+                except BaseException:
+                    self.lending.drop(conn)  # unusable; the first failure is what propagates
+                    return
         self.lending.give(conn)
 
 
