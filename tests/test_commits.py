@@ -122,3 +122,23 @@ def test_a_long_step_begun_with_half_a_lease_left_is_never_taken_over(sqlite_url
             poller.join()
     assert LONG_RUNS == ["MainThread"]
     assert here.get("handover").status == "completed"
+
+
+def test_lease_tokens_never_repeat_in_a_process_or_across_a_fork() -> None:
+    """Two holders with one token would each take the other's lease for their own."""
+    import os
+
+    from signoff.engine.runtime.commits import lease_token
+
+    made = {lease_token() for _ in range(10_000)}
+    assert len(made) == 10_000 and all(len(t) <= 64 for t in made)
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # the child: report its next token and leave at once
+        os.write(write, lease_token().encode())
+        os._exit(0)
+    os.close(write)
+    theirs = os.read(read, 100).decode()
+    os.waitpid(child, 0)
+    mine = lease_token()
+    assert theirs and theirs[:24] != mine[:24] and theirs not in made

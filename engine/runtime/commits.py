@@ -3,6 +3,8 @@ with whatever another writer committed meanwhile."""
 
 from __future__ import annotations
 
+import itertools
+import os
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,9 +34,24 @@ class Committed:
 GIVE_UP_ATTEMPTS = 3
 
 
+_PROCESS = secrets.token_hex(12)  # this process's part of every lease token it makes
+_TOKENS = itertools.count(1)
+
+
+def _new_process() -> None:
+    """A forked child (a pre-forking server's worker) draws its own part: tokens must never
+    repeat between two processes."""
+    global _PROCESS
+    _PROCESS = secrets.token_hex(12)
+
+
+os.register_at_fork(after_in_child=_new_process)
+
+
 def lease_token() -> str:
-    """A new lease holder's token: 32 random hex digits (as a uuid4's, without its cost)."""
-    return secrets.token_hex(16)
+    """A new lease holder's token, unique across processes: a random part drawn once per
+    process and a counter (`next` on an itertools.count is atomic), no system call each."""
+    return f"{_PROCESS}{next(_TOKENS):x}"
 
 
 class LostLease(Exception):
