@@ -294,6 +294,24 @@ def test_due_work_is_claimed_earliest_first_and_once(store: Store) -> None:
     assert again[3:] == [("future", T0 + timedelta(days=1))]
 
 
+def test_a_claim_takes_only_the_named_instance_and_only_the_workflows_it_may_run(
+    store: Store,
+) -> None:
+    """A worker started for some workflows never leases another's instance; a timer's own
+    claim takes its instance alone, and only when it is due and free."""
+    for n, workflow in enumerate(("Expense", "Trip", "Expense", "Other")):
+        store.insert(row(f"d{n}", workflow=workflow, due_at=T0 + timedelta(minutes=n)), [], [])
+    hour = T0 + timedelta(hours=1)
+    later = hour + timedelta(minutes=1)
+    assert store.claim_due(hour, "w", later, workflows=[]) == []
+    assert ids(store.claim_due(hour, "w", later, workflows=["Trip", "Other"])) == ["d1", "d3"]
+    assert store.claim_due(T0, "w", later, instance_id="d2") == []  # not due yet
+    assert store.claim_due(hour, "w", later, instance_id="d2", workflows=["Trip"]) == []
+    assert ids(store.claim_due(hour, "w", later, instance_id="d2", workflows=["Expense"])) == ["d2"]
+    assert store.claim_due(hour, "x", later, instance_id="d2") == []  # leased now
+    assert ids(store.claim_due(hour, "x", later)) == ["d0"]
+
+
 def test_page_filters_and_pages_by_keyset_most_recent_first(store: Store) -> None:
     for n in range(7):
         store.insert(

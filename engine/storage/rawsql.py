@@ -421,6 +421,9 @@ class RawWriter:
             f"INSERT INTO {history} ({', '.join(_HISTORY_COLUMNS)}) "
             f"VALUES ({', '.join(p(c) for c in _HISTORY_COLUMNS)})"
         )
+        self.instances = instances
+        # (one instance, some workflows) -> (is one due?, the claim): SQLite's claims
+        self.sqlite_claims: dict[tuple[bool, bool], tuple[str, str]] = {}
         if not sqlite:
             self.pg = _PgCommit(instances, waits, history)
         # connections of our own, when the engine is ours and has a real pool (an in-memory
@@ -604,25 +607,67 @@ class RawWriter:
         instance_id: str | None,
         workflows: Collection[str] | None,
     ) -> list[Stored]:
-        """`Store.claim_due` on PostgreSQL: the pick (FOR UPDATE SKIP LOCKED) and the lease in
-        one autocommit statement that returns the claimed rows, prepared once per shape (one
-        instance or a batch, any or some workflows)."""
+        """`Store.claim_due`, as SQL text built once per shape (one instance or a batch, any or
+        some workflows): a timer's fire starts with it, and building the statement with
+        SQLAlchemy cost more than running it.
+
+        On PostgreSQL: the pick (FOR UPDATE SKIP LOCKED) and the lease in one autocommit
+        statement that returns the claimed rows. On SQLite: a read first, so the write lock is
+        taken only when something is due; then, under the lock (BEGIN IMMEDIATE), the pick and
+        the lease in one UPDATE ... RETURNING."""
         one, some = instance_id is not None, workflows is not None
-        sql = self.pg.claims.get((one, some))
-        if sql is None:
-            sql = self.pg.claims[one, some] = self.pg.claim(one, some)
         params = {
             "now": self.when(now),
             "owner": owner,
             "until": self.when(until),
             "limit": limit,
             "id": instance_id,
-            "workflows": list(workflows or ()),
         }
+        if not self.sqlite:
+            sql = self.pg.claims.get((one, some))
+            if sql is None:
+                sql = self.pg.claims[one, some] = self.pg.claim(one, some)
+            params["workflows"] = list(workflows or ())
+            with self.connection() as conn:
+                cur = self._cursor(conn)
+                cur.execute(sql, params)
+                return [stored(r) for r in cur.fetchall()]
+        params["workflows"] = json.dumps(list(workflows or ()))
+        found, claim = self.sqlite_claims.get((one, some)) or self._sqlite_claim(one, some)
         with self.connection() as conn:
-            cur = self._cursor(conn)
-            cur.execute(sql, params)
-            return [stored(r) for r in cur.fetchall()]
+            if not conn.execute(found, params).fetchall():
+                return []
+        with self.lock, self.connection() as conn:
+            cur = conn.cursor()
+            cur.execute("BEGIN IMMEDIATE")
+            try:
+                claimed = cur.execute(claim, params).fetchall()
+                conn.commit()
+            except BaseException:
+                conn.rollback()
+                raise
+        return [stored(r) for r in claimed]
+
+    def _sqlite_claim(self, one: bool, some: bool) -> tuple[str, str]:
+        """(is one due?, the claim) on SQLite, for one instance or a batch, any or some
+        workflows (a JSON array of names, so the text is the same for any number of them)."""
+        free = (
+            "due_at <= :now AND (lease_owner IS NULL OR lease_until IS NULL OR lease_until <= :now)"
+        )
+        if one:
+            free += " AND id = :id"
+        if some:
+            free += " AND workflow IN (SELECT value FROM json_each(:workflows))"
+        table = self.instances
+        shapes = (
+            f"SELECT 1 FROM {table} WHERE {free} LIMIT 1",
+            f"UPDATE {table} SET lease_owner = :owner, lease_until = :until, due_at = :until, "
+            f"version = version + 1 WHERE id IN (SELECT id FROM {table} WHERE {free} "
+            f"ORDER BY due_at LIMIT :limit) AND {free} "
+            f"RETURNING id, {', '.join(INSTANCE_COLUMNS)}",
+        )
+        self.sqlite_claims[one, some] = shapes
+        return shapes
 
     def _write_pg(
         self,

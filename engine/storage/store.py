@@ -19,7 +19,7 @@ from typing import Any
 from signoff.engine.core.records import Record, Stored, WaitRecord
 from signoff.engine.errors import Conflict
 from signoff.engine.storage import migrate as migrations
-from signoff.engine.storage.rawsql import INSTANCE_COLUMNS, RawPager, RawWriter, stored
+from signoff.engine.storage.rawsql import RawPager, RawWriter
 from signoff.engine.storage.tables import HISTORY, INSTANCES
 from signoff.engine.views import HistoryEntry
 from sqlalchemy import (
@@ -162,33 +162,7 @@ class Store:
         IMMEDIATE) makes the pick and the update one atomic step. An instance claimed here is
         due again at `until` if its claimer dies, like any other lease.
         """
-        if not self.is_sqlite:  # one prepared statement, one round trip
-            return self.raw.claim_due(now, owner, until, limit, instance_id, workflows)
-        cols = INSTANCES.c
-        free = and_(
-            cols.due_at <= now,
-            or_(cols.lease_owner.is_(None), cols.lease_until.is_(None), cols.lease_until <= now),
-        )
-        if instance_id is not None:
-            free = and_(free, cols.id == instance_id)
-        if workflows is not None:  # never lease what this process cannot run
-            free = and_(free, cols.workflow.in_(list(workflows)))
-        # SQLite from here on. A read first: the write lock is taken only when something is due;
-        # the write transaction then makes the pick and the update one atomic step
-        with self.db.connect() as conn:
-            if conn.execute(select(cols.id).where(free).limit(1)).first() is None:
-                return []
-        pick = select(cols.id).where(free).order_by(cols.due_at).limit(limit)
-        with self._write() as conn:
-            claimed = conn.execute(
-                update(INSTANCES)
-                .where(cols.id.in_(pick.scalar_subquery()), free)
-                .values(
-                    lease_owner=owner, lease_until=until, due_at=until, version=cols.version + 1
-                )
-                .returning(cols.id, *(cols[c] for c in INSTANCE_COLUMNS))
-            ).all()
-        return [stored(r) for r in claimed]
+        return self.raw.claim_due(now, owner, until, limit, instance_id, workflows)
 
     def any_due(self, now: datetime, workflows: Collection[str] | None = None) -> bool:
         """Whether some instance is due at `now` and free to claim: a plain read, locking
