@@ -9,8 +9,9 @@ another process, creates timers the way a web process would:
    between each one's due time and the transition that applied its event (from the history) gives
    p50 / p99 / max;
 3. burst: 1,000 timers due within 10 s, all inside the horizon (each then has a job): the worst
-   case for memory. On SQLite a fire is four short write transactions (claim, fire, step, end);
-   the worker sustains about 250 fires/s on one file, so bursts beyond that queue up.
+   case for memory. On SQLite a fire is a claim and short write transactions (fire, step,
+   end); one drain fires about 900 instances/s on one file (1.1 ms each at synchronous=FULL),
+   so bursts beyond that queue up.
 
 Run: `.venv/bin/python bench/timers.py [--quick] [--db URL]`.
 """
