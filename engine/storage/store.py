@@ -10,10 +10,12 @@ through `placement.py`.
 from __future__ import annotations
 
 import json
+import sqlite3
 import threading
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from datetime import datetime
+from time import monotonic, sleep
 from typing import Any
 
 from signoff.engine.core.records import Record, Stored, WaitRecord
@@ -296,13 +298,37 @@ def _create(url: str, synchronous: str, pool_size: int) -> Database:
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
         cursor = dbapi_conn.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute(f"PRAGMA synchronous={synchronous.upper()}")
         cursor.execute("PRAGMA busy_timeout=30000")
+        _write_ahead(cursor)
+        cursor.execute(f"PRAGMA synchronous={synchronous.upper()}")
         cursor.close()
 
     _begin_as_writer(db)
     return db
+
+
+WAL_PATIENCE = 30.0  # seconds a new connection waits for another to finish switching to WAL
+
+
+def _write_ahead(cursor: Any) -> None:
+    """Put the file in WAL mode (kept in the file: once is enough). Switching needs the file
+    to itself, and SQLite answers "database is locked" at once, without waiting, while another
+    connection holds it, as when several processes open a new file together. So look first,
+    and retry a switch that found the file busy until another process has made it or the
+    patience runs out."""
+    deadline = monotonic() + WAL_PATIENCE
+    pause = 0.005
+    while True:
+        try:
+            if str(cursor.execute("PRAGMA journal_mode").fetchone()[0]).lower() == "wal":
+                return
+            cursor.execute("PRAGMA journal_mode=WAL").fetchall()
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or monotonic() > deadline:
+                raise
+        sleep(pause)
+        pause = min(pause * 2, 0.1)
 
 
 def _begin_as_writer(db: Database) -> None:
