@@ -309,7 +309,12 @@ def test_a_claim_takes_only_the_named_instance_and_only_the_workflows_it_may_run
     assert store.claim_due(hour, "w", later, instance_id="d2", workflows=["Trip"]) == []
     assert ids(store.claim_due(hour, "w", later, instance_id="d2", workflows=["Expense"])) == ["d2"]
     assert store.claim_due(hour, "x", later, instance_id="d2") == []  # leased now
+    assert store.any_due(hour, ["Expense"]) and not store.any_due(hour, ["Trip", "Other"])
     assert ids(store.claim_due(hour, "x", later)) == ["d0"]
+    assert not store.any_due(hour)  # every one leased
+    after = later + timedelta(seconds=1)  # every lease ran out: due again, for those who may
+    assert store.any_due(after) and store.any_due(after, ["Other"])
+    assert not store.any_due(after, ["Nope"]) and not store.any_due(after, [])
 
 
 def test_page_filters_and_pages_by_keyset_most_recent_first(store: Store) -> None:

@@ -648,6 +648,21 @@ class RawWriter:
                 raise
         return [stored(r) for r in claimed]
 
+    def any_due(self, now: datetime, workflows: Collection[str] | None) -> bool:
+        """`Store.any_due`: whether an instance is due at `now` and free, a plain read."""
+        some = workflows is not None
+        if self.sqlite:
+            found = (self.sqlite_claims.get((False, some)) or self._sqlite_claim(False, some))[0]
+            params: dict[str, Any] = {"now": self.when(now)}
+            params["workflows"] = json.dumps(list(workflows or ()))
+            with self.connection() as conn:
+                return bool(conn.execute(found, params).fetchall())
+        sql = self.pg.claims.get(("due", some)) or self.pg.due(some)
+        with self.connection() as conn:
+            cur = self._cursor(conn)
+            cur.execute(sql, {"now": self.when(now), "workflows": list(workflows or ())})
+            return bool(cur.fetchall())
+
     def _sqlite_claim(self, one: bool, some: bool) -> tuple[str, str]:
         """(is one due?, the claim) on SQLite, for one instance or a batch, any or some
         workflows (a JSON array of names, so the text is the same for any number of them)."""
@@ -816,7 +831,8 @@ class _PgCommit:
 
     def __init__(self, instances: str, waits: str, history: str) -> None:
         self.instances, self.waits, self.history = instances, waits, history
-        self.claims: dict[tuple[bool, bool], str] = {}
+        # (one instance, some workflows) -> the claim; ("due", some workflows) -> the test
+        self.claims: dict[tuple[bool | str, bool], str] = {}
         # (row, waits, notified, history rows: a count, or -1 for JSON) -> the statement
         self.shapes: dict[tuple[str, str, bool, int], str] = {}
 
@@ -881,6 +897,17 @@ class _PgCommit:
             ctes.append(f"n AS (SELECT pg_notify('{DUE_CHANNEL}', %(notify)s) FROM k)")
             done += ", (SELECT count(*) FROM n)"
         return f"WITH {', '.join(ctes)} {done}"
+
+    def due(self, some: bool) -> str:
+        """Whether an instance (of some workflows) is due and free: the claim's test, alone."""
+        sql = (
+            f"SELECT 1 FROM {self.instances} WHERE due_at <= %(now)s AND (lease_owner IS NULL "
+            "OR lease_until IS NULL OR lease_until <= %(now)s)"
+        )
+        if some:
+            sql += " AND workflow = ANY(%(workflows)s::text[])"
+        self.claims["due", some] = sql = sql + " LIMIT 1"
+        return sql
 
     def claim(self, one: bool, some: bool) -> str:
         """The claim statement for one instance (`one`) or a batch, of some workflows or any.

@@ -25,11 +25,9 @@ from signoff.engine.storage.rawsql import RawPager, RawWriter
 from signoff.engine.storage.tables import HISTORY, INSTANCES
 from signoff.engine.views import HistoryEntry
 from sqlalchemy import (
-    and_,
     create_engine,
     event,
     func,
-    or_,
     select,
     update,
 )
@@ -171,15 +169,7 @@ class Store:
         nothing. A claim can come back empty while one is (on PostgreSQL, the row it picked
         was claimed by another process in the same instant), so an empty claim alone does not
         prove that nothing is left."""
-        cols = INSTANCES.c
-        free = and_(
-            cols.due_at <= now,
-            or_(cols.lease_owner.is_(None), cols.lease_until.is_(None), cols.lease_until <= now),
-        )
-        if workflows is not None:
-            free = and_(free, cols.workflow.in_(list(workflows)))
-        with self.db.connect() as conn:
-            return conn.execute(select(cols.id).where(free).limit(1)).first() is not None
+        return self.raw.any_due(now, workflows)
 
     def upcoming(
         self, after: datetime, until: datetime, limit: int = 10_000
