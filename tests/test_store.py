@@ -317,6 +317,18 @@ def test_a_claim_takes_only_the_named_instance_and_only_the_workflows_it_may_run
     assert not store.any_due(after, ["Nope"]) and not store.any_due(after, [])
 
 
+def test_a_time_without_a_zone_is_refused_and_claims_nothing(store: Store) -> None:
+    """A naive datetime could be any zone's; read as the machine's, it would lease an
+    instance early or late, so it is refused before anything is written."""
+    store.insert(row("due", due_at=T0), [], [])
+    naive = (T0 + timedelta(hours=1)).replace(tzinfo=None)
+    with pytest.raises(ValueError, match="aware"):
+        store.claim_due(naive, "w", T0 + timedelta(hours=2))
+    with pytest.raises(ValueError, match="aware"):
+        store.any_due(naive)
+    assert store.load("due").lease_owner is None  # type: ignore[union-attr]
+
+
 def test_page_filters_and_pages_by_keyset_most_recent_first(store: Store) -> None:
     for n in range(7):
         store.insert(

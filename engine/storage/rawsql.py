@@ -74,6 +74,8 @@ def when(value: datetime | None, sqlite: bool) -> Any:
     """A datetime as SQLAlchemy's UTCDateTime column stores it: naive UTC."""
     if value is None:
         return None
+    if value.tzinfo is None:  # as the UTCDateTime column type refuses it
+        raise ValueError("signoff stores aware datetimes only")
     if value.tzinfo is not UTC:
         value = value.astimezone(UTC)
     if sqlite:  # the text without its "+00:00"
@@ -672,10 +674,13 @@ class RawWriter:
         if one:
             free += " AND id = :id"
         if some:
-            free += " AND workflow IN (SELECT value FROM json_each(:workflows))"
+            # "+": a filter, not an index to search by; SQLite would otherwise walk every
+            # instance of these workflows, finished ones included, where due_at's index
+            # finds the few that are due
+            free += " AND +workflow IN (SELECT value FROM json_each(:workflows))"
         table = self.instances
         shapes = (
-            f"SELECT 1 FROM {table} WHERE {free} LIMIT 1",
+            f"SELECT 1 FROM {table} WHERE {free} ORDER BY due_at LIMIT 1",
             f"UPDATE {table} SET lease_owner = :owner, lease_until = :until, due_at = :until, "
             f"version = version + 1 WHERE id IN (SELECT id FROM {table} WHERE {free} "
             f"ORDER BY due_at LIMIT :limit) AND {free} "
@@ -906,7 +911,8 @@ class _PgCommit:
         )
         if some:
             sql += " AND workflow = ANY(%(workflows)s::text[])"
-        self.claims["due", some] = sql = sql + " LIMIT 1"
+        # ordered, so that even a generic plan reads due_at's index, not every row
+        self.claims["due", some] = sql = sql + " ORDER BY due_at LIMIT 1"
         return sql
 
     def claim(self, one: bool, some: bool) -> str:
