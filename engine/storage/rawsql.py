@@ -19,6 +19,7 @@ import re
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from datetime import UTC, datetime
+from functools import cache
 from time import monotonic
 from typing import Any
 
@@ -424,8 +425,6 @@ class RawWriter:
             f"VALUES ({', '.join(p(c) for c in _HISTORY_COLUMNS)})"
         )
         self.instances = instances
-        # (one instance, some workflows) -> (is one due?, the claim): SQLite's claims
-        self.sqlite_claims: dict[tuple[bool, bool], tuple[str, str]] = {}
         if not sqlite:
             self.pg = _PgCommit(instances, waits, history)
         # connections of our own, when the engine is ours and has a real pool (an in-memory
@@ -617,25 +616,22 @@ class RawWriter:
         statement that returns the claimed rows. On SQLite: a read first, so the write lock is
         taken only when something is due; then, under the lock (BEGIN IMMEDIATE), the pick and
         the lease in one UPDATE ... RETURNING."""
-        one, some = instance_id is not None, workflows is not None
         params = {
             "now": self.when(now),
             "owner": owner,
             "until": self.when(until),
             "limit": limit,
             "id": instance_id,
+            "workflows": self._workflows(workflows),
         }
+        found, claim = claim_statements(
+            self.instances, self.sqlite, instance_id is not None, workflows is not None
+        )
         if not self.sqlite:
-            sql = self.pg.claims.get((one, some))
-            if sql is None:
-                sql = self.pg.claims[one, some] = self.pg.claim(one, some)
-            params["workflows"] = list(workflows or ())
             with self.connection() as conn:
                 cur = self._cursor(conn)
-                cur.execute(sql, params)
+                cur.execute(claim, params)
                 return [stored(r) for r in cur.fetchall()]
-        params["workflows"] = json.dumps(list(workflows or ()))
-        found, claim = self.sqlite_claims.get((one, some)) or self._sqlite_claim(one, some)
         with self.connection() as conn:
             if not conn.execute(found, params).fetchall():
                 return []
@@ -652,42 +648,17 @@ class RawWriter:
 
     def any_due(self, now: datetime, workflows: Collection[str] | None) -> bool:
         """`Store.any_due`: whether an instance is due at `now` and free, a plain read."""
-        some = workflows is not None
-        if self.sqlite:
-            found = (self.sqlite_claims.get((False, some)) or self._sqlite_claim(False, some))[0]
-            params: dict[str, Any] = {"now": self.when(now)}
-            params["workflows"] = json.dumps(list(workflows or ()))
-            with self.connection() as conn:
-                return bool(conn.execute(found, params).fetchall())
-        sql = self.pg.claims.get(("due", some)) or self.pg.due(some)
+        found, _ = claim_statements(self.instances, self.sqlite, False, workflows is not None)
+        params = {"now": self.when(now), "workflows": self._workflows(workflows)}
         with self.connection() as conn:
             cur = self._cursor(conn)
-            cur.execute(sql, {"now": self.when(now), "workflows": list(workflows or ())})
+            cur.execute(found, params)
             return bool(cur.fetchall())
 
-    def _sqlite_claim(self, one: bool, some: bool) -> tuple[str, str]:
-        """(is one due?, the claim) on SQLite, for one instance or a batch, any or some
-        workflows (a JSON array of names, so the text is the same for any number of them)."""
-        free = (
-            "due_at <= :now AND (lease_owner IS NULL OR lease_until IS NULL OR lease_until <= :now)"
-        )
-        if one:
-            free += " AND id = :id"
-        if some:
-            # "+": a filter, not an index to search by; SQLite would otherwise walk every
-            # instance of these workflows, finished ones included, where due_at's index
-            # finds the few that are due
-            free += " AND +workflow IN (SELECT value FROM json_each(:workflows))"
-        table = self.instances
-        shapes = (
-            f"SELECT 1 FROM {table} WHERE {free} ORDER BY due_at LIMIT 1",
-            f"UPDATE {table} SET lease_owner = :owner, lease_until = :until, due_at = :until, "
-            f"version = version + 1 WHERE id IN (SELECT id FROM {table} WHERE {free} "
-            f"ORDER BY due_at LIMIT :limit) AND {free} "
-            f"RETURNING id, {', '.join(INSTANCE_COLUMNS)}",
-        )
-        self.sqlite_claims[one, some] = shapes
-        return shapes
+    def _workflows(self, workflows: Collection[str] | None) -> Any:
+        """Workflow names as a parameter: a JSON array on SQLite, an array on PostgreSQL."""
+        names = list(workflows or ())
+        return json.dumps(names) if self.sqlite else names
 
     def _write_pg(
         self,
@@ -836,8 +807,6 @@ class _PgCommit:
 
     def __init__(self, instances: str, waits: str, history: str) -> None:
         self.instances, self.waits, self.history = instances, waits, history
-        # (one instance, some workflows) -> the claim; ("due", some workflows) -> the test
-        self.claims: dict[tuple[bool | str, bool], str] = {}
         # (row, waits, notified, history rows: a count, or -1 for JSON) -> the statement
         self.shapes: dict[tuple[str, str, bool, int], str] = {}
 
@@ -903,45 +872,60 @@ class _PgCommit:
             done += ", (SELECT count(*) FROM n)"
         return f"WITH {', '.join(ctes)} {done}"
 
-    def due(self, some: bool) -> str:
-        """Whether an instance (of some workflows) is due and free: the claim's test, alone."""
-        sql = (
-            f"SELECT 1 FROM {self.instances} WHERE due_at <= %(now)s AND (lease_owner IS NULL "
-            "OR lease_until IS NULL OR lease_until <= %(now)s)"
+
+def _param(sqlite: bool, name: str) -> str:
+    return f":{name}" if sqlite else f"%({name})s"
+
+
+def _due(sqlite: bool, one: bool, some: bool, alias: str = "") -> str:
+    """What makes an instance claimable now: due, and no live lease."""
+    now, t = _param(sqlite, "now"), alias
+    found = (
+        f"{t}due_at <= {now} AND ({t}lease_owner IS NULL "
+        f"OR {t}lease_until IS NULL OR {t}lease_until <= {now})"
+    )
+    if one:
+        found += f" AND {t}id = {_param(sqlite, 'id')}"
+    if some and sqlite:
+        found += f" AND +{t}workflow IN (SELECT value FROM json_each(:workflows))"
+    elif some:
+        found += f" AND {t}workflow = ANY(%(workflows)s::text[])"
+    return found
+
+
+@cache
+def claim_statements(table: str, sqlite: bool, one: bool, some: bool) -> tuple[str, str]:
+    """(is one due?, the claim) for one instance (`one`) or a batch, of some workflows or any:
+    SQL text built once per shape, as a timer's fire starts with a claim and building the
+    statement with SQLAlchemy cost more than running it.
+
+    The test reads due_at's index in order, so even a generic plan does not read every row.
+    On SQLite the workflows are a JSON array (one text for any number of them), and "+" makes
+    the workflow a filter, not an index to search by: SQLite would otherwise walk every
+    instance of those workflows, finished ones included.
+
+    On PostgreSQL the pick is a CTE, which runs once (a CTE that locks rows is never folded
+    into the query). As `WHERE id IN (SELECT ... LIMIT n FOR UPDATE SKIP LOCKED)` the planner
+    may run the subquery again for each row it scans, and every run skips the rows the last
+    one locked: one claim could take many more rows than `limit`. On SQLite the write lock
+    (BEGIN IMMEDIATE) makes the pick and the update one step."""
+    found = _due(sqlite, one, some)
+    test = f"SELECT 1 FROM {table} WHERE {found} ORDER BY due_at LIMIT 1"
+    owner, until = _param(sqlite, "owner"), _param(sqlite, "until")
+    lease = f"lease_owner = {owner}, lease_until = {until}, due_at = {until}"
+    if sqlite:
+        return test, (
+            f"UPDATE {table} SET {lease}, version = version + 1 WHERE id IN (SELECT id FROM "
+            f"{table} WHERE {found} ORDER BY due_at LIMIT :limit) AND {found} "
+            f"RETURNING id, {', '.join(INSTANCE_COLUMNS)}"
         )
-        if some:
-            sql += " AND workflow = ANY(%(workflows)s::text[])"
-        # ordered, so that even a generic plan reads due_at's index, not every row
-        self.claims["due", some] = sql = sql + " ORDER BY due_at LIMIT 1"
-        return sql
-
-    def claim(self, one: bool, some: bool) -> str:
-        """The claim statement for one instance (`one`) or a batch, of some workflows or any.
-
-        The pick is a CTE, which PostgreSQL runs once (a CTE that locks rows is never folded
-        into the query). As `WHERE id IN (SELECT ... LIMIT n FOR UPDATE SKIP LOCKED)` the
-        planner may run the subquery again for each row it scans, and every run skips the
-        rows the last one locked: one claim could take many more rows than `limit`."""
-
-        def free(table: str) -> str:
-            found = (
-                f"{table}due_at <= %(now)s AND ({table}lease_owner IS NULL "
-                f"OR {table}lease_until IS NULL OR {table}lease_until <= %(now)s)"
-            )
-            if one:
-                found += f" AND {table}id = %(id)s"
-            if some:
-                found += f" AND {table}workflow = ANY(%(workflows)s::text[])"
-            return found
-
-        return (
-            f"WITH picked AS (SELECT id FROM {self.instances} WHERE {free('')} "
-            "ORDER BY due_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED) "
-            f"UPDATE {self.instances} AS i SET lease_owner = %(owner)s, "
-            "lease_until = %(until)s, due_at = %(until)s, version = i.version + 1 "
-            f"FROM picked WHERE i.id = picked.id AND {free('i.')} "
-            f"RETURNING i.id, {', '.join('i.' + c for c in INSTANCE_COLUMNS)}"
-        )
+    return test, (
+        f"WITH picked AS (SELECT id FROM {table} WHERE {found} "
+        "ORDER BY due_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED) "
+        f"UPDATE {table} AS i SET {lease}, version = i.version + 1 "
+        f"FROM picked WHERE i.id = picked.id AND {_due(sqlite, one, some, 'i.')} "
+        f"RETURNING i.id, {', '.join('i.' + c for c in INSTANCE_COLUMNS)}"
+    )
 
 
 def _iso(value: Any) -> str:
