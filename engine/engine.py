@@ -1178,14 +1178,15 @@ def _checked_payload(payload: Mapping[str, Any] | None) -> dict[str, Any]:
         return {}
     if not isinstance(payload, Mapping):
         raise EventRejected("an event's payload must be a JSON object")
-    problem = json_problem(dict(payload), "the payload")
+    checked = dict(payload)
+    problem = json_problem(checked, "the payload")
     if problem:
         raise EventRejected(problem)
     try:
-        json.dumps(dict(payload))
+        json.dumps(checked)
     except (TypeError, ValueError) as exc:
         raise EventRejected(f"the payload is not JSON: {exc}") from None
-    return dict(payload)
+    return checked
 
 
 def _check_text(**values: Any) -> None:

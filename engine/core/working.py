@@ -14,8 +14,9 @@ from typing import Any
 from signoff.engine.core.enums import HistoryKind, Status, ThreadStatus
 from signoff.engine.core.records import Record, Stored, WaitRecord
 from signoff.engine.core.state import Decided, InstanceState, Teardown, ThreadState
-from signoff.engine.core.tree import Statement
+from signoff.engine.core.tree import Statement, walk
 from signoff.engine.core.validate import validate
+from signoff.engine.core.waits import Wait
 from signoff.engine.core.workflow import Workflow
 
 TERMINAL = (Status.COMPLETED, Status.CANCELLED)
@@ -35,6 +36,7 @@ class Working:
     no_waits: bool = False  # known to have no wait rows as last committed
     validated: str | None = None  # the data the definition was last checked with
     built: tuple[Workflow, str, Statement] | None = None  # model, data, the tree they built
+    waits_of: tuple[Statement, dict[str, Wait]] | None = None  # a tree and its waits by name
     base_marks: tuple[Any, ...] = ()  # `marks(row)` as last committed
 
     @classmethod
@@ -77,6 +79,20 @@ class Working:
             validate(tree, self.row.workflow)
             self.validated = self.row.data
         return tree
+
+    def wait_named(self, name: str) -> Wait | None:
+        """The first Wait named `name` in the definition as it is now (depth first, as a walk
+        finds it); the waits of a tree are indexed once, as handlers look them up many times
+        per transition."""
+        tree = self.definition()
+        found = self.waits_of
+        if found is None or found[0] is not tree:
+            index: dict[str, Wait] = {}
+            for stmt in walk(tree):
+                if isinstance(stmt, Wait):
+                    index.setdefault(stmt.name, stmt)
+            found = self.waits_of = (tree, index)
+        return found[1].get(name)
 
     def reset_data(self, data_json: str) -> None:
         self.row.data = data_json

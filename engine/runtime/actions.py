@@ -24,7 +24,7 @@ class ActionRunner:
 
     def __call__(self, action: Callable[..., Any], *args: Any) -> Any:
         result = action(*args)
-        if not inspect.isawaitable(result):
+        if result is None or not inspect.isawaitable(result):  # most steps return nothing
             return result
         return self.wait_for(result)
 

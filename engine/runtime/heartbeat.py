@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -30,9 +29,11 @@ class LeaseKeeper:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
-    @contextmanager
-    def holding(self, instance_id: str, owner: str) -> Iterator[None]:
-        key = (instance_id, owner)
+    def holding(self, instance_id: str, owner: str) -> _Holding:
+        """A context: the lease of `instance_id` under `owner` is renewed while it is open."""
+        return _Holding(self, (instance_id, owner))
+
+    def hold(self, key: tuple[str, str]) -> None:
         with self._lock:
             # counted as held for a whole interval already, so the first renewal comes at the
             # thread's next beat (within a third of the lease), whatever its phase: a commit
@@ -43,11 +44,10 @@ class LeaseKeeper:
                     target=self._renew_while_held, daemon=True, name="signoff-lease-keeper"
                 )
                 self._thread.start()
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._held.pop(key, None)
+
+    def release(self, key: tuple[str, str]) -> None:
+        with self._lock:
+            self._held.pop(key, None)
 
     def _renew_while_held(self) -> None:
         """Renew what is held; end once nothing is (the next `holding` starts a new thread), so
@@ -68,3 +68,18 @@ class LeaseKeeper:
                 with self._lock:
                     if (instance_id, owner) in self._held:
                         self._held[(instance_id, owner)] = now
+
+
+class _Holding:
+    """`LeaseKeeper.holding`: a class rather than a generator, as every drive opens one."""
+
+    __slots__ = ("keeper", "key")
+
+    def __init__(self, keeper: LeaseKeeper, key: tuple[str, str]) -> None:
+        self.keeper, self.key = keeper, key
+
+    def __enter__(self) -> None:
+        self.keeper.hold(self.key)
+
+    def __exit__(self, *_: object) -> None:
+        self.keeper.release(self.key)

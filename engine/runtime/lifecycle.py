@@ -12,7 +12,6 @@ from signoff.engine.core.enums import HistoryKind, ThreadStatus
 from signoff.engine.core.handlers import Handler, Services, WaitInfo
 from signoff.engine.core.records import Record
 from signoff.engine.core.state import Ending, OpenCase, Teardown, ThreadState
-from signoff.engine.core.tree import walk
 from signoff.engine.core.waits import Wait
 from signoff.engine.core.working import Working
 from signoff.engine.errors import (
@@ -105,10 +104,7 @@ class Lifecycle:
 
     def wait_statement(self, work: Working, wait_name: str) -> Wait | None:
         """The Wait of that name in the definition deployed now."""
-        for stmt in walk(work.definition()):
-            if isinstance(stmt, Wait) and stmt.name == wait_name:
-                return stmt
-        return None
+        return work.wait_named(wait_name)
 
     def info(
         self,

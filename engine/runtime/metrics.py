@@ -10,6 +10,7 @@ counts what it committed; a metrics system adds the processes up.
 from __future__ import annotations
 
 import threading
+from bisect import bisect_left
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -55,12 +56,8 @@ class Histogram:
             self.counts = [0] * (len(self.bounds) + 1)
 
     def observe(self, value: float) -> None:
-        for i, bound in enumerate(self.bounds):
-            if value <= bound:
-                self.counts[i] += 1
-                break
-        else:
-            self.counts[-1] += 1
+        # the first bound at or above `value`; past the last one, the +Inf bucket
+        self.counts[bisect_left(self.bounds, value)] += 1
         self.total += value
 
     def cumulative(self) -> list[tuple[float, int]]:
@@ -97,16 +94,22 @@ class Metrics:
 
     def inc(self, name: str, labels: Labels, by: float = 1.0) -> None:
         with self._lock:
-            series = self._counters[name]
-            series[labels] = series.get(labels, 0.0) + by
+            self._inc(name, labels, by)
 
     def observe(self, name: str, labels: Labels, value: float) -> None:
         with self._lock:
-            series = self._histograms[name]
-            found = series.get(labels)
-            if found is None:
-                found = series[labels] = Histogram(HISTOGRAMS[name][1])
-            found.observe(value)
+            self._observe(name, labels, value)
+
+    def _inc(self, name: str, labels: Labels, by: float = 1.0) -> None:
+        series = self._counters[name]
+        series[labels] = series.get(labels, 0.0) + by
+
+    def _observe(self, name: str, labels: Labels, value: float) -> None:
+        series = self._histograms[name]
+        found = series.get(labels)
+        if found is None:
+            found = series[labels] = Histogram(HISTOGRAMS[name][1])
+        found.observe(value)
 
     def snapshot(self) -> Snapshot:
         with self._lock:
@@ -121,36 +124,42 @@ class Metrics:
     # --- what the engine tells ---------------------------------------------------------------
 
     def committed(self, workflow: str, records: Iterable[Record]) -> None:
-        """One commit of `workflow` with these history entries."""
+        """One commit of `workflow` with these history entries (under one lock: this runs at
+        every commit)."""
         wf = (("workflow", workflow),)
-        self.inc("signoff_transitions", wf)
-        for r in records:
-            kind, detail, measures = r.kind, r.detail or {}, r.measures or {}
-            if kind == "step":
-                seconds = float(detail.get("ms", 0.0)) / 1000
-                labels = (*wf, ("step", r.name or ""), ("outcome", "ok"))
-                self.observe("signoff_step_duration_seconds", labels, seconds)
-            elif kind == "step failed":
-                if "seconds" in measures:
-                    labels = (*wf, ("step", r.name or ""), ("outcome", "error"))
-                    self.observe("signoff_step_duration_seconds", labels, measures["seconds"])
-                if detail.get("retry_in_seconds") is not None:
-                    self.inc("signoff_step_retries", (*wf, ("step", r.name or "")))
-            elif kind == "failed":
-                self.inc("signoff_failures", wf)
-            elif kind in ("event", "decision"):
-                via = r.via or ""
-                self.inc("signoff_events", (*wf, ("via", via)))
-                if "waited" in measures:
-                    self.observe(
-                        "signoff_decision_latency_seconds", (*wf, ("via", via)), measures["waited"]
-                    )
-                if "late" in measures:
-                    self.observe("signoff_timer_lateness_seconds", wf, max(measures["late"], 0.0))
-            elif kind == "started":
-                self.inc("signoff_instances_started", wf)
-            elif kind in ("completed", "cancelled"):
-                self.inc("signoff_instances_ended", (*wf, ("status", kind)))
+        with self._lock:
+            self._inc("signoff_transitions", wf)
+            for r in records:
+                kind = r.kind
+                if kind == "step":
+                    seconds = float((r.detail or {}).get("ms", 0.0)) / 1000
+                    labels = (*wf, ("step", r.name or ""), ("outcome", "ok"))
+                    self._observe("signoff_step_duration_seconds", labels, seconds)
+                elif kind == "step failed":
+                    detail, measures = r.detail or {}, r.measures or {}
+                    if "seconds" in measures:
+                        labels = (*wf, ("step", r.name or ""), ("outcome", "error"))
+                        self._observe("signoff_step_duration_seconds", labels, measures["seconds"])
+                    if detail.get("retry_in_seconds") is not None:
+                        self._inc("signoff_step_retries", (*wf, ("step", r.name or "")))
+                elif kind == "failed":
+                    self._inc("signoff_failures", wf)
+                elif kind in ("event", "decision"):
+                    measures, via = r.measures or {}, r.via or ""
+                    self._inc("signoff_events", (*wf, ("via", via)))
+                    if "waited" in measures:
+                        self._observe(
+                            "signoff_decision_latency_seconds",
+                            (*wf, ("via", via)),
+                            measures["waited"],
+                        )
+                    if "late" in measures:
+                        late = max(measures["late"], 0.0)
+                        self._observe("signoff_timer_lateness_seconds", wf, late)
+                elif kind == "started":
+                    self._inc("signoff_instances_started", wf)
+                elif kind in ("completed", "cancelled"):
+                    self._inc("signoff_instances_ended", (*wf, ("status", kind)))
 
     def conflict(self, workflow: str) -> None:
         self.inc("signoff_commit_conflicts", (("workflow", workflow),))

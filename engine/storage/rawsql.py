@@ -671,8 +671,10 @@ class RawWriter:
     ) -> bool:
         # datetimes go as ISO text (naive UTC), which the recordset's timestamp columns read
         rows = [self._wait(row.id, row.workflow, w) for w in waits or ()]
-        entries = [self._history(row.id, h) for h in history]
-        if any("\x00" in v for r in (*rows, *entries) for v in r.values() if isinstance(v, str)):
+        entries = [self._history_values(row.id, h) for h in history]
+        if any("\x00" in v for r in rows for v in r.values() if isinstance(v, str)) or any(
+            "\x00" in v for e in entries for v in e if isinstance(v, str)
+        ):
             # what psycopg says of a NUL in a text parameter; inside JSON it would reach the
             # server and come back as an obscure "unsupported Unicode escape sequence"
             raise DataNotStorable(
@@ -683,10 +685,12 @@ class RawWriter:
             params["w_rows"] = json.dumps(rows, default=_iso)
         if len(entries) <= PLAIN_HISTORY:
             for keys, entry in zip(_PLAIN_HISTORY_KEYS, entries, strict=False):
-                params.update(zip(keys, entry.values(), strict=True))
+                params.update(zip(keys, entry, strict=True))
             history_shape = len(entries)
         else:
-            params["h_rows"] = json.dumps(entries, default=_iso)
+            params["h_rows"] = json.dumps(
+                [dict(zip(_HISTORY_COLUMNS, e, strict=True)) for e in entries], default=_iso
+            )
             history_shape = -1
         # an instance left due with nobody driving it: a scheduler in any process arms it
         due = row.due_at if row.lease_owner is None else None
@@ -727,17 +731,21 @@ class RawWriter:
         }
 
     def _history(self, instance_id: str, h: Record) -> dict[str, Any]:
-        return {
-            "instance_id": instance_id,
-            "at": self.when(h.at),
-            "kind": str(h.kind),
-            "thread": h.thread,
-            "name": h.name,
-            "actor": h.actor,
-            "via": h.via,
-            "message": h.message,
-            "detail": _DETAIL.encode(h.detail) if h.detail is not None else None,
-        }
+        return dict(zip(_HISTORY_COLUMNS, self._history_values(instance_id, h), strict=True))
+
+    def _history_values(self, instance_id: str, h: Record) -> tuple[Any, ...]:
+        """A history row's values in `_HISTORY_COLUMNS` order."""
+        return (
+            instance_id,
+            when(h.at, self.sqlite),
+            str(h.kind),
+            h.thread,
+            h.name,
+            h.actor,
+            h.via,
+            h.message,
+            _DETAIL.encode(h.detail) if h.detail is not None else None,
+        )
 
 
 class _Borrowed:
