@@ -216,3 +216,13 @@ def test_a_worker_serves_its_own_metrics_on_the_port_it_is_given(
     assert samples[("signoff_instances", (("status", "waiting"), ("workflow", "Trip")))] == 1
     assert clash.returncode != 0
     assert f"cannot serve metrics on 127.0.0.1:{port}" in clash.stderr
+
+
+def test_a_histogram_counts_a_value_on_a_bound_in_that_bound_and_beyond_the_last_in_inf() -> None:
+    from signoff.engine import Histogram
+
+    histogram = Histogram((0.1, 1.0, 10.0))
+    for value in (0.0, 0.1, 0.100001, 1.0, 10.0, 10.5, float("inf")):
+        histogram.observe(value)
+    assert histogram.counts == [2, 2, 1, 2]  # per bound, then +Inf
+    assert histogram.cumulative()[-1] == (float("inf"), 7)

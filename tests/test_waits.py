@@ -485,3 +485,36 @@ def test_cancel_tears_down_every_open_case_unhandled(sqlite_url: str) -> None:
         "teardown b False T-b",
         "teardown c False T-c",
     ]
+
+
+class Handover(Workflow):
+    """The first approver names who handles the next wait: its handler is built from data a
+    handler of the first wait changed, in the same transition."""
+
+    next_owner: str = "nobody"
+
+    def definition(self) -> S:
+        return S(
+            Wait("first", On("decided", Approval(approvers=["alice"], approve=self.hand_over))),
+            Wait("second", On("done", Probe(self.next_owner))),
+            Return(self.next_owner),
+        )
+
+    def hand_over(self, decision: Decision) -> None:
+        self.next_owner = "bob"
+
+
+def test_a_wait_found_by_name_comes_from_the_tree_of_the_data_as_it_is_now(
+    sqlite_url: str,
+) -> None:
+    """Handlers are looked up by their wait's name in an index kept per built tree. The
+    decision changes the data mid-transition, so the next wait's setup must run the handler
+    of the tree built from the new data, not one indexed before the change."""
+    engine = Engine(sqlite_url, [Handover], operators=["it"])
+    iid = engine.start(Handover)
+    engine.send(iid, "decided", {"approved": True}, actor="alice")
+
+    second = engine.get(iid).thread("main").waits[0]
+    assert (second.wait, second.stored and second.stored["ticket"]) == ("second", "T-bob")
+    assert CALLS[-1] == "setup bob"
+    assert engine.send(iid, "done", {}, actor="it").status == "completed"
