@@ -27,7 +27,7 @@ from signoff.engine.core.limits import MAX_JSON_BYTES, json_problem, text_proble
 from signoff.engine.core.outcome import outcome_of, outcome_of_state
 from signoff.engine.core.records import Record, Stored
 from signoff.engine.core.renames import carry_over, declared_renames
-from signoff.engine.core.state import Decided, Ending, InstanceState, ThreadState
+from signoff.engine.core.state import Decided, Ending, InstanceState, OpenCase, ThreadState
 from signoff.engine.core.tree import Entry, Statement
 from signoff.engine.core.validate import validate
 from signoff.engine.core.workflow import Workflow
@@ -310,17 +310,31 @@ class Engine:
             via=via,
             wait_key=wait_key,
         )
+        recent = True  # the first try may begin from the row as this process last committed it
         while True:
-            work = self._load(instance_id)
-            current = self._current_event(work, event)
-            target = self._waiting_thread(work, current, thread, wait_key)
-            if target is None:
-                self.runner.events.early_check(work, current, payload, actor, thread, via)
-                if self.runner.events.keep_for_later(work, current, payload, actor, thread, via):
-                    return self.get(instance_id)
+            work, read = self._load_for_event(instance_id, recent)
+            recent, loaded = False, work.row.version
+            try:
+                current = self._current_event(work, event)
+                target = self._waiting_thread(work, current, thread, wait_key)
+                if target is None:  # mid-transition (a kept copy never is: it has no driver)
+                    self.runner.events.early_check(work, current, payload, actor, thread, via)
+                    if self.runner.events.keep_for_later(
+                        work, current, payload, actor, thread, via
+                    ):
+                        return self.get(instance_id)
+                    continue
+                deadline = self._passed_deadline(target)
+                if deadline is not None:
+                    if not read:  # fire it from the instance as read: it may have fired elsewhere
+                        continue
+                    self._decide_by_deadline(work, target, deadline)
+                committed = self.runner.events.event(work, target, current, payload, actor, via)
+            except Exception:
+                # a refusal stands unless it was decided on a copy of ours that was stale
+                if read or work.row.version != loaded or self._still_current(work):
+                    raise
                 continue
-            self._deadline(work, target)
-            committed = self.runner.events.event(work, target, current, payload, actor, via)
             if committed is None:
                 continue  # someone committed first: look again
             if committed.drive_as and self.runner.drive(work, committed.drive_as):
@@ -1029,7 +1043,25 @@ class Engine:
 
     def _load(self, instance_id: str) -> Working:
         _check_text(instance_id=instance_id)
-        row = self.store.load(instance_id)
+        return self._working(instance_id, self.store.load(instance_id))
+
+    def _load_for_event(self, instance_id: str, recent: bool) -> tuple[Working, bool]:
+        """The instance to apply an event to, and whether it was read from the database.
+        With `recent`, the row as this process last committed it, when it is kept: the event
+        that follows our own commit needs no read. Such a copy may be stale; its write would
+        fail the version check, and a refusal is re-decided from the database (`send`)."""
+        if not recent:
+            return self._load(instance_id), True
+        _check_text(instance_id=instance_id)
+        row, read = self.store.load_recent(instance_id)
+        return self._working(instance_id, row), read
+
+    def _still_current(self, work: Working) -> bool:
+        """Whether `work`, begun from a kept copy, is the instance as committed now."""
+        row = self.store.load(work.id)
+        return row is not None and row.version == work.row.version
+
+    def _working(self, instance_id: str, row: Stored | None) -> Working:
         if row is None:
             raise InstanceNotFound(f"no instance with id '{instance_id}'")
         cls = self.workflows.get(row.workflow)
@@ -1100,19 +1132,20 @@ class Engine:
         waits_for = ", ".join(open_events) if open_events else "nothing"
         raise NotWaiting(f"instance {iid} is not waiting for '{event}'; it waits for: {waits_for}")
 
-    def _deadline(self, work: Working, target: ThreadState) -> None:
-        """Hard deadlines: a Timeout of the target's wait that is due decided the wait at its
-        due time. Fire it now if the timer has not, then refuse the late event."""
+    def _passed_deadline(self, target: ThreadState) -> OpenCase | None:
+        """Hard deadlines: the earliest Timeout of the target's wait whose due time has passed,
+        which decided the wait then, whether or not its timer has fired yet."""
         now = self._now()
         due = [
             c
             for c in target.cases
             if c.kind == "timeout" and c.setup == "done" and c.due_at and c.due_at <= now
         ]
-        if not due:
-            return
-        timeout = min(due, key=lambda c: c.due_at or now)
-        self.runner.wake(work, now)
+        return min(due, key=lambda c: c.due_at or now) if due else None
+
+    def _decide_by_deadline(self, work: Working, target: ThreadState, timeout: OpenCase) -> None:
+        """Fire the passed deadline now if the timer has not, then refuse the late event."""
+        self.runner.wake(work, self._now())
         raise AlreadyDecided(
             f"'{target.at}' was already decided: {timeout.event} by the timer at "
             f"{timeout.due_at:%Y-%m-%d %H:%M:%S} UTC (its deadline passed before this event)"

@@ -18,10 +18,12 @@ from datetime import datetime
 from time import monotonic, sleep
 from typing import Any
 
+from signoff.engine.core.enums import Status
 from signoff.engine.core.records import Record, Stored, WaitRecord
 from signoff.engine.errors import Conflict
 from signoff.engine.storage import migrate as migrations
 from signoff.engine.storage.rawsql import RawPager, RawWriter
+from signoff.engine.storage.recent import Recent
 from signoff.engine.storage.tables import HISTORY, INSTANCES
 from signoff.engine.views import HistoryEntry
 from sqlalchemy import (
@@ -41,6 +43,9 @@ def normalise_url(url: str) -> str:
     if url.startswith("postgresql://") or url.startswith("postgres://"):
         return "postgresql+psycopg://" + url.split("://", 1)[1]
     return url
+
+
+_ENDED = (Status.COMPLETED, Status.CANCELLED)
 
 
 class Store:
@@ -83,6 +88,7 @@ class Store:
         self.raw = RawWriter(self.db, self.is_sqlite, prefix, self.write_lock, own=self.owns_db)
         self.pager = RawPager(self.db, self.is_sqlite, prefix)
         self.prefix = prefix
+        self.recent = Recent()  # rows as this process last committed them
 
     def close(self) -> None:
         raw = getattr(self, "raw", None)
@@ -128,11 +134,29 @@ class Store:
     ) -> bool:
         """Write `row` if nobody changed it since `expected_version`; False when someone did.
         `progress`: only its data, state and version changed, so only those are written."""
-        return self.raw.write(row, expected_version, waits, history, progress)
+        try:
+            saved = self.raw.write(row, expected_version, waits, history, progress)
+        except BaseException:
+            self.recent.drop(row.id)
+            raise
+        if saved and row.lease_owner is None and row.status not in _ENDED:
+            self.recent.keep(row)  # a drive ended here: an event may well come next
+        else:
+            self.recent.drop(row.id)
+        return saved
+
+    def load_recent(self, instance_id: str) -> tuple[Stored | None, bool]:
+        """The row as this process last committed it when it is kept (`Recent`), else as
+        read; and whether it was read. A kept row may be stale: see `Recent`."""
+        row = self.recent.take(instance_id)
+        if row is not None:
+            return row, False
+        return self.raw.load(instance_id), True
 
     def renew_lease(self, instance_id: str, owner: str, until: datetime) -> bool:
         """Extend a driver's lease. The version moves too, so a writer that loaded the row
         before cannot put the old expiry back; the driver merges that at its next commit."""
+        self.recent.drop(instance_id)
         with self._write() as conn:
             done = conn.execute(
                 update(INSTANCES)
@@ -162,7 +186,10 @@ class Store:
         IMMEDIATE) makes the pick and the update one atomic step. An instance claimed here is
         due again at `until` if its claimer dies, like any other lease.
         """
-        return self.raw.claim_due(now, owner, until, limit, instance_id, workflows)
+        claimed = self.raw.claim_due(now, owner, until, limit, instance_id, workflows)
+        for row in claimed:
+            self.recent.drop(row.id)
+        return claimed
 
     def any_due(self, now: datetime, workflows: Collection[str] | None = None) -> bool:
         """Whether some instance is due at `now` and free to claim: a plain read, locking
