@@ -360,7 +360,8 @@ def start_together(url: str, processes: int) -> list[tuple[int, str]]:
 def test_four_processes_starting_together_on_a_fresh_postgres_database_all_come_up(
     new_pg_database: Callable[[], str],
 ) -> None:
-    for _ in range(10):
+    # without the migration lock, four processes on a fresh database collide nearly every time
+    for _ in range(5):
         url = new_pg_database()
         assert start_together(url, 4) == [(0, "up\n")] * 4
         assert upgrade_database(url) == ("0006", "0006")
