@@ -17,6 +17,8 @@ from signoff.engine import (
     Engine,
     EventRejected,
     Handler,
+    InvalidData,
+    NotAllowed,
     NotWaiting,
     On,
     S,
@@ -90,10 +92,11 @@ def forget_calls() -> None:
 
 
 @pytest.fixture
-def two_processes(sqlite_url: str, clock: Clock) -> Iterator[tuple[Engine, Engine]]:
-    """Two engines on one database file, as two processes would be."""
-    ours = Engine(sqlite_url, workflows=[TwoSignatures, Deadline], clock=clock)
-    theirs = Engine(sqlite_url, workflows=[TwoSignatures, Deadline], clock=clock)
+def two_processes(any_url: str, clock: Clock) -> Iterator[tuple[Engine, Engine]]:
+    """Two engines on one database (a SQLite file, a PostgreSQL database), each with its own
+    connections and its own kept rows, as two processes would be."""
+    ours = Engine(any_url, workflows=[TwoSignatures, Deadline], clock=clock)
+    theirs = Engine(any_url, workflows=[TwoSignatures, Deadline], clock=clock)
     yield ours, theirs
     ours.close()
     theirs.close()
@@ -194,6 +197,37 @@ def test_a_refusal_on_a_current_copy_stands_without_a_second_try(
 
     assert HANDLED == ["sign {'no': True}"]  # asked once: the database agreed with our copy
     assert ours.get(iid).version == version
+
+
+def test_forged_stale_and_garbage_events_on_a_kept_copy_change_nothing(
+    two_processes: tuple[Engine, Engine],
+) -> None:
+    ours, _ = two_processes
+    iid = ours.start(TwoSignatures)
+    before, history = ours.get(iid), ours.history(iid)
+
+    refused: list[tuple[type[Exception], dict[str, Any]]] = [
+        (AlreadyDecided, {"event": "decided", "wait_key": "main:99"}),  # forged key
+        (AlreadyDecided, {"event": "decided", "wait_key": "main:0"}),  # a round never open
+        (NotWaiting, {"event": "no-such-event"}),
+        (NotAllowed, {"event": "decided", "actor": "mallory"}),  # not an approver
+        (EventRejected, {"event": "decided", "payload": {"note": "x" * 300_000}}),  # oversized
+        (InvalidData, {"event": "decided\x00"}),  # a NUL byte
+    ]
+    for error, what in refused:
+        ours.store.recent.keep(ours.store.load(iid))  # as after our own commit, each time
+        with pytest.raises(error):
+            ours.send(
+                iid,
+                what["event"],
+                what.get("payload", {"approved": True}),
+                actor=what.get("actor", "alice"),
+                wait_key=what.get("wait_key"),
+            )
+
+    assert ours.get(iid) == before
+    assert ours.history(iid) == history
+    assert HANDLED == []
 
 
 def test_a_deadline_another_process_has_fired_is_not_fired_again_from_our_copy(
