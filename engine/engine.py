@@ -14,6 +14,7 @@ import logging
 import re
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -322,7 +323,7 @@ class Engine:
                     if self.runner.events.keep_for_later(
                         work, current, payload, actor, thread, via
                     ):
-                        return self.get(instance_id)
+                        return replace(self.get(instance_id), kept=True)
                     continue
                 deadline = self._passed_deadline(target)
                 if deadline is not None:
@@ -1145,9 +1146,10 @@ class Engine:
 
     def _decide_by_deadline(self, work: Working, target: ThreadState, timeout: OpenCase) -> None:
         """Fire the passed deadline now if the timer has not, then refuse the late event."""
+        wait = target.at  # firing moves the thread into the timeout's branch
         self.runner.wake(work, self._now())
         raise AlreadyDecided(
-            f"'{target.at}' was already decided: {timeout.event} by the timer at "
+            f"'{wait}' was already decided: {timeout.event} by the timer at "
             f"{timeout.due_at:%Y-%m-%d %H:%M:%S} UTC (its deadline passed before this event)"
         )
 

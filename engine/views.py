@@ -93,6 +93,9 @@ class InstanceView(_Readable):
     version: int
     due_at: datetime | None
     pending_teardowns: int
+    # True when `send` kept the event for a wait that has not begun yet (never a decision): it
+    # is delivered when that wait begins, or dropped with a history entry if the instance ends
+    kept: bool = False
 
     def thread(self, thread_id: str) -> ThreadView:
         """The thread with this id (KeyError if there is none)."""

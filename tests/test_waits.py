@@ -392,6 +392,42 @@ def test_after_a_timeout_a_late_approval_names_the_timer(sqlite_url: str, clock:
         engine.send(iid, "decide", {"approved": True}, actor="alice")
 
 
+class Lapsing(Workflow):
+    def definition(self) -> S:
+        return S(
+            Wait(
+                "approval",
+                On("decide", Approval()),
+                On(
+                    "timeout",
+                    Timeout(after=timedelta(minutes=10)),
+                    Step("notify lapsed", self.notify_lapsed),
+                    Return(error="lapsed"),
+                ),
+            ),
+            Return("approved"),
+        )
+
+    def notify_lapsed(self) -> None:
+        raise RuntimeError("mail server down")  # the thread stays at this step, retrying
+
+
+def test_a_late_decision_is_refused_naming_the_wait_not_a_step_of_the_timeout_branch(
+    sqlite_url: str, clock: Clock
+) -> None:
+    engine = Engine(sqlite_url, [Lapsing], clock=clock)
+    iid = engine.start(Lapsing)
+    clock.advance(minutes=11)  # the deadline passed; no timer has fired yet
+
+    with pytest.raises(AlreadyDecided) as late:
+        engine.send(iid, "decide", {"approved": True}, actor="alice")
+    assert str(late.value).startswith("'approval' was already decided: timeout by the timer")
+    assert engine.get(iid).thread("main").step == "notify lapsed"  # the late send fired it
+    for refused in (engine.send, engine.check_event):
+        with pytest.raises(AlreadyDecided, match=r"^'approval' was already decided: timeout"):
+            refused(iid, "decide", {"approved": True}, actor="alice")
+
+
 def test_an_unknown_event_is_refused_naming_what_the_instance_waits_for(sqlite_url: str) -> None:
     engine = Engine(sqlite_url, [Expense])
     iid = engine.start(Expense)

@@ -20,6 +20,7 @@ from signoff.engine import (
     Handler,
     Input,
     NotAllowed,
+    NotWaiting,
     On,
     Return,
     S,
@@ -172,13 +173,19 @@ def test_a_second_click_on_an_old_round_is_refused_not_applied_to_the_next(
     assert (done.status, done.result) == ("completed", 2)  # each round ends with a revise
 
 
+class Ping(Handler):
+    """An operator's plain event (not a decision): it may be kept for a wait not begun."""
+
+
 class Busy(Workflow):
     approved: bool = False
+    pinged: bool = False
 
     def definition(self) -> S:
         return S(
             Step("prepare", self.prepare),
             Wait("approval", On("decided", Approval(approve=self.ok))),
+            Wait("ping", On("pinged", Ping())),
             Return(self.approved),
         )
 
@@ -190,25 +197,57 @@ class Busy(Workflow):
         self.approved = True
 
 
-def test_an_event_sent_mid_transition_before_its_wait_is_kept_and_applied(
-    sqlite_url: str,
-) -> None:
+def _start_busy(url: str) -> tuple[Engine, threading.Thread]:
+    """Start `b1` in another thread and return once its first step is running."""
     STEP_MAY_GO.clear()
     STEP_RUNNING.clear()
-    driver = Engine(sqlite_url, [Busy])
+    driver = Engine(url, [Busy])
     started = threading.Thread(target=lambda: driver.start(Busy, id="b1"))
     started.start()
     assert STEP_RUNNING.wait(10)
+    return driver, started
 
-    kept = Engine(sqlite_url, [Busy]).send("b1", "decided", {"approved": True}, actor="alice")
-    assert kept.status == "running"
+
+def test_a_decision_sent_before_its_wait_began_is_refused_naming_the_wait(
+    sqlite_url: str,
+) -> None:
+    """A person decides only what they could have seen: a decision for a wait that has not
+    begun is refused (the seed refuses every event for a thread that is not waiting), never
+    kept and later dropped behind the sender's back."""
+    driver, started = _start_busy(sqlite_url)
+    other = Engine(sqlite_url, [Busy])
+
+    with pytest.raises(NotWaiting, match="'approval' has not begun yet"):
+        other.send("b1", "decided", {"approved": True}, actor="alice")
+    with pytest.raises(NotWaiting, match="'approval' has not begun yet"):
+        other.send("b1", "decided", {"approved": False, "reason": "no"}, actor="bob")
+    with pytest.raises(NotWaiting, match="'approval' has not begun yet"):
+        other.check_event("b1", "decided", {"approved": True}, actor="alice")
     STEP_MAY_GO.set()
     started.join(10)
 
+    view = driver.get("b1")
+    assert view.status == "waiting" and view.waits[0].wait == "approval"
+    kinds = [h.kind for h in driver.history("b1")]
+    assert "event kept" not in kinds and "decision" not in kinds
+    done = driver.send("b1", "decided", {"approved": True}, actor="alice")
+    assert not done.kept
+    assert driver.get("b1").waits[0].wait == "ping"
+
+
+def test_an_event_that_is_no_decision_is_kept_and_says_so(sqlite_url: str) -> None:
+    driver, started = _start_busy(sqlite_url)
+
+    kept = Engine(sqlite_url, [Busy]).send("b1", "pinged", {})
+    assert (kept.status, kept.kept) == ("running", True)
+    STEP_MAY_GO.set()
+    started.join(10)
+    driver.send("b1", "decided", {"approved": True}, actor="alice")
+
     done = driver.get("b1")
     assert (done.status, done.result) == ("completed", True)
-    kinds = [(h.kind, h.actor) for h in driver.history("b1")]
-    assert ("event kept", "alice") in kinds and ("decision", "alice") in kinds
+    kinds = [h.kind for h in driver.history("b1")]
+    assert kinds.index("event kept") < kinds.index("decision") < kinds.index("event")
 
 
 def test_an_event_for_no_wait_at_all_is_still_refused_when_idle(sqlite_url: str) -> None:

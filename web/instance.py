@@ -88,6 +88,7 @@ class InstancePage:
     moving: list[tuple[str, str, str]]  # (thread, old, new): renamed_from carries it over
     history: list[HistoryEntry]
     history_total: int
+    dropped: list[HistoryEntry]  # kept events whose wait never began: never silent
     live: bool
     poll_query: str
     flash: Flash | None
@@ -170,6 +171,7 @@ def build(engine: Engine, instance_id: str, user: str, flash: Flash | None = Non
         moving=moving,
         history=list(reversed(history[-HISTORY_SHOWN:])),
         history_total=len(history),
+        dropped=[h for h in history if h.kind == "event dropped"],
         live=live,
         poll_query=f"?since={view.version}",
         flash=flash,

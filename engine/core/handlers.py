@@ -92,6 +92,9 @@ class Handler:
     """Base of all handlers. Every method has a harmless default."""
 
     kind: ClassVar[str] = "event"
+    # A decision (an approval, a form) is taken only by a wait that is open, so a person
+    # decides only what they could have seen; other events may be kept for a wait not begun.
+    decides: ClassVar[bool] = False
 
     def setup(self, wait: WaitInfo) -> dict[str, Any] | None:
         """Runs once the wait has begun; the dict it returns is stored with the wait."""
@@ -189,6 +192,7 @@ class Approval(Handler):
     required: int = 1
     allow_self: bool = True
     kind: ClassVar[str] = "approval"
+    decides: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
         if not isinstance(self.required, int) or self.required < 1:
@@ -417,6 +421,7 @@ class Input(Handler):
     model: type[BaseModel]
     apply: Callable[[Any], Any]
     kind: ClassVar[str] = "input"
+    decides: ClassVar[bool] = True
 
     def check(self, wait: WaitInfo, payload: dict[str, Any], actor: str | None) -> None:
         self._validated(payload)  # anyone may fill in a form; the payload must fit it

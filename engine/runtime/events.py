@@ -119,7 +119,8 @@ class Events:
         via: str,
     ) -> None:
         """Before keeping an event for a wait that has not begun: may `actor` send it, and does
-        the payload fit? Raises the refusal to the sender now, not into the history later."""
+        the payload fit? Raises the refusal to the sender now, not into the history later. A
+        decision is never kept: it raises `NotWaiting` naming the wait that has not begun."""
         wait = self._early_wait(work, event, thread)
         case = wait.case(event) if wait is not None else None
         if wait is None or case is None:
@@ -138,6 +139,11 @@ class Events:
             starter=work.state.started_by,
         )
         case.handler.check(info, payload, actor)
+        if case.handler.decides:
+            raise NotWaiting(
+                f"'{wait.name}' has not begun yet: instance {work.id} is still running, and a "
+                "decision is taken only once its wait is open; try again when it waits"
+            )
 
     def keep_for_later(
         self,

@@ -31,6 +31,7 @@ COUNTERS = {
     "signoff_failures": "Threads that failed and need an operator (retries exhausted, errors)",
     "signoff_commit_conflicts": "Commits that lost the version check to another writer (merged)",
     "signoff_events": "Events and decisions applied",
+    "signoff_events_dropped": "Kept events whose wait never began before the instance ended",
 }
 HISTOGRAMS = {
     "signoff_step_duration_seconds": ("How long steps ran", STEP_BUCKETS),
@@ -156,6 +157,8 @@ class Metrics:
                     if "late" in measures:
                         late = max(measures["late"], 0.0)
                         self._observe("signoff_timer_lateness_seconds", wf, late)
+                elif kind == "event dropped":
+                    self._inc("signoff_events_dropped", (*wf, ("event", r.name or "")))
                 elif kind == "started":
                     self._inc("signoff_instances_started", wf)
                 elif kind in ("completed", "cancelled"):
