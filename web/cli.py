@@ -407,6 +407,8 @@ def cmd_send(args: argparse.Namespace, out: TextIO) -> int:
             via="cli",
         )
         _outcome(view, out)
+        if view.kept:
+            out.write(f"kept: its wait has not begun; '{args.event}' is delivered when it does\n")
     finally:
         engine.close()
     return 0

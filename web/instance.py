@@ -322,6 +322,8 @@ async def send(request: Request) -> Response:
         )
         if outcome.ok:
             done = {"approve": "Approved", "deny": "Denied"}.get(mode, f"Sent '{event}'")
+            if outcome.value.kept:
+                done += "; its wait has not begun, so it is kept and delivered when it begins"
             outcome.flash = Flash("ok", f"{done}. The instance is now {outcome.value.status}.")
     return await _respond(request, instance_id, user, outcome)
 
