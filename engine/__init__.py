@@ -1,7 +1,7 @@
 """signoff's engine: durable workflows as code, with people in the loop."""
 
 from signoff.engine.async_engine import AsyncEngine
-from signoff.engine.core.authority import ReadOnly
+from signoff.engine.core.authority import ReadOnly, actor_problem, everyone_operates
 from signoff.engine.core.branches import If
 from signoff.engine.core.deploy import DeploymentReport, Finding, Tally
 from signoff.engine.core.enums import HistoryKind, Status, ThreadStatus, Via
@@ -137,7 +137,9 @@ __all__ = [
     "WaitInfo",
     "WaitView",
     "Workflow",
+    "actor_problem",
     "declared_renames",
+    "everyone_operates",
     "goto_targets",
     "json_problem",
     "outcome_of",

@@ -20,7 +20,7 @@ from typing import Any
 
 import sqlalchemy
 from pydantic import ValidationError
-from signoff.engine.core.authority import Authority
+from signoff.engine.core.authority import Authority, check_actor
 from signoff.engine.core.deploy import UNFINISHED, Assessment, DeploymentReport, Finding, assess
 from signoff.engine.core.enums import HistoryKind, Status, ThreadStatus
 from signoff.engine.core.handlers import Approval, Handler, Services, WaitInfo, upcoming
@@ -407,8 +407,8 @@ class Engine:
         via: str = "api",
     ) -> InstanceView:
         """Re-enter the statement a failed (or backing-off) thread stopped at. Operators only."""
-        self.authority.require_operator(actor, f"retry instance {instance_id}")
         _check_text(instance_id=instance_id, thread=thread, actor=actor, via=via)
+        self.authority.require_operator(actor, f"retry instance {instance_id}")
 
         def pick(work: Working) -> list[ThreadState]:
             candidates = [
@@ -455,8 +455,8 @@ class Engine:
         via: str = "api",
     ) -> InstanceView:
         """Stop every thread and end the instance as cancelled. Operators only."""
-        self.authority.require_operator(actor, f"cancel instance {instance_id}")
         _check_text(instance_id=instance_id, reason=reason, actor=actor, via=via)
+        self.authority.require_operator(actor, f"cancel instance {instance_id}")
 
         def change(work: Working, now: datetime) -> None:
             self.runner.lifecycle.stop_threads(
@@ -477,8 +477,8 @@ class Engine:
         via: str = "api",
     ) -> InstanceView:
         """Operator repair: continue `thread` at the named statement. Operators only."""
-        self.authority.require_operator(actor, f"move a thread of instance {instance_id}")
         _check_text(instance_id=instance_id, thread=thread, step=step, actor=actor, via=via)
+        self.authority.require_operator(actor, f"move a thread of instance {instance_id}")
 
         def change(work: Working, now: datetime) -> None:
             if thread not in work.state.threads:
@@ -833,7 +833,7 @@ class Engine:
         (the workflow's `summary_fields` of the instance's data), `deadline` (when a timeout
         of the same wait decides it; None without one) and `needed` (approvals still needed).
         """
-        _check_text(search=search, workflow=workflow)
+        _check_text(search=search, workflow=workflow, actor=actor)
         if search is not None and len(search) > MAX_SEARCH:
             raise InvalidData(f"a search is at most {MAX_SEARCH} characters")
         names = None if actor is None else self.identities(actor)
@@ -876,7 +876,7 @@ class Engine:
         self, actor: str | None, *, workflow: str | None = None, search: str | None = None
     ) -> int:
         """How many open approvals `inbox` lists for `actor` over all its pages."""
-        _check_text(search=search, workflow=workflow)
+        _check_text(search=search, workflow=workflow, actor=actor)
         if search is not None and len(search) > MAX_SEARCH:
             raise InvalidData(f"a search is at most {MAX_SEARCH} characters")
         names = None if actor is None else self.identities(actor)
@@ -907,6 +907,7 @@ class Engine:
     ) -> dict[tuple[str, str], str | None]:
         """For each open approval of the instance, by (thread, event): None when `actor` may
         decide it now, else why not, in a sentence (what the dashboard shows beside it)."""
+        _check_text(instance_id=instance_id, actor=actor)
         row = self.store.load(instance_id)
         if row is None:
             raise InstanceNotFound(f"no instance with id '{instance_id}'")
@@ -1225,8 +1226,11 @@ def _checked_payload(payload: Mapping[str, Any] | None) -> dict[str, Any]:
 
 
 def _check_text(**values: Any) -> None:
-    """Refuse text arguments a database cannot store, naming the argument."""
+    """Refuse text arguments a database cannot store, naming the argument, and an `actor` or
+    `user` that cannot be a person's name (a group, empty, control characters)."""
     for name, value in values.items():
+        if name in ("actor", "user"):
+            check_actor(value)
         if isinstance(value, str):
             problem = text_problem(value, name.replace("_", " "))
             if problem:

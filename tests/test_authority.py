@@ -173,6 +173,48 @@ def test_an_operator_by_name_or_group_and_the_program_may(engine: Engine) -> Non
     assert entry.actor == "carol"
 
 
+BAD_NAMES = ["group:finance", "Group:ops", "", "   ", " erin", "al\x07ice", "bob\u202egnp"]
+
+
+@pytest.mark.parametrize("name", BAD_NAMES)
+def test_a_group_an_empty_name_or_control_characters_are_never_an_actor(
+    engine: Engine, name: str
+) -> None:
+    """`group:finance` as an actor would count as the finance group and could vote any number
+    of times; `group:ops` would operate. Every call that takes an actor refuses such a name."""
+    iid = engine.start(Claim, actor="erin")
+    before = snapshot(engine, iid)
+    calls = [
+        lambda: engine.start(Claim, actor=name),
+        lambda: engine.send(iid, "decision", {"approved": True}, actor=name),
+        lambda: engine.check_event(iid, "decision", {"approved": True}, actor=name),
+        lambda: engine.send(iid, "poke", {}, actor=name),
+        lambda: engine.retry(iid, actor=name),
+        lambda: engine.goto(iid, "main", "pay", actor=name),
+        lambda: engine.cancel(iid, actor=name),
+        lambda: engine.inbox(name),
+        lambda: engine.inbox_count(name),
+        lambda: engine.decision_refusals(iid, name),
+    ]
+    for call in calls:
+        with pytest.raises(InvalidData):
+            call()
+    assert snapshot(engine, iid) == before
+    assert not engine.authority.matches(name, ["group:finance", "group:ops"])
+    assert not engine.is_operator(name)
+
+
+def test_two_votes_as_a_group_name_do_not_make_a_quorum(engine: Engine) -> None:
+    iid = engine.start(Claim)
+    for _ in range(2):
+        with pytest.raises(InvalidData, match="a group is never an actor"):
+            engine.send(iid, "decision", {"approved": True}, actor="group:finance")
+    engine.send(iid, "decision", {"approved": True}, actor="erin")
+    with pytest.raises(NotAllowed, match="already voted"):
+        engine.send(iid, "decision", {"approved": True}, actor="erin")
+    assert engine.get(iid).status == "waiting"
+
+
 def test_anyone_may_fill_in_a_form_but_the_payload_must_fit(engine: Engine) -> None:
     iid = engine.start(Claim)
     before = snapshot(engine, iid)
@@ -333,14 +375,16 @@ def test_send_to_a_busy_instance_refuses_at_once(sqlite_url: str) -> None:
             engine.send("busy", "decision", {"approved": "yes"}, actor="alice")
         with pytest.raises(NotAllowed, match="only operators may"):
             engine.send("busy", "poke", {}, actor="alice")
+        with pytest.raises(NotWaiting, match="'approval' has not begun yet"):
+            engine.send("busy", "decision", {"approved": True}, actor="alice")
         assert snapshot(engine, "busy") == before
-        kept = engine.send("busy", "decision", {"approved": True}, actor="alice")
-        assert kept.status == "running"
+        kept = engine.send("busy", "poke", {}, actor="carol")  # an operator's plain event
+        assert (kept.status, kept.kept) == ("running", True)
     finally:
         RELEASE.set()
         runner.join(30)
     got = engine.get("busy")
-    assert (got.status, got.result) == ("completed", True)
+    assert (got.status, got.result) == ("completed", False)  # the poke ended the wait
     assert "event refused" not in [h.kind for h in engine.history("busy")]
 
 

@@ -411,3 +411,42 @@ def test_check_on_postgresql(
     code, text = check(pg_url, "--workflows", "careless_pg", "--json")
     assert code == 1
     assert json.loads(text)["deployment"]["stranded_instances"] == 6
+
+
+@pytest.mark.parametrize(
+    ("key", "problem"),
+    [
+        ("changeme", "is 8 characters long; at least 32"),
+        ("ab" * 20, "has only 2 different characters"),
+    ],
+)
+def test_serve_refuses_a_secret_key_anyone_could_guess(
+    sqlite_url: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    key: str,
+    problem: str,
+) -> None:
+    monkeypatch.setenv("SIGNOFF_SECRET_KEY", key)
+    assert main(["serve", "--db", sqlite_url, *FLOWS, "--port", "0"]) == 1
+    err = capsys.readouterr().err
+    assert problem in err and "secrets.token_urlsafe(48)" in err
+
+
+def test_serve_refuses_open_access_to_every_host(
+    sqlite_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(
+        ["serve", "--db", sqlite_url, *FLOWS, "--open-access", "--allow-host", "*", "--port", "0"]
+    )
+    assert code == 1
+    assert "never to --allow-host '*'" in capsys.readouterr().err
+
+
+def test_acting_as_a_group_is_refused(cli: Cli) -> None:
+    assert cli("start", "Purchase", "--data", '{"amount": 5}', "--id", "p1")[0] == 0
+    code, _, err = cli(
+        "send", "p1", "decision", "--payload", '{"approved": true}', "--as", "group:finance"
+    )
+    assert code == 1 and "a group is never an actor" in err
+    assert cli("show", "p1")[1].startswith("p1  Purchase  waiting\n")

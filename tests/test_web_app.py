@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from signoff.engine import Engine
 from signoff.web import create_app
 from signoff.web.examples import UPSTREAM, WORKFLOWS
@@ -128,3 +129,43 @@ def test_open_access_demo_can_act_as_an_approver(engine: Engine) -> None:
         assert "Act as alice" in page.text
         sign_in(c, "alice", password="")
         assert c.get(f"/instances/{iid}").context["page"].threads[0].waits[0].may_decide
+
+
+def test_open_access_changes_nothing_for_another_app_on_the_same_engine(tmp_path: Path) -> None:
+    """A demo app made every visitor an operator of the whole engine: bob's token then moved a
+    thread through a second, normal app. Open access now covers its own requests only."""
+    engine = Engine(f"sqlite:///{tmp_path}/two.db", workflows=[*WORKFLOWS], operators=["carol"])
+    demo, normal = make_app(engine, open_access=True), make_app(engine)
+    bob = {"Authorization": "Bearer token-bob-0123456789"}
+    iid = engine.start("Expense", {"amount": 120})
+    with TestClient(demo, base_url=ORIGIN) as visitor:
+        assert visitor.get("/api/instances").status_code == 200
+    with TestClient(normal, base_url=ORIGIN) as c:
+        refused = c.post(f"/api/instances/{iid}/cancel", json={}, headers=bob)
+        assert refused.status_code == 403
+    assert not engine.is_operator("bob") and not engine.is_operator("admin")
+    assert engine.get(iid).status == "waiting"
+    with TestClient(demo, base_url=ORIGIN) as visitor:  # the demo's own visitors still operate
+        assert visitor.post(f"/api/instances/{iid}/cancel", json={}).status_code == 200
+    engine.close()
+
+
+def test_open_access_never_answers_every_host(engine: Engine) -> None:
+    with pytest.raises(ValueError, match="never to '\\*'"):
+        create_app(engine, open_access=True, allowed_hosts=["*"])
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"users": {"group:ops": "scrypt$x"}},
+        {"users": {"": "scrypt$x"}},
+        {"api_tokens": {"token-0123456789abcdef": "group:finance"}},
+        {"api_tokens": {"token-0123456789abcdef": "eve\x1b[2J"}},
+    ],
+)
+def test_a_user_or_token_named_as_a_group_or_with_control_characters_is_refused(
+    engine: Engine, options: dict[str, Any]
+) -> None:
+    with pytest.raises(ValueError, match="cannot be named"):
+        create_app(engine, secret_key="k" * 40, **options)

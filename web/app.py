@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-from signoff.engine import AsyncEngine, Engine, SignoffError
+from signoff.engine import AsyncEngine, Engine, SignoffError, actor_problem, everyone_operates
 from signoff.web import (
     api,
     apidocs,
@@ -47,6 +47,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 log = logging.getLogger("signoff.web")
 
@@ -62,6 +63,18 @@ LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
 def _resource(name: str) -> Path:
     """templates/ and static/ sit beside web/ in the signoff package, checkout and wheel alike."""
     return HERE.parent / name
+
+
+class EveryoneOperates:
+    """Open access: each request of this app runs with every visitor an operator, and nothing
+    outside it (another app on the same engine, the engine's own scheduler) is changed."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        with everyone_operates():
+            await self.app(scope, receive, send)
 
 
 def create_app(
@@ -81,7 +94,8 @@ def create_app(
 
     `users` maps user names to password hashes (`web.auth.hash_password`), `api_tokens` maps
     bearer tokens to the actor they act as. `open_access=True` (demos only) lets anyone in as an
-    administrator: every visitor is an operator (it adds "*" to the engine's operators).
+    administrator: every visitor is an operator of this app's requests (the engine's own
+    operators stay as they are, for every other app or program on it).
     Without `secret_key` a random one is made: sessions end at restart.
 
     `limits` bounds what one client may cost (sign-in attempts, body size, request time, ...).
@@ -95,8 +109,15 @@ def create_app(
     """
     if isinstance(engine, AsyncEngine):
         engine = engine.engine  # the dashboard calls the sync engine from worker threads
-    if open_access:
-        engine.add_operators("*")  # in the demo, every visitor is an operator
+    if open_access and allowed_hosts is not None and "*" in allowed_hosts:
+        raise ValueError(
+            "open access makes every visitor an administrator: it answers only to the host "
+            "names you list, never to '*'"
+        )
+    for name in [*(users or {}), *(api_tokens or {}).values()]:
+        problem = actor_problem(name) if isinstance(name, str) else "is not text"
+        if problem:
+            raise ValueError(f"a user or API token actor cannot be named {name!r}: {problem}")
     if secret_key is None:
         secret_key = secrets.token_urlsafe(32)
         if not open_access:  # a demo has no sessions worth keeping
@@ -201,6 +222,7 @@ def create_app(
                 same_site="lax",
             ),
             Middleware(auth.SessionGate),
+            *([Middleware(EveryoneOperates)] if open_access else []),
         ],
         exception_handlers={
             auth.NotSignedInError: _sign_in,

@@ -50,6 +50,8 @@ from signoff.engine import (
 DEFAULT_DATABASE_URL = "sqlite:///signoff.db"
 DEFAULT_WORKFLOWS = ("signoff.web.examples",)
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
+MIN_SECRET_LENGTH = 32
+MIN_SECRET_DISTINCT = 10
 
 
 class ConfigError(Exception):
@@ -155,13 +157,20 @@ def parse_groups(value: str | None) -> dict[str, list[str]]:
     return groups
 
 
-def make_engine(args: argparse.Namespace, *, everyone_operates: bool = False) -> Engine:
+def secret_key_problem(key: str) -> str | None:
+    """Why `key` is too weak to sign sessions and links with, or None."""
+    if len(key) < MIN_SECRET_LENGTH:
+        return f"is {len(key)} characters long; at least {MIN_SECRET_LENGTH} are needed"
+    if len(set(key)) < MIN_SECRET_DISTINCT:
+        return f"has only {len(set(key))} different characters; at least {MIN_SECRET_DISTINCT}"
+    return None
+
+
+def make_engine(args: argparse.Namespace) -> Engine:
     url = database_url(args)
     workflows = load_workflows(workflow_modules(args))
     lease = getattr(args, "lease", None)
     operators = split_list(os.environ.get("SIGNOFF_OPERATORS"))
-    if everyone_operates:
-        operators.append("*")
     groups = parse_groups(os.environ.get("SIGNOFF_GROUPS"))
     try:
         if lease:
@@ -211,6 +220,11 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
     allowed_hosts = [h for item in args.allow_host or [] for h in split_list(item)]
     trusted = split_list(args.forwarded_allow_ips or os.environ.get("SIGNOFF_TRUSTED_PROXIES"))
     if args.open_access:
+        if "*" in allowed_hosts:
+            raise ConfigError(
+                "--open-access makes every visitor an administrator: it answers only to host "
+                "names you list, never to --allow-host '*'"
+            )
         if args.host not in LOOPBACK and not allowed_hosts:
             raise ConfigError(
                 f"--open-access serves on loopback only, not on {args.host}: anyone who "
@@ -224,8 +238,15 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
             + ("" if args.host in LOOPBACK else f" and listens on {args.host}"),
             file=out,
         )
-    engine = make_engine(args, everyone_operates=args.open_access)
     secret_key = os.environ.get("SIGNOFF_SECRET_KEY") or None
+    if secret_key is not None and not args.open_access:
+        problem = secret_key_problem(secret_key)
+        if problem:
+            raise ConfigError(
+                f"SIGNOFF_SECRET_KEY {problem}: anyone could guess it and sign in as anyone. "
+                'Make one with: python -c "import secrets; print(secrets.token_urlsafe(48))"'
+            )
+    engine = make_engine(args)
     if secret_key is None and not args.open_access:
         print(
             "signoff: warning: SIGNOFF_SECRET_KEY is not set; sessions end when the server "
@@ -239,17 +260,21 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
         problem = hash_problem(stored)
         if problem:
             print(f"signoff: warning: SIGNOFF_USERS: the hash of {name} {problem}", file=sys.stderr)
-    app = create_app(
-        engine,
-        secret_key=secret_key,
-        users=users,
-        api_tokens=parse_pairs(
-            os.environ.get("SIGNOFF_API_TOKENS"), "SIGNOFF_API_TOKENS", split_last=True
-        ),
-        open_access=args.open_access,
-        slack_signing_secret=os.environ.get("SLACK_SIGNING_SECRET") or None,
-        allowed_hosts=allowed_hosts or None,
-    )
+    try:
+        app = create_app(
+            engine,
+            secret_key=secret_key,
+            users=users,
+            api_tokens=parse_pairs(
+                os.environ.get("SIGNOFF_API_TOKENS"), "SIGNOFF_API_TOKENS", split_last=True
+            ),
+            open_access=args.open_access,
+            slack_signing_secret=os.environ.get("SLACK_SIGNING_SECRET") or None,
+            allowed_hosts=allowed_hosts or None,
+        )
+    except ValueError as exc:
+        engine.close()
+        raise ConfigError(str(exc)) from exc
     if args.open_access and set(workflow_modules(args)) == set(DEFAULT_WORKFLOWS):
         from signoff.web.examples import seed
 

@@ -17,7 +17,10 @@ why, and is raised before anything changes. Pure: standard library and pydantic 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import unicodedata
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +34,48 @@ if TYPE_CHECKING:
 
 GROUP_PREFIX = "group:"
 MAX_REASON_LENGTH = 2000
+
+
+# set while serving an open-access demo's request: the scope is that request, not the engine
+_EVERYONE_OPERATES: ContextVar[bool] = ContextVar("signoff_everyone_operates", default=False)
+
+
+@contextmanager
+def everyone_operates() -> Iterator[None]:
+    """Within this block (this thread or task, and what it starts), every actor is an operator:
+    what an open-access demo's requests run under. The engine's own operators are unchanged, so
+    another app or program on the same engine keeps its rules."""
+    token = _EVERYONE_OPERATES.set(True)
+    try:
+        yield
+    finally:
+        _EVERYONE_OPERATES.reset(token)
+
+
+def actor_problem(actor: str) -> str | None:
+    """Why `actor` cannot be an actor's name, or None. A group is never an actor (a user named
+    "group:finance" would count as that group's member, and vote as many times as they like);
+    an empty name is nobody; control and format characters make two names look alike."""
+    if not actor.strip():
+        return "an actor's name may not be empty"
+    if actor.lower().startswith(GROUP_PREFIX):
+        return f"'{actor}' names a group: a group is never an actor, only its members are"
+    if actor != actor.strip():
+        return f"the actor's name {actor!r} begins or ends with a space"
+    if any(unicodedata.category(c) in ("Cc", "Cf") for c in actor):
+        return f"the actor's name {actor!r} holds a control character"
+    return None
+
+
+def check_actor(actor: str | None) -> None:
+    """Raise InvalidData when `actor` (None: the program) cannot be an actor's name."""
+    if actor is None:
+        return
+    if not isinstance(actor, str):
+        raise InvalidData("an actor's name must be text")
+    problem = actor_problem(actor)
+    if problem:
+        raise InvalidData(problem)
 
 
 class _ReadOnly:
@@ -80,6 +125,8 @@ class Authority:
     def identities(self, actor: str) -> set[str]:
         """Every name `actor` goes by: their user name, their Slack id, and `group:NAME` for
         each group that lists either."""
+        if actor_problem(actor):  # never anyone: a group's name, an empty one
+            return set()
         names = {actor}
         if actor in self.slack_users:
             names.add(self.slack_users[actor])
@@ -102,7 +149,12 @@ class Authority:
 
     def is_operator(self, actor: str | None) -> bool:
         """The program (None) always is; "*" among the operators makes every actor one."""
-        return actor is None or "*" in self.operators or self.matches(actor, self.operators)
+        return (
+            actor is None
+            or "*" in self.operators
+            or _EVERYONE_OPERATES.get()
+            or self.matches(actor, self.operators)
+        )
 
     def require_operator(self, actor: str | None, action: str) -> None:
         """Raise NotAllowed unless `actor` may `action` ("retry instance X")."""
