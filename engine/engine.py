@@ -29,8 +29,9 @@ from signoff.engine.core.outcome import outcome_of, outcome_of_state
 from signoff.engine.core.records import Record, Stored
 from signoff.engine.core.renames import carry_over, declared_renames
 from signoff.engine.core.state import Decided, Ending, InstanceState, OpenCase, ThreadState
-from signoff.engine.core.tree import Entry, Statement
+from signoff.engine.core.tree import Entry, Statement, walk
 from signoff.engine.core.validate import validate
+from signoff.engine.core.waits import Wait
 from signoff.engine.core.workflow import Workflow
 from signoff.engine.core.working import Working, marks
 from signoff.engine.errors import (
@@ -56,6 +57,7 @@ from signoff.engine.storage.rawsql import ORDERS
 from signoff.engine.storage.seen import Seen
 from signoff.engine.storage.sessions import Sessions
 from signoff.engine.storage.store import Store
+from signoff.engine.storage.visibility import can_see
 from signoff.engine.views import (
     DecisionView,
     HistoryEntry,
@@ -103,6 +105,7 @@ class Engine:
         operators: Iterable[str] | None = None,
         groups: Mapping[str, Iterable[str]] | None = None,
         *,
+        viewers: Iterable[str] | None = None,
         base_url: str | None = None,
         lease: timedelta = DEFAULT_LEASE,
         synchronous: str = "FULL",
@@ -119,6 +122,11 @@ class Engine:
         so processes starting together are safe); with `migrate=False` a database that is not
         at the current schema raises `SchemaOutdated`, naming the command that upgrades it.
 
+        `operators` may retry, cancel, move threads and send any event; `viewers` see every
+        instance and change nothing (names, Slack ids or `group:NAME` of `groups`). Anyone else
+        sees the instances they started, may decide or have decided: `get`, `list`, `history`
+        and `counts` take `actor=` and answer as for that person.
+
         `slack` is a `slack_sdk.WebClient` (made from SLACK_BOT_TOKEN and SLACK_API_URL when not
         given; Slack is off without a token). `base_url` is where the dashboard is served
         (default: SIGNOFF_BASE_URL), for the links in Slack messages.
@@ -128,7 +136,7 @@ class Engine:
         self.slack = slack if slack is not None else client_from_environment()
         self.base_url = base_url if base_url is not None else base_url_from_environment()
         self.actions = ActionRunner()
-        self.authority = Authority.of(operators, groups, slack_users)
+        self.authority = Authority.of(operators, groups, slack_users, viewers)
         self.services = Services(
             clock=self._now,
             slack=self.slack,
@@ -614,12 +622,13 @@ class Engine:
 
     # --- reading -------------------------------------------------------------------------------
 
-    def get(self, instance_id: str) -> InstanceView:
+    def get(self, instance_id: str, actor: str | None = None) -> InstanceView:
         """The instance as it is now. Its waits describe the definition deployed now (its
-        approvers, title, ...), not the one in force when they began."""
-        _check_text(instance_id=instance_id)
+        approvers, title, ...), not the one in force when they began. With `actor`, an
+        instance that person may not see is not found, as one that does not exist."""
+        _check_text(instance_id=instance_id, actor=actor)
         row = self.store.load(instance_id)
-        if row is None:
+        if row is None or not self._sees(instance_id, actor):
             raise InstanceNotFound(f"no instance with id '{instance_id}'")
         state = InstanceState.model_validate_json(row.state)
         infos = {key: info for key, (_, _, info) in self._open_cases(row, state).items()}
@@ -630,13 +639,67 @@ class Engine:
         cases = self._open_cases(work.row, work.state, work.tree)
         return _view(work.row, work.state, {key: info for key, (_, _, info) in cases.items()})
 
-    def history(self, instance_id: str) -> list[HistoryEntry]:
+    def history(self, instance_id: str, actor: str | None = None) -> list[HistoryEntry]:
         """The instance's audit trail, oldest first: every step, event, vote, decision (who,
-        via what, when), failure, retry and repair."""
-        _check_text(instance_id=instance_id)
-        if self.store.load(instance_id) is None:
+        via what, when), failure, retry and repair. `actor` as for `get`."""
+        _check_text(instance_id=instance_id, actor=actor)
+        if self.store.load(instance_id) is None or not self._sees(instance_id, actor):
             raise InstanceNotFound(f"no instance with id '{instance_id}'")
         return self.store.history(instance_id)
+
+    # --- who sees what ---------------------------------------------------------------------------
+
+    def sees_all(self, actor: str | None) -> bool:
+        """Whether `actor` sees every instance (the program, an operator, a viewer)."""
+        return self.authority.sees_all(actor)
+
+    def may_see(self, instance_id: str, actor: str | None) -> bool:
+        """Whether `actor` sees this instance (False when there is none): what `get` asks. A
+        surface that refuses someone an action on an instance they may not see tells them it
+        does not exist, as the dashboard and the API do, so a refusal reveals nothing."""
+        _check_text(instance_id=instance_id, actor=actor)
+        return self.store.load(instance_id) is not None and self._sees(instance_id, actor)
+
+    def _viewer(self, actor: str | None) -> builtins.list[str] | None:
+        """The identities a listing for `actor` must be visible to; None: everything."""
+        if actor is None or self.authority.sees_all(actor):
+            return None
+        return sorted(self.authority.identities(actor))
+
+    def _sees(self, instance_id: str, actor: str | None) -> bool:
+        """One instance asked for by id: `can_see`'s rule, or the definition names the actor
+        among the approvers of a wait not begun yet (the request is on its way to them)."""
+        viewer = self._viewer(actor)
+        if viewer is None:
+            return True
+        if viewer and can_see(self.store.db, instance_id, viewer):
+            return True
+        return self._may_decide_some_wait(instance_id, actor)
+
+    def _may_decide_some_wait(self, instance_id: str, actor: str | None) -> bool:
+        """Whether the definition, built from the instance's data as it is now, names `actor`
+        among the approvers of one of its waits (begun or not): such a person is told why their
+        early or late decision is refused, not that the instance does not exist."""
+        row = self.store.load(instance_id)
+        cls = self.workflows.get(row.workflow) if row is not None else None
+        if row is None or cls is None or actor is None:
+            return False
+        try:
+            definition = cls.model_validate_json(row.data).definition()
+        except Exception:  # the workflow's own code: nothing it names can be relied on
+            return False
+        for statement in walk(definition):
+            if isinstance(statement, Wait):
+                for case in statement.cases:
+                    handler = case.handler
+                    if isinstance(handler, Approval) and (
+                        handler.approvers is None
+                        or self.authority.matches(
+                            actor, [*handler.approvers, *(handler.escalate_to or ())]
+                        )
+                    ):
+                        return True
+        return False
 
     def list(
         self,
@@ -647,18 +710,20 @@ class Engine:
         search: str | None = None,
         before: tuple[datetime, str] | None = None,
         order: str = "recent",
+        actor: str | None = None,
     ) -> builtins.list[InstanceSummary]:
         """Instances in `order`: "recent" (most recently changed first, the default), "oldest"
         (least recently changed first) or "id". `before` is the (updated_at, id) of the last
         row of the previous page (keyset pagination). `search` is at most MAX_SEARCH
         characters: an id prefix, `field:value` (the data field has that value, or a text
         value starting with it), or else text anywhere in the data. Each row carries the
-        workflow's `summary_fields` of its data and its outcome."""
+        workflow's `summary_fields` of its data and its outcome. With `actor`, only the
+        instances that person sees."""
         if search is not None and len(search) > MAX_SEARCH:
             raise InvalidData(f"a search is at most {MAX_SEARCH} characters")
         if order not in ORDERS:
             raise InvalidData(f"order is one of {', '.join(ORDERS)}, not {order!r}")
-        _check_text(search=search, status=status, workflow=workflow)
+        _check_text(search=search, status=status, workflow=workflow, actor=actor)
         if before is not None:
             _check_text(cursor=before[1])
         if isinstance(workflow, type):
@@ -670,6 +735,7 @@ class Engine:
             limit=max(1, min(limit, 500)),
             before=before,
             order=order,
+            viewer=self._viewer(actor),
         )
         return [self._summary(r) for r in rows]
 
@@ -689,16 +755,21 @@ class Engine:
         return InstanceSummary(**r, summary=summary, outcome=outcome, outcome_label=label)
 
     def counts(
-        self, *, workflow: str | type[Workflow] | None = None, search: str | None = None
+        self,
+        *,
+        workflow: str | type[Workflow] | None = None,
+        search: str | None = None,
+        actor: str | None = None,
     ) -> dict[str, int]:
         """How many instances there are in each status; of `workflow`, and matching `search`
-        (as `list` matches it), when given. A search reads every instance's data."""
+        (as `list` matches it), when given; of those `actor` sees, when given. A search reads
+        every instance's data."""
         if search is not None and len(search) > MAX_SEARCH:
             raise InvalidData(f"a search is at most {MAX_SEARCH} characters")
-        _check_text(search=search, workflow=workflow)
+        _check_text(search=search, workflow=workflow, actor=actor)
         if isinstance(workflow, type):
             workflow = workflow.registered_name()
-        return self.store.counts(workflow or None, search or None)
+        return self.store.counts(workflow or None, search or None, self._viewer(actor))
 
     def outcome(
         self, instance_id: str, history: Sequence[HistoryEntry] | None = None

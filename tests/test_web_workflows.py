@@ -102,7 +102,8 @@ def test_parked_instances_of_a_deployment_are_listed_with_links(tmp_path: Any, c
     rename is shown as such; a workflow no longer registered is listed apart."""
     url = f"sqlite:///{tmp_path}/deployed.db"
     seed(url, clock)
-    deployed = Engine(url, [OrderV2], clock=clock)  # v2: declares approval -> manager approval
+    # v2 declares approval -> manager approval; bob views every instance
+    deployed = Engine(url, [OrderV2], clock=clock, viewers=["bob"])
     with TestClient(make_app(deployed), base_url=ORIGIN, follow_redirects=False) as c:
         sign_in(c, "bob")
         response = c.get("/workflows")
@@ -123,7 +124,7 @@ def test_parked_instances_of_a_deployment_are_listed_with_links(tmp_path: Any, c
         assert "renamed to manager approval" in " ".join(parse(shown.text).text.split())
     deployed.close()
 
-    careless = Engine(url, [OrderV3Bad, Legacy], clock=clock)
+    careless = Engine(url, [OrderV3Bad, Legacy], clock=clock, viewers=["bob"])
     with TestClient(make_app(careless), base_url=ORIGIN, follow_redirects=False) as c:
         sign_in(c, "bob")
         response = c.get("/workflows")

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from signoff.engine import SignoffError
+from signoff.engine import Engine, InstanceNotFound, SignoffError
 from signoff.web.errors import status_for
 from signoff.web.render import Flash
 from starlette.concurrency import run_in_threadpool
@@ -29,13 +29,36 @@ class Outcome:
         return self.status_code < 400
 
 
-async def attempt(call: Callable[..., T], *args: Any, **kwargs: Any) -> Outcome:
-    """Run an engine call in the thread pool; a SignoffError becomes an error Outcome."""
+async def attempt(
+    call: Callable[..., T], *args: Any, seen_by: Seer | None = None, **kwargs: Any
+) -> Outcome:
+    """Run an engine call in the thread pool; a SignoffError becomes an error Outcome. With
+    `seen_by` (the engine, the instance and the user acting on it), a refusal to a user who may
+    not see the instance says it does not exist (`hidden`)."""
     try:
         value = await run_in_threadpool(call, *args, **kwargs)
     except SignoffError as exc:
+        if seen_by is not None:
+            exc = await run_in_threadpool(hidden, exc, *seen_by)
         return Outcome(None, Flash("error", plain(exc)), status_for(exc))
     return Outcome(value)
+
+
+Seer = tuple[Engine, str, str]
+
+
+def hidden(exc: SignoffError, engine: Engine, instance_id: str, user: str) -> SignoffError:
+    """The refusal to show `user`: `exc`, or "no instance" when the instance is not one they
+    may see (the engine's rule, `Engine.may_see`), so that no refusal tells anyone that an
+    instance they take no part in exists, nor who may act on it."""
+    if isinstance(exc, InstanceNotFound):
+        return exc
+    try:
+        if engine.may_see(instance_id, user):
+            return exc
+    except SignoffError:
+        pass
+    return InstanceNotFound(f"no instance with id '{instance_id}'")
 
 
 def plain(exc: SignoffError) -> str:

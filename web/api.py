@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import quote
 
 from signoff.engine import MAX_JSON_DEPTH, SignoffError, UnknownWorkflow, json_problem
+from signoff.web.actions import hidden
 from signoff.web.auth import TokenError, api_actor
 from signoff.web.errors import status_for
 from signoff.web.instances import MAX_SEARCH, make_cursor, parse_cursor
@@ -79,6 +80,7 @@ def endpoint(handler: Callable[[Request, str], Any]) -> Callable[[Request], Any]
     """Authenticate, run the handler, and turn every refusal into a JSON error."""
 
     async def wrapped(request: Request) -> Response:
+        actor: str | None = None
         try:
             actor = api_actor(request)
             result: Response = await handler(request, actor)
@@ -88,6 +90,9 @@ def endpoint(handler: Callable[[Request, str], Any]) -> Callable[[Request], Any]
         except ApiError as exc:
             return error(exc.status_code, exc.message)
         except SignoffError as exc:
+            iid = request.path_params.get("instance_id")
+            if iid is not None and actor is not None:  # a refusal reveals nothing to outsiders
+                exc = await run_in_threadpool(hidden, exc, dashboard(request).engine, iid, actor)
             status = status_for(exc)
             response = error(status, str(exc), type(exc).__name__)
             if status == 503:
@@ -156,6 +161,7 @@ async def listing(request: Request, actor: str) -> Response:
         limit=limit + 1,
         search=search,
         before=before,
+        actor=actor,
     )
     rows = await (pool.run(call) if pool else run_in_threadpool(call))
     more = len(rows) > limit
@@ -170,13 +176,13 @@ async def listing(request: Request, actor: str) -> Response:
 
 async def show(request: Request, actor: str) -> Response:
     instance_id = request.path_params["instance_id"]
-    view = await run_in_threadpool(dashboard(request).engine.get, instance_id)
+    view = await run_in_threadpool(dashboard(request).engine.get, instance_id, actor)
     return _instance_json(view)
 
 
 async def history(request: Request, actor: str) -> Response:
     entries = await run_in_threadpool(
-        dashboard(request).engine.history, request.path_params["instance_id"]
+        dashboard(request).engine.history, request.path_params["instance_id"], actor
     )
     return JSONResponse({"history": [e.to_dict() for e in entries]})
 

@@ -146,8 +146,11 @@ def create_app(
         counts=Cached(engine.counts, COUNTS_TTL),
         gauges=Cached(engine.gauges, GAUGES_TTL),
         placement=Cached(engine.statement_counts, PLACEMENT_TTL),
-        filtered_counts=KeyedCache(
-            lambda key: engine.counts(workflow=key[0] or None, search=key[1] or None), COUNTS_TTL
+        filtered_counts=KeyedCache(  # (the viewer, "" when they see all; workflow; search)
+            lambda key: engine.counts(
+                workflow=key[1] or None, search=key[2] or None, actor=key[0] or None
+            ),
+            COUNTS_TTL,
         ),
         inbox_counts=KeyedCache(
             lambda key: engine.inbox_count(key[0], workflow=key[1] or None, search=key[2] or None),

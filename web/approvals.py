@@ -239,6 +239,7 @@ async def decide(request: Request) -> Response:
             thread=thread,
             via="web",
             wait_key=wait_key,
+            seen_by=(board.engine, instance_id, user),
         )
         board.changed()
         if outcome.ok:
@@ -337,7 +338,7 @@ async def bulk(request: Request) -> Response:
                     wait_key=key or None,
                 )
                 verb = "approved" if action == "approve" else "denied"
-                done.append(try_row(iid, link, verb, send))
+                done.append(try_row(iid, link, verb, send, (board.engine, iid, user)))
             return done
 
         report = await run_in_threadpool(run)

@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from signoff.engine import InstanceView, SignoffError
-from signoff.web.actions import plain
+from signoff.web.actions import Seer, hidden, plain
 
 
 @dataclass(frozen=True)
@@ -21,11 +21,20 @@ class BulkResult:
     link: str
 
 
-def try_row(label: str, link: str, done: str, action: Callable[[], InstanceView]) -> BulkResult:
-    """Run one row's action; a refusal becomes that row's report in plain words."""
+def try_row(
+    label: str,
+    link: str,
+    done: str,
+    action: Callable[[], InstanceView],
+    seen_by: Seer | None = None,
+) -> BulkResult:
+    """Run one row's action; a refusal becomes that row's report in plain words (`hidden` from
+    a user who may not see the instance, given `seen_by`)."""
     try:
         view = action()
     except SignoffError as exc:
+        if seen_by is not None:
+            exc = hidden(exc, *seen_by)
         return BulkResult(label, False, plain(exc), link)
     return BulkResult(label, True, f"{done}; now {view.status}", link)
 

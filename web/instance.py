@@ -108,8 +108,8 @@ def _pretty(value: Any) -> str:
 
 def build(engine: Engine, instance_id: str, user: str, flash: Flash | None = None) -> InstancePage:
     """Everything the page shows, read in one go (call it in the thread pool)."""
-    view = engine.get(instance_id)
-    history = engine.history(instance_id)
+    view = engine.get(instance_id, user)
+    history = engine.history(instance_id, user)
     tree: Node | None = None
     problem: str | None = None
     names: set[str] | None = None
@@ -218,7 +218,7 @@ async def page(request: Request) -> Response:
     instance_id = request.path_params["instance_id"]
     since = request.query_params.get("since")
     if since is not None and wants_fragment(request):
-        view = await run_in_threadpool(board.engine.get, instance_id)
+        view = await run_in_threadpool(board.engine.get, instance_id, user)
         if str(view.version) == since:
             return Response(status_code=204, headers={"Vary": "HX-Request"})
     context = await run_in_threadpool(build, board.engine, instance_id, user)
@@ -275,7 +275,7 @@ async def send(request: Request) -> Response:
             "reason": reason if isinstance(reason, str) else "",
         }
     elif mode == "input":
-        view = await run_in_threadpool(board.engine.get, instance_id)
+        view = await run_in_threadpool(board.engine.get, instance_id, user)
         wait = next(
             (
                 w
@@ -319,6 +319,7 @@ async def send(request: Request) -> Response:
             thread=thread,
             via="web",
             wait_key=wait_key,
+            seen_by=(board.engine, instance_id, user),
         )
         if outcome.ok:
             done = {"approve": "Approved", "deny": "Denied"}.get(mode, f"Sent '{event}'")
@@ -334,7 +335,12 @@ async def retry(request: Request) -> Response:
     instance_id = request.path_params["instance_id"]
     thread = _text(form, "thread") or None
     outcome = await attempt(
-        dashboard(request).engine.retry, instance_id, thread, actor=user, via="web"
+        dashboard(request).engine.retry,
+        instance_id,
+        thread,
+        actor=user,
+        via="web",
+        seen_by=(dashboard(request).engine, instance_id, user),
     )
     if outcome.ok:
         which = f"thread {thread}" if thread else "the failed threads"
@@ -348,7 +354,12 @@ async def cancel(request: Request) -> Response:
     instance_id = request.path_params["instance_id"]
     reason = _text(form, "reason", MAX_REASON) or None
     outcome = await attempt(
-        dashboard(request).engine.cancel, instance_id, reason, actor=user, via="web"
+        dashboard(request).engine.cancel,
+        instance_id,
+        reason,
+        actor=user,
+        via="web",
+        seen_by=(dashboard(request).engine, instance_id, user),
     )
     if outcome.ok:
         outcome.flash = Flash("ok", "Cancelled.")
@@ -364,7 +375,13 @@ async def goto(request: Request) -> Response:
         outcome = refusal("Choose a thread and the step to move it to.")
     else:
         outcome = await attempt(
-            dashboard(request).engine.goto, instance_id, thread, step, actor=user, via="web"
+            dashboard(request).engine.goto,
+            instance_id,
+            thread,
+            step,
+            actor=user,
+            via="web",
+            seen_by=(dashboard(request).engine, instance_id, user),
         )
         if outcome.ok:
             outcome.flash = Flash(
@@ -392,6 +409,8 @@ async def make_link(request: Request) -> Response:
     thread, event = _text(form, "thread") or None, _text(form, "event") or None
     status, made = 200, LinkMade(None, approver, None, None)
     if not board.engine.is_operator(user):
+        # an outsider is told what `get` tells them: no such instance
+        await run_in_threadpool(board.engine.get, instance_id, user)
         status = 403
         made = LinkMade(
             None, approver, None, f"Only operators make approval links; {user} is not one."

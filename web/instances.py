@@ -140,15 +140,18 @@ async def build(
         search=filters.q or None,
         before=filters.cursor,
         order=filters.order,
+        actor=user,
     )
     # a search reads the data of every instance: a few at a time, on a pool of their own
     rows = await (board.limits.searches.run(call) if filters.q else run_in_threadpool(call))
     more = len(rows) > PAGE_SIZE
     rows = rows[:PAGE_SIZE]
     counts_known = True
-    if filters.workflow or filters.q:
+    everything = board.engine.sees_all(user)
+    if filters.workflow or filters.q or not everything:
+        viewer = "" if everything else user
         try:  # a search's counts read every instance's data, under the search time limit
-            counts = await board.filtered_counts.get((filters.workflow, filters.q))
+            counts = await board.filtered_counts.get((viewer, filters.workflow, filters.q))
         except SignoffError:
             counts, counts_known = {}, False
     else:
@@ -217,7 +220,7 @@ async def bulk(request: Request) -> Response:
                 else:
                     act = partial(board.engine.cancel, iid, reason or None, actor=user, via="web")
                 verb = "retried" if action == "retry" else "cancelled"
-                done.append(try_row(iid, link, verb, act))
+                done.append(try_row(iid, link, verb, act, (board.engine, iid, user)))
             return done
 
         report = await run_in_threadpool(run)

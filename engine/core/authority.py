@@ -104,6 +104,7 @@ class Authority:
     operators: frozenset[str] = frozenset()  # user names, Slack ids or group:NAME
     groups: Mapping[str, frozenset[str]] = field(default_factory=dict)
     slack_users: Mapping[str, str] = field(default_factory=dict)  # user name -> Slack id
+    viewers: frozenset[str] = frozenset()  # see every instance, change nothing
 
     @classmethod
     def of(
@@ -111,13 +112,16 @@ class Authority:
         operators: Iterable[str] | None = None,
         groups: Mapping[str, Iterable[str]] | None = None,
         slack_users: Mapping[str, str] | None = None,
+        viewers: Iterable[str] | None = None,
     ) -> Authority:
-        if isinstance(operators, str):
-            raise TypeError('operators is a list of names, e.g. ["carol", "group:ops"]')
+        for name, given in (("operators", operators), ("viewers", viewers)):
+            if isinstance(given, str):
+                raise TypeError(f'{name} is a list of names, e.g. ["carol", "group:ops"]')
         return cls(
             frozenset(operators or ()),
             {name: frozenset(members) for name, members in (groups or {}).items()},
             dict(slack_users or {}),
+            frozenset(viewers or ()),
         )
 
     # --- who someone is ------------------------------------------------------------------------
@@ -155,6 +159,11 @@ class Authority:
             or _EVERYONE_OPERATES.get()
             or self.matches(actor, self.operators)
         )
+
+    def sees_all(self, actor: str | None) -> bool:
+        """Whether `actor` sees every instance: the program, an operator or a viewer. Anyone
+        else sees the instances they take part in (storage.visibility says which)."""
+        return self.is_operator(actor) or self.matches(actor or "", self.viewers)
 
     def require_operator(self, actor: str | None, action: str) -> None:
         """Raise NotAllowed unless `actor` may `action` ("retry instance X")."""

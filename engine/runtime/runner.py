@@ -301,15 +301,19 @@ class Runner:
             for c in wait.cases
         ]
         work.waits_dirty = True
-        work.note(
-            Record(
-                now,
-                HistoryKind.WAITING,
-                thread=thread.id,
-                name=wait.name,
-                detail={"events": [c.event for c in wait.cases]},
-            )
+        detail: dict[str, Any] = {"events": [c.event for c in wait.cases]}
+        asked = sorted(
+            {
+                name
+                for c in thread.cases
+                if c.kind == "approval"
+                for key in ("approvers", "escalate_to")
+                for name in c.info.get(key) or ()
+            }
         )
+        if asked:  # who was asked keeps sight of the instance once the wait is over
+            detail["asked"] = asked
+        work.note(Record(now, HistoryKind.WAITING, thread=thread.id, name=wait.name, detail=detail))
 
     def _unblock(self, work: Working) -> bool:
         """Wake threads in WaitFor whose condition now holds."""

@@ -26,6 +26,7 @@ from typing import Any
 from signoff.engine.core.records import Record, Stored, WaitRecord
 from signoff.engine.errors import Busy, DataNotStorable
 from signoff.engine.storage.lending import Lending
+from signoff.engine.storage.visibility import visible_clause, visible_params
 
 INSTANCE_COLUMNS = (
     "workflow",
@@ -209,10 +210,13 @@ class RawPager:
             return " OR ".join([f"data LIKE {m} ESCAPE '\\'"] * 3)
         return f"data LIKE {m} ESCAPE '\\'"
 
-    def sql(self, status: bool, workflow: bool, search: str, before: bool, order: str) -> str:
+    def sql(
+        self, status: bool, workflow: bool, search: str, before: bool, order: str, viewer: int = 0
+    ) -> str:
         """`search` is "" (none), "id", "field" or "data" (see `search_terms`; the last two read
-        rows, so they run under a time limit)."""
-        shape = ("page", status, workflow, search, before, order)
+        rows, so they run under a time limit); `viewer`: how many identities the rows must be
+        visible to (0: every row)."""
+        shape = ("page", status, workflow, search, before, order, viewer)
         found = self.queries.get(shape)
         if found is None:
             m = self.mark
@@ -223,6 +227,8 @@ class RawPager:
                 where.append(f"workflow = {m}")
             if search:
                 where.append(f"({self._match(search)})")
+            if viewer:
+                where.append(visible_clause(self.prefix, m, viewer))
             ordering, after = ORDERS[order]
             if before:
                 where.append(after.format(m=m))
@@ -248,27 +254,31 @@ class RawPager:
         limit: int,
         before: tuple[datetime, str] | None,
         order: str = "recent",
+        viewer: Collection[str] | None = None,
     ) -> list[dict[str, Any]]:
         """Without `search`, one query. With it, one per way it may match (`search_terms`),
-        merged in the page's order. Rows carry their data and state as stored (JSON text)."""
+        merged in the page's order. Rows carry their data and state as stored (JSON text).
+        `viewer`: only the instances these identities see (None: all)."""
+        if viewer is not None and not viewer:
+            return []  # nobody: sees nothing (never "no filter")
         conn = self.db.raw_connection()
         try:
             cur = conn.cursor()
             if self.sqlite:
                 cur.execute("BEGIN")  # every read sees one snapshot
             if not search:
-                found = self._select(cur, status, workflow, "", [], limit, before, order)
+                found = self._select(cur, status, workflow, "", [], limit, before, order, viewer)
             else:
                 found = []
                 for kind, params in search_terms(search, self.sqlite):
                     if kind == "id":
                         found += self._select(
-                            cur, status, workflow, kind, params, limit, before, order
+                            cur, status, workflow, kind, params, limit, before, order, viewer
                         )
                         continue
                     with self.time_limit(conn, cur):
                         found += self._select(
-                            cur, status, workflow, kind, params, limit, before, order
+                            cur, status, workflow, kind, params, limit, before, order, viewer
                         )
             rows = {
                 iid: {
@@ -308,9 +318,14 @@ class RawPager:
         finally:
             conn.close()
 
-    def counts(self, workflow: str | None, search: str | None) -> dict[str, int]:
+    def counts(
+        self, workflow: str | None, search: str | None, viewer: Collection[str] | None = None
+    ) -> dict[str, int]:
         """How many instances each status has, of `workflow` and matching `search` (as `page`
-        matches it). A search reads every row, under the time limit."""
+        matches it), visible to `viewer`'s identities when given. A search reads every row,
+        under the time limit."""
+        if viewer is not None and not viewer:
+            return {}
         m = self.mark
         where, params = [], []
         if workflow:
@@ -320,6 +335,9 @@ class RawPager:
             terms = search_terms(search, self.sqlite)
             where.append("(" + " OR ".join(f"({self._match(k)})" for k, _ in terms) + ")")
             params += [p for _, ps in terms for p in ps]
+        if viewer is not None:
+            where.append(visible_clause(self.prefix, m, len(viewer)))
+            params += visible_params(viewer)
         sql = (
             f"SELECT status, count(*) FROM {self.prefix}signoff_instances"
             + (" WHERE " + " AND ".join(where) if where else "")
@@ -350,6 +368,7 @@ class RawPager:
         limit: int,
         before: tuple[datetime, str] | None,
         order: str,
+        viewer: Collection[str] | None = None,
     ) -> list[Any]:
         params: list[Any] = []
         if status:
@@ -357,6 +376,8 @@ class RawPager:
         if workflow:
             params.append(workflow)
         params += search_params
+        if viewer is not None:
+            params += visible_params(viewer)
         if before is not None:
             if order == "id":
                 params.append(before[1])
@@ -364,7 +385,8 @@ class RawPager:
                 at = when(before[0], self.sqlite)
                 params += [at, at, before[1]]
         params.append(limit)
-        sql = self.sql(bool(status), bool(workflow), search, before is not None, order)
+        shown = len(viewer) if viewer is not None else 0
+        sql = self.sql(bool(status), bool(workflow), search, before is not None, order, shown)
         cur.execute(sql, params)
         return list(cur.fetchall())
 

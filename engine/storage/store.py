@@ -231,16 +231,24 @@ class Store:
         limit: int = 50,
         before: tuple[datetime, str] | None = None,
         order: str = "recent",
+        viewer: Collection[str] | None = None,
     ) -> list[dict[str, Any]]:
         """Instances in `order` (rawsql.ORDERS: most recently changed first by default), after
         the keyset cursor `before`: dicts of id, workflow, status, error, created_at,
-        updated_at, waiting_for (events), and data and state as stored (JSON text)."""
-        return self.pager.page(status, workflow, search, limit, before, order)
+        updated_at, waiting_for (events), and data and state as stored (JSON text). `viewer`:
+        only those these identities see (storage.visibility), None: all."""
+        return self.pager.page(status, workflow, search, limit, before, order, viewer)
 
-    def counts(self, workflow: str | None = None, search: str | None = None) -> dict[str, int]:
-        """Instances per status, of `workflow` and matching `search` when given."""
-        if workflow or search:
-            return self.pager.counts(workflow, search)
+    def counts(
+        self,
+        workflow: str | None = None,
+        search: str | None = None,
+        viewer: Collection[str] | None = None,
+    ) -> dict[str, int]:
+        """Instances per status, of `workflow`, matching `search` and visible to `viewer` when
+        given."""
+        if workflow or search or viewer is not None:
+            return self.pager.counts(workflow, search, viewer)
         with self.db.connect() as conn:
             return {
                 status: n

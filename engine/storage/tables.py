@@ -89,7 +89,10 @@ class HistoryRow(SQLModel, table=True):
     """The append-only audit trail."""
 
     __tablename__ = "signoff_history"
-    __table_args__ = (Index("ix_signoff_history_instance", "instance_id", "id"),)
+    __table_args__ = (
+        Index("ix_signoff_history_instance", "instance_id", "id"),
+        Index("ix_signoff_history_actor", "actor", "kind", "instance_id"),
+    )
 
     id: int | None = Field(default=None, sa_column=Column(Integer, primary_key=True))
     instance_id: str = Field(sa_column=Column(String(100), nullable=False))

@@ -1,0 +1,131 @@
+"""Who sees what: a person sees the instances they started, may decide or have decided;
+operators and viewers see all; anyone else gets "not found", and the instance is absent from
+their lists, counts and searches. `Engine.get/list/history/counts(actor=)` give an embedding
+program the same rule, on SQLite and PostgreSQL; a refusal to an outsider says "not found" too."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from signoff.engine import (
+    Approval,
+    Engine,
+    InstanceNotFound,
+    NotAllowed,
+    On,
+    Return,
+    S,
+    Statement,
+    Wait,
+    Workflow,
+)
+
+
+class Ask(Workflow):
+    approvers: list[str] | None = None
+    subject: str = ""
+
+    def definition(self) -> Statement:
+        return S(
+            Wait("approval", On("decided", Approval(approvers=self.approvers))),
+            Return("done"),
+        )
+
+
+@pytest.fixture
+def engine(any_url: str) -> Iterator[Engine]:
+    eng = Engine(
+        any_url,
+        [Ask],
+        operators=["carol"],
+        viewers=["group:audit"],
+        groups={"audit": ["vera"], "finance": ["erin"]},
+    )
+    eng.start(Ask, {"approvers": ["alice"], "subject": "laptop"}, id="a", actor="sam")
+    eng.start(Ask, {"approvers": ["group:finance"], "subject": "laptop"}, id="b", actor="tom")
+    eng.start(Ask, {"approvers": ["alice"], "subject": "desk"}, id="d", actor="sam")
+    eng.send("d", "decided", {"approved": True}, actor="alice")
+    eng.start(Ask, {"approvers": ["bob"], "subject": "laptop"}, id="e", actor="tom")
+    yield eng
+    eng.close()
+
+
+SEES = {
+    "sam": {"a", "d"},  # started them
+    "alice": {"a", "d"},  # may decide one, decided the other
+    "erin": {"b"},  # through her group
+    "tom": {"b", "e"},
+    "mallory": set(),
+    "carol": {"a", "b", "d", "e"},  # an operator
+    "vera": {"a", "b", "d", "e"},  # a viewer, through her group
+}
+
+
+def test_each_person_sees_what_they_take_part_in(engine: Engine) -> None:
+    for who, seen in SEES.items():
+        _sees_exactly(engine, who, seen)
+
+
+def _sees_exactly(engine: Engine, who: str, seen: set[str]) -> None:
+    assert {s.id for s in engine.list(actor=who)} == seen
+    assert sum(engine.counts(actor=who).values()) == len(seen)
+    assert {s.id for s in engine.list(search="laptop", actor=who)} == seen - {"d"}
+    assert sum(engine.counts(search="subject:laptop", actor=who).values()) == len(seen - {"d"})
+    for iid in "abde":
+        if iid in seen:
+            assert engine.get(iid, actor=who).id == iid
+            assert engine.history(iid, actor=who)
+        else:
+            with pytest.raises(InstanceNotFound, match=f"no instance with id '{iid}'"):
+                engine.get(iid, actor=who)
+            with pytest.raises(InstanceNotFound):
+                engine.history(iid, actor=who)
+
+
+def test_the_program_sees_everything(engine: Engine) -> None:
+    assert {s.id for s in engine.list()} == {"a", "b", "d", "e"}
+    assert engine.sees_all(None) and engine.sees_all("carol") and engine.sees_all("vera")
+    assert not engine.sees_all("sam")
+
+
+def test_may_see_is_the_rule_a_surface_asks_before_it_explains_a_refusal(engine: Engine) -> None:
+    """The engine tells its program why (NotAllowed); the dashboard and the API first ask
+    `may_see`, and tell an outsider only that there is no such instance."""
+    with pytest.raises(NotAllowed):
+        engine.send("a", "decided", {"approved": True}, actor="mallory")
+    assert not engine.may_see("a", "mallory") and not engine.may_see("nope", "carol")
+    assert engine.may_see("a", "sam") and engine.may_see("a", "alice")
+    assert engine.may_see("b", "erin") and engine.may_see("b", "vera")
+
+
+def test_an_approver_of_a_wait_not_begun_yet_may_see_it(any_url: str) -> None:
+    """The request is on its way to them: it opens by id (a link in a message sent early), though
+    lists show it once the wait has begun."""
+    import threading
+
+    from tests.early_workflows import STEP_MAY_GO, STEP_RUNNING, Held
+
+    driver = Engine(any_url, [Held])
+    STEP_MAY_GO.clear()
+    STEP_RUNNING.clear()
+    started = threading.Thread(target=lambda: driver.start(Held, id="h1"))
+    started.start()
+    try:
+        assert STEP_RUNNING.wait(10)
+        assert driver.may_see("h1", "alice") and driver.get("h1", actor="bob").id == "h1"
+        assert not driver.may_see("h1", "mallory")
+        assert [s.id for s in driver.list(actor="alice")] == []
+    finally:
+        STEP_MAY_GO.set()
+        started.join(10)
+    assert [s.id for s in driver.list(actor="alice")] == ["h1"]
+    driver.close()
+
+
+def test_sight_follows_the_approvers_as_they_are_now(engine: Engine) -> None:
+    """Someone who may decide an approval open now sees it; once another decided it, only
+    those who took part keep sight."""
+    assert "e" in {s.id for s in engine.list(actor="bob")}
+    engine.send("e", "decided", {"approved": True}, actor="bob")
+    assert engine.get("e", actor="bob").status == "completed"  # bob decided it
