@@ -10,23 +10,31 @@ from typing import Any
 from signoff.engine.core.tree import Cursor, Entry, RunStep, Signal, Statement, old_names
 
 
+def _check_timeout(timeout: timedelta | None, what: str) -> None:
+    if timeout is not None and (not isinstance(timeout, timedelta) or timeout <= timedelta(0)):
+        raise ValueError(f"{what} must be a positive timedelta, or None for no timeout")
+
+
 @dataclass(frozen=True, slots=True)
 class Retry:
     """How often a failing step is tried, and how long to wait between tries.
 
     The delay before try n+1 is `backoff * factor**(n-1)`, capped at `max_backoff`.
+    `timeout` bounds each try (see `Step`'s `timeout`, which takes precedence).
     """
 
     attempts: int = 3
     backoff: timedelta = timedelta(seconds=1)
     factor: float = 2.0
     max_backoff: timedelta = timedelta(minutes=10)
+    timeout: timedelta | None = None
 
     def __post_init__(self) -> None:
         if self.attempts < 1:
             raise ValueError("Retry.attempts must be at least 1")
         if self.backoff < timedelta(0) or self.factor < 1:
             raise ValueError("Retry.backoff must be >= 0 and Retry.factor >= 1")
+        _check_timeout(self.timeout, "Retry.timeout")
 
     def delay_after(self, attempt: int) -> timedelta | None:
         """The pause before the next try after `attempt` failed, or None when none is left."""
@@ -42,12 +50,19 @@ DEFAULT_RETRY = Retry()
 @dataclass(slots=True)
 class Step(Statement):
     """`Step(name, action)`: run `action()` (sync or async); raising means the step failed.
-    `renamed_from` lists names the step had before: instances standing there move to it."""
+    `renamed_from` lists names the step had before: instances standing there move to it.
+
+    `timeout` (default: the retry policy's) bounds how long one try may hold the instance.
+    Past it the try counts as failed under the retry policy: an async step is cancelled; a
+    sync one cannot be interrupted, so its lease is given up (another driver may run the step
+    again) and its late result, if it ever comes, is discarded (docs/concepts.md, "Steps that
+    never return")."""
 
     name: str
     action: Callable[[], Any]
     retry: Retry = DEFAULT_RETRY
     renamed_from: tuple[str, ...] = ()
+    timeout: timedelta | None = None
 
     def __init__(
         self,
@@ -56,6 +71,7 @@ class Step(Statement):
         *,
         retry: Retry | int | None = None,
         renamed_from: Iterable[str] = (),
+        timeout: timedelta | None = None,
     ) -> None:
         # the tree is rebuilt after every step: the common case (no options) is kept short
         self.name = name
@@ -67,6 +83,11 @@ class Step(Statement):
             self.retry = Retry(attempts=retry)
         else:
             self.retry = retry
+        if timeout is None:
+            self.timeout = self.retry.timeout
+        else:
+            _check_timeout(timeout, f"the timeout of step '{name}'")
+            self.timeout = timeout
 
     def resume(self, cur: Cursor) -> Signal | None:
         if cur.seeking:
