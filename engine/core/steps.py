@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
@@ -62,7 +62,6 @@ class Step(Statement):
     action: Callable[[], Any]
     retry: Retry = DEFAULT_RETRY
     renamed_from: tuple[str, ...] = ()
-    timeout: timedelta | None = None
 
     def __init__(
         self,
@@ -83,11 +82,14 @@ class Step(Statement):
             self.retry = Retry(attempts=retry)
         else:
             self.retry = retry
-        if timeout is None:
-            self.timeout = self.retry.timeout
-        else:
+        if timeout is not None:  # kept in the policy: a step without one costs nothing more
             _check_timeout(timeout, f"the timeout of step '{name}'")
-            self.timeout = timeout
+            self.retry = replace(self.retry, timeout=timeout)
+
+    @property
+    def timeout(self) -> timedelta | None:
+        """How long one try may hold the instance (the retry policy's), or None."""
+        return self.retry.timeout
 
     def resume(self, cur: Cursor) -> Signal | None:
         if cur.seeking:

@@ -161,11 +161,10 @@ class Runner:
                 # whatever happened since the last commit (a step, a wait that began) is
                 # durable before the next step runs; if that commit had to merge another
                 # writer's change, walk again from the state as it now is
-                if (work.history or step.timeout is not None) and not self.committer.commit(
-                    work, owner
-                ):
+                timeout = step.retry.timeout
+                if (work.history or timeout is not None) and not self.committer.commit(work, owner):
                     return moved.statements
-                if step.timeout is None:
+                if timeout is None:
                     self._step(work, thread, step)
                 else:  # its position is committed: past its timeout, another driver takes it
                     self._step(
