@@ -47,6 +47,8 @@ from signoff.engine.errors import (
     SchemaOutdated,
     SignoffError,
     StatementMissing,
+    StepTimedOut,
+    StorageError,
     Unavailable,
     UnknownWorkflow,
 )
@@ -124,6 +126,8 @@ __all__ = [
     "StatementMissing",
     "Status",
     "Step",
+    "StepTimedOut",
+    "StorageError",
     "Tally",
     "ThreadStatus",
     "ThreadView",

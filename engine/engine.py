@@ -52,6 +52,7 @@ from signoff.engine.runtime.runner import Runner
 from signoff.engine.runtime.slack import SlackNotifier
 from signoff.engine.runtime.slack_client import base_url_from_environment, client_from_environment
 from signoff.engine.storage import placement
+from signoff.engine.storage.failures import guard_storage
 from signoff.engine.storage.once import Once
 from signoff.engine.storage.rawsql import ORDERS
 from signoff.engine.storage.seen import Seen
@@ -85,6 +86,7 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+@guard_storage  # a database's refusal reaches callers as StorageError
 class Engine:
     """The engine: starts instances of registered workflows, applies events and operators'
     repairs to them, and fires what falls due, each transition committed to `database`.

@@ -76,6 +76,25 @@ class SchemaOutdated(SignoffError):
     command that upgrades it (`signoff db upgrade`)."""
 
 
+class StorageError(SignoffError):
+    """The database refused: its disk is full, its file is read-only or cannot be opened, its
+    server cannot be reached. The message says what happened and whether the change asked for
+    was committed before the refusal (`committed`): "the event 'approval' was committed; the
+    database then refused: disk full", or "nothing was committed: the database refused: the
+    database file /srv/signoff.db is read-only". `reason` is the refusal alone."""
+
+    def __init__(self, message: str, *, committed: bool = False, reason: str = "") -> None:
+        super().__init__(message)
+        self.committed = committed
+        self.reason = reason or message
+
+
+class StepTimedOut(SignoffError):
+    """A step ran past its `timeout`: the attempt counts as failed under the step's retry
+    policy (an async step is cancelled; a sync one cannot be, and its late result is
+    discarded)."""
+
+
 def brief(exc: BaseException) -> str:
     """An exception in one line: its type and message."""
     return f"{type(exc).__name__}: {exc}"

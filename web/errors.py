@@ -12,6 +12,7 @@ from signoff.engine import (
     NotAllowed,
     SignoffError,
     StatementMissing,
+    StorageError,
     UnknownWorkflow,
 )
 
@@ -25,6 +26,7 @@ STATUS_OF: dict[type[SignoffError], int] = {
     InvalidData: 422,
     DefinitionError: 422,
     Busy: 503,  # over its budget: try again later, or ask for less
+    StorageError: 503,  # the database refused (disk full, read-only, unreachable)
 }
 
 

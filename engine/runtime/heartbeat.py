@@ -4,15 +4,22 @@ A driver's lease is renewed by its commits once half of it is spent, which is pl
 steps. A step (or a handler's setup, say a Slack post) that runs longer than what is left would
 let another process take the instance over and run it again, so while a drive goes on, one
 daemon thread per engine renews its lease every third of the lease.
+
+A sync step with a timeout is watched too: once the engine's clock passes its deadline (seen
+at the next beat), its lease is no longer renewed and `expire` is called, which gives the
+instance up (see `Runner`); no beat renews that lease again until the step returns.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Protocol
+
+log = logging.getLogger("signoff.engine")
 
 
 class Renews(Protocol):
@@ -26,6 +33,9 @@ class LeaseKeeper:
         self.clock = clock
         self.interval = max(lease.total_seconds() / 3, 0.05)
         self._held: dict[tuple[str, str], float] = {}  # (instance, owner) -> held since
+        # (instance, owner) -> the deadline of the sync step it runs, and what to do past it
+        self._deadlines: dict[tuple[str, str], tuple[datetime, Callable[[], None]]] = {}
+        self._expired: set[tuple[str, str]] = set()  # past a deadline: no longer renewed
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
@@ -48,6 +58,29 @@ class LeaseKeeper:
     def release(self, key: tuple[str, str]) -> None:
         with self._lock:
             self._held.pop(key, None)
+            self._deadlines.pop(key, None)
+            self._expired.discard(key)
+
+    def watch(self, key: tuple[str, str], deadline: datetime, expire: Callable[[], None]) -> None:
+        """While the held `key` runs a sync step: past `deadline` (by the engine's clock),
+        stop renewing its lease and call `expire` (from the keeper's thread)."""
+        with self._lock:
+            self._deadlines[key] = (deadline, expire)
+
+    def unwatch(self, key: tuple[str, str]) -> None:
+        """The step returned: renew as before (the lease is checked at every renewal)."""
+        with self._lock:
+            self._deadlines.pop(key, None)
+            self._expired.discard(key)
+
+    def _passed(self) -> list[tuple[tuple[str, str], Callable[[], None]]]:
+        """The watched steps past their deadline, now no longer renewed (under the lock)."""
+        now = self.clock()
+        passed = [(key, d[1]) for key, d in self._deadlines.items() if now >= d[0]]
+        for key, _ in passed:
+            del self._deadlines[key]
+            self._expired.add(key)
+        return passed
 
     def _renew_while_held(self) -> None:
         """Renew what is held; end once nothing is (the next `holding` starts a new thread), so
@@ -59,7 +92,20 @@ class LeaseKeeper:
                 if not self._held:
                     self._thread = None
                     return
-                due = [key for key, since in self._held.items() if now - since >= self.interval]
+                passed = self._passed() if self._deadlines else []
+                due = [
+                    key
+                    for key, since in self._held.items()
+                    if now - since >= self.interval and key not in self._expired
+                ]
+            for key, expire in passed:
+                try:
+                    expire()
+                except Exception:  # the database may be away: try again at the next beat
+                    log.exception("giving up the lease of %s past its step's timeout", key[0])
+                    with self._lock:
+                        if key in self._expired:
+                            self._deadlines[key] = (self.clock(), expire)
             for instance_id, owner in due:
                 try:
                     self.store.renew_lease(instance_id, owner, self.clock() + self.lease)

@@ -47,6 +47,7 @@ from signoff.engine.runtime.events import Events
 from signoff.engine.runtime.heartbeat import LeaseKeeper
 from signoff.engine.runtime.lifecycle import Lifecycle
 from signoff.engine.runtime.metrics import Metrics
+from signoff.engine.runtime.timeouts import Deadlines
 from signoff.engine.runtime.timers import Timers
 from signoff.engine.runtime.tracing import span
 from signoff.engine.storage.store import Store
@@ -75,6 +76,7 @@ class Runner:
         )
         self.events = Events(self.lifecycle, self.committer, services.clock)
         self.timers = Timers(self.lifecycle, self.events)
+        self.deadlines = Deadlines(store, self.keeper, self.committer, self._step_failed)
 
     @property
     def now(self) -> datetime:
@@ -159,9 +161,15 @@ class Runner:
                 # whatever happened since the last commit (a step, a wait that began) is
                 # durable before the next step runs; if that commit had to merge another
                 # writer's change, walk again from the state as it now is
-                if work.history and not self.committer.commit(work, owner):
+                timeout = step.retry.timeout
+                if (work.history or timeout is not None) and not self.committer.commit(work, owner):
                     return moved.statements
-                self._step(work, thread, step)
+                if timeout is None:
+                    self._step(work, thread, step)
+                else:  # its position is committed: past its timeout, another driver takes it
+                    self._step(
+                        work, thread, step, self.deadlines.bounded(work, thread, step, owner)
+                    )
             case Block(wait=wait):
                 self._block(work, thread, wait, now)
                 # The wait begins when it is committed: only then may a setup announce it (post
@@ -200,10 +208,17 @@ class Runner:
         work.note(Record(now, HistoryKind.THREAD_STARTED, thread=thread_id, name=name))
         return True
 
-    def _step(self, work: Working, thread: ThreadState, step: Step) -> None:
+    def _step(
+        self,
+        work: Working,
+        thread: ThreadState,
+        step: Step,
+        action: Callable[[], Any] | None = None,
+    ) -> None:
         """Run `step` (the thread stands at it: `_advance` put it there) and note how it went.
         Thread fields are set only when they change: each assignment to a pydantic model is a
-        validated call, and this runs for every step."""
+        validated call, and this runs for every step. `action` stands for the step's own when
+        it has a timeout (`Deadlines.bounded`)."""
         model = work.workflow()
         before = work.row.data
         attempt = thread.attempts + 1
@@ -219,7 +234,7 @@ class Runner:
                     "signoff.attempt": attempt,
                 },
             ):
-                self.services.call(step.action)
+                self.services.call(action or step.action)
             try:
                 data = model.model_dump_json(warnings="error")
             except Exception as exc:

@@ -22,6 +22,7 @@ from signoff.engine.core.enums import Status
 from signoff.engine.core.records import Record, Stored, WaitRecord
 from signoff.engine.errors import Conflict
 from signoff.engine.storage import migrate as migrations
+from signoff.engine.storage.failures import CommitCount, driver_error, refused
 from signoff.engine.storage.rawsql import RawPager, RawWriter
 from signoff.engine.storage.recent import Recent
 from signoff.engine.storage.tables import HISTORY, INSTANCES
@@ -70,13 +71,16 @@ class Store:
         )
         self.is_sqlite = self.db.dialect.name == "sqlite"
         self.url = self.db.url.render_as_string(hide_password=False)
+        self.commits = CommitCount()  # commits made on each thread (see `failures.guard`)
         try:
             if migrate:
                 migrations.upgrade(self.db)
             else:
                 migrations.check(self.db)
-        except BaseException:
+        except BaseException as exc:
             self.close()
+            if driver_error(exc) is not None:  # a database that cannot be opened or written
+                raise refused(exc, self.db.url) from exc
             raise
         schema = migrations.schema_of(self.db)
         prefix = self.db.dialect.identifier_preparer.quote_schema(schema) + "." if schema else ""
@@ -111,6 +115,7 @@ class Store:
             conn.begin(),
         ):
             yield conn
+        self.commits.add()
 
     # --- instances -------------------------------------------------------------------------
 
@@ -120,6 +125,7 @@ class Store:
             self.raw.write(row, None, waits, history)
         except duplicate:
             raise Conflict(f"an instance with id '{row.id}' already exists") from None
+        self.commits.add()
 
     def load(self, instance_id: str) -> Stored | None:
         return self.raw.load(instance_id)
@@ -143,6 +149,8 @@ class Store:
             self.recent.keep(row)  # a drive ended here: an event may well come next
         else:
             self.recent.drop(row.id)
+        if saved:
+            self.commits.add()
         return saved
 
     def load_recent(self, instance_id: str) -> tuple[Stored | None, bool]:
@@ -293,6 +301,10 @@ def upgrade_database(database: str | Database) -> tuple[str | None, str]:
     db, owned = open_database(database)
     try:
         return migrations.upgrade(db)
+    except Exception as exc:
+        if driver_error(exc) is None:
+            raise
+        raise refused(exc, db.url) from exc
     finally:
         if owned:
             db.dispose()
