@@ -5,6 +5,7 @@ from signoff.engine.core.authority import ReadOnly, actor_problem, everyone_oper
 from signoff.engine.core.branches import If
 from signoff.engine.core.deploy import DeploymentReport, Finding, Tally
 from signoff.engine.core.enums import HistoryKind, Status, ThreadStatus, Via
+from signoff.engine.core.finite import finite_problem
 from signoff.engine.core.handlers import (
     Approval,
     Decision,
@@ -144,6 +145,7 @@ __all__ = [
     "actor_problem",
     "declared_renames",
     "everyone_operates",
+    "finite_problem",
     "goto_targets",
     "json_problem",
     "outcome_of",

@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from signoff.engine.core.authority import Authority, check_actor
 from signoff.engine.core.deploy import UNFINISHED, Assessment, DeploymentReport, Finding, assess
 from signoff.engine.core.enums import HistoryKind, Status, ThreadStatus
+from signoff.engine.core.finite import finite_problem, nonfinite_text, stored_nonfinite
 from signoff.engine.core.handlers import Approval, Handler, Services, WaitInfo, upcoming
 from signoff.engine.core.limits import MAX_JSON_BYTES, json_problem, text_problem
 from signoff.engine.core.outcome import outcome_of, outcome_of_state
@@ -249,6 +250,9 @@ class Engine:
             data_json = model.model_dump_json(warnings="error")
         except (ValidationError, ValueError) as exc:
             raise InvalidData(f"invalid data for {cls.registered_name()}: {_brief(exc)}") from None
+        nonfinite = stored_nonfinite(model, data_json)  # "nan" as text, made a float by a field
+        if nonfinite is not None:
+            raise InvalidData(f"the data has {nonfinite_text(nonfinite)}")
         if id is None:
             id = uuid.uuid4().hex
         elif not isinstance(id, str) or not ID_PATTERN.fullmatch(id):
@@ -1288,11 +1292,14 @@ def _checked_payload(payload: Mapping[str, Any] | None) -> dict[str, Any]:
     if not isinstance(payload, Mapping):
         raise EventRejected("an event's payload must be a JSON object")
     checked = dict(payload)
+    problem = finite_problem(checked, "the payload")
+    if problem:
+        raise InvalidData(problem)
     problem = json_problem(checked, "the payload")
     if problem:
         raise EventRejected(problem)
     try:
-        json.dumps(checked)
+        json.dumps(checked, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise EventRejected(f"the payload is not JSON: {exc}") from None
     return checked

@@ -9,7 +9,14 @@ from functools import partial
 from typing import Any
 from urllib.parse import quote
 
-from signoff.engine import MAX_JSON_DEPTH, SignoffError, UnknownWorkflow, json_problem
+from signoff.engine import (
+    MAX_JSON_DEPTH,
+    InvalidData,
+    SignoffError,
+    UnknownWorkflow,
+    finite_problem,
+    json_problem,
+)
 from signoff.web.actions import hidden
 from signoff.web.auth import TokenError, api_actor
 from signoff.web.errors import status_for
@@ -58,6 +65,9 @@ async def _body(request: Request) -> dict[str, Any]:
         raise ApiError(400, f"the body is not valid JSON: {exc}") from None
     if not isinstance(value, dict):
         raise ApiError(422, "the body must be a JSON object")
+    problem = finite_problem(value, "the body")  # Python's json reads NaN and Infinity
+    if problem:
+        raise InvalidData(problem)
     # the body's size was bounded as it arrived; depth and NUL are what is checked here
     problem = json_problem(
         value, "the body", max_depth=MAX_JSON_DEPTH + 1, max_bytes=4 * len(raw) + 1024

@@ -8,6 +8,7 @@ nested models) a JSON text area. The model itself stays the judge of what is val
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -126,9 +127,14 @@ def parse_submission(
                     errors[field.name] = "must be a whole number"
             case "number":
                 try:
-                    data[field.name] = float(text.strip())
+                    number = float(text.strip())
                 except ValueError:
                     errors[field.name] = "must be a number"
+                else:  # float() takes "nan" and "inf"; no form means them
+                    if math.isfinite(number):
+                        data[field.name] = number
+                    else:
+                        errors[field.name] = "must be a finite number"
             case "json":
                 try:
                     data[field.name] = loads(text)

@@ -192,12 +192,24 @@ def _payload(request: Request, body: bytes) -> dict[str, Any]:
     if raw_json_depth(raw[0]) > MAX_JSON_DEPTH:
         raise Refused(400, "the payload is nested too deeply")
     try:
-        payload = json.loads(raw[0])
+        payload = json.loads(raw[0], parse_constant=_no_constant)
+    except _NotANumber as exc:
+        raise Refused(400, f"the payload is not JSON: {exc}") from None
     except ValueError:
         raise Refused(400, "the payload is not JSON (truncated?)") from None
     if not isinstance(payload, dict):
         raise Refused(400, "the payload is not a JSON object")
     return payload
+
+
+class _NotANumber(ValueError):
+    pass
+
+
+def _no_constant(name: str) -> Any:
+    """Python's json reads NaN, Infinity and -Infinity; JSON has no such numbers, and Slack
+    never sends them."""
+    raise _NotANumber(f"{name} is not a JSON number")
 
 
 def _expected_sender(payload: dict[str, Any], slack: SlackApp) -> None:

@@ -11,9 +11,10 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ValidationError
 from signoff.engine.core.authority import Authority, approvers_now, checked_reason
+from signoff.engine.core.finite import finite_problem
 from signoff.engine.core.notices import ApprovalNotice, Message, Notifier, Vote, slack_targets
 from signoff.engine.core.state import Ending
-from signoff.engine.errors import EventRejected, NotAllowed
+from signoff.engine.errors import EventRejected, InvalidData, NotAllowed
 
 
 @dataclass(frozen=True)
@@ -434,13 +435,18 @@ class Input(Handler):
 
     def _validated(self, payload: dict[str, Any]) -> BaseModel:
         try:
-            return self.model.model_validate(payload)
+            validated = self.model.model_validate(payload)
         except ValidationError as exc:
             problems = "; ".join(
                 f"{'.'.join(str(p) for p in err['loc']) or 'payload'}: {err['msg']}"
                 for err in exc.errors()
             )
             raise EventRejected(f"invalid input: {problems}") from None
+        # a float field takes the text "nan" or "inf" (a form, the API) and makes it a number
+        problem = finite_problem(validated, "the payload")
+        if problem:
+            raise InvalidData(problem)
+        return validated
 
     def describe(self) -> dict[str, Any]:
         return {"schema": self.model.model_json_schema()}

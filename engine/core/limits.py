@@ -1,5 +1,5 @@
 """How deep and how big the JSON an instance takes in (start data, event payloads) may be, and
-which text no database can keep.
+which text and numbers no database can keep.
 
 The checks walk the value with an explicit stack, never by recursion: a value nested a thousand
 deep must be refused, not crash the check (or, once stored, every later read of it).
@@ -8,8 +8,11 @@ deep must be refused, not crash the check (or, once stored, every later read of 
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Any
+
+from signoff.engine.core.finite import finite_problem
 
 MAX_JSON_DEPTH = 32
 """Levels of nested objects and lists a payload or start data may have (the value itself is 1)."""
@@ -19,7 +22,7 @@ MAX_JSON_BYTES = 256 * 1024
 
 NUL = "\x00"
 # JSON as stored (UTF-8, anything else as its text), to measure: one encoder for every call
-_MEASURE = json.JSONEncoder(ensure_ascii=False, default=str)
+_MEASURE = json.JSONEncoder(ensure_ascii=False, default=str, allow_nan=False)
 
 
 def text_problem(text: str, what: str) -> str | None:
@@ -33,10 +36,15 @@ def json_problem(
     value: Any, what: str, *, max_depth: int = MAX_JSON_DEPTH, max_bytes: int = MAX_JSON_BYTES
 ) -> str | None:
     """Why `value` (already parsed JSON, or a dict meant to become JSON) is refused, or None:
-    nested deeper than `max_depth`, larger than `max_bytes` encoded, or holding a NUL."""
+    nested deeper than `max_depth`, larger than `max_bytes` encoded, holding a NUL, or a number
+    that is not finite (NaN, ±Infinity; the field is named)."""
     stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
         item, depth = stack.pop()
+        if isinstance(item, float):
+            if not math.isfinite(item):
+                return finite_problem(value, what)  # walked again, for the field's name
+            continue
         if isinstance(item, str):
             if NUL in item:
                 return text_problem(item, f"{what} has a text that")

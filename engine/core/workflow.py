@@ -15,8 +15,10 @@ class Workflow(BaseModel):
     the class name, or `workflow_name` when set."""
 
     # Assignments are validated so a step that stores the wrong type fails right there; fields a
-    # newer definition dropped are kept, so rolling back a deployment loses nothing.
-    model_config = ConfigDict(validate_assignment=True, extra="allow")
+    # newer definition dropped are kept, so rolling back a deployment loses nothing. NaN and
+    # Infinity are written as literals, never as null, so the look for them after a step is a
+    # substring test (see `finite`).
+    model_config = ConfigDict(validate_assignment=True, extra="allow", ser_json_inf_nan="constants")
 
     workflow_name: ClassVar[str | None] = None
     # The data fields that say what an instance is about at a glance (e.g. ["amount",

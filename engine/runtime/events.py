@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from signoff.engine.core.enums import HistoryKind, ThreadStatus
+from signoff.engine.core.finite import nonfinite_text, stored_nonfinite
 from signoff.engine.core.handlers import Handler, KeepWaiting, WaitInfo
 from signoff.engine.core.interpreter import thread_body
 from signoff.engine.core.records import Record
@@ -19,6 +20,7 @@ from signoff.engine.core.waits import Wait
 from signoff.engine.core.working import Working
 from signoff.engine.errors import (
     EventRejected,
+    InvalidData,
     NotWaiting,
     SignoffError,
     StatementMissing,
@@ -230,6 +232,11 @@ class Events:
             handler.check(info, payload, actor)
             outcome = self.lifecycle.services.call(handler.handle, info, payload, actor)
             data = model.model_dump_json(warnings="error")
+            nonfinite = stored_nonfinite(model, data)
+            if nonfinite is not None:
+                raise InvalidData(
+                    f"the {handler.kind} handler of '{case.event}' left {nonfinite_text(nonfinite)}"
+                )
         except SignoffError:
             work.reset_data(before)
             raise

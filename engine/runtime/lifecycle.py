@@ -169,7 +169,7 @@ class Lifecycle:
                 info = replace(info, deadline=self.deadline(work, thread))
             stored = self.services.call(handler.setup, info)
             if stored is not None:
-                json.dumps(stored)
+                json.dumps(stored, allow_nan=False)
                 stored = dict(stored)
             case.stored, case.setup, case.error, case.retry_at = stored, "done", None, None
             case.due_at = handler.due_at(self.info(work, thread.id, thread.at or "", case))

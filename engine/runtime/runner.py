@@ -15,6 +15,7 @@ from time import perf_counter
 from typing import Any
 
 from signoff.engine.core.enums import HistoryKind, Status, ThreadStatus
+from signoff.engine.core.finite import nonfinite_at, nonfinite_text, stored_nonfinite
 from signoff.engine.core.handlers import Services
 from signoff.engine.core.interpreter import Position, advance, thread_body
 from signoff.engine.core.records import Record
@@ -241,6 +242,9 @@ class Runner:
                 raise DataNotJSON(
                     f"step '{step.name}' left data that cannot be stored as JSON: {exc}"
                 ) from exc
+            nonfinite = stored_nonfinite(model, data)
+            if nonfinite is not None:
+                raise DataNotJSON(f"step '{step.name}' left {nonfinite_text(nonfinite)}")
         except Exception as exc:
             work.reset_data(before)
             took_s = perf_counter() - started
@@ -356,6 +360,10 @@ class Runner:
         thread.status, thread.cases = ThreadStatus.COMPLETED, []
         if thread.id != "main":
             work.note(Record(now, HistoryKind.THREAD_COMPLETED, thread=thread.id, message=error))
+            return
+        nonfinite = nonfinite_at(value)
+        if nonfinite is not None:
+            work.fail(thread, f"the workflow returned {nonfinite_text(nonfinite)}", now)
             return
         try:
             result = json.dumps(value)

@@ -766,7 +766,7 @@ class RawWriter:
             h.actor,
             h.via,
             h.message,
-            _DETAIL.encode(h.detail) if h.detail is not None else None,
+            _detail(h) if h.detail is not None else None,
         )
 
 
@@ -800,8 +800,18 @@ class _Borrowed:
         self.lending.give(conn)
 
 
-# a history row's detail as JSON, anything else as its text (one encoder for every row)
-_DETAIL = json.JSONEncoder(default=str)
+# a history row's detail as JSON, anything else as its text (one encoder for every row); NaN
+# and Infinity are no JSON, and a row holding one would make the history unreadable
+_DETAIL = json.JSONEncoder(default=str, allow_nan=False)
+
+
+def _detail(h: Record) -> str:
+    try:
+        return _DETAIL.encode(h.detail)
+    except ValueError as exc:  # what is taken in is checked first: this is the last guard
+        raise DataNotStorable(f"the history entry '{h.kind}' cannot be stored: {exc}") from exc
+
+
 _WAIT_TYPES = {"began_at": "timestamp", "due_at": "timestamp"}
 _HISTORY_TYPES = {"at": "timestamp"}
 
