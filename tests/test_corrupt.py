@@ -42,9 +42,9 @@ GARBAGE = [
         id="threads-a-number",
     ),
     pytest.param(
-        "data", '{"amount": 12', "stored data unreadable: not JSON (Expecting", id="data-truncated"
+        "data", '{"amount": 12', "stored data unreadable: not JSON (Expecting", id="data-cut"
     ),
-    pytest.param("data", "[12]", "stored data unreadable: an array, not an object", id="data-array"),
+    pytest.param("data", "[12]", "stored data unreadable: an array, not an object", id="data[]"),
 ]
 STATE_AND_DATA = [GARBAGE[1], GARBAGE[3]]  # for the longer stories: one of each
 ALICE = {"Authorization": "Bearer token-alice-0123456789"}
