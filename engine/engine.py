@@ -569,10 +569,6 @@ class Engine:
         for row in claimed:
             try:
                 woken += self._wake_claimed(row, owner, now)
-            except CorruptState as exc:  # it cannot be driven: failed, so it is not due again
-                warn(exc, row.workflow, "failing it")
-                record = Record(now, HistoryKind.FAILED, message=exc.problem)
-                self.unreadable.end(row, Status.FAILED, exc.problem, record)
             except Exception as exc:
                 log.warning(
                     "waking %s failed (%s: %s); it is due again when its lease runs out",
@@ -635,7 +631,13 @@ class Engine:
     def _wake_claimed(self, row: Stored, owner: str, now: datetime) -> bool:
         """Do what is due for `row`, just claimed under `owner` (the claim returned it as it
         now stands, so there is nothing to read again)."""
-        work = Working.of(row, self.workflows[row.workflow])
+        try:
+            work = Working.of(row, self.workflows[row.workflow])
+        except CorruptState as exc:  # it cannot be driven: failed, so it is not due again
+            warn(exc, row.workflow, "failing it")
+            record = Record(now, HistoryKind.FAILED, message=exc.problem)
+            self.unreadable.end(row, Status.FAILED, exc.problem, record)
+            return False
         carry_over(work, now)
         return self.runner.wake(work, now, owner)
 
@@ -974,10 +976,10 @@ class Engine:
         if row is None:
             return True
         try:
-            state = read_state(row.id, row.state)
+            cases = self._open_cases(row, read_state(row.id, row.state))
         except CorruptState:
             return True
-        handler, _, _ = self._open_cases(row, state).get((thread, event), (None, None, None))
+        handler, _, _ = cases.get((thread, event), (None, None, None))
         return not isinstance(handler, Approval) or handler.require_reason
 
     def _open_cases(
@@ -1069,11 +1071,10 @@ class Engine:
             definition = cls.model_validate_json(data).definition()
             validate(definition, workflow)
         except Exception as exc:  # the workflow's own code, or data that no longer fits
-            if isinstance(exc, ValidationError):
-                corrupt = data_unreadable(instance_id, data, exc)
-                if corrupt is not None:
-                    warn(corrupt, workflow)
-                    return Assessment(unreadable=corrupt.problem)
+            corrupt = data_unreadable(instance_id, data, exc)
+            if corrupt is not None:
+                warn(corrupt, workflow)
+                return Assessment(unreadable=corrupt.problem)
             reason = str(exc) if isinstance(exc, DefinitionError) else _error_text(exc)
             return Assessment(stranded=[Finding("definition", reason.splitlines()[0][:300])])
         return assess(definition, parsed, self.services)

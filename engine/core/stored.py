@@ -55,11 +55,14 @@ def peek_state(instance_id: str, text: str) -> dict[str, Any]:
     return found
 
 
-def data_unreadable(instance_id: str, text: str, exc: ValidationError) -> CorruptState | None:
-    """When a workflow model refused the stored data `text` as a whole (not JSON, not an
-    object), the `CorruptState` to raise, saying why as `read_data` says it; None when the
-    model refused one of its fields (data that no longer fits the model: a deployment's
-    affair, reported where the definition is built)."""
+def data_unreadable(instance_id: str, text: str, exc: BaseException) -> CorruptState | None:
+    """When building a workflow model from the stored data `text` raised `exc`, refusing the
+    data as a whole, and `read_data` cannot read it either (not JSON, not an object): the
+    `CorruptState` to raise, saying why as `read_data` says it. None for anything else, such
+    as data with a field that no longer fits the model (a deployment's affair, reported where
+    the definition is built)."""
+    if not isinstance(exc, ValidationError):
+        return None
     errors = exc.errors()
     if not (errors and errors[0]["loc"] == () and errors[0]["type"] in _WHOLE):
         return None
@@ -67,7 +70,7 @@ def data_unreadable(instance_id: str, text: str, exc: ValidationError) -> Corrup
         read_data(instance_id, text)
     except CorruptState as corrupt:
         return corrupt
-    return CorruptState(instance_id, unreadable("data", exc))
+    return None  # Python reads it (pydantic's parser is stricter): left to the definition
 
 
 def unreadable(what: str, exc: BaseException) -> str:
