@@ -30,6 +30,12 @@ from signoff.engine.core.outcome import outcome_of, outcome_of_state
 from signoff.engine.core.records import Record, Stored
 from signoff.engine.core.renames import carry_over, declared_renames
 from signoff.engine.core.state import Decided, Ending, InstanceState, OpenCase, ThreadState
+from signoff.engine.core.stored import (
+    data_unreadable,
+    peek_state,
+    read_data,
+    read_state,
+)
 from signoff.engine.core.tree import Entry, Statement, walk
 from signoff.engine.core.validate import validate
 from signoff.engine.core.waits import Wait
@@ -38,6 +44,7 @@ from signoff.engine.core.working import Working, marks
 from signoff.engine.errors import (
     AlreadyDecided,
     Conflict,
+    CorruptState,
     DefinitionError,
     InstanceNotFound,
     InvalidData,
@@ -52,6 +59,7 @@ from signoff.engine.runtime.metrics import Metrics
 from signoff.engine.runtime.runner import Runner
 from signoff.engine.runtime.slack import SlackNotifier
 from signoff.engine.runtime.slack_client import base_url_from_environment, client_from_environment
+from signoff.engine.runtime.unreadable import Unreadable, warn
 from signoff.engine.storage import placement
 from signoff.engine.storage.failures import guard_storage
 from signoff.engine.storage.once import Once
@@ -159,6 +167,7 @@ class Engine:
         self.sessions = Sessions(self.store)
         self.once = Once(self.store)
         self.cases = OpenCases(self.services)
+        self.unreadable = Unreadable(self.store, self.metrics)
         self._due_listeners: list[Callable[[str, datetime], None]] = []
         for workflow in workflows:
             self.register(workflow)
@@ -330,6 +339,7 @@ class Engine:
             work, read = self._load_for_event(instance_id, recent)
             recent, loaded = False, work.row.version
             try:
+                work.check_data()
                 current = self._current_event(work, event)
                 target = self._waiting_thread(work, current, thread, wait_key)
                 if target is None:  # mid-transition (a kept copy never is: it has no driver)
@@ -384,6 +394,7 @@ class Engine:
             wait_key=wait_key,
         )
         work = self._load(instance_id)
+        work.check_data()
         current = self._current_event(work, event)
         target = self._waiting_thread(work, current, thread, wait_key)
         if target is None:  # mid-transition: send would keep it, after the same early check
@@ -441,6 +452,7 @@ class Engine:
             return candidates
 
         def change(work: Working, now: datetime) -> None:
+            work.check_data()
             for t in pick(work):
                 # The position is kept as it is: a failed step or wait is re-entered (AT), but a
                 # thread that failed after a committed step (AFTER) or an accepted event (EVENT)
@@ -473,13 +485,24 @@ class Engine:
         self.authority.require_operator(actor, f"cancel instance {instance_id}")
 
         def change(work: Working, now: datetime) -> None:
+            work.check_data()  # data that cannot be read: no teardown could run either
             self.runner.lifecycle.stop_threads(
                 work, now, Ending(how="cancelled", actor=actor, via=via, at=now, reason=reason)
             )
             work.row.status, work.row.error = Status.CANCELLED, reason or Status.CANCELLED
             work.note(Record(now, HistoryKind.CANCELLED, actor=actor, via=via, message=reason))
 
-        return self._operate(instance_id, change)
+        try:
+            return self._operate(instance_id, change)
+        except CorruptState:  # cancelled without reading what cannot be read
+            while True:
+                row = self._stored(instance_id)
+                if row.status in (Status.COMPLETED, Status.CANCELLED):
+                    raise Conflict(f"instance {instance_id} is already {row.status}") from None
+                now = self._now()
+                record = Record(now, HistoryKind.CANCELLED, actor=actor, via=via, message=reason)
+                if self.unreadable.end(row, Status.CANCELLED, reason or Status.CANCELLED, record):
+                    return self.get(instance_id)
 
     def goto(
         self,
@@ -495,6 +518,7 @@ class Engine:
         self.authority.require_operator(actor, f"move a thread of instance {instance_id}")
 
         def change(work: Working, now: datetime) -> None:
+            work.check_data()
             if thread not in work.state.threads:
                 raise Conflict(f"instance {instance_id} has no thread '{thread}'")
             self.runner.check_target(work, thread, step)
@@ -622,7 +646,13 @@ class Engine:
     def _wake_claimed(self, row: Stored, owner: str, now: datetime) -> bool:
         """Do what is due for `row`, just claimed under `owner` (the claim returned it as it
         now stands, so there is nothing to read again)."""
-        work = Working.of(row, self.workflows[row.workflow])
+        try:
+            work = Working.of(row, self.workflows[row.workflow])
+        except CorruptState as exc:  # it cannot be driven: failed, so it is not due again
+            warn(exc, row.workflow, "failing it")
+            record = Record(now, HistoryKind.FAILED, message=exc.problem)
+            self.unreadable.end(row, Status.FAILED, exc.problem, record)
+            return False
         carry_over(work, now)
         return self.runner.wake(work, now, owner)
 
@@ -632,13 +662,17 @@ class Engine:
         """The instance as it is now. Its waits describe the definition deployed now (its
         approvers, title, ...), not the one in force when they began. With `actor`, an
         instance that person may not see is not found, as one that does not exist."""
-        _check_text(instance_id=instance_id, actor=actor)
-        row = self.store.load(instance_id)
-        if row is None or not self._sees(instance_id, actor):
+        _check_text(actor=actor)
+        row = self._stored(instance_id)
+        if not self._sees(instance_id, actor):
             raise InstanceNotFound(f"no instance with id '{instance_id}'")
-        state = InstanceState.model_validate_json(row.state)
-        infos = {key: info for key, (_, _, info) in self._open_cases(row, state).items()}
-        return _view(row, state, infos)
+        try:
+            state = read_state(row.id, row.state)
+            infos = {key: info for key, (_, _, info) in self._open_cases(row, state).items()}
+            return _view(row, state, infos)
+        except CorruptState as exc:
+            warn(exc, row.workflow)
+            return _unreadable_view(row, exc.problem)
 
     def _view_of(self, work: Working) -> InstanceView:
         """The view of a working copy that is the instance as just committed."""
@@ -749,14 +783,18 @@ class Engine:
         data, state = r.pop("data"), r.pop("state")
         cls = self.workflows.get(r["workflow"])
         summary: dict[str, Any] = {}
-        if cls is not None and cls.summary_fields:
-            try:
-                summary = cls.summarize(json.loads(data))
-            except ValueError:
-                summary = {}
-        if r["status"] in (Status.COMPLETED, Status.FAILED):  # only these need the state read
-            outcome, label = outcome_of_state(r["status"], r["error"], json.loads(state))
-        else:
+        try:
+            if cls is not None and cls.summary_fields:
+                summary = cls.summarize(read_data(r["id"], data))
+            if r["status"] in (Status.COMPLETED, Status.FAILED):  # only these need the state
+                found = peek_state(r["id"], state)
+                outcome, label = outcome_of_state(r["status"], r["error"], found)
+            else:
+                outcome, label = outcome_of(r["status"], r["error"])
+        except CorruptState as exc:  # shown as failed, as `get` shows it
+            warn(exc, r["workflow"])
+            r["status"] = _unreadable_status(r["status"])
+            r["error"] = r["error"] if r["status"] == Status.CANCELLED else exc.problem
             outcome, label = outcome_of(r["status"], r["error"])
         return InstanceSummary(**r, summary=summary, outcome=outcome, outcome_label=label)
 
@@ -784,11 +822,16 @@ class Engine:
         threads stopped at, the reason it was cancelled, and every decision taken on it, oldest
         first: who, through what, when, with what reason, and the votes that led to it.
         `history` is the instance's `history()` when the caller has read it already."""
-        _check_text(instance_id=instance_id)
-        row = self.store.load(instance_id)
-        if row is None:
-            raise InstanceNotFound(f"no instance with id '{instance_id}'")
-        outcome, label = outcome_of_state(row.status, row.error, json.loads(row.state))
+        row = self._stored(instance_id)
+        try:
+            read_data(row.id, row.data)
+            state = read_state(row.id, row.state)
+        except CorruptState as exc:
+            warn(exc, row.workflow)
+            outcome, label = outcome_of(_unreadable_status(row.status), exc.problem)
+            state = InstanceState()
+        else:
+            outcome, label = outcome_of_state(row.status, row.error, json.loads(row.state))
         if history is None:
             history = self.store.history(instance_id)
         decisions: builtins.list[DecisionView] = []
@@ -830,11 +873,7 @@ class Engine:
                         h.thread, detail.get("wait"), h.name, "timed out", None, "timer", h.at, None
                     )
                 )
-        failed = [
-            t.at or ""
-            for t in InstanceState.model_validate_json(row.state).threads.values()
-            if t.status == ThreadStatus.FAILED
-        ]
+        failed = [t.at or "" for t in state.threads.values() if t.status == ThreadStatus.FAILED]
         return OutcomeView(outcome, label, failed, cancel_reason, decisions)
 
     def gauges(self) -> dict[str, Any]:
@@ -873,10 +912,15 @@ class Engine:
         rows = placement.open_approvals(self.store, limit, after=after, instance_id=instance_id)
         stored = placement.load_many(self.store, (r["instance_id"] for r in rows))
         cases: dict[str, dict[tuple[str, str], tuple[Handler, WaitInfo, dict[str, Any]]]] = {}
+        broken: dict[str, str] = {}  # instance id -> why its state cannot be read
         for r in rows:
             row = stored.get(r["instance_id"])
             if row is not None and row.id not in cases:
-                cases[row.id] = self._open_cases(row, InstanceState.model_validate_json(row.state))
+                try:
+                    cases[row.id] = self._open_cases(row, read_state(row.id, row.state))
+                except CorruptState as exc:
+                    warn(exc, row.workflow)
+                    cases[row.id], broken[row.id] = {}, exc.problem
             handler, wait, info = cases.get(r["instance_id"], {}).get(
                 (r["thread"], r["event"]), (None, None, None)
             )
@@ -885,7 +929,7 @@ class Engine:
                 r["approvers"], r["title"] = info.get("deciders"), info.get("title")
                 r["required"], r["votes"] = info.get("required", 1), len(info.get("votes", []))
                 r["require_reason"] = bool(info.get("require_reason", True))
-            refusal = _refusal(handler, wait, actor)
+            refusal = broken.get(r["instance_id"]) or _refusal(handler, wait, actor)
             r["may_decide"], r["refusal"] = refusal is None, refusal
         return rows
 
@@ -925,13 +969,18 @@ class Engine:
         for r in rows:
             cls = self.workflows.get(r["workflow"])
             data, state, version = r.pop("data"), r.pop("state"), r.pop("version")
-            r["summary"] = {}
-            if cls is not None and cls.summary_fields:
-                r["summary"] = cls.summarize(json.loads(data))
-            r["text"] = None
-            handler, wait = self.cases.of(r["instance_id"], version, cls, data, state).get(
-                (r["thread"], r["event"]), (None, None)
-            )
+            r["summary"], r["text"] = {}, None
+            try:
+                if cls is not None and cls.summary_fields:
+                    r["summary"] = cls.summarize(read_data(r["instance_id"], data))
+                handler, wait = self.cases.of(r["instance_id"], version, cls, data, state).get(
+                    (r["thread"], r["event"]), (None, None)
+                )
+            except CorruptState as exc:  # listed, but nobody may decide it
+                warn(exc, r["workflow"])
+                self._decorate(r, None, None, actor)
+                r["may_decide"], r["refusal"] = False, exc.problem
+                continue
             self._decorate(r, handler, wait, actor)
         return rows
 
@@ -984,13 +1033,14 @@ class Engine:
     ) -> dict[tuple[str, str], str | None]:
         """For each open approval of the instance, by (thread, event): None when `actor` may
         decide it now, else why not, in a sentence (what the dashboard shows beside it)."""
-        _check_text(instance_id=instance_id, actor=actor)
-        row = self.store.load(instance_id)
-        if row is None:
-            raise InstanceNotFound(f"no instance with id '{instance_id}'")
-        cases = self.cases.of(
-            row.id, row.version, self.workflows.get(row.workflow), row.data, row.state
-        )  # only who may decide: not what each case shows (an Input's form schema costs)
+        _check_text(actor=actor)
+        row = self._stored(instance_id)
+        try:  # only who may decide: not what each case shows (an Input's form schema costs)
+            cases = self.cases.of(
+                row.id, row.version, self.workflows.get(row.workflow), row.data, row.state
+            )
+        except CorruptState:  # nothing is open to decide (`get` tells why)
+            return {}
         return {
             key: _refusal(handler, wait, actor)
             for key, (handler, wait) in cases.items()
@@ -1007,8 +1057,11 @@ class Engine:
         row = self.store.load(instance_id)
         if row is None:
             return True
-        state = InstanceState.model_validate_json(row.state)
-        handler, _, _ = self._open_cases(row, state).get((thread, event), (None, None, None))
+        try:
+            cases = self._open_cases(row, read_state(row.id, row.state))
+        except CorruptState:
+            return True
+        handler, _, _ = cases.get((thread, event), (None, None, None))
         return not isinstance(handler, Approval) or handler.require_reason
 
     def _open_cases(
@@ -1082,12 +1135,17 @@ class Engine:
         while True:
             rows = placement.unfinished_page(self.store, UNFINISHED, after, page_size)
             for instance_id, workflow, data, state in rows:
-                report.add(instance_id, workflow, self._assess(workflow, data, state))
+                report.add(instance_id, workflow, self._assess(instance_id, workflow, data, state))
             if len(rows) < page_size:
                 return report
             after = rows[-1][0]
 
-    def _assess(self, workflow: str, data: str, state: str) -> Assessment:
+    def _assess(self, instance_id: str, workflow: str, data: str, state: str) -> Assessment:
+        try:
+            parsed = read_state(instance_id, state)
+        except CorruptState as exc:
+            warn(exc, workflow)
+            return Assessment(unreadable=exc.problem)
         cls = self.workflows.get(workflow)
         if cls is None:
             return Assessment(stranded=[Finding("workflow", workflow)])
@@ -1095,9 +1153,13 @@ class Engine:
             definition = cls.model_validate_json(data).definition()
             validate(definition, workflow)
         except Exception as exc:  # the workflow's own code, or data that no longer fits
+            corrupt = data_unreadable(instance_id, data, exc)
+            if corrupt is not None:
+                warn(corrupt, workflow)
+                return Assessment(unreadable=corrupt.problem)
             reason = str(exc) if isinstance(exc, DefinitionError) else _error_text(exc)
             return Assessment(stranded=[Finding("definition", reason.splitlines()[0][:300])])
-        return assess(definition, InstanceState.model_validate_json(state), self.services)
+        return assess(definition, parsed, self.services)
 
     def identities(self, actor: str) -> set[str]:
         """The names an actor goes by: user name, Slack id and `group:NAME`s, whichever apply."""
@@ -1119,6 +1181,13 @@ class Engine:
         return self.seen.add(key, self._now(), keep_for)
 
     # --- helpers -------------------------------------------------------------------------------
+
+    def _stored(self, instance_id: str) -> Stored:
+        _check_text(instance_id=instance_id)
+        row = self.store.load(instance_id)
+        if row is None:
+            raise InstanceNotFound(f"no instance with id '{instance_id}'")
+        return row
 
     def _load(self, instance_id: str) -> Working:
         _check_text(instance_id=instance_id)
@@ -1331,6 +1400,35 @@ def _refusal(handler: Handler | None, wait: WaitInfo | None, actor: str | None) 
     return None
 
 
+def _unreadable_status(status: str) -> str:
+    """The status an instance that cannot be read is shown with: failed, unless an operator
+    cancelled it."""
+    return status if status == Status.CANCELLED else Status.FAILED
+
+
+def _unreadable_view(row: Stored, problem: str) -> InstanceView:
+    """An instance whose stored state or data cannot be read: failed, with `problem` as its
+    error and no threads; its data as stored when that much can be read."""
+    try:
+        data = read_data(row.id, row.data)
+    except CorruptState:
+        data = {}
+    return InstanceView(
+        id=row.id,
+        workflow=row.workflow,
+        status=_unreadable_status(row.status),
+        data=data,
+        result=None,
+        error=row.error if row.status == Status.CANCELLED else problem,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        threads=[],
+        version=row.version,
+        due_at=row.due_at,
+        pending_teardowns=0,
+    )
+
+
 def _view(
     row: Stored, state: InstanceState, infos: Mapping[tuple[str, str], dict[str, Any]]
 ) -> InstanceView:
@@ -1376,7 +1474,7 @@ def _view(
         id=row.id,
         workflow=row.workflow,
         status=row.status,
-        data=json.loads(row.data),
+        data=read_data(row.id, row.data),
         result=json.loads(row.result) if row.result is not None else None,
         error=row.error,
         created_at=row.created_at,

@@ -67,6 +67,19 @@ class Unavailable(SignoffError):
         self.retry_after = retry_after
 
 
+class CorruptState(SignoffError):
+    """What the database holds for an instance cannot be read: its stored state (or data) is
+    not what signoff wrote (a hand edit, a bad restore). Raised where that instance's state is
+    needed (send, retry, goto, check_event); nothing else is harmed, and an operator can still
+    cancel it. `problem` is the sentence shown as the instance's error: "stored state
+    unreadable: <reason>" (or "stored data unreadable: ...")."""
+
+    def __init__(self, instance_id: str, problem: str) -> None:
+        super().__init__(f"instance {instance_id}: {problem}; cancel it, or restore its row")
+        self.instance_id = instance_id
+        self.problem = problem
+
+
 class DataNotStorable(SignoffError):
     """Workflow data that cannot be stored as JSON."""
 

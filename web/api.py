@@ -605,7 +605,10 @@ OPENAPI: dict[str, Any] = {
                 {
                     "200": _instance_ok("Applied"),
                     "403": _err("The actor may not decide this approval"),
-                    "409": _err("Stale: already decided, not waiting for it, or ended"),
+                    "409": _err(
+                        "Stale: already decided, not waiting for it, or ended; or its "
+                        "stored state cannot be read"
+                    ),
                     "422": _err("The handler rejected the payload"),
                 },
                 [
@@ -618,7 +621,10 @@ OPENAPI: dict[str, Any] = {
             "post": _op(
                 "Re-enter the statement a failed thread stopped at",
                 {"type": "object", "properties": {"thread": {"type": "string"}}},
-                {"200": _instance_ok(), "409": _err("Nothing failed to retry")},
+                {
+                    "200": _instance_ok(),
+                    "409": _err("Nothing failed to retry, or its stored state cannot be read"),
+                },
                 [_ID],
             )
         },
@@ -640,7 +646,7 @@ OPENAPI: dict[str, Any] = {
                 },
                 {
                     "200": _instance_ok(),
-                    "409": _err("No such thread or step"),
+                    "409": _err("No such thread or step, or its stored state cannot be read"),
                     "422": _err("thread and step are required"),
                 },
                 [_ID],

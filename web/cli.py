@@ -659,6 +659,16 @@ def deployment_lines(report: DeploymentReport) -> list[str]:
         lines.extend(f"        {_what(row)}: {_many(row)}" for row in found["stranded"])
     else:
         lines.append(f"ok    deployment strands none of {report.checked} unfinished instance(s)")
+    if found["unreadable"]:
+        lines.append(
+            f"FAIL  {report.unreadable_instances} unfinished instance(s) cannot be read "
+            "(their stored state or data is not what signoff wrote): cancel them "
+            "(signoff cancel ID), or restore their rows from a backup"
+        )
+        lines.extend(
+            f"        {row['workflow']}: {_many(row)}; e.g. {row['detail']}"
+            for row in found["unreadable"]
+        )
     if found["carried"]:
         lines.append(
             f"ok    {report.carried_instances} instance(s) move to renamed statements "

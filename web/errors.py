@@ -5,6 +5,7 @@ from __future__ import annotations
 from signoff.engine import (
     Busy,
     Conflict,
+    CorruptState,
     DefinitionError,
     EventRejected,
     InstanceNotFound,
@@ -22,6 +23,7 @@ STATUS_OF: dict[type[SignoffError], int] = {
     NotAllowed: 403,
     Conflict: 409,  # stale, already decided, not waiting, ended
     StatementMissing: 409,
+    CorruptState: 409,  # its stored state cannot be read: cancel it, or restore its row
     EventRejected: 422,
     InvalidData: 422,
     DefinitionError: 422,

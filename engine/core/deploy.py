@@ -49,6 +49,8 @@ class Assessment:
     stranded: list[Finding] = field(default_factory=list)
     carried: list[Move] = field(default_factory=list)
     warnings: list[Finding] = field(default_factory=list)
+    # "stored state unreadable: ..." (or data): the instance cannot be held against any code
+    unreadable: str | None = None
 
 
 def assess(
@@ -172,14 +174,17 @@ class WorkflowTotals:
 @dataclass
 class DeploymentReport:
     """The findings of `Engine.check_deployment`: every count is of instances (an instance
-    with two threads on one missing statement counts once). `ok` when nothing is stranded;
-    warnings never make it fail. `as_json()` is the form `signoff check --json` prints."""
+    with two threads on one missing statement counts once). `ok` when nothing is stranded and
+    every instance could be read (one whose stored state or data cannot be read is counted
+    apart, in `unreadable`: no code can run it); warnings never make it fail. `as_json()` is
+    the form `signoff check --json` prints."""
 
     examples: int = 5
     checked: int = 0
     stranded_instances: int = 0
     carried_instances: int = 0
     warned_instances: int = 0
+    unreadable_instances: int = 0
     workflows: dict[str, WorkflowTotals] = field(default_factory=dict)
     # (workflow, kind, name, wait) -> tally
     stranded: dict[tuple[str, str, str, str | None], Tally] = field(default_factory=dict)
@@ -187,16 +192,24 @@ class DeploymentReport:
     carried: dict[tuple[str, str, str, str], Tally] = field(default_factory=dict)
     # (workflow, kind, name, wait) -> tally
     warnings: dict[tuple[str, str, str, str | None], Tally] = field(default_factory=dict)
+    # (workflow, "state" or "data") -> tally, its detail the first instance's problem
+    unreadable: dict[tuple[str, str], Tally] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
-        return not self.stranded
+        return not self.stranded and not self.unreadable
 
     def add(self, instance_id: str, workflow: str, found: Assessment) -> None:
         """Count one instance's findings."""
         self.checked += 1
         totals = self.workflows.setdefault(workflow, WorkflowTotals())
         totals.checked += 1
+        if found.unreadable is not None:
+            self.unreadable_instances += 1
+            what = "data" if found.unreadable.startswith("stored data") else "state"
+            tally = self.unreadable.setdefault((workflow, what), Tally())
+            tally.add(instance_id, self.examples, found.unreadable)
+            return
         if found.stranded:
             self.stranded_instances += 1
             totals.stranded += 1
@@ -250,6 +263,8 @@ class DeploymentReport:
             "stranded": rows(self.stranded, ("workflow", "kind", "name", "wait")),
             "carried": rows(self.carried, ("workflow", "what", "from", "to")),
             "warnings": rows(self.warnings, ("workflow", "kind", "name", "wait")),
+            "unreadable_instances": self.unreadable_instances,
+            "unreadable": rows(self.unreadable, ("workflow", "what")),
         }
 
 

@@ -67,7 +67,8 @@ def outcome_of_state(status: str, error: str | None, state: Mapping[str, Any]) -
     threads = state.get("threads") or {}
     failed = [
         str(t.get("at") or "")
-        for t in threads.values()
+        for t in (threads.values() if isinstance(threads, Mapping) else ())
         if isinstance(t, Mapping) and t.get("status") == ThreadStatus.FAILED
     ]
-    return outcome_of(status, error, decided if isinstance(decided, list) else [], failed)
+    decided = [d for d in decided if isinstance(d, Mapping)] if isinstance(decided, list) else []
+    return outcome_of(status, error, decided, failed)

@@ -6,14 +6,17 @@ Pure: no I/O; the engine loads and saves `Stored` rows through the store.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from pydantic import ValidationError
 from signoff.engine.core.enums import HistoryKind, Status, ThreadStatus
 from signoff.engine.core.records import Record, Stored, WaitRecord
 from signoff.engine.core.state import Decided, InstanceState, Teardown, ThreadState
+from signoff.engine.core.stored import data_unreadable, read_state
 from signoff.engine.core.tree import Statement, walk
 from signoff.engine.core.validate import validate
 from signoff.engine.core.waits import Wait
@@ -41,7 +44,7 @@ class Working:
 
     @classmethod
     def of(cls, row: Stored, workflow: type[Workflow] | None) -> Working:
-        state = InstanceState.model_validate_json(row.state)
+        state = read_state(row.id, row.state)
         return cls(row, workflow, state, row.state, row.data, base_marks=marks(row))
 
     @property
@@ -56,8 +59,21 @@ class Working:
         """The workflow model, built from the stored data on first use."""
         if self.model is None:
             assert self.cls is not None, "transitions need a registered workflow class"
-            self.model = self.cls.model_validate_json(self.row.data)
+            try:
+                self.model = self.cls.model_validate_json(self.row.data)
+            except ValidationError as exc:
+                corrupt = data_unreadable(self.id, self.row.data, exc)
+                if corrupt is not None:
+                    raise corrupt from None
+                raise
         return self.model
+
+    def check_data(self) -> None:
+        """Raise `CorruptState` when the stored data cannot be read at all; data that only no
+        longer fits the model is left to whatever builds the definition. Builds the model the
+        transition builds anyway, so a valid row costs nothing more."""
+        with contextlib.suppress(ValidationError):
+            self.workflow()
 
     def tree(self) -> Statement:
         """The definition built from the data as it is now. Kept while neither the model nor
@@ -204,7 +220,7 @@ def rebase(ours: Working, theirs: Working) -> bool:
     all of it goes, so the end is walked again on the state as it now is. Returns whether all
     of ours survived.
     """
-    base = InstanceState.model_validate_json(ours.base_state)
+    base = read_state(ours.id, ours.base_state)
     mine, others = ours.state, theirs.state
     order = [*others.threads, *(t for t in mine.threads if t not in others.threads)]
     changed = {tid for tid in order if mine.threads.get(tid) != base.threads.get(tid)}

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from signoff.engine.core.enums import ThreadStatus
 from signoff.engine.core.handlers import Handler, Services, WaitInfo
 from signoff.engine.core.state import InstanceState
+from signoff.engine.core.stored import data_unreadable, read_state
 from signoff.engine.core.tree import Statement, walk
 from signoff.engine.core.waits import Wait
 from signoff.engine.core.workflow import Workflow
@@ -43,7 +44,8 @@ class OpenCases:
     ) -> Cases:
         """(thread, event) -> (handler, wait info) for each open case of a waiting thread;
         {} when the workflow is not registered or its definition cannot be built. `build` gives
-        the definition when the caller has it built already."""
+        the definition when the caller has it built already. A stored state or data that
+        cannot be read raises `CorruptState`."""
         if cls is None:
             return {}
         key = (instance_id, version, cls)
@@ -53,7 +55,7 @@ class OpenCases:
                 self._kept.move_to_end(key)
                 return found
         if isinstance(state, str):
-            state = InstanceState.model_validate_json(state)
+            state = read_state(instance_id, state)
         found = self._find(instance_id, cls, data, state, build)
         with self._lock:
             self._kept[key] = found
@@ -74,7 +76,10 @@ class OpenCases:
             return {}
         try:
             definition = build() if build else cls.model_validate_json(data).definition()
-        except Exception:  # the workflow's own code: the stored descriptions will do
+        except Exception as exc:  # the workflow's own code: the stored descriptions will do
+            corrupt = data_unreadable(instance_id, data, exc)
+            if corrupt is not None:  # unless the data cannot be read at all
+                raise corrupt from None
             return {}
         waits = {s.name: s for s in walk(definition) if isinstance(s, Wait)}
         found: Cases = {}

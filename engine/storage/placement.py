@@ -8,19 +8,23 @@ module that writes, and these heavier reporting queries stay out of the transiti
 from __future__ import annotations
 
 import json
+import logging
 from collections import Counter
 from collections.abc import Collection, Iterable
 from datetime import datetime
 from typing import Any
 
 from signoff.engine.core.records import Stored
-from signoff.engine.core.state import InstanceState
+from signoff.engine.core.stored import read_state
+from signoff.engine.errors import CorruptState
 from signoff.engine.storage.rawsql import search_terms
 from signoff.engine.storage.store import Store
 from signoff.engine.storage.tables import INSTANCES, WAITS
-from sqlalchemy import ColumnElement, and_, func, literal, or_, select, text
+from sqlalchemy import ColumnElement, Connection, and_, func, literal, or_, select, text
+from sqlalchemy.exc import DBAPIError
 
 LIVE_NOT_WAITING = ("running", "failed")
+log = logging.getLogger("signoff.engine.storage")
 
 
 # What every listing of open approvals reads of a wait row and its instance.
@@ -234,19 +238,37 @@ def statement_counts(store: Store, scan_limit: int = 5000) -> dict[str, dict[str
             .group_by(i.workflow, w.wait)
         ):
             counts.setdefault(workflow, Counter())[wait] += n
+        standing: list[tuple[str, str, int]] | None = None
         sql = _STANDING_COUNTS.get(store.db.dialect.name)
         if sql is not None:
             query = text(sql.replace("{prefix}", store.prefix))
-            for workflow, at, n in conn.execute(query, {"scan": scan_limit}):
-                counts.setdefault(workflow, Counter())[at] += n
-        else:  # another database: parse the states here
-            for workflow, state in conn.execute(
-                select(i.workflow, i.state).where(i.status.in_(LIVE_NOT_WAITING)).limit(scan_limit)
-            ):
-                for thread in InstanceState.model_validate_json(state).threads.values():
-                    if thread.at and thread.status in _STANDING:
-                        counts.setdefault(workflow, Counter())[thread.at] += 1
+            try:
+                standing = [(r[0], r[1], r[2]) for r in conn.execute(query, {"scan": scan_limit})]
+            except DBAPIError:  # a stored state that is not JSON: count the others in Python
+                conn.rollback()
+        if standing is None:  # another database, or one state the database could not read
+            standing = _standing_parsed(conn, scan_limit)
+        for workflow, at, n in standing:
+            counts.setdefault(workflow, Counter())[at] += n
     return {workflow: dict(c) for workflow, c in counts.items()}
+
+
+def _standing_parsed(conn: Connection, scan_limit: int) -> list[tuple[str, str, int]]:
+    """What `_STANDING_COUNTS` finds, from the states parsed here; a state that cannot be read
+    is left out (with a warning): one bad row does not hide the others."""
+    i = INSTANCES.c
+    found: Counter[tuple[str, str]] = Counter()
+    query = select(i.id, i.workflow, i.state).where(i.status.in_(LIVE_NOT_WAITING))
+    for instance_id, workflow, state in conn.execute(query.limit(scan_limit)):
+        try:
+            threads = read_state(instance_id, state).threads.values()
+        except CorruptState as exc:
+            log.warning("%s; not counted", exc, extra={"instance_id": instance_id})
+            continue
+        for thread in threads:
+            if thread.at and thread.status in _STANDING:
+                found[(workflow, thread.at)] += 1
+    return [(workflow, at, n) for (workflow, at), n in found.items()]
 
 
 def ping(store: Store) -> None:
