@@ -31,6 +31,22 @@ if TYPE_CHECKING:
 
 GROUP_PREFIX = "group:"
 MAX_REASON_LENGTH = 2000
+MAX_NAME_LENGTH = 200
+
+
+def name_problem(name: object, what: str = "a user name") -> str | None:
+    """Why `name` cannot be a person's name (None: it can): not text, empty, longer than 200
+    characters, holding a control character, or beginning with `group:` (a group is never an
+    actor: whoever took that name would count as every member of the group)."""
+    if not isinstance(name, str) or not name.strip():
+        return f"{what} must be non-empty text"
+    if len(name) > MAX_NAME_LENGTH:
+        return f"{what} is longer than {MAX_NAME_LENGTH} characters"
+    if any(ord(c) < 32 or 127 <= ord(c) < 160 for c in name):
+        return f"{what} holds a control character"
+    if name.startswith(GROUP_PREFIX):
+        return f"{what} may not begin with {GROUP_PREFIX!r}: groups are not people"
+    return None
 
 
 class _ReadOnly:
@@ -54,11 +70,16 @@ ReadOnly = _ReadOnly()
 @dataclass
 class Authority:
     """The engine's operators and groups, and the Slack ids its users go by. One object,
-    shared by the engine and its handlers (`Engine.add_operators` widens it in place)."""
+    shared by the engine and its handlers (`Engine.add_operators` widens it in place).
+
+    `signed_in` holds the groups an identity provider or an authenticating proxy vouched for
+    when a user last signed in (user name -> group names), beside the configured `groups`:
+    `remember_groups` replaces a user's entry at each sign-in."""
 
     operators: frozenset[str] = frozenset()  # user names, Slack ids or group:NAME
     groups: Mapping[str, frozenset[str]] = field(default_factory=dict)
     slack_users: Mapping[str, str] = field(default_factory=dict)  # user name -> Slack id
+    signed_in: dict[str, frozenset[str]] = field(default_factory=dict)
 
     @classmethod
     def of(
@@ -84,10 +105,24 @@ class Authority:
         if actor in self.slack_users:
             names.add(self.slack_users[actor])
         names.update(name for name, sid in self.slack_users.items() if sid == actor)
+        vouched = [g for name in names for g in self.signed_in.get(name, ())]
         names.update(
             GROUP_PREFIX + group for group, members in self.groups.items() if names & members
         )
+        names.update(GROUP_PREFIX + group for group in vouched)
         return names
+
+    def remember_groups(self, user: str, groups: Iterable[str]) -> None:
+        """Make `user` a member of exactly `groups` (names without `group:`) besides the
+        configured ones, until the next call for them: what their identity provider said at
+        sign-in. An empty `groups` forgets them."""
+        if isinstance(groups, str):
+            raise TypeError('groups is a list of group names, e.g. ["finance"]')
+        found = frozenset(groups)
+        if not found:
+            self.signed_in.pop(user, None)
+        elif self.signed_in.get(user) != found:
+            self.signed_in[user] = found  # one assignment: readers on other threads see either
 
     def matches(self, actor: str, allowed: Iterable[str]) -> bool:
         """Whether `actor` is one of `allowed` (names, Slack ids or group:NAME)."""
