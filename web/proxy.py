@@ -92,11 +92,7 @@ class TrustedProxy:
                 "a trusted user header needs trusted proxies (SIGNOFF_TRUSTED_PROXIES): the "
                 "addresses whose header is believed"
             )
-        return cls(
-            user_header.strip().lower(),
-            (groups_header or "").strip().lower() or None,
-            networks,
-        )
+        return cls(user_header.strip(), (groups_header or "").strip() or None, networks)
 
     def trusts(self, address: str | None) -> bool:
         if not address:
@@ -163,7 +159,7 @@ class TrustedProxy:
 
 
 def _raw_values(scope: Scope, name: str) -> list[bytes]:
-    wanted = name.encode("latin-1")
+    wanted = name.lower().encode("latin-1")
     return [value for key, value in scope.get("headers", []) if key.lower() == wanted]
 
 
