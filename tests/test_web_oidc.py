@@ -14,7 +14,9 @@ import base64
 import hashlib
 import json
 import logging
+import socket
 import threading
+import time
 import warnings
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -597,3 +599,78 @@ def test_the_button_names_well_known_providers() -> None:
     named = OIDC("https://sso.acme.example/realms/staff", "a", "b", name="Acme SSO")
     shown = [o.provider_name for o in (google, entra, okta, named)]
     assert shown == ["Google", "Microsoft", "Okta", "Acme SSO"]
+
+
+# --- in Chromium, end to end --------------------------------------------------------------------
+
+
+@pytest.fixture
+def served(engine: Engine, provider: Provider) -> Iterator[str]:
+    """The app on a real uvicorn at 127.0.0.1, signing in with the provider."""
+    import uvicorn
+
+    app = oidc_app(engine, provider.url)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_signing_in_with_the_provider_in_chromium(
+    served: str, engine: Engine, provider: Provider
+) -> None:
+    from tests.test_web_browser import CHROMIUM_ARGS, _chromium
+
+    executable = _chromium()
+    sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed")
+    person(provider, "u-zoe", email="zoe@example.com", groups=["finance"])
+    iid = engine.start("Purchase", {"amount": 99})
+    problems: list[str] = []
+    with sync_api.sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        try:
+            page = chromium.new_context().new_page()
+            page.on("pageerror", lambda e: problems.append(str(e)))
+            page.on("dialog", lambda dialog: dialog.accept())  # "Approve 'Buy 99'?"
+
+            page.goto(served + "/approvals")
+            assert page.url.startswith(served + "/login")
+            page.click("text=Sign in with localhost")
+            page.wait_for_url(f"{provider.url}/oauth2/authorize*")
+            page.fill("input[name=sub]", "u-zoe")
+            page.click("button:has-text('Authorize')")
+            page.wait_for_url(served + "/approvals")
+            assert page.text_content("[data-testid=user]") == "zoe@example.com"
+
+            row = page.locator("tr").filter(has_text="Buy 99")
+            row.locator("button:has-text('Approve')").click()
+            page.wait_for_selector("text=Approved. The instance is now completed.")
+            assert engine.get(iid).result == {"approved_by": "zoe@example.com"}
+
+            page.click("button:has-text('Sign out')")
+            page.wait_for_url(served + "/login")
+            page.click("[data-testid=end-session]")
+            page.wait_for_url(f"{provider.url}/oauth2/end_session*")
+            page.click("button:has-text('End session')")
+            page.wait_for_url(served + "/login*")
+            assert page.locator("[data-testid=user]").count() == 0
+            page.goto(served + "/")
+            assert page.url.startswith(served + "/login")
+        finally:
+            chromium.close()
+    assert problems == []
