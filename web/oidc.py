@@ -194,7 +194,6 @@ class OIDCClient:
             found: dict[str, Any] = await self.app.load_server_metadata()
         except UNREACHABLE as exc:
             log.warning("OIDC discovery at %s failed: %s", self.config.issuer, exc)
-            self.app.server_metadata.clear()  # try again next time
             raise SignInRefused(
                 f"The identity provider at {self.config.issuer} did not answer. Try again in "
                 "a moment.",
