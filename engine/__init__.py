@@ -1,7 +1,7 @@
 """signoff's engine: durable workflows as code, with people in the loop."""
 
 from signoff.engine.async_engine import AsyncEngine
-from signoff.engine.core.authority import ReadOnly, actor_problem, everyone_operates
+from signoff.engine.core.authority import ReadOnly, actor_problem, everyone_operates, name_problem
 from signoff.engine.core.branches import If
 from signoff.engine.core.deploy import DeploymentReport, Finding, Tally
 from signoff.engine.core.enums import HistoryKind, Status, ThreadStatus, Via
@@ -150,6 +150,7 @@ __all__ = [
     "finite_problem",
     "goto_targets",
     "json_problem",
+    "name_problem",
     "outcome_of",
     "outline",
     "raw_json_depth",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
@@ -76,6 +76,10 @@ class AsyncEngine:
     end_session = _awaitable(Engine.end_session)
     end_sessions = _awaitable(Engine.end_sessions)
     seen_before = _awaitable(Engine.seen_before)
+
+    def remember_groups(self, user: str, groups: Iterable[str]) -> None:
+        """`Engine.remember_groups`: memory only, nothing to wait for."""
+        self.engine.remember_groups(user, groups)
 
     def register(self, workflow: type[Workflow]) -> None:
         """Register a workflow class (no I/O: its definition is checked in memory)."""

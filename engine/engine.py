@@ -20,7 +20,7 @@ from typing import Any
 
 import sqlalchemy
 from pydantic import ValidationError
-from signoff.engine.core.authority import Authority, check_actor
+from signoff.engine.core.authority import Authority, check_actor, name_problem
 from signoff.engine.core.deploy import UNFINISHED, Assessment, DeploymentReport, Finding, assess
 from signoff.engine.core.enums import HistoryKind, Status, ThreadStatus
 from signoff.engine.core.finite import finite_problem, nonfinite_text, stored_nonfinite
@@ -196,6 +196,22 @@ class Engine:
         """Make more actors operators (names, Slack ids, `group:NAME`, or "*" for everyone: the
         dashboard's open-access demo mode does that)."""
         self.authority.operators = self.authority.operators | frozenset(names)
+
+    def remember_groups(self, user: str, groups: Iterable[str]) -> None:
+        """Make `user` a member of `group:NAME` for each of `groups`, in this process, until
+        the next call for them, besides the groups configured with `groups=`: what a dashboard
+        does each time someone signs in through an identity provider or an authenticating
+        proxy that vouches for their groups. It counts wherever `group:NAME` does: approvers,
+        operators and starters. An empty list forgets them."""
+        if isinstance(groups, str):
+            raise TypeError('groups is a list of group names, e.g. ["finance"]')
+        names = list(groups)
+        problem = name_problem(user) or next(
+            (p for g in names if (p := name_problem(g, f"the group name {g!r}"))), None
+        )
+        if problem:
+            raise InvalidData(problem)
+        self.authority.remember_groups(user, names)
 
     def use_loop(self, loop: asyncio.AbstractEventLoop) -> None:
         """Run `async def` steps and handlers on `loop` (the application's) from now on, while it

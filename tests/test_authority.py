@@ -142,6 +142,31 @@ def test_read_only_fields_by_marker_or_schema() -> None:
     assert properties["approved"]["readOnly"] is True  # the start form skips it too
 
 
+def test_groups_remembered_at_sign_in_count_beside_the_configured_ones(engine: Engine) -> None:
+    """What an identity provider vouched for (`Engine.remember_groups`): each call replaces the
+    last, an empty one forgets, and the configured groups stay."""
+    engine.remember_groups("erin", ["ops", "audit"])
+    assert engine.identities("erin") == {"erin", "group:finance", "group:ops", "group:audit"}
+    assert engine.is_operator("erin")  # group:ops operates
+    engine.remember_groups("erin", ["audit"])
+    assert engine.identities("erin") == {"erin", "group:finance", "group:audit"}
+    assert not engine.is_operator("erin")
+    engine.remember_groups("erin", [])
+    assert engine.identities("erin") == {"erin", "group:finance"}
+    for user, groups, words in (
+        ("group:ops", ["x"], "may not begin with 'group:'"),
+        ("", ["x"], "non-empty"),
+        ("erin", ["group:ops"], "may not begin with 'group:'"),
+        ("erin", ["ok", "bad\x00"], "control character"),
+        ("erin", [" "], "non-empty"),
+    ):
+        with pytest.raises(InvalidData, match=words):
+            engine.remember_groups(user, groups)
+    with pytest.raises(TypeError):
+        engine.remember_groups("erin", "ops")
+    assert engine.identities("erin") == {"erin", "group:finance"}
+
+
 # --- operators -----------------------------------------------------------------------------------
 
 

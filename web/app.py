@@ -32,8 +32,11 @@ from signoff.web import (
     slack,
     workflows,
 )
+from signoff.web import oidc as oidc_routes
 from signoff.web.errors import status_for
 from signoff.web.limits import Limits, RequestLimits
+from signoff.web.oidc import OIDC, OIDCClient
+from signoff.web.proxy import TrustedProxy
 from signoff.web.render import Flash, template, wants_fragment
 from signoff.web.security import BodyTooLargeError, SecurityMiddleware
 from signoff.web.state import Cached, Dashboard, KeyedCache, dashboard, root_of
@@ -89,6 +92,10 @@ def create_app(
     allowed_hosts: Sequence[str] | None = None,
     slack_team_id: str | None = None,
     slack_app_id: str | None = None,
+    oidc: OIDC | None = None,
+    trusted_user_header: str | None = None,
+    trusted_groups_header: str | None = None,
+    trusted_proxies: Sequence[str] | None = None,
 ) -> Starlette:
     """The dashboard for `engine`.
 
@@ -106,6 +113,12 @@ def create_app(
     Slack's Web API client is the engine's (`Engine(slack=...)`, or SLACK_BOT_TOKEN).
     `slack_team_id` / `slack_app_id` (default: SLACK_TEAM_ID / SLACK_APP_ID), when set, refuse
     interactions from any other workspace or app.
+
+    `oidc=OIDC(issuer, client_id, client_secret, ...)` signs people in with the organisation's
+    OpenID Connect provider (`/login/oidc`; see `web.oidc`). Behind an authenticating proxy,
+    `trusted_user_header` (e.g. "X-Forwarded-Email") names the signed-in user and
+    `trusted_groups_header` their groups (comma separated), believed only from
+    `trusted_proxies` (IP addresses or CIDR ranges; default: this machine's loopback).
     """
     if isinstance(engine, AsyncEngine):
         engine = engine.engine  # the dashboard calls the sync engine from worker threads
@@ -160,6 +173,12 @@ def create_app(
         dummy_hash=auth.dummy_hash(users or {}),
         secret_key=secret_key,
         slack=slack_app,
+        oidc=OIDCClient(oidc, engine.clock) if oidc is not None else None,
+        proxy=(
+            TrustedProxy.of(trusted_user_header, trusted_groups_header, trusted_proxies)
+            if trusted_user_header
+            else None
+        ),
     )
     if allowed_hosts is None and open_access:
         allowed_hosts = LOOPBACK_HOSTS
@@ -181,6 +200,8 @@ def create_app(
         Route("/workflows/{workflow}/start", workflows.start, methods=["POST"]),
         Route("/login", auth.login_page, methods=["GET"]),
         Route("/login", auth.login_submit, methods=["POST"]),
+        Route("/login/oidc", oidc_routes.start, methods=["GET"]),
+        Route("/login/oidc/callback", oidc_routes.callback, methods=["GET"]),
         Route("/logout", auth.logout, methods=["POST"]),
         Route("/logout/everywhere", auth.logout_everywhere, methods=["POST"]),
         Route("/healthz", healthz, methods=["GET"]),

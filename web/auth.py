@@ -18,13 +18,14 @@ from urllib.parse import quote
 
 from signoff.engine import text_problem
 from signoff.web.limits import TooManyAttempts
+from signoff.web.proxy import ProxyHeaderRefused
 from signoff.web.render import Chrome, Flash, template
 from signoff.web.security import read_capped
 from signoff.web.state import dashboard, root_of
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**15, 8, 1
@@ -122,6 +123,7 @@ def _fingerprint(stored_hash: str) -> str:
 
 
 USER_KEY = "signoff.user"
+END_SESSION_KEY = "oidc_end_session"
 # No session lookup for these: they never show who is signed in (the API has bearer tokens).
 UNSIGNED_PATHS = ("/static/", "/healthz", "/api/")
 
@@ -130,7 +132,10 @@ class SessionGate:
     """Pure ASGI, inside SessionMiddleware: finds who the request's session belongs to, once
     per request, off the event loop. A signed cookie is not enough: its session must still be
     recorded in the database (`Engine.session_user`), so signing out, or out everywhere, ends
-    it in every process, and it ends at its fixed lifetime however often it is used."""
+    it in every process, and it ends at its fixed lifetime however often it is used.
+
+    Behind an authenticating proxy (`create_app(trusted_user_header=...)`), the user a trusted
+    proxy names is signed in for the request instead (see `web.proxy`)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -141,8 +146,32 @@ class SessionGate:
             path: str = scope.get("path", "")
             local = path[len(root) :]
             if not local.startswith(UNSIGNED_PATHS) or local == "/api/docs":
-                scope[USER_KEY] = await _session_user(scope)
+                try:
+                    scope[USER_KEY] = _proxy_user(scope) or await _session_user(scope)
+                except ProxyHeaderRefused as exc:
+                    await PlainTextResponse(str(exc), status_code=400)(scope, receive, send)
+                    return
         await self.app(scope, receive, send)
+
+
+def _proxy_user(scope: Scope) -> str | None:
+    """The user a trusted proxy names, with their groups remembered; their session (for the
+    CSRF token) starts afresh when the name changes."""
+    board = scope["app"].state.signoff
+    if board.proxy is None or board.open_access:
+        return None
+    vouched = board.proxy.vouched(scope)
+    if vouched is None:
+        return None
+    name, groups = vouched
+    if groups is not None:
+        board.engine.remember_groups(name, groups)
+    session = scope.get("session")
+    if isinstance(session, dict) and session.get("proxy_user") != name:
+        session.clear()
+        session.update({"proxy_user": name, "csrf": secrets.token_urlsafe(32)})
+    user: str = name
+    return user
 
 
 async def _session_user(scope: Scope) -> str | None:
@@ -152,6 +181,8 @@ async def _session_user(scope: Scope) -> str | None:
     if board.open_access:
         return name if isinstance(name, str) else OPEN_ACCESS_USER
     token, fingerprint = session.get("sid"), session.get("pw")
+    if session.get("via") == "oidc":
+        return await _oidc_user(board, session, name, token)
     stored = board.users.get(name) if isinstance(name, str) else None
     if not (isinstance(token, str) and isinstance(fingerprint, str) and stored is not None):
         return None
@@ -159,6 +190,21 @@ async def _session_user(scope: Scope) -> str | None:
         return None
     owner = await run_in_threadpool(board.engine.session_user, token)
     return name if owner == name else None
+
+
+async def _oidc_user(board: Any, session: Mapping[str, Any], name: Any, token: Any) -> str | None:
+    """The user of a session begun with the identity provider, while OIDC is configured and
+    the session is recorded; their groups (signed into the cookie at sign-in) are remembered
+    in this process too, so every process serving the dashboard knows them."""
+    if board.oidc is None or not isinstance(name, str) or not isinstance(token, str):
+        return None
+    owner = await run_in_threadpool(board.engine.session_user, token)
+    if owner != name:
+        return None
+    groups = session.get("groups")
+    if isinstance(groups, list) and all(isinstance(g, str) for g in groups):
+        board.engine.remember_groups(name, groups)
+    return name
 
 
 def current_user(request: Request) -> str | None:
@@ -258,23 +304,60 @@ def login_redirect(request: Request) -> Response:
 
 
 class LoginPage:
-    """Template context of the sign-in page."""
+    """Template context of the sign-in page: the provider's button, the password form when
+    there are password users, and how to let someone in when there is no way in at all."""
 
     def __init__(
-        self, next_path: str, name: str = "", error: str | None = None, open_access: bool = False
+        self,
+        next_path: str,
+        name: str = "",
+        error: str | None = None,
+        open_access: bool = False,
+        *,
+        provider: str | None = None,
+        passwords: bool = True,
+        no_way_in: str | None = None,
+        end_session: str | None = None,
     ) -> None:
         self.next_path = next_path
         self.name = name
         self.error = error
         self.open_access = open_access
+        self.provider = provider  # "Sign in with <provider>"
+        self.passwords = passwords or open_access
+        self.no_way_in = no_way_in  # how to let someone in, when nobody can sign in
+        self.end_session = end_session  # the provider's sign-out, after signing out here
+
+
+NO_WAY_IN = (
+    "Nobody can sign in to this server yet. To let people in, set one of: SIGNOFF_USERS "
+    "(password users: `signoff hash-password` makes each hash), SIGNOFF_OIDC_ISSUER with "
+    "SIGNOFF_OIDC_CLIENT_ID and SIGNOFF_OIDC_CLIENT_SECRET (your identity provider), or "
+    "SIGNOFF_TRUSTED_USER_HEADER with SIGNOFF_TRUSTED_PROXIES (an authenticating proxy in "
+    "front). See docs/identity.md."
+)
+
+
+def _login_context(
+    request: Request, next_path: str, name: str = "", error: str | None = None
+) -> LoginPage:
+    board = dashboard(request)
+    end_session = request.session.pop(END_SESSION_KEY, None)
+    return LoginPage(
+        next_path,
+        name,
+        error,
+        board.open_access,
+        provider=board.oidc.config.provider_name if board.oidc is not None else None,
+        passwords=bool(board.users),
+        no_way_in=NO_WAY_IN if board.no_way_in else None,
+        end_session=end_session if isinstance(end_session, str) else None,
+    )
 
 
 async def login_page(request: Request) -> Response:
-    board = dashboard(request)
     root = root_of(request)
-    page = LoginPage(
-        local_path(request.query_params.get("next"), root), open_access=board.open_access
-    )
+    page = _login_context(request, local_path(request.query_params.get("next"), root))
     return template(request, "pages/login.html", page, chrome(request, "login"))
 
 
@@ -311,7 +394,7 @@ def _login_refused(
     status: int,
     retry_after: int | None = None,
 ) -> Response:
-    page = LoginPage(next_path, name, message, dashboard(request).open_access)
+    page = _login_context(request, next_path, name, message)
     headers = {"Retry-After": str(retry_after)} if retry_after else None
     return template(
         request,
@@ -337,12 +420,25 @@ def _signed_in(request: Request, name: str, stored: str, token: str, next_path: 
 
 
 async def logout(request: Request) -> Response:
+    """End this session; after an identity provider's sign-in, the sign-in page it lands on
+    offers the provider's own sign-out (a form may not lead to another site: the CSP says
+    `form-action 'self'`)."""
     await checked_form(request)
+    board = dashboard(request)
     token = request.session.get("sid")
     if isinstance(token, str):
-        await run_in_threadpool(dashboard(request).engine.end_session, token)
-    request.session.clear()
+        await run_in_threadpool(board.engine.end_session, token)
     root = root_of(request)
+    end_session = None
+    if request.session.get("via") == "oidc" and board.oidc is not None:
+        id_token = request.session.get("idt")
+        base = f"{request.url.scheme}://{request.url.netloc}{root}"
+        end_session = await board.oidc.end_session_url(
+            id_token if isinstance(id_token, str) else None, f"{base}/login"
+        )
+    request.session.clear()
+    if end_session:
+        request.session[END_SESSION_KEY] = end_session
     return RedirectResponse(f"{root}/login", status_code=303)
 
 

@@ -10,6 +10,10 @@ Configuration comes from options, else from the environment:
     SIGNOFF_USERS         "alice=<hash>,bob=<hash>": dashboard users (serve; see hash-password)
     SIGNOFF_API_TOKENS    "token=actor,...": bearer tokens for the JSON API (serve)
     SIGNOFF_TRUSTED_PROXIES  reverse proxies whose forwarded headers are believed (serve)
+    SIGNOFF_OIDC_ISSUER, SIGNOFF_OIDC_CLIENT_ID, SIGNOFF_OIDC_CLIENT_SECRET,
+    SIGNOFF_OIDC_USER_CLAIM, SIGNOFF_OIDC_GROUPS_CLAIM   sign in with an OpenID provider (serve)
+    SIGNOFF_TRUSTED_USER_HEADER, SIGNOFF_TRUSTED_GROUPS_HEADER   an authenticating proxy's
+                          headers naming the user and groups, from SIGNOFF_TRUSTED_PROXIES (serve)
     SIGNOFF_OPERATORS     "carol,group:ops": who may retry, cancel, goto and send any event
     SIGNOFF_GROUPS        "ops=carol,dave;finance=alice,erin": groups for approvers and operators
     SLACK_BOT_TOKEN, SLACK_API_URL, SLACK_SIGNING_SECRET   Slack (off without a token)
@@ -260,6 +264,17 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
         problem = hash_problem(stored)
         if problem:
             print(f"signoff: warning: SIGNOFF_USERS: the hash of {name} {problem}", file=sys.stderr)
+    from signoff.web.oidc import OIDC
+
+    try:
+        oidc = OIDC.from_environment()
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    user_header = os.environ.get("SIGNOFF_TRUSTED_USER_HEADER", "").strip() or None
+    if not (args.open_access or users or oidc or user_header):
+        from signoff.web.auth import NO_WAY_IN
+
+        print(f"signoff: warning: {NO_WAY_IN}", file=sys.stderr)
     try:
         app = create_app(
             engine,
@@ -271,10 +286,15 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
             open_access=args.open_access,
             slack_signing_secret=os.environ.get("SLACK_SIGNING_SECRET") or None,
             allowed_hosts=allowed_hosts or None,
+            oidc=oidc,
+            trusted_user_header=user_header,
+            trusted_groups_header=os.environ.get("SIGNOFF_TRUSTED_GROUPS_HEADER", "").strip()
+            or None,
+            trusted_proxies=trusted or None,
         )
-    except ValueError as exc:
+    except ValueError as exc:  # a weak name, a trusted proxy that is no address, ...
         engine.close()
-        raise ConfigError(str(exc)) from exc
+        raise ConfigError(str(exc)) from None
     if args.open_access and set(workflow_modules(args)) == set(DEFAULT_WORKFLOWS):
         from signoff.web.examples import seed
 

@@ -10,6 +10,10 @@
   `max_connections_per_client` from one address, so one client cannot take them all. Trusted
   proxies are exempt: they carry everybody's requests.
 Body size and request time are bounded inside the app (`web.limits.RequestLimits`).
+
+X-Forwarded-For and -Proto from trusted proxies are applied by uvicorn's own middleware, wrapped
+here rather than switched on in uvicorn, so that `web.proxy.KeepPeer` can record the address
+the connection really came from first: only that address may vouch for a signed-in user.
 """
 
 from __future__ import annotations
@@ -19,10 +23,13 @@ import ipaddress
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import h11
+from signoff.web.proxy import KeepPeer
+from starlette.types import ASGIApp
 from uvicorn.config import Config
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 
@@ -121,7 +128,7 @@ def server_config(
     limits = limits or ServerLimits()
     trusted = list(forwarded_allow_ips)
     return Config(
-        app,
+        KeepPeer(cast(ASGIApp, ProxyHeadersMiddleware(app, trusted_hosts=trusted))),
         host=host,
         port=port,
         http=guarded_protocol(limits, trusted),
@@ -129,7 +136,7 @@ def server_config(
         limit_concurrency=limits.max_connections,
         timeout_keep_alive=limits.keep_alive,
         backlog=limits.backlog,
-        proxy_headers=True,
+        proxy_headers=False,  # applied above, inside KeepPeer
         forwarded_allow_ips=trusted,
         log_level=log_level,
         server_header=False,

@@ -18,6 +18,8 @@ from starlette.requests import Request
 from starlette.templating import Jinja2Templates
 
 if TYPE_CHECKING:
+    from signoff.web.oidc import OIDCClient
+    from signoff.web.proxy import TrustedProxy
     from signoff.web.slack import SlackApp
 
 T = TypeVar("T")
@@ -121,6 +123,13 @@ class Dashboard:
     secret_key: str = ""  # signs the session cookie and approval links
     assets: dict[str, str] = field(default_factory=dict)
     slack: SlackApp | None = None  # the Slack endpoint's secret, workers and client
+    oidc: OIDCClient | None = None  # sign-in with the organisation's identity provider
+    proxy: TrustedProxy | None = None  # an authenticating proxy's user header
+
+    @property
+    def no_way_in(self) -> bool:
+        """Neither passwords, nor an identity provider, nor a proxy: nobody can sign in."""
+        return not (self.open_access or self.users or self.oidc or self.proxy)
 
     @property
     def max_body(self) -> int:

@@ -34,6 +34,25 @@ if TYPE_CHECKING:
 
 GROUP_PREFIX = "group:"
 MAX_REASON_LENGTH = 2000
+MAX_NAME_LENGTH = 200
+
+
+def name_problem(name: object, what: str = "a user name") -> str | None:
+    """Why `name` cannot be a person's name (None: it can): not text, empty, longer than 200
+    characters, beginning or ending with a space, holding a control or format character (two
+    names that look alike), or beginning with `group:` in any case (a group is never an actor:
+    whoever took that name would count as every member of the group, and vote as often)."""
+    if not isinstance(name, str) or not name.strip():
+        return f"{what} must be non-empty text"
+    if len(name) > MAX_NAME_LENGTH:
+        return f"{what} is longer than {MAX_NAME_LENGTH} characters"
+    if any(unicodedata.category(c) in ("Cc", "Cf") for c in name):
+        return f"{what} holds a control character"
+    if name != name.strip():
+        return f"{what} begins or ends with a space"
+    if name.lower().startswith(GROUP_PREFIX):
+        return f"{what} may not begin with {GROUP_PREFIX!r}: a group is never an actor"
+    return None
 
 
 # set while serving an open-access demo's request: the scope is that request, not the engine
@@ -53,18 +72,8 @@ def everyone_operates() -> Iterator[None]:
 
 
 def actor_problem(actor: str) -> str | None:
-    """Why `actor` cannot be an actor's name, or None. A group is never an actor (a user named
-    "group:finance" would count as that group's member, and vote as many times as they like);
-    an empty name is nobody; control and format characters make two names look alike."""
-    if not actor.strip():
-        return "an actor's name may not be empty"
-    if actor.lower().startswith(GROUP_PREFIX):
-        return f"'{actor}' names a group: a group is never an actor, only its members are"
-    if actor != actor.strip():
-        return f"the actor's name {actor!r} begins or ends with a space"
-    if any(unicodedata.category(c) in ("Cc", "Cf") for c in actor):
-        return f"the actor's name {actor!r} holds a control character"
-    return None
+    """Why `actor` cannot be an actor's name, or None (`name_problem`)."""
+    return name_problem(actor, f"the actor's name {actor[:60]!r}")
 
 
 def check_actor(actor: str | None) -> None:
@@ -99,12 +108,17 @@ ReadOnly = _ReadOnly()
 @dataclass
 class Authority:
     """The engine's operators and groups, and the Slack ids its users go by. One object,
-    shared by the engine and its handlers (`Engine.add_operators` widens it in place)."""
+    shared by the engine and its handlers (`Engine.add_operators` widens it in place).
+
+    `signed_in` holds the groups an identity provider or an authenticating proxy vouched for
+    when a user last signed in (user name -> group names), beside the configured `groups`:
+    `remember_groups` replaces a user's entry at each sign-in."""
 
     operators: frozenset[str] = frozenset()  # user names, Slack ids or group:NAME
     groups: Mapping[str, frozenset[str]] = field(default_factory=dict)
     slack_users: Mapping[str, str] = field(default_factory=dict)  # user name -> Slack id
     viewers: frozenset[str] = frozenset()  # see every instance, change nothing
+    signed_in: dict[str, frozenset[str]] = field(default_factory=dict)
 
     @classmethod
     def of(
@@ -135,10 +149,24 @@ class Authority:
         if actor in self.slack_users:
             names.add(self.slack_users[actor])
         names.update(name for name, sid in self.slack_users.items() if sid == actor)
+        vouched = [g for name in names for g in self.signed_in.get(name, ())]
         names.update(
             GROUP_PREFIX + group for group, members in self.groups.items() if names & members
         )
+        names.update(GROUP_PREFIX + group for group in vouched)
         return names
+
+    def remember_groups(self, user: str, groups: Iterable[str]) -> None:
+        """Make `user` a member of exactly `groups` (names without `group:`) besides the
+        configured ones, until the next call for them: what their identity provider said at
+        sign-in. An empty `groups` forgets them."""
+        if isinstance(groups, str):
+            raise TypeError('groups is a list of group names, e.g. ["finance"]')
+        found = frozenset(groups)
+        if not found:
+            self.signed_in.pop(user, None)
+        elif self.signed_in.get(user) != found:
+            self.signed_in[user] = found  # one assignment: readers on other threads see either
 
     def matches(self, actor: str, allowed: Iterable[str]) -> bool:
         """Whether `actor` is one of `allowed` (names, Slack ids or group:NAME)."""
