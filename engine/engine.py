@@ -59,6 +59,7 @@ from signoff.engine.runtime.metrics import Metrics
 from signoff.engine.runtime.runner import Runner
 from signoff.engine.runtime.slack import SlackNotifier
 from signoff.engine.runtime.slack_client import base_url_from_environment, client_from_environment
+from signoff.engine.runtime.slack_directory import SlackDirectory
 from signoff.engine.runtime.unreadable import Unreadable, warn
 from signoff.engine.storage import placement
 from signoff.engine.storage.failures import guard_storage
@@ -148,6 +149,9 @@ class Engine:
         self.base_url = base_url if base_url is not None else base_url_from_environment()
         self.actions = ActionRunner()
         self.authority = Authority.of(operators, groups, slack_users, viewers)
+        self.slack_directory = (
+            SlackDirectory(self.slack, self.authority) if self.slack is not None else None
+        )
         self.services = Services(
             clock=self._now,
             slack=self.slack,
@@ -158,6 +162,7 @@ class Engine:
                 if self.slack is not None
                 else None
             ),
+            learn_slack_ids=self.slack_directory.learn_addresses if self.slack_directory else None,
         )
         self.seen = Seen(self.store)
         self.workflows: dict[str, type[Workflow]] = {}
@@ -1182,8 +1187,11 @@ class Engine:
         return self.authority.identities(actor)
 
     def slack_actor(self, slack_user_id: str) -> str:
-        """The actor a Slack user acts as: the user name `slack_users` maps to their id, or the
-        Slack id itself."""
+        """The actor a Slack user acts as: the user name `slack_users` maps to their id, else
+        the email address Slack has for them (`users.info`: people who sign in with the identity
+        provider are known by it), else the Slack id itself."""
+        if self.slack_directory is not None:
+            return self.slack_directory.actor_for(slack_user_id)
         return next(
             (name for name, sid in self.authority.slack_users.items() if sid == slack_user_id),
             slack_user_id,

@@ -72,6 +72,7 @@ class FakeSlack:
     lock: threading.Lock = field(default_factory=threading.Lock)
     _ts: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     server: ThreadingHTTPServer | None = None
+    people: dict[str, str] = field(default_factory=dict)  # the workspace's users: id -> email
 
     # --- running ---------------------------------------------------------------------------------
 
@@ -161,6 +162,18 @@ class FakeSlack:
                 return 200, {}, {"ok": True, "view": {"id": f"V{next(self._ts)}"}}
             if method == "chat.postEphemeral":
                 return 200, {}, {"ok": True, "message_ts": f"{time.time():.6f}"}
+            if method == "users.info":
+                email = self.people.get(str(args.get("user")))
+                if email is None:
+                    return 200, {}, _error("user_not_found")
+                user = {"id": args["user"], "profile": {"email": email}}
+                return 200, {}, {"ok": True, "user": user}
+            if method == "users.lookupByEmail":
+                wanted = str(args.get("email", "")).lower()
+                found = next((i for i, e in self.people.items() if e.lower() == wanted), None)
+                if found is None:
+                    return 200, {}, _error("users_not_found")
+                return 200, {}, {"ok": True, "user": {"id": found}}
             return 200, {}, _error("unknown_method")
 
     # --- reading what was posted -----------------------------------------------------------------

@@ -637,3 +637,52 @@ def test_a_thousand_signed_interactions_some_forged_or_replayed(sqlite_url: str)
     assert all(m.edits == 1 and m.buttons() == {} for m in fake.posted())
     assert fake.ephemerals() == []
     engine.close()
+
+
+# --- people known by email (signed in with the identity provider) ---------------------------------
+
+
+class ByEmail(Workflow):
+    def definition(self) -> S:
+        return S(
+            Wait("approval", On("decision", Approval(approvers=["erin@example.com"]))),
+            Return("done"),
+        )
+
+
+def test_a_slack_user_is_matched_by_email_without_a_second_mapping(
+    sqlite_url: str, clock: Clock, slack: FakeSlack
+) -> None:
+    """erin signs in with the identity provider as erin@example.com; slack_users does not name
+    her. The request reaches her Slack id (users.lookupByEmail), and her click acts as her
+    address (users.info), so the approver list needs no Slack ids."""
+    slack.people.update({"U0ERIN": "Erin@Example.com", "U0MALLORY": "mallory@example.com"})
+    engine = Engine(sqlite_url, [ByEmail], clock=clock, slack=make_client(TOKEN, slack.url))
+    app = create_app(engine, secret_key="s" * 32, slack_signing_secret=SECRET)
+    with TestClient(app, base_url="http://127.0.0.1") as web:
+        iid = engine.start(ByEmail)
+        message = the_message(slack)
+        assert message.channel == "D0ERIN"  # a direct message to the id Slack has for her
+
+        refused = send(web, click(message, APPROVE, MALLORY))
+        assert refused.status_code == 200 and engine.get(iid).status == "waiting"
+        assert any("mallory@example.com may not decide" in e.lower() for e in slack.ephemerals()), (
+            slack.ephemerals()
+        )
+
+        assert send(web, click(message, APPROVE, "U0ERIN")).status_code == 200
+        assert engine.get(iid).status == "completed"
+        decision = next(h for h in engine.history(iid) if h.kind == "decision")
+        assert (decision.actor, decision.via) == ("erin@example.com", "slack")
+    engine.close()
+
+
+def test_a_stranger_unknown_to_slack_acts_as_their_slack_id_and_costs_one_lookup(
+    engine: Engine, client: TestClient, slack: FakeSlack
+) -> None:
+    engine.start(Expense, id="exp-1")
+    message = the_message(slack)
+    for _ in range(3):
+        send(client, click(message, APPROVE, "U0NOBODY"))
+    assert len(slack.called("users.info")) == 1
+    assert any("U0NOBODY may not decide" in e for e in slack.ephemerals())

@@ -174,18 +174,15 @@ def make_engine(args: argparse.Namespace) -> Engine:
     url = database_url(args)
     workflows = load_workflows(workflow_modules(args))
     lease = getattr(args, "lease", None)
-    operators = split_list(os.environ.get("SIGNOFF_OPERATORS"))
-    groups = parse_groups(os.environ.get("SIGNOFF_GROUPS"))
+    people: dict[str, Any] = {
+        "operators": split_list(os.environ.get("SIGNOFF_OPERATORS")),
+        "groups": parse_groups(os.environ.get("SIGNOFF_GROUPS")),
+        "viewers": split_list(os.environ.get("SIGNOFF_VIEWERS")),
+    }
     try:
         if lease:
-            return Engine(
-                url,
-                workflows,
-                operators=operators,
-                groups=groups,
-                lease=timedelta(seconds=lease),
-            )
-        return Engine(url, workflows, operators=operators, groups=groups)
+            return Engine(url, workflows, **people, lease=timedelta(seconds=lease))
+        return Engine(url, workflows, **people)
     except SignoffError:
         raise
     except Exception as exc:

@@ -4,7 +4,7 @@ Setup/Handle/Teardown), and the built-in ones: Timeout, Approval, Input."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Literal
@@ -30,6 +30,8 @@ class Services:
     # calls application code and awaits what it returns when that is awaitable (an async def)
     call: Callable[..., Any] = field(default=lambda action, *args: action(*args))
     notifier: Notifier | None = None
+    # finds the Slack ids of approvers written as email addresses (SlackDirectory), if any
+    learn_slack_ids: Callable[[Sequence[str]], None] | None = None
 
     @property
     def slack_users(self) -> Mapping[str, str]:
@@ -293,9 +295,10 @@ class Approval(Handler):
         notifier = wait.services.notifier
         if notifier is None:
             return None
-        targets = slack_targets(
-            self.slack_channel, self.current_approvers(wait), wait.services.authority
-        )
+        approvers = self.current_approvers(wait)
+        if wait.services.learn_slack_ids is not None and approvers and not self.slack_channel:
+            wait.services.learn_slack_ids(approvers)
+        targets = slack_targets(self.slack_channel, approvers, wait.services.authority)
         if not targets:
             return None
         stored: dict[str, Any] = {"slack_messages": notifier.announce(self.notice(wait), targets)}
