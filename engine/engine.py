@@ -36,9 +36,8 @@ from signoff.engine.core.stored import (
     read_data,
     read_state,
 )
-from signoff.engine.core.tree import Entry, Statement, walk
+from signoff.engine.core.tree import Entry, Statement
 from signoff.engine.core.validate import validate
-from signoff.engine.core.waits import Wait
 from signoff.engine.core.workflow import Workflow
 from signoff.engine.core.working import Working, marks
 from signoff.engine.errors import (
@@ -57,6 +56,7 @@ from signoff.engine.runtime.cases import OpenCases
 from signoff.engine.runtime.commits import lease_token
 from signoff.engine.runtime.metrics import Metrics
 from signoff.engine.runtime.runner import Runner
+from signoff.engine.runtime.sight import Sight
 from signoff.engine.runtime.slack import SlackNotifier
 from signoff.engine.runtime.slack_client import base_url_from_environment, client_from_environment
 from signoff.engine.runtime.slack_directory import SlackDirectory
@@ -68,7 +68,6 @@ from signoff.engine.storage.rawsql import ORDERS
 from signoff.engine.storage.seen import Seen
 from signoff.engine.storage.sessions import Sessions
 from signoff.engine.storage.store import Store
-from signoff.engine.storage.visibility import can_see
 from signoff.engine.views import (
     DecisionView,
     HistoryEntry,
@@ -172,6 +171,7 @@ class Engine:
         self.sessions = Sessions(self.store)
         self.once = Once(self.store)
         self.cases = OpenCases(self.services)
+        self.sight = Sight(self.store, self.authority, self.workflows)
         self.unreadable = Unreadable(self.store, self.metrics)
         self._due_listeners: list[Callable[[str, datetime], None]] = []
         for workflow in workflows:
@@ -685,7 +685,7 @@ class Engine:
         instance that person may not see is not found, as one that does not exist."""
         _check_text(actor=actor)
         row = self._stored(instance_id)
-        if not self._sees(instance_id, actor):
+        if not self.sight.sees(instance_id, actor):
             raise InstanceNotFound(f"no instance with id '{instance_id}'")
         try:
             state = read_state(row.id, row.state)
@@ -704,7 +704,7 @@ class Engine:
         """The instance's audit trail, oldest first: every step, event, vote, decision (who,
         via what, when), failure, retry and repair. `actor` as for `get`."""
         _check_text(instance_id=instance_id, actor=actor)
-        if self.store.load(instance_id) is None or not self._sees(instance_id, actor):
+        if self.store.load(instance_id) is None or not self.sight.sees(instance_id, actor):
             raise InstanceNotFound(f"no instance with id '{instance_id}'")
         return self.store.history(instance_id)
 
@@ -719,48 +719,7 @@ class Engine:
         surface that refuses someone an action on an instance they may not see tells them it
         does not exist, as the dashboard and the API do, so a refusal reveals nothing."""
         _check_text(instance_id=instance_id, actor=actor)
-        return self.store.load(instance_id) is not None and self._sees(instance_id, actor)
-
-    def _viewer(self, actor: str | None) -> builtins.list[str] | None:
-        """The identities a listing for `actor` must be visible to; None: everything."""
-        if actor is None or self.authority.sees_all(actor):
-            return None
-        return sorted(self.authority.identities(actor))
-
-    def _sees(self, instance_id: str, actor: str | None) -> bool:
-        """One instance asked for by id: `can_see`'s rule, or the definition names the actor
-        among the approvers of a wait not begun yet (the request is on its way to them)."""
-        viewer = self._viewer(actor)
-        if viewer is None:
-            return True
-        if viewer and can_see(self.store.db, instance_id, viewer):
-            return True
-        return self._may_decide_some_wait(instance_id, actor)
-
-    def _may_decide_some_wait(self, instance_id: str, actor: str | None) -> bool:
-        """Whether the definition, built from the instance's data as it is now, names `actor`
-        among the approvers of one of its waits (begun or not): such a person is told why their
-        early or late decision is refused, not that the instance does not exist."""
-        row = self.store.load(instance_id)
-        cls = self.workflows.get(row.workflow) if row is not None else None
-        if row is None or cls is None or actor is None:
-            return False
-        try:
-            definition = cls.model_validate_json(row.data).definition()
-        except Exception:  # the workflow's own code: nothing it names can be relied on
-            return False
-        for statement in walk(definition):
-            if isinstance(statement, Wait):
-                for case in statement.cases:
-                    handler = case.handler
-                    if isinstance(handler, Approval) and (
-                        handler.approvers is None
-                        or self.authority.matches(
-                            actor, [*handler.approvers, *(handler.escalate_to or ())]
-                        )
-                    ):
-                        return True
-        return False
+        return self.store.load(instance_id) is not None and self.sight.sees(instance_id, actor)
 
     def list(
         self,
@@ -796,7 +755,7 @@ class Engine:
             limit=max(1, min(limit, 500)),
             before=before,
             order=order,
-            viewer=self._viewer(actor),
+            viewer=self.sight.viewer(actor),
         )
         return [self._summary(r) for r in rows]
 
@@ -834,7 +793,7 @@ class Engine:
         _check_text(search=search, workflow=workflow, actor=actor)
         if isinstance(workflow, type):
             workflow = workflow.registered_name()
-        return self.store.counts(workflow or None, search or None, self._viewer(actor))
+        return self.store.counts(workflow or None, search or None, self.sight.viewer(actor))
 
     def outcome(
         self, instance_id: str, history: Sequence[HistoryEntry] | None = None
