@@ -6,12 +6,13 @@ defaults, as registration builds it): the statement names and kinds and the decl
 Each engine records its releases when it starts; their order is the order in which they were
 first recorded (`seq`).
 
-The rule, `judge`: when this process's definition lacks a position an instance stands on, a
-newer release (higher `seq`, not retired) that has that statement, by name or as an old name it
-renames, handles the instance; this process leaves it untouched. When no live newer release
-has it but one renamed it from a statement this definition has, the rename is followed
-backwards (a rollback). Otherwise the statement is gone for good and the transition fails the
-instance as before. Pure: no I/O.
+The rule, `judge`: when this process's definition lacks a position an instance stands on and
+the newest release (highest `seq`, not retired) is newer than this one and has that statement,
+by name or as an old name it renames, that release handles the instance; this process leaves
+it untouched. When no process runs that release any more but a newer release renamed the
+statement from one this definition has, the rename is followed backwards (a rollback).
+Otherwise the statement is gone for good (the newest release lacks it too) and the transition
+fails the instance as before. Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -165,13 +166,14 @@ def judge(
     if me is None:  # not recorded (yet): nothing is newer than what this process runs
         return Verdict()
     newer = sorted((r for r in recorded if r.seq > me.seq), key=lambda r: -r.seq)
+    newest = next((r for r in newer if not r.retired), None)
     statements: dict[str, str] = {}
     events: dict[str, dict[str, str]] = {}
     holder: Release | None = None
     for name in missing:
-        keepers = [r for r in newer if not r.retired and r.knows(name)]
-        if keepers and any(r.alive(now) for r in keepers):
-            holder = holder or keepers[0]
+        keeper = newest if newest is not None and newest.knows(name) else None
+        if keeper is not None and keeper.alive(now):
+            holder = keeper
             continue
         back = _backwards(name, newer, have)
         if back is not None:
@@ -180,8 +182,8 @@ def judge(
             if moved:
                 events[old] = moved
             continue
-        if keepers:  # nobody runs it now, but it has not been retired: it is left for it
-            holder = holder or keepers[0]
+        if keeper is not None:  # nobody runs it now, but it is not retired: left for it
+            holder = keeper
     if holder is not None:
         return Verdict(holder=holder)
     return Verdict(back=Renames(statements, events))
@@ -241,10 +243,13 @@ def held_by_newer(
     if me is None:
         return
     newer = sorted((r for r in recorded if r.seq > me.seq), key=lambda r: -r.seq)
+    newest = next((r for r in newer if not r.retired), None)
     stranded = []
     for finding in found.stranded:
-        if finding.kind in ("statement", "thread") and any(
-            not r.retired and r.knows(finding.name) for r in newer
+        if (
+            finding.kind in ("statement", "thread")
+            and newest is not None
+            and newest.knows(finding.name)
         ):
             back = _backwards(finding.name, newer, have)
             if back is not None:
