@@ -1,0 +1,196 @@
+"""Rolling deploys and rollbacks: two releases of one workflow on one database never fail an
+instance. Release 2 renames the approval wait (declared) and adds a "legal review" wait
+(tests/release_workflows.py); each release runs in an engine of its own, as its processes
+would. What one release cannot reach is left to the newer one (refused with `NewerRelease`,
+its timers skipped) and nothing is failed, lost or noted; on a rollback, the newer release's
+renames are followed back; a removal the newest release made still fails clearly."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from signoff.engine import (
+    Engine,
+    NewerRelease,
+    StatementMissing,
+    Unavailable,
+    Workflow,
+)
+
+from tests.conftest import Clock
+from tests.release_workflows import ShopV1, ShopV2, ShopV3
+
+Deploy = Callable[[str, type[Workflow]], Engine]
+YES = {"approved": True}
+
+
+@pytest.fixture
+def deploy(clock: Clock) -> Iterator[Deploy]:
+    """`deploy(url, release)`: an engine running that release on that database (a process)."""
+    made: list[Engine] = []
+
+    def make(url: str, release: type[Workflow]) -> Engine:
+        made.append(Engine(url, [release], clock=clock))
+        return made[-1]
+
+    yield make
+    for engine in made:
+        engine.close()
+
+
+def snapshot(engine: Engine, iid: str) -> tuple[Any, ...]:
+    view = engine.get(iid)
+    return (view.status, view.version, view.data, engine.history(iid))
+
+
+def refusals(engine: Engine) -> float:
+    series = engine.metrics.snapshot().counters["signoff_newer_release_refusals"]
+    return series.get((("workflow", "Shop"),), 0.0)
+
+
+def kinds(engine: Engine, iid: str) -> list[str]:
+    return [h.kind for h in engine.history(iid)]
+
+
+def test_the_old_release_leaves_to_the_new_one_what_it_moved(
+    any_url: str, clock: Clock, deploy: Deploy
+) -> None:
+    v1 = deploy(any_url, ShopV1)
+    old = v1.start("Shop", id="old")  # started before the deploy: at "approval"
+    v2 = deploy(any_url, ShopV2)  # the deploy begins: both releases run
+    new = v2.start("Shop", id="new")  # at "manager approval"
+    v2.start("Shop", id="review")
+    v2.send("review", "sign", YES, actor="alice")  # at "legal review", which v1 lacks
+    before = {iid: snapshot(v1, iid) for iid in (new, "review")}
+
+    # a decision sent to the old release for what the new one moved: refused, nothing changed
+    with pytest.raises(NewerRelease) as refused:
+        v1.send(new, "approve", YES, actor="alice")
+    assert isinstance(refused.value, Unavailable) and refused.value.retry_after == 2.0
+    assert str(refused.value) == (
+        "a newer release of Shop handles this instance; try again in a moment"
+    )
+    with pytest.raises(NewerRelease):
+        v1.send("review", "cleared", {"note": "ok"})
+    with pytest.raises(NewerRelease):
+        v1.check_event("review", "cleared", {"note": "ok"})
+    assert {iid: snapshot(v1, iid) for iid in (new, "review")} == before
+    assert refusals(v1) == 3
+
+    # retried on the new release, each is applied; the new release decides old instances too
+    assert v2.send(new, "approve", YES, actor="alice").thread("main").step == "legal review"
+    assert v2.send(old, "approve", YES, actor="alice").thread("main").step == "legal review"
+    assert v2.send("review", "cleared", {"note": "ok"}).result == "acs"
+    assert [h.message for h in v2.history(old) if h.kind == "moved"] == [
+        "moved from 'approval' to 'manager approval' by a deployment",
+        "moved from 'approve' to 'sign' by a deployment",
+    ]
+
+    # deadlines: the old release's scheduler skips what it cannot reach, without a trace
+    clock.advance(hours=1)
+    v2.heartbeat()  # the new release's processes run on
+    before = {iid: snapshot(v1, iid) for iid in (old, new)}
+    assert v1.run_due() == 0
+    after = {iid: snapshot(v1, iid) for iid in (old, new)}
+    assert {i: (s[0], s[2], s[3]) for i, s in after.items()} == {
+        i: (s[0], s[2], s[3]) for i, s in before.items()
+    }  # the claim came and went: only the version moved
+    assert refusals(v1) == 5
+    assert v1.run_due() == 0  # given back a little later, not claimed again at once
+    # the new release's workers fire them
+    assert v2.run_due(clock.advance(seconds=5)) == 2
+    for iid in (old, new):
+        got = v2.get(iid)
+        assert (got.status, got.result) == ("completed", "als"), iid
+        assert "failed" not in kinds(v2, iid)
+    assert v1.get(old).data["log"] == "als"
+
+
+def test_a_rollback_follows_the_new_release_s_renames_back(
+    any_url: str, clock: Clock, deploy: Deploy
+) -> None:
+    v1 = deploy(any_url, ShopV1)
+    v2 = deploy(any_url, ShopV2)
+    for iid in ("n1", "n2", "r1"):
+        v2.start("Shop", id=iid)  # at "manager approval"
+    v2.send("r1", "sign", YES, actor="alice")  # at "legal review"
+    v2.close()  # the rollback: release 2's processes stop ...
+    clock.advance(minutes=5)  # ... and are no longer seen
+    v1 = deploy(any_url, ShopV1)
+
+    # the check of the old code says what it carries back and what it strands
+    found = v1.check_deployment().as_json()
+    assert not found["ok"]
+    assert (found["stranded"], found["held_instances"]) == ([], 1)
+    assert [(h["name"], h["examples"]) for h in found["held"]] == [("legal review", ["r1"])]
+    assert [(c["from"], c["to"], c["count"]) for c in found["carried"]] == [
+        ("manager approval", "approval", 2)
+    ]
+
+    got = v1.send("n1", "approve", YES, actor="alice")  # the name release 1 has
+    assert (got.status, got.result) == ("completed", "as")
+    assert [h.message for h in v1.history("n1") if h.kind == "moved"] == [
+        "moved from 'manager approval' to 'approval' by a rollback",
+        "moved from 'sign' to 'approve' by a rollback",
+    ]
+    # a deadline armed by release 2 fires under release 1
+    assert v1.run_due(clock.advance(hours=1)) == 1
+    assert (v1.get("n2").status, v1.get("n2").result) == ("completed", "xs")
+    assert "moved" in kinds(v1, "n2")
+
+    # what release 1 lacks altogether waits for release 2, untouched
+    before = snapshot(v1, "r1")
+    with pytest.raises(NewerRelease):
+        v1.send("r1", "cleared", {})
+    assert snapshot(v1, "r1") == before and v1.get("r1").status == "waiting"
+
+    # retiring release 2 makes it a removal: the instance then fails with today's message
+    assert [r.seq for r in v1.retire_releases(unused=True)] == [2]
+    assert v1.run_due(clock.advance(seconds=5)) == 1  # its lapse, due since the hour passed
+    got = v1.get("r1")
+    assert got.status == "failed"
+    assert got.error == "wait 'legal review' (or its event 'lapse') no longer exists in workflow Shop"
+
+
+def test_a_removal_the_newest_release_made_still_fails_clearly(
+    any_url: str, clock: Clock, deploy: Deploy
+) -> None:
+    v1 = deploy(any_url, ShopV1)
+    v2 = deploy(any_url, ShopV2)
+    for iid in ("r1", "r2"):
+        v2.start("Shop", id=iid)
+        v2.send(iid, "sign", YES, actor="alice")  # at "legal review"
+    v3 = deploy(any_url, ShopV3)  # the newest release drops "legal review"
+    with pytest.raises(StatementMissing) as missing:
+        v1.send("r1", "cleared", {})
+    assert str(missing.value) == (
+        "wait 'legal review' (or its event 'cleared') no longer exists in workflow Shop; "
+        "instance r1 is now failed: deploy a fix, then retry it or move the thread with goto"
+    )
+    v3.run_due(clock.advance(hours=1))
+    got = v3.get("r2")
+    assert got.status == "failed"
+    assert got.error == "wait 'legal review' (or its event 'lapse') no longer exists in workflow Shop"
+    assert refusals(v1) == refusals(v3) == 0
+
+
+def test_releases_are_recorded_once_each_in_order_and_bumped(
+    any_url: str, clock: Clock, deploy: Deploy
+) -> None:
+    deploy(any_url, ShopV1)
+    deploy(any_url, ShopV2)
+    clock.advance(minutes=1)
+    again = deploy(any_url, ShopV1)  # another process of release 1
+    found = again.releases_recorded("Shop")
+    assert [(r.seq, r.statements) for r in found] == [
+        (1, frozenset({"approval", "expired", "ship"})),
+        (2, frozenset({"manager approval", "legal review", "expired", "lapsed", "ship"})),
+    ]
+    assert found[0].last_seen == clock.now and found[1].last_seen == found[1].first_seen
+    assert found[1].renames == {"manager approval": ("approval",)}
+    assert found[1].events == {"manager approval": {"sign": ("approve",)}}
+    assert found[0].fingerprint != found[1].fingerprint and len(found[0].fingerprint) == 16
+    iid = again.start("Shop")
+    assert again.get(iid).status == "waiting"
