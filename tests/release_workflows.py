@@ -1,4 +1,4 @@
-""""Shop" in three releases, for tests/test_releases.py (and, as `signoff worker --workflows
+""" "Shop" in three releases, for tests/test_releases.py (and, as `signoff worker --workflows
 tests.release_workflows`, for its processes: SIGNOFF_TEST_RELEASE says which release a process
 runs, 1 by default).
 

@@ -7,6 +7,7 @@ renames are followed back; a removal the newest release made still fails clearly
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -18,12 +19,18 @@ from signoff.engine import (
     Unavailable,
     Workflow,
 )
+from signoff.engine.runtime.slack_client import make_client
+from signoff.web import create_app
+from signoff.web.cli import main
+from slack_fake import APP, SECRET, TEAM, TOKEN, FakeSlack, click, form, signed
+from web_support import TestClient
 
 from tests.conftest import Clock
 from tests.release_workflows import ShopV1, ShopV2, ShopV3
 
 Deploy = Callable[[str, type[Workflow]], Engine]
 YES = {"approved": True}
+LAPSE_GONE = "wait 'legal review' (or its event 'lapse') no longer exists in workflow Shop"
 
 
 @pytest.fixture
@@ -151,7 +158,9 @@ def test_a_rollback_follows_the_new_release_s_renames_back(
     assert v1.run_due(clock.advance(seconds=5)) == 1  # its lapse, due since the hour passed
     got = v1.get("r1")
     assert got.status == "failed"
-    assert got.error == "wait 'legal review' (or its event 'lapse') no longer exists in workflow Shop"
+    assert (
+        got.error == "wait 'legal review' (or its event 'lapse') no longer exists in workflow Shop"
+    )
 
 
 def test_a_removal_the_newest_release_made_still_fails_clearly(
@@ -172,7 +181,9 @@ def test_a_removal_the_newest_release_made_still_fails_clearly(
     v3.run_due(clock.advance(hours=1))
     got = v3.get("r2")
     assert got.status == "failed"
-    assert got.error == "wait 'legal review' (or its event 'lapse') no longer exists in workflow Shop"
+    assert (
+        got.error == "wait 'legal review' (or its event 'lapse') no longer exists in workflow Shop"
+    )
     assert refusals(v1) == refusals(v3) == 0
 
 
@@ -194,3 +205,107 @@ def test_releases_are_recorded_once_each_in_order_and_bumped(
     assert found[0].fingerprint != found[1].fingerprint and len(found[0].fingerprint) == 16
     iid = again.start("Shop")
     assert again.get(iid).status == "waiting"
+
+
+# --- every surface says "try again in a moment" ------------------------------------------------
+
+
+def test_every_surface_answers_a_refusal_for_a_newer_release_as_temporary(
+    sqlite_url: str,
+    clock: Clock,
+    deploy: Deploy,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    slack = FakeSlack().start()
+    try:
+        v1 = Engine(
+            sqlite_url,
+            [ShopV1],
+            clock=clock,
+            slack=make_client(TOKEN, slack.url),
+            slack_users={"alice": "U0ALICE"},
+        )
+        v2 = Engine(
+            sqlite_url,
+            [ShopV2],
+            clock=clock,
+            slack=make_client(TOKEN, slack.url),
+            slack_users={"alice": "U0ALICE"},
+        )
+        iid = v2.start("Shop", id="s1")  # posts its approval to Slack
+        v2.start("Shop", id="s2")
+        v2.send("s2", "sign", YES, actor="alice")  # at "legal review"
+        before = snapshot(v1, iid)
+        app = create_app(
+            v1,
+            secret_key="s" * 32,
+            api_tokens={"token-alice-0123456789": "alice"},
+            slack_signing_secret=SECRET,
+            slack_team_id=TEAM,
+            slack_app_id=APP,
+        )
+        with TestClient(app, base_url="http://127.0.0.1") as client:
+            # the JSON API: 503 with Retry-After
+            answer = client.post(
+                f"/api/instances/{iid}/events/sign",
+                json={"payload": YES},
+                headers={"Authorization": "Bearer token-alice-0123456789"},
+            )
+            assert answer.status_code == 503
+            assert answer.headers["Retry-After"] == "2"
+            assert answer.json()["type"] == "NewerRelease"
+            assert "try again in a moment" in answer.json()["error"]
+            # Slack: the click is answered, and the person told in an ephemeral message
+            message = slack.posted()[0]  # s1's
+            body = form(click(message, "signoff_approve", "U0ALICE"))
+            response = client.post("/slack/interactions", content=body, headers=signed(body))
+            client.app.state.signoff.slack.idle()  # type: ignore[attr-defined]
+            assert response.status_code == 200
+            assert slack.ephemerals("U0ALICE") == [
+                "A newer release of Shop handles this instance; try again in a moment."
+            ]
+        assert snapshot(v1, iid) == before
+        v1.close()
+        v2.close()
+    finally:
+        slack.stop()
+
+    # the command line: exit 75 (EX_TEMPFAIL), the instance untouched
+    flows = ("--db", sqlite_url, "--workflows", "tests.release_workflows")
+    capsys.readouterr()
+    assert main(["send", "s2", "cleared", "--payload", "{}", *flows]) == 75
+    assert capsys.readouterr().err == (
+        "signoff: a newer release of Shop handles this instance; try again in a moment\n"
+    )
+    assert deploy(sqlite_url, ShopV2).get("s2").status == "waiting"
+
+
+def test_signoff_releases_lists_and_retires(
+    sqlite_url: str, deploy: Deploy, capsys: pytest.CaptureFixture[str]
+) -> None:
+    first, second = deploy(sqlite_url, ShopV1), deploy(sqlite_url, ShopV2)
+    one, two = (e.releases.fingerprint("Shop") for e in (first, second))
+    capsys.readouterr()
+    assert main(["releases", "--db", sqlite_url]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "Shop",
+        f"  #1  {one}  first seen 2026-01-05 09:00:00  last seen 2026-01-05 09:00:00 UTC  "
+        "no process seen running it",
+        f"  #2  {two}  first seen 2026-01-05 09:00:00  last seen 2026-01-05 09:00:00 UTC  "
+        "no process seen running it",
+    ]  # (the command runs on the real clock: the test's processes are long gone)
+    assert main(["releases", "--db", sqlite_url, "--retire", "abc"]) == 1
+    assert "six or more characters" in capsys.readouterr().out
+    assert main(["releases", "--db", sqlite_url, "--retire", two[:8], "--json"]) == 0
+    found = json.loads(capsys.readouterr().out)
+    assert found["retired"] == [two] and found["problems"] == []
+    assert [(r["seq"], r["running"], r["retired_at"] is not None) for r in found["releases"]] == [
+        (1, False, False),
+        (2, False, True),
+    ]
+    assert found["releases"][1]["renames"] == {"manager approval": ["approval"]}
+    assert main(["releases", "--db", sqlite_url, "--retire-unused"]) == 0
+    assert capsys.readouterr().out.startswith(f"retired Shop {one}\n")
+    # a process that runs a retired release again brings it back
+    deploy(sqlite_url, ShopV2)
+    assert [r.retired for r in second.releases_recorded()] == [True, False]
