@@ -7,12 +7,19 @@ renames are followed back; a removal the newest release made still fails clearly
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import subprocess
+import sys
+import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from signoff.engine import (
+    AlreadyDecided,
     Engine,
     NewerRelease,
     StatementMissing,
@@ -27,6 +34,9 @@ from web_support import TestClient
 
 from tests.conftest import Clock
 from tests.release_workflows import ShopV1, ShopV2, ShopV3
+from tests.test_scheduler import ready, stop
+
+ROOT = Path(__file__).resolve().parent.parent
 
 Deploy = Callable[[str, type[Workflow]], Engine]
 YES = {"approved": True}
@@ -107,7 +117,7 @@ def test_the_old_release_leaves_to_the_new_one_what_it_moved(
     assert refusals(v1) == 5
     assert v1.run_due() == 0  # given back a little later, not claimed again at once
     # the new release's workers fire them
-    assert v2.run_due(clock.advance(seconds=5)) == 2
+    assert v2.run_due(clock.advance(seconds=2)) == 2
     for iid in (old, new):
         got = v2.get(iid)
         assert (got.status, got.result) == ("completed", "als"), iid
@@ -155,7 +165,7 @@ def test_a_rollback_follows_the_new_release_s_renames_back(
 
     # retiring release 2 makes it a removal: the instance then fails with today's message
     assert [r.seq for r in v1.retire_releases(unused=True)] == [2]
-    assert v1.run_due(clock.advance(seconds=5)) == 1  # its lapse, due since the hour passed
+    assert v1.run_due(clock.advance(seconds=2)) == 1  # its lapse, due since the hour passed
     got = v1.get("r1")
     assert got.status == "failed"
     assert (
@@ -309,3 +319,102 @@ def test_signoff_releases_lists_and_retires(
     # a process that runs a retired release again brings it back
     deploy(sqlite_url, ShopV2)
     assert [r.retired for r in second.releases_recorded()] == [True, False]
+
+
+# --- processes of their own, on PostgreSQL -------------------------------------------------------
+
+
+def release_worker(url: str, release: str, tmp_path: Path) -> tuple[subprocess.Popen[bytes], Path]:
+    """`signoff worker` running release `release` of Shop, sweeping often."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "SIGNOFF_TEST_RELEASE": release}
+    log_path = tmp_path / f"worker-{release}-{time.monotonic_ns()}.log"
+    command = [sys.executable, "-m", "signoff.web.cli", "worker", "--db", url]
+    command += ["--workflows", "tests.release_workflows", "--sweep-every", "0.25"]
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=log)
+    return process, log_path
+
+
+def until(check: Callable[[], bool], seconds: float, logs: list[Path]) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, "\n".join(p.read_text()[-1500:] for p in logs)
+        time.sleep(0.1)
+
+
+def decide(v1: Engine, v2: Engine, iid: str, event_v1: str, event_v2: str, **kw: Any) -> str:
+    """Send to release 1 first, as a load balancer might; on NewerRelease, to release 2."""
+    try:
+        v1.send(iid, event_v1, **kw)
+        return "1"
+    except NewerRelease:
+        v2.send(iid, event_v2, **kw)
+        return "2"
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+@pytest.mark.timeout(120)
+def test_two_processes_of_two_releases_share_the_work(pg_url: str, tmp_path: Path) -> None:
+    v1 = Engine(pg_url, [ShopV1])  # this process runs both releases, each in its engine
+    v2 = Engine(pg_url, [ShopV2])
+    workers = [release_worker(pg_url, r, tmp_path) for r in ("1", "2")]
+    logs = [log for _, log in workers]
+    try:
+        for _, log in workers:
+            ready(log, timeout=30)
+        fast = {"approve_after": 0.5, "lapse_after": 0.5}
+        for iid in ("d1", "d2"):
+            v2.start("Shop", fast, id=iid)  # its deadlines fall due at once
+        v2.start("Shop", id="e1")
+        assert decide(v1, v2, "e1", "approve", "sign", payload=YES, actor="alice") == "2"
+        assert decide(v1, v2, "e1", "cleared", "cleared", payload={}) == "2"
+        assert v2.get("e1").result == "acs"
+        # release 1's worker leaves the deadlines to release 2's, which fires them
+        until(lambda: v2.counts().get("completed", 0) == 3, 30, logs)
+        for iid in ("d1", "d2"):
+            assert (v2.get(iid).result, "failed" in kinds(v2, iid)) == ("xls", False)
+    finally:
+        for process, _ in workers:
+            stop(process)
+        v1.close()
+        v2.close()
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+@pytest.mark.timeout(120)
+def test_four_workers_of_two_releases_mixed_fail_and_lose_nothing(
+    pg_url: str, tmp_path: Path
+) -> None:
+    v1 = Engine(pg_url, [ShopV1])
+    v2 = Engine(pg_url, [ShopV2])
+    workers = [release_worker(pg_url, r, tmp_path) for r in ("1", "2", "1", "2")]
+    logs = [log for _, log in workers]
+    count = 40
+    try:
+        for _, log in workers:
+            ready(log, timeout=30)
+        fast = {"approve_after": 1.0, "lapse_after": 1.0}
+        for i in range(count):
+            (v1 if i % 2 else v2).start("Shop", fast, id=f"i{i}")
+        # decisions for a quarter of them, sent as a load balancer would, while timers fire
+        for i in range(0, count, 4):
+            with contextlib.suppress(AlreadyDecided):
+                decide(v1, v2, f"i{i}", "approve", "sign", payload=YES, actor="alice")
+        until(lambda: v1.counts().get("completed", 0) == count, 60, logs)
+    finally:
+        for process, _ in workers:
+            stop(process)
+    try:
+        assert v1.counts() == {"completed": count}  # 0 failed, 0 lost
+        for i in range(count):
+            history = v1.history(f"i{i}")
+            assert "failed" not in [h.kind for h in history]
+            log = v1.get(f"i{i}").result
+            assert log.count("s") == 1 and log.endswith("s"), (i, log)  # shipped once
+            decided = [h for h in history if h.kind in ("event", "decision")]
+            assert len({h.name for h in decided if h.name in ("approve", "sign", "expire")}) == 1
+    finally:
+        v1.close()
+        v2.close()

@@ -27,7 +27,7 @@ from signoff.engine.storage.store import Store
 
 # due work a newer release handles is given back, due again this much later: the newer
 # release's workers fire it meanwhile
-SKIP_FOR = timedelta(seconds=5)
+SKIP_FOR = timedelta(seconds=2)
 # what an event refused for a newer release tells its sender to wait, in seconds
 RETRY_AFTER = 2.0
 
