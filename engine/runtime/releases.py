@@ -53,7 +53,10 @@ class Releases:
     def start(self) -> None:
         """Record every release registered so far (the engine has started)."""
         self.recording = True
-        now = self.clock()
+        try:
+            now = self.clock()
+        except ValueError:  # a clock that is not UTC-aware: the first transition says so
+            return
         self.rows.record(self.mine.values(), now)
         self._beat = now
 
