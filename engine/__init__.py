@@ -27,6 +27,7 @@ from signoff.engine.core.loops import Break, Continue, For
 from signoff.engine.core.notices import ApprovalNotice, Notifier, Vote
 from signoff.engine.core.outcome import OUTCOMES, outcome_of
 from signoff.engine.core.outline import Node, goto_targets, outline, statement_names
+from signoff.engine.core.releases import Release
 from signoff.engine.core.renames import Renames, declared_renames
 from signoff.engine.core.steps import Retry, Step
 from signoff.engine.core.threads import Go, Return
@@ -43,6 +44,7 @@ from signoff.engine.errors import (
     EventRejected,
     InstanceNotFound,
     InvalidData,
+    NewerRelease,
     NotAllowed,
     NotWaiting,
     RunawayLoop,
@@ -108,6 +110,7 @@ __all__ = [
     "KeepWaiting",
     "Metrics",
     "MetricsSnapshot",
+    "NewerRelease",
     "Node",
     "NotAllowed",
     "NotWaiting",
@@ -115,6 +118,7 @@ __all__ = [
     "On",
     "OutcomeView",
     "ReadOnly",
+    "Release",
     "Renames",
     "Retry",
     "Return",

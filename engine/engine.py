@@ -28,6 +28,7 @@ from signoff.engine.core.handlers import Approval, Handler, Services, WaitInfo, 
 from signoff.engine.core.limits import MAX_JSON_BYTES, json_problem, text_problem
 from signoff.engine.core.outcome import outcome_of, outcome_of_state
 from signoff.engine.core.records import Record, Stored
+from signoff.engine.core.releases import Release, held_by_newer, names_of, release_of
 from signoff.engine.core.renames import carry_over, declared_renames
 from signoff.engine.core.state import Decided, Ending, InstanceState, OpenCase, ThreadState
 from signoff.engine.core.stored import (
@@ -55,6 +56,7 @@ from signoff.engine.runtime.actions import ActionRunner
 from signoff.engine.runtime.cases import OpenCases
 from signoff.engine.runtime.commits import lease_token
 from signoff.engine.runtime.metrics import Metrics
+from signoff.engine.runtime.releases import Releases
 from signoff.engine.runtime.runner import Runner
 from signoff.engine.runtime.sight import Sight
 from signoff.engine.runtime.slack import SlackNotifier
@@ -174,8 +176,13 @@ class Engine:
         self.sight = Sight(self.store, self.authority, self.workflows)
         self.unreadable = Unreadable(self.store, self.metrics)
         self._due_listeners: list[Callable[[str, datetime], None]] = []
+        # the releases this process runs, recorded in the database (rolling deploys, rollbacks)
+        self.releases = Releases(self.store, self._now, self.metrics)
+        self.runner.releases = self.releases
+        self.runner.committer.release_of = self.releases.fingerprint
         for workflow in workflows:
             self.register(workflow)
+        self.releases.start()
 
     # --- setup ---------------------------------------------------------------------------------
 
@@ -196,6 +203,7 @@ class Engine:
             ) from exc
         validate(definition, name)
         self.workflows[name] = workflow
+        self.releases.add(release_of(name, definition))
 
     def add_operators(self, *names: str) -> None:
         """Make more actors operators (names, Slack ids, `group:NAME`, or "*" for everyone: the
@@ -292,7 +300,9 @@ class Engine:
             )
         now = self._now()
         state = InstanceState(
-            started_by=actor, threads={"main": ThreadState(id="main", name="main")}
+            started_by=actor,
+            threads={"main": ThreadState(id="main", name="main")},
+            release=self.releases.fingerprint(cls.registered_name()),
         )
         owner = lease_token()
         row = Stored(
@@ -355,6 +365,7 @@ class Engine:
             via=via,
             wait_key=wait_key,
         )
+        self.releases.beat()
         recent = True  # the first try may begin from the row as this process last committed it
         while True:
             work, read = self._load_for_event(instance_id, recent)
@@ -491,7 +502,7 @@ class Engine:
                     Record(now, HistoryKind.RETRY, thread=t.id, name=t.at, actor=actor, via=via)
                 )
 
-        return self._operate(instance_id, change)
+        return self._operate(instance_id, change, leave=True)
 
     def cancel(
         self,
@@ -558,11 +569,17 @@ class Engine:
         return self._operate(instance_id, change)
 
     def _operate(
-        self, instance_id: str, change: Callable[[Working, datetime], None]
+        self,
+        instance_id: str,
+        change: Callable[[Working, datetime], None],
+        *,
+        leave: bool = False,
     ) -> InstanceView:
-        """Apply an operator's change with a version check, then drive what it made runnable."""
+        """Apply an operator's change with a version check, then drive what it made runnable.
+        `leave`: refuse (NewerRelease) an instance a newer release handles (a retry would
+        re-enter what this code lacks; a cancel or goto is the operator's to make)."""
         while True:
-            work = self._load(instance_id)
+            work = self._load(instance_id, leave=leave)
             if work.terminal:
                 raise Conflict(f"instance {instance_id} is already {work.row.status}")
             now = self._now()
@@ -580,6 +597,7 @@ class Engine:
         Each instance is first claimed in the database (`Store.claim_due`), so several processes
         calling this at once share the work and never fire one timer twice."""
         now = now or self._now()
+        self.releases.beat()
         woken = 0
         failure: Exception | None = None
         for _ in range(1000):  # batches; bounded, should something fall due again and again
@@ -629,6 +647,7 @@ class Engine:
         timers fire together)."""
         woken = lost = 0
         workflows = list(self.workflows)
+        self.releases.beat()
         for _ in range(most):
             if stop is not None and stop():
                 break
@@ -675,6 +694,9 @@ class Engine:
             self.unreadable.end(row, Status.FAILED, exc.problem, record)
             return False
         carry_over(work, now)
+        if self.releases.place(work, now) is not None:  # a newer release fires it
+            self.releases.give_back(work, owner, now)
+            return False
         return self.runner.wake(work, now, owner)
 
     # --- reading -------------------------------------------------------------------------------
@@ -1112,15 +1134,56 @@ class Engine:
         are. Reads only: nothing is changed."""
         report = DeploymentReport(examples=examples)
         after: str | None = None
+        recorded: dict[str, builtins.list[Release]] = {}  # releases per workflow, read once
         while True:
             rows = placement.unfinished_page(self.store, UNFINISHED, after, page_size)
             for instance_id, workflow, data, state in rows:
-                report.add(instance_id, workflow, self._assess(instance_id, workflow, data, state))
+                found = self._assess(instance_id, workflow, data, state, recorded)
+                report.add(instance_id, workflow, found)
             if len(rows) < page_size:
                 return report
             after = rows[-1][0]
 
-    def _assess(self, instance_id: str, workflow: str, data: str, state: str) -> Assessment:
+    def releases_recorded(self, workflow: str | None = None) -> builtins.list[Release]:
+        """The releases engines recorded on this database (of `workflow`), oldest first per
+        workflow: fingerprint, first and last seen, retired or not (`Release.alive(now)`: some
+        process ran it lately)."""
+        return self.releases.rows.of(workflow)
+
+    def heartbeat(self) -> None:
+        """Say that this process still runs its releases (the scheduler does, every sweep)."""
+        self.releases.beat(force=True)
+
+    def retire_releases(
+        self, fingerprints: Iterable[str] = (), *, unused: bool = False
+    ) -> builtins.list[Release]:
+        """Retire releases no process runs any more: those named (a fingerprint or a prefix of
+        six or more characters), or with `unused` every one no process was seen running lately.
+        A retired release no longer counts as newer; one that a process starts again comes
+        back. Returns the releases retired."""
+        now = self._now()
+        mine = {r.fingerprint for r in self.releases.mine.values()}
+        chosen = [
+            r
+            for r in self.releases.rows.of()
+            if not r.retired
+            and r.fingerprint not in mine
+            and (
+                any(len(f) >= 6 and r.fingerprint.startswith(f) for f in fingerprints)
+                or (unused and not r.alive(now))
+            )
+        ]
+        self.releases.rows.retire([r.fingerprint for r in chosen], now)
+        return chosen
+
+    def _assess(
+        self,
+        instance_id: str,
+        workflow: str,
+        data: str,
+        state: str,
+        recorded: dict[str, builtins.list[Release]] | None = None,
+    ) -> Assessment:
         try:
             parsed = read_state(instance_id, state)
         except CorruptState as exc:
@@ -1139,7 +1202,13 @@ class Engine:
                 return Assessment(unreadable=corrupt.problem)
             reason = str(exc) if isinstance(exc, DefinitionError) else _error_text(exc)
             return Assessment(stranded=[Finding("definition", reason.splitlines()[0][:300])])
-        return assess(definition, parsed, self.services)
+        found = assess(definition, parsed, self.services)
+        mine = self.releases.fingerprint(workflow)
+        if found.stranded and mine is not None and recorded is not None:
+            if workflow not in recorded:
+                recorded[workflow] = self.releases.rows.of(workflow)
+            held_by_newer(found, mine, names_of(definition), recorded[workflow])
+        return found
 
     def identities(self, actor: str) -> set[str]:
         """The names an actor goes by: user name, Slack id and `group:NAME`s, whichever apply."""
@@ -1172,9 +1241,9 @@ class Engine:
             raise InstanceNotFound(f"no instance with id '{instance_id}'")
         return row
 
-    def _load(self, instance_id: str) -> Working:
+    def _load(self, instance_id: str, *, leave: bool = True) -> Working:
         _check_text(instance_id=instance_id)
-        return self._working(instance_id, self.store.load(instance_id))
+        return self._working(instance_id, self.store.load(instance_id), leave=leave)
 
     def _load_for_event(self, instance_id: str, recent: bool) -> tuple[Working, bool]:
         """The instance to apply an event to, and whether it was read from the database.
@@ -1192,7 +1261,7 @@ class Engine:
         row = self.store.load(work.id)
         return row is not None and row.version == work.row.version
 
-    def _working(self, instance_id: str, row: Stored | None) -> Working:
+    def _working(self, instance_id: str, row: Stored | None, *, leave: bool = True) -> Working:
         if row is None:
             raise InstanceNotFound(f"no instance with id '{instance_id}'")
         cls = self.workflows.get(row.workflow)
@@ -1202,7 +1271,11 @@ class Engine:
                 "which is not registered here"
             )
         work = Working.of(row, cls)
-        carry_over(work, self._now())  # parked on a name a deployment renamed: move it now
+        now = self._now()
+        carry_over(work, now)  # parked on a name a deployment renamed: move it now
+        # standing where only a newer release reaches: left to it (or moved back, a rollback)
+        if self.releases.place(work, now) is not None and leave:
+            raise self.releases.refuse(work)
         return work
 
     def _current_event(self, work: Working, event: str) -> str:

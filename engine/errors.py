@@ -67,6 +67,20 @@ class Unavailable(SignoffError):
         self.retry_after = retry_after
 
 
+class NewerRelease(Unavailable):
+    """A newer release of the workflow handles this instance: it stands where the code of this
+    process does not reach (a rolling deploy is under way, or this code was rolled back). Nothing
+    was changed; the same request succeeds on a process that runs the newer release, so trying
+    again in a moment (`retry_after` seconds) is the answer."""
+
+    def __init__(self, workflow: str, retry_after: float = 2.0) -> None:
+        super().__init__(
+            f"a newer release of {workflow} handles this instance; try again in a moment",
+            retry_after=retry_after,
+        )
+        self.workflow = workflow
+
+
 class CorruptState(SignoffError):
     """What the database holds for an instance cannot be read: its stored state (or data) is
     not what signoff wrote (a hand edit, a bad restore). Raised where that instance's state is

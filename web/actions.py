@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from signoff.engine import Engine, InstanceNotFound, SignoffError
-from signoff.web.errors import status_for
+from signoff.web.errors import retry_after, status_for
 from signoff.web.render import Flash
 from starlette.concurrency import run_in_threadpool
 
@@ -18,11 +18,16 @@ class Outcome:
     """The result of an action: a value or a refusal, with the HTTP status it maps to."""
 
     def __init__(
-        self, value: Any = None, flash: Flash | None = None, status_code: int = 200
+        self,
+        value: Any = None,
+        flash: Flash | None = None,
+        status_code: int = 200,
+        headers: dict[str, str] | None = None,
     ) -> None:
         self.value = value
         self.flash = flash
         self.status_code = status_code
+        self.headers = headers or {}  # Retry-After of a 503
 
     @property
     def ok(self) -> bool:
@@ -40,7 +45,9 @@ async def attempt(
     except SignoffError as exc:
         if seen_by is not None:
             exc = await run_in_threadpool(hidden, exc, *seen_by)
-        return Outcome(None, Flash("error", plain(exc)), status_for(exc))
+        status = status_for(exc)
+        headers = {"Retry-After": retry_after(exc)} if status == 503 else None
+        return Outcome(None, Flash("error", plain(exc)), status, headers)
     return Outcome(value)
 
 

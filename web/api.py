@@ -19,7 +19,7 @@ from signoff.engine import (
 )
 from signoff.web.actions import hidden
 from signoff.web.auth import TokenError, api_actor
-from signoff.web.errors import status_for
+from signoff.web.errors import retry_after, status_for
 from signoff.web.instances import MAX_SEARCH, make_cursor, parse_cursor
 from signoff.web.limits import loads
 from signoff.web.render import STATUSES
@@ -106,7 +106,7 @@ def endpoint(handler: Callable[[Request, str], Any]) -> Callable[[Request], Any]
             status = status_for(exc)
             response = error(status, str(exc), type(exc).__name__)
             if status == 503:
-                response.headers["Retry-After"] = "1"
+                response.headers["Retry-After"] = retry_after(exc)
             return response
 
     wrapped.__name__ = handler.__name__

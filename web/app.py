@@ -33,7 +33,7 @@ from signoff.web import (
     workflows,
 )
 from signoff.web import oidc as oidc_routes
-from signoff.web.errors import status_for
+from signoff.web.errors import retry_after, status_for
 from signoff.web.limits import Limits, RequestLimits
 from signoff.web.oidc import OIDC, OIDCClient
 from signoff.web.proxy import TrustedProxy
@@ -413,7 +413,7 @@ async def _signoff_error(request: Request, exc: Exception) -> Response:
     status = status_for(exc)
     response = _error_page(request, status, str(exc))
     if status == 503:
-        response.headers["Retry-After"] = "1"
+        response.headers["Retry-After"] = retry_after(exc)
     return response
 
 

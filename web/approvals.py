@@ -289,6 +289,7 @@ async def decide(request: Request) -> Response:
         item,
         chrome(request, "approvals"),
         status_code=outcome.status_code,
+        headers=outcome.headers,
     )
 
 

@@ -1,6 +1,8 @@
 """The `signoff` command: run the dashboard (`serve`), the timers alone (`worker`), and operate
-on instances from a shell (start, send, list, show, retry, cancel, goto, check), and take a
-database to the current schema (`db upgrade`).
+on instances from a shell (start, send, list, show, retry, cancel, goto, check), list and
+retire the releases recorded (`releases`), and take a database to the current schema
+(`db upgrade`). A request refused because a newer release handles the instance exits 75
+(EX_TEMPFAIL: try again in a moment).
 
 Configuration comes from options, else from the environment:
 
@@ -45,6 +47,7 @@ from signoff.engine import (
     Engine,
     Scheduler,
     SignoffError,
+    Unavailable,
     Workflow,
     json_problem,
     raw_json_depth,
@@ -53,6 +56,7 @@ from signoff.engine import (
 
 DEFAULT_DATABASE_URL = "sqlite:///signoff.db"
 DEFAULT_WORKFLOWS = ("signoff.web.examples",)
+EX_TEMPFAIL = 75  # sysexits.h: a temporary failure, try again later
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
 MIN_SECRET_LENGTH = 32
 MIN_SECRET_DISTINCT = 10
@@ -676,6 +680,13 @@ def deployment_lines(report: DeploymentReport) -> list[str]:
         lines.extend(f"        {_what(row)}: {_many(row)}" for row in found["stranded"])
     else:
         lines.append(f"ok    deployment strands none of {report.checked} unfinished instance(s)")
+    if found["held"]:
+        lines.append(
+            f"FAIL  a rollback to this code strands {report.held_instances} instance(s): a newer "
+            "release moved them where this code does not reach, so they wait for it (keep a "
+            "process of it running, or repair them after the rollback)"
+        )
+        lines.extend(f"        {_what(row, 'held')}: {_many(row)}" for row in found["held"])
     if found["unreadable"]:
         lines.append(
             f"FAIL  {report.unreadable_instances} unfinished instance(s) cannot be read "
@@ -718,8 +729,14 @@ _KINDS = {
 }
 
 
-def _what(row: dict[str, Any]) -> str:
-    text = _KINDS.get(row["kind"], "{kind} '{name}'").format(**row)
+_HELD = {
+    "statement": "at '{name}', which only a newer release has",
+    "thread": "thread of Go '{name}', which only a newer release has",
+}
+
+
+def _what(row: dict[str, Any], held: str = "") -> str:
+    text = (_HELD if held else _KINDS).get(row["kind"], "{kind} '{name}'").format(**row)
     return f"{row['workflow']}: {text}"
 
 
@@ -727,6 +744,12 @@ def _many(row: dict[str, Any]) -> str:
     shown = ", ".join(row["examples"])
     more = ", ..." if row["count"] > len(row["examples"]) else ""
     return f"{row['count']} ({shown}{more})"
+
+
+def cmd_releases(args: argparse.Namespace, out: TextIO) -> int:
+    from signoff.web.releases_cli import releases
+
+    return releases(database_url(args), args, out)
 
 
 def cmd_db_upgrade(args: argparse.Namespace, out: TextIO) -> int:
@@ -938,6 +961,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", action="store_true", help="print the findings as JSON, for CI")
 
+    from signoff.web.releases_cli import add_command
+
+    add_command(sub, common, cmd_releases)
+
     p = sub.add_parser(
         "db", help="manage the database's schema", description="Manage the database's schema."
     )
@@ -975,6 +1002,9 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     func: Callable[[argparse.Namespace, TextIO], int] = args.func
     try:
         return func(args, out or sys.stdout)
+    except Unavailable as exc:  # a newer release handles it: try again (EX_TEMPFAIL)
+        print(f"signoff: {exc}", file=sys.stderr)
+        return EX_TEMPFAIL
     except (SignoffError, ConfigError) as exc:
         print(f"signoff: {exc}", file=sys.stderr)
         return 1

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from signoff.engine import (
     Busy,
     Conflict,
@@ -14,6 +16,7 @@ from signoff.engine import (
     SignoffError,
     StatementMissing,
     StorageError,
+    Unavailable,
     UnknownWorkflow,
 )
 
@@ -29,7 +32,14 @@ STATUS_OF: dict[type[SignoffError], int] = {
     DefinitionError: 422,
     Busy: 503,  # over its budget: try again later, or ask for less
     StorageError: 503,  # the database refused (disk full, read-only, unreachable)
+    Unavailable: 503,  # a newer release handles the instance (rolling deploy): try again soon
 }
+
+
+def retry_after(exc: SignoffError) -> str:
+    """The Retry-After of a 503: what the error asks for (whole seconds), else one second."""
+    wait = getattr(exc, "retry_after", None)
+    return str(max(1, math.ceil(wait))) if isinstance(wait, int | float) and wait > 0 else "1"
 
 
 def status_for(exc: SignoffError) -> int:

@@ -246,6 +246,7 @@ async def _respond(request: Request, instance_id: str, user: str, outcome: Outco
         context,
         chrome(request, "instances"),
         status_code=outcome.status_code,
+        headers=outcome.headers,
     )
 
 

@@ -42,6 +42,7 @@ from signoff.engine import (
     InstanceNotFound,
     NotAllowed,
     SignoffError,
+    Unavailable,
     raw_json_depth,
     read_slack_button,
 )
@@ -290,7 +291,7 @@ async def _refusal(
         raise Refused(404, "the button names an instance that does not exist") from None
     except Conflict as exc:  # already decided, a stale wait key, not waiting
         return 409, _sentence(str(exc))
-    except (NotAllowed, EventRejected) as exc:
+    except (NotAllowed, EventRejected, Unavailable) as exc:  # Unavailable: try again in a moment
         return 200, _sentence(str(exc))
     except SignoffError as exc:
         raise Refused(400, str(exc)) from None

@@ -49,6 +49,8 @@ class Assessment:
     stranded: list[Finding] = field(default_factory=list)
     carried: list[Move] = field(default_factory=list)
     warnings: list[Finding] = field(default_factory=list)
+    # what this (older) code lacks and a newer release recorded has: left for that release
+    held: list[Finding] = field(default_factory=list)
     # "stored state unreadable: ..." (or data): the instance cannot be held against any code
     unreadable: str | None = None
 
@@ -185,6 +187,7 @@ class DeploymentReport:
     carried_instances: int = 0
     warned_instances: int = 0
     unreadable_instances: int = 0
+    held_instances: int = 0  # left for a newer release: a rollback to this code strands them
     workflows: dict[str, WorkflowTotals] = field(default_factory=dict)
     # (workflow, kind, name, wait) -> tally
     stranded: dict[tuple[str, str, str, str | None], Tally] = field(default_factory=dict)
@@ -194,10 +197,12 @@ class DeploymentReport:
     warnings: dict[tuple[str, str, str, str | None], Tally] = field(default_factory=dict)
     # (workflow, "state" or "data") -> tally, its detail the first instance's problem
     unreadable: dict[tuple[str, str], Tally] = field(default_factory=dict)
+    # (workflow, kind, name, wait) -> tally: positions only a newer release has
+    held: dict[tuple[str, str, str, str | None], Tally] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
-        return not self.stranded and not self.unreadable
+        return not self.stranded and not self.unreadable and not self.held
 
     def add(self, instance_id: str, workflow: str, found: Assessment) -> None:
         """Count one instance's findings."""
@@ -213,6 +218,8 @@ class DeploymentReport:
         if found.stranded:
             self.stranded_instances += 1
             totals.stranded += 1
+        elif found.held:
+            self.held_instances += 1
         elif found.carried:
             self.carried_instances += 1
             totals.carried += 1
@@ -223,6 +230,11 @@ class DeploymentReport:
             ((workflow, f.kind, f.name, f.wait), f.detail) for f in found.stranded
         ):
             self.stranded.setdefault(key, Tally()).add(instance_id, self.examples, detail)
+        if not found.stranded:
+            for key, detail in _unique(
+                ((workflow, f.kind, f.name, f.wait), f.detail) for f in found.held
+            ):
+                self.held.setdefault(key, Tally()).add(instance_id, self.examples, detail)
         if not found.stranded:  # a stranded instance is not carried over, whatever else moves
             for mkey, _ in _unique(((workflow, m.what, m.old, m.new), None) for m in found.carried):
                 self.carried.setdefault(mkey, Tally()).add(instance_id, self.examples, None)
@@ -265,6 +277,8 @@ class DeploymentReport:
             "warnings": rows(self.warnings, ("workflow", "kind", "name", "wait")),
             "unreadable_instances": self.unreadable_instances,
             "unreadable": rows(self.unreadable, ("workflow", "what")),
+            "held_instances": self.held_instances,
+            "held": rows(self.held, ("workflow", "kind", "name", "wait")),
         }
 
 

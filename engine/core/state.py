@@ -138,6 +138,9 @@ class InstanceState(_Plain):
     teardowns: list[Teardown] = Field(default_factory=list)
     decided: list[Decided] = Field(default_factory=list)
     inbox: list[Pending] = Field(default_factory=list)
+    # the fingerprint of the release whose process last committed the instance
+    # (engine/core/releases.py); None in rows written before releases were recorded
+    release: str | None = None
 
     def next_due(self) -> datetime | None:
         """The earliest moment something of this instance must be done without an event."""

@@ -77,6 +77,8 @@ class Committer:
         self.lease = lease
         self.clock = clock
         self.notify_due = notify_due
+        # workflow -> the fingerprint of the release this process runs (engine/core/releases.py)
+        self.release_of: Callable[[str], str | None] = lambda _: None
 
     def claim(self, work: Working, now: datetime) -> str:
         """Take the lease unless a live driver holds it; returns our token or ""."""
@@ -110,6 +112,9 @@ class Committer:
         else:
             row.lease_owner = row.lease_until = None
             row.due_at = work.state.next_due()  # a finished instance may still owe teardowns
+        release = self.release_of(row.workflow)
+        if release is not None and work.state.release != release:
+            work.state.release = release
         row.state = work.state.model_dump_json()
         # a step's commit mid-drive changes data and state only: the row keeps its place in
         # the lists (updated_at) and its indexes stay as they are

@@ -32,6 +32,9 @@ COUNTERS = {
     "signoff_commit_conflicts": "Commits that lost the version check to another writer (merged)",
     "signoff_events": "Events and decisions applied",
     "signoff_events_dropped": "Kept events whose wait never began before the instance ended",
+    "signoff_newer_release_refusals": (
+        "Events refused and due work left alone because a newer release handles the instance"
+    ),
 }
 HISTOGRAMS = {
     "signoff_step_duration_seconds": ("How long steps ran", STEP_BUCKETS),

@@ -48,6 +48,7 @@ from signoff.engine.runtime.events import Events
 from signoff.engine.runtime.heartbeat import LeaseKeeper
 from signoff.engine.runtime.lifecycle import Lifecycle
 from signoff.engine.runtime.metrics import Metrics
+from signoff.engine.runtime.releases import Releases
 from signoff.engine.runtime.timeouts import Deadlines
 from signoff.engine.runtime.timers import Timers
 from signoff.engine.runtime.tracing import span
@@ -78,6 +79,8 @@ class Runner:
         self.events = Events(self.lifecycle, self.committer, services.clock)
         self.timers = Timers(self.lifecycle, self.events)
         self.deadlines = Deadlines(store, self.keeper, self.committer, self._step_failed)
+        # the releases this process runs: an instance a newer release moved is left to it
+        self.releases: Releases | None = None
 
     @property
     def now(self) -> datetime:
@@ -104,6 +107,19 @@ class Runner:
                     self.committer.rebase(work, owner)
         except (LostLease, DataNotStorable):  # the latter has failed the instance already
             return False
+        except NewerHandles:
+            self._leave(work, owner)
+            return False
+
+    def _leave(self, work: Working, owner: str) -> None:
+        """A thread walked (or was merged) onto a statement only a newer release has: commit
+        what this drive did, then give the instance back for the newer release to drive."""
+        try:
+            self.committer.commit(work, owner)
+        except LostLease:
+            return
+        if self.releases is not None:
+            self.releases.give_back(work, owner, self.now)
 
     def _run(self, work: Working, owner: str) -> None:
         walked = 0  # statements walked by this transition: steps in an endless loop count too
@@ -131,6 +147,12 @@ class Runner:
             body = thread_body(definition, thread.root)
             moved = advance(body, Position(thread.at, thread.entry, thread.event))
         except StatementMissing as exc:
+            if self.releases is not None:
+                before = (thread.at, thread.root)
+                if self.releases.place(work, now) is not None:
+                    raise NewerHandles(work.row.workflow) from exc
+                if (thread.at, thread.root) != before:
+                    return 1  # moved back onto a name this definition has: walk again
             work.fail(thread, f"{exc} in workflow {work.row.workflow}", now)
             return 1
         except (DefinitionError, RunawayLoop) as exc:
@@ -415,6 +437,10 @@ class Runner:
                 return False
             work = Working.of(fresh, work.cls)
             carry_over(work, now)
+            if self.releases is not None and self.releases.place(work, now) is not None:
+                if claimed is not None and work.row.lease_owner == claimed:
+                    self.releases.give_back(work, claimed, now)
+                return False
 
     def check_target(self, work: Working, thread_id: str, name: str) -> None:
         thread = work.thread(thread_id)
@@ -423,6 +449,10 @@ class Runner:
             if isinstance(stmt, Step | Wait | WaitFor) and stmt.name == name:
                 return
         raise Conflict(f"thread '{thread_id}' has no step or wait named '{name}'")
+
+
+class NewerHandles(Exception):
+    """The drive reached a statement only a newer release has: stop, and leave it to that."""
 
 
 class DataNotJSON(Exception):

@@ -173,6 +173,23 @@ class Store:
             )
             return done.rowcount == 1
 
+    def give_back(self, instance_id: str, owner: str, due_at: datetime) -> bool:
+        """Release a lease taken by `claim_due` without any other change (nothing was done:
+        a newer release handles the instance), due again at `due_at`."""
+        self.recent.drop(instance_id)
+        with self._write() as conn:
+            done = conn.execute(
+                update(INSTANCES)
+                .where(INSTANCES.c.id == instance_id, INSTANCES.c.lease_owner == owner)
+                .values(
+                    lease_owner=None,
+                    lease_until=None,
+                    due_at=due_at,
+                    version=INSTANCES.c.version + 1,
+                )
+            )
+            return done.rowcount == 1
+
     def claim_due(
         self,
         now: datetime,

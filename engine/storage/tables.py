@@ -9,7 +9,17 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Column, DateTime, Index, Integer, MetaData, String, Table, Text
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
@@ -151,4 +161,21 @@ SPENT = Table(
     Column("spent_at", UTCDateTime(), nullable=False),
     Column("expires_at", UTCDateTime(), nullable=False),
     Index("ix_signoff_spent_keys_expires", "expires_at"),
+)
+
+# The releases of each workflow that engines ran on this database (engine/core/releases.py):
+# recorded when an engine starts, insert-or-ignore on (workflow, fingerprint); `seq` orders
+# them by first recording, `last_seen` is bumped while a process runs the release.
+RELEASES = Table(
+    "signoff_releases",
+    METADATA,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("workflow", String(200), nullable=False),
+    Column("fingerprint", String(64), nullable=False),
+    Column("first_seen", UTCDateTime(), nullable=False),
+    Column("last_seen", UTCDateTime(), nullable=False),
+    Column("retired_at", UTCDateTime()),
+    Column("statements", Text, nullable=False),  # JSON list of names
+    Column("renames", Text, nullable=False),  # JSON: new name -> old names (and per wait events)
+    UniqueConstraint("workflow", "fingerprint", name="uq_signoff_releases_workflow_fingerprint"),
 )

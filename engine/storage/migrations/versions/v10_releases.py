@@ -1,0 +1,40 @@
+"""Releases (issue 28): which code of each workflow engines ran on this database, so that
+during a rolling deploy or after a rollback an old release leaves what a newer one moved to it.
+
+Revision ID: 0010
+Revises: 0007 (chained after 0008 and 0009 when those land)
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+from signoff.engine.storage.migrations import target_schema
+
+revision = "0010"
+down_revision: str | None = "0007"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "signoff_releases",
+        sa.Column("seq", sa.Integer(), primary_key=True, autoincrement=True),
+        sa.Column("workflow", sa.String(200), nullable=False),
+        sa.Column("fingerprint", sa.String(64), nullable=False),
+        sa.Column("first_seen", sa.DateTime(), nullable=False),
+        sa.Column("last_seen", sa.DateTime(), nullable=False),
+        sa.Column("retired_at", sa.DateTime(), nullable=True),
+        sa.Column("statements", sa.Text(), nullable=False),
+        sa.Column("renames", sa.Text(), nullable=False),
+        sa.UniqueConstraint(
+            "workflow", "fingerprint", name="uq_signoff_releases_workflow_fingerprint"
+        ),
+        schema=target_schema(),
+        if_not_exists=True,
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("signoff_releases", schema=target_schema())
