@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from pydantic_core import PydanticSerializationError
+from signoff.engine.core.finite import finite_problem
 from signoff.engine.core.limits import json_problem
 
 REDACTED = "[redacted]"
@@ -29,6 +30,7 @@ class Arguments:
 
     def __init__(self, function: Callable[..., Any], name: str) -> None:
         self.name = name
+        self.label = name.rsplit(".", 1)[-1].rsplit(":", 1)[-1]  # what messages call it
         self.signature = inspect.signature(function)
         try:
             hints = typing.get_type_hints(function)
@@ -83,13 +85,18 @@ class Arguments:
         """The arguments, validated, as JSON values (ValueError says why not)."""
         problem = self.problem(values)
         if problem:
-            raise ValueError(f"invalid arguments for {self.name}: {problem}")
+            raise ValueError(f"invalid arguments for {self.label}: {problem}")
         model = self.model.model_validate(dict(values))
+        nonfinite = finite_problem(
+            model.model_dump(by_alias=True), f"the arguments of {self.label}"
+        )
+        if nonfinite:  # dumped as JSON, NaN would become null
+            raise ValueError(nonfinite)
         try:
             dumped: dict[str, Any] = model.model_dump(mode="json", by_alias=True)
         except (PydanticSerializationError, ValueError, TypeError) as exc:
-            raise ValueError(f"the arguments of {self.name} are not JSON: {exc}") from None
-        problem = json_problem(dumped, f"the arguments of {self.name}")
+            raise ValueError(f"the arguments of {self.label} are not JSON: {exc}") from None
+        problem = json_problem(dumped, f"the arguments of {self.label}")
         if problem:
             raise ValueError(problem)
         return dumped
@@ -119,7 +126,7 @@ class Arguments:
             elif name in proposed:
                 properties[name]["default"] = proposed[name]
         schema["required"] = [n for n in schema.get("required", []) if n not in hidden]
-        schema["title"] = f"Arguments of {self.name.rsplit(':', 1)[-1]}"
+        schema["title"] = f"Arguments of {self.label}"
         return schema
 
 

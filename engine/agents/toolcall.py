@@ -216,7 +216,9 @@ class ToolCall(Workflow):
         if self.timeout_seconds is not None:
             after = timedelta(seconds=self.timeout_seconds)
             cases.append(On("timeout", Timeout(after=after), Step("timed out", self.on_timeout)))
-        retry = Retry(attempts=max(1, self.attempts), backoff=timedelta(seconds=self.backoff_seconds))
+        retry = Retry(
+            attempts=max(1, self.attempts), backoff=timedelta(seconds=self.backoff_seconds)
+        )
         return S(
             Wait("approval", *cases),
             If(self.outcome != APPROVED, Return(error=self.ending())),
