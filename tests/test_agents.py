@@ -252,7 +252,7 @@ def test_redacted_arguments_are_never_shown_but_reach_the_function(engine: Engin
         charge("c-9", "sk_live_OTHER", call_id="t1")
 
 
-# --- a function that fails --------------------------------------------------------------------------
+# --- a function that fails -------------------------------------------------------------------
 
 
 def test_a_failing_function_is_retried_then_the_caller_gets_the_error(
@@ -456,3 +456,75 @@ def test_a_restarted_agent_attaches_to_its_request_on_postgres(pg_url: str) -> N
     assert len(second.list(workflow="ToolCall")) == 1
     decider.close()
     second.close()
+
+
+# --- the dashboard and the JSON API ------------------------------------------------------------
+
+
+def test_the_dashboard_offers_the_arguments_as_a_form_and_the_api_takes_them(
+    engine: Engine,
+) -> None:
+    from web_support import HX, ORIGIN, TOKENS, TestClient, make_app, parse, sign_in
+
+    ran: list[tuple[str, int]] = []
+
+    @gate(engine, approvers=["alice"], redact=["token"], poll=POLL)
+    def refund(order: str, amount: int, token: str = "") -> int:
+        ran.append((order, amount))
+        return amount
+
+    iid = ask(refund, "A-1", 300, token="s3cret", call_id="web")
+    with TestClient(make_app(engine), base_url=ORIGIN, follow_redirects=False) as client:
+        client.headers["X-CSRF-Token"] = sign_in(client, "alice")
+        client.headers["Origin"] = ORIGIN
+        page = client.get(f"/instances/{iid}")
+        assert page.status_code == 200 and "s3cret" not in page.text
+        (form,) = [
+            f
+            for f in parse(page.text).find_all("form")
+            if any(i.attrs.get("value") == "approve" for i in f.find_all("input"))
+        ]
+        fields = {
+            i.attrs["name"]: i.attrs.get("value")
+            for i in form.find_all("input")
+            if (i.attrs.get("name") or "").startswith("f.")
+        }
+        assert fields == {"f.order": "A-1", "f.amount": "300"}  # the secret is not offered
+        posted = {
+            i.attrs["name"] or "": i.attrs.get("value") or ""
+            for i in form.find_all("input")
+            if i.attrs.get("name")
+        }
+        for amount, problem in (("-x", "must be a whole number"), ("1e99", "whole number")):
+            refused = client.post(
+                f"/instances/{iid}/send", data={**posted, "f.amount": amount}, headers=HX
+            )
+            assert refused.status_code == 422 and problem in refused.text
+        edited = {**posted, "f.amount": "5", "f.nope": "1"}  # a field the form never had
+        assert client.post(f"/instances/{iid}/send", data=edited, headers=HX).status_code == 200
+        assert ran == [("A-1", 5)]
+        iid = ask(refund, "A-1", 300, token="s3cret", call_id="web2")
+        posted["wait_key"] = engine.get(iid).threads[0].waits[0].key
+        done = client.post(f"/instances/{iid}/send", data={**posted, "f.amount": "25"})
+        assert done.status_code == 303
+    assert ran == [("A-1", 5), ("A-1", 25)]
+    assert refund("A-1", 300, token="s3cret", call_id="web2") == 25
+
+    # the JSON API: "arguments" in the decision's payload
+    iid = ask(refund, "B-2", 90, call_id="api")
+    with TestClient(make_app(engine), base_url=ORIGIN) as client:
+        token = next(t for t, who in TOKENS.items() if who == "alice")
+        auth = {"Authorization": f"Bearer {token}"}
+        bad = client.post(
+            f"/api/instances/{iid}/events/approval",
+            json={"payload": {"approved": True, "arguments": {"amount": 9, "extra": 1}}},
+            headers=auth,
+        )
+        assert bad.status_code == 422 and "no argument(s) 'extra'" in bad.text
+        good = client.post(
+            f"/api/instances/{iid}/events/approval",
+            json={"payload": {"approved": True, "arguments": {"amount": 9}}},
+            headers=auth,
+        )
+        assert good.status_code == 200, good.text
+    assert ran[-1] == ("B-2", 9)
