@@ -528,3 +528,65 @@ def test_the_dashboard_offers_the_arguments_as_a_form_and_the_api_takes_them(
         )
         assert good.status_code == 200, good.text
     assert ran[-1] == ("B-2", 9)
+
+
+# --- Slack: "Edit and approve" ------------------------------------------------------------------
+
+
+def test_slack_edit_and_approve_opens_a_form_of_the_arguments(
+    sqlite_url: str, clock: Clock
+) -> None:
+    from signoff.engine.runtime.slack_client import make_client
+    from signoff.web import create_app
+    from slack_fake import APP, SECRET, TEAM, TOKEN, FakeSlack, click, form, signed, submission
+    from web_support import TestClient
+
+    alice = "U0ALICE"
+    fake = FakeSlack().start()
+    engine = Engine(
+        sqlite_url, clock=clock, slack=make_client(TOKEN, fake.url), slack_users={"alice": alice}
+    )
+    ran: list[tuple[str, int]] = []
+
+    @gate(engine, approvers=["alice"], redact=["token"], poll=POLL)
+    def refund(order: str, amount: int, token: str = "") -> int:
+        ran.append((order, amount))
+        return amount
+
+    app = create_app(
+        engine, secret_key="s" * 32, slack_signing_secret=SECRET, slack_team_id=TEAM,
+        slack_app_id=APP,
+    )  # fmt: skip
+    try:
+        with TestClient(app, base_url="http://127.0.0.1") as client:
+
+            def post(payload: dict[str, Any]) -> Any:
+                body = form(payload)
+                answer = client.post("/slack/interactions", content=body, headers=signed(body))
+                app.state.signoff.slack.idle()
+                return answer
+
+            iid = ask(refund, "A-1", 300, token="s3cret", call_id="slack")
+            (message,) = fake.posted()
+            assert "s3cret" not in message.words() and REDACTED in message.words()
+            assert set(message.buttons()) == {"signoff_approve", "signoff_deny", "signoff_edit"}
+            assert post(click(message, "signoff_edit", alice)).status_code == 200
+            (view,) = fake.opened_views()
+            (field,) = view["blocks"]
+            assert json.loads(field["element"]["initial_value"]) == {"order": "A-1", "amount": 300}
+            for text, problem in (
+                ('{"amount": "lots"}', "amount: Input should be"),
+                ('{"amount": 3, "to": "me"}', "no argument(s) 'to'"),
+                ("[1, 2]", "JSON object"),
+                ("{nope", "Not JSON"),
+            ):
+                refused = post(submission(view, alice, text)).json()
+                assert refused["response_action"] == "errors"
+                assert problem in refused["errors"]["arguments"]
+                assert engine.get(iid).status == "waiting"
+            assert post(submission(view, alice, '{"amount": 30}')).status_code == 200
+            assert ran == [("A-1", 30)]
+            assert message.buttons() == {}
+    finally:
+        engine.close()
+        fake.stop()
