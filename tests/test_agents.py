@@ -13,6 +13,15 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from pydantic_ai import Agent, RunContext
+from pydantic_ai.messages import (
+    ModelMessage,
+    ModelResponse,
+    TextPart,
+    ToolCallPart,
+    ToolReturnPart,
+)
+from pydantic_ai.models.function import AgentInfo, FunctionModel
 from signoff.engine import (
     AsyncEngine,
     Engine,
@@ -590,3 +599,53 @@ def test_slack_edit_and_approve_opens_a_form_of_the_arguments(
     finally:
         engine.close()
         fake.stop()
+
+
+# --- a real agent framework, offline: Pydantic AI -----------------------------------------------
+
+
+def test_a_pydantic_ai_agent_whose_tool_is_gated_uses_the_approved_arguments(
+    engine: Engine,
+) -> None:
+    ran: list[tuple[str, int]] = []
+
+    @gate(engine, approvers=["alice"], poll=POLL)
+    async def refund(order: str, amount: int) -> str:
+        ran.append((order, amount))
+        return f"refunded {amount} EUR on {order}"
+
+    def model(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        """The "LLM": asks for a refund of 300, then reports what the tool said."""
+        returned = [
+            part
+            for message in messages
+            for part in message.parts
+            if isinstance(part, ToolReturnPart)
+        ]
+        if returned:
+            return ModelResponse(parts=[TextPart(f"Done: {returned[-1].content}")])
+        call = ToolCallPart("refund_order", {"order": "A-1", "amount": 300}, tool_call_id="tc_1")
+        return ModelResponse(parts=[call])
+
+    agent = Agent(FunctionModel(model))
+
+    @agent.tool
+    async def refund_order(ctx: RunContext[None], order: str, amount: int) -> str:
+        """Refund an order."""
+        return str(await refund(order, amount, call_id=ctx.tool_call_id))
+
+    iid = iid_of(refund, "tc_1")
+
+    def approver() -> None:  # a person, deciding in another thread, lowers the amount
+        eventually(lambda: waiting(engine, iid))
+        edit = {"approved": True, "arguments": {"amount": 30}}
+        engine.send(iid, "approval", edit, actor="alice", via="web")
+
+    with ThreadPoolExecutor(1) as pool:
+        decided = pool.submit(approver)
+        result = agent.run_sync("Refund order A-1, it arrived broken.")
+        decided.result(timeout=20)
+    assert result.output == "Done: refunded 30 EUR on A-1"
+    assert ran == [("A-1", 30)]
+    data = engine.get(iid).data
+    assert (data["arguments"]["amount"], data["approved_arguments"]["amount"]) == (300, 30)
