@@ -369,16 +369,16 @@ def _deny_form(
     }
 
 
-# --- the edit form of a gated call (signoff.engine.agents) -----------------------------------------
+# --- the edit form of a gated call (signoff.engine.agents) ------------------------------------
 
 
 async def _proposed(engine: Engine, target: dict[str, str]) -> dict[str, Any]:
     """The arguments a gated call proposes that the approver may edit."""
     view = await run_in_threadpool(engine.get, target["instance_id"])
     for thread in view.threads:
-        for wait in thread.waits:
-            tool = (wait.info or {}).get("tool")
-            if wait.key == target["key"] and isinstance(tool, dict) and tool.get("editable"):
+        for open_wait in thread.waits:
+            tool = (open_wait.info or {}).get("tool")
+            if open_wait.key == target["key"] and isinstance(tool, dict) and tool.get("editable"):
                 properties = tool.get("schema", {}).get("properties", {})
                 return {k: p.get("default") for k, p in properties.items()}
     raise Refused(400, "the arguments of this request cannot be edited")

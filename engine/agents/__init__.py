@@ -3,7 +3,7 @@ a function (a tool an agent calls) a durable approval request, an instance of th
 `ToolCall` workflow. See docs/agents.md."""
 
 from signoff.engine.agents.arguments import REDACTED
-from signoff.engine.agents.gate import Gate, gate
+from signoff.engine.agents.gate import Gate, gate, register
 from signoff.engine.agents.toolcall import GatedFunction, ToolApproval, ToolCall
 from signoff.engine.errors import Denied, TimedOut, ToolFailed
 
@@ -17,4 +17,5 @@ __all__ = [
     "ToolCall",
     "ToolFailed",
     "gate",
+    "register",
 ]

@@ -127,13 +127,10 @@ def gate(
     }
 
     def decorate(function: F) -> F:
-        name = f"{function.__module__}:{function.__qualname__}"
-        arguments = Arguments(function, name)
-        missing = sorted(set(redact) - set(arguments.names))
+        gated = register(function)
+        missing = sorted(set(redact) - set(gated.arguments.names))
         if missing:
-            raise TypeError(f"gate: {name} has no argument(s) {', '.join(missing)} to redact")
-        gated = GatedFunction(name, function, arguments, function.__name__)
-        remember(gated)
+            raise TypeError(f"gate: {gated.name} has no argument(s) {', '.join(missing)} to redact")
         door = Gate(engine, sync_engine, gated, title, frozenset(redact), options, poll)
         wrapper: Callable[..., Any]
         if gated.is_async:
@@ -152,6 +149,17 @@ def gate(
         return cast(F, wrapper)
 
     return decorate
+
+
+def register(function: Callable[..., Any]) -> GatedFunction:
+    """Make `function` known in this process, by its qualified name, as the function a
+    `ToolCall` step may run: what `gate` does first. A module that gates with an engine made
+    later (or only in some processes) calls it at import time, so every process that imports
+    the module can run the approved calls."""
+    name = f"{function.__module__}:{function.__qualname__}"
+    gated = GatedFunction(name, function, Arguments(function, name), function.__name__)
+    remember(gated)
+    return gated
 
 
 class Gate:
