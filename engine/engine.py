@@ -712,7 +712,7 @@ class Engine:
         try:
             state = read_state(row.id, row.state)
             infos = {key: info for key, (_, _, info) in self._open_cases(row, state).items()}
-            return _view(row, state, infos)
+            return _view(row, state, infos, self._hidden(row.workflow))
         except CorruptState as exc:
             warn(exc, row.workflow)
             return _unreadable_view(row, exc.problem)
@@ -720,7 +720,13 @@ class Engine:
     def _view_of(self, work: Working) -> InstanceView:
         """The view of a working copy that is the instance as just committed."""
         cases = self._open_cases(work.row, work.state, work.tree)
-        return _view(work.row, work.state, {key: info for key, (_, _, info) in cases.items()})
+        infos = {key: info for key, (_, _, info) in cases.items()}
+        return _view(work.row, work.state, infos, self._hidden(work.row.workflow))
+
+    def _hidden(self, workflow: str) -> builtins.list[str]:
+        """The data fields `workflow` stores but never shows (`Workflow.hidden_fields`)."""
+        cls = self.workflows.get(workflow)
+        return cls.hidden_fields if cls is not None else []
 
     def history(self, instance_id: str, actor: str | None = None) -> list[HistoryEntry]:
         """The instance's audit trail, oldest first: every step, event, vote, decision (who,
@@ -1486,7 +1492,10 @@ def _unreadable_view(row: Stored, problem: str) -> InstanceView:
 
 
 def _view(
-    row: Stored, state: InstanceState, infos: Mapping[tuple[str, str], dict[str, Any]]
+    row: Stored,
+    state: InstanceState,
+    infos: Mapping[tuple[str, str], dict[str, Any]],
+    hidden: Sequence[str] = (),
 ) -> InstanceView:
     import json
 
@@ -1530,7 +1539,7 @@ def _view(
         id=row.id,
         workflow=row.workflow,
         status=row.status,
-        data=read_data(row.id, row.data),
+        data={k: v for k, v in read_data(row.id, row.data).items() if k not in hidden},
         result=json.loads(row.result) if row.result is not None else None,
         error=row.error,
         created_at=row.created_at,

@@ -125,3 +125,31 @@ class StepTimedOut(SignoffError):
 def brief(exc: BaseException) -> str:
     """An exception in one line: its type and message."""
     return f"{type(exc).__name__}: {exc}"
+
+
+class Denied(SignoffError):
+    """A gated call (`signoff.engine.agents.gate`) was denied, or its request cancelled: the
+    function did not run. `reason` is the approver's, `actor` who denied it."""
+
+    def __init__(
+        self, reason: str, *, actor: str | None = None, instance_id: str | None = None
+    ) -> None:
+        super().__init__(f"denied by {actor}: {reason}" if actor else f"denied: {reason}")
+        self.reason, self.actor, self.instance_id = reason, actor, instance_id
+
+
+class TimedOut(SignoffError):
+    """A gated call's request reached its deadline undecided: the function did not run."""
+
+    def __init__(self, message: str, *, instance_id: str | None = None) -> None:
+        super().__init__(message)
+        self.instance_id = instance_id
+
+
+class ToolFailed(SignoffError):
+    """A gated call was approved, but its function kept failing (its step's retry policy is
+    spent): the error it raised, as text, from whichever process ran it."""
+
+    def __init__(self, message: str, *, instance_id: str | None = None) -> None:
+        super().__init__(message)
+        self.instance_id = instance_id

@@ -27,6 +27,9 @@ NOT_IN_CORE = NOT_IN_ENGINE | {
 }
 
 
+PUBLIC_SUBPACKAGES = {"signoff.engine.agents"}
+
+
 def imports(path: Path) -> set[str]:
     """Every module `path` imports, wherever the import statement is, as its full dotted name."""
     found: set[str] = set()
@@ -95,7 +98,8 @@ def test_the_pure_core_uses_only_the_standard_library_and_pydantic(path: Path) -
 
 @pytest.mark.parametrize("path", sorted(WEB.rglob("*.py")), ids=lambda p: p.name)
 def test_the_web_layer_uses_only_the_engines_public_door(path: Path) -> None:
-    inside = {n for n in imports(path) if n.startswith("signoff.engine.")}
+    # signoff.engine.agents is a door of its own (the contract names it): gating agents' calls
+    inside = {n for n in imports(path) if n.startswith("signoff.engine.")} - PUBLIC_SUBPACKAGES
     assert inside == set(), f"web/{path.name} reaches into {sorted(inside)}: use signoff.engine"
 
 

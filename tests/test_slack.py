@@ -505,7 +505,7 @@ def _stale_key(value: str) -> str:
         ),
         ("bad timestamp", 401, "the request's timestamp is not a number of seconds"),
         ("form without metadata", 400, "the form does not say which approval it denies"),
-        ("someone else's form", 400, "this is not signoff's deny form"),
+        ("someone else's form", 400, "this is not one of signoff's forms"),
     ],
 )
 def test_bad_interactions_are_refused_and_change_nothing(

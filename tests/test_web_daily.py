@@ -48,12 +48,12 @@ def test_outcomes_say_what_happened() -> None:
 def test_the_demo_starts_on_instances_in_every_interesting_state(sqlite_url: str) -> None:
     engine = Engine(sqlite_url, workflows=WORKFLOWS)
     try:
-        assert len(seed(engine)) == 7
+        assert len(seed(engine)) == 8
         assert seed(engine) == []  # never twice
         outcomes = sorted(s.outcome for s in engine.list())
-        assert outcomes == sorted(
-            ["waiting", "waiting", "waiting", "failed", "approved", "denied", "timed out"]
-        )
+        assert outcomes == sorted(["waiting"] * 4 + ["failed", "approved", "denied", "timed out"])
+        [refund] = engine.inbox("alice", workflow="ToolCall")  # the agent's proposed refund
+        assert refund["title"].startswith('issue_refund(order="A-1042", amount=380')
         [purchase] = engine.inbox("alice", workflow="Purchase")
         assert (purchase["votes"], purchase["needed"]) == (1, 1)  # a quorum half-voted
         assert engine.counts(workflow="Expense") == {"completed": 3, "waiting": 1}

@@ -29,7 +29,8 @@ def test_cards_trees_and_counts(alice: TestClient, engine: Engine) -> None:
     assert response.template.name == "pages/workflows.html"
     page: WorkflowsPage = response.context["page"]
     names = [c.name for c in page.cards]
-    assert names == sorted(["Trip", "Form", "Expense", "Onboarding", "NightlyReport", "Purchase"])
+    names_shown = ["Trip", "Form", "Expense", "Onboarding", "NightlyReport", "Purchase", "ToolCall"]
+    assert names == sorted(names_shown)
     trip = next(c for c in page.cards if c.name == "Trip")
     assert trip.counts == {"approval": 2, "book": 1}
     assert [n["label"] for n in trip.tree["children"]][:2] == ["ask", "approval"]

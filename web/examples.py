@@ -4,6 +4,8 @@
 - `Onboarding`: an `Input` form, a parallel `Go` thread, a `WaitFor` and a plain event.
 - `NightlyReport`: a step that fails sometimes (a flaky upstream), so retry can be shown.
 - `Purchase`: an approval that needs two approvers out of three (a quorum).
+- `ToolCall`: a support "agent" proposes a refund; `gate` makes the call wait for a person,
+  who may lower the amount before approving (`issue_refund`).
 
 `seed(engine)` fills an empty demo database with instances in every interesting state.
 """
@@ -34,6 +36,7 @@ from signoff.engine import (
     WaitFor,
     Workflow,
 )
+from signoff.engine.agents import ToolCall, gate, register
 
 
 class Expense(Workflow):
@@ -249,7 +252,22 @@ class Purchase(Workflow):
         self.reason = f"{decision.actor}: {decision.reason}"
 
 
-WORKFLOWS: list[type[Workflow]] = [Expense, Onboarding, NightlyReport, Purchase]
+def issue_refund(order: str, amount: int, note: str = "") -> dict[str, object]:
+    """The support agent's tool: refund an order. Gated, it runs once a person approves."""
+    return {"order": order, "refunded": amount, "note": note}
+
+
+register(issue_refund)  # every process that loads the examples can run an approved refund
+
+
+def agent_proposes_refund(engine: Engine) -> str:
+    """The "agent" asks for a refund (the request, not waited on: the demo has no agent)."""
+    refund = gate(engine, approvers=["alice"], timeout=timedelta(days=2))(issue_refund)
+    door = refund.signoff_gate  # type: ignore[attr-defined]
+    return str(door.request(("A-1042", 380), {"note": "parcel arrived broken"}, "demo-refund"))
+
+
+WORKFLOWS: list[type[Workflow]] = [Expense, Onboarding, NightlyReport, Purchase, ToolCall]
 
 
 def seed(engine: Engine) -> list[str]:
@@ -309,6 +327,7 @@ def seed(engine: Engine) -> list[str]:
             "Expense", {"employee": "bob", "amount": 120, "description": "Train to Berlin"}
         )
         made += [denied, approved, purchase, report, onboarding, waiting]
+        made.append(agent_proposes_refund(engine))
     finally:
         engine.clock = real
         UPSTREAM.failure_rate, UPSTREAM.fail_next = rate, 0

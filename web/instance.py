@@ -192,6 +192,8 @@ def _wait_panel(wait: WaitView, refusal: str | None) -> WaitPanel:
     may_decide = wait.kind == "approval" and refusal is None
     schema = info.get("schema")
     fields = fields_from_schema(schema) if wait.kind == "input" and isinstance(schema, dict) else []
+    if wait.kind == "approval":  # a gated call whose arguments the approver may edit
+        fields = fields_from_schema(_arguments_schema(info) or {})
     return WaitPanel(
         view=wait,
         title=info.get("title"),
@@ -205,6 +207,26 @@ def _wait_panel(wait: WaitView, refusal: str | None) -> WaitPanel:
         fields=fields,
         escalated=escalated,
         reminders=int(stored.get("reminders", 0) or 0),
+    )
+
+
+def _arguments_schema(info: dict[str, Any]) -> dict[str, Any] | None:
+    """The schema of a gated call's editable arguments (see `signoff.engine.agents`)."""
+    tool = info.get("tool")
+    if isinstance(tool, dict) and tool.get("editable") and isinstance(tool.get("schema"), dict):
+        return dict(tool["schema"])
+    return None
+
+
+def _open_wait(view: InstanceView, event: str, thread: str | None) -> WaitView | None:
+    return next(
+        (
+            w
+            for t in view.threads
+            for w in t.waits
+            if w.event == event and (thread is None or t.id == thread)
+        ),
+        None,
     )
 
 
@@ -275,17 +297,19 @@ async def send(request: Request) -> Response:
             "approved": mode == "approve",
             "reason": reason if isinstance(reason, str) else "",
         }
+        if mode == "approve" and any(str(k).startswith("f.") for k in form):
+            view = await run_in_threadpool(board.engine.get, instance_id, user)
+            wait = _open_wait(view, event, thread)
+            schema = _arguments_schema(wait.info or {}) if wait is not None else None
+            if schema is not None:  # the approver's edits of a gated call's arguments
+                payload["arguments"], errors = parse_submission(fields_from_schema(schema), form)
+                if errors:
+                    outcome = refusal(
+                        "Invalid arguments: " + "; ".join(f"{k}: {v}" for k, v in errors.items())
+                    )
     elif mode == "input":
         view = await run_in_threadpool(board.engine.get, instance_id, user)
-        wait = next(
-            (
-                w
-                for t in view.threads
-                for w in t.waits
-                if w.event == event and (thread is None or t.id == thread)
-            ),
-            None,
-        )
+        wait = _open_wait(view, event, thread)
         schema = (wait.info or {}).get("schema") if wait is not None else None
         if not isinstance(schema, dict):
             payload = {}

@@ -1,4 +1,5 @@
-"""`POST /slack/interactions`: Approve / Deny clicks and the deny reason form, from Slack.
+"""`POST /slack/interactions`: Approve / Deny clicks and the deny reason form, from Slack; for
+a gated call (`signoff.engine.agents`), "Edit and approve" and its form of the arguments.
 
 Order of the checks, each of which refuses with a 4xx and changes nothing:
 1. the body is at most `MAX_BODY` bytes;
@@ -48,6 +49,7 @@ from signoff.engine import (
 )
 from signoff.engine import SLACK_APPROVE_ACTION as APPROVE_ACTION
 from signoff.engine import SLACK_DENY_ACTION as DENY_ACTION
+from signoff.engine import SLACK_EDIT_ACTION as EDIT_ACTION
 from signoff.web.security import BodyTooLargeError, read_capped
 from signoff.web.state import dashboard
 from slack_sdk.signature import Clock, SignatureVerifier
@@ -64,6 +66,10 @@ REPLAY_WINDOW = timedelta(seconds=2 * MAX_SKEW + 60)
 DENY_VIEW = "signoff_deny"
 REASON_BLOCK = "reason"
 REASON_ACTION = "reason"
+EDIT_VIEW = "signoff_edit"  # a gated call's arguments, edited, then approved
+ARGUMENTS_BLOCK = "arguments"
+ARGUMENTS_ACTION = "arguments"
+MAX_ARGUMENTS_TEXT = 3000  # Slack's limit for a text input
 SLACK_ID = re.compile(r"[A-Z0-9]{2,40}")
 WORKERS = 2
 
@@ -233,7 +239,8 @@ async def _clicked(engine: Engine, slack: SlackApp, payload: dict[str, Any]) -> 
         raise Refused(400, "a click carries exactly one action")
     action = actions[0]
     approve = action.get("action_id") == APPROVE_ACTION
-    if not approve and action.get("action_id") != DENY_ACTION:
+    edit = action.get("action_id") == EDIT_ACTION
+    if not approve and not edit and action.get("action_id") != DENY_ACTION:
         raise Refused(400, "this is not one of signoff's buttons")
     target = read_slack_button(action.get("value"))
     if target is None:
@@ -257,6 +264,10 @@ async def _clicked(engine: Engine, slack: SlackApp, payload: dict[str, Any]) -> 
     trigger = payload.get("trigger_id")
     if not isinstance(trigger, str) or not trigger:
         raise Refused(400, "a click that opens a form needs a trigger_id")
+    if edit:
+        view = _edit_form(target, channel, message_ts, await _proposed(engine, target))
+        slack.later(lambda: _open_form(slack, trigger, view, channel, user))
+        return Response(status_code=200)
     needs_reason = await run_in_threadpool(
         engine.deny_needs_reason, target["instance_id"], target["thread"], target["event"]
     )
@@ -359,6 +370,50 @@ def _deny_form(
     }
 
 
+# --- the edit form of a gated call (signoff.engine.agents) ------------------------------------
+
+
+async def _proposed(engine: Engine, target: dict[str, str]) -> dict[str, Any]:
+    """The arguments a gated call proposes that the approver may edit."""
+    view = await run_in_threadpool(engine.get, target["instance_id"])
+    for thread in view.threads:
+        for open_wait in thread.waits:
+            tool = (open_wait.info or {}).get("tool")
+            if open_wait.key == target["key"] and isinstance(tool, dict) and tool.get("editable"):
+                properties = tool.get("schema", {}).get("properties", {})
+                return {k: p.get("default") for k, p in properties.items()}
+    raise Refused(400, "the arguments of this request cannot be edited")
+
+
+def _edit_form(
+    target: dict[str, str], channel: str, message_ts: str, proposed: dict[str, Any]
+) -> dict[str, Any]:
+    metadata = json.dumps({**target, "channel": channel, "ts": message_ts}, separators=(",", ":"))
+    text = json.dumps(proposed, indent=2, ensure_ascii=False)
+    return {
+        "type": "modal",
+        "callback_id": EDIT_VIEW,
+        "private_metadata": metadata,
+        "title": {"type": "plain_text", "text": "Edit and approve"},
+        "submit": {"type": "plain_text", "text": "Approve"},
+        "close": {"type": "plain_text", "text": "Cancel"},
+        "blocks": [
+            {
+                "type": "input",
+                "block_id": ARGUMENTS_BLOCK,
+                "label": {"type": "plain_text", "text": "Arguments (JSON)"},
+                "element": {
+                    "type": "plain_text_input",
+                    "action_id": ARGUMENTS_ACTION,
+                    "multiline": True,
+                    "max_length": MAX_ARGUMENTS_TEXT,
+                    **({"initial_value": text} if len(text) <= MAX_ARGUMENTS_TEXT else {}),
+                },
+            }
+        ],
+    }
+
+
 def _open_form(
     slack: SlackApp, trigger: str, view: dict[str, Any], channel: str, user: str
 ) -> None:
@@ -373,8 +428,8 @@ def _open_form(
 
 async def _submitted(engine: Engine, slack: SlackApp, payload: dict[str, Any]) -> Response:
     view = payload.get("view")
-    if not isinstance(view, dict) or view.get("callback_id") != DENY_VIEW:
-        raise Refused(400, "this is not signoff's deny form")
+    if not isinstance(view, dict) or view.get("callback_id") not in (DENY_VIEW, EDIT_VIEW):
+        raise Refused(400, "this is not one of signoff's forms")
     try:
         meta = json.loads(str(view.get("private_metadata") or ""))
     except ValueError:
@@ -384,21 +439,39 @@ async def _submitted(engine: Engine, slack: SlackApp, payload: dict[str, Any]) -
         raise Refused(400, "the form does not say which approval it denies")
     if not all(isinstance(v, str) and v for v in meta.values()):
         raise Refused(400, "the form does not say which approval it denies")
-    reason = _dig(view, "state", "values", REASON_BLOCK, REASON_ACTION, "value")
-    if reason is not None and not isinstance(reason, str):
-        raise Refused(400, "the reason is not text")
     user = str(_text(payload, "user", "id"))
-    decision = {"approved": False, "reason": reason or ""}
+    block, decision = _decision_of(view)
+    if isinstance(decision, str):
+        return JSONResponse({"response_action": "errors", "errors": {block: decision[:150]}})
     target = {k: meta[k] for k in ("instance_id", "key", "event", "thread")}
     refusal = await _refusal(
         engine, target, decision, engine.slack_actor(user), meta["channel"], meta["ts"]
     )
-    if refusal is not None:  # shown under the reason field; the form stays open
-        return JSONResponse(
-            {"response_action": "errors", "errors": {REASON_BLOCK: refusal[1][:150]}}
-        )
+    if refusal is not None:  # shown under the field; the form stays open
+        return JSONResponse({"response_action": "errors", "errors": {block: refusal[1][:150]}})
     slack.later(lambda: _decide(engine, slack, target, decision, user, meta["channel"]))
     return Response(status_code=200)  # an empty 200 closes the form
+
+
+def _decision_of(view: dict[str, Any]) -> tuple[str, dict[str, Any] | str]:
+    """The form's block, and the decision it submits or why it cannot be read."""
+    if view.get("callback_id") == DENY_VIEW:
+        reason = _dig(view, "state", "values", REASON_BLOCK, REASON_ACTION, "value")
+        if reason is not None and not isinstance(reason, str):
+            raise Refused(400, "the reason is not text")
+        return REASON_BLOCK, {"approved": False, "reason": reason or ""}
+    text = _dig(view, "state", "values", ARGUMENTS_BLOCK, ARGUMENTS_ACTION, "value")
+    if not isinstance(text, str) or len(text) > MAX_ARGUMENTS_TEXT:
+        return ARGUMENTS_BLOCK, "Write the arguments as a JSON object."
+    if raw_json_depth(text) > MAX_JSON_DEPTH:
+        return ARGUMENTS_BLOCK, "The arguments are nested too deeply."
+    try:
+        arguments = json.loads(text, parse_constant=_no_constant)
+    except ValueError as exc:
+        return ARGUMENTS_BLOCK, f"Not JSON: {exc}"
+    if not isinstance(arguments, dict):
+        return ARGUMENTS_BLOCK, 'Write the arguments as a JSON object, like {"amount": 30}.'
+    return ARGUMENTS_BLOCK, {"approved": True, "arguments": arguments}
 
 
 # --- small helpers -------------------------------------------------------------------------------

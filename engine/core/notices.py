@@ -58,6 +58,9 @@ class ApprovalNotice:
     deadline: datetime | None
     escalated: bool = False
     ending: Ending | None = None  # None while the wait is open
+    # a gated call whose arguments the approver may change: the arguments proposed (an
+    # "Edit and approve" button offers them); None for every other approval
+    edit_arguments: Mapping[str, Any] | None = None
 
     @property
     def approvals(self) -> int:

@@ -26,6 +26,10 @@ class Workflow(BaseModel):
     # request in the approvals inbox, and `Engine.list`/`Engine.inbox` return them as `summary`.
     # (Not called `summary`, so a workflow may still have a data field of that name.)
     summary_fields: ClassVar[list[str]] = []
+    # Data fields that are stored but never shown: absent from `Engine.get(...).data` (so from
+    # the dashboard, the JSON API and the command line) and from what approvals announce. They
+    # are still in the database, in the instance's data; protect it as you protect them.
+    hidden_fields: ClassVar[list[str]] = []
 
     def definition(self) -> Statement:
         """The workflow as a tree of named statements, built from the current data."""

@@ -23,6 +23,7 @@ from signoff.engine.errors import Unavailable, brief
 
 APPROVE_ACTION = "signoff_approve"
 DENY_ACTION = "signoff_deny"
+EDIT_ACTION = "signoff_edit"  # a gated call's "Edit and approve" (signoff.engine.agents)
 ACTIONS_BLOCK = "signoff_decide"
 MAX_FIELDS = 10  # Block Kit allows ten fields in a section
 MAX_FIELD_TEXT = 300
@@ -168,6 +169,18 @@ class SlackNotifier:
                             "style": "danger",
                             "value": value,
                         },
+                        *(
+                            [
+                                {
+                                    "type": "button",
+                                    "action_id": EDIT_ACTION,
+                                    "text": {"type": "plain_text", "text": "Edit and approve"},
+                                    "value": value,
+                                }
+                            ]
+                            if notice.edit_arguments is not None
+                            else []
+                        ),
                     ],
                 }
             )
