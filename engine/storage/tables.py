@@ -152,3 +152,13 @@ SPENT = Table(
     Column("expires_at", UTCDateTime(), nullable=False),
     Index("ix_signoff_spent_keys_expires", "expires_at"),
 )
+
+# "Away until ..., send my requests to ...": set by a user on the dashboard (`Engine.set_delegate`).
+DELEGATIONS = Table(
+    "signoff_delegations",
+    METADATA,
+    Column("user", String(200), primary_key=True),
+    Column("delegate", String(200), nullable=False),
+    Column("until", UTCDateTime(), nullable=False),
+    Column("set_at", UTCDateTime(), nullable=False),
+)
