@@ -264,7 +264,8 @@ class Events:
                     actor=actor,
                     via=via,
                     message=outcome.note or None,
-                    detail={"wait": thread.at, "payload": payload},
+                    detail={"wait": thread.at, "payload": payload}
+                    | ({"link": link} if link is not None else {}),
                 )
             )
             return
