@@ -59,6 +59,7 @@ from signoff.engine.runtime.metrics import Snapshot as MetricsSnapshot
 from signoff.engine.runtime.scheduler import Scheduler
 from signoff.engine.runtime.slack import APPROVE_ACTION as SLACK_APPROVE_ACTION
 from signoff.engine.runtime.slack import DENY_ACTION as SLACK_DENY_ACTION
+from signoff.engine.runtime.slack import REASSIGN_ACTION as SLACK_REASSIGN_ACTION
 from signoff.engine.runtime.slack import read_button_value as read_slack_button
 from signoff.engine.storage.store import upgrade_database
 from signoff.engine.views import (
@@ -77,6 +78,7 @@ __all__ = [
     "OUTCOMES",
     "SLACK_APPROVE_ACTION",
     "SLACK_DENY_ACTION",
+    "SLACK_REASSIGN_ACTION",
     "AlreadyDecided",
     "Approval",
     "ApprovalNotice",

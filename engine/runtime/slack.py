@@ -23,6 +23,7 @@ from signoff.engine.errors import Unavailable, brief
 
 APPROVE_ACTION = "signoff_approve"
 DENY_ACTION = "signoff_deny"
+REASSIGN_ACTION = "signoff_reassign"
 ACTIONS_BLOCK = "signoff_decide"
 MAX_FIELDS = 10  # Block Kit allows ten fields in a section
 MAX_FIELD_TEXT = 300
@@ -168,6 +169,18 @@ class SlackNotifier:
                             "style": "danger",
                             "value": value,
                         },
+                        *(
+                            []
+                            if notice.deciders is None  # anyone decides: no part to hand on
+                            else [
+                                {
+                                    "type": "button",
+                                    "action_id": REASSIGN_ACTION,
+                                    "text": {"type": "plain_text", "text": "Reassign"},
+                                    "value": value,
+                                }
+                            ]
+                        ),
                     ],
                 }
             )
