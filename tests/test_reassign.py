@@ -30,7 +30,9 @@ from signoff.engine import (
     Workflow,
 )
 from signoff.engine.runtime.slack_client import make_client
-from slack_fake import TOKEN, FakeSlack
+from signoff.web import create_app
+from slack_fake import SECRET, TOKEN, FakeSlack, click, form, signed, submission
+from web_support import HX, ORIGIN, TestClient, form_data, make_app, parse, sign_in
 
 
 class Purchase(Workflow):
@@ -325,3 +327,204 @@ def test_async_engine_reassigns(sqlite_url: str, clock: Clock) -> None:
             await engine.close()
 
     assert asyncio.run(main()) == ["bob", "carol", "erin"]
+
+
+# --- the surfaces: the instance page, the inbox, the API, the away page, Slack -------------------
+
+
+@pytest.fixture
+def site(sqlite_url: str, clock: Clock) -> Iterator[tuple[Engine, TestClient]]:
+    """alice, bob and carol sign in with passwords (web_support); carol operates."""
+    engine = Engine(sqlite_url, WORKFLOWS, clock=clock, operators=["carol"])
+    with TestClient(make_app(engine), base_url=ORIGIN, follow_redirects=False) as client:
+        yield engine, client
+    engine.close()
+
+
+def _signed_in(client: TestClient, name: str) -> TestClient:
+    client.headers["X-CSRF-Token"] = sign_in(client, name)
+    client.headers["Origin"] = ORIGIN
+    return client
+
+
+def _deciders(engine: Engine, iid: str) -> list[str]:
+    found: list[str] = engine.get(iid).threads[0].waits[0].info["deciders"]
+    return found
+
+
+def test_reassign_on_the_instance_page(site: Any) -> None:
+    engine, client = site
+    iid = engine.start(Purchase, actor="dave")
+    alice = _signed_in(client, "alice")
+    page = alice.get(f"/instances/{iid}")
+    (form,) = [
+        f for f in parse(page.text).find_all("form") if "reassign" in (f.attrs["action"] or "")
+    ]
+    data = form_data(form)
+    assert data["wait_key"] == engine.get(iid).threads[0].waits[0].key and "of" not in data
+    before = _state(engine, iid)
+    refused = alice.post(f"/instances/{iid}/reassign", data={**data, "to": "group:x"}, headers=HX)
+    assert refused.status_code == 422 and "a group is never an actor" in refused.text
+    assert _state(engine, iid) == before
+    done = alice.post(
+        f"/instances/{iid}/reassign", data={**data, "to": "erin", "reason": "on leave"}, headers=HX
+    )
+    assert done.status_code == 200 and "Handed over to erin" in done.text
+    assert "Who may decide: bob, carol, erin" in done.text
+    assert "alice handed their part to erin: on leave" in done.text  # the history, on the page
+    assert (_handovers(engine, iid)[0].actor, _handovers(engine, iid)[0].via) == ("alice", "web")
+    # a stale form (the wait key of an opening that is over) hands nothing over
+    engine.send(iid, "decision", YES, actor="bob")
+    engine.send(iid, "decision", YES, actor="erin")
+    stale = alice.post(f"/instances/{iid}/reassign", data={**data, "to": "frank"}, headers=HX)
+    assert stale.status_code == 409
+
+
+def test_an_operator_reassigns_someones_part_on_the_page(site: Any) -> None:
+    engine, client = site
+    iid = engine.start(Purchase, actor="carol")  # carol may not decide her own request
+    carol = _signed_in(client, "carol")
+    page = carol.get(f"/instances/{iid}")
+    (form,) = [
+        f for f in parse(page.text).find_all("form") if "reassign" in (f.attrs["action"] or "")
+    ]
+    data = {**form_data(form), "of": "carol", "to": "erin"}
+    assert carol.post(f"/instances/{iid}/reassign", data=data, headers=HX).status_code == 200
+    assert _deciders(engine, iid) == ["alice", "bob", "erin"]
+
+
+def test_reassign_from_the_inbox(site: Any) -> None:
+    engine, client = site
+    iid = engine.start(Purchase, actor="dave")
+    alice = _signed_in(client, "alice")
+    inbox = alice.get("/approvals")
+    (form,) = [
+        f
+        for f in parse(inbox.text).find_all("form")
+        if f.attrs.get("action") == "/approvals/reassign"
+    ]
+    sent = alice.post("/approvals/reassign", data={**form_data(form), "to": "erin"})
+    assert sent.status_code == 303 and sent.headers["location"] == "/approvals"
+    after = alice.get("/approvals")
+    assert "Handed over to erin" in after.text and iid[:12] not in after.text
+    assert [r["instance_id"] for r in engine.inbox("erin")] == [iid]
+    # refused: told on the inbox, nothing changes
+    before = _state(engine, iid)
+    _signed_in(client, "bob")
+    client.post("/approvals/reassign", data=form_data(form) | {"to": "carol"})
+    assert "carol may already decide this" in client.get("/approvals").text
+    assert _state(engine, iid) == before
+
+
+def test_reassign_through_the_api(site: Any) -> None:
+    engine, client = site
+    iid = engine.start(Purchase, actor="dave")
+    alice = {"Authorization": "Bearer token-alice-0123456789"}
+    bob = {"Authorization": "Bearer token-bob-0123456789"}
+    before = _state(engine, iid)
+    for body, headers, status in [
+        ({}, alice, 422),
+        ({"to": 5}, alice, 422),
+        ({"to": "bob"}, alice, 422),
+        ({"to": "group:finance"}, alice, 422),
+        ({"to": "erin", "of": "alice"}, bob, 403),
+        ({"to": "erin", "event": "nope"}, alice, 409),
+    ]:
+        answer = client.post(f"/api/instances/{iid}/reassign", json=body, headers=headers)
+        assert answer.status_code == status, (body, answer.text)
+        assert "error" in answer.json()
+    assert _state(engine, iid) == before
+    assert (
+        client.post("/api/instances/nope/reassign", json={"to": "erin"}, headers=alice).status_code
+        == 404
+    )
+    done = client.post(
+        f"/api/instances/{iid}/reassign", json={"to": "erin", "reason": "on leave"}, headers=alice
+    )
+    assert done.status_code == 200
+    assert done.json()["threads"][0]["waits"][0]["info"]["deciders"] == ["bob", "carol", "erin"]
+    assert _handovers(engine, iid)[0].via == "api"
+    assert (
+        "/api/instances/{instance_id}/reassign" in client.get("/api/openapi.json").json()["paths"]
+    )
+
+
+def test_the_away_page_sets_a_delegation(site: Any, clock: Clock) -> None:
+    engine, client = site
+    alice = _signed_in(client, "alice")
+    assert "Your new requests come to you" in alice.get("/away").text
+    until = (clock() + timedelta(days=3)).strftime("%Y-%m-%dT%H:%M")
+    for bad in [
+        {"to": "alice", "until": until},
+        {"to": "erin", "until": "garbage"},
+        {"to": "erin"},
+    ]:
+        assert alice.post("/away", data=bad).status_code == 422
+    assert engine.delegate_of("alice") is None
+    saved = alice.post("/away", data={"to": "erin", "until": until})
+    assert saved.status_code == 200 and "your new requests go to erin" in saved.text
+    iid = engine.start(Purchase, actor="dave")
+    assert _deciders(engine, iid) == ["bob", "carol", "erin"]
+    back = alice.post("/away", data={"back": "1"})
+    assert back.status_code == 200 and "Welcome back" in back.text
+    assert engine.delegate_of("alice") is None
+    assert _deciders(engine, engine.start(Purchase, actor="dave")) == ["alice", "bob", "carol"]
+
+
+def test_reassign_in_slack(sqlite_url: str, clock: Clock) -> None:
+    slack = FakeSlack().start()
+    engine = Engine(
+        sqlite_url,
+        WORKFLOWS,
+        clock=clock,
+        slack=make_client(TOKEN, slack.url),
+        slack_users={"alice": "U0ALICE", "erin": "U0ERIN", "bob": "U0BOB"},
+    )
+    app = create_app(engine, secret_key="s" * 32, slack_signing_secret=SECRET)
+    try:
+        with TestClient(app, base_url="http://127.0.0.1") as client:
+
+            def interact(payload: dict[str, Any]) -> Any:
+                body = form(payload)
+                answer = client.post("/slack/interactions", content=body, headers=signed(body))
+                app.state.signoff.slack.idle()
+                return answer
+
+            iid = engine.start(Purchase, actor="dave")
+            mine = next(m for m in slack.posted() if m.channel == "D0ALICE")
+            assert "signoff_reassign" in mine.buttons()
+            assert interact(click(mine, "signoff_reassign", "U0ALICE")).status_code == 200
+            (view,) = slack.opened_views()
+            assert view["callback_id"] == "signoff_reassign"
+            assert view["blocks"][0]["element"]["type"] == "users_select"
+            # nobody chosen: the form stays open and says so
+            empty = interact(_picked(view, "U0ALICE", None))
+            assert empty.json()["response_action"] == "errors"
+            before = _state(engine, iid)
+            # erin is chosen: the form closes, erin is told, alice may no longer decide
+            done = interact(_picked(view, "U0ALICE", "U0ERIN", "on leave"))
+            assert done.status_code == 200 and done.text == ""
+            assert _state(engine, iid) != before
+            assert _deciders(engine, iid) == ["bob", "carol", "erin"]
+            entry = _handovers(engine, iid)[0]
+            assert (entry.actor, entry.via, entry.message) == (
+                "alice",
+                "slack",
+                "alice handed their part to erin: on leave",
+            )
+            assert [m.channel for m in slack.posted()].count("D0ERIN") == 1
+            # a second hand-over of the same part, from the old message: refused to alice
+            again = interact(_picked(view, "U0ALICE", "U0BOB"))
+            assert again.json()["response_action"] == "errors"
+            assert _deciders(engine, iid) == ["bob", "carol", "erin"]
+    finally:
+        engine.close()
+        slack.stop()
+
+
+def _picked(view: dict[str, Any], user: str, chosen: str | None, reason: str = "") -> Any:
+    payload = submission(view, user, reason)
+    values = payload["view"]["state"]["values"]
+    values["to"] = {"to": {"type": "users_select", "selected_user": chosen}}
+    values["reason"] = {"reason": {"type": "plain_text_input", "value": reason}}
+    return payload
