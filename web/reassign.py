@@ -29,9 +29,7 @@ def _field(form: FormData, name: str, limit: int = 200) -> str:
 
 
 async def _hand_over(request: Request, user: str, form: FormData, instance_id: str) -> Outcome:
-    to = _field(form, "to")
-    if not to:
-        return refusal("Name the person to hand it to.", 422)
+    to = _field(form, "to")  # the engine says what is missing, once the person may see it
     board = dashboard(request)
     outcome = await attempt(
         board.engine.reassign,
