@@ -367,7 +367,7 @@ def test_reassign_on_the_instance_page(site: Any) -> None:
     assert refused.status_code == 422 and "a group is never an actor" in refused.text
     assert _state(engine, iid) == before
     done = alice.post(
-        f"/instances/{iid}/reassign", data={**data, "to": "erin", "reason": "on leave"}, headers=HX
+        f"/instances/{iid}/reassign", data={**data, "to": "erin", "why": "on leave"}, headers=HX
     )
     assert done.status_code == 200 and "Handed over to erin" in done.text
     assert "Who may decide: bob, carol, erin" in done.text

@@ -36,7 +36,7 @@ async def _hand_over(request: Request, user: str, form: FormData, instance_id: s
         instance_id,
         to,
         actor=user,
-        reason=_field(form, "reason", MAX_REASON) or None,
+        reason=_field(form, "why", MAX_REASON) or None,
         thread=_field(form, "thread") or None,
         event=_field(form, "event") or None,
         of=_field(form, "of") or None,
