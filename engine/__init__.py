@@ -62,6 +62,7 @@ from signoff.engine.runtime.scheduler import Scheduler
 from signoff.engine.runtime.slack import APPROVE_ACTION as SLACK_APPROVE_ACTION
 from signoff.engine.runtime.slack import DENY_ACTION as SLACK_DENY_ACTION
 from signoff.engine.runtime.slack import EDIT_ACTION as SLACK_EDIT_ACTION
+from signoff.engine.runtime.slack import REASSIGN_ACTION as SLACK_REASSIGN_ACTION
 from signoff.engine.runtime.slack import read_button_value as read_slack_button
 from signoff.engine.storage.store import upgrade_database
 from signoff.engine.views import (
@@ -81,6 +82,7 @@ __all__ = [
     "SLACK_APPROVE_ACTION",
     "SLACK_DENY_ACTION",
     "SLACK_EDIT_ACTION",
+    "SLACK_REASSIGN_ACTION",
     "AlreadyDecided",
     "Approval",
     "ApprovalNotice",

@@ -20,7 +20,7 @@ from typing import Any
 
 import sqlalchemy
 from pydantic import ValidationError
-from signoff.engine.core.authority import Authority, check_actor, name_problem
+from signoff.engine.core.authority import Authority, check_actor, checked_reason, name_problem
 from signoff.engine.core.deploy import UNFINISHED, Assessment, DeploymentReport, Finding, assess
 from signoff.engine.core.enums import HistoryKind, Status, ThreadStatus
 from signoff.engine.core.finite import finite_problem, nonfinite_text, stored_nonfinite
@@ -64,6 +64,7 @@ from signoff.engine.runtime.slack_client import base_url_from_environment, clien
 from signoff.engine.runtime.slack_directory import SlackDirectory
 from signoff.engine.runtime.unreadable import Unreadable, warn
 from signoff.engine.storage import placement
+from signoff.engine.storage.delegations import Delegate, Delegations
 from signoff.engine.storage.failures import guard_storage
 from signoff.engine.storage.once import Once
 from signoff.engine.storage.rawsql import ORDERS
@@ -83,6 +84,7 @@ from signoff.engine.views import (
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,99}")  # always fullmatch: `$` lets "\n" in
 MAX_PAYLOAD_BYTES = MAX_JSON_BYTES
 MAX_SEARCH = 200
+MAX_DELEGATION = timedelta(days=366)
 # How long an instance stays with a process that stopped answering. Short, because it is
 # renewed by commits once half of it is spent and, while a step runs, by the lease keeper every
 # third of it: a killed process's instances are taken over this long after its last beat (plus
@@ -123,6 +125,7 @@ class Engine:
         lease: timedelta = DEFAULT_LEASE,
         synchronous: str = "FULL",
         migrate: bool = True,
+        delegates: Mapping[str, tuple[str, datetime]] | None = None,
     ) -> None:
         """`database` is a SQLAlchemy URL or the application's own SQLAlchemy `Engine` (then its
         pool, connect arguments and schema are the application's; signoff's tables go where its
@@ -143,7 +146,11 @@ class Engine:
         `slack` is a `slack_sdk.WebClient` (made from SLACK_BOT_TOKEN and SLACK_API_URL when not
         given; Slack is off without a token). `base_url` is where the dashboard is served
         (default: SIGNOFF_BASE_URL), for the links in Slack messages.
+
+        `delegates` ({"alice": ("erin", until)}) hands alice's part of every approval that
+        begins before `until` to erin (see `reassign`; users set their own with `set_delegate`).
         """
+        delegated = _checked_delegates(delegates or {})
         self.store = Store(database, synchronous=synchronous, migrate=migrate)
         self.clock = clock or utcnow
         self.slack = slack if slack is not None else client_from_environment()
@@ -169,7 +176,15 @@ class Engine:
         self.workflows: dict[str, type[Workflow]] = {}
         # counters and histograms of what this process commits (`/metrics` shows them)
         self.metrics = Metrics()
-        self.runner = Runner(self.store, self.services, lease, self._wake_listeners, self.metrics)
+        self.delegations = Delegations(self.store, delegated)
+        self.runner = Runner(
+            self.store,
+            self.services,
+            lease,
+            self._wake_listeners,
+            self.metrics,
+            self.delegations.active,
+        )
         self.sessions = Sessions(self.store)
         self.once = Once(self.store)
         self.cases = OpenCases(self.services)
@@ -342,8 +357,12 @@ class Engine:
         via: str = "api",
         *,
         wait_key: str | None = None,
+        link: str | None = None,
     ) -> InstanceView:
         """Deliver `event`; returns once it is applied, raises if it is refused.
+
+        `link` is the id of the approval link the decision came through, kept in the history
+        entry beside `via="link"`.
 
         `wait_key` (a WaitView's `key`) names the one opening of a wait the sender saw; if that
         wait has ended, the event is refused as already decided rather than given to a later
@@ -364,6 +383,7 @@ class Engine:
             thread=thread,
             via=via,
             wait_key=wait_key,
+            link=link,
         )
         self.releases.beat()
         recent = True  # the first try may begin from the row as this process last committed it
@@ -386,7 +406,9 @@ class Engine:
                     if not read:  # fire it from the instance as read: it may have fired elsewhere
                         continue
                     self._decide_by_deadline(work, target, deadline)
-                committed = self.runner.events.event(work, target, current, payload, actor, via)
+                committed = self.runner.events.event(
+                    work, target, current, payload, actor, via, link=link
+                )
             except Exception:
                 # a refusal stands unless it was decided on a copy of ours that was stale
                 if read or work.row.version != loaded or self._still_current(work):
@@ -567,6 +589,83 @@ class Engine:
             work.note(Record(now, HistoryKind.GOTO, thread=thread, name=step, actor=actor, via=via))
 
         return self._operate(instance_id, change)
+
+    def reassign(
+        self,
+        instance_id: str,
+        to: str,
+        actor: str | None = None,
+        reason: str | None = None,
+        thread: str | None = None,
+        event: str | None = None,
+        *,
+        of: str | None = None,
+        via: str = "api",
+        wait_key: str | None = None,
+    ) -> InstanceView:
+        """Hand a part of the instance's open approval (the one of `thread` and `event`, when it
+        has several; of the opening `wait_key` names, when given) to `to`: `of`'s part
+        (default: the actor's own). An approver may hand on their own part before voting with
+        it; an operator (or the program) anyone's. From then on `to` may decide it and the
+        giver may not (unless they are an approver by another name too); quorum still counts
+        distinct people, and never the starter of an `allow_self=False` approval. `to` is told
+        on their channels (a Slack message) right after the commit. The history records it:
+        "alice handed their part to erin: on leave". Refused (`NotAllowed`, `InvalidData`,
+        `NotWaiting`), with nothing changed: a group or the giver as `to`, someone who decides
+        it already or voted on it, or an actor who may not."""
+        _check_text(
+            instance_id=instance_id,
+            to=to,
+            actor=actor,
+            reason=reason,
+            thread=thread,
+            event=event,
+            via=via,
+            wait_key=wait_key,
+        )
+        giver = of if of is not None else actor
+        if giver is None:
+            raise InvalidData("say whose part to hand over: of=NAME")
+        check_actor(giver)
+        given = checked_reason(True, reason, required=False)
+
+        def change(work: Working, now: datetime) -> None:
+            self.runner.handovers.reassign(
+                work,
+                now,
+                giver=giver,
+                to=to,
+                actor=actor,
+                reason=given,
+                via=via,
+                thread=thread,
+                event=event,
+                wait_key=wait_key,
+            )
+
+        self._operate(instance_id, change)
+        self.wake(instance_id)  # tell the receiver now; if that fails, run_due tries again
+        return self.get(instance_id)
+
+    def set_delegate(self, user: str, to: str, until: datetime) -> None:
+        """`user` is away until `until`: the approvals that begin meanwhile hand their part to
+        `to` (as `delegates=` does; this one is kept in the database, for every process, and
+        wins over a configured one). What the dashboard's "away" page sets."""
+        _check_text(user=user, to=to)
+        check_actor(to)
+        now = self._now()
+        _checked_delegates({user: (to, until)}, now)
+        self.delegations.set(user, to, until, now)
+
+    def clear_delegate(self, user: str) -> None:
+        """`user` is back: their new requests come to them again."""
+        _check_text(user=user)
+        self.delegations.clear(user)
+
+    def delegate_of(self, user: str) -> Delegate | None:
+        """(to whom, until when) `user`'s new requests go now, or None."""
+        _check_text(user=user)
+        return self.delegations.of(user, self._now())
 
     def _operate(
         self,
@@ -1448,10 +1547,35 @@ def _check_text(**values: Any) -> None:
                 raise InvalidData(problem)
 
 
+def _checked_delegates(
+    delegates: Mapping[str, tuple[str, datetime]], now: datetime | None = None
+) -> dict[str, Delegate]:
+    """Delegations as given, checked: names of people, never oneself, aware times (in the
+    future, when `now` is given)."""
+    checked: dict[str, Delegate] = {}
+    for user, given in delegates.items():
+        if not (isinstance(given, tuple) and len(given) == 2):
+            raise InvalidData('a delegation is (to, until), e.g. {"alice": ("erin", until)}')
+        to, until = given
+        check_actor(user)
+        check_actor(to)
+        if to == user:
+            raise InvalidData(f"{user} cannot delegate to themselves")
+        if not isinstance(until, datetime) or until.tzinfo is None:
+            raise InvalidData("a delegation's end (until) must be an aware datetime")
+        if now is not None and until <= now:
+            raise InvalidData("a delegation's end (until) must be in the future")
+        if now is not None and until > now + MAX_DELEGATION:
+            raise InvalidData(f"a delegation lasts at most {MAX_DELEGATION.days} days")
+        checked[user] = (to, until.astimezone(UTC))
+    return checked
+
+
 def _shown(handler: Handler, info: WaitInfo) -> dict[str, Any]:
     shown = handler.describe()
     if isinstance(handler, Approval):
         shown["deciders"] = handler.current_approvers(info)
+        shown["handovers"] = [h.stored() for h in handler.handovers(info)]
         shown["votes"] = [{"actor": v.actor, "at": v.at.isoformat()} for v in handler.votes(info)]
     return shown
 

@@ -578,7 +578,12 @@ def test_slack_edit_and_approve_opens_a_form_of_the_arguments(
             iid = ask(refund, "A-1", 300, token="s3cret", call_id="slack")
             (message,) = fake.posted()
             assert "s3cret" not in message.words() and REDACTED in message.words()
-            assert set(message.buttons()) == {"signoff_approve", "signoff_deny", "signoff_edit"}
+            assert set(message.buttons()) == {
+                "signoff_approve",
+                "signoff_deny",
+                "signoff_edit",
+                "signoff_reassign",
+            }
             assert post(click(message, "signoff_edit", alice)).status_code == 200
             (view,) = fake.opened_views()
             (field,) = view["blocks"]

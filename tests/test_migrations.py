@@ -221,6 +221,7 @@ def test_the_migrations_make_exactly_the_tables_the_queries_are_written_for(any_
             assert differences(conn) == []
             assert sorted(inspect(conn).get_table_names()) == [
                 "signoff_alembic_version",
+                "signoff_delegations",
                 "signoff_history",
                 "signoff_instances",
                 "signoff_releases",

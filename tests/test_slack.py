@@ -28,7 +28,7 @@ from slack_fake import (
 )
 from web_support import TestClient
 
-APPROVE, DENY = "signoff_approve", "signoff_deny"
+APPROVE, DENY, REASSIGN = "signoff_approve", "signoff_deny", "signoff_reassign"
 ALICE, BOB, MALLORY = "U0ALICE", "U0BOB", "U0MALLORY"
 API_TOKEN = "t-carol-0123456789"
 BOB_TOKEN = "t-bob-0123456789"
@@ -156,7 +156,7 @@ def test_approve_from_slack(engine: Engine, client: TestClient, slack: FakeSlack
         "<https://signoff.example.com/instances/exp-1|Expense exp-1>",
     ):
         assert shown in words
-    assert set(message.buttons()) == {APPROVE, DENY}
+    assert set(message.buttons()) == {APPROVE, DENY, REASSIGN}
     wait = engine.get(iid).thread("main").waits[0]
     assert wait.stored == {
         "slack_messages": [{"channel": "C0APPROVALS", "ts": message.ts}],
@@ -262,7 +262,7 @@ def test_each_vote_of_a_quorum_updates_the_messages(
     assert send(client, click(to_alice, APPROVE, ALICE)).status_code == 200
     for message in (to_alice, to_bob):
         assert f"*1 of 2 approvals*: <@{ALICE}>" in message.words()
-        assert set(message.buttons()) == {APPROVE, DENY}
+        assert set(message.buttons()) == {APPROVE, DENY, REASSIGN}
     vote = next(h for h in engine.history(iid) if h.kind == "vote")
     assert (vote.actor, vote.via, vote.message) == ("alice", "slack", "approved (1 of 2)")
 
@@ -384,7 +384,7 @@ def test_slack_answers_429_then_500_then_recovers(
         "approved by bob via api",
         1,
     )
-    assert set(message.buttons()) == {APPROVE, DENY}
+    assert set(message.buttons()) == {APPROVE, DENY, REASSIGN}
     # ... and the message catches up once Slack is back
     engine.run_due(clock.advance(seconds=1))
     assert engine.get(iid).pending_teardowns == 0
@@ -454,7 +454,7 @@ def test_reminders_and_escalations_go_in_the_messages_thread(
         "(Server purchase).",
     ]
     assert f"*Who may decide:* <@{ALICE}>, <@{BOB}> (escalated)" in message.words()
-    assert set(message.buttons()) == {APPROVE, DENY}
+    assert set(message.buttons()) == {APPROVE, DENY, REASSIGN}
     engine.send(iid, "decision", {"approved": True}, actor="bob", via="slack")
     assert f"*Approved* by <@{BOB}> at" in message.words()
     engine.close()
@@ -504,7 +504,7 @@ def _stale_key(value: str) -> str:
             "The wait main:0 of instance a is no longer open (instance status: waiting).",
         ),
         ("bad timestamp", 401, "the request's timestamp is not a number of seconds"),
-        ("form without metadata", 400, "the form does not say which approval it denies"),
+        ("form without metadata", 400, "the form does not say which approval it is about"),
         ("someone else's form", 400, "this is not one of signoff's forms"),
     ],
 )

@@ -194,6 +194,7 @@ def test_openapi_description(client: TestClient) -> None:
         "/api/instances/{instance_id}/retry",
         "/api/instances/{instance_id}/cancel",
         "/api/instances/{instance_id}/goto",
+        "/api/instances/{instance_id}/reassign",
     }
     send = spec["paths"]["/api/instances/{instance_id}/events/{event}"]["post"]["responses"]
     assert {"200", "401", "403", "404", "409", "422"} <= set(send)

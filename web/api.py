@@ -248,6 +248,28 @@ async def goto(request: Request, actor: str) -> Response:
     return await _operate(request, "goto", actor, thread, step)
 
 
+async def reassign(request: Request, actor: str) -> Response:
+    """Hand a part of the instance's open approval to someone else (`Engine.reassign`)."""
+    body = await _body(request)
+    to = _optional_str(body, "to") or ""  # the engine says what is missing, after who sees
+    board = dashboard(request)
+    view = await run_in_threadpool(
+        lambda: board.engine.reassign(
+            request.path_params["instance_id"],
+            to,
+            actor=actor,
+            reason=_optional_str(body, "reason"),
+            thread=_optional_str(body, "thread"),
+            event=_optional_str(body, "event"),
+            of=_optional_str(body, "of"),
+            wait_key=_optional_str(body, "wait_key"),
+            via="api",
+        )
+    )
+    board.changed()
+    return _instance_json(view)
+
+
 async def approvals(request: Request, actor: str) -> Response:
     """What the caller may be asked to decide, oldest first, over all pages (`total`)."""
     params = request.query_params
@@ -308,6 +330,7 @@ routes = [
     Route("/instances/{instance_id}/retry", endpoint(retry), methods=["POST"]),
     Route("/instances/{instance_id}/cancel", endpoint(cancel), methods=["POST"]),
     Route("/instances/{instance_id}/goto", endpoint(goto), methods=["POST"]),
+    Route("/instances/{instance_id}/reassign", endpoint(reassign), methods=["POST"]),
     Route("/{rest:path}", not_found),
 ]
 
@@ -648,6 +671,31 @@ OPENAPI: dict[str, Any] = {
                     "200": _instance_ok(),
                     "409": _err("No such thread or step, or its stored state cannot be read"),
                     "422": _err("thread and step are required"),
+                },
+                [_ID],
+            )
+        },
+        "/api/instances/{instance_id}/reassign": {
+            "post": _op(
+                "Hand a part of the open approval to someone else (the actor's own part, or, "
+                "for an operator, the part of `of`)",
+                {
+                    "type": "object",
+                    "required": ["to"],
+                    "properties": {
+                        "to": {"type": "string"},
+                        "of": {"type": "string"},
+                        "reason": {"type": "string"},
+                        "thread": {"type": "string"},
+                        "event": {"type": "string"},
+                        "wait_key": {"type": "string"},
+                    },
+                },
+                {
+                    "200": _instance_ok("Handed over"),
+                    "403": _err("The actor may not hand this part over, or not to that person"),
+                    "409": _err("No open approval, or several (name thread and event)"),
+                    "422": _err("A group, oneself, or someone who decides it already"),
                 },
                 [_ID],
             )

@@ -29,6 +29,7 @@ from signoff.web import (
     instances,
     links,
     metrics,
+    reassign,
     slack,
     workflows,
 )
@@ -190,6 +191,10 @@ def create_app(
         Route("/instances/{instance_id}/cancel", instance.cancel, methods=["POST"]),
         Route("/instances/{instance_id}/goto", instance.goto, methods=["POST"]),
         Route("/instances/{instance_id}/link", instance.make_link, methods=["POST"]),
+        Route("/instances/{instance_id}/reassign", reassign.on_instance, methods=["POST"]),
+        Route("/approvals/reassign", reassign.in_inbox, methods=["POST"]),
+        Route("/away", reassign.away, methods=["GET"]),
+        Route("/away", reassign.set_away, methods=["POST"]),
         Route("/link/{token}", links.page, methods=["GET"]),
         Route("/link/{token}", links.decide, methods=["POST"]),
         Route("/approvals", approvals.page, methods=["GET"]),

@@ -471,8 +471,8 @@ def cmd_link(args: argparse.Namespace, out: TextIO) -> int:
             "approval links are signed with the server's secret key: set SIGNOFF_SECRET_KEY "
             "to the one `signoff serve` uses"
         )
-    if not 0 < args.hours <= 24 * 30:
-        raise ConfigError("--hours is between 1 and 720")
+    if not 0 < args.hours <= 24 * 7:
+        raise ConfigError("--hours is between 1 and 168 (a link lives 7 days at most)")
     engine = make_engine(args)
     try:
         url = approval_link(
@@ -933,7 +933,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--approver", required=True, help="who decides with it (a user name)")
     p.add_argument("--event", help="the approval's event, when the instance waits for several")
     p.add_argument("--thread", help="the thread, when several wait for the same event")
-    p.add_argument("--hours", type=float, default=72, help="how long it works (default 72)")
+    p.add_argument(
+        "--hours", type=float, default=72, help="how long it works (default 72, at most 168)"
+    )
     p.add_argument(
         "--base-url",
         default=os.environ.get("SIGNOFF_BASE_URL", "http://127.0.0.1:8000"),

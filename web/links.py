@@ -1,40 +1,65 @@
 """Approval links: a signed, expiring, single-use link for one approver and one wait, to send by
 e-mail or chat.
 
-The link names its approver, the instance, thread, event and the wait's key (so it dies with
-that round of the wait), a random id and when it expires; it is signed with the app's secret
-key (itsdangerous), so nobody can make or alter one without it. Opening it (GET) only shows the
-request and a form: a mail scanner that follows every link decides nothing. The decision is a
-POST from that form, made as the approver named in the link (the engine checks that they may
-decide, as for any other surface), recorded `via="link"`, and spends the link's id in the
-database, so it works once, in every process. It works without signing in (a session may have
-expired since the mail was sent), and only for its approver: a browser signed in as someone
-else is refused.
+The link names its addressee, the instance, thread, event and the wait's key (so it dies with
+that opening of the wait), a random id and when it expires (7 days at most); it is signed with
+the app's secret key (itsdangerous), so nobody can make or alter one without it.
+
+- Opening it (GET, HEAD) only shows the request and a confirm form, and changes nothing: mail
+  scanners and chat previews fetch every link they see.
+- Only the POST of that form decides. Its CSRF token is derived from the link itself (an HMAC
+  of the link's id with the secret key, bound to this page), so a visitor who is not signed in,
+  or whose browser keeps no cookie, can use it; the security middleware refuses a write from
+  another site (Origin, Sec-Fetch-Site) before it gets here.
+- It decides as its addressee and nobody else, through the engine like any surface (who may
+  decide, quorum by distinct people, `allow_self=False`, hand-overs), recorded as
+  `decision <addressee> via link` with the link's id in the history; its id is spent in the
+  database, so it works once, in every process.
+- A browser signed in as someone else is refused, and decides nothing. Signed out, the link
+  acts as its addressee: a link is a credential of the person it is addressed to, like their
+  password, and is delivered to them alone.
+
+Every bad link (forged, altered, expired, used, for an earlier opening of the wait, for someone
+else) gets a page that says why, with a 4xx status, and changes nothing.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
 from itsdangerous import BadSignature, URLSafeSerializer
-from signoff.engine import Engine, InstanceView, NotAllowed, NotWaiting, SignoffError, WaitView
+from signoff.engine import (
+    Engine,
+    InstanceView,
+    NotAllowed,
+    NotWaiting,
+    SignoffError,
+    WaitView,
+    text_problem,
+)
 from signoff.web.actions import plain
-from signoff.web.auth import checked_form, chrome, current_user
+from signoff.web.auth import UnstorableText, chrome, current_user
 from signoff.web.errors import status_for
 from signoff.web.render import Flash, template
+from signoff.web.security import read_capped
 from signoff.web.state import dashboard, root_of
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import Response
 
 SALT = "signoff.approval-link"
 DEFAULT_LIFETIME = timedelta(days=3)
-MAX_LIFETIME = timedelta(days=30)
+MAX_LIFETIME = timedelta(days=7)
 MAX_TOKEN = 2000
+FORM_FIELD = "link_form"  # the link-bound CSRF token of the confirm form
+MAX_FORM_FIELDS = 8
 
 
 @dataclass(frozen=True)
@@ -164,6 +189,20 @@ def _find(
 # --- the pages ------------------------------------------------------------------------------
 
 
+def form_token(secret_key: str, claim: LinkClaim) -> str:
+    """The confirm form's CSRF token: bound to this one link (its id, instance and wait)."""
+    message = f"{SALT}.form:{claim.nonce}:{claim.instance_id}:{claim.wait_key}".encode()
+    return hmac.new(secret_key.encode(), message, hashlib.sha256).hexdigest()
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Why a link cannot be used now: the page's sentence and its status."""
+
+    status: int
+    text: str
+
+
 @dataclass(frozen=True)
 class LinkPage:
     claim: LinkClaim | None
@@ -174,6 +213,8 @@ class LinkPage:
     deadline: datetime | None
     token: str
     done: Flash | None = None
+    asked_by: str | None = None  # who started the instance (None: a program)
+    form: str = ""  # the confirm form's link-bound token
 
     @property
     def title(self) -> str:
@@ -192,50 +233,66 @@ class LinkPage:
         return bool(info.get("require_reason", True))
 
 
-def _problem_status(problem: str | None, claim: LinkClaim | None) -> int:
-    if problem is None:
-        return 200
-    if claim is None:
-        return 404
-    return 410 if "expired" in problem or "used" in problem or "decided" in problem else 403
+STRAY_FORM = "This form did not come from this link's page: open the link and confirm there."
+INVALID = Problem(404, "This link is not valid: it may have been cut short or changed.")
 
 
-def _check(request: Request, token: str) -> tuple[LinkClaim | None, str | None]:
-    """The link's claim, and why it cannot be used now (None: it can)."""
+def _check(request: Request, token: str) -> tuple[LinkClaim | None, Problem | None]:
+    """The link's claim, and why it cannot be used now (None: it can, as far as the link and
+    the browser go; `_build` asks the engine about the wait)."""
     board = dashboard(request)
     claim = read_token(board.secret_key, token)
     if claim is None:
-        return None, "This link is not valid: it may have been cut short or changed."
+        return None, INVALID
     now = board.engine.clock()
     if now >= claim.expires_at:
         when = claim.expires_at.strftime("%Y-%m-%d %H:%M UTC")
-        return claim, f"This link expired at {when}. Ask for a new one, or sign in to decide."
+        return claim, Problem(
+            410, f"This link expired at {when}. Ask for a new one, or sign in to decide."
+        )
     user = current_user(request)
     if user is not None and user != claim.approver and not board.open_access:
-        return claim, (
-            f"This link is for {claim.approver}, and this browser is signed in as {user}. "
-            "A link decides only as the person it was made for."
+        return claim, Problem(
+            403,
+            f"This link is for {claim.approver}; you are signed in as {user}. A link decides "
+            "only as the person it was made for: nothing was decided.",
         )
     return claim, None
 
 
-def _build(engine: Engine, claim: LinkClaim, token: str, problem: str | None) -> LinkPage:
+def _build(
+    engine: Engine, secret_key: str, claim: LinkClaim, token: str, problem: Problem | None
+) -> tuple[LinkPage, Problem | None]:
     try:
         view = engine.get(claim.instance_id)
     except SignoffError as exc:
-        return LinkPage(claim, None, None, plain(exc), {}, None, token)
+        return LinkPage(claim, None, None, plain(exc), {}, None, token), Problem(
+            status_for(exc), plain(exc)
+        )
     spent = engine.spent_at(claim.nonce)
     if problem is None and spent is not None:
-        problem = f"This link was already used, at {spent.strftime('%Y-%m-%d %H:%M UTC')}."
+        when = spent.strftime("%Y-%m-%d %H:%M UTC")
+        problem = Problem(410, f"This link was already used, at {when}.")
     _, wait = _find(view, claim.thread, claim.event, claim.wait_key)
     if problem is None and wait is None:
-        outcome = engine.outcome(claim.instance_id)
-        problem = f"This request has already been decided: the instance is {outcome.label}."
+        _, later = _find(view, claim.thread, claim.event, None)
+        if later is not None:
+            problem = Problem(
+                410,
+                "This link is for an earlier round of this request, which is over; "
+                "the request open now has links of its own.",
+            )
+        else:
+            outcome = engine.outcome(claim.instance_id)
+            problem = Problem(
+                410, f"This request has already been decided: the instance is {outcome.label}."
+            )
     if problem is None:
         refusal = engine.decision_refusals(claim.instance_id, claim.approver).get(
             (claim.thread, claim.event)
         )
-        problem = refusal or None
+        if refusal:
+            problem = Problem(403, refusal[:1].upper() + refusal[1:] + ".")
     cls = engine.workflows.get(view.workflow)
     summary = cls.summarize(view.data) if cls is not None else {}
     deadline = None
@@ -244,24 +301,24 @@ def _build(engine: Engine, claim: LinkClaim, token: str, problem: str | None) ->
             for w in t.waits:
                 if w.kind == "timeout" and w.due_at and (deadline is None or w.due_at < deadline):
                     deadline = w.due_at
-    return LinkPage(claim, view, wait, problem, summary, deadline, token)
+    started = next((h for h in engine.history(claim.instance_id) if h.kind == "started"), None)
+    page = LinkPage(
+        claim,
+        view,
+        wait,
+        problem.text if problem else None,
+        summary,
+        deadline,
+        token,
+        asked_by=started.actor if started else None,
+        form=form_token(secret_key, claim),
+    )
+    return page, problem
 
 
-async def page(request: Request) -> Response:
-    """GET: the request and the form; deciding needs the POST (a link scanner only GETs)."""
-    token = request.path_params["token"]
-    board = dashboard(request)
-    claim, problem = _check(request, token)
-    if claim is None:
-        context = LinkPage(None, None, None, problem, {}, None, "")
-    else:
-        context = await run_in_threadpool(_build, board.engine, claim, token, problem)
+def _respond(request: Request, context: LinkPage, status: int) -> Response:
     response = template(
-        request,
-        "pages/link.html",
-        context,
-        chrome(request, "link"),
-        status_code=_problem_status(context.problem, claim),
+        request, "pages/link.html", context, chrome(request, "link"), status_code=status
     )
     # the token is a credential: Referrer-Policy stays same-origin (never sent to other
     # sites; "no-referrer" would make the browser send `Origin: null`, and the form be refused)
@@ -269,32 +326,58 @@ async def page(request: Request) -> Response:
     return response
 
 
-async def decide(request: Request) -> Response:
-    """POST: decide as the link's approver, once."""
+async def page(request: Request) -> Response:
+    """GET: the request and the confirm form. It never decides: a link scanner only GETs."""
     token = request.path_params["token"]
-    form = await checked_form(request)
     board = dashboard(request)
     claim, problem = _check(request, token)
-    decision = form.get("decision")
-    raw = form.get("reason")
-    reason = raw.strip()[:2000] if isinstance(raw, str) else ""
     if claim is None:
-        context = LinkPage(None, None, None, problem, {}, None, "")
-        return template(
-            request, "pages/link.html", context, chrome(request, "link"), status_code=404
-        )
-    status = 200
-    done: Flash | None = None
-    if problem is None and decision not in ("approve", "deny"):
-        problem, status = "Choose Approve or Deny.", 400
-    if problem is None:
+        return _respond(request, LinkPage(None, None, None, INVALID.text, {}, None, ""), 404)
+    context, problem = await run_in_threadpool(
+        _build, board.engine, board.secret_key, claim, token, problem
+    )
+    return _respond(request, context, problem.status if problem else 200)
 
-        def run() -> tuple[int, Flash | None, str | None]:
+
+async def _link_form(request: Request, secret_key: str, claim: LinkClaim) -> FormData | None:
+    """The posted confirm form, when it carries this link's token (else None)."""
+    await read_capped(request, dashboard(request).max_body)
+    form = await request.form(max_files=0, max_fields=MAX_FORM_FIELDS)
+    given = form.get(FORM_FIELD)
+    expected = form_token(secret_key, claim)
+    if not (isinstance(given, str) and hmac.compare_digest(given.encode(), expected.encode())):
+        return None
+    for key, value in form.multi_items():
+        problem = text_problem(value, f"The field {key[:40]!r}") if isinstance(value, str) else None
+        if problem:
+            raise UnstorableText(problem + ".")
+    return form
+
+
+async def decide(request: Request) -> Response:
+    """POST from the confirm form: decide as the link's addressee, once."""
+    token = request.path_params["token"]
+    board = dashboard(request)
+    claim, problem = _check(request, token)
+    if claim is None:
+        return _respond(request, LinkPage(None, None, None, INVALID.text, {}, None, ""), 404)
+    form = await _link_form(request, board.secret_key, claim)
+    # a form from elsewhere: refused, but a link that cannot be used says why first
+    stray = None if form is not None else Problem(403, STRAY_FORM)
+    decision = form.get("decision") if form is not None else None
+    raw = form.get("reason") if form is not None else None
+    reason = raw.strip()[:2000] if isinstance(raw, str) else ""
+    if problem is None and stray is None and decision not in ("approve", "deny"):
+        problem = Problem(400, "Choose Approve or Deny.")
+    done: Flash | None = None
+    if problem is None and stray is None:
+
+        def run() -> tuple[Flash | None, Problem | None]:
             engine = board.engine
             if not engine.spend_once(claim.nonce, claim.expires_at + timedelta(days=1)):
                 spent = engine.spent_at(claim.nonce)
                 when = spent.strftime("%Y-%m-%d %H:%M UTC") if spent else "before"
-                return 410, None, f"This link was already used, at {when}."
+                return None, Problem(410, f"This link was already used, at {when}.")
             try:
                 view = engine.send(
                     claim.instance_id,
@@ -304,34 +387,29 @@ async def decide(request: Request) -> Response:
                     thread=claim.thread,
                     via="link",
                     wait_key=claim.wait_key,
+                    link=claim.nonce,
                 )
             except SignoffError as exc:
                 engine.refund_once(claim.nonce)  # nothing happened: the link may try again
-                return status_for(exc), None, plain(exc)
+                return None, Problem(status_for(exc), plain(exc))
             verb = "Approved" if decision == "approve" else "Denied"
-            return (
-                200,
-                Flash(
-                    "ok",
-                    f"{verb} as {claim.approver}. The instance is now "
-                    f"{view.status}. This link cannot be used again.",
-                ),
-                None,
-            )
+            return Flash(
+                "ok",
+                f"{verb} as {claim.approver}. The instance is now "
+                f"{view.status}. This link cannot be used again.",
+            ), None
 
-        status, done, problem = await run_in_threadpool(run)
+        done, problem = await run_in_threadpool(run)
         board.changed()
-    else:
-        status = _problem_status(problem, claim) if status == 200 else status
-    context = await run_in_threadpool(_build, board.engine, claim, token, None if done else problem)
-    if done is not None:
-        context = LinkPage(**{**vars(context), "problem": None, "done": done})
-    elif problem is not None and context.problem is None:
-        context = LinkPage(**{**vars(context), "problem": problem})
-    response = template(
-        request, "pages/link.html", context, chrome(request, "link"), status_code=status
+    context, found = await run_in_threadpool(
+        _build, board.engine, board.secret_key, claim, token, None if done else problem
     )
-    return response
+    if done is not None:
+        return _respond(request, replace(context, problem=None, done=done), 200)
+    problem = found or stray
+    if problem is not None and context.problem is None:
+        context = replace(context, problem=problem.text)
+    return _respond(request, context, problem.status if problem else 200)
 
 
 def link_url(request: Request, token_path: str) -> str:

@@ -1,5 +1,6 @@
-"""`POST /slack/interactions`: Approve / Deny clicks and the deny reason form, from Slack; for
-a gated call (`signoff.engine.agents`), "Edit and approve" and its form of the arguments.
+"""`POST /slack/interactions`: Approve / Deny / Reassign clicks, the deny reason form and the
+reassign form (a user picker: the clicker hands their part to that person), from Slack; for a
+gated call (`signoff.engine.agents`), "Edit and approve" and its form of the arguments.
 
 Order of the checks, each of which refuses with a 4xx and changes nothing:
 1. the body is at most `MAX_BODY` bytes;
@@ -50,6 +51,7 @@ from signoff.engine import (
 from signoff.engine import SLACK_APPROVE_ACTION as APPROVE_ACTION
 from signoff.engine import SLACK_DENY_ACTION as DENY_ACTION
 from signoff.engine import SLACK_EDIT_ACTION as EDIT_ACTION
+from signoff.engine import SLACK_REASSIGN_ACTION as REASSIGN_ACTION
 from signoff.web.security import BodyTooLargeError, read_capped
 from signoff.web.state import dashboard
 from slack_sdk.signature import Clock, SignatureVerifier
@@ -70,6 +72,9 @@ EDIT_VIEW = "signoff_edit"  # a gated call's arguments, edited, then approved
 ARGUMENTS_BLOCK = "arguments"
 ARGUMENTS_ACTION = "arguments"
 MAX_ARGUMENTS_TEXT = 3000  # Slack's limit for a text input
+REASSIGN_VIEW = "signoff_reassign"
+TO_BLOCK = "to"
+TO_ACTION = "to"
 SLACK_ID = re.compile(r"[A-Z0-9]{2,40}")
 WORKERS = 2
 
@@ -240,7 +245,8 @@ async def _clicked(engine: Engine, slack: SlackApp, payload: dict[str, Any]) -> 
     action = actions[0]
     approve = action.get("action_id") == APPROVE_ACTION
     edit = action.get("action_id") == EDIT_ACTION
-    if not approve and not edit and action.get("action_id") != DENY_ACTION:
+    reassign = action.get("action_id") == REASSIGN_ACTION
+    if not approve and not edit and not reassign and action.get("action_id") != DENY_ACTION:
         raise Refused(400, "this is not one of signoff's buttons")
     target = read_slack_button(action.get("value"))
     if target is None:
@@ -267,6 +273,10 @@ async def _clicked(engine: Engine, slack: SlackApp, payload: dict[str, Any]) -> 
     if edit:
         view = _edit_form(target, channel, message_ts, await _proposed(engine, target))
         slack.later(lambda: _open_form(slack, trigger, view, channel, user))
+        return Response(status_code=200)
+    if reassign:
+        form = _reassign_form(target, channel, message_ts)
+        slack.later(lambda: _open_form(slack, trigger, form, channel, user))
         return Response(status_code=200)
     needs_reason = await run_in_threadpool(
         engine.deny_needs_reason, target["instance_id"], target["thread"], target["event"]
@@ -426,19 +436,76 @@ def _open_form(
         slack.ephemeral(channel, user, "Slack did not open the deny form; please click again.")
 
 
-async def _submitted(engine: Engine, slack: SlackApp, payload: dict[str, Any]) -> Response:
-    view = payload.get("view")
-    if not isinstance(view, dict) or view.get("callback_id") not in (DENY_VIEW, EDIT_VIEW):
-        raise Refused(400, "this is not one of signoff's forms")
+def _reassign_form(target: dict[str, str], channel: str, message_ts: str) -> dict[str, Any]:
+    metadata = json.dumps({**target, "channel": channel, "ts": message_ts}, separators=(",", ":"))
+    return {
+        "type": "modal",
+        "callback_id": REASSIGN_VIEW,
+        "private_metadata": metadata,
+        "title": {"type": "plain_text", "text": "Reassign"},
+        "submit": {"type": "plain_text", "text": "Hand over"},
+        "close": {"type": "plain_text", "text": "Cancel"},
+        "blocks": [
+            {
+                "type": "input",
+                "block_id": TO_BLOCK,
+                "label": {"type": "plain_text", "text": "Hand your part of this to"},
+                "element": {"type": "users_select", "action_id": TO_ACTION},
+            },
+            {
+                "type": "input",
+                "block_id": REASON_BLOCK,
+                "optional": True,
+                "label": {"type": "plain_text", "text": "Why (kept in the history)"},
+                "element": {
+                    "type": "plain_text_input",
+                    "action_id": REASON_ACTION,
+                    "max_length": 2000,
+                },
+            },
+        ],
+    }
+
+
+def _hand_over(
+    engine: Engine, slack: SlackApp, target: dict[str, str], to: str, reason: str, user: str
+) -> None:
+    """Hand the clicker's part to `to` (on a worker); a refusal goes to the clicker."""
+    try:
+        engine.reassign(
+            target["instance_id"],
+            engine.slack_actor(to),
+            actor=engine.slack_actor(user),
+            reason=reason or None,
+            thread=target["thread"],
+            event=target["event"],
+            wait_key=target["key"],
+            via="slack",
+        )
+    except SignoffError as exc:
+        slack.ephemeral(target.get("channel"), user, _sentence(str(exc)))
+
+
+def _form_target(view: dict[str, Any]) -> dict[str, str]:
     try:
         meta = json.loads(str(view.get("private_metadata") or ""))
     except ValueError:
         meta = None
     keys = {"instance_id", "key", "event", "thread", "channel", "ts"}
     if not isinstance(meta, dict) or set(meta) != keys:
-        raise Refused(400, "the form does not say which approval it denies")
+        raise Refused(400, "the form does not say which approval it is about")
     if not all(isinstance(v, str) and v for v in meta.values()):
-        raise Refused(400, "the form does not say which approval it denies")
+        raise Refused(400, "the form does not say which approval it is about")
+    return meta
+
+
+async def _submitted(engine: Engine, slack: SlackApp, payload: dict[str, Any]) -> Response:
+    view = payload.get("view")
+    if isinstance(view, dict) and view.get("callback_id") == REASSIGN_VIEW:
+        return await _reassigned(engine, slack, payload, view)
+    if not isinstance(view, dict) or view.get("callback_id") not in (DENY_VIEW, EDIT_VIEW):
+        raise Refused(400, "this is not one of signoff's forms")
+    meta = _form_target(view)
     user = str(_text(payload, "user", "id"))
     block, decision = _decision_of(view)
     if isinstance(decision, str):
@@ -472,6 +539,30 @@ def _decision_of(view: dict[str, Any]) -> tuple[str, dict[str, Any] | str]:
     if not isinstance(arguments, dict):
         return ARGUMENTS_BLOCK, 'Write the arguments as a JSON object, like {"amount": 30}.'
     return ARGUMENTS_BLOCK, {"approved": True, "arguments": arguments}
+
+
+async def _reassigned(
+    engine: Engine, slack: SlackApp, payload: dict[str, Any], view: dict[str, Any]
+) -> Response:
+    meta = _form_target(view)
+    to = _dig(view, "state", "values", TO_BLOCK, TO_ACTION, "selected_user")
+    reason = _dig(view, "state", "values", REASON_BLOCK, REASON_ACTION, "value")
+    if not isinstance(to, str) or not SLACK_ID.fullmatch(to):
+        return JSONResponse(
+            {"response_action": "errors", "errors": {TO_BLOCK: "Choose the person to hand it to."}}
+        )
+    if reason is not None and not isinstance(reason, str):
+        raise Refused(400, "the reason is not text")
+    user = str(_text(payload, "user", "id"))
+    target = {k: meta[k] for k in ("instance_id", "key", "event", "thread")}
+    refusal = await _refusal(
+        engine, target, {"approved": True}, engine.slack_actor(user), meta["channel"], meta["ts"]
+    )
+    if refusal is not None:  # shown under the person field; the form stays open
+        return JSONResponse({"response_action": "errors", "errors": {TO_BLOCK: refusal[1][:150]}})
+    target["channel"] = meta["channel"]
+    slack.later(lambda: _hand_over(engine, slack, target, to, reason or "", user))
+    return Response(status_code=200)  # an empty 200 closes the form
 
 
 # --- small helpers -------------------------------------------------------------------------------

@@ -234,21 +234,78 @@ class Authority:
         starter: str | None,
         allow_self: bool,
         voters: Iterable[str] = (),
+        excused: Iterable[str] = (),
     ) -> None:
         """Raise NotAllowed unless `actor` may decide an approval that `approvers` (None: anyone)
-        may decide now, started by `starter`, on which `voters` have already voted."""
+        may decide now, started by `starter`, on which `voters` have already voted; `excused`
+        handed their part to someone else (see `core.handover`)."""
         if actor is None:
             return
         if approvers is not None and not self.matches(actor, approvers):
             raise NotAllowed(
                 f"{actor} may not decide this: only {', '.join(approvers) or 'nobody'} may"
             )
+        if any(self.same_person(actor, e) for e in excused):
+            raise NotAllowed(f"{actor} handed their part of this to someone else")
         if not allow_self and starter is not None and self.same_person(actor, starter):
             raise NotAllowed(
                 f"{actor} started this instance and may not decide it (separation of duties)"
             )
         if any(self.same_person(actor, v) for v in voters if v):
             raise NotAllowed(f"{actor} has already voted on this; each approver votes once")
+
+    def check_handover(
+        self,
+        actor: str | None,
+        giver: str,
+        to: str,
+        *,
+        deciders: Sequence[str] | None,
+        starter: str | None,
+        allow_self: bool,
+        voters: Sequence[str] = (),
+        excused: Iterable[str] = (),
+    ) -> None:
+        """Raise unless `actor` may hand `giver`'s part of an approval to `to`: the giver holds
+        a part (may decide it now, by `deciders` after earlier hand-overs) and has not voted
+        with it; the actor is the giver, deciding it themselves, or an operator; `to` is one
+        person (never a group), not the giver nor the actor, not the starter of an approval
+        with `allow_self=False`, and neither decides it already nor has voted on it. Refusals
+        are `NotAllowed` (who may not) or `InvalidData` (a hand-over that makes no sense)."""
+        problem = name_problem(to, "the person to hand it to")
+        if problem:
+            raise InvalidData(problem)
+        excused = list(excused)
+        if deciders is None:
+            raise InvalidData("anyone may decide this: there is no part to hand over")
+        if not self.is_operator(actor):
+            assert actor is not None  # the program is an operator
+            if not self.same_person(actor, giver):
+                raise NotAllowed(
+                    f"{actor} may not hand over {giver}'s part: only {giver} or an operator may"
+                )
+            self.check_decision(
+                actor,
+                deciders,
+                starter=starter,
+                allow_self=allow_self,
+                voters=voters,
+                excused=excused,
+            )
+        if not self.matches(giver, deciders) or any(self.same_person(giver, e) for e in excused):
+            raise NotAllowed(f"{giver} may not decide this, so has no part to hand over")
+        if any(self.same_person(giver, v) for v in voters):
+            raise NotAllowed(f"{giver} has already voted on this: their part is spent")
+        if self.same_person(to, giver) or (actor is not None and self.same_person(to, actor)):
+            raise InvalidData(f"{to} cannot hand a part to themselves")
+        if not allow_self and starter is not None and self.same_person(to, starter):
+            raise NotAllowed(
+                f"{to} started this instance and may not decide it (separation of duties)"
+            )
+        if any(self.same_person(to, v) for v in voters):
+            raise NotAllowed(f"{to} has already voted on this; each approver votes once")
+        if self.matches(to, deciders) and not any(self.same_person(to, e) for e in excused):
+            raise InvalidData(f"{to} may already decide this: hand it to someone who may not")
 
 
 def approvers_now(

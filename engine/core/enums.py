@@ -81,3 +81,4 @@ class HistoryKind(StrEnum):
     TIMER_FAILED = "timer failed"
     TIMER_DISCARDED = "timer discarded"
     TIMER_DROPPED = "timer dropped"
+    REASSIGNED = "reassigned"  # a part of an approval handed to someone else

@@ -12,6 +12,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ValidationError
 from signoff.engine.core.authority import Authority, approvers_now, checked_reason
 from signoff.engine.core.finite import finite_problem
+from signoff.engine.core.handover import ANNOUNCE_KEY, HandOver, handovers, routed
 from signoff.engine.core.notices import ApprovalNotice, Message, Notifier, Vote, slack_targets
 from signoff.engine.core.state import Ending
 from signoff.engine.errors import EventRejected, InvalidData, NotAllowed
@@ -212,9 +213,22 @@ class Approval(Handler):
         )
 
     def current_approvers(self, wait: WaitInfo) -> list[str] | None:
-        """Who may decide now: the approvers, joined by `escalate_to` once escalated; None
-        when anyone may."""
-        return approvers_now(self.approvers, self.escalate_to, self.escalated(wait))
+        """Who may decide now: the approvers, joined by `escalate_to` once escalated, after
+        every hand-over (see `handovers`); None when anyone may."""
+        return self._routed(wait)[0]
+
+    def handovers(self, wait: WaitInfo) -> list[HandOver]:
+        """The hand-overs of this opening of the wait, oldest first (`Engine.reassign`, and
+        delegations made when it began)."""
+        return handovers(wait.stored)
+
+    def _routed(self, wait: WaitInfo) -> tuple[list[str] | None, set[str]]:
+        authority = wait.services.authority
+        return routed(
+            approvers_now(self.approvers, self.escalate_to, self.escalated(wait)),
+            self.handovers(wait),
+            authority.identities,
+        )
 
     def votes(self, wait: WaitInfo) -> list[Vote]:
         """The approvals cast so far towards `required`."""
@@ -242,12 +256,28 @@ class Approval(Handler):
         return None
 
     def _authorize(self, wait: WaitInfo, actor: str | None) -> None:
+        deciders, excused = self._routed(wait)
         wait.services.authority.check_decision(
             actor,
-            self.current_approvers(wait),
+            deciders,
             starter=wait.starter,
             allow_self=self.allow_self,
             voters=[v.actor for v in self.votes(wait) if v.actor],
+            excused=excused,
+        )
+
+    def check_handover(self, wait: WaitInfo, actor: str | None, giver: str, to: str) -> None:
+        """Raise unless `actor` may hand `giver`'s part of this wait to `to` (`Authority`)."""
+        deciders, excused = self._routed(wait)
+        wait.services.authority.check_handover(
+            actor,
+            giver,
+            to,
+            deciders=deciders,
+            starter=wait.starter,
+            allow_self=self.allow_self,
+            voters=[v.actor for v in self.votes(wait) if v.actor],
+            excused=excused,
         )
 
     def check(self, wait: WaitInfo, payload: dict[str, Any], actor: str | None) -> None:
@@ -292,16 +322,22 @@ class Approval(Handler):
     def setup(self, wait: WaitInfo) -> dict[str, Any] | None:
         """Announce the approval (a Slack message with Approve / Deny buttons) in its
         `slack_channel`, or else to each approver who has a Slack id; store where it went."""
+        kept = dict(wait.stored) if wait.stored else None  # hand-overs made as it began
+        if kept is not None:
+            kept.pop(ANNOUNCE_KEY, None)  # the announcement goes to whoever decides now
         notifier = wait.services.notifier
         if notifier is None:
-            return None
+            return kept
         approvers = self.current_approvers(wait)
         if wait.services.learn_slack_ids is not None and approvers and not self.slack_channel:
             wait.services.learn_slack_ids(approvers)
         targets = slack_targets(self.slack_channel, approvers, wait.services.authority)
         if not targets:
-            return None
-        stored: dict[str, Any] = {"slack_messages": notifier.announce(self.notice(wait), targets)}
+            return kept
+        stored: dict[str, Any] = {
+            **(kept or {}),
+            "slack_messages": notifier.announce(self.notice(wait), targets),
+        }
         if wait.deadline is not None:
             stored["deadline"] = wait.deadline.isoformat()
         return stored
@@ -347,8 +383,10 @@ class Approval(Handler):
             times.append(wait.began_at + self.remind_every * (int(stored.get("reminders", 0)) + 1))
         if self.escalate_after and self.escalate_to and not stored.get("escalated"):
             times.append(wait.began_at + self.escalate_after)
-        if self._message_behind(stored):
-            times.append(wait.began_at)  # at once: a vote came in since the message was edited
+        if self._message_behind(stored) or stored.get(ANNOUNCE_KEY):
+            # at once: a vote or a hand-over came since the message was edited, or someone
+            # was handed a part and is not told yet
+            times.append(wait.began_at)
         return min(times) if times else None
 
     def on_due(self, wait: WaitInfo) -> FireEvent | dict[str, Any]:
@@ -370,11 +408,30 @@ class Approval(Handler):
                 stored["reminders"] = rung
                 stored["reminded_at"] = now.isoformat()
                 stored.update(self.notify(replace(wait, stored=stored), "reminder", stored) or {})
+        if stored.get(ANNOUNCE_KEY):
+            stored.update(self.tell_receivers(replace(wait, stored=stored)))
         notifier, messages = wait.services.notifier, _messages(stored)
         if notifier is not None and messages and self._message_behind(stored):
             notifier.update(messages, self.notice(replace(wait, stored=stored)))
             stored["slack_shown"] = _shown(stored)
         return stored
+
+    def tell_receivers(self, wait: WaitInfo) -> dict[str, Any]:
+        """Tell the people handed a part (`stored["announce_to"]`) on their channels, the way
+        a new wait tells its approvers (a direct message with the buttons); returns the keys
+        to merge into what the wait stores. Runs when due, after the hand-over's commit, and
+        again should it fail; the announcement of a channel is edited to show the new names."""
+        stored = dict(wait.stored or {})
+        pending = [p for p in stored.pop(ANNOUNCE_KEY, None) or [] if isinstance(p, str)]
+        notifier = wait.services.notifier
+        deciders = self.current_approvers(wait) or []
+        people = [p for p in pending if p in deciders]  # handed on again since: not theirs now
+        if notifier is not None and people:
+            targets = slack_targets(None, people, wait.services.authority)
+            if targets:
+                posted = notifier.announce(self.notice(wait), targets)
+                stored["slack_messages"] = [*_messages(stored), *posted]
+        return {**stored, ANNOUNCE_KEY: []}
 
     def _message_behind(self, stored: Mapping[str, Any]) -> bool:
         """Whether the announcement shows fewer votes, or an older escalation, than there are."""
@@ -497,5 +554,9 @@ def _messages(stored: Mapping[str, Any] | None) -> list[Message]:
 
 
 def _shown(stored: Mapping[str, Any]) -> list[Any]:
-    """What an up-to-date announcement shows: how many votes, and whether it escalated."""
-    return [len(stored.get("votes", [])), bool(stored.get("escalated"))]
+    """What an up-to-date announcement shows: how many votes, whether it escalated, and how
+    many hand-overs (who may decide)."""
+    shown: list[Any] = [len(stored.get("votes", [])), bool(stored.get("escalated"))]
+    if stored.get("handovers"):
+        shown.append(len(stored["handovers"]))
+    return shown

@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import ValidationError
 from signoff.engine.core.enums import HistoryKind, Status, ThreadStatus
+from signoff.engine.core.handover import handovers, routed
 from signoff.engine.core.records import Record, Stored, WaitRecord
 from signoff.engine.core.state import Decided, InstanceState, Teardown, ThreadState
 from signoff.engine.core.stored import data_unreadable, read_state
@@ -160,6 +161,7 @@ class Working:
                 approvers = case.info.get("approvers")
                 if approvers is not None and (case.stored or {}).get("escalated"):
                     approvers = [*approvers, *(case.info.get("escalate_to") or [])]
+                approvers, _ = routed(approvers, handovers(case.stored))  # reassigned parts
                 records.append(
                     WaitRecord(
                         thread=thread.id,

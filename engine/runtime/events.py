@@ -50,6 +50,8 @@ class Events:
         payload: dict[str, Any],
         actor: str | None,
         via: str,
+        *,
+        link: str | None = None,
     ) -> Committed | None:
         """Apply an event to a waiting thread and commit it. Returns as `commit_change` does."""
         now = self.clock()
@@ -81,7 +83,7 @@ class Events:
                 "then retry it or move the thread with goto"
             )
         case = next(c for c in thread.cases if c.event == event)
-        self.apply(work, thread, handler, case, payload, actor, via, now)
+        self.apply(work, thread, handler, case, payload, actor, via, now, link=link)
         return self.committer.commit_change(work, now)
 
     def _wait_exists(self, work: Working, wait_name: str) -> bool:
@@ -224,6 +226,8 @@ class Events:
         actor: str | None,
         via: str,
         now: datetime,
+        *,
+        link: str | None = None,
     ) -> None:
         model = work.workflow()
         before = work.row.data
@@ -260,7 +264,8 @@ class Events:
                     actor=actor,
                     via=via,
                     message=outcome.note or None,
-                    detail={"wait": thread.at, "payload": payload},
+                    detail={"wait": thread.at, "payload": payload}
+                    | ({"link": link} if link is not None else {}),
                 )
             )
             return
@@ -288,6 +293,8 @@ class Events:
             if len(shown) <= MAX_PAYLOAD_IN_HISTORY
             else shown[:MAX_PAYLOAD_IN_HISTORY] + "...",
         }
+        if link is not None:
+            detail["link"] = link  # the approval link it came through
         reason = payload.get("reason")
         reason = reason.strip() if isinstance(reason, str) else None  # as the Decision has it
         if isinstance(approved, bool):

@@ -113,6 +113,7 @@ _TOLD: dict[str, tuple[int, Callable[[Record], str]]] = {
     "retry": (logging.INFO, lambda r: f"retry of {_named(r)}{_by(r)}"),
     "goto": (logging.INFO, lambda r: f"moved to {_named(r)}{_by(r)}"),
     "merged": (logging.INFO, lambda r: str(r.message)),
+    "reassigned": (logging.INFO, lambda r: f"{_named(r)}: {r.message}"),
 }
 
 

@@ -45,6 +45,7 @@ from signoff.engine.errors import (
 )
 from signoff.engine.runtime.commits import Committer, LostLease
 from signoff.engine.runtime.events import Events
+from signoff.engine.runtime.handovers import Away, HandOvers
 from signoff.engine.runtime.heartbeat import LeaseKeeper
 from signoff.engine.runtime.lifecycle import Lifecycle
 from signoff.engine.runtime.metrics import Metrics
@@ -67,6 +68,7 @@ class Runner:
         lease: timedelta,
         notify_due: Callable[[str, datetime], None],
         metrics: Metrics | None = None,
+        away: Away | None = None,
     ) -> None:
         self.store = store
         self.services = services
@@ -78,6 +80,7 @@ class Runner:
         )
         self.events = Events(self.lifecycle, self.committer, services.clock)
         self.timers = Timers(self.lifecycle, self.events)
+        self.handovers = HandOvers(self.lifecycle, away)
         self.deadlines = Deadlines(store, self.keeper, self.committer, self._step_failed)
         # the releases this process runs: an instance a newer release moved is left to it
         self.releases: Releases | None = None
@@ -355,6 +358,7 @@ class Runner:
         if asked:  # who was asked keeps sight of the instance once the wait is over
             detail["asked"] = asked
         work.note(Record(now, HistoryKind.WAITING, thread=thread.id, name=wait.name, detail=detail))
+        self.handovers.delegate(work, thread, wait, now)  # approvers away: to their delegates
 
     def _unblock(self, work: Working) -> bool:
         """Wake threads in WaitFor whose condition now holds."""

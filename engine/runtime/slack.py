@@ -24,6 +24,7 @@ from signoff.engine.errors import Unavailable, brief
 APPROVE_ACTION = "signoff_approve"
 DENY_ACTION = "signoff_deny"
 EDIT_ACTION = "signoff_edit"  # a gated call's "Edit and approve" (signoff.engine.agents)
+REASSIGN_ACTION = "signoff_reassign"
 ACTIONS_BLOCK = "signoff_decide"
 MAX_FIELDS = 10  # Block Kit allows ten fields in a section
 MAX_FIELD_TEXT = 300
@@ -170,16 +171,30 @@ class SlackNotifier:
                             "value": value,
                         },
                         *(
-                            [
-                                {
-                                    "type": "button",
-                                    "action_id": EDIT_ACTION,
-                                    "text": {"type": "plain_text", "text": "Edit and approve"},
-                                    "value": value,
-                                }
-                            ]
-                            if notice.edit_arguments is not None
-                            else []
+                            (
+                                [
+                                    {
+                                        "type": "button",
+                                        "action_id": EDIT_ACTION,
+                                        "text": {"type": "plain_text", "text": "Edit and approve"},
+                                        "value": value,
+                                    }
+                                ]
+                                if notice.edit_arguments is not None
+                                else []
+                            )
+                            + (
+                                []
+                                if notice.deciders is None  # anyone decides: no part to hand on
+                                else [
+                                    {
+                                        "type": "button",
+                                        "action_id": REASSIGN_ACTION,
+                                        "text": {"type": "plain_text", "text": "Reassign"},
+                                        "value": value,
+                                    }
+                                ]
+                            )
                         ),
                     ],
                 }

@@ -179,3 +179,13 @@ RELEASES = Table(
     Column("renames", Text, nullable=False),  # JSON: new name -> old names (and per wait events)
     UniqueConstraint("workflow", "fingerprint", name="uq_signoff_releases_workflow_fingerprint"),
 )
+
+# "Away until ..., send my requests to ...": set by a user on the dashboard (`Engine.set_delegate`).
+DELEGATIONS = Table(
+    "signoff_delegations",
+    METADATA,
+    Column("user", String(200), primary_key=True),
+    Column("delegate", String(200), nullable=False),
+    Column("until", UTCDateTime(), nullable=False),
+    Column("set_at", UTCDateTime(), nullable=False),
+)

@@ -75,7 +75,9 @@ def can_see(db: Any, instance_id: str, identities: Sequence[str]) -> bool:
         .limit(1)
     )
     was_asked = select(h.detail).where(
-        h.instance_id == instance_id, h.kind == "waiting", h.detail.like('%"asked"%')
+        h.instance_id == instance_id,
+        h.kind.in_(("waiting", "reassigned")),  # asked when the wait began, or handed a part
+        h.detail.like('%"asked"%'),
     )
     with db.connect() as conn:
         if conn.execute(involved).first() is not None or conn.execute(asked).first() is not None:

@@ -12,7 +12,7 @@ from alembic import op
 from signoff.engine.storage.migrations import target_schema
 
 revision = "0010"
-down_revision: str | None = "0007"
+down_revision: str | None = "0009"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,33 @@
+"""Delegations (issue 23): "away until ..., send my requests to ...", set by a user on the
+dashboard; the waits that begin meanwhile hand that user's part to the delegate.
+
+Revision ID: 0009
+Revises: 0007 (0008 once the mail outbox's revision is merged before it)
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+from signoff.engine.storage.migrations import target_schema
+
+revision = "0009"
+down_revision: str | None = "0007"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "signoff_delegations",
+        sa.Column("user", sa.String(200), primary_key=True),
+        sa.Column("delegate", sa.String(200), nullable=False),
+        sa.Column("until", sa.DateTime(), nullable=False),
+        sa.Column("set_at", sa.DateTime(), nullable=False),
+        schema=target_schema(),
+        if_not_exists=True,
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("signoff_delegations", schema=target_schema())
