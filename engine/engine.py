@@ -277,12 +277,14 @@ class Engine:
         actor: str | None,
         event: str | None = None,
         thread: str | None = None,
+        links: LinkMaker | None = None,
     ) -> str:
         """Send `person` their own link to decide the instance's open approval (by email, or a
         Slack direct message), asked for by `actor` (an operator); the link is never shown to
         the one who asks. Returns where it went ("dave by email (dave@example.com)"); the
         history says who asked, for whom and where. Raises `NotReachable` when it cannot reach
-        them, `NotAllowed` when `actor` is no operator or `person` may not decide it."""
+        them, `NotAllowed` when `actor` is no operator or `person` may not decide it. `links`
+        makes the link when the engine has no link maker of its own (no SIGNOFF_BASE_URL)."""
         _check_text(actor=actor, person=person)
         self.authority.require_operator(actor, "send someone their approval link")
         problem = name_problem(person, "the person the link is for")
@@ -303,6 +305,10 @@ class Engine:
             raise NotWaiting(f"instance {instance_id} waits for no such approval")
         _, handler, info = found[0]
         info = replace(info, moment=self._now())
+        reach = info.services.reach
+        if links is not None and reach is not None and reach.link_maker is None:
+            reach = replace(reach, link_maker=links)
+            info = replace(info, services=replace(info.services, reach=reach))
         refusal = handler.refusal(info, person)
         if refusal:
             raise NotAllowed(refusal)

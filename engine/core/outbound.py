@@ -20,9 +20,9 @@ from typing import Any, Literal
 
 from signoff.engine.core.addresses import checked_address, looks_like_address
 
-EMAIL = "email"
-SLACK = "slack"
 Channel = Literal["email", "slack"]
+EMAIL: Channel = "email"
+SLACK: Channel = "slack"
 # what a message is about: the wait began, a reminder, an escalation, someone's link
 What = Literal["approval", "reminder", "escalated", "link"]
 MAX_RECIPIENTS = 50  # beyond this many addressed approvers of one approval, the rest get none

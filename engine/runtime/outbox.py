@@ -258,10 +258,15 @@ def link_for(
     from signoff.engine.storage.outbox import outbox_row
 
     reach = info.services.reach
-    if reach is None or reach.link_maker is None:
+    if reach is None:
         raise NotReachable(
-            "links cannot be made here: set SIGNOFF_BASE_URL and SIGNOFF_SECRET_KEY (the "
-            "server's), and a mailer (SIGNOFF_SMTP_URL) or Slack to send them with"
+            f"{person}'s link cannot be sent: no mailer (SIGNOFF_SMTP_URL) and no Slack "
+            "(SLACK_BOT_TOKEN) are configured to send it with"
+        )
+    if reach.link_maker is None:
+        raise NotReachable(
+            f"{person}'s link cannot be sent: links cannot be made here; set "
+            "SIGNOFF_BASE_URL and SIGNOFF_SECRET_KEY (the server's)"
         )
     message = handler.link_message(info, person, asked_by, secrets.token_hex(8))
     if message is None:
