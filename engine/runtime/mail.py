@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
-from email.utils import format_datetime, parseaddr
+from email.utils import format_datetime, getaddresses
 from urllib.parse import unquote, urlsplit
 
 from signoff.engine.core.addresses import checked_address
@@ -64,8 +64,9 @@ class Mailer:
         self.password = unquote(parts.password) if parts.password else None
         self.timeout = timeout
         self.tls_context = tls_context or ssl.create_default_context()
-        name, address = parseaddr(sender)
-        if not address or any(ord(c) < 32 for c in sender):
+        found = getaddresses([sender]) if isinstance(sender, str) else []
+        name, address = found[0] if len(found) == 1 else ("", "")
+        if not address or any(ord(c) < 32 for c in sender) or "," in address:
             raise ValueError(f"the sender {sender[:80]!r} is not an address like a@example.com")
         self.sender_address = checked_address(address, "the sender's address")
         local, _, self.domain = self.sender_address.rpartition("@")
@@ -120,6 +121,14 @@ class Mailer:
             raise Unavailable(f"{code} {_text(reply)}") from exc
         except smtplib.SMTPResponseException as exc:
             raise Unavailable(f"{exc.smtp_code} {_text(exc.smtp_error)}") from exc
+        except smtplib.SMTPServerDisconnected as exc:
+            if "timed out" not in str(exc):
+                raise Unavailable(
+                    f"the mail server {self.host}:{self.port} closed the connection: {brief(exc)}"
+                ) from exc
+            raise Unavailable(
+                f"the mail server {self.host}:{self.port} did not answer within {self.timeout:g} s"
+            ) from exc
         except TimeoutError as exc:
             raise Unavailable(
                 f"the mail server {self.host}:{self.port} did not answer within {self.timeout:g} s"
