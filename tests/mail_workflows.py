@@ -8,8 +8,8 @@ from signoff.engine import Approval, On, Return, S, Timeout, Wait, Workflow
 
 
 class Purchase(Workflow):
-    """One approval by alice, bob's address and the finance group, reminded hourly, decided
-    within a day."""
+    """One approval by alice, bob's address and the finance group, reminded hourly, escalated
+    to dave after two hours, decided within a day."""
 
     item: str = "a <b>chair</b>"
     amount: int = 120
@@ -27,6 +27,8 @@ class Purchase(Workflow):
                         text="For the new office.\nUrgent.",
                         approvers=["alice", "bob@example.com", "group:finance"],
                         remind_every=timedelta(hours=1),
+                        escalate_after=timedelta(hours=2),
+                        escalate_to=["dave"],
                     ),
                 ),
                 On("timeout", Timeout(after=timedelta(days=1)), Return(error="timed out")),

@@ -185,6 +185,12 @@ def test_the_message_and_its_parts(any_url: str, smtp: SMTPServer) -> None:
             "Reminder: Buy a <b>chair</b> waits for your decision"
         ]
         assert reminders[0]["Message-ID"] != message["Message-ID"]
+        # the escalation: everyone who may decide now, dave too; no reminder besides it
+        clock.advance(hours=1)
+        engine.run_due()
+        escalated = "Escalated: Buy a <b>chair</b> waits for a decision"
+        assert [m["Subject"] for m in smtp.box.to("alice@example.com")[2:]] == [escalated]
+        assert [m["Subject"] for m in smtp.box.to("dave@example.com")] == [escalated]
         assert engine.deliver_notices() == 0
         assert all(n["status"] == "sent" for n in engine.notices(iid))
     finally:
@@ -457,3 +463,33 @@ def test_a_server_that_never_answers_times_out_and_is_retried(
             assert engine.notices(iid)[0]["status"] == "pending"
         finally:
             engine.close()
+
+
+def test_a_worker_without_the_dashboard_makes_the_same_links(
+    sqlite_url: str, clock: Clock, smtp: SMTPServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No web app in the process (`signoff worker`): links from SIGNOFF_BASE_URL and
+    SIGNOFF_SECRET_KEY, which the server's key reads; without the key, no links at all."""
+    monkeypatch.setenv("SIGNOFF_SECRET_KEY", SECRET)
+    engine = Engine(
+        sqlite_url, WORKFLOWS, clock=clock, mailer=smtp.mailer(), emails=EMAILS, base_url=BASE
+    )
+    try:
+        iid = engine.start(TwoSteps)
+        engine.run_due()
+        [message] = smtp.box.to("alice@example.com")
+        claims = link_claims(parts(message)[0])
+        assert [(c.approver, c.instance_id) for c in claims] == [("alice", iid)] * 2
+    finally:
+        engine.close()
+    monkeypatch.delenv("SIGNOFF_SECRET_KEY")
+    engine = Engine(
+        sqlite_url, WORKFLOWS, clock=clock, mailer=smtp.mailer(), emails=EMAILS, base_url=BASE
+    )
+    try:
+        iid = engine.start(TwoSteps)
+        engine.run_due()
+        text = parts(smtp.box.to("alice@example.com")[-1])[0]
+        assert "/link/" not in text and f"{BASE}/instances/{iid}" in text
+    finally:
+        engine.close()

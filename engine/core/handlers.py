@@ -378,6 +378,7 @@ class Approval(Handler):
     def on_due(self, wait: WaitInfo) -> FireEvent | dict[str, Any]:
         stored = dict(wait.stored or {})
         now = wait.now
+        escalated_now = False  # an escalation email this tick says what a reminder would
         if (
             self.escalate_after
             and self.escalate_to
@@ -387,7 +388,7 @@ class Approval(Handler):
             stored["escalated"] = True
             stored["escalated_at"] = now.isoformat()
             stored.update(self.notify(replace(wait, stored=stored), "escalated", stored) or {})
-            self.mail(replace(wait, stored=stored), "escalated", 0)
+            escalated_now = self.mail(replace(wait, stored=stored), "escalated", 0) > 0
         if self.remind_every:
             # the rung of the ladder we are on: after a long outage, one reminder, not a burst
             rung = int((now - wait.began_at) / self.remind_every)
@@ -395,7 +396,8 @@ class Approval(Handler):
                 stored["reminders"] = rung
                 stored["reminded_at"] = now.isoformat()
                 stored.update(self.notify(replace(wait, stored=stored), "reminder", stored) or {})
-                self.mail(replace(wait, stored=stored), "reminder", rung)
+                if not escalated_now:
+                    self.mail(replace(wait, stored=stored), "reminder", rung)
         notifier, messages = wait.services.notifier, _messages(stored)
         if notifier is not None and messages and self._message_behind(stored):
             notifier.update(messages, self.notice(replace(wait, stored=stored)))

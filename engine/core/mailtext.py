@@ -23,13 +23,13 @@ MAX_BODY_TEXT = 4000
 _SUBJECTS = {
     "approval": "Approval needed: {title}",
     "reminder": "Reminder: {title} waits for your decision",
-    "escalated": "Escalated to you: {title}",
+    "escalated": "Escalated: {title} waits for a decision",
     "link": "Your link to decide: {title}",
 }
 _OPENINGS = {
     "approval": "A request waits for your decision.",
     "reminder": "A reminder: this request still waits for your decision.",
-    "escalated": "This request was escalated: you may now decide it.",
+    "escalated": "This request was escalated: you are among those who may decide it now.",
     "link": "{asked_by} asked signoff to send you your link to decide this request.",
 }
 
