@@ -72,7 +72,10 @@ class Outbox:
         self.clock = clock
         self.mailer = mailer
         self.slack = slack
-        self.lease = lease
+        # a send is several exchanges with the server, each bounded by the mailer's timeout:
+        # the lease outlasts them all, so no other sender takes a message still being sent
+        timeout = float(getattr(mailer, "timeout", 0) or 0)
+        self.lease = max(lease, timedelta(seconds=6 * timeout))
         # set by a running `Scheduler`: have this process send new messages at once, in the
         # scheduler's thread pool (never in the thread that committed them)
         self.kick: Callable[[], None] | None = None
