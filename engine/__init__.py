@@ -1,6 +1,7 @@
 """signoff's engine: durable workflows as code, with people in the loop."""
 
 from signoff.engine.async_engine import AsyncEngine
+from signoff.engine.core.addresses import address_problem, checked_address
 from signoff.engine.core.authority import ReadOnly, actor_problem, everyone_operates, name_problem
 from signoff.engine.core.branches import If
 from signoff.engine.core.deploy import DeploymentReport, Finding, Tally
@@ -46,6 +47,7 @@ from signoff.engine.errors import (
     InvalidData,
     NewerRelease,
     NotAllowed,
+    NotReachable,
     NotWaiting,
     RunawayLoop,
     SchemaOutdated,
@@ -56,6 +58,13 @@ from signoff.engine.errors import (
     Unavailable,
     UnknownWorkflow,
 )
+from signoff.engine.runtime.linktokens import (
+    LinkClaim,
+    make_link_token,
+    read_link_token,
+    signed_link_maker,
+)
+from signoff.engine.runtime.mail import Mailer
 from signoff.engine.runtime.metrics import Histogram, Metrics
 from signoff.engine.runtime.metrics import Snapshot as MetricsSnapshot
 from signoff.engine.runtime.scheduler import Scheduler
@@ -112,11 +121,14 @@ __all__ = [
     "InstanceView",
     "InvalidData",
     "KeepWaiting",
+    "LinkClaim",
+    "Mailer",
     "Metrics",
     "MetricsSnapshot",
     "NewerRelease",
     "Node",
     "NotAllowed",
+    "NotReachable",
     "NotWaiting",
     "Notifier",
     "On",
@@ -153,16 +165,21 @@ __all__ = [
     "WaitView",
     "Workflow",
     "actor_problem",
+    "address_problem",
+    "checked_address",
     "declared_renames",
     "everyone_operates",
     "finite_problem",
     "goto_targets",
     "json_problem",
+    "make_link_token",
     "name_problem",
     "outcome_of",
     "outline",
     "raw_json_depth",
+    "read_link_token",
     "read_slack_button",
+    "signed_link_maker",
     "statement_names",
     "text_problem",
     "upgrade_database",

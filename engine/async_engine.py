@@ -80,6 +80,9 @@ class AsyncEngine:
     end_session = _awaitable(Engine.end_session)
     end_sessions = _awaitable(Engine.end_sessions)
     seen_before = _awaitable(Engine.seen_before)
+    deliver_notices = _awaitable(Engine.deliver_notices)
+    notices = _awaitable(Engine.notices)
+    send_link = _awaitable(Engine.send_link)
 
     def remember_groups(self, user: str, groups: Iterable[str]) -> None:
         """`Engine.remember_groups`: memory only, nothing to wait for."""

@@ -26,6 +26,7 @@ from signoff.engine.core.enums import HistoryKind, Status, ThreadStatus
 from signoff.engine.core.finite import finite_problem, nonfinite_text, stored_nonfinite
 from signoff.engine.core.handlers import Approval, Handler, Services, WaitInfo, upcoming
 from signoff.engine.core.limits import MAX_JSON_BYTES, json_problem, text_problem
+from signoff.engine.core.outbound import LinkMaker, Reach, checked_emails
 from signoff.engine.core.outcome import outcome_of, outcome_of_state
 from signoff.engine.core.records import Record, Stored
 from signoff.engine.core.releases import Release, held_by_newer, names_of, release_of
@@ -48,6 +49,7 @@ from signoff.engine.errors import (
     DefinitionError,
     InstanceNotFound,
     InvalidData,
+    NotAllowed,
     NotWaiting,
     UnknownWorkflow,
 )
@@ -55,7 +57,10 @@ from signoff.engine.runtime import logs
 from signoff.engine.runtime.actions import ActionRunner
 from signoff.engine.runtime.cases import OpenCases
 from signoff.engine.runtime.commits import lease_token
+from signoff.engine.runtime.linktokens import link_maker_from_environment
+from signoff.engine.runtime.mail import Mailer
 from signoff.engine.runtime.metrics import Metrics
+from signoff.engine.runtime.outbox import Outbox, link_for
 from signoff.engine.runtime.releases import Releases
 from signoff.engine.runtime.runner import Runner
 from signoff.engine.runtime.sight import Sight
@@ -126,6 +131,8 @@ class Engine:
         synchronous: str = "FULL",
         migrate: bool = True,
         delegates: Mapping[str, tuple[str, datetime]] | None = None,
+        mailer: Mailer | None = None,
+        emails: Mapping[str, str] | None = None,
     ) -> None:
         """`database` is a SQLAlchemy URL or the application's own SQLAlchemy `Engine` (then its
         pool, connect arguments and schema are the application's; signoff's tables go where its
@@ -145,7 +152,13 @@ class Engine:
 
         `slack` is a `slack_sdk.WebClient` (made from SLACK_BOT_TOKEN and SLACK_API_URL when not
         given; Slack is off without a token). `base_url` is where the dashboard is served
-        (default: SIGNOFF_BASE_URL), for the links in Slack messages.
+        (default: SIGNOFF_BASE_URL), for the links in Slack messages and emails.
+
+        `mailer=Mailer("smtp://...", sender=...)` emails each approver with an address (from
+        `emails={"alice": "alice@example.com"}`, or an approver named by their address) when
+        an approval begins, at each reminder and at escalation, with their own Approve / Deny
+        links (signed with SIGNOFF_SECRET_KEY, or as the dashboard installs them). Messages go
+        through the outbox: written with the commit that made them due, sent after it.
 
         `delegates` ({"alice": ("erin", until)}) hands alice's part of every approval that
         begins before `until` to erin (see `reassign`; users set their own with `set_delegate`).
@@ -160,6 +173,18 @@ class Engine:
         self.slack_directory = (
             SlackDirectory(self.slack, self.authority) if self.slack is not None else None
         )
+        try:
+            known = checked_emails(emails)
+        except ValueError as exc:
+            raise InvalidData(str(exc)) from None
+        self.reach = Reach(
+            emails=known,
+            link_maker=link_maker_from_environment(self.base_url),
+            base_url=self.base_url,
+            summarize=self._summary_fields,
+            mail=mailer is not None,
+        )
+        self.outbox = Outbox(self.store, self._now, mailer=mailer, slack=self.slack)
         self.services = Services(
             clock=self._now,
             slack=self.slack,
@@ -171,6 +196,7 @@ class Engine:
                 else None
             ),
             learn_slack_ids=self.slack_directory.learn_addresses if self.slack_directory else None,
+            reach=self.reach if self.outbox.active else None,
         )
         self.seen = Seen(self.store)
         self.workflows: dict[str, type[Workflow]] = {}
@@ -184,6 +210,7 @@ class Engine:
             self._wake_listeners,
             self.metrics,
             self.delegations.active,
+            self.outbox.queued,
         )
         self.sessions = Sessions(self.store)
         self.once = Once(self.store)
@@ -245,6 +272,73 @@ class Engine:
         """Run `async def` steps and handlers on `loop` (the application's) from now on, while it
         runs; `AsyncEngine` and the dashboard do this for the loop they serve on."""
         self.actions.loop = loop
+
+    def set_link_maker(self, link_maker: LinkMaker | None) -> None:
+        """How the Approve / Deny links in emails are made: `(instance id, approver, thread,
+        event, wait key, expires at) -> (approve URL, deny URL)`; the dashboard installs its
+        own. Without one, links come from SIGNOFF_BASE_URL and SIGNOFF_SECRET_KEY."""
+        self.reach.link_maker = link_maker
+
+    def deliver_notices(self, now: datetime | None = None) -> int:
+        """Send the outbox's messages that are due (emails, Slack links), each claimed first
+        so no two processes send one at once; returns how many went. The `Scheduler` calls it;
+        `run_due` does too."""
+        return self.outbox.deliver_due(now or self._now())
+
+    def notices(self, instance_id: str) -> list[dict[str, Any]]:
+        """The messages queued for an instance (oldest first): to whom (`person`, `address`),
+        how (`channel`), about what (`what`, `thread`, `wait_key`), and how it went
+        (`status`: pending, sent, failed, dropped; `attempts`, `error`, `sent_at`)."""
+        return self.outbox.table.of_instance(instance_id)
+
+    def send_link(
+        self,
+        instance_id: str,
+        person: str,
+        *,
+        actor: str | None,
+        event: str | None = None,
+        thread: str | None = None,
+        links: LinkMaker | None = None,
+    ) -> str:
+        """Send `person` their own link to decide the instance's open approval (by email, or a
+        Slack direct message), asked for by `actor` (an operator); the link is never shown to
+        the one who asks. Returns where it went ("dave by email (dave@example.com)"); the
+        history says who asked, for whom and where. Raises `NotReachable` when it cannot reach
+        them, `NotAllowed` when `actor` is no operator or `person` may not decide it. `links`
+        makes the link when the engine has no link maker of its own (no SIGNOFF_BASE_URL)."""
+        _check_text(actor=actor, person=person)
+        self.authority.require_operator(actor, "send someone their approval link")
+        problem = name_problem(person, "the person the link is for")
+        if problem:
+            raise InvalidData(problem)
+        row = self._stored(instance_id)
+        cases = self.cases.of(
+            row.id, row.version, self.workflows.get(row.workflow), row.data, row.state
+        )
+        found = [
+            (key, handler, info)
+            for key, (handler, info) in cases.items()
+            if isinstance(handler, Approval)
+            and (thread is None or key[0] == thread)
+            and (event is None or key[1] == event)
+        ]
+        if not found:
+            raise NotWaiting(f"instance {instance_id} waits for no such approval")
+        _, handler, info = found[0]
+        info = replace(info, moment=self._now())
+        reach = info.services.reach
+        if links is not None and reach is not None and reach.link_maker is None:
+            reach = replace(reach, link_maker=links)
+            info = replace(info, services=replace(info.services, reach=reach))
+        refusal = handler.refusal(info, person)
+        if refusal:
+            raise NotAllowed(refusal)
+        return link_for(self.outbox, handler, info, person, actor, self._now())
+
+    def _summary_fields(self, workflow: str, data: dict[str, Any]) -> dict[str, Any]:
+        cls = self.workflows.get(workflow)
+        return cls.summarize(data) if cls is not None else {}
 
     def on_due(self, listener: Callable[[str, datetime], None]) -> None:
         """Call `listener(instance_id, due_at)` whenever an instance gets something due."""
@@ -712,6 +806,7 @@ class Engine:
                 break
         if failure is not None:
             raise failure
+        self.outbox.deliver_due(now)
         return woken
 
     def _wake_all(self, claimed: list[Stored], owner: str, now: datetime) -> int:

@@ -40,6 +40,10 @@ class NotAllowed(SignoffError):
     """The actor may not do this: decide a wait, start a workflow, or operate on an instance."""
 
 
+class NotReachable(SignoffError):
+    """A message cannot be sent to that person: no mailer or Slack, or no address for them."""
+
+
 class Conflict(SignoffError):
     """The instance is not in a state that accepts the request (stale, already decided, ended)."""
 

@@ -224,6 +224,7 @@ def test_the_migrations_make_exactly_the_tables_the_queries_are_written_for(any_
                 "signoff_delegations",
                 "signoff_history",
                 "signoff_instances",
+                "signoff_outbox",
                 "signoff_releases",
                 "signoff_seen",
                 "signoff_sessions",

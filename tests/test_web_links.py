@@ -123,14 +123,17 @@ def test_forged_cut_or_stale_links(client: TestClient, engine: Engine) -> None:
     assert page.status_code == 410 and "already been decided" in page.text
 
 
-def test_operators_make_links_on_the_instance_page(alice: TestClient, engine: Engine) -> None:
+def test_an_operator_asking_for_a_link_is_never_shown_it(alice: TestClient, engine: Engine) -> None:
+    """The link goes to its approver (tests/test_mail.py), never to the one who asks: with no
+    mailer or Slack, it is refused, saying why, and no link is on the page."""
     iid = engine.start("Trip", {})
     page = alice.get(f"/instances/{iid}")
-    assert "Approval link for someone" in page.text
+    assert "Send someone their approval link" in page.text
     made = alice.post(
         f"/instances/{iid}/link", data={"thread": "main", "event": "decision", "approver": "alice"}
     )
-    assert made.status_code == 200 and "/link/" in made.text
+    assert made.status_code == 422 and "cannot be sent" in made.text
+    assert "/link/" not in made.text
     wrong = alice.post(f"/instances/{iid}/link", data={"approver": "mallory"})
     assert wrong.status_code == 403 and "mallory may not decide" in wrong.text
 

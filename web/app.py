@@ -19,7 +19,14 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-from signoff.engine import AsyncEngine, Engine, SignoffError, actor_problem, everyone_operates
+from signoff.engine import (
+    AsyncEngine,
+    Engine,
+    SignoffError,
+    actor_problem,
+    everyone_operates,
+    signed_link_maker,
+)
 from signoff.web import (
     api,
     apidocs,
@@ -181,6 +188,8 @@ def create_app(
             else None
         ),
     )
+    if engine.base_url:  # emails carry links this app checks, signed with its key
+        engine.set_link_maker(signed_link_maker(secret_key, engine.base_url))
     if allowed_hosts is None and open_access:
         allowed_hosts = LOOPBACK_HOSTS
     routes = [

@@ -20,7 +20,10 @@ Configuration comes from options, else from the environment:
     SIGNOFF_GROUPS        "ops=carol,dave;finance=alice,erin": groups for approvers and operators
     SLACK_BOT_TOKEN, SLACK_API_URL, SLACK_SIGNING_SECRET   Slack (off without a token)
     SLACK_TEAM_ID, SLACK_APP_ID   refuse Slack interactions from other workspaces or apps
-    SIGNOFF_BASE_URL      where the dashboard is served, for links in Slack messages
+    SIGNOFF_BASE_URL      where the dashboard is served, for links in Slack messages and emails
+    SIGNOFF_SMTP_URL      "smtp://user:password@host:587" (or smtps://): email approvers
+    SIGNOFF_MAIL_FROM     the sender of those emails ("signoff <signoff@example.com>")
+    SIGNOFF_USER_EMAILS   "alice=alice@example.com,bob=bob@example.com": approvers' addresses
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ import signal
 import socket
 import sys
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import timedelta
 from types import FrameType
 from typing import Any, TextIO
@@ -45,12 +48,15 @@ from signoff.engine import (
     MAX_JSON_DEPTH,
     DeploymentReport,
     Engine,
+    Mailer,
     Scheduler,
     SignoffError,
     Unavailable,
     Workflow,
+    address_problem,
     json_problem,
     raw_json_depth,
+    signed_link_maker,
     upgrade_database,
 )
 
@@ -174,6 +180,37 @@ def secret_key_problem(key: str) -> str | None:
     return None
 
 
+def mail_settings(env: Mapping[str, str]) -> dict[str, Any]:
+    """`mailer=` and `emails=` from SIGNOFF_SMTP_URL, SIGNOFF_MAIL_FROM and
+    SIGNOFF_USER_EMAILS; ConfigError names what is wrong (an address with a line break, a
+    value that is not an address, a mailer without a sender)."""
+    found: dict[str, Any] = {}
+    url = env.get("SIGNOFF_SMTP_URL", "").strip()
+    sender = env.get("SIGNOFF_MAIL_FROM", "").strip()
+    if url:
+        if not sender:
+            raise ConfigError("SIGNOFF_SMTP_URL is set: set SIGNOFF_MAIL_FROM, the sender, too")
+        try:
+            found["mailer"] = Mailer(url, sender=sender)
+        except ValueError as exc:
+            raise ConfigError(f"SIGNOFF_SMTP_URL / SIGNOFF_MAIL_FROM: {exc}") from None
+    emails: dict[str, str] = {}
+    for item in split_list(env.get("SIGNOFF_USER_EMAILS")):
+        name, sep, address = item.partition("=")
+        if not sep or not name.strip():
+            raise ConfigError(
+                f"SIGNOFF_USER_EMAILS: {item[:80]!r} is not name=address, like "
+                "alice=alice@example.com"
+            )
+        problem = address_problem(address.strip(), f"the email address of {name.strip()!r}")
+        if problem:
+            raise ConfigError(f"SIGNOFF_USER_EMAILS: {problem}")
+        emails[name.strip()] = address.strip()
+    if emails:
+        found["emails"] = emails
+    return found
+
+
 def make_engine(args: argparse.Namespace) -> Engine:
     url = database_url(args)
     workflows = load_workflows(workflow_modules(args))
@@ -182,6 +219,7 @@ def make_engine(args: argparse.Namespace) -> Engine:
         "operators": split_list(os.environ.get("SIGNOFF_OPERATORS")),
         "groups": parse_groups(os.environ.get("SIGNOFF_GROUPS")),
         "viewers": split_list(os.environ.get("SIGNOFF_VIEWERS")),
+        **mail_settings(os.environ),
     }
     try:
         if lease:
@@ -461,33 +499,29 @@ def cmd_send(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_link(args: argparse.Namespace, out: TextIO) -> int:
-    """An approval link for one approver, to send by mail or chat (signed with the server's
-    SIGNOFF_SECRET_KEY, so the server can check it)."""
-    from signoff.web.links import approval_link
-
+    """Send one approver their own link to decide an open approval (by email, or a Slack
+    direct message); the link is never printed: it would let whoever reads it decide as them.
+    Signed with the server's SIGNOFF_SECRET_KEY, so the server can check it."""
     secret_key = os.environ.get("SIGNOFF_SECRET_KEY")
     if not secret_key:
         raise ConfigError(
             "approval links are signed with the server's secret key: set SIGNOFF_SECRET_KEY "
             "to the one `signoff serve` uses"
         )
-    if not 0 < args.hours <= 24 * 7:
-        raise ConfigError("--hours is between 1 and 168 (a link lives 7 days at most)")
     engine = make_engine(args)
     try:
-        url = approval_link(
-            engine,
-            secret_key,
+        where = engine.send_link(
             args.id,
             args.approver,
+            actor=args.actor,
             event=args.event,
             thread=args.thread,
-            lifetime=timedelta(hours=args.hours),
-            base_url=args.base_url,
+            links=signed_link_maker(secret_key, args.base_url),
         )
+        engine.deliver_notices()  # now, if the mail server answers; else a scheduler retries
     finally:
         engine.close()
-    print(url, file=out)
+    print(f"sent to {where}", file=out)
     return 0
 
 
@@ -927,15 +961,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = command(
         "link",
         cmd_link,
-        "print a signed, single-use link with which one approver decides an open approval",
+        "send one approver their signed, single-use link to decide an open approval (by "
+        "email or Slack; never printed)",
+        acting,
     )
     p.add_argument("id")
     p.add_argument("--approver", required=True, help="who decides with it (a user name)")
     p.add_argument("--event", help="the approval's event, when the instance waits for several")
     p.add_argument("--thread", help="the thread, when several wait for the same event")
-    p.add_argument(
-        "--hours", type=float, default=72, help="how long it works (default 72, at most 168)"
-    )
     p.add_argument(
         "--base-url",
         default=os.environ.get("SIGNOFF_BASE_URL", "http://127.0.0.1:8000"),

@@ -13,6 +13,7 @@ from signoff.engine import (
     InstanceNotFound,
     InvalidData,
     NotAllowed,
+    NotReachable,
     SignoffError,
     StatementMissing,
     StorageError,
@@ -24,6 +25,7 @@ STATUS_OF: dict[type[SignoffError], int] = {
     InstanceNotFound: 404,
     UnknownWorkflow: 404,
     NotAllowed: 403,
+    NotReachable: 422,  # no mailer or Slack, or no address for that person
     Conflict: 409,  # stale, already decided, not waiting, ended
     StatementMissing: 409,
     CorruptState: 409,  # its stored state cannot be read: cancel it, or restore its row

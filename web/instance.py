@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -22,9 +21,9 @@ from signoff.engine import (
     declared_renames,
     goto_targets,
     outline,
+    signed_link_maker,
     statement_names,
 )
-from signoff.web import links
 from signoff.web.actions import Outcome, attempt, plain, refusal
 from signoff.web.auth import checked_form, chrome, remember_flash, require_user
 from signoff.web.errors import status_for
@@ -418,47 +417,44 @@ async def goto(request: Request) -> Response:
 
 @dataclass(frozen=True)
 class LinkMade:
-    url: str | None
+    sent_to: str | None  # where the link went ("dave by email (dave@example.com)")
     approver: str
-    expires_at: datetime | None
     problem: str | None
 
 
 async def make_link(request: Request) -> Response:
-    """An operator makes an approval link for one approver of one of the instance's waits."""
+    """An operator has an approver's link sent to that approver (email, or a Slack direct
+    message). The link is never shown here: a link shown to one person would let them decide
+    as another. The history records who asked, for whom and where it went."""
     user = require_user(request)
     form = await checked_form(request)
     board = dashboard(request)
     instance_id = request.path_params["instance_id"]
     approver = _text(form, "approver")
     thread, event = _text(form, "thread") or None, _text(form, "event") or None
-    status, made = 200, LinkMade(None, approver, None, None)
+    status, made = 200, LinkMade(None, approver, None)
     if not board.engine.is_operator(user):
         # an outsider is told what `get` tells them: no such instance
         await run_in_threadpool(board.engine.get, instance_id, user)
         status = 403
-        made = LinkMade(
-            None, approver, None, f"Only operators make approval links; {user} is not one."
-        )
+        made = LinkMade(None, approver, f"Only operators send approval links; {user} is not one.")
     elif not approver:
-        status, made = 422, LinkMade(None, approver, None, "Name the approver the link is for.")
+        status, made = 422, LinkMade(None, approver, "Name the approver the link is for.")
     else:
-        base = f"{request.url.scheme}://{request.url.netloc}{root_of(request)}"
+        # links point at the dashboard's address (SIGNOFF_BASE_URL), else at this request's
+        maker = None
+        if not board.engine.base_url:
+            base = f"{request.url.scheme}://{request.url.netloc}{root_of(request)}"
+            maker = signed_link_maker(board.secret_key, base)
         try:
-            url = await run_in_threadpool(
-                lambda: links.approval_link(
-                    board.engine,
-                    board.secret_key,
-                    instance_id,
-                    approver,
-                    event=event,
-                    thread=thread,
-                    base_url=base,
+            sent_to = await run_in_threadpool(
+                lambda: board.engine.send_link(
+                    instance_id, approver, actor=user, event=event, thread=thread, links=maker
                 )
             )
-            made = LinkMade(url, approver, board.engine.clock() + links.DEFAULT_LIFETIME, None)
+            made = LinkMade(sent_to, approver, None)
         except SignoffError as exc:
-            status, made = status_for(exc), LinkMade(None, approver, None, plain(exc))
+            status, made = status_for(exc), LinkMade(None, approver, plain(exc))
     return template(
         request, "partials/link_made.html", made, chrome(request, "instances"), status_code=status
     )

@@ -27,20 +27,21 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import secrets
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
-from itsdangerous import BadSignature, URLSafeSerializer
 from signoff.engine import (
     Engine,
     InstanceView,
+    LinkClaim,
     NotAllowed,
     NotWaiting,
     SignoffError,
     WaitView,
+    make_link_token,
+    read_link_token,
     text_problem,
 )
 from signoff.web.actions import plain
@@ -62,66 +63,9 @@ FORM_FIELD = "link_form"  # the link-bound CSRF token of the confirm form
 MAX_FORM_FIELDS = 8
 
 
-@dataclass(frozen=True)
-class LinkClaim:
-    """What a link says: who decides which wait, until when, under which single-use id."""
-
-    instance_id: str
-    thread: str
-    event: str
-    wait_key: str
-    approver: str
-    nonce: str
-    expires_at: datetime
-
-
-def _serializer(secret_key: str) -> URLSafeSerializer:
-    return URLSafeSerializer(secret_key, salt=SALT)
-
-
-def make_token(
-    secret_key: str,
-    *,
-    instance_id: str,
-    thread: str,
-    event: str,
-    wait_key: str,
-    approver: str,
-    expires_at: datetime,
-) -> str:
-    """The signed token of a link (its path is `/link/<token>`). Prefer `approval_link`, which
-    reads the wait's current key from the engine."""
-    claim = {
-        "i": instance_id,
-        "t": thread,
-        "e": event,
-        "k": wait_key,
-        "a": approver,
-        "n": secrets.token_urlsafe(12),
-        "x": int(expires_at.timestamp()),
-    }
-    return str(_serializer(secret_key).dumps(claim))
-
-
-def read_token(secret_key: str, token: str) -> LinkClaim | None:
-    """The claim of a token signed with `secret_key`; None when forged, altered or malformed."""
-    if not isinstance(token, str) or not token or len(token) > MAX_TOKEN:
-        return None
-    try:
-        raw: Any = _serializer(secret_key).loads(token)
-    except BadSignature:
-        return None
-    if not isinstance(raw, dict):
-        return None
-    try:
-        parts = [raw[k] for k in ("i", "t", "e", "k", "a", "n")]
-        expires = int(raw["x"])
-        if not all(isinstance(p, str) for p in parts):
-            return None
-        i, t, e, k, a, n = parts
-        return LinkClaim(i, t, e, k, a, n, datetime.fromtimestamp(expires, UTC))
-    except (KeyError, TypeError, ValueError, OverflowError, OSError):
-        return None
+# the token is made and read in one place, which the engine's emails use too
+make_token = make_link_token
+read_token = read_link_token
 
 
 def approval_link(

@@ -82,3 +82,9 @@ class HistoryKind(StrEnum):
     TIMER_DISCARDED = "timer discarded"
     TIMER_DROPPED = "timer dropped"
     REASSIGNED = "reassigned"  # a part of an approval handed to someone else
+    # the outbox (messages to people outside the dashboard): sent, failed (retried or given
+    # up), dropped (its wait ended before it went), and someone's link asked for by an operator
+    NOTICE_SENT = "notice sent"
+    NOTICE_FAILED = "notice failed"
+    NOTICE_DROPPED = "notice dropped"
+    LINK_SENT = "link sent"

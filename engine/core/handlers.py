@@ -13,9 +13,29 @@ from pydantic import BaseModel, ValidationError
 from signoff.engine.core.authority import Authority, approvers_now, checked_reason
 from signoff.engine.core.finite import finite_problem
 from signoff.engine.core.handover import ANNOUNCE_KEY, HandOver, handovers, routed
-from signoff.engine.core.notices import ApprovalNotice, Message, Notifier, Vote, slack_targets
+from signoff.engine.core.mailtext import approval_email, deadline_words, link_chat
+from signoff.engine.core.notices import (
+    SLACK_USER_ID,
+    ApprovalNotice,
+    Message,
+    Notifier,
+    Vote,
+    slack_targets,
+)
+from signoff.engine.core.outbound import (
+    EMAIL,
+    MAX_RECIPIENTS,
+    SLACK,
+    Outbound,
+    Reach,
+    What,
+    notice_key,
+    people,
+)
 from signoff.engine.core.state import Ending
 from signoff.engine.errors import EventRejected, InvalidData, NotAllowed
+
+LINK_LIFETIME = timedelta(days=7)  # an emailed link dies with its wait, and after this at most
 
 
 @dataclass(frozen=True)
@@ -33,6 +53,8 @@ class Services:
     notifier: Notifier | None = None
     # finds the Slack ids of approvers written as email addresses (SlackDirectory), if any
     learn_slack_ids: Callable[[Sequence[str]], None] | None = None
+    # addresses, links and the dashboard's URL, for messages queued in the outbox (email)
+    reach: Reach | None = None
 
     @property
     def slack_users(self) -> Mapping[str, str]:
@@ -63,6 +85,9 @@ class WaitInfo:
     ending: Ending | None = None  # at teardown: how the wait ended
     data_json: str | None = None  # the instance's data as it is now, as JSON
     deadline: datetime | None = None  # at setup: when a Timeout of the same wait falls due
+    # queues a message in the outbox, written with the commit this call's outcome goes into;
+    # None where nothing may be queued (a read)
+    post: Callable[[Outbound], None] | None = None
 
     @property
     def data(self) -> dict[str, Any]:
@@ -321,26 +346,26 @@ class Approval(Handler):
 
     def setup(self, wait: WaitInfo) -> dict[str, Any] | None:
         """Announce the approval (a Slack message with Approve / Deny buttons) in its
-        `slack_channel`, or else to each approver who has a Slack id; store where it went."""
+        `slack_channel`, or else to each approver who has a Slack id; store where it went.
+        Queue an email to each approver with an address (sent after the commit)."""
         kept = dict(wait.stored) if wait.stored else None  # hand-overs made as it began
         if kept is not None:
             kept.pop(ANNOUNCE_KEY, None)  # the announcement goes to whoever decides now
+        stored: dict[str, Any] = dict(kept or {})
         notifier = wait.services.notifier
-        if notifier is None:
-            return kept
         approvers = self.current_approvers(wait)
-        if wait.services.learn_slack_ids is not None and approvers and not self.slack_channel:
-            wait.services.learn_slack_ids(approvers)
-        targets = slack_targets(self.slack_channel, approvers, wait.services.authority)
-        if not targets:
-            return kept
-        stored: dict[str, Any] = {
-            **(kept or {}),
-            "slack_messages": notifier.announce(self.notice(wait), targets),
-        }
-        if wait.deadline is not None:
+        targets: list[str] = []
+        if notifier is not None:
+            learn = wait.services.learn_slack_ids
+            if learn is not None and approvers and not self.slack_channel:
+                learn(approvers)
+            targets = slack_targets(self.slack_channel, approvers, wait.services.authority)
+        if notifier is not None and targets:
+            stored["slack_messages"] = notifier.announce(self.notice(wait), targets)
+        mailed = self.mail(wait, "approval", 0)
+        if (mailed or stored) and wait.deadline is not None:
             stored["deadline"] = wait.deadline.isoformat()
-        return stored
+        return stored or None
 
     def teardown(self, wait: WaitInfo, handled: bool) -> None:
         """Edit the announcement to say how the wait ended, whatever ended it; no buttons."""
@@ -392,6 +417,7 @@ class Approval(Handler):
     def on_due(self, wait: WaitInfo) -> FireEvent | dict[str, Any]:
         stored = dict(wait.stored or {})
         now = wait.now
+        escalated_now = False  # an escalation email this tick says what a reminder would
         if (
             self.escalate_after
             and self.escalate_to
@@ -401,6 +427,7 @@ class Approval(Handler):
             stored["escalated"] = True
             stored["escalated_at"] = now.isoformat()
             stored.update(self.notify(replace(wait, stored=stored), "escalated", stored) or {})
+            escalated_now = self.mail(replace(wait, stored=stored), "escalated", 0) > 0
         if self.remind_every:
             # the rung of the ladder we are on: after a long outage, one reminder, not a burst
             rung = int((now - wait.began_at) / self.remind_every)
@@ -408,6 +435,8 @@ class Approval(Handler):
                 stored["reminders"] = rung
                 stored["reminded_at"] = now.isoformat()
                 stored.update(self.notify(replace(wait, stored=stored), "reminder", stored) or {})
+                if not escalated_now:
+                    self.mail(replace(wait, stored=stored), "reminder", rung)
         if stored.get(ANNOUNCE_KEY):
             stored.update(self.tell_receivers(replace(wait, stored=stored)))
         notifier, messages = wait.services.notifier, _messages(stored)
@@ -453,6 +482,111 @@ class Approval(Handler):
         if notifier is not None and messages:
             notifier.reply(messages, self.notice(wait), what)
         return None
+
+    # --- email, and someone's link, through the outbox -----------------------------------------
+
+    def mail(self, wait: WaitInfo, what: What, round: int) -> int:
+        """Queue an email for each person who may decide now and has an address (not one who
+        voted already); `round` tells the reminders apart. Returns how many were queued. The
+        messages go out after the commit this call is part of (the outbox), never during it."""
+        reach = wait.services.reach
+        if reach is None or not reach.mail or wait.post is None:
+            return 0
+        queued = 0
+        for person in people(self.current_approvers(wait), wait.services.authority.groups):
+            if queued >= MAX_RECIPIENTS:
+                break
+            address = reach.email_of(person)
+            if address is None or self.refusal(wait, person) is not None:
+                continue
+            wait.post(self.email(wait, reach, person, address, what, round))
+            queued += 1
+        return queued
+
+    def email(
+        self,
+        wait: WaitInfo,
+        reach: Reach,
+        person: str,
+        address: str,
+        what: What,
+        round: int | str,
+        asked_by: str | None = None,
+    ) -> Outbound:
+        """The email for `person` at `address` about this wait, with their own Approve / Deny
+        links (valid until the deadline, at most `LINK_LIFETIME`)."""
+        notice = self.notice(wait)
+        links = self.links(wait, reach, person, notice.deadline)
+        message = approval_email(
+            notice,
+            title=self.title or wait.workflow,
+            what=what,
+            summary=reach.summarize(wait.workflow, wait.data),
+            now=wait.now,
+            links=links,
+            request_url=reach.request_url(wait.instance_id),
+            asked_by=asked_by,
+        )
+        return Outbound(
+            key=notice_key(wait.instance_id, wait.thread, wait.key, what, round, EMAIL, address),
+            channel=EMAIL,
+            person=person,
+            address=address,
+            what=what,
+            instance_id=wait.instance_id,
+            thread=wait.thread,
+            wait_key=wait.key,
+            message=message,
+            asked_by=asked_by,
+        )
+
+    def link_message(
+        self, wait: WaitInfo, person: str, asked_by: str | None, nonce: str
+    ) -> Outbound | None:
+        """Someone's link, asked for by `asked_by`: by email when they have an address and a
+        mailer is set, else as a Slack direct message when they have a Slack id; None when
+        neither reaches them."""
+        reach = wait.services.reach
+        if reach is None:
+            return None
+        address = reach.email_of(person) if reach.mail else None
+        if address is not None:
+            return self.email(wait, reach, person, address, "link", nonce, asked_by)
+        authority = wait.services.authority
+        slack_id = authority.slack_users.get(person) or (
+            person if SLACK_USER_ID.fullmatch(person) else None
+        )
+        if slack_id is None or wait.services.slack is None:
+            return None
+        notice = self.notice(wait)
+        links = self.links(wait, reach, person, notice.deadline)
+        if links is None:
+            return None
+        by = deadline_words(notice.deadline, wait.now) if notice.deadline else None
+        return Outbound(
+            key=notice_key(wait.instance_id, wait.thread, wait.key, "link", nonce, SLACK, slack_id),
+            channel=SLACK,
+            person=person,
+            address=slack_id,
+            what="link",
+            instance_id=wait.instance_id,
+            thread=wait.thread,
+            wait_key=wait.key,
+            message={"text": link_chat(self.title or wait.workflow, links[0], asked_by, by)},
+            asked_by=asked_by,
+        )
+
+    def links(
+        self, wait: WaitInfo, reach: Reach, person: str, deadline: datetime | None
+    ) -> tuple[str, str] | None:
+        if reach.link_maker is None or not wait.key:
+            return None
+        expires = wait.now + LINK_LIFETIME
+        if deadline is not None and deadline < expires:
+            expires = deadline
+        return reach.link_maker(
+            wait.instance_id, person, wait.thread, wait.event, wait.key, expires
+        )
 
     def describe(self) -> dict[str, Any]:
         return {

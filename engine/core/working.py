@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import ValidationError
 from signoff.engine.core.enums import HistoryKind, Status, ThreadStatus
 from signoff.engine.core.handover import handovers, routed
+from signoff.engine.core.outbound import Outbound
 from signoff.engine.core.records import Record, Stored, WaitRecord
 from signoff.engine.core.state import Decided, InstanceState, Teardown, ThreadState
 from signoff.engine.core.stored import data_unreadable, read_state
@@ -36,6 +37,7 @@ class Working:
     base_data: str  # the data JSON as last committed
     model: Workflow | None = None
     history: list[Record] = field(default_factory=list)
+    outbox: list[Outbound] = field(default_factory=list)  # messages to write with the commit
     waits_dirty: bool = False
     no_waits: bool = False  # known to have no wait rows as last committed
     validated: str | None = None  # the data the definition was last checked with
@@ -183,6 +185,7 @@ class Working:
         self.base_state = self.row.state
         self.base_data = self.row.data
         self.history = []
+        self.outbox = []
         self.waits_dirty = False
         self.base_marks = marks(self.row)
 
@@ -261,6 +264,7 @@ def rebase(ours: Working, theirs: Working) -> bool:
     if ours.terminal and not lost:
         row.status, row.result, row.error = ours.row.status, ours.row.result, ours.row.error
     ours.history = [r for r in ours.history if r.thread not in lost]
+    ours.outbox = [o for o in ours.outbox if o.thread not in lost]
     ours.row, ours.state, ours.model = row, state, None
     ours.base_state, ours.base_data = theirs.base_state, theirs.base_data
     ours.base_marks = theirs.base_marks

@@ -99,6 +99,8 @@ class OpenCases:
                     c.stored,
                     self.services,
                     starter=state.started_by,
+                    key=t.wait_key,
+                    data_json=data,
                 )
                 found[(t.id, c.event)] = (on.handler, info)
         return found

@@ -19,6 +19,7 @@ from signoff.engine.runtime import logs
 from signoff.engine.runtime.lifecycle import Lifecycle
 from signoff.engine.runtime.metrics import Metrics
 from signoff.engine.runtime.tracing import span
+from signoff.engine.storage.outbox import outbox_row
 from signoff.engine.storage.store import Store
 
 
@@ -70,7 +71,9 @@ class Committer:
         clock: Callable[[], datetime],
         notify_due: Callable[[str, datetime], None],
         metrics: Metrics | None = None,
+        on_outbox: Callable[[], None] | None = None,
     ) -> None:
+        self.on_outbox = on_outbox  # told after a commit that queued messages (the outbox)
         self.metrics = metrics or Metrics()
         self.store = store
         self.lifecycle = lifecycle
@@ -124,6 +127,7 @@ class Committer:
         # a finished instance has no wait rows: cleared unless known to be gone already
         rewrite = work.waits_dirty or (work.terminal and not work.no_waits)
         waits = work.wait_records() if rewrite else None
+        outbox = [outbox_row(o, now) for o in work.outbox]
         try:
             with span(
                 "signoff.transition",
@@ -135,7 +139,7 @@ class Committer:
                     "signoff.history": [r.kind for r in work.history],
                 },
             ):
-                saved = self.store.save(row, expected, waits, work.history, progress)
+                saved = self.store.save(row, expected, waits, work.history, progress, outbox)
         except DataNotStorable as exc:
             row.version = expected
             self.give_up(work, exc)
@@ -151,6 +155,8 @@ class Committer:
             work.no_waits = not waits
         if row.due_at is not None and row.lease_owner is None:
             self.notify_due(row.id, row.due_at)
+        if outbox and self.on_outbox is not None:
+            self.on_outbox()  # never sends here: at most it wakes a sender in another thread
         return True
 
     def commit(self, work: Working, owner: str) -> bool:

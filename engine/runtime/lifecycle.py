@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 
 from signoff.engine.core.enums import HistoryKind, ThreadStatus
 from signoff.engine.core.handlers import Handler, Services, WaitInfo
+from signoff.engine.core.outbound import Outbound
 from signoff.engine.core.records import Record
 from signoff.engine.core.state import Ending, OpenCase, Teardown, ThreadState
 from signoff.engine.core.waits import Wait
@@ -164,14 +165,16 @@ class Lifecycle:
             handler = self.handler(work, thread.at or "", case.event)
             if handler is None:
                 raise StatementMissing(f"wait '{thread.at}' no longer has event '{case.event}'")
-            info = self.info(work, thread.id, thread.at or "", case)
-            if handler.announces(self.services):
+            queued: list[Outbound] = []
+            info = replace(self.info(work, thread.id, thread.at or "", case), post=queued.append)
+            if handler.announces(self.services) or self.services.reach is not None:
                 info = replace(info, deadline=self.deadline(work, thread))
             stored = self.services.call(handler.setup, info)
             if stored is not None:
                 json.dumps(stored, allow_nan=False)
                 stored = dict(stored)
             case.stored, case.setup, case.error, case.retry_at = stored, "done", None, None
+            work.outbox.extend(queued)  # written with the commit that records the setup
             case.due_at = handler.due_at(self.info(work, thread.id, thread.at or "", case))
         except Exception as exc:
             case.attempts += 1

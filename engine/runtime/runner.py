@@ -69,6 +69,7 @@ class Runner:
         notify_due: Callable[[str, datetime], None],
         metrics: Metrics | None = None,
         away: Away | None = None,
+        on_outbox: Callable[[], None] | None = None,
     ) -> None:
         self.store = store
         self.services = services
@@ -76,7 +77,7 @@ class Runner:
         self.keeper = LeaseKeeper(store, lease, services.clock)
         self.lifecycle = Lifecycle(services)
         self.committer = Committer(
-            store, self.lifecycle, lease, services.clock, notify_due, metrics
+            store, self.lifecycle, lease, services.clock, notify_due, metrics, on_outbox
         )
         self.events = Events(self.lifecycle, self.committer, services.clock)
         self.timers = Timers(self.lifecycle, self.events)

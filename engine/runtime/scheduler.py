@@ -44,6 +44,7 @@ from signoff.engine.storage.notices import DueNotices
 log = logging.getLogger("signoff.engine.scheduler")
 
 SWEEP_JOB = "signoff:sweep"
+OUTBOX_JOB = "signoff:outbox"
 MAX_RETRY_DELAY = timedelta(seconds=30)
 
 
@@ -118,6 +119,8 @@ class Scheduler:
             max_instances=2,
             replace_existing=True,
         )
+        # messages a commit of this process queues go out at once, from this pool
+        self.engine.outbox.kick = self.send_notices_soon
         if not self.engine.store.is_sqlite:
             self._listener = threading.Thread(
                 target=self._listen, daemon=True, name="signoff-due-listener"
@@ -131,6 +134,8 @@ class Scheduler:
                 return
             self._running = False
         self._stop.set()
+        if self.engine.outbox.kick == self.send_notices_soon:
+            self.engine.outbox.kick = None
         if self._listener is not None:
             self._listener.join(timeout=5)
             self._listener = None
@@ -143,7 +148,26 @@ class Scheduler:
 
     def armed(self) -> int:
         """How many instances have a job (the sweep's own job not counted)."""
-        return sum(1 for job in self._aps.get_jobs() if job.id != SWEEP_JOB)
+        return sum(1 for job in self._aps.get_jobs() if job.id not in (SWEEP_JOB, OUTBOX_JOB))
+
+    # --- the outbox ------------------------------------------------------------------------------
+
+    def send_notices_soon(self) -> None:
+        """Send what the outbox holds now, in the pool (called after a commit queued some)."""
+        if self._running:
+            self._aps.add_job(
+                self._send_notices,
+                "date",
+                run_date=datetime.now(UTC),
+                id=OUTBOX_JOB,
+                replace_existing=True,
+            )
+
+    def _send_notices(self) -> None:
+        try:
+            self.engine.deliver_notices()
+        except Exception as exc:  # the sweep tries again
+            log.warning("sending the outbox failed (%s: %s)", type(exc).__name__, exc)
 
     # --- arming --------------------------------------------------------------------------------
 
@@ -256,7 +280,13 @@ class Scheduler:
         """Fire everything overdue, then arm what falls due within the horizon. Safe to call
         from anywhere, at any time, in any number of processes. While another sweep of this
         scheduler runs, it returns at once with `skipped` set: that one does the work."""
-        report: dict[str, Any] = {"woken": 0, "upcoming": 0, "error": None, "skipped": False}
+        report: dict[str, Any] = {
+            "woken": 0,
+            "upcoming": 0,
+            "notices": 0,
+            "error": None,
+            "skipped": False,
+        }
         if not self._sweeping.acquire(blocking=False):
             report["skipped"] = True
             return report
@@ -278,6 +308,11 @@ class Scheduler:
             log.warning(
                 "sweep: firing due work failed (%s); the next sweep retries", report["error"]
             )
+        try:
+            report["notices"] = self.engine.deliver_notices()
+        except Exception as exc:
+            report["error"] = report["error"] or f"{type(exc).__name__}: {exc}"
+            log.warning("sweep: sending the outbox failed (%s)", report["error"])
         if not self._running:
             return report
         try:

@@ -281,25 +281,30 @@ class SlackNotifier:
     # --- calling Slack --------------------------------------------------------------------------
 
     def _call(self, method: str, **args: Any) -> Mapping[str, Any]:
-        from slack_sdk.errors import SlackApiError, SlackClientError
+        return call_slack(self.client, method, **args)
 
-        try:
-            answer = self.client.api_call(method, json=args)
-        except SlackApiError as exc:
-            status = exc.response.status_code
-            error = exc.response.get("error") if isinstance(exc.response.data, dict) else None
-            retry_after = _seconds(exc.response.headers.get("Retry-After"))
-            wait = f"; it asks us to wait {retry_after:g} s" if retry_after else ""
-            raise Unavailable(
-                f"Slack refused {method}: {error or 'no reason given'} (HTTP {status}){wait}",
-                retry_after,
-            ) from exc
-        except (SlackClientError, OSError, ValueError) as exc:
-            raise Unavailable(f"Slack could not be reached for {method}: {brief(exc)}") from exc
-        data = answer.data if hasattr(answer, "data") else answer
-        if not isinstance(data, Mapping):
-            raise Unavailable(f"Slack answered {method} with something that is not JSON")
-        return data
+
+def call_slack(client: Any, method: str, **args: Any) -> Mapping[str, Any]:
+    """Call one Web API method; every failure is raised as `Unavailable`."""
+    from slack_sdk.errors import SlackApiError, SlackClientError
+
+    try:
+        answer = client.api_call(method, json=args)
+    except SlackApiError as exc:
+        status = exc.response.status_code
+        error = exc.response.get("error") if isinstance(exc.response.data, dict) else None
+        retry_after = _seconds(exc.response.headers.get("Retry-After"))
+        wait = f"; it asks us to wait {retry_after:g} s" if retry_after else ""
+        raise Unavailable(
+            f"Slack refused {method}: {error or 'no reason given'} (HTTP {status}){wait}",
+            retry_after,
+        ) from exc
+    except (SlackClientError, OSError, ValueError) as exc:
+        raise Unavailable(f"Slack could not be reached for {method}: {brief(exc)}") from exc
+    data = answer.data if hasattr(answer, "data") else answer
+    if not isinstance(data, Mapping):
+        raise Unavailable(f"Slack answered {method} with something that is not JSON")
+    return data
 
 
 def _section(text: str) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from typing import Any
 
 from signoff.engine.core.enums import HistoryKind, ThreadStatus
 from signoff.engine.core.handlers import FIRE
+from signoff.engine.core.outbound import Outbound
 from signoff.engine.core.records import Record
 from signoff.engine.core.state import OpenCase, ThreadState
 from signoff.engine.core.working import Working
@@ -74,8 +75,11 @@ class Timers:
                         now,
                     )
                     break
+                queued: list[Outbound] = []
                 info = replace(
-                    self.lifecycle.info(work, thread.id, thread.at or "", case, "timer"), moment=now
+                    self.lifecycle.info(work, thread.id, thread.at or "", case, "timer"),
+                    moment=now,
+                    post=queued.append,
                 )
                 work.waits_dirty = True
                 try:
@@ -86,6 +90,7 @@ class Timers:
                     if not isinstance(outcome, dict):
                         raise TypeError(f"on_due returned {type(outcome).__name__}, not a dict")
                     self._ticked(work, thread, case, outcome, now)
+                    work.outbox.extend(queued)  # written with the commit of this tick
                     case.due_at = handler.due_at(replace(info, stored=case.stored))
                     case.error, case.attempts = None, 0
                 except Exception as exc:

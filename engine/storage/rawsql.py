@@ -59,6 +59,23 @@ _WAIT_COLUMNS = (
     "wait_key",
     "workflow",
 )
+# an outbox row as a commit writes it (`storage/outbox.py` holds the rest of its life)
+OUTBOX_COLUMNS = (
+    "id",
+    "instance_id",
+    "thread",
+    "wait_key",
+    "channel",
+    "person",
+    "address",
+    "what",
+    "message",
+    "asked_by",
+    "status",
+    "attempts",
+    "next_at",
+    "created_at",
+)
 _HISTORY_COLUMNS = (
     "instance_id",
     "at",
@@ -408,8 +425,8 @@ class RawWriter:
         """`prefix` is the quoted schema and a dot, when the tables have one; `lock` is held
         around each write (the store's in-process writer lock on SQLite); `own`: signoff made
         `db` (from a URL), so it may keep connections of its own."""
-        instances, waits, history = (
-            f"{prefix}signoff_{t}" for t in ("instances", "waits", "history")
+        instances, waits, history, outbox = (
+            f"{prefix}signoff_{t}" for t in ("instances", "waits", "history", "outbox")
         )
         self.db = db
         self.sqlite = sqlite
@@ -446,9 +463,13 @@ class RawWriter:
             f"INSERT INTO {history} ({', '.join(_HISTORY_COLUMNS)}) "
             f"VALUES ({', '.join(p(c) for c in _HISTORY_COLUMNS)})"
         )
+        self.insert_outbox = (
+            f"INSERT INTO {outbox} ({', '.join(OUTBOX_COLUMNS)}) "
+            f"VALUES ({', '.join(p(c) for c in OUTBOX_COLUMNS)}) ON CONFLICT (id) DO NOTHING"
+        )
         self.instances = instances
         if not sqlite:
-            self.pg = _PgCommit(instances, waits, history)
+            self.pg = _PgCommit(instances, waits, history, outbox)
         # connections of our own, when the engine is ours and has a real pool (an in-memory
         # SQLite database is one shared connection, which must stay the pool's)
         memory = sqlite and db.url.database in (None, "", ":memory:")
@@ -580,16 +601,18 @@ class RawWriter:
         waits: Sequence[WaitRecord] | None,
         history: Sequence[Record],
         progress: bool = False,
+        outbox: Sequence[dict[str, Any]] = (),
     ) -> bool:
         """Insert (`expected_version` None) or guarded-update one instance with its rows, in
         one transaction. False when the version check failed; nothing is written then.
         `progress`: of the row, only data, state and version are written (the other columns
-        are as last committed), so no index on them is touched."""
+        are as last committed), so no index on them is touched. `outbox`: messages to send
+        after this commit (rows of `OUTBOX_COLUMNS`; one already there is kept as it is)."""
         progress = progress and expected_version is not None
         written = "insert" if expected_version is None else "progress" if progress else "update"
         params = self.row_params(row, written)
         if not self.sqlite:
-            return self._write_pg(row, params, expected_version, waits, history, progress)
+            return self._write_pg(row, params, expected_version, waits, history, progress, outbox)
         with self.lock, self.connection() as conn:
             try:
                 cur = conn.cursor()
@@ -612,6 +635,8 @@ class RawWriter:
                     cur.executemany(
                         self.insert_history, [self._history(row.id, h) for h in history]
                     )
+                if outbox:
+                    cur.executemany(self.insert_outbox, [self._outbox(o) for o in outbox])
                 conn.commit()
                 return True
             except self.refused as exc:  # text the database cannot keep, ...
@@ -690,6 +715,7 @@ class RawWriter:
         waits: Sequence[WaitRecord] | None,
         history: Sequence[Record],
         progress: bool,
+        outbox: Sequence[dict[str, Any]] = (),
     ) -> bool:
         # datetimes go as ISO text (naive UTC), which the recordset's timestamp columns read
         rows = [self._wait(row.id, row.workflow, w) for w in waits or ()]
@@ -727,7 +753,9 @@ class RawWriter:
             waits_shape = "replace"
         else:  # a new row has no wait rows to clear
             waits_shape = "keep" if waits is None or shape == "insert" else "clear"
-        sql = self.pg.sql(shape, waits_shape, due is not None, history_shape)
+        if outbox:
+            params["o_rows"] = json.dumps([self._outbox(o) for o in outbox], default=_iso)
+        sql = self.pg.sql(shape, waits_shape, due is not None, history_shape, bool(outbox))
         try:
             with self.connection() as conn:
                 cur = self._cursor(conn)
@@ -750,6 +778,11 @@ class RawWriter:
             "title": w.title,
             "wait_key": w.wait_key,
             "workflow": workflow,
+        }
+
+    def _outbox(self, o: dict[str, Any]) -> dict[str, Any]:
+        return {
+            c: self.when(o[c]) if c in ("next_at", "created_at") else o[c] for c in OUTBOX_COLUMNS
         }
 
     def _history(self, instance_id: str, h: Record) -> dict[str, Any]:
@@ -814,6 +847,7 @@ def _detail(h: Record) -> str:
 
 _WAIT_TYPES = {"began_at": "timestamp", "due_at": "timestamp"}
 _HISTORY_TYPES = {"at": "timestamp"}
+_OUTBOX_TYPES = {"attempts": "integer", "next_at": "timestamp", "created_at": "timestamp"}
 
 
 def _recordset(param: str, names: Sequence[str], types: dict[str, str]) -> str:
@@ -845,19 +879,20 @@ class _PgCommit:
     commit carries no part it does not need (an empty JSON array still costs the server a
     function scan and the client a dump)."""
 
-    def __init__(self, instances: str, waits: str, history: str) -> None:
+    def __init__(self, instances: str, waits: str, history: str, outbox: str) -> None:
         self.instances, self.waits, self.history = instances, waits, history
-        # (row, waits, notified, history rows: a count, or -1 for JSON) -> the statement
-        self.shapes: dict[tuple[str, str, bool, int], str] = {}
+        self.outbox = outbox
+        # (row, waits, notified, history rows: a count, or -1 for JSON, outbox rows) -> SQL
+        self.shapes: dict[tuple[str, str, bool, int, bool], str] = {}
 
-    def sql(self, row: str, waits: str, notified: bool, history: int) -> str:
-        key = (row, waits, notified, history)
+    def sql(self, row: str, waits: str, notified: bool, history: int, outbox: bool = False) -> str:
+        key = (row, waits, notified, history, outbox)
         found = self.shapes.get(key)
         if found is None:
             found = self.shapes[key] = self._shape(*key)
         return found
 
-    def _shape(self, row: str, waits: str, notified: bool, history: int) -> str:
+    def _shape(self, row: str, waits: str, notified: bool, history: int, outbox: bool) -> str:
         cols = ("id", *INSTANCE_COLUMNS)
         if row == "insert":
             head = (
@@ -902,6 +937,14 @@ class _PgCommit:
             ctes.append(
                 f"h AS ({into} SELECT k.id, {', '.join('x.' + c for c in h_cols)} "
                 f"FROM k, ({rows}) AS x ORDER BY x.n)"
+            )
+        if outbox:
+            o_cols = OUTBOX_COLUMNS
+            ctes.append(
+                f"o AS (INSERT INTO {self.outbox} ({', '.join(o_cols)}) "
+                f"SELECT {', '.join('x.' + c for c in o_cols)} "
+                f"FROM k, {_recordset('o_rows', o_cols, _OUTBOX_TYPES)} ORDER BY x.n "
+                "ON CONFLICT (id) DO NOTHING)"
             )
         done = "SELECT (SELECT count(*) FROM k)"
         if notified:

@@ -137,11 +137,13 @@ class Store:
         waits: Sequence[WaitRecord] | None,
         history: Sequence[Record],
         progress: bool = False,
+        outbox: Sequence[dict[str, Any]] = (),
     ) -> bool:
         """Write `row` if nobody changed it since `expected_version`; False when someone did.
-        `progress`: only its data, state and version changed, so only those are written."""
+        `progress`: only its data, state and version changed, so only those are written.
+        `outbox`: messages to send after this commit, written in the same transaction."""
         try:
-            saved = self.raw.write(row, expected_version, waits, history, progress)
+            saved = self.raw.write(row, expected_version, waits, history, progress, outbox)
         except BaseException:
             self.recent.drop(row.id)
             raise

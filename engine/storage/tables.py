@@ -1,4 +1,4 @@
-"""signoff's three tables, as the newest migration leaves them.
+"""signoff's tables, as the newest migration leaves them.
 
 `migrations/versions/` is the truth about the schema; these declarations are what the queries
 are written against, and a test checks that the migrations produce exactly them.
@@ -188,4 +188,33 @@ DELEGATIONS = Table(
     Column("delegate", String(200), nullable=False),
     Column("until", UTCDateTime(), nullable=False),
     Column("set_at", UTCDateTime(), nullable=False),
+)
+
+# The outbox: one row per message to a person outside the dashboard (an email, a Slack message),
+# written in the commit that made it due and sent after it (`runtime/outbox.py`). The id is the
+# message's idempotency key; `status` is pending, sent, failed (given up) or dropped (its wait
+# ended first).
+OUTBOX = Table(
+    "signoff_outbox",
+    METADATA,
+    Column("id", String(64), primary_key=True),
+    Column("instance_id", String(100), nullable=False),
+    Column("thread", String(200)),
+    Column("wait_key", String(250)),
+    Column("channel", String(20), nullable=False),
+    Column("person", String(200), nullable=False),
+    Column("address", String(320), nullable=False),
+    Column("what", String(20), nullable=False),
+    Column("message", Text, nullable=False),
+    Column("asked_by", String(200)),
+    Column("status", String(20), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_at", UTCDateTime(), nullable=False),
+    Column("lease_owner", String(64)),
+    Column("lease_until", UTCDateTime()),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("sent_at", UTCDateTime()),
+    Column("error", Text),
+    Index("ix_signoff_outbox_due", "status", "next_at"),
+    Index("ix_signoff_outbox_instance", "instance_id", "created_at"),
 )

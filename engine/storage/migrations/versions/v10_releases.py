@@ -2,7 +2,7 @@
 during a rolling deploy or after a rollback an old release leaves what a newer one moved to it.
 
 Revision ID: 0010
-Revises: 0007 (chained after 0008 and 0009 when those land)
+Revises: 0009
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 dashboard; the waits that begin meanwhile hand that user's part to the delegate.
 
 Revision ID: 0009
-Revises: 0007 (0008 once the mail outbox's revision is merged before it)
+Revises: 0008
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from alembic import op
 from signoff.engine.storage.migrations import target_schema
 
 revision = "0009"
-down_revision: str | None = "0007"
+down_revision: str | None = "0008"
 branch_labels = None
 depends_on = None
 
