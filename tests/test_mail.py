@@ -493,3 +493,24 @@ def test_a_worker_without_the_dashboard_makes_the_same_links(
         assert "/link/" not in text and f"{BASE}/instances/{iid}" in text
     finally:
         engine.close()
+
+
+def test_the_person_a_part_is_handed_to_gets_an_email_of_their_own(
+    sqlite_url: str, clock: Clock, smtp: SMTPServer
+) -> None:
+    engine = make_engine(sqlite_url, clock, smtp.mailer())
+    try:
+        iid = engine.start(TwoSteps)
+        engine.run_due()
+        assert len(smtp.box.to("alice@example.com")) == 1
+        engine.reassign(iid, "dave", actor="alice", reason="on leave")
+        engine.run_due()  # the hand-over's announcement, then its email
+        engine.run_due()
+        (message,) = smtp.box.to("dave@example.com")
+        text, _ = parts(message)
+        assert {c.approver for c in link_claims(text)} == {"dave"}  # approve and deny
+        assert len(smtp.box.to("alice@example.com")) == 1  # nothing more for alice
+        engine.run_due()
+        assert len(smtp.box.to("dave@example.com")) == 1  # once
+    finally:
+        engine.close()

@@ -460,6 +460,13 @@ class Approval(Handler):
             if targets:
                 posted = notifier.announce(self.notice(wait), targets)
                 stored["slack_messages"] = [*_messages(stored), *posted]
+        reach = wait.services.reach
+        if reach is not None and reach.mail and wait.post is not None:
+            handed = f"handed-{len(handovers(stored))}"  # one message per hand-over
+            for person in people[:MAX_RECIPIENTS]:
+                address = reach.email_of(person)
+                if address is not None and self.refusal(wait, person) is None:
+                    wait.post(self.email(wait, reach, person, address, "approval", handed))
         return {**stored, ANNOUNCE_KEY: []}
 
     def _message_behind(self, stored: Mapping[str, Any]) -> bool:
