@@ -10,6 +10,7 @@ $SIGNOFF_SCREENSHOTS (`make screenshots`). Skipped, saying why, without Chromium
 from __future__ import annotations
 
 import os
+import re
 import socket
 import threading
 import time
@@ -210,7 +211,8 @@ def test_every_page_is_accessible_fits_and_says_what_happened(alice: Visit, site
     # times: exact, rounded the right way, the absolute time on screen without hover
     page = alice.go(f"/instances/{ids['fresh']}")
     nexts = page.locator("td[data-label=Next]").first.text_content()
-    assert "reminder in 4h" in " ".join(nexts.split())
+    # started when the module began: on a busy machine a minute or two may have gone by
+    assert re.search(r"reminder in (4h|3h 5\dm)", " ".join(nexts.split())), nexts
     timeout = page.locator("tr", has_text="timeout").locator("td[data-label=Next]")
     assert "in 3d" in timeout.text_content()
     assert page.locator(".abs").first.is_visible()

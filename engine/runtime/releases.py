@@ -7,9 +7,11 @@ set lookup); only an instance standing elsewhere costs a read of its workflow's 
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Any
 
 from signoff.engine.core.releases import (
     BEAT_EVERY,
@@ -24,6 +26,8 @@ from signoff.engine.errors import NewerRelease
 from signoff.engine.runtime.metrics import Metrics
 from signoff.engine.storage.releases import ReleaseRows
 from signoff.engine.storage.store import Store
+
+log = logging.getLogger("signoff.engine.runtime")
 
 # due work a newer release handles is given back, due again this much later: the newer
 # release's workers fire it meanwhile
@@ -44,11 +48,26 @@ class Releases:
         self.recording = False  # True once the engine has started: a release is recorded at once
         self._beat: datetime | None = None
         self._lock = threading.Lock()
+        self._warned: type[Exception] | None = None
+        self._recorded = False  # what `start` registered is in the database
 
     def add(self, release: Release) -> None:
         self.mine[release.workflow] = release
         if self.recording:
-            self.rows.record([release], self.clock())
+            self._best_effort(self.rows.record, [release], self.clock())
+
+    def _best_effort(self, write: Callable[..., None], *args: Any) -> None:
+        """Recording releases is bookkeeping: a database that refuses the write (read-only,
+        locked, full) must not stop an engine from starting or a send from going through.
+        What is not recorded now is recorded at the next beat."""
+        try:
+            write(*args)
+        except Exception as exc:  # the driver's error, or StorageError
+            if self._warned is not type(exc):  # once per kind of refusal
+                log.warning("could not record this process's releases: %s", exc)
+            self._warned = type(exc)
+            with self._lock:
+                self._beat = None  # try again at the next beat
 
     def start(self) -> None:
         """Record every release registered so far (the engine has started)."""
@@ -57,8 +76,8 @@ class Releases:
             now = self.clock()
         except ValueError:  # a clock that is not UTC-aware: the first transition says so
             return
-        self.rows.record(self.mine.values(), now)
         self._beat = now
+        self._best_effort(self._record, list(self.mine.values()), now)
 
     def beat(self, force: bool = False) -> None:
         """Bump last_seen of this process's releases, at most every BEAT_EVERY (cheap enough to
@@ -68,7 +87,14 @@ class Releases:
             if not force and self._beat is not None and now - self._beat < BEAT_EVERY:
                 return
             self._beat = now
-        self.rows.beat(self.mine.values(), now)
+        if self._recorded:
+            self._best_effort(self.rows.beat, list(self.mine.values()), now)
+        else:  # the start could not record them: do now what it could not
+            self._best_effort(self._record, list(self.mine.values()), now)
+
+    def _record(self, releases: list[Release], now: datetime) -> None:
+        self.rows.record(releases, now)
+        self._recorded = True
 
     def fingerprint(self, workflow: str) -> str | None:
         mine = self.mine.get(workflow)
