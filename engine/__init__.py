@@ -68,6 +68,7 @@ from signoff.engine.views import (
     InstanceView,
     OutcomeView,
     ThreadView,
+    WaitingOn,
     WaitView,
 )
 
@@ -143,6 +144,7 @@ __all__ = [
     "WaitFor",
     "WaitInfo",
     "WaitView",
+    "WaitingOn",
     "Workflow",
     "actor_problem",
     "declared_renames",

@@ -39,7 +39,7 @@ from signoff.engine.core.stored import (
 from signoff.engine.core.tree import Entry, Statement, walk
 from signoff.engine.core.validate import validate
 from signoff.engine.core.waits import Wait
-from signoff.engine.core.workflow import Workflow
+from signoff.engine.core.workflow import Workflow, title_of, titled
 from signoff.engine.core.working import Working, marks
 from signoff.engine.errors import (
     AlreadyDecided,
@@ -76,6 +76,7 @@ from signoff.engine.views import (
     OutcomeView,
     ThreadView,
     WaitView,
+    waiting_on,
 )
 
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,99}")  # always fullmatch: `$` lets "\n" in
@@ -685,7 +686,7 @@ class Engine:
         try:
             state = read_state(row.id, row.state)
             infos = {key: info for key, (_, _, info) in self._open_cases(row, state).items()}
-            return _view(row, state, infos)
+            return _view(row, state, infos, self.workflows.get(row.workflow))
         except CorruptState as exc:
             warn(exc, row.workflow)
             return _unreadable_view(row, exc.problem)
@@ -693,7 +694,8 @@ class Engine:
     def _view_of(self, work: Working) -> InstanceView:
         """The view of a working copy that is the instance as just committed."""
         cases = self._open_cases(work.row, work.state, work.tree)
-        return _view(work.row, work.state, {key: info for key, (_, _, info) in cases.items()})
+        infos = {key: info for key, (_, _, info) in cases.items()}
+        return _view(work.row, work.state, infos, self.workflows.get(work.row.workflow))
 
     def history(self, instance_id: str, actor: str | None = None) -> list[HistoryEntry]:
         """The instance's audit trail, oldest first: every step, event, vote, decision (who,
@@ -797,11 +799,18 @@ class Engine:
 
     def _summary(self, r: dict[str, Any]) -> InstanceSummary:
         data, state = r.pop("data"), r.pop("state")
+        waiting = waiting_on(r.pop("waits", []))
         cls = self.workflows.get(r["workflow"])
         summary: dict[str, Any] = {}
+        titles = [w.title for w in waiting if w.kind == "approval"]
+        title = r["workflow"]
         try:
-            if cls is not None and cls.summary_fields:
-                summary = cls.summarize(read_data(r["id"], data))
+            if cls is not None and (cls.summary_fields or titled(cls)):
+                values = read_data(r["id"], data)
+                summary = cls.summarize(values)
+                title = title_of(cls, values, titles, r["workflow"])
+            else:
+                title = title_of(None, None, titles, r["workflow"])
             if r["status"] in (Status.COMPLETED, Status.FAILED):  # only these need the state
                 found = peek_state(r["id"], state)
                 outcome, label = outcome_of_state(r["status"], r["error"], found)
@@ -812,7 +821,10 @@ class Engine:
             r["status"] = _unreadable_status(r["status"])
             r["error"] = r["error"] if r["status"] == Status.CANCELLED else exc.problem
             outcome, label = outcome_of(r["status"], r["error"])
-        return InstanceSummary(**r, summary=summary, outcome=outcome, outcome_label=label)
+        return InstanceSummary(
+            **r, summary=summary, outcome=outcome, outcome_label=label, title=title,
+            waiting=waiting,
+        )  # fmt: skip
 
     def counts(
         self,
@@ -968,7 +980,8 @@ class Engine:
         exactly: a request they started with `allow_self=False`, or one they already voted on,
         is listed with the refusal that says so), plus `text` (the request's text), `summary`
         (the workflow's `summary_fields` of the instance's data), `deadline` (when a timeout
-        of the same wait decides it; None without one) and `needed` (approvals still needed).
+        of the same wait decides it; None without one), `needed` (approvals still needed) and
+        `instance_title` (what people call the instance: `InstanceView.title`).
         """
         _check_text(search=search, workflow=workflow, actor=actor)
         if search is not None and len(search) > MAX_SEARCH:
@@ -985,10 +998,11 @@ class Engine:
         for r in rows:
             cls = self.workflows.get(r["workflow"])
             data, state, version = r.pop("data"), r.pop("state"), r.pop("version")
-            r["summary"], r["text"] = {}, None
+            r["summary"], r["text"], values = {}, None, None
             try:
-                if cls is not None and cls.summary_fields:
-                    r["summary"] = cls.summarize(read_data(r["instance_id"], data))
+                if cls is not None and (cls.summary_fields or titled(cls)):
+                    values = read_data(r["instance_id"], data)
+                    r["summary"] = cls.summarize(values)
                 handler, wait = self.cases.of(r["instance_id"], version, cls, data, state).get(
                     (r["thread"], r["event"]), (None, None)
                 )
@@ -996,8 +1010,10 @@ class Engine:
                 warn(exc, r["workflow"])
                 self._decorate(r, None, None, actor)
                 r["may_decide"], r["refusal"] = False, exc.problem
+                r["instance_title"] = title_of(None, None, [r["title"]], r["workflow"])
                 continue
             self._decorate(r, handler, wait, actor)
+            r["instance_title"] = title_of(cls, values, [r["title"]], r["workflow"])
         return rows
 
     def _decorate(
@@ -1442,11 +1458,15 @@ def _unreadable_view(row: Stored, problem: str) -> InstanceView:
         version=row.version,
         due_at=row.due_at,
         pending_teardowns=0,
+        title=row.workflow,
     )
 
 
 def _view(
-    row: Stored, state: InstanceState, infos: Mapping[tuple[str, str], dict[str, Any]]
+    row: Stored,
+    state: InstanceState,
+    infos: Mapping[tuple[str, str], dict[str, Any]],
+    cls: type[Workflow] | None = None,
 ) -> InstanceView:
     import json
 
@@ -1486,11 +1506,14 @@ def _view(
         )
         for t in state.threads.values()
     ]
+    data = read_data(row.id, row.data)
+    approvals = [w.info.get("title") for t in threads for w in t.waits if w.kind == "approval"]
     return InstanceView(
         id=row.id,
         workflow=row.workflow,
         status=row.status,
-        data=read_data(row.id, row.data),
+        data=data,
+        title=title_of(cls, data, approvals, row.workflow),
         result=json.loads(row.result) if row.result is not None else None,
         error=row.error,
         created_at=row.created_at,

@@ -59,6 +59,7 @@ class ApprovalItem:
     needed: int = 1  # approvals still needed
     outcome: Flash | None = None
     decided: bool = False
+    instance_title: str = ""  # what people call the instance (`InstanceView.title`)
 
     @property
     def row_id(self) -> str:
@@ -71,7 +72,12 @@ class ApprovalItem:
 
     @property
     def heading(self) -> str:
-        return self.title or self.wait or self.instance_id
+        return self.instance_title or self.title or self.wait or self.instance_id
+
+    @property
+    def request(self) -> str | None:
+        """The approval's own title, when it says more than the instance's."""
+        return self.title if self.title and self.title != self.heading else None
 
 
 def row_id(instance_id: str, thread: str, event: str) -> str:
@@ -133,6 +139,7 @@ def items(rows: list[dict[str, Any]]) -> list[ApprovalItem]:
             summary=dict(r.get("summary") or {}),
             deadline=r.get("deadline"),
             needed=int(r.get("needed", 1)),
+            instance_title=r.get("instance_title") or "",
         )
         for r in rows
     ]

@@ -304,15 +304,31 @@ class RawPager:
                 )
             page = page[:limit]
             if page:
-                by_id = {r["id"]: r["waiting_for"] for r in page}
+                by_id = {r["id"]: r for r in page}
+                for r in page:
+                    r["waits"] = []
                 marks = ", ".join([self.mark] * len(by_id))
                 cur.execute(
-                    f"SELECT instance_id, event FROM {self.prefix}signoff_waits "
-                    f"WHERE instance_id IN ({marks})",
+                    "SELECT instance_id, event, thread, wait, kind, title, approvers, began_at, "
+                    f"due_at FROM {self.prefix}signoff_waits WHERE instance_id IN ({marks}) "
+                    "ORDER BY id",
                     list(by_id),
                 )
-                for iid, event in cur.fetchall():
-                    by_id[iid].append(event)
+                for iid, event, *rest in cur.fetchall():
+                    by_id[iid]["waiting_for"].append(event)
+                    thread, wait, kind, title, approvers, began, due = rest
+                    by_id[iid]["waits"].append(
+                        {
+                            "event": event,
+                            "thread": thread,
+                            "wait": wait,
+                            "kind": kind,
+                            "title": title,
+                            "approvers": json.loads(approvers) if approvers else None,
+                            "began_at": aware(began),
+                            "due_at": aware(due) if due is not None else None,
+                        }
+                    )
             conn.rollback()
             return page
         finally:
