@@ -4,6 +4,13 @@ as the request itself (title, text, the workflow's summary fields, the deadline,
 still needed), and is decided right there: Approve, or a reason and Deny (Enter in the reason
 denies). Several rows are decided at once with the bulk bar (one reason for all denials).
 
+Deciding takes one click (Approve) or a reason and Enter (Deny), and asks nothing more: no
+dialog. The decided row turns at once into one line ("Approved by you") in its place, and the
+live refresh (static/app.js) keeps it there until the page is loaded again, so nothing moves
+under the pointer. There is no Undo: a decision is applied when the server accepts it (the
+instance moves on, its steps may run at once), so nothing is held back that could honestly be
+taken back; an operator's repair tools (retry, goto) are the way back.
+
 The engine says who may decide what (`Engine.inbox`); this page only shows its answers."""
 
 from __future__ import annotations
@@ -251,7 +258,7 @@ async def decide(request: Request) -> Response:
         board.changed()
         if outcome.ok:
             verb = "Approved" if decision == "approve" else "Denied"
-            outcome.flash = Flash("ok", f"{verb}. The instance is now {outcome.value.status}.")
+            outcome.flash = Flash("ok", f"{verb} by you · now {outcome.value.status}")
     if not wants_fragment(request):
         if outcome.flash is not None:
             remember_flash(request, outcome.flash)
@@ -271,8 +278,8 @@ async def decide(request: Request) -> Response:
     )
     if current is not None and outcome.ok and current.key == wait_key and current.votes:
         more = current.needed
-        outcome.flash = Flash("ok", f"Approval counted: {more} more needed from other approvers.")
-    if current is None or (outcome.ok and current.key != wait_key):
+        outcome.flash = Flash("ok", f"Your approval is counted · {more} more needed")
+    if current is None or outcome.ok:  # decided: one line, in the row's place
         title = _field(form, "title", 300) or None
         item = ApprovalItem(
             instance_id=instance_id,
@@ -281,6 +288,7 @@ async def decide(request: Request) -> Response:
             wait="",
             event=event,
             title=current.title if current else title,
+            instance_title=current.instance_title if current else title or "",
             began_at=board.engine.clock(),
             due_at=None,
             approvers=None,

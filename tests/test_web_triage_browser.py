@@ -1,0 +1,211 @@
+"""Issue 24 in a real headless Chromium against a real uvicorn: triage in seconds, for the people
+who decide. Ten approvals with the mouse in at most eleven clicks, no dialog and nothing moving
+under the pointer, refreshes included; five with the keyboard in at most twenty keys; focus on
+the next request after each decision; destructive bulk actions confirmed in the page, saying how
+many. Pages are checked as test_web_dashboard_browser.py checks them (`Visit.look`: axe, no
+sideways scroll, no script or CSP error) and photographed into $SIGNOFF_SCREENSHOTS.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from signoff.engine import Engine
+from signoff.web.examples import UPSTREAM, WORKFLOWS
+from test_web_browser import CHROMIUM_ARGS, _chromium
+from test_web_dashboard_browser import Visit
+from web_support import make_app, user_hashes
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+COUNT_CLICKS = """() => { window.__clicks = 0; window.__keys = 0;
+  document.addEventListener('mousedown', () => { window.__clicks += 1; }, true);
+  document.addEventListener('keydown', () => { window.__keys += 1; }, true); }"""
+FOCUSED_ROW = "() => document.activeElement.closest('tr') && document.activeElement.closest('tr').id"
+FOCUSED = "() => document.activeElement.getAttribute('data-approve') !== null"
+
+
+def _serve(app: Any) -> tuple[str, Any, threading.Thread]:
+    import uvicorn
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.02)
+    return f"http://127.0.0.1:{port}", server, thread
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: Any) -> Iterator[tuple[str, Engine]]:
+    folder = tmp_path_factory.mktemp("triage")
+    engine = Engine(
+        f"sqlite:///{folder}/triage.db", workflows=WORKFLOWS, synchronous="NORMAL",
+        operators=["carol"],
+    )  # fmt: skip
+    rate, UPSTREAM.failure_rate = UPSTREAM.failure_rate, 0.0
+    base, server, thread = _serve(make_app(engine, users=user_hashes()))
+    try:
+        yield base, engine
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        engine.close()
+        UPSTREAM.failure_rate, UPSTREAM.fail_next = rate, 0
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    executable = _chromium()
+    sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed")
+    with sync_api.sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def shots(tmp_path: Path) -> Path:
+    chosen = os.environ.get("SIGNOFF_SCREENSHOTS")
+    folder = Path(chosen) if chosen else tmp_path / "screenshots"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _requests(engine: Engine, tag: str, n: int) -> list[str]:
+    return [
+        engine.start("Expense", {"employee": f"{tag}-{i:02}", "amount": 100 + i}) for i in range(n)
+    ]
+
+
+def _approve_boxes(page: Any) -> dict[str, tuple[float, float]]:
+    """Where every row of the inbox stands now, by id."""
+    found: dict[str, tuple[float, float]] = page.evaluate(
+        "() => Object.fromEntries([...document.querySelectorAll('#approvals tbody tr')]"
+        ".map(r => { const b = r.getBoundingClientRect(); return [r.id, [b.top, b.height]]; }))"
+    )
+    return {k: (round(v[0]), round(v[1])) for k, v in found.items()}
+
+
+def test_ten_approvals_by_mouse(browser: Any, site: Any, shots: Path) -> None:
+    base, engine = site
+    ids = _requests(engine, "mouse", 12)
+    alice = Visit(browser, base, "desktop", shots, "alice")
+    try:
+        page = alice.go("/approvals?q=employee:mouse-")
+        page.evaluate(COUNT_CLICKS)
+        rows = page.locator("#approvals tbody tr[data-request]")
+        assert rows.count() == 12
+        for n in range(10):
+            row = page.locator("#approvals tbody tr[data-request]").first
+            rid = row.get_attribute("id")
+            box = row.locator("[data-approve]").bounding_box()
+            page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+            page.wait_for_selector(f"#{rid}.decided")
+            # one line, saying what happened, in the row's place
+            decided = page.locator(f"#{rid}")
+            assert "Approved by you" in decided.text_content()
+            assert decided.bounding_box()["height"] < 40
+            # the next request's Approve has the focus
+            page.wait_for_function(FOCUSED)
+            if n < 9:
+                following = page.locator("#approvals tbody tr[data-request]").first
+                assert page.evaluate(FOCUSED_ROW) == following.get_attribute("id")
+        assert page.evaluate("window.__clicks") == 10 <= 11
+        assert alice.dialogs == []
+        assert [engine.get(i).status for i in ids[:10]] == ["completed"] * 10
+        assert [engine.get(i).status for i in ids[10:]] == ["waiting"] * 2
+        before = _approve_boxes(page)
+        # a decision made elsewhere, then the live refresh: nothing moves under the pointer
+        engine.send(ids[11], "decision", {"approved": True}, actor="alice", via="api")
+        page.wait_for_timeout(11_000)
+        assert _approve_boxes(page) == before
+        alice.look("approvals-ten-decided")
+    finally:
+        alice.close()
+
+
+def test_five_approvals_by_keyboard(browser: Any, site: Any, shots: Path) -> None:
+    base, engine = site
+    ids = _requests(engine, "keys", 5)
+    alice = Visit(browser, base, "desktop", shots, "alice")
+    try:
+        page = alice.go("/approvals?q=employee:keys-")
+        page.evaluate(COUNT_CLICKS)
+        page.keyboard.press("?")
+        assert page.locator("#keys").is_visible()
+        alice.look("approvals-keys")
+        page.keyboard.press("?")
+        assert not page.locator("#keys").is_visible()
+        page.evaluate("window.__keys = 0")
+        page.keyboard.press("j")
+        first = page.locator("#approvals tbody tr[data-request]").first.get_attribute("id")
+        assert page.evaluate(FOCUSED_ROW) == first and page.evaluate(FOCUSED)
+        for n in range(5):
+            row = page.evaluate(FOCUSED_ROW)
+            page.keyboard.press("a")
+            page.wait_for_selector(f"#{row}.decided")
+            if n < 4:
+                page.wait_for_function(f"() => ({FOCUSED_ROW})() !== {row!r}")
+                assert page.evaluate(FOCUSED)
+        assert page.evaluate("window.__keys") == 6 <= 20
+        assert page.evaluate("window.__clicks") == 0
+        assert [engine.get(i).status for i in ids] == ["completed"] * 5
+        # d: the reason, then Enter denies; k goes back, o opens
+        more = _requests(engine, "deny", 2)
+        page = alice.go("/approvals?q=employee:deny-")
+        page.keyboard.press("j")
+        page.keyboard.press("j")
+        page.keyboard.press("k")
+        page.keyboard.press("d")
+        assert page.evaluate("document.activeElement.name") == "reason"
+        page.keyboard.type("not this month")
+        page.keyboard.press("Enter")
+        page.wait_for_selector("tr.decided")
+        assert "Denied by you" in page.locator("tr.decided").text_content()
+        assert engine.get(more[0]).error == "denied by alice: not this month"
+        page.wait_for_function(FOCUSED)
+        page.keyboard.press("o")
+        page.wait_for_url(f"{base}/instances/{more[1]}")
+        assert alice.dialogs == []
+    finally:
+        alice.close()
+
+
+def test_a_destructive_bulk_action_asks_in_the_page(browser: Any, site: Any, shots: Path) -> None:
+    base, engine = site
+    ids = _requests(engine, "bulk", 3)
+    alice = Visit(browser, base, "desktop", shots, "alice")
+    try:
+        page = alice.go("/approvals?q=employee:bulk-")
+        assert not page.locator("[data-bulk-actions]").is_visible()  # nothing ticked yet
+        page.locator(".bulk-bar input.pick-all").check()
+        assert page.locator("[data-bulk-count]").text_content() == "3 selected"
+        page.fill(".bulk-bar input[name=reason]", "duplicates")
+        page.click("button:has-text('Deny 3')")
+        question = page.locator(".confirm-inline")
+        assert "Deny 3 selected?" in question.text_content()
+        assert [engine.get(i).status for i in ids] == ["waiting"] * 3  # nothing sent yet
+        alice.look("approvals-bulk-confirm")
+        question.locator("button:has-text('Yes')").click()
+        page.wait_for_selector("#bulk-report")
+        assert "Denied 3 of 3" in page.locator("#bulk-report").text_content()
+        assert "Expense: 100 EUR for bulk-00" in page.locator("#bulk-report").text_content()
+        assert [engine.get(i).status for i in ids] == ["completed"] * 3
+        assert alice.dialogs == []
+    finally:
+        alice.close()
