@@ -28,7 +28,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 COUNT_CLICKS = """() => { window.__clicks = 0; window.__keys = 0;
   document.addEventListener('mousedown', () => { window.__clicks += 1; }, true);
   document.addEventListener('keydown', () => { window.__keys += 1; }, true); }"""
-FOCUSED_ROW = "() => document.activeElement.closest('tr') && document.activeElement.closest('tr').id"
+FOCUSED_ROW = "() => (document.activeElement.closest('tr') || {}).id"
 FOCUSED = "() => document.activeElement.getAttribute('data-approve') !== null"
 
 
