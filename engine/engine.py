@@ -921,6 +921,11 @@ class Engine:
         """Raise unless the database answers: what a health check asks."""
         placement.ping(self.store)
 
+    def change_mark(self) -> str:
+        """A short token that changes whenever any process commits an instance or changes its
+        waits: a dashboard asks it every second or so and refreshes when it moved."""
+        return placement.change_mark(self.store)
+
     def open_approvals(
         self,
         limit: int = 200,

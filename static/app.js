@@ -343,7 +343,10 @@
     newBody.querySelectorAll("tr[data-request]").forEach(function (row) { incoming[row.id] = row; });
     var known = body.querySelectorAll("tr[data-request], tr[data-decided]");
     if (!known.length) { // the empty state: nothing to keep in place
-      if (newBody.querySelector("tr[data-request]")) { body.replaceChildren.apply(body, Array.prototype.map.call(newBody.children, adopt)); }
+      if (newBody.querySelector("tr[data-request]")) {
+        body.replaceChildren.apply(body, Array.prototype.map.call(newBody.children, adopt));
+        ready(body);
+      }
       return;
     }
     var seen = {};
@@ -352,18 +355,21 @@
       if (!row.hasAttribute("data-request")) { return; }
       var replacement = incoming[row.id];
       if (!replacement) { gone(row); }
-      else if (!busy(row)) { row.replaceWith(adopt(replacement)); }
+      else if (!busy(row)) { ready(row.replaceWith(adopt(replacement)) || body.querySelector("#" + row.id)); }
     });
     Object.keys(incoming).forEach(function (id) {
-      if (!seen[id]) { body.appendChild(adopt(incoming[id])); }
+      if (!seen[id]) { ready(body.appendChild(adopt(incoming[id]))); }
     });
   }
 
   function adopt(node) {
     var copy = document.importNode(node, true);
     localise(copy);
-    if (window.htmx && window.htmx.process) { window.htmx.process(copy); }
     return copy;
+  }
+
+  function ready(node) { // htmx wires what is in the document
+    if (node && window.htmx && window.htmx.process) { window.htmx.process(node); }
   }
 
   // --- live: pushed by the server, else polled ---------------------------------------------------

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -134,6 +136,7 @@ def test_ten_approvals_by_mouse(browser: Any, site: Any, shots: Path) -> None:
         engine.send(ids[11], "decision", {"approved": True}, actor="alice", via="api")
         page.wait_for_timeout(11_000)
         assert _approve_boxes(page) == before
+        assert "No longer waiting" in page.locator("#approvals tbody tr").last.text_content()
         alice.look("approvals-ten-decided")
     finally:
         alice.close()
@@ -207,5 +210,53 @@ def test_a_destructive_bulk_action_asks_in_the_page(browser: Any, site: Any, sho
         assert "Expense: 100 EUR for bulk-00" in page.locator("#bulk-report").text_content()
         assert [engine.get(i).status for i in ids] == ["completed"] * 3
         assert alice.dialogs == []
+    finally:
+        alice.close()
+
+
+def test_the_count_of_waiting_requests_is_live(browser: Any, site: Any, shots: Path) -> None:
+    """The navigation says how many requests wait for the reader, pushed by the server: after a
+    decision in the page, and after one made by another process on the same database."""
+    base, engine = site
+    ids = _requests(engine, "live", 3)
+    alice = Visit(browser, base, "desktop", shots, "alice")
+    try:
+        page = alice.go("/workflows")
+        count = page.locator("[data-testid=nav-count]")
+        waiting = engine.inbox_count("alice")
+        page.wait_for_function(
+            f"() => document.querySelector('[data-nav-count]').textContent === '{waiting}'"
+        )
+        assert count.is_visible()
+        inbox = alice.context.new_page()
+        inbox.goto(base + "/approvals?q=employee:live-")
+        inbox.locator("#approvals tbody tr[data-request]").first.locator("[data-approve]").click()
+        inbox.wait_for_selector("tr.decided")
+        # both pages: the one decided in, and the one that only listens
+        for p in (inbox, page):
+            p.wait_for_function(
+                f"() => document.querySelector('[data-nav-count]').textContent === '{waiting - 1}'"
+            )
+        # another process decides: the count follows, and the inbox shows the row as gone
+        cli = [sys.executable, "-m", "signoff.web.cli", "send", "--db", engine.database_url]
+        done = subprocess.run(
+            [*cli, "--as", "alice", "--payload", '{"approved": true}', ids[2], "decision"],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert engine.get(ids[2]).status == "completed"
+        for p in (inbox, page):
+            p.wait_for_function(
+                f"() => document.querySelector('[data-nav-count]').textContent === '{waiting - 2}'"
+            )
+        inbox.wait_for_selector("#approvals tbody tr.decided:has-text('No longer waiting')")
+        alice.look("workflows-live-count")
+        # without push (no EventSource), the count comes by polling
+        polled = alice.context.new_page()
+        polled.add_init_script("delete window.EventSource")
+        polled.goto(base + "/workflows")
+        polled.wait_for_function(
+            f"() => document.querySelector('[data-nav-count]').textContent === '{waiting - 2}'"
+        )
     finally:
         alice.close()

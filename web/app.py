@@ -28,6 +28,7 @@ from signoff.web import (
     instance,
     instances,
     links,
+    live,
     metrics,
     slack,
     workflows,
@@ -39,7 +40,7 @@ from signoff.web.oidc import OIDC, OIDCClient
 from signoff.web.proxy import TrustedProxy
 from signoff.web.render import Flash, template, wants_fragment
 from signoff.web.security import BodyTooLargeError, SecurityMiddleware
-from signoff.web.state import Cached, Dashboard, KeyedCache, dashboard, root_of
+from signoff.web.state import Cached, Changes, Dashboard, KeyedCache, dashboard, root_of
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -180,6 +181,7 @@ def create_app(
             else None
         ),
     )
+    board.live = Changes(engine.change_mark, board.forget)
     if allowed_hosts is None and open_access:
         allowed_hosts = LOOPBACK_HOSTS
     routes = [
@@ -195,6 +197,8 @@ def create_app(
         Route("/approvals", approvals.page, methods=["GET"]),
         Route("/approvals/decide", approvals.decide, methods=["POST"]),
         Route("/approvals/bulk", approvals.bulk, methods=["POST"]),
+        Route("/live", live.stream, methods=["GET"]),
+        Route("/live/count", live.count, methods=["GET"]),
         Route("/instances-bulk", instances.bulk, methods=["POST"]),
         Route("/workflows", workflows.page, methods=["GET"]),
         Route("/workflows/{workflow}/start", workflows.start, methods=["POST"]),

@@ -115,6 +115,17 @@ def _inbox_filter(
     return where
 
 
+def change_mark(store: Store) -> str:
+    """A token that changes whenever an instance commits or its waits change, read from the
+    database (so a change made by any process shows): the latest change time of any instance
+    and the newest wait row. Two index lookups: cheap enough to ask every second."""
+    i, w = INSTANCES.c, WAITS.c
+    with store.db.connect() as conn:
+        changed = conn.execute(select(func.max(i.updated_at))).scalar()
+        waits = conn.execute(select(func.max(w.id))).scalar()
+    return f"{changed.isoformat() if changed is not None else '-'}|{waits or 0}"
+
+
 def _like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
