@@ -104,9 +104,11 @@ def shots(tmp_path: Path) -> Path:
 class Visit:
     """One person in one browser window of one size; `look` checks the page it is on."""
 
-    def __init__(self, browser: Any, base: str, size: str, shots: Path, user: str) -> None:
+    def __init__(
+        self, browser: Any, base: str, size: str, shots: Path, user: str, **options: Any
+    ) -> None:
         width, height = SIZES[size]
-        self.context = browser.new_context(viewport={"width": width, "height": height})
+        self.context = browser.new_context(viewport={"width": width, "height": height}, **options)
         self.page = self.context.new_page()
         self.base, self.size, self.shots = base, size, shots
         self.problems: list[str] = []

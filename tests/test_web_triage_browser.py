@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from signoff.engine import Engine
@@ -258,5 +259,37 @@ def test_the_count_of_waiting_requests_is_live(browser: Any, site: Any, shots: P
         polled.wait_for_function(
             f"() => document.querySelector('[data-nav-count]').textContent === '{waiting - 2}'"
         )
+    finally:
+        alice.close()
+
+
+def test_times_in_the_readers_zone(browser: Any, site: Any, shots: Path) -> None:
+    """A reader in Tokyo sees Tokyo time with the zone named; ticking UTC shows UTC; how long
+    a request waited is said in words."""
+    base, engine = site
+    iid = engine.start("Expense", {"employee": "tokyo", "amount": 5})
+    engine.send(iid, "decision", {"approved": True}, actor="alice", via="api")
+    alice = Visit(
+        browser, base, "desktop", shots, "alice", timezone_id="Asia/Tokyo", locale="en-GB"
+    )
+    try:
+        page = alice.go(f"/instances/{iid}")
+        at = engine.get(iid).created_at
+        first = page.locator(".facts time.abs").first
+        page.wait_for_function(
+            "() => !document.querySelector('.facts time.abs').textContent.includes('UTC')"
+        )
+        shown = first.text_content()
+        tokyo = at.astimezone(ZoneInfo("Asia/Tokyo"))
+        assert f"{tokyo:%H}:{tokyo:%M}" in shown and "GMT+9" in shown, shown
+        assert f"{tokyo.day} {tokyo:%b}" in shown, shown  # "Tue 9 Dec, 17:00 GMT+9"
+        assert "waited 0 s for alice" in page.locator(".decisions").text_content()
+        alice.look("instance-tokyo")
+        page.check("[data-utc-toggle]")
+        assert "UTC" in first.text_content() and f"{at:%H}:{at:%M}" in first.text_content()
+        page.reload()  # the choice is kept
+        page.wait_for_function("() => document.querySelector('.facts time.abs').title !== ''")
+        assert "UTC" in page.locator(".facts time.abs").first.text_content()
+        page.uncheck("[data-utc-toggle]")
     finally:
         alice.close()

@@ -295,6 +295,7 @@ def _environment(directory: Path) -> jinja2.Environment:
         value, indent=2, ensure_ascii=False, default=str
     )
     env.filters["short"] = _short
+    env.filters["duration"] = duration
     return env
 
 
@@ -341,6 +342,14 @@ def relative(seconds: float) -> str:
     if seconds >= 60 - 0.5:
         return f"{round(seconds / 60)}m"
     return f"{int(seconds)}s"
+
+
+def duration(seconds: float | None) -> str:
+    """`3 h`, `2 d 5 h`, `3 h 20 min`, `12 min`, `40 s`: how long something took, for people."""
+    if seconds is None:
+        return ""
+    text = relative(max(0.0, seconds))
+    return text.replace("d", " d").replace("h", " h").replace("m", " min").replace("s", " s")
 
 
 def _brief(value: Any) -> str:

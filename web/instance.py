@@ -96,6 +96,7 @@ class InstancePage:
     operator: bool  # may retry, cancel, move threads and send any event
     outcome: OutcomeView  # how it ended or stands, and every decision taken on it
     summary: dict[str, Any]  # the workflow's summary fields of the data
+    waited: list[float | None]  # per decision: seconds its wait had been open (None: unknown)
 
     @property
     def terminal(self) -> bool:
@@ -158,6 +159,7 @@ def build(engine: Engine, instance_id: str, user: str, flash: Flash | None = Non
             )
         )
     live = view.status not in TERMINAL
+    outcome = engine.outcome(instance_id, history)
     return InstancePage(
         view=view,
         data_json=_pretty(view.data),
@@ -177,9 +179,24 @@ def build(engine: Engine, instance_id: str, user: str, flash: Flash | None = Non
         flash=flash,
         user=user,
         operator=engine.is_operator(user),
-        outcome=engine.outcome(instance_id, history),
+        outcome=outcome,
         summary=cls.summarize(view.data) if cls is not None else {},
+        waited=waited(outcome, history),
     )
+
+
+def waited(outcome: OutcomeView, history: list[HistoryEntry]) -> list[float | None]:
+    """How long each decision's wait had been open when it was taken, in seconds: since the
+    latest "waiting" entry of its thread and wait before it (None when the history lacks it)."""
+    began: list[HistoryEntry] = [h for h in history if h.kind == "waiting"]
+    found: list[float | None] = []
+    for d in outcome.decisions:
+        start = max(
+            (h.at for h in began if h.thread == d.thread and h.name == d.wait and h.at <= d.at),
+            default=None,
+        )
+        found.append((d.at - start).total_seconds() if start is not None else None)
+    return found
 
 
 def _wait_panel(wait: WaitView, refusal: str | None) -> WaitPanel:
