@@ -63,7 +63,7 @@ from signoff.engine.runtime.unreadable import Unreadable, warn
 from signoff.engine.storage import placement
 from signoff.engine.storage.failures import guard_storage
 from signoff.engine.storage.once import Once
-from signoff.engine.storage.rawsql import ORDERS
+from signoff.engine.storage.rawsql import ORDERS, Narrowing
 from signoff.engine.storage.seen import Seen
 from signoff.engine.storage.sessions import Sessions
 from signoff.engine.storage.store import Store
@@ -769,6 +769,8 @@ class Engine:
         before: tuple[datetime, str] | None = None,
         order: str = "recent",
         actor: str | None = None,
+        decider: str | None = None,
+        overdue: bool = False,
     ) -> builtins.list[InstanceSummary]:
         """Instances in `order`: "recent" (most recently changed first, the default), "oldest"
         (least recently changed first) or "id". `before` is the (updated_at, id) of the last
@@ -776,12 +778,16 @@ class Engine:
         characters: an id prefix, `field:value` (the data field has that value, or a text
         value starting with it), or else text anywhere in the data. Each row carries the
         workflow's `summary_fields` of its data and its outcome. With `actor`, only the
-        instances that person sees."""
+        instances that person sees. A search may also compare: `amount>200` (a number in the
+        data), `started<2026-12-01`, `changed>=2026-11-01T09:00` (InvalidData, with a hint,
+        when it cannot be read). `decider`: only instances with an open approval that person
+        may decide; `overdue`: only those with a wait past its deadline (a timeout not fired
+        yet)."""
         if search is not None and len(search) > MAX_SEARCH:
             raise InvalidData(f"a search is at most {MAX_SEARCH} characters")
         if order not in ORDERS:
             raise InvalidData(f"order is one of {', '.join(ORDERS)}, not {order!r}")
-        _check_text(search=search, status=status, workflow=workflow, actor=actor)
+        _check_text(search=search, status=status, workflow=workflow, actor=actor, decider=decider)
         if before is not None:
             _check_text(cursor=before[1])
         if isinstance(workflow, type):
@@ -794,8 +800,15 @@ class Engine:
             before=before,
             order=order,
             viewer=self._viewer(actor),
+            narrow=self._narrowing(decider, overdue),
         )
         return [self._summary(r) for r in rows]
+
+    def _narrowing(self, decider: str | None, overdue: bool) -> Narrowing | None:
+        if decider is None and not overdue:
+            return None
+        names = tuple(sorted(self.identities(decider))) if decider is not None else None
+        return Narrowing(names, self._now() if overdue else None)
 
     def _summary(self, r: dict[str, Any]) -> InstanceSummary:
         data, state = r.pop("data"), r.pop("state")
@@ -832,16 +845,23 @@ class Engine:
         workflow: str | type[Workflow] | None = None,
         search: str | None = None,
         actor: str | None = None,
+        decider: str | None = None,
+        overdue: bool = False,
     ) -> dict[str, int]:
         """How many instances there are in each status; of `workflow`, and matching `search`
-        (as `list` matches it), when given; of those `actor` sees, when given. A search reads
-        every instance's data."""
+        (as `list` matches it), when given; of those `actor` sees, when given; narrowed by
+        `decider` and `overdue` as `list` is. A search reads every instance's data."""
         if search is not None and len(search) > MAX_SEARCH:
             raise InvalidData(f"a search is at most {MAX_SEARCH} characters")
-        _check_text(search=search, workflow=workflow, actor=actor)
+        _check_text(search=search, workflow=workflow, actor=actor, decider=decider)
         if isinstance(workflow, type):
             workflow = workflow.registered_name()
-        return self.store.counts(workflow or None, search or None, self._viewer(actor))
+        return self.store.counts(
+            workflow or None,
+            search or None,
+            self._viewer(actor),
+            self._narrowing(decider, overdue),
+        )
 
     def outcome(
         self, instance_id: str, history: Sequence[HistoryEntry] | None = None

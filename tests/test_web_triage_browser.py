@@ -293,3 +293,28 @@ def test_times_in_the_readers_zone(browser: Any, site: Any, shots: Path) -> None
         page.uncheck("[data-utc-toggle]")
     finally:
         alice.close()
+
+
+@pytest.mark.parametrize("size", ["desktop", "phone"])
+def test_search_with_comparisons(browser: Any, site: Any, shots: Path, size: str) -> None:
+    base, engine = site
+    tag = f"cmp{size}"
+    cheap = engine.start("Expense", {"employee": tag, "amount": 12})
+    dear = engine.start("Expense", {"employee": tag, "amount": 4321})
+    alice = Visit(browser, base, size, shots, "alice")
+    try:
+        page = alice.go(f"/?q=employee:{tag}")
+        assert page.locator("#instances tbody tr[id^=i-]").count() == 2
+        why = page.locator(f"#i-{dear} td.why").text_content()
+        assert "Waits" in why and "for alice to decide" in why
+        page.fill("input[name=q]", "amount>4000")
+        page.wait_for_url(lambda url: "amount%3E4000" in url or "amount>4000" in url)
+        page.wait_for_selector(f"#i-{cheap}", state="detached")
+        assert page.locator(f"#i-{dear}").count() == 1
+        alice.look("instances-compare")
+        page.fill("input[name=q]", "amount>lots")
+        page.wait_for_selector("[data-testid=search-hint]")
+        assert "amount>200" in page.locator("[data-testid=search-hint]").text_content()
+        alice.look("instances-compare-hint")
+    finally:
+        alice.close()

@@ -160,9 +160,14 @@ def create_app(
         counts=Cached(engine.counts, COUNTS_TTL),
         gauges=Cached(engine.gauges, GAUGES_TTL),
         placement=Cached(engine.statement_counts, PLACEMENT_TTL),
-        filtered_counts=KeyedCache(  # (the viewer, "" when they see all; workflow; search)
+        # (the viewer, "" when they see all; workflow; search; "waits for" whom; overdue)
+        filtered_counts=KeyedCache(
             lambda key: engine.counts(
-                workflow=key[1] or None, search=key[2] or None, actor=key[0] or None
+                workflow=key[1] or None,
+                search=key[2] or None,
+                actor=key[0] or None,
+                decider=key[3] or None,
+                overdue=bool(key[4]),
             ),
             COUNTS_TTL,
         ),
