@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -318,3 +319,50 @@ def test_search_with_comparisons(browser: Any, site: Any, shots: Path, size: str
         alice.look("instances-compare-hint")
     finally:
         alice.close()
+
+
+@pytest.mark.parametrize("size", ["desktop", "phone"])
+def test_the_instance_page_of_an_approver_and_of_an_operator(
+    browser: Any, site: Any, shots: Path, size: str
+) -> None:
+    base, engine = site
+    iid = engine.start("Expense", {"employee": f"page-{size}", "amount": 77, "description": "Taxi"})
+    UPSTREAM.fail_next = 2
+    report = engine.start("NightlyReport", {"day": f"2026-02-0{len(size)}"}, actor="alice")
+    engine.run_due(datetime.now(UTC) + timedelta(hours=1))  # its second try fails too
+    assert engine.get(report).status == "failed"
+    alice = Visit(browser, base, size, shots, "alice")  # decides expenses, operates nothing
+    carol = Visit(browser, base, size, shots, "carol")  # the operator
+    try:
+        page = alice.go(f"/instances/{iid}")
+        first = page.locator("main section.panel").first
+        assert "ask" in first.get_attribute("class")
+        text = " ".join(first.text_content().split())
+        assert "Expense: 77 EUR for page-" in text and "Taxi" in text
+        assert first.locator("dd").first.text_content().strip() == "alice"  # who may decide
+        assert "Deadline" in text
+        assert first.locator("button:has-text('Approve')").is_visible()
+        box = first.locator("button:has-text('Approve')").bounding_box()
+        assert box["y"] < 844  # on the first screen, even on a phone
+        for internal in ("Threads", "Definition", "Send an event", "Cancel…", "Handler", "Setup"):
+            assert page.locator(f"main :text-is('{internal}')").count() == 0, internal
+        alice.look("instance-approver")
+        page = alice.go(f"/instances/{report}")
+        failed = " ".join(page.locator(".what-failed").text_content().split())
+        assert "fetch figures" in failed and "warehouse did not answer" in failed
+        assert "carol" in failed  # who may retry it
+        assert page.locator("button:has-text('Retry')").count() == 0
+        alice.look("instance-failed-approver")
+        page = carol.go(f"/instances/{iid}")
+        assert page.locator("h2:has-text('Threads')").count() == 1
+        assert page.locator("h2:has-text('Definition')").count() == 1
+        assert page.locator("summary:has-text('Send an event')").count() == 1
+        carol.look("instance-operator")
+        # the approver decides from the top of the page, in one click
+        page = alice.go(f"/instances/{iid}")
+        page.locator("section.ask button:has-text('Approve')").click()
+        page.wait_for_selector("#instance .flash-ok")
+        assert engine.get(iid).status == "completed" and alice.dialogs == []
+    finally:
+        alice.close()
+        carol.close()
