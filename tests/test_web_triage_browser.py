@@ -24,7 +24,7 @@ import pytest
 from signoff.engine import Engine
 from signoff.web.examples import UPSTREAM, WORKFLOWS
 from test_web_browser import CHROMIUM_ARGS, _chromium
-from test_web_dashboard_browser import Visit
+from test_web_dashboard_browser import SIZES, Visit
 from web_support import make_app, user_hashes
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -366,3 +366,38 @@ def test_the_instance_page_of_an_approver_and_of_an_operator(
     finally:
         alice.close()
         carol.close()
+
+
+def test_the_phones_first_screen_shows_requests(browser: Any, site: Any, shots: Path) -> None:
+    base, engine = site
+    ids = _requests(engine, "phone", 3)
+    alice = Visit(browser, base, "phone", shots, "alice")
+    try:
+        page = alice.go("/approvals?q=employee:phone-")
+        height = SIZES["phone"][1]
+        rows = page.locator("#approvals tbody tr[data-request]")
+        first = rows.first.bounding_box()
+        assert first["y"] < height / 2, first  # requests, not the bulk bar, on the first screen
+        approve = rows.first.locator("[data-approve]").bounding_box()
+        assert approve["y"] + approve["height"] <= height
+        assert not page.locator("[data-bulk-actions]").is_visible()
+        # tap targets: every control of a row, the bar and the navigation is 44 px or more
+        small = page.evaluate(
+            "() => [...document.querySelectorAll('#approvals tbody tr[data-request] button,"
+            " #approvals tbody tr[data-request] input:not([type=hidden]), label.hit,"
+            " .bulk-bar .pick-label, .nav a, .filters button, .filters input, .filters select')]"
+            ".filter(e => e.offsetParent !== null)"
+            ".map(e => [e.tagName + (e.name ? '.' + e.name : ''), e.getBoundingClientRect()])"
+            ".filter(([n, b]) => n !== 'INPUT.pick' && (b.height < 43.5 || b.width < 43.5))"
+            ".map(([n, b]) => n + ' ' + Math.round(b.width) + 'x' + Math.round(b.height))"
+        )
+        assert small == [], small
+        alice.look("approvals-first-screen")
+        rows.first.locator("label.hit").click()  # ticks its checkbox
+        assert page.locator("[data-bulk-count]").text_content() == "1 selected"
+        assert page.locator("[data-bulk-actions]").is_visible()
+        assert page.locator("button:has-text('Approve 1')").is_visible()
+        alice.look("approvals-phone-ticked")
+        assert [engine.get(i).status for i in ids] == ["waiting"] * 3
+    finally:
+        alice.close()
