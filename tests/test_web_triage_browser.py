@@ -357,6 +357,19 @@ def test_the_instance_page_of_an_approver_and_of_an_operator(
         assert page.locator("h2:has-text('Threads')").count() == 1
         assert page.locator("h2:has-text('Definition')").count() == 1
         assert page.locator("summary:has-text('Send an event')").count() == 1
+        # no word is broken to make a column narrower ("decisio/n")
+        broken = page.evaluate(
+            r"""() => { const out = [];
+            const walker = document.createTreeWalker(document.querySelector('main'), NodeFilter.SHOW_TEXT);
+            for (let n = walker.nextNode(); n; n = walker.nextNode()) {
+              const word = n.textContent.trim();
+              if (word.length < 2 || word.length > 30 || /\s/.test(word)) continue;
+              const r = document.createRange(); r.selectNodeContents(n);
+              const lines = new Set([...r.getClientRects()].filter(b => b.width > 0).map(b => Math.round(b.top)));
+              if (lines.size > 1) out.push(word);
+            } return out; }"""
+        )
+        assert broken == [], broken
         carol.look("instance-operator")
         # the approver decides from the top of the page, in one click
         page = alice.go(f"/instances/{iid}")

@@ -108,6 +108,7 @@ class InstancePage:
     summary: dict[str, Any]  # the workflow's summary fields of the data
     waited: list[float | None]  # per decision: seconds its wait had been open (None: unknown)
     operators: list[str]  # who may retry, cancel, move threads: told to those who may not
+    internals: bool  # sees the engine's side: operators, and viewers (who see everything)
 
     @property
     def failed_threads(self) -> list[ThreadView]:
@@ -202,6 +203,7 @@ def build(engine: Engine, instance_id: str, user: str, flash: Flash | None = Non
         summary=cls.summarize(view.data) if cls is not None else {},
         waited=waited(outcome, history),
         operators=sorted(engine.authority.operators),
+        internals=engine.is_operator(user) or engine.sees_all(user),
     )
 
 
