@@ -360,12 +360,14 @@ def test_the_instance_page_of_an_approver_and_of_an_operator(
         # no word is broken to make a column narrower ("decisio/n")
         broken = page.evaluate(
             r"""() => { const out = [];
-            const walker = document.createTreeWalker(document.querySelector('main'), NodeFilter.SHOW_TEXT);
+            const main = document.querySelector('main');
+            const walker = document.createTreeWalker(main, NodeFilter.SHOW_TEXT);
             for (let n = walker.nextNode(); n; n = walker.nextNode()) {
               const word = n.textContent.trim();
               if (word.length < 2 || word.length > 30 || /\s/.test(word)) continue;
               const r = document.createRange(); r.selectNodeContents(n);
-              const lines = new Set([...r.getClientRects()].filter(b => b.width > 0).map(b => Math.round(b.top)));
+              const boxes = [...r.getClientRects()].filter(b => b.width > 0);
+              const lines = new Set(boxes.map(b => Math.round(b.top)));
               if (lines.size > 1) out.push(word);
             } return out; }"""
         )
