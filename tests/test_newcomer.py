@@ -64,8 +64,8 @@ def test_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
 
     engine = Engine(url, workflows=WORKFLOWS)
     try:
-        for n in range(300):  # far more than a pipe holds
-            engine.start("Purchase", {"item": f"item {n} " + "x" * 200, "cost": n})
+        for n in range(60):  # 120 KB of JSON: more than a pipe holds
+            engine.start("Purchase", {"item": f"item {n} " + "x" * 2000, "cost": n})
     finally:
         engine.close()
     done = subprocess.run(
