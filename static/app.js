@@ -355,11 +355,21 @@
       if (!row.hasAttribute("data-request")) { return; }
       var replacement = incoming[row.id];
       if (!replacement) { gone(row); }
-      else if (!busy(row)) { ready(row.replaceWith(adopt(replacement)) || body.querySelector("#" + row.id)); }
+      else if (!busy(row) && signature(row) !== signature(replacement)) {
+        ready(row.replaceWith(adopt(replacement)) || body.querySelector("#" + row.id));
+      }
     });
     Object.keys(incoming).forEach(function (id) {
       if (!seen[id]) { ready(body.appendChild(adopt(incoming[id]))); }
     });
+  }
+
+  // what a row says, but for its times (they only age): a row that says the same is left alone
+  function signature(row) {
+    var copy = row.cloneNode(true);
+    copy.querySelectorAll("time").forEach(function (t) { t.remove(); });
+    copy.querySelectorAll("[data-htmx-powered]").forEach(function (e) { e.removeAttribute("data-htmx-powered"); });
+    return copy.innerHTML.replace(/\s+/g, " ");
   }
 
   function adopt(node) {

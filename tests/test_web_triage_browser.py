@@ -391,6 +391,7 @@ def test_the_phones_first_screen_shows_requests(browser: Any, site: Any, shots: 
         page = alice.go("/approvals?q=employee:phone-")
         height = SIZES["phone"][1]
         rows = page.locator("#approvals tbody tr[data-request]")
+        rows.first.wait_for()
         first = rows.first.bounding_box()
         assert first["y"] < height / 2, first  # requests, not the bulk bar, on the first screen
         approve = rows.first.locator("[data-approve]").bounding_box()
