@@ -4,21 +4,42 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench bench-peer screenshots install clean chromium
+.PHONY: run link test lint bench bench-peer screenshots install clean chromium
 
+# everything the tests, the linters and the benchmarks use
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+	touch $(STAMP) $(RUN_STAMP)
+
+# only what running needs: `make run` on a fresh clone installs no test tools
+RUN_STAMP := $(VENV)/.installed-run
+$(RUN_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e .
+	touch $(RUN_STAMP)
 
 install: $(STAMP)
 
 PORT ?= 8000
+# the demo keeps its own database, so the README's example (signoff.db) never meets the demo's
+# workflows, and its own secret key, so `make link` signs links the demo server accepts
+DEMO_DB ?= sqlite:///demo.db
+DEMO_KEY := $(VENV)/demo-secret-key
+
+$(DEMO_KEY): | $(RUN_STAMP)
+	$(BIN)/python -c "import secrets; print(secrets.token_urlsafe(48))" > $(DEMO_KEY)
 
 # the demo: open access on 127.0.0.1:$(PORT), example instances added to an empty database
-run: $(STAMP)
-	$(BIN)/signoff serve --open-access --port $(PORT)
+run: $(RUN_STAMP) $(DEMO_KEY)
+	SIGNOFF_SECRET_KEY="$$(cat $(DEMO_KEY))" $(BIN)/signoff serve --open-access --port $(PORT) --db $(DEMO_DB)
+
+# an approval link for the demo: make link ID=<instance id> APPROVER=alice
+link: $(RUN_STAMP) $(DEMO_KEY)
+	SIGNOFF_SECRET_KEY="$$(cat $(DEMO_KEY))" $(BIN)/signoff link --db $(DEMO_DB) \
+	  --base-url http://127.0.0.1:$(PORT) --approver $(APPROVER) $(ID)
 
 # the browser tests drive Debian's Chromium: installed here when it is missing and apt-get may
 # (as root); otherwise those tests skip, saying why

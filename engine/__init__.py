@@ -81,6 +81,7 @@ from signoff.engine.views import (
     InstanceView,
     OutcomeView,
     ThreadView,
+    WaitingOn,
     WaitView,
 )
 
@@ -163,6 +164,7 @@ __all__ = [
     "WaitFor",
     "WaitInfo",
     "WaitView",
+    "WaitingOn",
     "Workflow",
     "actor_problem",
     "address_problem",

@@ -40,7 +40,7 @@ from signoff.engine.core.stored import (
 )
 from signoff.engine.core.tree import Entry, Statement
 from signoff.engine.core.validate import validate
-from signoff.engine.core.workflow import Workflow
+from signoff.engine.core.workflow import Workflow, title_of, titled
 from signoff.engine.core.working import Working, marks
 from signoff.engine.errors import (
     AlreadyDecided,
@@ -72,7 +72,7 @@ from signoff.engine.storage import placement
 from signoff.engine.storage.delegations import Delegate, Delegations
 from signoff.engine.storage.failures import guard_storage
 from signoff.engine.storage.once import Once
-from signoff.engine.storage.rawsql import ORDERS
+from signoff.engine.storage.rawsql import ORDERS, Narrowing
 from signoff.engine.storage.seen import Seen
 from signoff.engine.storage.sessions import Sessions
 from signoff.engine.storage.store import Store
@@ -84,6 +84,7 @@ from signoff.engine.views import (
     OutcomeView,
     ThreadView,
     WaitView,
+    waiting_on,
 )
 
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,99}")  # always fullmatch: `$` lets "\n" in
@@ -906,7 +907,9 @@ class Engine:
         try:
             state = read_state(row.id, row.state)
             infos = {key: info for key, (_, _, info) in self._open_cases(row, state).items()}
-            return _view(row, state, infos, self._hidden(row.workflow))
+            return _view(
+                row, state, infos, self.workflows.get(row.workflow), self._hidden(row.workflow)
+            )
         except CorruptState as exc:
             warn(exc, row.workflow)
             return _unreadable_view(row, exc.problem)
@@ -915,7 +918,13 @@ class Engine:
         """The view of a working copy that is the instance as just committed."""
         cases = self._open_cases(work.row, work.state, work.tree)
         infos = {key: info for key, (_, _, info) in cases.items()}
-        return _view(work.row, work.state, infos, self._hidden(work.row.workflow))
+        return _view(
+            work.row,
+            work.state,
+            infos,
+            self.workflows.get(work.row.workflow),
+            self._hidden(work.row.workflow),
+        )
 
     def _hidden(self, workflow: str) -> builtins.list[str]:
         """The data fields `workflow` stores but never shows (`Workflow.hidden_fields`)."""
@@ -953,6 +962,8 @@ class Engine:
         before: tuple[datetime, str] | None = None,
         order: str = "recent",
         actor: str | None = None,
+        decider: str | None = None,
+        overdue: bool = False,
     ) -> builtins.list[InstanceSummary]:
         """Instances in `order`: "recent" (most recently changed first, the default), "oldest"
         (least recently changed first) or "id". `before` is the (updated_at, id) of the last
@@ -960,12 +971,16 @@ class Engine:
         characters: an id prefix, `field:value` (the data field has that value, or a text
         value starting with it), or else text anywhere in the data. Each row carries the
         workflow's `summary_fields` of its data and its outcome. With `actor`, only the
-        instances that person sees."""
+        instances that person sees. A search may also compare: `amount>200` (a number in the
+        data), `started<2026-12-01`, `changed>=2026-11-01T09:00` (InvalidData, with a hint,
+        when it cannot be read). `decider`: only instances with an open approval that person
+        may decide; `overdue`: only those with a wait past its deadline (a timeout not fired
+        yet)."""
         if search is not None and len(search) > MAX_SEARCH:
             raise InvalidData(f"a search is at most {MAX_SEARCH} characters")
         if order not in ORDERS:
             raise InvalidData(f"order is one of {', '.join(ORDERS)}, not {order!r}")
-        _check_text(search=search, status=status, workflow=workflow, actor=actor)
+        _check_text(search=search, status=status, workflow=workflow, actor=actor, decider=decider)
         if before is not None:
             _check_text(cursor=before[1])
         if isinstance(workflow, type):
@@ -978,16 +993,30 @@ class Engine:
             before=before,
             order=order,
             viewer=self.sight.viewer(actor),
+            narrow=self._narrowing(decider, overdue),
         )
         return [self._summary(r) for r in rows]
 
+    def _narrowing(self, decider: str | None, overdue: bool) -> Narrowing | None:
+        if decider is None and not overdue:
+            return None
+        names = tuple(sorted(self.identities(decider))) if decider is not None else None
+        return Narrowing(names, self._now() if overdue else None)
+
     def _summary(self, r: dict[str, Any]) -> InstanceSummary:
         data, state = r.pop("data"), r.pop("state")
+        waiting = waiting_on(r.pop("waits", []))
         cls = self.workflows.get(r["workflow"])
         summary: dict[str, Any] = {}
+        titles = [w.title for w in waiting if w.kind == "approval"]
+        title = r["workflow"]
         try:
-            if cls is not None and cls.summary_fields:
-                summary = cls.summarize(read_data(r["id"], data))
+            if cls is not None and (cls.summary_fields or titled(cls)):
+                values = read_data(r["id"], data)
+                summary = cls.summarize(values)
+                title = title_of(cls, values, titles, r["workflow"])
+            else:
+                title = title_of(None, None, titles, r["workflow"])
             if r["status"] in (Status.COMPLETED, Status.FAILED):  # only these need the state
                 found = peek_state(r["id"], state)
                 outcome, label = outcome_of_state(r["status"], r["error"], found)
@@ -998,7 +1027,10 @@ class Engine:
             r["status"] = _unreadable_status(r["status"])
             r["error"] = r["error"] if r["status"] == Status.CANCELLED else exc.problem
             outcome, label = outcome_of(r["status"], r["error"])
-        return InstanceSummary(**r, summary=summary, outcome=outcome, outcome_label=label)
+        return InstanceSummary(
+            **r, summary=summary, outcome=outcome, outcome_label=label, title=title,
+            waiting=waiting,
+        )  # fmt: skip
 
     def counts(
         self,
@@ -1006,16 +1038,23 @@ class Engine:
         workflow: str | type[Workflow] | None = None,
         search: str | None = None,
         actor: str | None = None,
+        decider: str | None = None,
+        overdue: bool = False,
     ) -> dict[str, int]:
         """How many instances there are in each status; of `workflow`, and matching `search`
-        (as `list` matches it), when given; of those `actor` sees, when given. A search reads
-        every instance's data."""
+        (as `list` matches it), when given; of those `actor` sees, when given; narrowed by
+        `decider` and `overdue` as `list` is. A search reads every instance's data."""
         if search is not None and len(search) > MAX_SEARCH:
             raise InvalidData(f"a search is at most {MAX_SEARCH} characters")
-        _check_text(search=search, workflow=workflow, actor=actor)
+        _check_text(search=search, workflow=workflow, actor=actor, decider=decider)
         if isinstance(workflow, type):
             workflow = workflow.registered_name()
-        return self.store.counts(workflow or None, search or None, self.sight.viewer(actor))
+        return self.store.counts(
+            workflow or None,
+            search or None,
+            self.sight.viewer(actor),
+            self._narrowing(decider, overdue),
+        )
 
     def outcome(
         self, instance_id: str, history: Sequence[HistoryEntry] | None = None
@@ -1095,6 +1134,11 @@ class Engine:
         """Raise unless the database answers: what a health check asks."""
         placement.ping(self.store)
 
+    def change_mark(self) -> str:
+        """A short token that changes whenever any process commits an instance or changes its
+        waits: a dashboard asks it every second or so and refreshes when it moved."""
+        return placement.change_mark(self.store)
+
     def open_approvals(
         self,
         limit: int = 200,
@@ -1154,7 +1198,8 @@ class Engine:
         exactly: a request they started with `allow_self=False`, or one they already voted on,
         is listed with the refusal that says so), plus `text` (the request's text), `summary`
         (the workflow's `summary_fields` of the instance's data), `deadline` (when a timeout
-        of the same wait decides it; None without one) and `needed` (approvals still needed).
+        of the same wait decides it; None without one), `needed` (approvals still needed) and
+        `instance_title` (what people call the instance: `InstanceView.title`).
         """
         _check_text(search=search, workflow=workflow, actor=actor)
         if search is not None and len(search) > MAX_SEARCH:
@@ -1171,10 +1216,11 @@ class Engine:
         for r in rows:
             cls = self.workflows.get(r["workflow"])
             data, state, version = r.pop("data"), r.pop("state"), r.pop("version")
-            r["summary"], r["text"] = {}, None
+            r["summary"], r["text"], values = {}, None, None
             try:
-                if cls is not None and cls.summary_fields:
-                    r["summary"] = cls.summarize(read_data(r["instance_id"], data))
+                if cls is not None and (cls.summary_fields or titled(cls)):
+                    values = read_data(r["instance_id"], data)
+                    r["summary"] = cls.summarize(values)
                 handler, wait = self.cases.of(r["instance_id"], version, cls, data, state).get(
                     (r["thread"], r["event"]), (None, None)
                 )
@@ -1182,8 +1228,10 @@ class Engine:
                 warn(exc, r["workflow"])
                 self._decorate(r, None, None, actor)
                 r["may_decide"], r["refusal"] = False, exc.problem
+                r["instance_title"] = title_of(None, None, [r["title"]], r["workflow"])
                 continue
             self._decorate(r, handler, wait, actor)
+            r["instance_title"] = title_of(cls, values, [r["title"]], r["workflow"])
         return rows
 
     def _decorate(
@@ -1707,6 +1755,7 @@ def _unreadable_view(row: Stored, problem: str) -> InstanceView:
         version=row.version,
         due_at=row.due_at,
         pending_teardowns=0,
+        title=row.workflow,
     )
 
 
@@ -1714,6 +1763,7 @@ def _view(
     row: Stored,
     state: InstanceState,
     infos: Mapping[tuple[str, str], dict[str, Any]],
+    cls: type[Workflow] | None = None,
     hidden: Sequence[str] = (),
 ) -> InstanceView:
     import json
@@ -1754,11 +1804,14 @@ def _view(
         )
         for t in state.threads.values()
     ]
+    data = read_data(row.id, row.data)
+    approvals = [w.info.get("title") for t in threads for w in t.waits if w.kind == "approval"]
     return InstanceView(
         id=row.id,
         workflow=row.workflow,
         status=row.status,
-        data={k: v for k, v in read_data(row.id, row.data).items() if k not in hidden},
+        data={k: v for k, v in data.items() if k not in hidden},
+        title=title_of(cls, data, approvals, row.workflow),
         result=json.loads(row.result) if row.result is not None else None,
         error=row.error,
         created_at=row.created_at,

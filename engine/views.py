@@ -96,6 +96,9 @@ class InstanceView(_Readable):
     # True when `send` kept the event for a wait that has not begun yet (never a decision): it
     # is delivered when that wait begins, or dropped with a history entry if the instance ends
     kept: bool = False
+    # what people call it: the workflow's `instance_title()`, else the title of its open
+    # approval, else the workflow's name (DESIGN, "The instance's name")
+    title: str = ""
 
     def thread(self, thread_id: str) -> ThreadView:
         """The thread with this id (KeyError if there is none)."""
@@ -108,6 +111,50 @@ class InstanceView(_Readable):
     def waits(self) -> list[WaitView]:
         """Every open case of every thread."""
         return [w for t in self.threads for w in t.waits]
+
+
+@dataclass(frozen=True)
+class WaitingOn(_Readable):
+    """What a waiting instance waits for (`InstanceSummary.waiting`): an approval, a form or an
+    event (`kind`), its `title`, who may answer (`approvers`; None: anyone), since when, and
+    `deadline`: when a timeout of the same wait decides it (None: it may wait for ever)."""
+
+    thread: str
+    wait: str
+    event: str
+    kind: str
+    title: str | None
+    approvers: list[str] | None
+    since: datetime
+    deadline: datetime | None
+
+    def overdue(self, now: datetime) -> bool:
+        """Its deadline has passed and nothing decided it yet (no scheduler fired the timer)."""
+        return self.deadline is not None and self.deadline <= now
+
+
+def waiting_on(waits: list[dict[str, Any]]) -> list[WaitingOn]:
+    """An instance's wait rows (instance_id's rows of signoff_waits, as dicts) as `WaitingOn`:
+    every case but the timeouts, which give the others of their wait a deadline."""
+    deadlines: dict[tuple[str, str], datetime] = {}
+    for w in waits:
+        if w["kind"] == "timeout" and w["due_at"] is not None:
+            key = (w["thread"], w["wait"])
+            deadlines[key] = min(w["due_at"], deadlines.get(key, w["due_at"]))
+    return [
+        WaitingOn(
+            thread=w["thread"],
+            wait=w["wait"],
+            event=w["event"],
+            kind=w["kind"],
+            title=w["title"],
+            approvers=w["approvers"],
+            since=w["began_at"],
+            deadline=deadlines.get((w["thread"], w["wait"])),
+        )
+        for w in waits
+        if w["kind"] != "timeout"
+    ]
 
 
 @dataclass(frozen=True)
@@ -127,6 +174,8 @@ class InstanceSummary(_Readable):
     summary: dict[str, Any] = field(default_factory=dict)
     outcome: str = ""
     outcome_label: str = ""
+    title: str = ""  # what people call it, as `InstanceView.title`
+    waiting: list[WaitingOn] = field(default_factory=list)  # what it waits for, oldest first
 
 
 @dataclass(frozen=True)

@@ -70,7 +70,7 @@ def test_approve_from_the_inbox(alice: TestClient, engine: Engine) -> None:
     assert response.template.name == "partials/approval_row.html"
     roots = [n for n in parse(response.text).children if not isinstance(n, str)]
     assert [r.attrs["id"] for r in roots] == [row_id(iid, "main", "decision")]
-    assert "Approved. The instance is now completed." in response.text
+    assert "Approved by you · now completed" in response.text
     assert engine.get(iid).status == "completed"
     assert TRACE[-2:] == ["approved by alice via web", "book"]
 
@@ -84,7 +84,7 @@ def test_deny_needs_a_reason(alice: TestClient, engine: Engine) -> None:
     assert row is not None and row.find_all("form")  # still decidable
     assert engine.get(iid).status == "waiting"
     ok = alice.post("/approvals/decide", data=_form(iid, "deny", "not now"), headers=HX)
-    assert ok.status_code == 200 and "Denied." in ok.text
+    assert ok.status_code == 200 and "Denied by you" in ok.text
     decision = next(h for h in engine.history(iid) if h.kind == "decision")
     assert (decision.actor, decision.via, decision.message) == ("alice", "web", "denied: not now")
 
@@ -102,13 +102,18 @@ def test_a_double_submit_from_the_inbox_decides_once(alice: TestClient, engine: 
     iid = engine.start("Trip", {})
     row = parse(alice.get("/approvals").text).by_id(row_id(iid, "main", "decision"))
     assert row is not None
-    [form] = [f for f in row.find_all("form") if (f.attrs.get("action") or "").endswith("/decide")]
-    buttons = [b.attrs.get("value") for b in form.find_all("button")]
-    assert buttons == ["deny", "approve"]
+    # Approve, then the reason and Deny: the order they are seen; Enter in the reason denies
+    form, deny_form = [
+        f for f in row.find_all("form") if (f.attrs.get("action") or "").endswith("/decide")
+    ]
+    buttons = [b.attrs.get("value") for b in form.find_all("button") + deny_form.find_all("button")]
+    assert buttons == ["approve", "deny"]
+    assert [i.attrs.get("name") for i in deny_form.find_all("input")][-1] == "reason"
+    assert not any(n.attrs.get("data-confirm") for n in row.iter())  # no question asked
     approve = {**form_data(form), "decision": "approve"}
     assert approve["key"] == engine.get(iid).threads[0].waits[0].key != ""
     first = alice.post("/approvals/decide", data=approve, headers=HX)
-    assert first.status_code == 200 and "Approved." in first.text
+    assert first.status_code == 200 and "Approved by you" in first.text
     second = alice.post("/approvals/decide", data=approve, headers=HX)
     assert second.status_code == 409
     assert "already decided: approved by alice at 2026-01-05 09:00:00 UTC" in second.text

@@ -137,7 +137,7 @@ def test_a_day_at_the_dashboard(server: tuple[str, Engine], shots: Path) -> None
             assert row.count() == 1
             page.screenshot(path=str(shots / "approvals.png"), full_page=True)
             row.locator("button:has-text('Approve')").click()
-            page.wait_for_selector("text=Approved. The instance is now completed.")
+            page.wait_for_selector("text=Approved by you · now completed")
             assert engine.get(iid).status == "completed"
 
             # the watching tab updates by itself, without reloading
@@ -166,7 +166,7 @@ def test_a_day_at_the_dashboard(server: tuple[str, Engine], shots: Path) -> None
             row = page.locator("tr").filter(has_text="Expense: 2300 EUR for frank")
             row.locator("input[name=reason]").fill("over the conference budget")
             row.locator("button:has-text('Deny')").click()
-            page.wait_for_selector("text=Denied. The instance is now completed.")
+            page.wait_for_selector("text=Denied by you · now completed")
             denied = next(
                 s
                 for s in engine.list()

@@ -309,7 +309,9 @@ class TripV2(Workflow):
 
 def test_missing_statement_is_highlighted(engine: Engine, tmp_path: Any, clock: Any) -> None:
     iid = engine.start("Trip", {})
-    deployed = Engine(engine.store.url, workflows=[TripV2, *WORKFLOWS[1:]], clock=clock)
+    deployed = Engine(
+        engine.store.url, workflows=[TripV2, *WORKFLOWS[1:]], clock=clock, operators=["alice"]
+    )
     app = make_app(deployed)
     with TestClient(app, base_url=ORIGIN, follow_redirects=False) as c:
         sign_in(c, "alice")

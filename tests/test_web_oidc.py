@@ -646,7 +646,7 @@ def test_signing_in_with_the_provider_in_chromium(
         try:
             page = chromium.new_context().new_page()
             page.on("pageerror", lambda e: problems.append(str(e)))
-            page.on("dialog", lambda dialog: dialog.accept())  # "Approve 'Buy 99'?"
+            page.on("dialog", lambda dialog: problems.append(dialog.message))  # none, ever
 
             page.goto(served + "/approvals")
             assert page.url.startswith(served + "/login")
@@ -659,7 +659,7 @@ def test_signing_in_with_the_provider_in_chromium(
 
             row = page.locator("tr").filter(has_text="Buy 99")
             row.locator("button:has-text('Approve')").click()
-            page.wait_for_selector("text=Approved. The instance is now completed.")
+            page.wait_for_selector("text=Approved by you · now completed")
             assert engine.get(iid).result == {"approved_by": "zoe@example.com"}
 
             page.click("button:has-text('Sign out')")

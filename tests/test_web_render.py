@@ -100,6 +100,7 @@ ALLOWED_TAGS = {
     "header",
     "nav",
     "a",
+    "kbd",
     "div",
     "span",
     "form",

@@ -432,6 +432,7 @@ OPENAPI: dict[str, Any] = {
                     "version": {"type": "integer"},
                     "due_at": {"anyOf": [_DT, {"type": "null"}]},
                     "pending_teardowns": {"type": "integer"},
+                    "title": {"type": "string", "description": "what people call it"},
                 },
             },
             "Summary": {
@@ -454,6 +455,13 @@ OPENAPI: dict[str, Any] = {
                         "completed, ended with an error; running or waiting while it runs",
                     },
                     "outcome_label": {"type": "string"},
+                    "title": {"type": "string", "description": "what people call it"},
+                    "waiting": {
+                        "type": "array",
+                        "description": "what it waits for: kind, title, approvers, since, "
+                        "deadline (null: none)",
+                        "items": {"type": "object"},
+                    },
                 },
             },
             "Approval": {

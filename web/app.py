@@ -35,6 +35,7 @@ from signoff.web import (
     instance,
     instances,
     links,
+    live,
     metrics,
     reassign,
     slack,
@@ -47,7 +48,7 @@ from signoff.web.oidc import OIDC, OIDCClient
 from signoff.web.proxy import TrustedProxy
 from signoff.web.render import Flash, template, wants_fragment
 from signoff.web.security import BodyTooLargeError, SecurityMiddleware
-from signoff.web.state import Cached, Dashboard, KeyedCache, dashboard, root_of
+from signoff.web.state import Cached, Changes, Dashboard, KeyedCache, dashboard, root_of
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -167,9 +168,14 @@ def create_app(
         counts=Cached(engine.counts, COUNTS_TTL),
         gauges=Cached(engine.gauges, GAUGES_TTL),
         placement=Cached(engine.statement_counts, PLACEMENT_TTL),
-        filtered_counts=KeyedCache(  # (the viewer, "" when they see all; workflow; search)
+        # (the viewer, "" when they see all; workflow; search; "waits for" whom; overdue)
+        filtered_counts=KeyedCache(
             lambda key: engine.counts(
-                workflow=key[1] or None, search=key[2] or None, actor=key[0] or None
+                workflow=key[1] or None,
+                search=key[2] or None,
+                actor=key[0] or None,
+                decider=key[3] or None,
+                overdue=bool(key[4]),
             ),
             COUNTS_TTL,
         ),
@@ -190,6 +196,7 @@ def create_app(
     )
     if engine.base_url:  # emails carry links this app checks, signed with its key
         engine.set_link_maker(signed_link_maker(secret_key, engine.base_url))
+    board.live = Changes(engine.change_mark, board.forget)
     if allowed_hosts is None and open_access:
         allowed_hosts = LOOPBACK_HOSTS
     routes = [
@@ -209,6 +216,8 @@ def create_app(
         Route("/approvals", approvals.page, methods=["GET"]),
         Route("/approvals/decide", approvals.decide, methods=["POST"]),
         Route("/approvals/bulk", approvals.bulk, methods=["POST"]),
+        Route("/live", live.stream, methods=["GET"]),
+        Route("/live/count", live.count, methods=["GET"]),
         Route("/instances-bulk", instances.bulk, methods=["POST"]),
         Route("/workflows", workflows.page, methods=["GET"]),
         Route("/workflows/{workflow}/start", workflows.start, methods=["POST"]),
@@ -305,6 +314,7 @@ def _environment(directory: Path) -> jinja2.Environment:
         value, indent=2, ensure_ascii=False, default=str
     )
     env.filters["short"] = _short
+    env.filters["duration"] = duration
     return env
 
 
@@ -351,6 +361,14 @@ def relative(seconds: float) -> str:
     if seconds >= 60 - 0.5:
         return f"{round(seconds / 60)}m"
     return f"{int(seconds)}s"
+
+
+def duration(seconds: float | None) -> str:
+    """`3 h`, `2 d 5 h`, `3 h 20 min`, `12 min`, `40 s`: how long something took, for people."""
+    if seconds is None:
+        return ""
+    text = relative(max(0.0, seconds))
+    return text.replace("d", " d").replace("h", " h").replace("m", " min").replace("s", " s")
 
 
 def _brief(value: Any) -> str:

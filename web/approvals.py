@@ -4,6 +4,13 @@ as the request itself (title, text, the workflow's summary fields, the deadline,
 still needed), and is decided right there: Approve, or a reason and Deny (Enter in the reason
 denies). Several rows are decided at once with the bulk bar (one reason for all denials).
 
+Deciding takes one click (Approve) or a reason and Enter (Deny), and asks nothing more: no
+dialog. The decided row turns at once into one line ("Approved by you") in its place, and the
+live refresh (static/app.js) keeps it there until the page is loaded again, so nothing moves
+under the pointer. There is no Undo: a decision is applied when the server accepts it (the
+instance moves on, its steps may run at once), so nothing is held back that could honestly be
+taken back; an operator's repair tools (retry, goto) are the way back.
+
 The engine says who may decide what (`Engine.inbox`); this page only shows its answers."""
 
 from __future__ import annotations
@@ -59,6 +66,7 @@ class ApprovalItem:
     needed: int = 1  # approvals still needed
     outcome: Flash | None = None
     decided: bool = False
+    instance_title: str = ""  # what people call the instance (`InstanceView.title`)
 
     @property
     def row_id(self) -> str:
@@ -71,7 +79,12 @@ class ApprovalItem:
 
     @property
     def heading(self) -> str:
-        return self.title or self.wait or self.instance_id
+        return self.instance_title or self.title or self.wait or self.instance_id
+
+    @property
+    def request(self) -> str | None:
+        """The approval's own title, when it says more than the instance's."""
+        return self.title if self.title and self.title != self.heading else None
 
 
 def row_id(instance_id: str, thread: str, event: str) -> str:
@@ -133,6 +146,7 @@ def items(rows: list[dict[str, Any]]) -> list[ApprovalItem]:
             summary=dict(r.get("summary") or {}),
             deadline=r.get("deadline"),
             needed=int(r.get("needed", 1)),
+            instance_title=r.get("instance_title") or "",
         )
         for r in rows
     ]
@@ -244,7 +258,7 @@ async def decide(request: Request) -> Response:
         board.changed()
         if outcome.ok:
             verb = "Approved" if decision == "approve" else "Denied"
-            outcome.flash = Flash("ok", f"{verb}. The instance is now {outcome.value.status}.")
+            outcome.flash = Flash("ok", f"{verb} by you · now {outcome.value.status}")
     if not wants_fragment(request):
         if outcome.flash is not None:
             remember_flash(request, outcome.flash)
@@ -264,8 +278,8 @@ async def decide(request: Request) -> Response:
     )
     if current is not None and outcome.ok and current.key == wait_key and current.votes:
         more = current.needed
-        outcome.flash = Flash("ok", f"Approval counted: {more} more needed from other approvers.")
-    if current is None or (outcome.ok and current.key != wait_key):
+        outcome.flash = Flash("ok", f"Your approval is counted · {more} more needed")
+    if current is None or outcome.ok:  # decided: one line, in the row's place
         title = _field(form, "title", 300) or None
         item = ApprovalItem(
             instance_id=instance_id,
@@ -274,6 +288,7 @@ async def decide(request: Request) -> Response:
             wait="",
             event=event,
             title=current.title if current else title,
+            instance_title=current.instance_title if current else title or "",
             began_at=board.engine.clock(),
             due_at=None,
             approvers=None,

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from signoff.engine import InstanceView, SignoffError
+from signoff.engine import Engine, InstanceView, SignoffError
 from signoff.web.actions import Seer, hidden, plain
 
 
@@ -15,10 +15,15 @@ from signoff.web.actions import Seer, hidden, plain
 class BulkResult:
     """One row of a bulk action's report."""
 
-    label: str
+    label: str  # what was selected: the instance's id
     ok: bool
     message: str
     link: str
+    title: str = ""  # what people call the instance, when the person may see it
+
+    @property
+    def name(self) -> str:
+        return self.title or self.label
 
 
 def try_row(
@@ -29,14 +34,23 @@ def try_row(
     seen_by: Seer | None = None,
 ) -> BulkResult:
     """Run one row's action; a refusal becomes that row's report in plain words (`hidden` from
-    a user who may not see the instance, given `seen_by`)."""
+    a user who may not see the instance, given `seen_by`). The row is named by the instance's
+    title when the person may see it, else by `label` (what they selected: its id)."""
     try:
         view = action()
     except SignoffError as exc:
         if seen_by is not None:
             exc = hidden(exc, *seen_by)
+            return BulkResult(label, False, plain(exc), link, _title(*seen_by))
         return BulkResult(label, False, plain(exc), link)
-    return BulkResult(label, True, f"{done}; now {view.status}", link)
+    return BulkResult(label, True, f"{done}; now {view.status}", link, view.title)
+
+
+def _title(engine: Engine, instance_id: str, user: str) -> str:
+    try:
+        return engine.get(instance_id, user).title
+    except SignoffError:  # gone, or not theirs to see: named by the id they selected
+        return ""
 
 
 def summary(verb: str, report: Sequence[BulkResult]) -> tuple[str, int]:

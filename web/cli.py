@@ -506,7 +506,9 @@ def cmd_link(args: argparse.Namespace, out: TextIO) -> int:
     if not secret_key:
         raise ConfigError(
             "approval links are signed with the server's secret key: set SIGNOFF_SECRET_KEY "
-            "to the one `signoff serve` uses"
+            "to the one `signoff serve` uses. A server started without one made a random key "
+            "that no other process knows; the demo's is kept in .venv/demo-secret-key, so "
+            "`make link ID=<id> APPROVER=alice` makes links the demo (`make run`) accepts"
         )
     engine = make_engine(args)
     try:
@@ -911,7 +913,10 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: $SIGNOFF_TRUSTED_PROXIES or 127.0.0.1)",
     )
     p.add_argument(
-        "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
+        "--log-level",
+        default="info",
+        choices=["critical", "error", "warning", "info", "debug"],
+        help="how much the server logs (default info)",
     )
 
     p = command("worker", cmd_worker, "fire timers, retries and reminders; no web server", timers)
@@ -938,8 +943,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the instance as JSON")
 
     p = command("send", cmd_send, "send an event to an instance", acting)
-    p.add_argument("id")
-    p.add_argument("event")
+    p.add_argument("id", help="the instance's id (`signoff list` shows them)")
+    p.add_argument("event", help="the event's name, e.g. decision (`signoff show` lists the waits)")
     p.add_argument(
         "--payload",
         metavar="JSON",
@@ -948,15 +953,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--thread", help="the thread, when several wait for the event")
 
     p = command("list", cmd_list, "list instances, most recently changed first")
-    p.add_argument("--status", choices=["running", "waiting", "failed", "completed", "cancelled"])
-    p.add_argument("--workflow")
-    p.add_argument("--search", help="an id, or text in the data")
-    p.add_argument("--limit", type=int, default=50)
-    p.add_argument("--json", action="store_true")
+    p.add_argument(
+        "--status",
+        choices=["running", "waiting", "failed", "completed", "cancelled"],
+        help="only instances in this status",
+    )
+    p.add_argument("--workflow", help="only instances of this workflow")
+    p.add_argument(
+        "--search",
+        help="an id prefix, text in the data, field:value, or a comparison (amount>200, "
+        "started<2026-12-01)",
+    )
+    p.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
+    p.add_argument("--json", action="store_true", help="print them as JSON, one list")
 
     p = command("show", cmd_show, "show an instance: threads, waits, due times, history")
-    p.add_argument("id")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("id", help="the instance's id (`signoff list` shows them)")
+    p.add_argument("--json", action="store_true", help="print it as JSON")
 
     p = command(
         "link",
@@ -965,7 +978,7 @@ def build_parser() -> argparse.ArgumentParser:
         "email or Slack; never printed)",
         acting,
     )
-    p.add_argument("id")
+    p.add_argument("id", help="the instance's id (`signoff list` shows them)")
     p.add_argument("--approver", required=True, help="who decides with it (a user name)")
     p.add_argument("--event", help="the approval's event, when the instance waits for several")
     p.add_argument("--thread", help="the thread, when several wait for the same event")
@@ -976,17 +989,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     p = command("retry", cmd_retry, "re-enter the statement a failed thread stopped at", acting)
-    p.add_argument("id")
-    p.add_argument("--thread")
+    p.add_argument("id", help="the instance's id (`signoff list` shows them)")
+    p.add_argument("--thread", help="only this thread (default: every failed one)")
 
     p = command("cancel", cmd_cancel, "cancel an instance", acting)
-    p.add_argument("id")
-    p.add_argument("--reason")
+    p.add_argument("id", help="the instance's id (`signoff list` shows them)")
+    p.add_argument("--reason", help="why, kept in the history")
 
     p = command("goto", cmd_goto, "operator repair: continue a thread at a named step", acting)
-    p.add_argument("id")
-    p.add_argument("thread")
-    p.add_argument("step")
+    p.add_argument("id", help="the instance's id (`signoff list` shows them)")
+    p.add_argument("thread", help="the thread to move: main, or a Go thread's id")
+    p.add_argument("step", help="the named statement it continues at")
 
     p = command(
         "check",
@@ -1045,6 +1058,15 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # the reader went away (`signoff list --json | head`): stop quietly, as Unix tools do,
+        # and point stdout at nothing so the interpreter's last flush does not fail either
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):  # stdout is no file (a test's buffer)
+            pass
+        return 1
 
 
 if __name__ == "__main__":

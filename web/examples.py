@@ -53,6 +53,9 @@ class Expense(Workflow):
     reason: str = Field("", json_schema_extra={"readOnly": True})
     paid: bool = Field(False, json_schema_extra={"readOnly": True})
 
+    def instance_title(self) -> str:
+        return f"Expense: {self.amount} EUR for {self.employee}"
+
     def definition(self) -> Statement:
         return S(
             Step("record claim", self.record),
@@ -115,6 +118,9 @@ class Onboarding(Workflow):
     monitors: int = Field(0, json_schema_extra={"readOnly": True})
     accounts_ready: bool = Field(False, json_schema_extra={"readOnly": True})
     trained: bool = Field(False, json_schema_extra={"readOnly": True})
+
+    def instance_title(self) -> str:
+        return f"Onboarding {self.person} ({self.team})"
 
     def definition(self) -> Statement:
         return S(
@@ -179,6 +185,9 @@ class NightlyReport(Workflow):
     published_by: str = Field("", json_schema_extra={"readOnly": True})
     rejected: str = Field("", json_schema_extra={"readOnly": True})
 
+    def instance_title(self) -> str:
+        return f"Nightly report of {self.day}"
+
     def definition(self) -> Statement:
         return S(
             Step(
@@ -225,6 +234,9 @@ class Purchase(Workflow):
     cost: int = Field(18000, ge=0, description="in EUR")
     ordered: bool = Field(False, json_schema_extra={"readOnly": True})
     reason: str = Field("", json_schema_extra={"readOnly": True})
+
+    def instance_title(self) -> str:
+        return f"Buy {self.item} for {self.cost} EUR"
 
     def definition(self) -> Statement:
         return S(

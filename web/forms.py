@@ -31,6 +31,7 @@ class FormField:
     help: str = ""
     minimum: str = ""
     maximum: str = ""
+    nullable: bool = False  # `X | None`: an emptied input means None
 
     @property
     def input_name(self) -> str:
@@ -62,6 +63,9 @@ def fields_from_schema(schema: dict[str, Any], *, skip: tuple[str, ...] = ()) ->
                 help=help_text,
                 minimum=_num(prop.get("minimum", prop.get("exclusiveMinimum"))),
                 maximum=_num(prop.get("maximum", prop.get("exclusiveMaximum"))),
+                nullable=any(
+                    isinstance(p, dict) and p.get("type") == "null" for p in raw.get("anyOf") or ()
+                ),
             )
         )
     return fields
@@ -116,9 +120,18 @@ def parse_submission(
             continue
         text = raw if isinstance(raw, str) else ""
         if text.strip() == "":
-            if field.kind in ("text", "textarea", "select") and field.required:
+            # an emptied input means empty, never the default it showed before
+            if raw is None:
+                continue  # not in the form at all: the model's default
+            if field.nullable:
+                data[field.name] = None
+            elif field.kind in ("text", "textarea") or (field.kind == "select" and field.required):
                 data[field.name] = text
-            continue  # leave it to the model's default (or its "field required")
+            elif field.kind in ("integer", "number") and (field.value or field.required):
+                errors[field.name] = "give a number (it cannot be left empty)"
+            elif field.kind == "json" and (field.value or field.required):
+                errors[field.name] = "give a JSON value (it cannot be left empty)"
+            continue  # nothing asked for and nothing given: the model's default
         match field.kind:
             case "integer":
                 try:

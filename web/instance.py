@@ -1,11 +1,16 @@
-"""The instance page: data, result or error, threads and their open waits, the definition as
-a tree with each thread's position marked, the history; and every operator action on it
-(approve, deny, send an event, retry, cancel, move a thread), each updating the page in place."""
+"""The instance page: first what it asks of the reader (each open approval: its title, who may
+decide, the deadline, Approve and Deny; each form), how it ended or stands, its decisions, its
+data and history. Operators also get the engine's side (threads with their waits' handlers
+and setup, the definition as a tree with each thread's position marked, the raw history) and
+every repair (send any event, retry, cancel, move a thread); for anyone else that section is
+absent, and a failed instance says what failed and who may retry it. Every action updates
+the page in place."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -66,6 +71,12 @@ class ThreadPanel:
     goto_targets: list[str]
     missing: bool
     retryable: bool
+    deadline: datetime | None = None  # when a timeout of its wait decides it
+
+    @property
+    def asks(self) -> list[WaitPanel]:
+        """What it asks of people: its approvals, and its forms."""
+        return [w for w in self.waits if w.view.kind == "approval" or w.fields]
 
     @property
     def wait_key(self) -> str:
@@ -95,6 +106,13 @@ class InstancePage:
     operator: bool  # may retry, cancel, move threads and send any event
     outcome: OutcomeView  # how it ended or stands, and every decision taken on it
     summary: dict[str, Any]  # the workflow's summary fields of the data
+    waited: list[float | None]  # per decision: seconds its wait had been open (None: unknown)
+    operators: list[str]  # who may retry, cancel, move threads: told to those who may not
+    internals: bool  # sees the engine's side: operators, and viewers (who see everything)
+
+    @property
+    def failed_threads(self) -> list[ThreadView]:
+        return [t.view for t in self.threads if t.view.status == "failed"]
 
     @property
     def terminal(self) -> bool:
@@ -154,9 +172,14 @@ def build(engine: Engine, instance_id: str, user: str, flash: Flash | None = Non
                 goto_targets=goto_targets(definition, root) if definition is not None else [],
                 missing=gone,
                 retryable=thread.status in ("failed", "retrying") and view.status not in TERMINAL,
+                deadline=min(
+                    (w.due_at for w in thread.waits if w.kind == "timeout" and w.due_at),
+                    default=None,
+                ),
             )
         )
     live = view.status not in TERMINAL
+    outcome = engine.outcome(instance_id, history)
     return InstancePage(
         view=view,
         data_json=_pretty(view.data),
@@ -176,9 +199,26 @@ def build(engine: Engine, instance_id: str, user: str, flash: Flash | None = Non
         flash=flash,
         user=user,
         operator=engine.is_operator(user),
-        outcome=engine.outcome(instance_id, history),
+        outcome=outcome,
         summary=cls.summarize(view.data) if cls is not None else {},
+        waited=waited(outcome, history),
+        operators=sorted(engine.authority.operators),
+        internals=engine.is_operator(user) or engine.sees_all(user),
     )
+
+
+def waited(outcome: OutcomeView, history: list[HistoryEntry]) -> list[float | None]:
+    """How long each decision's wait had been open when it was taken, in seconds: since the
+    latest "waiting" entry of its thread and wait before it (None when the history lacks it)."""
+    began: list[HistoryEntry] = [h for h in history if h.kind == "waiting"]
+    found: list[float | None] = []
+    for d in outcome.decisions:
+        start = max(
+            (h.at for h in began if h.thread == d.thread and h.name == d.wait and h.at <= d.at),
+            default=None,
+        )
+        found.append((d.at - start).total_seconds() if start is not None else None)
+    return found
 
 
 def _wait_panel(wait: WaitView, refusal: str | None) -> WaitPanel:

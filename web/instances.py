@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from functools import partial
 from urllib.parse import quote, urlencode
 
-from signoff.engine import InstanceSummary, SignoffError
+from signoff.engine import InstanceSummary, InvalidData, SignoffError
 from signoff.web.auth import checked_form, chrome, require_user
 from signoff.web.bulk import BulkResult, summary, try_row
 from signoff.web.render import STATUSES, render, template, wants_fragment
@@ -36,6 +36,8 @@ class Filters:
     sort: str = ""  # "" is "recent"
     before: str = ""  # keyset cursor: "<updated_at ISO>~<id>"
     start: str = ""  # how many rows come before this page (for "51-100 of N")
+    mine: str = ""  # "1": only instances with an approval the signed-in person may decide
+    overdue: str = ""  # "1": only instances with a wait past its deadline
 
     @classmethod
     def of(cls, request: Request) -> Filters:
@@ -50,6 +52,8 @@ class Filters:
             sort=sort if sort in SORTS and sort != "recent" else "",
             before=params.get("before", "")[:200],
             start=start if start.isascii() and start.isdigit() and len(start) < 9 else "",
+            mine="1" if params.get("mine") == "1" else "",
+            overdue="1" if params.get("overdue") == "1" else "",
         )
 
     @property
@@ -108,6 +112,7 @@ class InstancesPage:
     report: list[BulkResult] = field(default_factory=list)
     report_title: str = ""
     counts_known: bool = True  # False: the search was too slow to count
+    problem: str = ""  # a search that cannot be read, and how to write it
 
     @property
     def matching(self) -> int:
@@ -141,17 +146,26 @@ async def build(
         before=filters.cursor,
         order=filters.order,
         actor=user,
+        decider=user if filters.mine else None,
+        overdue=bool(filters.overdue),
     )
-    # a search reads the data of every instance: a few at a time, on a pool of their own
-    rows = await (board.limits.searches.run(call) if filters.q else run_in_threadpool(call))
+    problem = ""
+    try:  # a search reads the data of every instance: a few at a time, on a pool of their own
+        rows = await (board.limits.searches.run(call) if filters.q else run_in_threadpool(call))
+    except InvalidData as exc:  # `amount>lots`: say how to write it, not "nothing found"
+        rows, problem = [], str(exc)
     more = len(rows) > PAGE_SIZE
     rows = rows[:PAGE_SIZE]
     counts_known = True
     everything = board.engine.sees_all(user)
-    if filters.workflow or filters.q or not everything:
+    narrowed = filters.mine or filters.overdue
+    if problem:
+        counts, counts_known = {}, False
+    elif filters.workflow or filters.q or narrowed or not everything:
         viewer = "" if everything else user
+        key = (viewer, filters.workflow, filters.q, user if filters.mine else "", filters.overdue)
         try:  # a search's counts read every instance's data, under the search time limit
-            counts = await board.filtered_counts.get((viewer, filters.workflow, filters.q))
+            counts = await board.filtered_counts.get(key)
         except SignoffError:
             counts, counts_known = {}, False
     else:
@@ -176,6 +190,7 @@ async def build(
         report=report or [],
         report_title=report_title,
         counts_known=counts_known,
+        problem=problem,
     )
 
 

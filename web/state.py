@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 from collections.abc import Callable, Mapping
@@ -104,6 +105,69 @@ class KeyedCache(Generic[K, T]):
             cached.invalidate()
 
 
+EVERY = 1.0  # seconds between two reads of the change mark while pages listen (web/live.py)
+
+
+class Changes:
+    """The database's change mark, watched while anyone listens. `poke()` after an action of
+    this app reads it again at once; `wait(seen)` returns the mark once it differs from
+    `seen`, or after `timeout` seconds. `forget` runs when another process changed something
+    (the app's cached counts are stale then)."""
+
+    def __init__(self, read: Callable[[], str], forget: Callable[[], None], every: float = EVERY):
+        self.read, self.forget, self.every = read, forget, every
+        self.mark: str | None = None
+        self.listeners = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._moved = asyncio.Event()
+        self._poke = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def _start(self) -> None:
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:  # one app served by another loop (tests): start afresh
+            self._loop, self._task = loop, None
+            self._moved, self._poke = asyncio.Event(), asyncio.Event()
+        if self._task is None or self._task.done():
+            self._task = loop.create_task(self._watch())
+
+    def poke(self) -> None:
+        """Something changed here: read the mark now (call it on the event loop)."""
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        if running is self._loop:
+            self._poke.set()
+
+    async def _watch(self) -> None:
+        while self.listeners > 0:
+            mark: str | None
+            try:
+                mark = await run_in_threadpool(self.read)
+            except Exception:  # the database is away: keep the pages as they are, try again
+                log.warning("reading the change mark failed", exc_info=True)
+                mark = self.mark
+            if mark != self.mark:
+                if self.mark is not None:
+                    self.forget()
+                self.mark = mark
+                moved, self._moved = self._moved, asyncio.Event()
+                moved.set()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._poke.wait(), self.every)
+            self._poke.clear()
+
+    async def wait(self, seen: str | None, timeout: float) -> str | None:
+        self._start()
+        if self.mark is not None and self.mark != seen:
+            return self.mark
+        moved = self._moved
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(moved.wait(), timeout)
+        return self.mark
+
+
 @dataclass
 class Dashboard:
     engine: Engine
@@ -115,7 +179,7 @@ class Dashboard:
     static_dir: Path
     counts: Cached[dict[str, int]]
     placement: Cached[dict[str, dict[str, int]]]
-    filtered_counts: KeyedCache[tuple[str, str, str], dict[str, int]]
+    filtered_counts: KeyedCache[tuple[str, str, str, str, str], dict[str, int]]
     inbox_counts: KeyedCache[tuple[str, str, str], int]
     gauges: Cached[dict[str, Any]]
     limits: Limits = field(default_factory=Limits)
@@ -125,6 +189,7 @@ class Dashboard:
     slack: SlackApp | None = None  # the Slack endpoint's secret, workers and client
     oidc: OIDCClient | None = None  # sign-in with the organisation's identity provider
     proxy: TrustedProxy | None = None  # an authenticating proxy's user header
+    live: Changes | None = None  # what tells open pages that something changed (web/live.py)
 
     @property
     def no_way_in(self) -> bool:
@@ -143,7 +208,13 @@ class Dashboard:
         return self.assets[name]
 
     def changed(self) -> None:
-        """An action changed instances: recount at the next read."""
+        """An action changed instances: recount at the next read, and tell the open pages."""
+        self.forget()
+        if self.live is not None:
+            self.live.poke()
+
+    def forget(self) -> None:
+        """Instances changed, maybe in another process: recount at the next read."""
         self.counts.invalidate()
         self.placement.invalidate()
         self.filtered_counts.invalidate()

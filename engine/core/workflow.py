@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
@@ -35,6 +36,13 @@ class Workflow(BaseModel):
         """The workflow as a tree of named statements, built from the current data."""
         raise NotImplementedError(f"{type(self).__name__} must define definition()")
 
+    def instance_title(self) -> str | None:
+        """What people call this instance ("Expense: 120 EUR for bob"): the lists, the instance
+        page, the inbox and search show it. None (the default): the title of its open approval,
+        else the workflow's name. (Not `title`, so a workflow may keep a data field of that
+        name.)"""
+        return None
+
     @classmethod
     def summarize(cls, data: dict[str, Any]) -> dict[str, Any]:
         """The `summary_fields` of `data` (an instance's stored data), in their declared order;
@@ -45,3 +53,39 @@ class Workflow(BaseModel):
     def registered_name(cls) -> str:
         """The name instances of this workflow are stored under."""
         return cls.workflow_name or cls.__name__
+
+
+TITLE_LENGTH = 300  # a title longer than this is cut: it names, it does not describe
+
+
+def title_of(
+    cls: type[Workflow] | None,
+    data: dict[str, Any] | None,
+    open_titles: Iterable[str | None],
+    workflow: str,
+) -> str:
+    """What an instance is called (the contract: DESIGN, "The instance's name"): the workflow's
+    `instance_title()` of `data` when it defines one and it answers, else the first title of
+    its open approvals, else `workflow`. The workflow's own code failing never hides the
+    instance: its fallback is used."""
+    if cls is not None and data is not None and titled(cls):
+        try:
+            found = cls.model_validate(data).instance_title()
+        except Exception:  # the workflow's code: a broken title must not break a list
+            found = None
+        if isinstance(found, str) and found.strip():
+            return _cut(found)
+    for title in open_titles:
+        if isinstance(title, str) and title.strip():
+            return _cut(title)
+    return workflow
+
+
+def titled(cls: type[Workflow]) -> bool:
+    """Whether the workflow names its instances itself (defines `instance_title`)."""
+    return cls.instance_title is not Workflow.instance_title
+
+
+def _cut(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= TITLE_LENGTH else text[: TITLE_LENGTH - 1] + "\u2026"

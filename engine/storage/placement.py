@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import logging
+import operator
 from collections import Counter
 from collections.abc import Collection, Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from signoff.engine.core.records import Stored
@@ -20,7 +21,19 @@ from signoff.engine.errors import CorruptState
 from signoff.engine.storage.rawsql import search_terms
 from signoff.engine.storage.store import Store
 from signoff.engine.storage.tables import INSTANCES, WAITS
-from sqlalchemy import ColumnElement, Connection, and_, func, literal, or_, select, text
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Float,
+    and_,
+    case,
+    cast,
+    func,
+    literal,
+    or_,
+    select,
+    text,
+)
 from sqlalchemy.exc import DBAPIError
 
 LIVE_NOT_WAITING = ("running", "failed")
@@ -100,7 +113,10 @@ def _inbox_filter(
     if search:
         alternatives: list[ColumnElement[bool]] = []
         for kind, params in search_terms(search, store.is_sqlite):
-            if kind == "id" and store.is_sqlite:
+            compared = _compared(kind, params, store.is_sqlite)
+            if compared is not None:
+                alternatives.append(compared)
+            elif kind == "id" and store.is_sqlite:
                 alternatives.append(and_(w.instance_id >= params[0], w.instance_id < params[1]))
             elif kind == "id":
                 alternatives.append(w.instance_id.like(params[0], escape="\\"))
@@ -113,6 +129,60 @@ def _inbox_filter(
                 ]
         where.append(or_(*alternatives) if alternatives else literal(False))
     return where
+
+
+def change_mark(store: Store) -> str:
+    """A token that changes whenever an instance commits or its waits change, read from the
+    database (so a change made by any process shows): the latest change time of any instance
+    and the newest wait row. Two index lookups: cheap enough to ask every second."""
+    i, w = INSTANCES.c, WAITS.c
+    with store.db.connect() as conn:
+        changed = conn.execute(select(func.max(i.updated_at))).scalar()
+        waits = conn.execute(select(func.max(w.id))).scalar()
+    return f"{changed.isoformat() if changed is not None else '-'}|{waits or 0}"
+
+
+def _compared(kind: str, params: list[Any], sqlite: bool) -> ColumnElement[bool] | None:
+    """A comparison term of `search_terms` (`amount>200`, `started<2026-12-01`) as SQLAlchemy,
+    the same test `rawsql.compare_sql` writes for the instances list; None for other kinds."""
+    i = INSTANCES.c
+    for op in ("<=", ">=", "<", ">"):
+        if kind.endswith(op):
+            column = kind[: -len(op)]
+            break
+    else:
+        return None
+    compare = {
+        "<": operator.lt,
+        "<=": operator.le,
+        ">": operator.gt,
+        ">=": operator.ge,
+    }[op]
+    if column in ("created_at", "updated_at"):
+        value = params[0]
+        if isinstance(value, str):  # SQLite's stored text: back to a datetime for the column
+            value = datetime.fromisoformat(value).replace(tzinfo=UTC)
+        else:
+            value = value.replace(tzinfo=UTC)
+        return compare(getattr(i, column), value)  # type: ignore[no-any-return]
+    found: ColumnElement[Any]
+    if sqlite:
+        path, _, number = params
+        found = case(
+            (
+                func.json_valid(i.data) == 1,
+                case(
+                    (
+                        func.json_type(i.data, path).in_(["integer", "real"]),
+                        func.json_extract(i.data, path),
+                    )
+                ),
+            )
+        )
+    else:
+        pattern, number = params
+        found = cast(func.substring(i.data, pattern), Float)
+    return compare(found, number)  # type: ignore[no-any-return]
 
 
 def _like(text: str) -> str:

@@ -15,16 +15,18 @@ Datetimes are kept the way SQLAlchemy's `UTCDateTime` column keeps them: naive U
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from time import monotonic
 from typing import Any
 
 from signoff.engine.core.records import Record, Stored, WaitRecord
-from signoff.engine.errors import Busy, DataNotStorable
+from signoff.engine.errors import Busy, DataNotStorable, InvalidData
 from signoff.engine.storage.lending import Lending
 from signoff.engine.storage.visibility import visible_clause, visible_params
 
@@ -154,12 +156,69 @@ def _like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def search_terms(search: str, sqlite: bool) -> list[tuple[str, list[str]]]:
+# `amount>200`, `started<2026-12-01`: a field, an operator, a value
+_COMPARISON = re.compile(r"([A-Za-z_][A-Za-z0-9_]{0,99})\s*(<=|>=|<|>)\s*(\S.*)", re.DOTALL)
+# the instance's own times, by the names people use for them
+TIME_FIELDS = {
+    "started": "created_at",
+    "created": "created_at",
+    "changed": "updated_at",
+    "updated": "updated_at",
+}
+COMPARE_HINT = (
+    "compare a number in the data (amount>200, amount<=50) or when an instance started or "
+    "last changed with a date (started<2026-12-01, changed>=2026-11-01T09:00)"
+)
+
+
+def comparison(search: str) -> tuple[str, str, str, float | datetime] | None:
+    """`search` read as a comparison: (column, field, operator, value), where column is
+    "data" (a number in the data's `field`), "created_at" or "updated_at" (a datetime, UTC
+    unless the text names a zone). None when it is no comparison; InvalidData, with a hint,
+    when it looks like one that cannot be read (`amount>lots`).
+
+    A bare date compares whole days: `started<=2026-12-01` includes that day, `started>`
+    it starts the day after."""
+    found = _COMPARISON.fullmatch(search.strip())
+    if not found:
+        return None
+    field, op, text = found.group(1), found.group(2), found.group(3).strip()
+    column = TIME_FIELDS.get(field.lower())
+    if column is None:
+        try:
+            number = float(text)
+        except ValueError:
+            number = float("nan")
+        if not math.isfinite(number):
+            raise InvalidData(f"'{search}' cannot be read: {COMPARE_HINT}")
+        return "data", field, op, number
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidData(f"'{search}' cannot be read: {COMPARE_HINT}") from None
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    if len(text) == 10 and op in ("<=", ">"):  # a whole day: up to its end, or after it
+        at, op = at + timedelta(days=1), "<" if op == "<=" else ">="
+    return column, field, op, at.astimezone(UTC)
+
+
+def search_terms(search: str, sqlite: bool) -> list[tuple[str, list[Any]]]:
     """The ways `search` may match an instance, each (kind, parameters): an id prefix ("id":
     a range of the primary key on SQLite, a LIKE 'prefix%' on PostgreSQL), `field:value` in the
     data ("field": the stored JSON has the field with that value, or a string value starting
-    with it), or else the text anywhere in the data ("data")."""
-    terms: list[tuple[str, list[str]]] = []
+    with it), a comparison ("data<", "created_at>=", ...: see `comparison`; it is the only
+    term then), or else the text anywhere in the data ("data")."""
+    compared = comparison(search)
+    if compared is not None:
+        column, name, op, bound = compared
+        if isinstance(bound, datetime):
+            return [(f"{column}{op}", [when(bound, sqlite)])]
+        if sqlite:
+            path = f'$."{name}"'
+            return [(f"data{op}", [path, path, bound])]
+        return [(f"data{op}", [number_pattern(name), bound])]
+    terms: list[tuple[str, list[Any]]] = []
     if _ID_CHARS.fullmatch(search):
         terms.append(("id", [search, search + "\x7f"] if sqlite else [_like(search) + "%"]))
     field = _FIELD_SEARCH.fullmatch(search)
@@ -181,6 +240,74 @@ def search_terms(search: str, sqlite: bool) -> list[tuple[str, list[str]]]:
     else:
         terms.append(("data", [f"%{_like(search)}%"]))
     return terms
+
+
+def number_pattern(field: str) -> str:
+    """PostgreSQL: the regular expression whose group is the number `field` holds in stored
+    JSON text (stored compact: `"amount":120`), only ever text a number cast accepts."""
+    return f'"{field}":(-?[0-9]+(\\.[0-9]+)?([eE][+-]?[0-9]+)?)[,}}\\]]'
+
+
+def compare_sql(kind: str, m: str, sqlite: bool) -> str | None:
+    """The SQL of a comparison term (`search_terms`), with `m` as the parameter mark; None for
+    any other kind. Data that is not valid JSON, or holds no number there, never matches and
+    never fails the query."""
+    for op in ("<=", ">=", "<", ">"):
+        if kind.endswith(op):
+            column = kind[: -len(op)]
+            break
+    else:
+        return None
+    if column in ("created_at", "updated_at"):
+        return f"{column} {op} {m}"
+    if column != "data":
+        return None
+    if sqlite:
+        return (
+            f"(CASE WHEN json_valid(data) THEN CASE WHEN json_type(data, {m}) IN "
+            f"('integer', 'real') THEN json_extract(data, {m}) END END) {op} {m}"
+        )
+    return f"CAST(substring(data from {m}) AS double precision) {op} {m}"
+
+
+@dataclass(frozen=True)
+class Narrowing:
+    """Filters of the instances list beyond status, workflow and search: instances with an open
+    approval that one of `deciders` (identities) may decide, or that names nobody; instances
+    with a wait whose deadline (a timeout's due time) is past at `overdue_at`."""
+
+    deciders: tuple[str, ...] | None = None
+    overdue_at: datetime | None = None
+
+    @property
+    def nobody(self) -> bool:
+        return self.deciders is not None and not self.deciders
+
+    def shape(self) -> tuple[int, bool]:
+        return (len(self.deciders) if self.deciders is not None else 0, self.overdue_at is not None)
+
+    def params(self, sqlite: bool) -> list[Any]:
+        found: list[Any] = [f"%{_like(json.dumps(name))}%" for name in self.deciders or ()]
+        if self.overdue_at is not None:
+            found.append(when(self.overdue_at, sqlite))
+        return found
+
+
+def narrow_clauses(prefix: str, m: str, deciders: int, overdue: bool) -> list[str]:
+    """The SQL of a `Narrowing` of this shape (its `shape()`), parameters as its `params`."""
+    found = []
+    if deciders:
+        named = " OR ".join([f"n.approvers LIKE {m} ESCAPE '\\'"] * deciders)
+        found.append(
+            f"id IN (SELECT n.instance_id FROM {prefix}signoff_waits n "
+            f"WHERE n.kind = 'approval' AND (n.approvers IS NULL OR {named}))"
+        )
+    if overdue:
+        found.append(
+            f"id IN (SELECT o.instance_id FROM {prefix}signoff_waits o "
+            f"WHERE o.kind = 'timeout' AND o.due_at <= {m})"
+        )
+    return found
 
 
 class RawPager:
@@ -221,6 +348,9 @@ class RawPager:
 
     def _match(self, kind: str) -> str:
         m = self.mark
+        compared = compare_sql(kind, m, self.sqlite)
+        if compared is not None:
+            return compared
         if kind == "id":
             return f"id >= {m} AND id < {m}" if self.sqlite else f"id LIKE {m} ESCAPE '\\'"
         if kind == "field":
@@ -228,12 +358,19 @@ class RawPager:
         return f"data LIKE {m} ESCAPE '\\'"
 
     def sql(
-        self, status: bool, workflow: bool, search: str, before: bool, order: str, viewer: int = 0
+        self,
+        status: bool,
+        workflow: bool,
+        search: str,
+        before: bool,
+        order: str,
+        viewer: int = 0,
+        narrow: tuple[int, bool] = (0, False),
     ) -> str:
         """`search` is "" (none), "id", "field" or "data" (see `search_terms`; the last two read
         rows, so they run under a time limit); `viewer`: how many identities the rows must be
         visible to (0: every row)."""
-        shape = ("page", status, workflow, search, before, order, viewer)
+        shape = ("page", status, workflow, search, before, order, viewer, narrow)
         found = self.queries.get(shape)
         if found is None:
             m = self.mark
@@ -246,6 +383,7 @@ class RawPager:
                 where.append(f"({self._match(search)})")
             if viewer:
                 where.append(visible_clause(self.prefix, m, viewer))
+            where += narrow_clauses(self.prefix, m, *narrow)
             ordering, after = ORDERS[order]
             if before:
                 where.append(after.format(m=m))
@@ -272,11 +410,13 @@ class RawPager:
         before: tuple[datetime, str] | None,
         order: str = "recent",
         viewer: Collection[str] | None = None,
+        narrow: Narrowing | None = None,
     ) -> list[dict[str, Any]]:
         """Without `search`, one query. With it, one per way it may match (`search_terms`),
         merged in the page's order. Rows carry their data and state as stored (JSON text).
-        `viewer`: only the instances these identities see (None: all)."""
-        if viewer is not None and not viewer:
+        `viewer`: only the instances these identities see (None: all); `narrow`: see
+        `Narrowing`."""
+        if (viewer is not None and not viewer) or (narrow is not None and narrow.nobody):
             return []  # nobody: sees nothing (never "no filter")
         conn = self.db.raw_connection()
         try:
@@ -284,19 +424,23 @@ class RawPager:
             if self.sqlite:
                 cur.execute("BEGIN")  # every read sees one snapshot
             if not search:
-                found = self._select(cur, status, workflow, "", [], limit, before, order, viewer)
+                found = self._select(
+                    cur, status, workflow, "", [], limit, before, order, viewer, narrow
+                )
             else:
                 found = []
                 for kind, params in search_terms(search, self.sqlite):
                     if kind == "id":
                         found += self._select(
-                            cur, status, workflow, kind, params, limit, before, order, viewer
-                        )
+                            cur, status, workflow, kind, params, limit, before, order, viewer,
+                            narrow,
+                        )  # fmt: skip
                         continue
                     with self.time_limit(conn, cur):
                         found += self._select(
-                            cur, status, workflow, kind, params, limit, before, order, viewer
-                        )
+                            cur, status, workflow, kind, params, limit, before, order, viewer,
+                            narrow,
+                        )  # fmt: skip
             rows = {
                 iid: {
                     "id": iid,
@@ -321,27 +465,47 @@ class RawPager:
                 )
             page = page[:limit]
             if page:
-                by_id = {r["id"]: r["waiting_for"] for r in page}
+                by_id = {r["id"]: r for r in page}
+                for r in page:
+                    r["waits"] = []
                 marks = ", ".join([self.mark] * len(by_id))
                 cur.execute(
-                    f"SELECT instance_id, event FROM {self.prefix}signoff_waits "
-                    f"WHERE instance_id IN ({marks})",
+                    "SELECT instance_id, event, thread, wait, kind, title, approvers, began_at, "
+                    f"due_at FROM {self.prefix}signoff_waits WHERE instance_id IN ({marks}) "
+                    "ORDER BY id",
                     list(by_id),
                 )
-                for iid, event in cur.fetchall():
-                    by_id[iid].append(event)
+                for iid, event, *rest in cur.fetchall():
+                    by_id[iid]["waiting_for"].append(event)
+                    thread, wait, kind, title, approvers, began, due = rest
+                    by_id[iid]["waits"].append(
+                        {
+                            "event": event,
+                            "thread": thread,
+                            "wait": wait,
+                            "kind": kind,
+                            "title": title,
+                            "approvers": json.loads(approvers) if approvers else None,
+                            "began_at": aware(began),
+                            "due_at": aware(due) if due is not None else None,
+                        }
+                    )
             conn.rollback()
             return page
         finally:
             conn.close()
 
     def counts(
-        self, workflow: str | None, search: str | None, viewer: Collection[str] | None = None
+        self,
+        workflow: str | None,
+        search: str | None,
+        viewer: Collection[str] | None = None,
+        narrow: Narrowing | None = None,
     ) -> dict[str, int]:
         """How many instances each status has, of `workflow` and matching `search` (as `page`
-        matches it), visible to `viewer`'s identities when given. A search reads every row,
-        under the time limit."""
-        if viewer is not None and not viewer:
+        matches it), visible to `viewer`'s identities when given, narrowed by `narrow`. A
+        search reads every row, under the time limit."""
+        if (viewer is not None and not viewer) or (narrow is not None and narrow.nobody):
             return {}
         m = self.mark
         where, params = [], []
@@ -355,6 +519,9 @@ class RawPager:
         if viewer is not None:
             where.append(visible_clause(self.prefix, m, len(viewer)))
             params += visible_params(viewer)
+        if narrow is not None:
+            where += narrow_clauses(self.prefix, m, *narrow.shape())
+            params += narrow.params(self.sqlite)
         sql = (
             f"SELECT status, count(*) FROM {self.prefix}signoff_instances"
             + (" WHERE " + " AND ".join(where) if where else "")
@@ -386,6 +553,7 @@ class RawPager:
         before: tuple[datetime, str] | None,
         order: str,
         viewer: Collection[str] | None = None,
+        narrow: Narrowing | None = None,
     ) -> list[Any]:
         params: list[Any] = []
         if status:
@@ -395,6 +563,8 @@ class RawPager:
         params += search_params
         if viewer is not None:
             params += visible_params(viewer)
+        if narrow is not None:
+            params += narrow.params(self.sqlite)
         if before is not None:
             if order == "id":
                 params.append(before[1])
@@ -403,7 +573,10 @@ class RawPager:
                 params += [at, at, before[1]]
         params.append(limit)
         shown = len(viewer) if viewer is not None else 0
-        sql = self.sql(bool(status), bool(workflow), search, before is not None, order, shown)
+        shape = narrow.shape() if narrow is not None else (0, False)
+        sql = self.sql(
+            bool(status), bool(workflow), search, before is not None, order, shown, shape
+        )
         cur.execute(sql, params)
         return list(cur.fetchall())
 

@@ -23,7 +23,7 @@ from signoff.engine.core.records import Record, Stored, WaitRecord
 from signoff.engine.errors import Conflict
 from signoff.engine.storage import migrate as migrations
 from signoff.engine.storage.failures import CommitCount, driver_error, refused
-from signoff.engine.storage.rawsql import RawPager, RawWriter
+from signoff.engine.storage.rawsql import Narrowing, RawPager, RawWriter
 from signoff.engine.storage.recent import Recent
 from signoff.engine.storage.tables import HISTORY, INSTANCES
 from signoff.engine.views import HistoryEntry
@@ -259,23 +259,25 @@ class Store:
         before: tuple[datetime, str] | None = None,
         order: str = "recent",
         viewer: Collection[str] | None = None,
+        narrow: Narrowing | None = None,
     ) -> list[dict[str, Any]]:
         """Instances in `order` (rawsql.ORDERS: most recently changed first by default), after
         the keyset cursor `before`: dicts of id, workflow, status, error, created_at,
         updated_at, waiting_for (events), and data and state as stored (JSON text). `viewer`:
         only those these identities see (storage.visibility), None: all."""
-        return self.pager.page(status, workflow, search, limit, before, order, viewer)
+        return self.pager.page(status, workflow, search, limit, before, order, viewer, narrow)
 
     def counts(
         self,
         workflow: str | None = None,
         search: str | None = None,
         viewer: Collection[str] | None = None,
+        narrow: Narrowing | None = None,
     ) -> dict[str, int]:
         """Instances per status, of `workflow`, matching `search` and visible to `viewer` when
-        given."""
-        if workflow or search or viewer is not None:
-            return self.pager.counts(workflow, search, viewer)
+        given, narrowed by `narrow` (rawsql.Narrowing)."""
+        if workflow or search or viewer is not None or narrow is not None:
+            return self.pager.counts(workflow, search, viewer, narrow)
         with self.db.connect() as conn:
             return {
                 status: n
