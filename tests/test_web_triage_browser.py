@@ -402,7 +402,7 @@ def test_the_phones_first_screen_shows_requests(browser: Any, site: Any, shots: 
             "() => [...document.querySelectorAll('#approvals tbody tr[data-request] button,"
             " #approvals tbody tr[data-request] input:not([type=hidden]), label.hit,"
             " .bulk-bar .pick-label, .nav a, .filters button, .filters input, .filters select')]"
-            ".filter(e => e.offsetParent !== null)"
+            ".filter(e => e.offsetParent !== null && !e.closest('details:not([open])'))"
             ".map(e => [e.tagName + (e.name ? '.' + e.name : ''), e.getBoundingClientRect()])"
             ".filter(([n, b]) => n !== 'INPUT.pick' && (b.height < 43.5 || b.width < 43.5))"
             ".map(([n, b]) => n + ' ' + Math.round(b.width) + 'x' + Math.round(b.height))"
