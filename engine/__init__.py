@@ -2,7 +2,7 @@
 
 from signoff.engine.async_engine import AsyncEngine
 from signoff.engine.core.authority import ReadOnly, actor_problem, everyone_operates, name_problem
-from signoff.engine.core.branches import If
+from signoff.engine.core.branches import Case, Default, If, Switch
 from signoff.engine.core.deploy import DeploymentReport, Finding, Tally
 from signoff.engine.core.enums import HistoryKind, Status, ThreadStatus, Via
 from signoff.engine.core.finite import finite_problem
@@ -83,11 +83,13 @@ __all__ = [
     "AsyncEngine",
     "Break",
     "Busy",
+    "Case",
     "Conflict",
     "Continue",
     "CorruptState",
     "Decision",
     "DecisionView",
+    "Default",
     "DefinitionError",
     "DeploymentReport",
     "Engine",
@@ -131,6 +133,7 @@ __all__ = [
     "Step",
     "StepTimedOut",
     "StorageError",
+    "Switch",
     "Tally",
     "ThreadStatus",
     "ThreadView",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from signoff.engine.core.branches import If
+from signoff.engine.core.branches import Default, If, Switch
 from signoff.engine.core.interpreter import thread_body
 from signoff.engine.core.loops import For
 from signoff.engine.core.steps import Step
@@ -62,6 +62,18 @@ def outline(stmt: Statement) -> Node:
                     "children": _flat(body),
                 }
                 node["children"].append(branch)
+            return node
+        case Switch():
+            for case in stmt.cases:
+                node["children"].append(
+                    {
+                        "kind": "Default" if isinstance(case, Default) else "Case",
+                        "name": None,
+                        "label": "",
+                        "detail": "",
+                        "children": _flat(case.body),
+                    }
+                )
             return node
         case Section():
             node["label"] = "S"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from signoff.engine.core.branches import If
+from signoff.engine.core.branches import Case, If, Switch
 from signoff.engine.core.handlers import Handler
 from signoff.engine.core.loops import Break, Continue, For
 from signoff.engine.core.steps import Step
@@ -174,6 +174,21 @@ def _check(
             for case in stmt.cases:
                 _check(case, workflow, names, threads, in_loop=in_loop, in_wait=True)
             return
+        case Switch():
+            if not stmt.cases:
+                raise DefinitionError(f"{where}: a Switch needs at least one Case(...)")
+            for option in stmt.cases:
+                if not isinstance(option, Case):
+                    raise DefinitionError(
+                        f"{where}: a Switch may hold only Case(...) and Default(...), "
+                        f"not {type(option).__name__}"
+                    )
+                _check(option.body, workflow, names, threads, in_loop=in_loop, in_wait=False)
+            return
+        case Case():
+            raise DefinitionError(
+                f"{where}: {type(stmt).__name__}(...) must be placed inside a Switch"
+            )
         case On() if not in_wait:
             raise DefinitionError(f"{where}: On('{stmt.event}') must be placed inside a Wait")
         case Break() | Continue() if not in_loop:
