@@ -38,7 +38,12 @@ def outline(stmt: Statement) -> Node:
             node["name"], node["label"] = name, name
             if retry.attempts != 3:
                 node["detail"] = f"{retry.attempts} attempt(s)"
-        case Wait(name=name) | WaitFor(name=name) | For(name=name):
+        case WaitFor(name=name, then=then):
+            node["name"], node["label"] = name, name
+            if then is not None:
+                called = getattr(then, "__name__", "")
+                node["detail"] = f"then {called}" if called.isidentifier() else "then"
+        case Wait(name=name) | For(name=name):
             node["name"], node["label"] = name, name
         case Go(name=name):
             node["name"], node["label"] = name, name

@@ -59,6 +59,8 @@ def _shape(root: object) -> object:
                 extra = stmt.thread_id
             elif isinstance(stmt, On):
                 extra = (stmt.event, isinstance(stmt.handler, Handler))
+            elif isinstance(stmt, WaitFor):
+                extra = stmt.then is None or callable(stmt.then)
             else:
                 extra = None
             children = tuple(stmt.children())
@@ -163,6 +165,8 @@ def _check(
     match stmt:
         case Step(action=action) if not callable(action):
             raise DefinitionError(f"{where}: step '{stmt.name}' needs a callable action")
+        case WaitFor(then=then) if then is not None and not callable(then):
+            raise DefinitionError(f"{where}: the then of WaitFor '{stmt.name}' must be callable")
         case Go():
             if stmt.thread_id in threads:
                 raise DefinitionError(f"{where}: thread id '{stmt.thread_id}' is used twice")
