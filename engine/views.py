@@ -96,6 +96,9 @@ class InstanceView(_Readable):
     # True when `send` kept the event for a wait that has not begun yet (never a decision): it
     # is delivered when that wait begins, or dropped with a history entry if the instance ends
     kept: bool = False
+    # what the handler of the event `send` applied answered (an `Approval` callback's or an
+    # `Input` apply's JSON return value); None from every other call
+    reply: Any = None
 
     def thread(self, thread_id: str) -> ThreadView:
         """The thread with this id (KeyError if there is none)."""
