@@ -610,10 +610,10 @@ def test_200_timers_fire_exactly_once_across_a_sigkill_and_a_restart(
 
 
 @pytest.mark.slow
-@pytest.mark.postgres
-def test_two_workers_on_one_postgresql_database_never_fire_a_timer_twice(
-    pg_url: str, tmp_path: Path, make: Make
+def test_two_workers_on_one_database_server_never_fire_a_timer_twice(
+    server_url: str, tmp_path: Path, make: Make
 ) -> None:
+    pg_url = server_url
     fired_file = tmp_path / "fired.txt"
     options = ("--sweep-every", "0.5")
     workers = [worker(pg_url, fired_file, *options)[0] for _ in range(2)]

@@ -721,7 +721,8 @@ class RawWriter:
                         conn.rollback()
                         raise
             except self.refused as exc:  # text too long for its column, ...
-                raise DataNotStorable(f"the database refused the data: {exc}") from exc
+                said = exc.args[1] if len(exc.args) > 1 else exc  # the words, not the code
+                raise DataNotStorable(f"the database refused the data: {said}") from exc
             except self.lost as exc:
                 if mysql_code(exc) not in _MYSQL_RETRY or attempt == 3:
                     raise
