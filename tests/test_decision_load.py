@@ -1,6 +1,7 @@
 """The promise under load: 4 workers on PostgreSQL or MariaDB (SIGKILLed now and then), 2
-starters and 3 senders deciding at random while instances run their first step. Every send that returned
-normally was applied; every instance was decided exactly once; nothing was kept and dropped.
+starters and 3 senders deciding at random while instances run their first step. Every send that
+returned normally was applied; every instance was decided exactly once; nothing was kept and
+dropped.
 (The same scenario prints its figures in bench/decisions.py.)"""
 
 from __future__ import annotations
