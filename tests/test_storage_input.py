@@ -187,6 +187,33 @@ def test_search_takes_wildcards_literally(engine: Engine) -> None:
         assert [r.id for r in engine.list(search=text)] == ["literal"], text
     assert [r.id for r in engine.list(search="lit")] == ["literal"]  # an id prefix
     assert engine.list(search="l_teral") == []
+    for text in ("50%", "off_now", "lit"):  # the inbox matches as the list does
+        assert [r["instance_id"] for r in engine.inbox("zoë🎉", search=text)] == ["literal"]
+        assert engine.inbox_count("zoë🎉", search=text) == 1
+    assert engine.counts(search="off_now") == {"waiting": 1}
+
+
+def test_the_applications_own_engine_is_used_as_it_is(server_url: str) -> None:
+    """Given the application's SQLAlchemy engine, signoff borrows its connections and gives
+    them back as the application expects them (not in autocommit mode)."""
+    import sqlalchemy
+
+    app = sqlalchemy.create_engine(server_url)
+    engine = Engine(app, [Party])
+    try:
+        iid = engine.start(Party, {"note": EMOJI})
+        assert engine.send(iid, "note 📝", {"text": "ok 🎉"}).data["note"] == "ok 🎉"
+        assert engine.list(search="ok 🎉")[0].id == iid
+        with app.begin() as conn:
+            conn.execute(sqlalchemy.text("CREATE TABLE notes (body VARCHAR(20))"))
+        with app.connect() as conn:
+            conn.execute(sqlalchemy.text("INSERT INTO notes VALUES ('draft')"))
+            conn.rollback()  # the application's own transactions work as before
+            count = sqlalchemy.text("SELECT count(*) FROM notes")
+            assert conn.execute(count).scalar() == 0
+    finally:
+        engine.close()
+        app.dispose()
 
 
 def test_a_search_that_reads_too_long_is_stopped_and_the_connection_serves_on(

@@ -106,6 +106,12 @@ def _autocommit(conn: Any, on: bool) -> None:
         conn.autocommit = on
 
 
+def _said(exc: BaseException) -> Any:
+    """A driver's refusal in words: PyMySQL's errors are (code, message)."""
+    args: tuple[Any, ...] = getattr(exc, "args", ())
+    return args[1] if len(args) > 1 and isinstance(args[1], str) else exc
+
+
 def when(value: datetime | None, sqlite: bool) -> Any:
     """A datetime as SQLAlchemy's UTCDateTime column stores it: naive UTC."""
     if value is None:
@@ -498,6 +504,7 @@ class RawWriter:
             f"INSERT INTO {history} ({', '.join(_HISTORY_COLUMNS)}) "
             f"VALUES ({', '.join(p(c) for c in _HISTORY_COLUMNS)})"
         )
+        self.begin = "BEGIN IMMEDIATE" if sqlite else "BEGIN"
         self.instances = instances
         if not sqlite and not self.mysql:
             self.pg = _PgCommit(instances, waits, history)
@@ -645,62 +652,20 @@ class RawWriter:
         progress = progress and expected_version is not None
         written = "insert" if expected_version is None else "progress" if progress else "update"
         params = self.row_params(row, written)
-        if self.mysql:
-            return self._write_mysql(row, params, expected_version, waits, history, progress)
-        if not self.sqlite:
+        if not self.sqlite and not self.mysql:
             return self._write_pg(row, params, expected_version, waits, history, progress)
-        with self.lock, self.connection() as conn:
-            try:
-                cur = conn.cursor()
-                cur.execute("BEGIN IMMEDIATE")
-                if expected_version is None:
-                    cur.execute(self.insert, params)
-                else:
-                    params["b_id"], params["b_expected"] = row.id, expected_version
-                    cur.execute(self.progress if progress else self.update, params)
-                    if cur.rowcount != 1:
-                        conn.rollback()
-                        return False
-                    if waits is not None:
-                        cur.execute(self.delete_waits, {"b_id": row.id})
-                if waits:
-                    cur.executemany(
-                        self.insert_wait, [self._wait(row.id, row.workflow, w) for w in waits]
-                    )
-                if history:
-                    cur.executemany(
-                        self.insert_history, [self._history(row.id, h) for h in history]
-                    )
-                conn.commit()
-                return True
-            except self.refused as exc:  # text the database cannot keep, ...
-                conn.rollback()
-                raise DataNotStorable(f"the database refused the data: {exc}") from exc
-            except BaseException:
-                conn.rollback()
-                raise
-
-    def _write_mysql(
-        self,
-        row: Stored,
-        params: dict[str, Any],
-        expected_version: int | None,
-        waits: Sequence[WaitRecord] | None,
-        history: Sequence[Record],
-        progress: bool,
-    ) -> bool:
-        """`write` on MariaDB/MySQL: the statements of the SQLite path in one transaction,
-        begun on a connection in autocommit mode. A deadlock or a lock wait that timed out
-        rolled the whole transaction back: it runs again, twice at most."""
+        # SQLite, MariaDB/MySQL: the statements in one transaction (on SQLite BEGIN IMMEDIATE
+        # takes the write lock up front). A deadlock or a lock wait that timed out rolled the
+        # whole transaction back (MariaDB): it runs again, twice at most.
         if expected_version is not None:
             params["b_id"], params["b_expected"] = row.id, expected_version
         wait_rows = [self._wait(row.id, row.workflow, w) for w in waits or ()]
         history_rows = [self._history(row.id, h) for h in history]
         for attempt in (1, 2, 3):
             try:
-                with self.connection() as conn:
+                with self.lock, self.connection() as conn:
                     cur = self._cursor(conn)
-                    conn.begin()
+                    cur.execute(self.begin)
                     try:
                         if expected_version is None:
                             cur.execute(self.insert, params)
@@ -720,9 +685,8 @@ class RawWriter:
                     except BaseException:
                         conn.rollback()
                         raise
-            except self.refused as exc:  # text too long for its column, ...
-                said = exc.args[1] if len(exc.args) > 1 else exc  # the words, not the code
-                raise DataNotStorable(f"the database refused the data: {said}") from exc
+            except self.refused as exc:  # text the database cannot keep, too long, ...
+                raise DataNotStorable(f"the database refused the data: {_said(exc)}") from exc
             except self.lost as exc:
                 if mysql_code(exc) not in _MYSQL_RETRY or attempt == 3:
                     raise
