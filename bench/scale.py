@@ -1,8 +1,12 @@
-"""signoff beside DBOS Transact and beside the raw driver, on PostgreSQL and on SQLite, in one run.
+"""signoff beside DBOS Transact and beside the raw driver, on PostgreSQL, SQLite and MariaDB, in
+one run.
 
 Run: `make bench-peer` (it makes `bench/peer-venv` with DBOS, never a dependency of signoff, and
-runs this), or `.venv/bin/python bench/scale.py [--quick] [--only pg|sqlite] [--no-scale-out]`.
-PostgreSQL is the server on 127.0.0.1:5432 (trust); scratch databases are made and dropped.
+runs this), or `.venv/bin/python bench/scale.py [--quick] [--only pg|sqlite|mariadb]
+[--no-scale-out]`. PostgreSQL is the server on 127.0.0.1:5432 (trust), MariaDB the one on
+127.0.0.1:3306 (root, no password); scratch databases are made and dropped. DBOS has no MariaDB
+backend: there signoff stands beside the floor alone (PyMySQL by hand, one round trip per
+statement, as PyMySQL has no pipeline; InnoDB with innodb_flush_log_at_trx_commit=1).
 Every figure is the median of 3 rounds, measured in this one run, side by side:
 
 - durable steps/s: a workflow of 20 steps, each committed before the next;
@@ -43,6 +47,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT.parent))  # the checkout is the `signoff` package
 
 import psycopg  # noqa: E402
+import pymysql  # noqa: E402
 from signoff.engine import Engine  # noqa: E402
 
 sys.path.insert(0, str(ROOT))
@@ -64,6 +69,28 @@ def scratch(name: str) -> str:
 def drop(name: str) -> None:
     with psycopg.connect(ADMIN, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+MARIADB = {"host": "127.0.0.1", "port": 3306, "user": "root", "password": ""}
+
+
+def mariadb_scratch(name: str) -> str:
+    """A fresh, empty MariaDB database; its SQLAlchemy URL."""
+    conn = pymysql.connect(**MARIADB, autocommit=True)  # type: ignore[arg-type]
+    try:
+        conn.cursor().execute(f"DROP DATABASE IF EXISTS `{name}`")
+        conn.cursor().execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
+    finally:
+        conn.close()
+    return f"mysql+pymysql://root@127.0.0.1:3306/{name}"
+
+
+def mariadb_drop(name: str) -> None:
+    conn = pymysql.connect(**MARIADB, autocommit=True)  # type: ignore[arg-type]
+    try:
+        conn.cursor().execute(f"DROP DATABASE IF EXISTS `{name}`")
+    finally:
+        conn.close()
 
 
 # --- signoff -----------------------------------------------------------------------------------
@@ -115,6 +142,46 @@ class Signoff:
             self.engine.send(iid, "decided", {"approved": True}, actor="alice")
         finally:
             psycopg.Cursor.execute = execute  # type: ignore[method-assign]
+        return iid, sent
+
+    def mysql_statements(self) -> tuple[str, list[tuple[str, Any]]]:
+        """What one approval workflow sends MariaDB, as PyMySQL is handed it: ("begin" |
+        "commit" | "rollback", None), ("execute" | "executemany", (sql, params))."""
+        sent: list[tuple[str, Any]] = []
+        cursor, connection = pymysql.cursors.Cursor, pymysql.connections.Connection
+        originals = {
+            (cursor, "execute"): cursor.execute,
+            (cursor, "executemany"): cursor.executemany,
+            (connection, "begin"): connection.begin,
+            (connection, "commit"): connection.commit,
+            (connection, "rollback"): connection.rollback,
+        }
+
+        inside: list[bool] = []  # executemany calls execute itself: note the outer call only
+
+        def noting(owner: Any, name: str) -> Any:
+            original = originals[owner, name]
+
+            def call(this: Any, *args: Any) -> Any:
+                if inside:
+                    return original(this, *args)
+                sent.append((name, args or None))
+                inside.append(True)
+                try:
+                    return original(this, *args)
+                finally:
+                    inside.pop()
+
+            return call
+
+        for owner, name in originals:
+            setattr(owner, name, noting(owner, name))
+        try:
+            iid = self.engine.start(Expense, {"amount": 12})
+            self.engine.send(iid, "decided", {"approved": True}, actor="alice")
+        finally:
+            for (owner, name), original in originals.items():
+                setattr(owner, name, original)
         return iid, sent
 
     def resume(self) -> dict[str, float]:
@@ -270,6 +337,139 @@ def pg_floor(
     return rates
 
 
+def mysql_floor(
+    url: str,
+    row_bytes: int,
+    instances: int,
+    steps: int,
+    approvals: int,
+    own: tuple[str, list[tuple[str, Any]]] | None = None,
+) -> Callable[[], dict]:
+    """PyMySQL by hand, the PostgreSQL floor's transactions on InnoDB: BEGIN, the statements,
+    COMMIT, each a round trip (durable commits). With `own` (`Signoff.mysql_statements`), it
+    also replays signoff's own statements for an approval workflow with new ids."""
+    name = url.rsplit("/", 1)[1]
+    conn = pymysql.connect(**MARIADB, database=name, autocommit=True)  # type: ignore[arg-type]
+    cur = conn.cursor()
+    cur.execute("DROP TABLE IF EXISTS fi, fh, fw")
+    cur.execute(
+        "CREATE TABLE fi (id VARCHAR(100) PRIMARY KEY, status VARCHAR(20), data LONGTEXT, "
+        "version INT, updated_at DATETIME(6)) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
+    )
+    cur.execute(
+        "CREATE TABLE fh (id BIGINT AUTO_INCREMENT PRIMARY KEY, iid VARCHAR(100), "
+        "at DATETIME(6), kind VARCHAR(40), detail LONGTEXT, KEY (iid, id)) "
+        "CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
+    )
+    cur.execute(
+        "CREATE TABLE fw (id BIGINT AUTO_INCREMENT PRIMARY KEY, iid VARCHAR(100), "
+        "event VARCHAR(200), KEY (iid)) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
+    )
+    data = "x" * row_bytes
+    counter = iter(range(10**9))
+
+    def tx(*statements: tuple[str, tuple[Any, ...]]) -> None:
+        conn.begin()
+        for sql, params in statements:
+            cur.execute(sql, params)
+        conn.commit()
+
+    def write(iid: str, version: int) -> None:
+        now = datetime.now(UTC).replace(tzinfo=None)
+        tx(
+            (
+                "UPDATE fi SET data = %s, version = %s, updated_at = %s "
+                "WHERE id = %s AND version = %s",
+                (data, version + 1, now, iid, version),
+            ),
+            ("INSERT INTO fh (iid, at, kind, detail) VALUES (%s, %s, 'step', '{}')", (iid, now)),
+        )
+
+    def step_rate() -> float:
+        started = time.perf_counter()
+        for _ in range(instances):
+            iid = f"s{next(counter)}"
+            now = datetime.now(UTC).replace(tzinfo=None)
+            tx(
+                ("INSERT INTO fi VALUES (%s, 'running', %s, 1, %s)", (iid, data, now)),
+                ("INSERT INTO fh (iid, at, kind) VALUES (%s, %s, 'started')", (iid, now)),
+            )
+            for version in range(1, steps + 1):
+                write(iid, version)
+        return instances * steps / (time.perf_counter() - started)
+
+    def transition(iid: str, status: str, version: int, *more: tuple[str, tuple]) -> None:
+        now = datetime.now(UTC).replace(tzinfo=None)
+        tx(
+            (
+                "UPDATE fi SET status = %s, data = %s, version = %s, updated_at = %s "
+                "WHERE id = %s AND version = %s",
+                (status, data, version + 1, now, iid, version),
+            ),
+            *more,
+            (
+                "INSERT INTO fh (iid, at, kind, detail) VALUES (%s, %s, %s, '{}')",
+                (iid, now, status),
+            ),
+        )
+
+    def approval_rate() -> dict[str, float]:
+        resumes: list[float] = []
+        started = time.perf_counter()
+        for _ in range(approvals):
+            iid = f"a{next(counter)}"
+            now = datetime.now(UTC).replace(tzinfo=None)
+            tx(
+                ("INSERT INTO fi VALUES (%s, 'running', %s, 1, %s)", (iid, data, now)),
+                ("INSERT INTO fh (iid, at, kind) VALUES (%s, %s, 'started')", (iid, now)),
+            )
+            transition(
+                iid, "waiting", 1, ("INSERT INTO fw (iid, event) VALUES (%s, 'decided')", (iid,))
+            )
+            sent = time.perf_counter()  # the resume: a read, the decision, the completion
+            cur.execute("SELECT data, version FROM fi WHERE id = %s", (iid,))
+            cur.fetchone()
+            transition(iid, "running", 2, ("DELETE FROM fw WHERE iid = %s", (iid,)))
+            transition(iid, "completed", 3)
+            resumes.append((time.perf_counter() - sent) * 1000)
+        return {
+            "approvals_per_s": approvals / (time.perf_counter() - started),
+            **percentiles(resumes),
+        }
+
+    def renamed(value: Any, first: str, iid: str) -> Any:
+        if value == first:
+            return iid
+        if isinstance(value, dict):
+            return {k: renamed(v, first, iid) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return type(value)(renamed(v, first, iid) for v in value)
+        return value
+
+    def own_sql_rate() -> float:
+        assert own is not None
+        first, sent = own
+        started = time.perf_counter()
+        for _ in range(approvals):
+            iid = f"o{next(counter)}"
+            for what, args in sent:
+                if what in ("begin", "commit", "rollback"):
+                    getattr(conn, what)()
+                else:
+                    getattr(cur, what)(*renamed(args, first, iid))
+        return approvals / (time.perf_counter() - started)
+
+    step_rate()  # warm up
+
+    def rates() -> dict:
+        found = {"steps_per_s": step_rate(), **approval_rate()}
+        if own is not None:
+            found["own_sql_approvals_per_s"] = own_sql_rate()
+        return found
+
+    return rates
+
+
 def sqlite_floor(
     path: Path, sync: str, row_bytes: int, instances: int, steps: int, approvals: int
 ) -> Callable[[], dict]:
@@ -341,6 +541,8 @@ def sqlite_floor(
 
 def dbos_round(url: str, step_instances: int, approvals: int) -> dict[str, float] | str:
     """One round of DBOS's figures (a process of its own), or why there are none."""
+    if url.startswith("mysql"):
+        return "DBOS runs on PostgreSQL and SQLite only"
     if not PEER.exists():
         return "no peer venv: run `make bench-peer` (pip install dbos==3.4.0 into bench/peer-venv)"
     done = subprocess.run(
@@ -748,7 +950,7 @@ def takeover(count: int, logs: Path) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller runs")
-    parser.add_argument("--only", choices=["pg", "sqlite"], default=None)
+    parser.add_argument("--only", choices=["pg", "sqlite", "mariadb"], default=None)
     parser.add_argument("--no-scale-out", action="store_true", help="skip the multi-process part")
     args = parser.parse_args()
     step_instances, approvals = (20, 60) if args.quick else (50, 200)
@@ -790,6 +992,21 @@ def main() -> None:
             ours.engine.close()
         report["sqlite"] = {"signoff": figures, "dbos": peer, "floor": floors}
         lines += table("SQLite (synchronous=FULL, WAL)", figures, peer, floors)
+    if args.only in (None, "mariadb"):
+        url = mariadb_scratch("signoff_bench_scale")
+        ours = Signoff(url, step_instances, approvals)
+        own = ours.mysql_statements()
+        floor = mysql_floor(url, ours.row_bytes, step_instances, STEPS, approvals, own)
+        figures, peer, floors = side_by_side(ours, floor, url, step_instances, approvals)
+        ours.engine.close()
+        mariadb_drop("signoff_bench_scale")
+        report["mariadb"] = {"signoff": figures, "dbos": peer, "floor": floors}
+        lines += table("MariaDB (InnoDB, innodb_flush_log_at_trx_commit=1)", figures, peer, floors)
+        replayed = floors["own_sql_approvals_per_s"]
+        lines.append(
+            "signoff's own statements for an approval workflow, replayed by hand: "
+            f"{replayed:,.0f}/s; signoff reaches {figures['approvals_per_s'] / replayed:.2f} of it"
+        )
     if args.only in (None, "pg") and not args.no_scale_out:
         with tempfile.TemporaryDirectory() as tmp:
             n = 150 if args.quick else 400

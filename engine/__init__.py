@@ -3,7 +3,7 @@
 from signoff.engine.async_engine import AsyncEngine
 from signoff.engine.core.addresses import address_problem, checked_address
 from signoff.engine.core.authority import ReadOnly, actor_problem, everyone_operates, name_problem
-from signoff.engine.core.branches import If
+from signoff.engine.core.branches import Case, Default, If, Switch
 from signoff.engine.core.deploy import DeploymentReport, Finding, Tally
 from signoff.engine.core.enums import HistoryKind, Status, ThreadStatus, Via
 from signoff.engine.core.finite import finite_problem
@@ -13,6 +13,7 @@ from signoff.engine.core.handlers import (
     Handler,
     Input,
     KeepWaiting,
+    Reply,
     Services,
     Timeout,
     WaitInfo,
@@ -99,11 +100,13 @@ __all__ = [
     "AsyncEngine",
     "Break",
     "Busy",
+    "Case",
     "Conflict",
     "Continue",
     "CorruptState",
     "Decision",
     "DecisionView",
+    "Default",
     "DefinitionError",
     "DeploymentReport",
     "Engine",
@@ -137,6 +140,7 @@ __all__ = [
     "ReadOnly",
     "Release",
     "Renames",
+    "Reply",
     "Retry",
     "Return",
     "RunawayLoop",
@@ -152,6 +156,7 @@ __all__ = [
     "Step",
     "StepTimedOut",
     "StorageError",
+    "Switch",
     "Tally",
     "ThreadStatus",
     "ThreadView",

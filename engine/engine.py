@@ -511,9 +511,12 @@ class Engine:
                 continue
             if committed is None:
                 continue  # someone committed first: look again
+            reply = work.reply  # the handler's answer to this sender
             if committed.drive_as and self.runner.drive(work, committed.drive_as):
-                return self._view_of(work)  # what was just committed: no second read
-            return self.get(instance_id)
+                view = self._view_of(work)  # what was just committed: no second read
+            else:
+                view = self.get(instance_id)
+            return view if reply is None else replace(view, reply=reply)
 
     def check_event(
         self,

@@ -99,6 +99,9 @@ class InstanceView(_Readable):
     # what people call it: the workflow's `instance_title()`, else the title of its open
     # approval, else the workflow's name (DESIGN, "The instance's name")
     title: str = ""
+    # what the handler of the event `send` applied answered (an `Approval` callback's or an
+    # `Input` apply's JSON return value); None from every other call
+    reply: Any = None
 
     def thread(self, thread_id: str) -> ThreadView:
         """The thread with this id (KeyError if there is none)."""

@@ -1,4 +1,5 @@
-"""Shared fixtures: real SQLite files, a fresh PostgreSQL database per test, a movable clock."""
+"""Shared fixtures: real SQLite files, a fresh PostgreSQL or MariaDB database per test, a movable
+clock."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import os
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -113,12 +115,105 @@ def pg_url(new_pg_database: NewDatabase) -> str:
     return new_pg_database()
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+# Where the tests find MariaDB (or MySQL): a URL of a user that may create databases. Each test
+# gets a fresh database of its own on that server.
+MARIADB_ADMIN_URL = os.environ.get(
+    "SIGNOFF_TEST_MARIADB", "mysql+pymysql://root@127.0.0.1:3306/test"
+)
+
+
+def _mariadb_connect(timeout: int = 5) -> object:
+    import pymysql
+    from sqlalchemy.engine import make_url
+
+    url = make_url(MARIADB_ADMIN_URL)
+    return pymysql.connect(
+        host=url.host or "127.0.0.1",
+        port=url.port or 3306,
+        user=url.username or "root",
+        password=url.password or "",
+        connect_timeout=timeout,
+        autocommit=True,
+    )
+
+
+def _mariadb_available() -> str | None:
+    try:
+        _mariadb_connect(timeout=2).close()  # type: ignore[attr-defined]
+        return None
+    except Exception as exc:
+        from sqlalchemy.engine import make_url
+
+        where = make_url(MARIADB_ADMIN_URL).render_as_string(hide_password=True)
+        return (
+            f"MariaDB is not reachable at {where} ({type(exc).__name__}: {exc}); "
+            "SIGNOFF_TEST_MARIADB sets where to look"
+        )
+
+
+_MARIADB_PROBLEM: str | bool | None = False
+
+
+@pytest.fixture
+def new_mariadb_database() -> Iterator[NewDatabase]:
+    """Makes fresh, empty MariaDB databases (on SIGNOFF_TEST_MARIADB's server); each is dropped
+    when the test ends. Skips the test when MariaDB is not there."""
+    global _MARIADB_PROBLEM
+    if _MARIADB_PROBLEM is False:
+        _MARIADB_PROBLEM = _mariadb_available()
+    if _MARIADB_PROBLEM:
+        pytest.skip(str(_MARIADB_PROBLEM))
+    from sqlalchemy.engine import make_url
+
+    made: list[str] = []
+
+    def new() -> str:
+        name = f"signoff_t_{uuid.uuid4().hex[:12]}"
+        conn: Any = _mariadb_connect()
+        try:
+            conn.cursor().execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
+        finally:
+            conn.close()
+        made.append(name)
+        url = make_url(MARIADB_ADMIN_URL).set(database=name)
+        return url.render_as_string(hide_password=False)
+
+    try:
+        yield new
+    finally:
+        if made:
+            conn: Any = _mariadb_connect()
+            try:
+                for name in made:
+                    conn.cursor().execute(f"DROP DATABASE IF EXISTS `{name}`")
+            finally:
+                conn.close()
+
+
+@pytest.fixture
+def mariadb_url(new_mariadb_database: NewDatabase) -> str:
+    """A fresh, empty MariaDB database for one test, dropped afterwards."""
+    return new_mariadb_database()
+
+
+@pytest.fixture(params=["sqlite", "postgres", "mariadb"])
 def any_url(request: pytest.FixtureRequest, tmp_path: object) -> str:
-    """Parametrises a test over a SQLite file and a PostgreSQL database."""
+    """Parametrises a test over a SQLite file, a PostgreSQL and a MariaDB database."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path}/signoff.db"
-    url: str = request.getfixturevalue("pg_url")
+    url: str = request.getfixturevalue("pg_url" if request.param == "postgres" else "mariadb_url")
+    return url
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("postgres", marks=pytest.mark.postgres),
+        pytest.param("mariadb", marks=pytest.mark.mariadb),
+    ]
+)
+def server_url(request: pytest.FixtureRequest) -> str:
+    """A fresh database on a server that several processes share: PostgreSQL, then MariaDB."""
+    url: str = request.getfixturevalue("pg_url" if request.param == "postgres" else "mariadb_url")
     return url
 
 

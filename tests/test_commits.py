@@ -20,7 +20,7 @@ LEASE = timedelta(seconds=10)
 class Watch:
     """What the steps look at: the engine, its clock, and the rows they found."""
 
-    engine: Engine
+    engine: Engine | None
     clock: Clock
     instance = "slow-1"
     seen: list[Stored] = []  # the row as each step found it in the database
@@ -35,6 +35,7 @@ class Slow(Workflow):
         return S(*(Step(f"s{n}", self.work) for n in range(6)))
 
     def work(self) -> None:
+        assert Watch.engine is not None
         row = Watch.engine.store.load(Watch.instance)
         assert row is not None
         Watch.seen.append(row)
@@ -72,6 +73,8 @@ def test_a_long_drive_keeps_its_place_and_renews_its_lease_once_half_is_spent(
     assert [h.name for h in engine.history("slow-1") if h.kind == "step"] == [
         f"s{n}" for n in range(6)
     ]
+    Watch.engine = None
+    engine.close()  # or its connections are left for the garbage collector to find open
 
 
 class Handover(Workflow):

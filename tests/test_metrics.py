@@ -226,3 +226,26 @@ def test_a_histogram_counts_a_value_on_a_bound_in_that_bound_and_beyond_the_last
         histogram.observe(value)
     assert histogram.counts == [2, 2, 1, 2]  # per bound, then +Inf
     assert histogram.cumulative()[-1] == (float("inf"), 7)
+
+
+def test_the_figures_from_the_database_read_alike_on_every_database(
+    any_url: str, clock: Any
+) -> None:
+    engine = Engine(any_url, workflows=[Trip], clock=clock)
+    try:
+        engine.start(Trip)
+        engine.start(Trip, {"who": "carol"})
+        clock.advance(hours=1, minutes=5, microseconds=250)  # both due 5 min ago, not fired
+        app = make_app(engine)
+        app.state.signoff.gauges.ttl = 0
+        with TestClient(app, base_url=ORIGIN, follow_redirects=False) as metered:
+            samples = scrape(metered)
+            assert value(samples, "signoff_instances", workflow="Trip", status="waiting") == 2
+            assert value(samples, "signoff_timers_overdue") == 2
+            assert value(samples, "signoff_timers_overdue_oldest_seconds") == 300.00025
+            assert engine.run_due() == 2
+            samples = scrape(metered)
+            assert value(samples, "signoff_timers_overdue") == 0
+            assert value(samples, "signoff_instances", workflow="Trip", status="completed") == 2
+    finally:
+        engine.close()

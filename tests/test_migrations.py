@@ -162,7 +162,7 @@ def differences(conn: Connection) -> list[Any]:
 
     def wanted(item: Any, name: str | None, kind: str, reflected: bool, _: Any) -> bool:
         # an index the tables declare for PostgreSQL only (ddl_if), which Alembic compares anyway
-        return not (conn.dialect.name == "sqlite" and name == "ix_signoff_instances_id_prefix")
+        return conn.dialect.name == "postgresql" or name != "ix_signoff_instances_id_prefix"
 
     context = MigrationContext.configure(
         conn, opts={"version_table": VERSION_TABLE, "include_object": wanted}
@@ -179,6 +179,8 @@ def upgrade_command(url: str) -> tuple[int, str]:
 def test_a_first_release_database_is_upgraded_in_place_and_its_instance_continues(
     any_url: str,
 ) -> None:
+    if any_url.startswith("mysql"):
+        pytest.skip("MariaDB/MySQL came long after the first release: no such database exists")
     clock = Clock(datetime(2026, 1, 6, 10, 0, tzinfo=UTC))
     old = create_engine(any_url)
     first_release_database(old)
@@ -368,6 +370,23 @@ def test_four_processes_starting_together_on_a_fresh_postgres_database_all_come_
         url = new_pg_database()
         assert start_together(url, 4) == [(0, "up\n")] * 4
         assert upgrade_database(url) == ("0010", "0010")
+
+
+@pytest.mark.slow
+@pytest.mark.mariadb
+def test_four_processes_starting_together_on_a_fresh_mariadb_database_all_come_up(
+    new_mariadb_database: Callable[[], str],
+) -> None:
+    # once, not five times as on PostgreSQL: GET_LOCK is the lock here, and each round is slow
+    url = new_mariadb_database()
+    assert start_together(url, 4) == [(0, "up\n")] * 4
+    assert upgrade_database(url) == ("0010", "0010")
+    db = create_engine(url)
+    try:
+        with db.connect() as conn:
+            assert differences(conn) == []
+    finally:
+        db.dispose()
 
 
 @pytest.mark.slow

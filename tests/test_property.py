@@ -1,9 +1,9 @@
 """Property: interrupting and reloading never changes the outcome.
 
-Hypothesis builds random workflow trees (Steps, If/ElseIf/Else with bool and callable
-conditions, For loops with Break and Continue, Go threads, Waits on input events and timeouts)
-and a random choice of which event to deliver at each point. One instance is driven to the end
-three ways, each on its own SQLite file:
+Hypothesis builds random workflow trees (Steps, If/ElseIf/Else and Switch/Case/Default with bool
+and callable conditions, For loops with Break and Continue, Go threads, Waits on input events and
+timeouts) and a random choice of which event to deliver at each point. One instance is driven to
+the end three ways, each on its own SQLite file:
 
 - by one uninterrupted Engine;
 - by a fresh Engine at every transition (every start, send and run_due);
@@ -29,7 +29,9 @@ from hypothesis import strategies as st
 from pydantic import BaseModel
 from signoff.engine import (
     Break,
+    Case,
     Continue,
+    Default,
     Engine,
     For,
     Go,
@@ -40,6 +42,7 @@ from signoff.engine import (
     S,
     Statement,
     Step,
+    Switch,
     Timeout,
     Wait,
     Workflow,
@@ -103,6 +106,11 @@ class Tree(Workflow):
                 if else_ is not None:
                     stmt = stmt.Else(*self.build(else_))
                 return stmt
+            case ["switch", cases, default]:
+                built = [Case(self.cond(cond), *self.build(body)) for cond, body in cases]
+                if default is not None:
+                    built.append(Default(*self.build(default)))
+                return Switch(*built)
             case ["for", name, is_callable, limit, body]:
 
                 def more(name: str = name, limit: int = limit) -> bool:
@@ -174,7 +182,7 @@ def section(
 ) -> list[Any]:
     kinds = ["step", "step"]  # repeated kinds are drawn more often
     if depth < 3:
-        kinds += ["wait", "wait", "if"]
+        kinds += ["wait", "wait", "if", "switch"]
     if depth < 2:
         kinds.append("for")
     if in_loop:
@@ -196,6 +204,13 @@ def section(
                 elif_ = [draw(conditions), draw(section(**inner))] if draw(st.booleans()) else None
                 else_ = draw(section(**inner)) if draw(st.booleans()) else None
                 nodes.append(["if", draw(conditions), then, elif_, else_])
+            case "switch":
+                cases = [
+                    [draw(conditions), draw(section(**inner))]
+                    for _ in range(draw(st.integers(1, 3)))
+                ]
+                default = draw(section(**inner)) if draw(st.booleans()) else None
+                nodes.append(["switch", cases, default])
             case "for":
                 body = draw(section(**{**inner, "in_loop": True, "may_go": False}))
                 nodes.append(["for", f"f{n}", draw(st.booleans()), draw(st.integers(1, 3)), body])

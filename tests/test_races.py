@@ -167,11 +167,12 @@ def test_four_threads_race_approve_deny_and_timeout_on_sqlite(
 
 
 @pytest.mark.slow
-@pytest.mark.postgres
-def test_two_processes_race_approve_deny_and_timeout_on_postgres(pg_url: str) -> None:
+def test_two_processes_race_approve_deny_and_timeout_on_a_database_server(
+    server_url: str,
+) -> None:
     RUNS.clear()
     clock = Clock()
-    engine = Engine(pg_url, [RaceApproval], clock=clock)
+    engine = Engine(server_url, [RaceApproval], clock=clock)
     ids = start_all(engine, clock)
     runs: dict[tuple[str, str], int] = dict(RUNS)
 
@@ -180,7 +181,8 @@ def test_two_processes_race_approve_deny_and_timeout_on_postgres(pg_url: str) ->
         barrier = manager.Barrier(2)
         with ProcessPoolExecutor(max_workers=2, mp_context=ctx) as pool:
             futures = [
-                pool.submit(race_process, pg_url, actor, ids, barrier) for actor in ("alice", "bob")
+                pool.submit(race_process, server_url, actor, ids, barrier)
+                for actor in ("alice", "bob")
             ]
             results: list[dict[str, Any]] = [f.result(timeout=180) for f in futures]
 
@@ -199,7 +201,8 @@ def test_two_processes_race_approve_deny_and_timeout_on_postgres(pg_url: str) ->
     assert engine.run_due(PAST_DEADLINE) == 0
     wins = check_one_decision_each(engine, ids, outcomes, runs)
     assert sum(wins.values()) == INSTANCES
-    print(f"\nPostgreSQL, 2 processes: {INSTANCES} instances, wins {wins}, 0 lost, 0 run twice")
+    server = "MariaDB" if server_url.startswith("mysql") else "PostgreSQL"
+    print(f"\n{server}, 2 processes: {INSTANCES} instances, wins {wins}, 0 lost, 0 run twice")
     engine.close()
 
 

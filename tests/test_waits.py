@@ -12,12 +12,14 @@ from signoff.engine import (
     AlreadyDecided,
     Approval,
     Decision,
+    DefinitionError,
     Engine,
     EventRejected,
     Go,
     Handler,
     NotWaiting,
     On,
+    Retry,
     Return,
     S,
     Step,
@@ -316,6 +318,116 @@ def test_waitfor_that_already_holds_does_not_block(sqlite_url: str) -> None:
     got = engine.get(engine.start(Handoff, {"ready": True}))
     assert got.status == "completed"
     assert got.result == "prepare+consume"
+
+
+class HandoffThen(Workflow):
+    """WaitFor with `then`: it runs once, when the condition is found true, before the thread
+    moves on; what it changes is what the next statement sees."""
+
+    ready: bool = False
+    handled: int = 0
+    trace: list[str] = []
+
+    def definition(self) -> S:
+        return S(
+            Go(
+                "producer",
+                S(Wait("go ahead", On("go", Probe("go"))), Step("produce", self.produce)),
+            ),
+            Step("prepare", lambda: self.trace.append("prepare")),
+            WaitFor(
+                "until ready",
+                self.is_ready,
+                then=self.on_ready,
+                retry=Retry(attempts=2, backoff=timedelta(minutes=1)),
+            ),
+            Step("consume", lambda: self.trace.append(f"consume {self.handled}")),
+            Return("+".join(self.trace)),
+        )
+
+    def is_ready(self) -> bool:
+        CALLS.append("cond")
+        return self.ready
+
+    def produce(self) -> None:
+        self.ready = True
+        self.trace.append("produce")
+
+    async def on_ready(self) -> None:  # async, on the sync engine too
+        CALLS.append("then")
+        if BREAK.get("then", 0) > 0:
+            BREAK["then"] -= 1
+            raise RuntimeError("then broke")
+        self.handled += 1
+        self.trace.append("then")
+
+
+def test_waitfor_then_runs_once_when_the_condition_is_found_true_before_the_thread_moves_on(
+    sqlite_url: str,
+) -> None:
+    engine = Engine(sqlite_url, [HandoffThen])
+    iid = engine.start(HandoffThen)
+    assert "then" not in CALLS  # blocked: the condition does not hold yet
+    assert engine.get(iid).threads[0].status == "blocked"
+    engine.close()
+
+    fresh = Engine(sqlite_url, [HandoffThen])  # across a reload
+    got = fresh.send(iid, "go", {})
+    assert got.result == "prepare+produce+then+consume 1"
+    assert CALLS.count("then") == 1
+    assert [h.name for h in fresh.history(iid) if h.kind == "step"] == [
+        "prepare",
+        "produce",
+        "until ready",
+        "consume",
+    ]
+    got = fresh.get(fresh.start(HandoffThen, {"ready": True}))  # already true: no block
+    assert got.result == "prepare+then+consume 1"
+    fresh.close()
+
+
+def test_a_failing_then_is_retried_by_its_policy_without_asking_again_then_fails_the_thread(
+    sqlite_url: str, clock: Clock
+) -> None:
+    engine = Engine(sqlite_url, [HandoffThen], clock=clock)
+    BREAK["then"] = 1
+    iid = engine.start(HandoffThen, {"ready": True})
+    got = engine.get(iid)
+    main = next(t for t in got.threads if t.id == "main")
+    assert (got.status, main.status, main.step, main.error) == (
+        "running",
+        "retrying",
+        "until ready",
+        "RuntimeError: then broke",
+    )
+    assert engine.check_deployment().ok  # standing in its `then` strands nothing
+    asked = CALLS.count("cond")
+    clock.advance(minutes=2)
+    assert engine.run_due() == 1
+    assert engine.get(iid).result == "prepare+then+consume 1"
+    assert CALLS.count("cond") == asked  # the retry ran `then`, it did not ask again
+    assert CALLS.count("then") == 2
+
+    BREAK["then"] = 2  # both attempts fail: the thread fails, naming it; retry goes on
+    other = engine.start(HandoffThen, {"ready": True})
+    clock.advance(minutes=2)
+    engine.run_due()
+    got = engine.get(other)
+    assert got.status == "failed"
+    assert "'until ready' failed after 2 attempt(s): RuntimeError: then broke" in (
+        next(t for t in got.threads if t.id == "main").error or ""
+    )
+    assert engine.retry(other).result == "prepare+then+consume 1"
+    engine.close()
+
+
+def test_a_then_that_is_not_callable_is_refused_at_registration(sqlite_url: str) -> None:
+    class Broken(Workflow):
+        def definition(self) -> S:
+            return S(WaitFor("w", True, then="not callable"))  # type: ignore[arg-type]
+
+    with pytest.raises(DefinitionError, match="the then of WaitFor 'w' must be callable"):
+        Engine(sqlite_url, [Broken])
 
 
 # --- timeouts and late events -----------------------------------------------------------------

@@ -3,6 +3,7 @@ into plain words, the audit identity (signed-in user, via "web")."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -74,3 +75,12 @@ def plain(exc: SignoffError) -> str:
 
 def refusal(message: str, status_code: int = 422) -> Outcome:
     return Outcome(None, Flash("error", message), status_code)
+
+
+def answered(view: Any, limit: int = 300) -> str:
+    """ " Reply: …" for a flash, when the handler of the event just sent answered (`reply`)."""
+    reply = getattr(view, "reply", None)
+    if reply is None:
+        return ""
+    text = json.dumps(reply, ensure_ascii=False)
+    return f" Reply: {text if len(text) <= limit else text[: limit - 1] + '…'}"

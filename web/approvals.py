@@ -23,7 +23,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from signoff.engine import SignoffError
-from signoff.web.actions import Outcome, attempt, plain, refusal
+from signoff.web.actions import Outcome, answered, attempt, plain, refusal
 from signoff.web.auth import checked_form, chrome, remember_flash, require_user
 from signoff.web.bulk import BulkResult, summary, try_row
 from signoff.web.errors import status_for
@@ -258,7 +258,9 @@ async def decide(request: Request) -> Response:
         board.changed()
         if outcome.ok:
             verb = "Approved" if decision == "approve" else "Denied"
-            outcome.flash = Flash("ok", f"{verb} by you · now {outcome.value.status}")
+            outcome.flash = Flash(
+                "ok", f"{verb} by you · now {outcome.value.status}" + answered(outcome.value)
+            )
     if not wants_fragment(request):
         if outcome.flash is not None:
             remember_flash(request, outcome.flash)

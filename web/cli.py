@@ -491,6 +491,8 @@ def cmd_send(args: argparse.Namespace, out: TextIO) -> int:
             via="cli",
         )
         _outcome(view, out)
+        if view.reply is not None:  # what the handler answered
+            out.write(f"reply: {json.dumps(view.reply, ensure_ascii=False)}\n")
         if view.kept:
             out.write(f"kept: its wait has not begun; '{args.event}' is delivered when it does\n")
     finally:

@@ -29,7 +29,7 @@ from signoff.engine import (
     signed_link_maker,
     statement_names,
 )
-from signoff.web.actions import Outcome, attempt, plain, refusal
+from signoff.web.actions import Outcome, answered, attempt, plain, refusal
 from signoff.web.auth import checked_form, chrome, remember_flash, require_user
 from signoff.web.errors import status_for
 from signoff.web.forms import FormField, fields_from_schema, parse_submission
@@ -389,7 +389,10 @@ async def send(request: Request) -> Response:
             done = {"approve": "Approved", "deny": "Denied"}.get(mode, f"Sent '{event}'")
             if outcome.value.kept:
                 done += "; its wait has not begun, so it is kept and delivered when it begins"
-            outcome.flash = Flash("ok", f"{done}. The instance is now {outcome.value.status}.")
+            outcome.flash = Flash(
+                "ok",
+                f"{done}. The instance is now {outcome.value.status}." + answered(outcome.value),
+            )
     return await _respond(request, instance_id, user, outcome)
 
 

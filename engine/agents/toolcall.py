@@ -25,7 +25,14 @@ from pydantic import Field
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 from signoff.engine.agents.arguments import REDACTED, Arguments, call_line, pretty
 from signoff.engine.core.branches import If
-from signoff.engine.core.handlers import Approval, Decision, KeepWaiting, Timeout, WaitInfo
+from signoff.engine.core.handlers import (
+    Approval,
+    Decision,
+    KeepWaiting,
+    Reply,
+    Timeout,
+    WaitInfo,
+)
 from signoff.engine.core.notices import ApprovalNotice
 from signoff.engine.core.steps import Retry, Step
 from signoff.engine.core.threads import Return
@@ -133,7 +140,7 @@ class ToolApproval(Approval):
 
     def handle(
         self, wait: WaitInfo, payload: dict[str, Any], actor: str | None
-    ) -> KeepWaiting | None:
+    ) -> KeepWaiting | Reply | None:
         self.check(wait, payload, actor)
         changed = self.edited(payload)
         if changed is not None and self.edit is not None:

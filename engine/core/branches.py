@@ -1,4 +1,4 @@
-"""`If(cond, ...).ElseIf(cond, ...).Else(...)`."""
+"""`If(cond, ...).ElseIf(cond, ...).Else(...)` and `Switch(Case(cond, ...), ..., Default(...))`."""
 
 from __future__ import annotations
 
@@ -49,6 +49,72 @@ class If(Statement):
 
     def children(self) -> Iterator[Statement]:
         return (body for _, body in self.branches)
+
+
+@dataclass(slots=True)
+class Case(Statement):
+    """One case of a Switch: `body` runs when `cond` holds and no case before it did."""
+
+    cond: Condition
+    body: Section
+
+    def __init__(self, cond: Condition, *body: Statement) -> None:
+        self.cond = cond
+        self.body = Section(*body)
+
+    def resume(self, cur: Cursor) -> Signal | None:
+        raise TypeError("Case(...) must be placed inside a Switch")
+
+    def children(self) -> Iterator[Statement]:
+        yield self.body
+
+
+@dataclass(slots=True, init=False)
+class Default(Case):
+    """The Switch's last case, taken when no Case before it holds."""
+
+    def __init__(self, *body: Statement) -> None:
+        self.cond = True
+        self.body = Section(*body)
+
+    def resume(self, cur: Cursor) -> Signal | None:
+        raise TypeError("Default(...) must be placed inside a Switch")
+
+
+@dataclass(slots=True)
+class Switch(Statement):
+    """`Switch(Case(cond, ...), ..., Default(...))`: runs the body of the first case whose
+    condition holds (the seed's `Switch`). As with If, resuming searches every case for the
+    position whatever the conditions say now: the thread took its case when the data was as it
+    was then. Conditions are asked in order and only until one holds."""
+
+    cases: tuple[Case, ...]
+
+    def __init__(self, *cases: Case) -> None:
+        for index, case in enumerate(cases):
+            if not isinstance(case, Case):
+                raise TypeError(
+                    f"Switch takes Case(...) and Default(...), not {type(case).__name__}"
+                )
+            if isinstance(case, Default) and index != len(cases) - 1:
+                raise ValueError("Switch: Default(...) must be the last case")
+        self.cases = cases
+
+    def resume(self, cur: Cursor) -> Signal | None:
+        if cur.seeking:
+            for case in self.cases:
+                inside, signal = enters(cur, case.body)
+                if inside:
+                    return signal
+            return None
+        cur.tick()
+        for case in self.cases:
+            if evaluate(case.cond):
+                return case.body.resume(cur)
+        return None
+
+    def children(self) -> Iterator[Statement]:
+        return iter(self.cases)
 
 
 class _Else:

@@ -83,7 +83,9 @@ def assess(
             found.stranded.append(Finding("statement", thread.at))
             continue
         if not isinstance(here, Wait):
-            if thread.status == ThreadStatus.WAITING or thread.entry is Entry.EVENT:
+            if thread.status == ThreadStatus.WAITING or (
+                thread.entry is Entry.EVENT and not isinstance(here, WaitFor)  # its `then`
+            ):
                 found.stranded.append(
                     Finding("statement", thread.at, detail=f"is now a {type(here).__name__}")
                 )

@@ -117,6 +117,19 @@ class KeepWaiting:
     note: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """Returned by `Handler.handle`: the event was taken, and `value` (JSON) is the answer to
+    its sender: `send` returns it as the view's `reply` (the seed's HandleCallback output)."""
+
+    value: Any
+
+
+def replied(value: Any) -> Reply | None:
+    """What a handler returns for its callback's result: a reply, unless there was none."""
+    return None if value is None else Reply(value)
+
+
 class Handler:
     """Base of all handlers. Every method has a harmless default."""
 
@@ -142,9 +155,10 @@ class Handler:
 
     def handle(
         self, wait: WaitInfo, payload: dict[str, Any], actor: str | None
-    ) -> KeepWaiting | None:
+    ) -> KeepWaiting | Reply | None:
         """Validate and apply the payload. Raise EventRejected to refuse it; nothing changes.
-        Return KeepWaiting to take the event without ending the wait."""
+        Return KeepWaiting to take the event without ending the wait, Reply(value) to answer
+        the sender."""
         return None
 
     def teardown(self, wait: WaitInfo, handled: bool) -> None:
@@ -314,7 +328,7 @@ class Approval(Handler):
 
     def handle(
         self, wait: WaitInfo, payload: dict[str, Any], actor: str | None
-    ) -> KeepWaiting | None:
+    ) -> KeepWaiting | Reply | None:
         self.check(wait, payload, actor)
         approved = bool(payload["approved"])
         reason = checked_reason(approved, payload.get("reason"), required=self.require_reason)
@@ -335,9 +349,9 @@ class Approval(Handler):
             return KeepWaiting(stored, f"approved ({len(votes)} of {self.required})")
         decision = Decision(approved, actor, reason, wait.via, wait.now, votes)
         callback = self.approve if approved else self.deny
-        if callback is not None:
-            wait.services.call(callback, decision)
-        return None
+        if callback is None:
+            return None
+        return replied(wait.services.call(callback, decision))
 
     # --- announcing it (Slack) ----------------------------------------------------------------
 
@@ -630,9 +644,8 @@ class Input(Handler):
 
     def handle(
         self, wait: WaitInfo, payload: dict[str, Any], actor: str | None
-    ) -> KeepWaiting | None:
-        wait.services.call(self.apply, self._validated(payload))
-        return None
+    ) -> KeepWaiting | Reply | None:
+        return replied(wait.services.call(self.apply, self._validated(payload)))
 
     def _validated(self, payload: dict[str, Any]) -> BaseModel:
         try:

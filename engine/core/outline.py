@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from signoff.engine.core.branches import If
+from signoff.engine.core.branches import Default, If, Switch
 from signoff.engine.core.interpreter import thread_body
 from signoff.engine.core.loops import For
 from signoff.engine.core.steps import Step
@@ -38,7 +38,12 @@ def outline(stmt: Statement) -> Node:
             node["name"], node["label"] = name, name
             if retry.attempts != 3:
                 node["detail"] = f"{retry.attempts} attempt(s)"
-        case Wait(name=name) | WaitFor(name=name) | For(name=name):
+        case WaitFor(name=name, then=then):
+            node["name"], node["label"] = name, name
+            if then is not None:
+                called = getattr(then, "__name__", "")
+                node["detail"] = f"then {called}" if called.isidentifier() else "then"
+        case Wait(name=name) | For(name=name):
             node["name"], node["label"] = name, name
         case Go(name=name):
             node["name"], node["label"] = name, name
@@ -62,6 +67,18 @@ def outline(stmt: Statement) -> Node:
                     "children": _flat(body),
                 }
                 node["children"].append(branch)
+            return node
+        case Switch():
+            for case in stmt.cases:
+                node["children"].append(
+                    {
+                        "kind": "Default" if isinstance(case, Default) else "Case",
+                        "name": None,
+                        "label": "",
+                        "detail": "",
+                        "children": _flat(case.body),
+                    }
+                )
             return node
         case Section():
             node["label"] = "S"

@@ -51,7 +51,11 @@ class Entry(Enum):
 
 @dataclass(frozen=True, slots=True)
 class RunStep:
+    """Run `step`, the thread standing at it entered as `entry` (AT for a Step; EVENT for a
+    WaitFor's `then`: its condition was found true, so a retry runs `then` without asking)."""
+
     step: Step
+    entry: Entry = Entry.AT
 
 
 @dataclass(frozen=True, slots=True)

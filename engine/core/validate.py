@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from signoff.engine.core.branches import If
+from signoff.engine.core.branches import Case, If, Switch
 from signoff.engine.core.handlers import Handler
 from signoff.engine.core.loops import Break, Continue, For
 from signoff.engine.core.steps import Step
@@ -59,6 +59,8 @@ def _shape(root: object) -> object:
                 extra = stmt.thread_id
             elif isinstance(stmt, On):
                 extra = (stmt.event, isinstance(stmt.handler, Handler))
+            elif isinstance(stmt, WaitFor):
+                extra = stmt.then is None or callable(stmt.then)
             else:
                 extra = None
             children = tuple(stmt.children())
@@ -163,6 +165,8 @@ def _check(
     match stmt:
         case Step(action=action) if not callable(action):
             raise DefinitionError(f"{where}: step '{stmt.name}' needs a callable action")
+        case WaitFor(then=then) if then is not None and not callable(then):
+            raise DefinitionError(f"{where}: the then of WaitFor '{stmt.name}' must be callable")
         case Go():
             if stmt.thread_id in threads:
                 raise DefinitionError(f"{where}: thread id '{stmt.thread_id}' is used twice")
@@ -174,6 +178,21 @@ def _check(
             for case in stmt.cases:
                 _check(case, workflow, names, threads, in_loop=in_loop, in_wait=True)
             return
+        case Switch():
+            if not stmt.cases:
+                raise DefinitionError(f"{where}: a Switch needs at least one Case(...)")
+            for option in stmt.cases:
+                if not isinstance(option, Case):
+                    raise DefinitionError(
+                        f"{where}: a Switch may hold only Case(...) and Default(...), "
+                        f"not {type(option).__name__}"
+                    )
+                _check(option.body, workflow, names, threads, in_loop=in_loop, in_wait=False)
+            return
+        case Case():
+            raise DefinitionError(
+                f"{where}: {type(stmt).__name__}(...) must be placed inside a Switch"
+            )
         case On() if not in_wait:
             raise DefinitionError(f"{where}: On('{stmt.event}') must be placed inside a Wait")
         case Break() | Continue() if not in_loop:

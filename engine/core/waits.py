@@ -1,17 +1,19 @@
-"""`Wait(name, On(event, handler, ...), ...)` and `WaitFor(name, cond)`."""
+"""`Wait(name, On(event, handler, ...), ...)` and `WaitFor(name, cond, then=None)`."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from signoff.engine.core.steps import Retry, Step
 from signoff.engine.core.tree import (
     Block,
     BlockUntil,
     Condition,
     Cursor,
     Entry,
+    RunStep,
     Section,
     Signal,
     Statement,
@@ -99,16 +101,34 @@ class Wait(Statement):
 
 @dataclass(slots=True)
 class WaitFor(Statement):
-    """Blocks the thread until `cond` holds, made true by another thread."""
+    """Blocks the thread until `cond` holds, made true by another thread.
+
+    `then` (a callable, sync or async, the seed's WaitFor handler) runs once, in the
+    transition that finds `cond` true, before the thread moves on. It is run as a step named
+    after the WaitFor: committed once, and when it raises it is retried by `retry` (a step's
+    policy) and then fails the thread. A retry runs `then` again without asking `cond`: the
+    condition held when it was found true."""
 
     name: str
     cond: Condition
+    then: Callable[[], Any] | None
     renamed_from: tuple[str, ...]
+    step: Step | None  # `then` as the step it runs as
 
-    def __init__(self, name: str, cond: Condition, *, renamed_from: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        name: str,
+        cond: Condition,
+        then: Callable[[], Any] | None = None,
+        *,
+        retry: Retry | int | None = None,
+        renamed_from: Iterable[str] = (),
+    ) -> None:
         self.name = name
         self.cond = cond
+        self.then = then
         self.renamed_from = old_names(renamed_from)
+        self.step = None if then is None else Step(name, then, retry=retry)
 
     def resume(self, cur: Cursor) -> Signal | None:
         if cur.seeking:
@@ -117,6 +137,10 @@ class WaitFor(Statement):
             cur.found()
             if cur.entry is Entry.AFTER:
                 return None
+            if cur.entry is Entry.EVENT:  # found true before; `then` has yet to succeed
+                return None if self.step is None else RunStep(self.step, Entry.EVENT)
         else:
             cur.tick()
-        return None if evaluate(self.cond) else BlockUntil(self)
+        if not evaluate(self.cond):
+            return BlockUntil(self)
+        return None if self.step is None else RunStep(self.step, Entry.EVENT)

@@ -44,6 +44,7 @@ class Working:
     built: tuple[Workflow, str, Statement] | None = None  # model, data, the tree they built
     waits_of: tuple[Statement, dict[str, Wait]] | None = None  # a tree and its waits by name
     base_marks: tuple[Any, ...] = ()  # `marks(row)` as last committed
+    reply: Any = None  # what the handler of the event applied here answered its sender
 
     @classmethod
     def of(cls, row: Stored, workflow: type[Workflow] | None) -> Working:

@@ -11,8 +11,9 @@ from typing import Any
 
 from signoff.engine.core.enums import HistoryKind, ThreadStatus
 from signoff.engine.core.finite import nonfinite_text, stored_nonfinite
-from signoff.engine.core.handlers import Handler, KeepWaiting, WaitInfo
+from signoff.engine.core.handlers import Handler, KeepWaiting, Reply, WaitInfo
 from signoff.engine.core.interpreter import thread_body
+from signoff.engine.core.limits import json_problem
 from signoff.engine.core.records import Record
 from signoff.engine.core.state import Decided, Ending, OpenCase, Pending, ThreadState
 from signoff.engine.core.tree import Entry, walk
@@ -241,6 +242,8 @@ class Events:
                 raise InvalidData(
                     f"the {handler.kind} handler of '{case.event}' left {nonfinite_text(nonfinite)}"
                 )
+            if isinstance(outcome, Reply):  # refused as data that is not JSON is
+                _check_reply(outcome.value, f"the {handler.kind} handler of '{case.event}'")
         except SignoffError:
             work.reset_data(before)
             raise
@@ -295,6 +298,14 @@ class Events:
         }
         if link is not None:
             detail["link"] = link  # the approval link it came through
+        if isinstance(outcome, Reply):  # the sender's answer; the history keeps it too
+            work.reply = outcome.value
+            shown = json.dumps(outcome.value)
+            detail["reply"] = (
+                outcome.value
+                if len(shown) <= MAX_PAYLOAD_IN_HISTORY
+                else shown[:MAX_PAYLOAD_IN_HISTORY] + "..."
+            )
         reason = payload.get("reason")
         reason = reason.strip() if isinstance(reason, str) else None  # as the Decision has it
         if isinstance(approved, bool):
@@ -337,3 +348,17 @@ class Events:
         )
         self.lifecycle.end_waits(work, thread, now, handled_event=case.event, ending=ending)
         thread.status, thread.entry, thread.event = ThreadStatus.RUNNING, Entry.EVENT, case.event
+
+
+def _check_reply(value: Any, handler: str) -> None:
+    """Refuse a reply that cannot be stored as JSON (as the history keeps it): NaN or
+    ±Infinity, a NUL, too deep or too big, or not JSON at all (a set, an object)."""
+    what = f"the reply of {handler}"
+    problem = json_problem(value, what)
+    if problem is None:
+        try:
+            json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            problem = f"{what} is not JSON: {exc}"
+    if problem:
+        raise InvalidData(problem)

@@ -177,12 +177,12 @@ class Runner:
             if not self._spawn(work, thread, go.thread_id, go.name, now):
                 return moved.statements  # failed at once: nothing after the Go runs
         match moved.next:
-            case RunStep(step=step):
+            case RunStep(step=step, entry=entry):
                 # the position moves past any Go first, so a spawn commits with it
                 if thread.at != step.name:
                     thread.at = step.name
-                if thread.entry is not Entry.AT:
-                    thread.entry = Entry.AT
+                if thread.entry is not entry:  # EVENT: a WaitFor's `then`
+                    thread.entry = entry
                 if thread.event is not None:
                     thread.event = None
                 # whatever happened since the last commit (a step, a wait that began) is

@@ -9,7 +9,8 @@ The database is the truth and decides; APScheduler only says "look now". Two pat
   a timer armed elsewhere shortly before it fell due) and arms the jobs due within the horizon;
 - on PostgreSQL, a listener thread: every commit that leaves an instance due NOTIFYs, so a
   timer another process created (a web-only `signoff serve --no-scheduler`) is armed at once,
-  not at the next sweep. On SQLite that case waits for the sweep (`--sweep-every`).
+  not at the next sweep. On SQLite and MariaDB/MySQL (no LISTEN/NOTIFY) that case waits for
+  the sweep (`--sweep-every`).
 
 Only instances due within `horizon` get a job; the rest stay rows in the database until a later
 sweep brings them into the window. Memory is therefore bounded by the timers due in the next
@@ -121,7 +122,7 @@ class Scheduler:
         )
         # messages a commit of this process queues go out at once, from this pool
         self.engine.outbox.kick = self.send_notices_soon
-        if not self.engine.store.is_sqlite:
+        if self.engine.store.notifies:  # PostgreSQL; elsewhere the sweep finds what is due
             self._listener = threading.Thread(
                 target=self._listen, daemon=True, name="signoff-due-listener"
             )

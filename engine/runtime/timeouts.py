@@ -100,7 +100,7 @@ class Deadlines:
                 thread is None
                 or thread.status != ThreadStatus.RUNNING
                 or thread.at != step.name
-                or thread.entry is not Entry.AT
+                or thread.entry not in (Entry.AT, Entry.EVENT)  # a step; a WaitFor's `then`
                 or thread.attempts != attempt - 1
             ):
                 return

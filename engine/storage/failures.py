@@ -1,6 +1,6 @@
 """What a database's refusal means, in words a caller can act on: `StorageError`.
 
-A driver's error (sqlite3's, psycopg's, or SQLAlchemy's wrapping of either) says what the
+A driver's error (sqlite3's, psycopg's, PyMySQL's, or SQLAlchemy's wrapping of one) says what the
 database refused in its own terms: "attempt to write a readonly database", "database or disk
 is full", SQLSTATE 53100. `reason` turns it into a sentence part naming the database ("the
 database file /srv/signoff.db is read-only", "disk full"); `refused` makes the error, saying
@@ -47,8 +47,10 @@ def driver_error(exc: BaseException) -> BaseException | None:
 def _is_driver_error(exc: BaseException) -> bool:
     if isinstance(exc, sqlite3.Error):
         return True
-    # psycopg's errors, without importing psycopg (it is an optional extra)
+    # psycopg's and PyMySQL's errors, without importing them (they are optional extras)
     module = type(exc).__module__
+    if module.startswith("pymysql"):
+        return isinstance(exc, Exception) and type(exc).__name__ != "Warning"
     return module.startswith("psycopg") and hasattr(exc, "sqlstate")
 
 
@@ -60,6 +62,8 @@ def reason(exc: BaseException, url: Any = None) -> str:
     text = _first_line(orig)
     if isinstance(orig, sqlite3.Error):
         return _sqlite_reason(orig, text, url)
+    if type(orig).__module__.startswith("pymysql"):
+        return _mysql_reason(orig, text, url)
     return _pg_reason(orig, text, url)
 
 
@@ -100,6 +104,33 @@ def _pg_reason(exc: BaseException, text: str, url: Any) -> str:
         return f"the database server at {server} refused the connection"
     if state.startswith(_PG_CANNOT_CONNECT) or state in _PG_SHUTTING_DOWN or not state:
         # psycopg's OperationalError on connecting has no SQLSTATE
+        return f"the database server at {server} cannot be reached: {text}"
+    return text
+
+
+# MariaDB/MySQL error codes (PyMySQL's errors carry them first in `args`)
+_MYSQL_READ_ONLY = (1290, 1792)  # --read-only; a read-only transaction
+_MYSQL_FULL = (1021, 1114)  # disk full; the table is full
+_MYSQL_OUT_OF_MEMORY = (1037, 1038, 1041)
+_MYSQL_CANNOT_CONNECT = (2002, 2003, 2005, 2006, 2013, 2055)  # refused, unknown host, gone, ...
+_MYSQL_SHUTTING_DOWN = (1053, 1927)
+
+
+def _mysql_reason(exc: BaseException, text: str, url: Any) -> str:
+    args: tuple[Any, ...] = getattr(exc, "args", ())
+    code = args[0] if args and isinstance(args[0], int) else None
+    if len(args) > 1 and isinstance(args[1], str):
+        text = args[1].splitlines()[0].strip() or text
+    if code in _MYSQL_FULL:
+        return "disk full"
+    if code in _MYSQL_OUT_OF_MEMORY:
+        return "the database server is out of memory"
+    if code in _MYSQL_READ_ONLY:
+        return f"the database is read-only: {text}"
+    server = _server(url)
+    if code in _MYSQL_CANNOT_CONNECT or code in _MYSQL_SHUTTING_DOWN:
+        if "refused" in text.lower():
+            return f"the database server at {server} refused the connection"
         return f"the database server at {server} cannot be reached: {text}"
     return text
 

@@ -3,8 +3,9 @@
 Alembic runs programmatically: its script location is `migrations/` inside this package, and
 it is handed a connection that already holds the migration lock, so processes starting together
 on a fresh database queue up instead of racing their CREATE TABLEs. The lock is an advisory
-lock on PostgreSQL and the write lock (BEGIN IMMEDIATE) on SQLite; it is held from the version
-check to the commit of the last revision.
+lock on PostgreSQL, the write lock (BEGIN IMMEDIATE) on SQLite and a named lock (GET_LOCK) on
+MariaDB/MySQL; it is held from the version check to the commit of the last revision. (MariaDB
+commits each DDL statement at once, so there a failed upgrade may leave part of a revision done.)
 
 A database made before signoff had migrations has its tables but no version table: it is
 stamped at the revision its columns match, then upgraded like any other.
@@ -29,6 +30,9 @@ VERSION_TABLE = "signoff_alembic_version"
 UPGRADE_COMMAND = "signoff db upgrade"
 # the pg_advisory_xact_lock key that stands for "signoff's schema" (any fixed bigint would do)
 _PG_LOCK_KEY = 0x1E3E_2A4C_6D5B_0F17
+# MariaDB/MySQL: the GET_LOCK name that stands for it, and how long to wait for it (seconds)
+_MYSQL_LOCK_NAME = "signoff_schema"
+LOCK_PATIENCE = 600
 _MIGRATIONS = Path(__file__).with_name("migrations")
 
 
@@ -117,10 +121,30 @@ def _locked(db: Engine) -> Iterator[Connection]:
     """A connection inside a transaction that holds signoff's migration lock until it ends."""
     # On SQLite the store's "begin" listener turns a write connection's BEGIN into BEGIN
     # IMMEDIATE, which takes the database's write lock up front.
-    with db.connect().execution_options(signoff_write=True) as conn, conn.begin():
-        if db.dialect.name == "postgresql":
-            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
-        yield conn
+    with db.connect().execution_options(signoff_write=True) as conn:
+        if db.dialect.name in ("mysql", "mariadb"):
+            # a named lock of the session (DDL commits at once there: no transaction holds it)
+            got = conn.execute(
+                text("SELECT GET_LOCK(:name, :wait)"),
+                {"name": _MYSQL_LOCK_NAME, "wait": LOCK_PATIENCE},
+            ).scalar()
+            conn.commit()
+            if got != 1:
+                raise SchemaOutdated(
+                    f"the migration lock ({_MYSQL_LOCK_NAME}) was not free within "
+                    f"{LOCK_PATIENCE} s: another process is upgrading the schema, or stuck"
+                )
+            try:
+                with conn.begin():
+                    yield conn
+            finally:
+                conn.execute(text("SELECT RELEASE_LOCK(:name)"), {"name": _MYSQL_LOCK_NAME})
+                conn.commit()
+            return
+        with conn.begin():
+            if db.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
+            yield conn
 
 
 def _outdated(db: Engine, found: str | None) -> str:

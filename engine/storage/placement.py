@@ -289,7 +289,18 @@ _STANDING_COUNTS = {
         WHERE coalesce(t.value ->> 'status', 'running') IN ({_STANDING_SQL})
           AND coalesce(t.value ->> 'at', '') <> ''
         GROUP BY i.workflow, t.value ->> 'at'""",
+    "mysql": f"""
+        SELECT i.workflow, t.at, count(*)
+        FROM (SELECT workflow, state FROM {{prefix}}signoff_instances
+              WHERE status IN ({_LIVE_SQL}) LIMIT :scan) AS i,
+             JSON_TABLE(i.state, '$.threads.*' COLUMNS (
+                 at VARCHAR(1000) CHARACTER SET utf8mb4 PATH '$.at',
+                 status VARCHAR(40) CHARACTER SET utf8mb4 PATH '$.status')) AS t
+        WHERE coalesce(t.status, 'running') IN ({_STANDING_SQL})
+          AND coalesce(t.at, '') <> ''
+        GROUP BY i.workflow, t.at""",
 }
+_STANDING_COUNTS["mariadb"] = _STANDING_COUNTS["mysql"]
 
 
 def statement_counts(store: Store, scan_limit: int = 5000) -> dict[str, dict[str, int]]:

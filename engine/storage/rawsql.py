@@ -6,10 +6,13 @@ transition commits after every step. So the load of an instance and the statemen
 parameter style, and run on connections the hot path keeps for itself (`RawWriter`); so is the
 dashboard's most frequent read, one keyset page of instances (`RawPager`). Everything else
 stays on SQLAlchemy. On PostgreSQL a load and a commit are one statement and one round trip
-each (see `RawWriter`).
+each (see `RawWriter`). MariaDB/MySQL take the SQLite path's statements (in the driver's
+"%(name)s" style) in a transaction of their own; a claim there locks what it picks (`FOR UPDATE
+SKIP LOCKED`), leases it and reads it back, as it has no UPDATE ... RETURNING.
 
 Datetimes are kept the way SQLAlchemy's `UTCDateTime` column keeps them: naive UTC, as text
-"%Y-%m-%d %H:%M:%S.%f" on SQLite and as `timestamp without time zone` on PostgreSQL.
+"%Y-%m-%d %H:%M:%S.%f" on SQLite, as `timestamp without time zone` on PostgreSQL and as
+DATETIME(6) on MariaDB/MySQL.
 """
 
 from __future__ import annotations
@@ -28,7 +31,12 @@ from typing import Any
 from signoff.engine.core.records import Record, Stored, WaitRecord
 from signoff.engine.errors import Busy, DataNotStorable, InvalidData
 from signoff.engine.storage.lending import Lending
-from signoff.engine.storage.visibility import visible_clause, visible_params
+from signoff.engine.storage.visibility import (
+    ESCAPE,
+    MYSQL_ESCAPE,
+    visible_clause,
+    visible_params,
+)
 
 INSTANCE_COLUMNS = (
     "workflow",
@@ -89,6 +97,38 @@ _HISTORY_COLUMNS = (
     "message",
     "detail",
 )
+
+
+def is_mysql(db: Any) -> bool:
+    """Whether `db` (a SQLAlchemy engine) speaks to MariaDB or MySQL."""
+    return db.dialect.name in ("mysql", "mariadb")
+
+
+# MariaDB/MySQL error codes: a deadlock and a lock wait that timed out roll the transaction back
+# whole (it may run again); MariaDB's max_statement_time and MySQL's max_execution_time stop a
+# statement that ran too long
+_MYSQL_RETRY = (1213, 1205)
+_MYSQL_TOO_SLOW = (1969, 3024)
+
+
+def mysql_code(exc: BaseException) -> int | None:
+    """The error code of a pymysql error, or None."""
+    args = getattr(exc, "args", ())
+    return args[0] if args and isinstance(args[0], int) else None
+
+
+def _autocommit(conn: Any, on: bool) -> None:
+    """Turn a DB-API connection's autocommit on or off (pymysql's is a method)."""
+    if callable(getattr(conn, "autocommit", None)):
+        conn.autocommit(on)
+    else:
+        conn.autocommit = on
+
+
+def _said(exc: BaseException) -> Any:
+    """A driver's refusal in words: PyMySQL's errors are (code, message)."""
+    args: tuple[Any, ...] = getattr(exc, "args", ())
+    return args[1] if len(args) > 1 and isinstance(args[1], str) else exc
 
 
 def when(value: datetime | None, sqlite: bool) -> Any:
@@ -320,6 +360,8 @@ class RawPager:
     ) -> None:
         self.db = db
         self.sqlite = sqlite
+        self.mysql = is_mysql(db)
+        self.escape = MYSQL_ESCAPE if self.mysql else ESCAPE
         self.prefix = prefix  # the quoted schema and a dot, when the tables have one
         self.mark = "?" if sqlite else "%s"
         self.queries: dict[tuple[Any, ...], str] = {}
@@ -328,7 +370,22 @@ class RawPager:
     @contextmanager
     def time_limit(self, conn: Any, cur: Any) -> Iterator[None]:
         """A search through the data reads every row: stop it after `search_timeout` seconds
-        (PostgreSQL's statement_timeout; on SQLite a progress handler that interrupts it)."""
+        (PostgreSQL's statement_timeout, MariaDB's max_statement_time, MySQL's
+        max_execution_time; on SQLite a progress handler that interrupts it)."""
+        if self.mysql:
+            mariadb = bool(getattr(self.db.dialect, "is_mariadb", False))
+            variable = "max_statement_time" if mariadb else "max_execution_time"
+            limit = self.search_timeout if mariadb else int(self.search_timeout * 1000)
+            cur.execute(f"SET SESSION {variable} = {limit}")
+            try:
+                yield
+            except self.db.dialect.dbapi.OperationalError as exc:
+                if mysql_code(exc) in _MYSQL_TOO_SLOW:
+                    raise _too_slow(self.search_timeout) from exc
+                raise
+            finally:
+                cur.execute(f"SET SESSION {variable} = DEFAULT")
+            return
         if not self.sqlite:
             cur.execute(f"SET LOCAL statement_timeout = {int(self.search_timeout * 1000)}")
             try:
@@ -347,15 +404,15 @@ class RawPager:
             driver.set_progress_handler(None, 0)
 
     def _match(self, kind: str) -> str:
-        m = self.mark
+        m, escape = self.mark, self.escape
         compared = compare_sql(kind, m, self.sqlite)
         if compared is not None:
             return compared
         if kind == "id":
-            return f"id >= {m} AND id < {m}" if self.sqlite else f"id LIKE {m} ESCAPE '\\'"
+            return f"id >= {m} AND id < {m}" if self.sqlite else f"id LIKE {m}{escape}"
         if kind == "field":
-            return " OR ".join([f"data LIKE {m} ESCAPE '\\'"] * 3)
-        return f"data LIKE {m} ESCAPE '\\'"
+            return " OR ".join([f"data LIKE {m}{escape}"] * 3)
+        return f"data LIKE {m}{escape}"
 
     def sql(
         self,
@@ -382,7 +439,7 @@ class RawPager:
             if search:
                 where.append(f"({self._match(search)})")
             if viewer:
-                where.append(visible_clause(self.prefix, m, viewer))
+                where.append(visible_clause(self.prefix, m, viewer, escape=self.escape))
             where += narrow_clauses(self.prefix, m, *narrow)
             ordering, after = ORDERS[order]
             if before:
@@ -517,7 +574,7 @@ class RawPager:
             where.append("(" + " OR ".join(f"({self._match(k)})" for k, _ in terms) + ")")
             params += [p for _, ps in terms for p in ps]
         if viewer is not None:
-            where.append(visible_clause(self.prefix, m, len(viewer)))
+            where.append(visible_clause(self.prefix, m, len(viewer), escape=self.escape))
             params += visible_params(viewer)
         if narrow is not None:
             where += narrow_clauses(self.prefix, m, *narrow.shape())
@@ -603,6 +660,7 @@ class RawWriter:
         )
         self.db = db
         self.sqlite = sqlite
+        self.mysql = is_mysql(db)
         self.lock = lock if lock is not None else nullcontext()
         # the driver's error for data it cannot store: never worth retrying as it is
         self.refused: type[Exception] = getattr(db.dialect.dbapi, "DataError", _Never)
@@ -636,12 +694,15 @@ class RawWriter:
             f"INSERT INTO {history} ({', '.join(_HISTORY_COLUMNS)}) "
             f"VALUES ({', '.join(p(c) for c in _HISTORY_COLUMNS)})"
         )
+        # an outbox row already there (the same message queued again) is kept as it is
         self.insert_outbox = (
-            f"INSERT INTO {outbox} ({', '.join(OUTBOX_COLUMNS)}) "
-            f"VALUES ({', '.join(p(c) for c in OUTBOX_COLUMNS)}) ON CONFLICT (id) DO NOTHING"
+            f"INSERT {'IGNORE ' if self.mysql else ''}INTO {outbox} "
+            f"({', '.join(OUTBOX_COLUMNS)}) VALUES ({', '.join(p(c) for c in OUTBOX_COLUMNS)})"
+            + ("" if self.mysql else " ON CONFLICT (id) DO NOTHING")
         )
+        self.begin = "BEGIN IMMEDIATE" if sqlite else "BEGIN"
         self.instances = instances
-        if not sqlite:
+        if not sqlite and not self.mysql:
             self.pg = _PgCommit(instances, waits, history, outbox)
         # connections of our own, when the engine is ours and has a real pool (an in-memory
         # SQLite database is one shared connection, which must stay the pool's)
@@ -682,7 +743,8 @@ class RawWriter:
         return params
 
     def connection(self) -> AbstractContextManager[Any]:
-        """A DB-API connection for one load or commit; on PostgreSQL in autocommit mode.
+        """A DB-API connection for one load or commit; on PostgreSQL and MariaDB/MySQL in
+        autocommit mode (a write there begins its own transaction).
 
         When signoff made the engine, the hot path keeps a few connections of its own (taken
         out of the pool once, `detach`ed), so a load or commit costs a list pop and append,
@@ -699,10 +761,10 @@ class RawWriter:
         driver = conn.driver_connection
         try:
             if not self.sqlite:
-                driver.autocommit = True
+                _autocommit(driver, True)
             yield conn
             if not self.sqlite:
-                driver.autocommit = False
+                _autocommit(driver, False)
         except self.lost:
             conn.invalidate()
             raise
@@ -711,7 +773,7 @@ class RawWriter:
                 if not self._idle(driver):
                     conn.invalidate()
                     raise
-                driver.autocommit = False
+                _autocommit(driver, False)
             raise
         finally:
             conn.close()
@@ -739,13 +801,17 @@ class RawWriter:
         fairy.detach()  # ours now: the pool neither counts it nor resets it
         conn = fairy.dbapi_connection
         if not self.sqlite:
-            conn.autocommit = True
+            _autocommit(conn, True)
         return conn
 
     def _idle(self, conn: Any) -> bool:
-        """Whether a PostgreSQL connection is outside any transaction (always so on SQLite:
-        the caller rolls back there)."""
-        return self.sqlite or bool(conn.info.transaction_status == 0)
+        """Whether a PostgreSQL or MariaDB/MySQL connection is outside any transaction (always
+        so on SQLite: the caller rolls back there)."""
+        if self.sqlite:
+            return True
+        if self.mysql:  # SERVER_STATUS_IN_TRANS, as the server last reported it
+            return not (conn.server_status & 1)
+        return bool(conn.info.transaction_status == 0)
 
     def close(self) -> None:
         """Close the connections kept for the hot path (one in use when it comes back)."""
@@ -784,40 +850,78 @@ class RawWriter:
         progress = progress and expected_version is not None
         written = "insert" if expected_version is None else "progress" if progress else "update"
         params = self.row_params(row, written)
-        if not self.sqlite:
+        if not self.sqlite and not self.mysql:
             return self._write_pg(row, params, expected_version, waits, history, progress, outbox)
-        with self.lock, self.connection() as conn:
+        # SQLite, MariaDB/MySQL: the statements in one transaction (on SQLite BEGIN IMMEDIATE
+        # takes the write lock up front). A deadlock or a lock wait that timed out rolled the
+        # whole transaction back (MariaDB): it runs again, twice at most.
+        if expected_version is not None:
+            params["b_id"], params["b_expected"] = row.id, expected_version
+        wait_rows = [self._wait(row.id, row.workflow, w) for w in waits or ()]
+        history_rows = [self._history(row.id, h) for h in history]
+        outbox_rows = [self._outbox(o) for o in outbox or ()]
+        for attempt in (1, 2, 3):
             try:
-                cur = conn.cursor()
-                cur.execute("BEGIN IMMEDIATE")
-                if expected_version is None:
-                    cur.execute(self.insert, params)
-                else:
-                    params["b_id"], params["b_expected"] = row.id, expected_version
-                    cur.execute(self.progress if progress else self.update, params)
-                    if cur.rowcount != 1:
+                with self.lock, self.connection() as conn:
+                    cur = self._cursor(conn)
+                    cur.execute(self.begin)
+                    try:
+                        if expected_version is None:
+                            cur.execute(self.insert, params)
+                        else:
+                            cur.execute(self.progress if progress else self.update, params)
+                            if cur.rowcount != 1:
+                                conn.rollback()
+                                return False
+                            if waits is not None:
+                                cur.execute(self.delete_waits, {"b_id": row.id})
+                        if wait_rows:
+                            cur.executemany(self.insert_wait, wait_rows)
+                        if history_rows:
+                            cur.executemany(self.insert_history, history_rows)
+                        if outbox_rows:
+                            cur.executemany(self.insert_outbox, outbox_rows)
+                        conn.commit()
+                        return True
+                    except BaseException:
                         conn.rollback()
-                        return False
-                    if waits is not None:
-                        cur.execute(self.delete_waits, {"b_id": row.id})
-                if waits:
-                    cur.executemany(
-                        self.insert_wait, [self._wait(row.id, row.workflow, w) for w in waits]
-                    )
-                if history:
-                    cur.executemany(
-                        self.insert_history, [self._history(row.id, h) for h in history]
-                    )
-                if outbox:
-                    cur.executemany(self.insert_outbox, [self._outbox(o) for o in outbox])
-                conn.commit()
-                return True
-            except self.refused as exc:  # text the database cannot keep, ...
-                conn.rollback()
-                raise DataNotStorable(f"the database refused the data: {exc}") from exc
-            except BaseException:
-                conn.rollback()
-                raise
+                        raise
+            except self.refused as exc:  # text the database cannot keep, too long, ...
+                raise DataNotStorable(f"the database refused the data: {_said(exc)}") from exc
+            except self.lost as exc:
+                if mysql_code(exc) not in _MYSQL_RETRY or attempt == 3:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _claim_mysql(self, params: dict[str, Any], one: bool, some: bool) -> list[Stored]:
+        """`claim_due` on MariaDB/MySQL, in one transaction: lock what is due and free (SKIP
+        LOCKED: concurrent claimers take disjoint rows without waiting), lease it, read it
+        back (there is no UPDATE ... RETURNING)."""
+        _, pick, lease, claimed = mysql_claim_statements(self.instances, one, some)
+        for attempt in (1, 2, 3):
+            try:
+                with self.connection() as conn:
+                    cur = self._cursor(conn)
+                    conn.begin()
+                    try:
+                        cur.execute(pick, params)
+                        ids = [r[0] for r in cur.fetchall()]
+                        if not ids:
+                            conn.rollback()
+                            return []
+                        params["ids"] = ids
+                        cur.execute(lease, params)
+                        cur.execute(claimed, params)
+                        found = cur.fetchall()
+                        conn.commit()
+                    except BaseException:
+                        conn.rollback()
+                        raise
+                return [stored(r) for r in found]
+            except self.lost as exc:
+                if mysql_code(exc) not in _MYSQL_RETRY or attempt == 3:
+                    raise
+        raise AssertionError("unreachable")
 
     def claim_due(
         self,
@@ -844,6 +948,10 @@ class RawWriter:
             "id": instance_id,
             "workflows": self._workflows(workflows),
         }
+        if self.mysql:
+            if workflows is not None and not workflows:
+                return []  # of no workflow: nothing (and "IN ()" is no SQL)
+            return self._claim_mysql(params, instance_id is not None, workflows is not None)
         found, claim = claim_statements(
             self.instances, self.sqlite, instance_id is not None, workflows is not None
         )
@@ -868,7 +976,12 @@ class RawWriter:
 
     def any_due(self, now: datetime, workflows: Collection[str] | None) -> bool:
         """`Store.any_due`: whether an instance is due at `now` and free, a plain read."""
-        found, _ = claim_statements(self.instances, self.sqlite, False, workflows is not None)
+        if self.mysql:
+            if workflows is not None and not workflows:
+                return False
+            found = mysql_claim_statements(self.instances, False, workflows is not None)[0]
+        else:
+            found = claim_statements(self.instances, self.sqlite, False, workflows is not None)[0]
         params = {"now": self.when(now), "workflows": self._workflows(workflows)}
         with self.connection() as conn:
             cur = self._cursor(conn)
@@ -876,7 +989,8 @@ class RawWriter:
             return bool(cur.fetchall())
 
     def _workflows(self, workflows: Collection[str] | None) -> Any:
-        """Workflow names as a parameter: a JSON array on SQLite, an array on PostgreSQL."""
+        """Workflow names as a parameter: a JSON array on SQLite, an array on PostgreSQL, a
+        list (which the driver writes as `('a', 'b')`) on MariaDB/MySQL."""
         names = list(workflows or ())
         return json.dumps(names) if self.sqlite else names
 
@@ -996,9 +1110,9 @@ class _Borrowed:
             if isinstance(exc, writer.lost) or not writer._idle(conn):
                 self.lending.drop(conn)
                 return
-            if writer.sqlite:
+            if writer.sqlite or writer.mysql:
                 try:
-                    if conn.in_transaction:
+                    if writer.mysql or conn.in_transaction:
                         conn.rollback()
                 except BaseException:
                     self.lending.drop(conn)  # unusable; the first failure is what propagates
@@ -1133,7 +1247,7 @@ def _param(sqlite: bool, name: str) -> str:
     return f":{name}" if sqlite else f"%({name})s"
 
 
-def _due(sqlite: bool, one: bool, some: bool, alias: str = "") -> str:
+def _due(sqlite: bool, one: bool, some: bool, alias: str = "", mysql: bool = False) -> str:
     """What makes an instance claimable now: due, and no live lease."""
     now, t = _param(sqlite, "now"), alias
     found = (
@@ -1144,6 +1258,8 @@ def _due(sqlite: bool, one: bool, some: bool, alias: str = "") -> str:
         found += f" AND {t}id = {_param(sqlite, 'id')}"
     if some and sqlite:
         found += f" AND +{t}workflow IN (SELECT value FROM json_each(:workflows))"
+    elif some and mysql:
+        found += f" AND {t}workflow IN %(workflows)s"
     elif some:
         found += f" AND {t}workflow = ANY(%(workflows)s::text[])"
     return found
@@ -1182,6 +1298,28 @@ def claim_statements(table: str, sqlite: bool, one: bool, some: bool) -> tuple[s
         f"FROM picked WHERE i.id = picked.id AND {_due(sqlite, one, some, 'i.')} "
         f"RETURNING i.id, {', '.join('i.' + c for c in INSTANCE_COLUMNS)}"
     )
+
+
+@cache
+def mysql_claim_statements(table: str, one: bool, some: bool) -> tuple[str, str, str, str]:
+    """`claim_statements` for MariaDB/MySQL: (is one due?, pick and lock, lease, read back).
+    The pick locks the earliest due rows that nobody else has locked (SKIP LOCKED, MariaDB
+    10.6 and MySQL 8); the lease re-checks them, and the read back takes the rows it leased."""
+    found = _due(False, one, some, mysql=True)
+    test = f"SELECT 1 FROM {table} WHERE {found} ORDER BY due_at LIMIT 1"
+    pick = (
+        f"SELECT id FROM {table} WHERE {found} ORDER BY due_at LIMIT %(limit)s "
+        "FOR UPDATE SKIP LOCKED"
+    )
+    lease = (
+        f"UPDATE {table} SET lease_owner = %(owner)s, lease_until = %(until)s, "
+        f"due_at = %(until)s, version = version + 1 WHERE id IN %(ids)s AND {found}"
+    )
+    claimed = (
+        f"SELECT id, {', '.join(INSTANCE_COLUMNS)} FROM {table} "
+        "WHERE id IN %(ids)s AND lease_owner = %(owner)s AND lease_until = %(until)s"
+    )
+    return test, pick, lease, claimed
 
 
 def _iso(value: Any) -> str:

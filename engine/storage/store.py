@@ -23,7 +23,7 @@ from signoff.engine.core.records import Record, Stored, WaitRecord
 from signoff.engine.errors import Conflict
 from signoff.engine.storage import migrate as migrations
 from signoff.engine.storage.failures import CommitCount, driver_error, refused
-from signoff.engine.storage.rawsql import Narrowing, RawPager, RawWriter
+from signoff.engine.storage.rawsql import Narrowing, RawPager, RawWriter, is_mysql
 from signoff.engine.storage.recent import Recent
 from signoff.engine.storage.tables import HISTORY, INSTANCES
 from signoff.engine.views import HistoryEntry
@@ -40,9 +40,13 @@ from sqlalchemy.pool import StaticPool
 
 
 def normalise_url(url: str) -> str:
-    """Plain `postgresql://` URLs use psycopg 3, the driver of the `postgres` extra."""
+    """Plain `postgresql://` URLs use psycopg 3, the driver of the `postgres` extra; plain
+    `mysql://` and `mariadb://` ones PyMySQL, the driver of the `mysql` extra."""
     if url.startswith("postgresql://") or url.startswith("postgres://"):
         return "postgresql+psycopg://" + url.split("://", 1)[1]
+    if url.startswith("mysql://") or url.startswith("mariadb://"):
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}+pymysql://{rest}"
     return url
 
 
@@ -70,6 +74,9 @@ class Store:
             database, synchronous=synchronous, pool_size=pool_size
         )
         self.is_sqlite = self.db.dialect.name == "sqlite"
+        self.is_mysql = is_mysql(self.db)  # MariaDB or MySQL
+        # whether commits NOTIFY what falls due (PostgreSQL); elsewhere the sweep finds it
+        self.notifies = self.db.dialect.name == "postgresql"
         self.url = self.db.url.render_as_string(hide_password=False)
         self.commits = CommitCount()  # commits made on each thread (see `failures.guard`)
         try:
@@ -331,17 +338,22 @@ def upgrade_database(database: str | Database) -> tuple[str | None, str]:
             db.dispose()
 
 
+_DRIVERS = {
+    "psycopg": "PostgreSQL needs the psycopg driver: pip install 'signoff[postgres]'",
+    "pymysql": "MariaDB and MySQL need the PyMySQL driver: pip install 'signoff[mysql]'",
+}
+
+
 def _create(url: str, synchronous: str, pool_size: int) -> Database:
     if not url.startswith("sqlite"):
         try:
+            if url.startswith(("mysql", "mariadb")):
+                return _create_mysql(url, pool_size)
             return create_engine(url, pool_size=pool_size)
         except ModuleNotFoundError as exc:
-            if exc.name != "psycopg":
+            if exc.name not in _DRIVERS:
                 raise
-            raise ModuleNotFoundError(
-                "PostgreSQL needs the psycopg driver: pip install 'signoff[postgres]'",
-                name=exc.name,
-            ) from exc
+            raise ModuleNotFoundError(_DRIVERS[exc.name], name=exc.name) from exc
     if synchronous.upper() not in ("FULL", "NORMAL", "EXTRA", "OFF"):
         raise ValueError(f"unknown SQLite synchronous level {synchronous!r}")
     # one shared connection, or every new one would be a new, empty database
@@ -362,6 +374,32 @@ def _create(url: str, synchronous: str, pool_size: int) -> Database:
         cursor.close()
 
     _begin_as_writer(db)
+    return db
+
+
+def _create_mysql(url: str, pool_size: int) -> Database:
+    """MariaDB/MySQL: READ COMMITTED (a commit locks the rows it writes, no gaps between them,
+    so commits of different instances never deadlock), utf8mb4 (emoji included), strict about
+    what a column can take (an over-long name is refused, never cut short), and connections
+    renewed before the server's idle timeout drops them."""
+    db = create_engine(
+        url,
+        pool_size=pool_size,
+        pool_recycle=3600,
+        isolation_level="READ COMMITTED",
+        connect_args={"charset": "utf8mb4"},
+    )
+
+    @event.listens_for(db, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        cursor = dbapi_conn.cursor()
+        cursor.execute("SELECT @@SESSION.sql_mode")
+        modes = {m for m in str(cursor.fetchone()[0] or "").split(",") if m}
+        modes.add("STRICT_ALL_TABLES")
+        modes.discard("NO_BACKSLASH_ESCAPES")  # LIKE patterns escape with a backslash
+        cursor.execute("SET SESSION sql_mode = %s", (",".join(sorted(modes)),))
+        cursor.close()
+
     return db
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from signoff.engine.storage.migrations import LONG_TEXT, TABLE_OPTIONS
 from sqlalchemy import (
     Column,
     DateTime,
@@ -17,10 +18,10 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
-    Text,
     UniqueConstraint,
 )
-from sqlalchemy.types import TypeDecorator
+from sqlalchemy.dialects import mysql
+from sqlalchemy.types import TypeDecorator, TypeEngine
 from sqlmodel import Field, SQLModel
 
 
@@ -29,6 +30,15 @@ class UTCDateTime(TypeDecorator[datetime]):
 
     impl = DateTime
     cache_ok = True
+
+    def load_dialect_impl(self, dialect: Any) -> TypeEngine[Any]:
+        kept: TypeEngine[Any] = (
+            mysql.DATETIME(fsp=6)  # DATETIME keeps whole seconds there
+            if dialect.name in ("mysql", "mariadb")
+            else DateTime()
+        )
+        found: TypeEngine[Any] = dialect.type_descriptor(kept)
+        return found
 
     def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
         if value is None:
@@ -53,15 +63,16 @@ class InstanceRow(SQLModel, table=True):
         Index("ix_signoff_instances_workflow_recent", "workflow", "updated_at", "id"),
         # per-status counts of one workflow (the instances list filtered by it), from the index
         Index("ix_signoff_instances_workflow_status", "workflow", "status"),
+        TABLE_OPTIONS,
     )
 
     id: str = Field(sa_column=Column(String(100), primary_key=True))
     workflow: str = Field(sa_column=Column(String(200), nullable=False))
     status: str = Field(sa_column=Column(String(20), nullable=False))
-    data: str = Field(sa_column=Column(Text, nullable=False))
-    state: str = Field(sa_column=Column(Text, nullable=False))
-    result: str | None = Field(default=None, sa_column=Column(Text))
-    error: str | None = Field(default=None, sa_column=Column(Text))
+    data: str = Field(sa_column=Column(LONG_TEXT, nullable=False))
+    state: str = Field(sa_column=Column(LONG_TEXT, nullable=False))
+    result: str | None = Field(default=None, sa_column=Column(LONG_TEXT))
+    error: str | None = Field(default=None, sa_column=Column(LONG_TEXT))
     version: int = Field(sa_column=Column(Integer, nullable=False))
     due_at: datetime | None = _when(index=True)
     lease_owner: str | None = Field(default=None, sa_column=Column(String(64)))
@@ -79,6 +90,7 @@ class WaitRow(SQLModel, table=True):
         Index("ix_signoff_waits_kind", "kind", "began_at"),
         # the inbox of one workflow, oldest first, without reading the instances
         Index("ix_signoff_waits_kind_workflow", "kind", "workflow", "began_at"),
+        TABLE_OPTIONS,
     )
 
     id: int | None = Field(default=None, sa_column=Column(Integer, primary_key=True))
@@ -89,8 +101,8 @@ class WaitRow(SQLModel, table=True):
     kind: str = Field(sa_column=Column(String(50), nullable=False))
     began_at: datetime = _when(nullable=False)
     due_at: datetime | None = _when(index=True)
-    approvers: str | None = Field(default=None, sa_column=Column(Text))  # JSON list or null
-    title: str | None = Field(default=None, sa_column=Column(Text))
+    approvers: str | None = Field(default=None, sa_column=Column(LONG_TEXT))  # JSON list or null
+    title: str | None = Field(default=None, sa_column=Column(LONG_TEXT))
     wait_key: str | None = Field(default=None, sa_column=Column(String(250)))  # ThreadState's
     workflow: str | None = Field(default=None, sa_column=Column(String(200)))  # the instance's
 
@@ -102,6 +114,7 @@ class HistoryRow(SQLModel, table=True):
     __table_args__ = (
         Index("ix_signoff_history_instance", "instance_id", "id"),
         Index("ix_signoff_history_actor", "actor", "kind", "instance_id"),
+        TABLE_OPTIONS,
     )
 
     id: int | None = Field(default=None, sa_column=Column(Integer, primary_key=True))
@@ -112,8 +125,8 @@ class HistoryRow(SQLModel, table=True):
     name: str | None = Field(default=None, sa_column=Column(String(200)))
     actor: str | None = Field(default=None, sa_column=Column(String(200)))
     via: str | None = Field(default=None, sa_column=Column(String(20)))
-    message: str | None = Field(default=None, sa_column=Column(Text))
-    detail: str | None = Field(default=None, sa_column=Column(Text))
+    message: str | None = Field(default=None, sa_column=Column(LONG_TEXT))
+    detail: str | None = Field(default=None, sa_column=Column(LONG_TEXT))
 
 
 INSTANCES = InstanceRow.__table__  # type: ignore[attr-defined]
@@ -141,6 +154,7 @@ SESSIONS = Table(
     Column("expires_at", UTCDateTime(), nullable=False),
     Index("ix_signoff_sessions_user", "user"),
     Index("ix_signoff_sessions_expires", "expires_at"),
+    **TABLE_OPTIONS,
 )
 
 # Deliveries seen recently (Slack interactions), so a replay is refused in every process; only
@@ -151,6 +165,7 @@ SEEN = Table(
     Column("id", String(64), primary_key=True),  # sha256 of the key, hex
     Column("expires_at", UTCDateTime(), nullable=False),
     Index("ix_signoff_seen_expires", "expires_at"),
+    **TABLE_OPTIONS,
 )
 
 # Keys used once (approval links): a second insert of the same key fails, in every process.
@@ -161,6 +176,7 @@ SPENT = Table(
     Column("spent_at", UTCDateTime(), nullable=False),
     Column("expires_at", UTCDateTime(), nullable=False),
     Index("ix_signoff_spent_keys_expires", "expires_at"),
+    **TABLE_OPTIONS,
 )
 
 # The releases of each workflow that engines ran on this database (engine/core/releases.py):
@@ -175,9 +191,10 @@ RELEASES = Table(
     Column("first_seen", UTCDateTime(), nullable=False),
     Column("last_seen", UTCDateTime(), nullable=False),
     Column("retired_at", UTCDateTime()),
-    Column("statements", Text, nullable=False),  # JSON list of names
-    Column("renames", Text, nullable=False),  # JSON: new name -> old names (and per wait events)
+    Column("statements", LONG_TEXT, nullable=False),  # JSON list of names
+    Column("renames", LONG_TEXT, nullable=False),  # JSON: new name -> old names, per wait events
     UniqueConstraint("workflow", "fingerprint", name="uq_signoff_releases_workflow_fingerprint"),
+    **TABLE_OPTIONS,
 )
 
 # "Away until ..., send my requests to ...": set by a user on the dashboard (`Engine.set_delegate`).
@@ -188,6 +205,7 @@ DELEGATIONS = Table(
     Column("delegate", String(200), nullable=False),
     Column("until", UTCDateTime(), nullable=False),
     Column("set_at", UTCDateTime(), nullable=False),
+    **TABLE_OPTIONS,
 )
 
 # The outbox: one row per message to a person outside the dashboard (an email, a Slack message),
@@ -205,7 +223,7 @@ OUTBOX = Table(
     Column("person", String(200), nullable=False),
     Column("address", String(320), nullable=False),
     Column("what", String(20), nullable=False),
-    Column("message", Text, nullable=False),
+    Column("message", LONG_TEXT, nullable=False),
     Column("asked_by", String(200)),
     Column("status", String(20), nullable=False),
     Column("attempts", Integer, nullable=False),
@@ -214,7 +232,8 @@ OUTBOX = Table(
     Column("lease_until", UTCDateTime()),
     Column("created_at", UTCDateTime(), nullable=False),
     Column("sent_at", UTCDateTime()),
-    Column("error", Text),
+    Column("error", LONG_TEXT),
     Index("ix_signoff_outbox_due", "status", "next_at"),
     Index("ix_signoff_outbox_instance", "instance_id", "created_at"),
+    **TABLE_OPTIONS,
 )

@@ -35,13 +35,22 @@ def _approver_patterns(identities: Collection[str]) -> list[str]:
     return [f"%{like_escaped(json.dumps(name))}%" for name in sorted(identities)]
 
 
-def visible_clause(prefix: str, mark: str, count: int, id_column: str = "id") -> str:
+# LIKE's escape clause for backslash: MariaDB/MySQL read a backslash in a literal as an escape
+# of its own (so '\' would not end there), and escape with backslash by default
+ESCAPE = " ESCAPE '\\'"
+MYSQL_ESCAPE = ""
+
+
+def visible_clause(
+    prefix: str, mark: str, count: int, id_column: str = "id", escape: str = ESCAPE
+) -> str:
     """SQL text true for the instances that `count` identities see (parameters: `visible_params`
-    of those identities, in order); `prefix` is the tables' quoted schema and a dot, if any."""
+    of those identities, in order); `prefix` is the tables' quoted schema and a dot, if any;
+    `escape` says LIKE's escape is backslash (`ESCAPE`, or `MYSQL_ESCAPE` there)."""
     names = ", ".join([mark] * count)
     seen_by = ", ".join(f"'{kind}'" for kind in SEEN_BY)
     decided = ", ".join(f"'{kind}'" for kind in DECIDED_BY_PEOPLE)
-    named = " OR ".join([f"w.approvers LIKE {mark} ESCAPE '\\'"] * count)
+    named = " OR ".join([f"w.approvers LIKE {mark}{escape}"] * count)
     return (
         f"({id_column} IN (SELECT h.instance_id FROM {prefix}signoff_history h "
         f"WHERE h.actor IN ({names}) AND h.kind IN ({seen_by})) "

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
-from signoff.engine.storage.migrations import target_schema
+from signoff.engine.storage.migrations import LONG_TEXT, TABLE_OPTIONS, WHEN, target_schema
 
 revision = "0010"
 down_revision: str | None = "0009"
@@ -23,14 +23,15 @@ def upgrade() -> None:
         sa.Column("seq", sa.Integer(), primary_key=True, autoincrement=True),
         sa.Column("workflow", sa.String(200), nullable=False),
         sa.Column("fingerprint", sa.String(64), nullable=False),
-        sa.Column("first_seen", sa.DateTime(), nullable=False),
-        sa.Column("last_seen", sa.DateTime(), nullable=False),
-        sa.Column("retired_at", sa.DateTime(), nullable=True),
-        sa.Column("statements", sa.Text(), nullable=False),
-        sa.Column("renames", sa.Text(), nullable=False),
+        sa.Column("first_seen", WHEN, nullable=False),
+        sa.Column("last_seen", WHEN, nullable=False),
+        sa.Column("retired_at", WHEN, nullable=True),
+        sa.Column("statements", LONG_TEXT, nullable=False),
+        sa.Column("renames", LONG_TEXT, nullable=False),
         sa.UniqueConstraint(
             "workflow", "fingerprint", name="uq_signoff_releases_workflow_fingerprint"
         ),
+        **TABLE_OPTIONS,
         schema=target_schema(),
         if_not_exists=True,
     )

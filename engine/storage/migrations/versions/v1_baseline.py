@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
-from signoff.engine.storage.migrations import target_schema
+from signoff.engine.storage.migrations import LONG_TEXT, TABLE_OPTIONS, WHEN, target_schema
 
 # Datetimes are naive UTC, as `tables.UTCDateTime` keeps them; a revision never imports the
-# current tables, which keep changing after it.
+# current tables, which keep changing after it. LONG_TEXT, WHEN and TABLE_OPTIONS differ from
+# plain Text and DateTime on MariaDB/MySQL only (see `migrations`).
 
 revision = "0001"
 down_revision: str | None = None
@@ -25,17 +26,18 @@ def upgrade() -> None:
         sa.Column("id", sa.String(100), primary_key=True),
         sa.Column("workflow", sa.String(200), nullable=False),
         sa.Column("status", sa.String(20), nullable=False),
-        sa.Column("data", sa.Text, nullable=False),
-        sa.Column("state", sa.Text, nullable=False),
-        sa.Column("result", sa.Text),
-        sa.Column("error", sa.Text),
+        sa.Column("data", LONG_TEXT, nullable=False),
+        sa.Column("state", LONG_TEXT, nullable=False),
+        sa.Column("result", LONG_TEXT),
+        sa.Column("error", LONG_TEXT),
         sa.Column("version", sa.Integer, nullable=False),
-        sa.Column("due_at", sa.DateTime()),
+        sa.Column("due_at", WHEN),
         sa.Column("lease_owner", sa.String(64)),
-        sa.Column("lease_until", sa.DateTime()),
-        sa.Column("created_at", sa.DateTime(), nullable=False),
-        sa.Column("updated_at", sa.DateTime(), nullable=False),
+        sa.Column("lease_until", WHEN),
+        sa.Column("created_at", WHEN, nullable=False),
+        sa.Column("updated_at", WHEN, nullable=False),
         schema=schema,
+        **TABLE_OPTIONS,
     )
     op.create_index("ix_signoff_instances_due_at", "signoff_instances", ["due_at"], schema=schema)
     op.create_index(
@@ -62,11 +64,12 @@ def upgrade() -> None:
         sa.Column("wait", sa.String(200), nullable=False),
         sa.Column("event", sa.String(200), nullable=False),
         sa.Column("kind", sa.String(50), nullable=False),
-        sa.Column("began_at", sa.DateTime(), nullable=False),
-        sa.Column("due_at", sa.DateTime()),
-        sa.Column("approvers", sa.Text),
-        sa.Column("title", sa.Text),
+        sa.Column("began_at", WHEN, nullable=False),
+        sa.Column("due_at", WHEN),
+        sa.Column("approvers", LONG_TEXT),
+        sa.Column("title", LONG_TEXT),
         schema=schema,
+        **TABLE_OPTIONS,
     )
     op.create_index("ix_signoff_waits_due_at", "signoff_waits", ["due_at"], schema=schema)
     op.create_index(
@@ -78,15 +81,16 @@ def upgrade() -> None:
         "signoff_history",
         sa.Column("id", sa.Integer, primary_key=True),
         sa.Column("instance_id", sa.String(100), nullable=False),
-        sa.Column("at", sa.DateTime(), nullable=False),
+        sa.Column("at", WHEN, nullable=False),
         sa.Column("kind", sa.String(40), nullable=False),
         sa.Column("thread", sa.String(200)),
         sa.Column("name", sa.String(200)),
         sa.Column("actor", sa.String(200)),
         sa.Column("via", sa.String(20)),
-        sa.Column("message", sa.Text),
-        sa.Column("detail", sa.Text),
+        sa.Column("message", LONG_TEXT),
+        sa.Column("detail", LONG_TEXT),
         schema=schema,
+        **TABLE_OPTIONS,
     )
     op.create_index(
         "ix_signoff_history_instance", "signoff_history", ["instance_id", "id"], schema=schema

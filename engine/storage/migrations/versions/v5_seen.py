@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
-from signoff.engine.storage.migrations import target_schema
+from signoff.engine.storage.migrations import TABLE_OPTIONS, WHEN, index_if_missing, target_schema
 
 revision = "0005"
 down_revision: str | None = "0004"
@@ -21,8 +21,9 @@ def upgrade() -> None:
     op.create_table(
         "signoff_seen",
         sa.Column("id", sa.String(64), primary_key=True),
-        sa.Column("expires_at", sa.DateTime(), nullable=False),
+        sa.Column("expires_at", WHEN, nullable=False),
         schema=schema,
+        **TABLE_OPTIONS,
         if_not_exists=True,
     )
     op.create_index(
@@ -30,7 +31,7 @@ def upgrade() -> None:
         "signoff_seen",
         ["expires_at"],
         schema=schema,
-        if_not_exists=True,
+        if_not_exists=index_if_missing(),
     )
 
 

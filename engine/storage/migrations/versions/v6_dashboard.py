@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
-from signoff.engine.storage.migrations import target_schema
+from signoff.engine.storage.migrations import TABLE_OPTIONS, WHEN, index_if_missing, target_schema
 
 revision = "0006"
 down_revision: str | None = "0005"
@@ -27,7 +27,7 @@ def upgrade() -> None:
         "signoff_instances",
         ["workflow", "status"],
         schema=schema,
-        if_not_exists=True,
+        if_not_exists=index_if_missing(),
     )
     columns = {c["name"] for c in sa.inspect(op.get_bind()).get_columns("signoff_waits", schema)}
     if "workflow" not in columns:
@@ -50,14 +50,15 @@ def upgrade() -> None:
         "signoff_waits",
         ["kind", "workflow", "began_at"],
         schema=schema,
-        if_not_exists=True,
+        if_not_exists=index_if_missing(),
     )
     op.create_table(
         "signoff_spent_keys",
         sa.Column("id", sa.String(64), primary_key=True),
-        sa.Column("spent_at", sa.DateTime(), nullable=False),
-        sa.Column("expires_at", sa.DateTime(), nullable=False),
+        sa.Column("spent_at", WHEN, nullable=False),
+        sa.Column("expires_at", WHEN, nullable=False),
         schema=schema,
+        **TABLE_OPTIONS,
         if_not_exists=True,
     )
     op.create_index(
@@ -65,7 +66,7 @@ def upgrade() -> None:
         "signoff_spent_keys",
         ["expires_at"],
         schema=schema,
-        if_not_exists=True,
+        if_not_exists=index_if_missing(),
     )
 
 

@@ -8,7 +8,7 @@ Revises: 0006
 from __future__ import annotations
 
 from alembic import op
-from signoff.engine.storage.migrations import target_schema
+from signoff.engine.storage.migrations import index_if_missing, target_schema
 
 revision = "0007"
 down_revision: str | None = "0006"
@@ -22,7 +22,7 @@ def upgrade() -> None:
         "signoff_history",
         ["actor", "kind", "instance_id"],
         schema=target_schema(),
-        if_not_exists=True,
+        if_not_exists=index_if_missing(),
     )
 
 

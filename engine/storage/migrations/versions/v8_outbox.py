@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
-from signoff.engine.storage.migrations import target_schema
+from signoff.engine.storage.migrations import LONG_TEXT, TABLE_OPTIONS, WHEN, target_schema
 
 revision = "0008"
 down_revision: str | None = "0007"
@@ -30,16 +30,17 @@ def upgrade() -> None:
         sa.Column("person", sa.String(200), nullable=False),
         sa.Column("address", sa.String(320), nullable=False),
         sa.Column("what", sa.String(20), nullable=False),
-        sa.Column("message", sa.Text(), nullable=False),
+        sa.Column("message", LONG_TEXT, nullable=False),
         sa.Column("asked_by", sa.String(200), nullable=True),
         sa.Column("status", sa.String(20), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False),
-        sa.Column("next_at", sa.DateTime(), nullable=False),
+        sa.Column("next_at", WHEN, nullable=False),
         sa.Column("lease_owner", sa.String(64), nullable=True),
-        sa.Column("lease_until", sa.DateTime(), nullable=True),
-        sa.Column("created_at", sa.DateTime(), nullable=False),
-        sa.Column("sent_at", sa.DateTime(), nullable=True),
-        sa.Column("error", sa.Text(), nullable=True),
+        sa.Column("lease_until", WHEN, nullable=True),
+        sa.Column("created_at", WHEN, nullable=False),
+        sa.Column("sent_at", WHEN, nullable=True),
+        sa.Column("error", LONG_TEXT, nullable=True),
+        **TABLE_OPTIONS,
         schema=schema,
         if_not_exists=True,
     )

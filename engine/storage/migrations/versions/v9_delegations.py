@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
-from signoff.engine.storage.migrations import target_schema
+from signoff.engine.storage.migrations import TABLE_OPTIONS, WHEN, target_schema
 
 revision = "0009"
 down_revision: str | None = "0008"
@@ -22,8 +22,9 @@ def upgrade() -> None:
         "signoff_delegations",
         sa.Column("user", sa.String(200), primary_key=True),
         sa.Column("delegate", sa.String(200), nullable=False),
-        sa.Column("until", sa.DateTime(), nullable=False),
-        sa.Column("set_at", sa.DateTime(), nullable=False),
+        sa.Column("until", WHEN, nullable=False),
+        sa.Column("set_at", WHEN, nullable=False),
+        **TABLE_OPTIONS,
         schema=target_schema(),
         if_not_exists=True,
     )
