@@ -113,7 +113,7 @@ def _inbox_filter(
     if search:
         alternatives: list[ColumnElement[bool]] = []
         for kind, params in search_terms(search, store.is_sqlite):
-            compared = _compared(kind, params, store.is_sqlite)
+            compared = _compared(kind, params, store.is_sqlite, store.is_mysql)
             if compared is not None:
                 alternatives.append(compared)
             elif kind == "id" and store.is_sqlite:
@@ -142,7 +142,9 @@ def change_mark(store: Store) -> str:
     return f"{changed.isoformat() if changed is not None else '-'}|{waits or 0}"
 
 
-def _compared(kind: str, params: list[Any], sqlite: bool) -> ColumnElement[bool] | None:
+def _compared(
+    kind: str, params: list[Any], sqlite: bool, mysql: bool = False
+) -> ColumnElement[bool] | None:
     """A comparison term of `search_terms` (`amount>200`, `started<2026-12-01`) as SQLAlchemy,
     the same test `rawsql.compare_sql` writes for the instances list; None for other kinds."""
     i = INSTANCES.c
@@ -179,6 +181,10 @@ def _compared(kind: str, params: list[Any], sqlite: bool) -> ColumnElement[bool]
                 ),
             )
         )
+    elif mysql:  # the whole match, `"name":12.5,`: the number follows its last colon
+        pattern, number = params
+        matched = func.nullif(func.regexp_substr(i.data, pattern), "")
+        found = cast(func.substring_index(matched, ":", -1), Float)
     else:
         pattern, number = params
         found = cast(func.substring(i.data, pattern), Float)

@@ -288,7 +288,7 @@ def number_pattern(field: str) -> str:
     return f'"{field}":(-?[0-9]+(\\.[0-9]+)?([eE][+-]?[0-9]+)?)[,}}\\]]'
 
 
-def compare_sql(kind: str, m: str, sqlite: bool) -> str | None:
+def compare_sql(kind: str, m: str, sqlite: bool, mysql: bool = False) -> str | None:
     """The SQL of a comparison term (`search_terms`), with `m` as the parameter mark; None for
     any other kind. Data that is not valid JSON, or holds no number there, never matches and
     never fails the query."""
@@ -306,6 +306,11 @@ def compare_sql(kind: str, m: str, sqlite: bool) -> str | None:
         return (
             f"(CASE WHEN json_valid(data) THEN CASE WHEN json_type(data, {m}) IN "
             f"('integer', 'real') THEN json_extract(data, {m}) END END) {op} {m}"
+        )
+    if mysql:  # the whole match, `"name": 12.5`; the number is what follows its last colon
+        return (
+            f"CAST(SUBSTRING_INDEX(NULLIF(REGEXP_SUBSTR(data, {m}), ''), ':', -1) AS DOUBLE) "
+            f"{op} {m}"
         )
     return f"CAST(substring(data from {m}) AS double precision) {op} {m}"
 
@@ -333,11 +338,14 @@ class Narrowing:
         return found
 
 
-def narrow_clauses(prefix: str, m: str, deciders: int, overdue: bool) -> list[str]:
-    """The SQL of a `Narrowing` of this shape (its `shape()`), parameters as its `params`."""
+def narrow_clauses(
+    prefix: str, m: str, deciders: int, overdue: bool, escape: str = ESCAPE
+) -> list[str]:
+    """The SQL of a `Narrowing` of this shape (its `shape()`), parameters as its `params`;
+    `escape` is the LIKE escape clause of the database (MariaDB's backslash is its default)."""
     found = []
     if deciders:
-        named = " OR ".join([f"n.approvers LIKE {m} ESCAPE '\\'"] * deciders)
+        named = " OR ".join([f"n.approvers LIKE {m}{escape}"] * deciders)
         found.append(
             f"id IN (SELECT n.instance_id FROM {prefix}signoff_waits n "
             f"WHERE n.kind = 'approval' AND (n.approvers IS NULL OR {named}))"
@@ -405,7 +413,7 @@ class RawPager:
 
     def _match(self, kind: str) -> str:
         m, escape = self.mark, self.escape
-        compared = compare_sql(kind, m, self.sqlite)
+        compared = compare_sql(kind, m, self.sqlite, self.mysql)
         if compared is not None:
             return compared
         if kind == "id":
@@ -440,7 +448,7 @@ class RawPager:
                 where.append(f"({self._match(search)})")
             if viewer:
                 where.append(visible_clause(self.prefix, m, viewer, escape=self.escape))
-            where += narrow_clauses(self.prefix, m, *narrow)
+            where += narrow_clauses(self.prefix, m, *narrow, escape=self.escape)
             ordering, after = ORDERS[order]
             if before:
                 where.append(after.format(m=m))
@@ -577,7 +585,7 @@ class RawPager:
             where.append(visible_clause(self.prefix, m, len(viewer), escape=self.escape))
             params += visible_params(viewer)
         if narrow is not None:
-            where += narrow_clauses(self.prefix, m, *narrow.shape())
+            where += narrow_clauses(self.prefix, m, *narrow.shape(), escape=self.escape)
             params += narrow.params(self.sqlite)
         sql = (
             f"SELECT status, count(*) FROM {self.prefix}signoff_instances"
