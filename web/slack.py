@@ -352,18 +352,40 @@ def _decide(
 # --- the deny form --------------------------------------------------------------------------------
 
 
-def _deny_form(
-    target: dict[str, str], channel: str, message_ts: str, reason_required: bool
+def _modal(
+    callback_id: str,
+    target: dict[str, str],
+    channel: str,
+    message_ts: str,
+    title: str,
+    submit: str,
+    blocks: list[dict[str, Any]],
 ) -> dict[str, Any]:
+    """A Slack form about one approval: which one (and its message) rides in the metadata, read
+    back by `_form_target` when the form comes back."""
     metadata = json.dumps({**target, "channel": channel, "ts": message_ts}, separators=(",", ":"))
     return {
         "type": "modal",
-        "callback_id": DENY_VIEW,
+        "callback_id": callback_id,
         "private_metadata": metadata,
-        "title": {"type": "plain_text", "text": "Deny"},
-        "submit": {"type": "plain_text", "text": "Deny"},
+        "title": {"type": "plain_text", "text": title},
+        "submit": {"type": "plain_text", "text": submit},
         "close": {"type": "plain_text", "text": "Cancel"},
-        "blocks": [
+        "blocks": blocks,
+    }
+
+
+def _deny_form(
+    target: dict[str, str], channel: str, message_ts: str, reason_required: bool
+) -> dict[str, Any]:
+    return _modal(
+        DENY_VIEW,
+        target,
+        channel,
+        message_ts,
+        "Deny",
+        "Deny",
+        [
             {
                 "type": "input",
                 "block_id": REASON_BLOCK,
@@ -377,7 +399,7 @@ def _deny_form(
                 },
             }
         ],
-    }
+    )
 
 
 # --- the edit form of a gated call (signoff.engine.agents) ------------------------------------
@@ -398,16 +420,15 @@ async def _proposed(engine: Engine, target: dict[str, str]) -> dict[str, Any]:
 def _edit_form(
     target: dict[str, str], channel: str, message_ts: str, proposed: dict[str, Any]
 ) -> dict[str, Any]:
-    metadata = json.dumps({**target, "channel": channel, "ts": message_ts}, separators=(",", ":"))
     text = json.dumps(proposed, indent=2, ensure_ascii=False)
-    return {
-        "type": "modal",
-        "callback_id": EDIT_VIEW,
-        "private_metadata": metadata,
-        "title": {"type": "plain_text", "text": "Edit and approve"},
-        "submit": {"type": "plain_text", "text": "Approve"},
-        "close": {"type": "plain_text", "text": "Cancel"},
-        "blocks": [
+    return _modal(
+        EDIT_VIEW,
+        target,
+        channel,
+        message_ts,
+        "Edit and approve",
+        "Approve",
+        [
             {
                 "type": "input",
                 "block_id": ARGUMENTS_BLOCK,
@@ -421,7 +442,7 @@ def _edit_form(
                 },
             }
         ],
-    }
+    )
 
 
 def _open_form(
@@ -433,19 +454,18 @@ def _open_form(
         slack.client.views_open(trigger_id=trigger, view=view)
     except Exception as exc:  # the trigger lives three seconds: say so, they can click again
         log.warning("views.open failed: %s", exc)
-        slack.ephemeral(channel, user, "Slack did not open the deny form; please click again.")
+        slack.ephemeral(channel, user, "Slack did not open the form; please click again.")
 
 
 def _reassign_form(target: dict[str, str], channel: str, message_ts: str) -> dict[str, Any]:
-    metadata = json.dumps({**target, "channel": channel, "ts": message_ts}, separators=(",", ":"))
-    return {
-        "type": "modal",
-        "callback_id": REASSIGN_VIEW,
-        "private_metadata": metadata,
-        "title": {"type": "plain_text", "text": "Reassign"},
-        "submit": {"type": "plain_text", "text": "Hand over"},
-        "close": {"type": "plain_text", "text": "Cancel"},
-        "blocks": [
+    return _modal(
+        REASSIGN_VIEW,
+        target,
+        channel,
+        message_ts,
+        "Reassign",
+        "Hand over",
+        [
             {
                 "type": "input",
                 "block_id": TO_BLOCK,
@@ -464,7 +484,7 @@ def _reassign_form(target: dict[str, str], channel: str, message_ts: str) -> dic
                 },
             },
         ],
-    }
+    )
 
 
 def _hand_over(
