@@ -10,7 +10,11 @@
 // - the inbox: a decided row is one line at once, focus moves to the next request's Approve;
 //   keys j/k (next/previous), a (approve), d (deny: focus in the reason), o (open), ? (keys)
 // - live: the server pushes (Server-Sent Events on /live) the count of requests waiting for
-//   the reader and that something changed; without push, a poll every 10 s
+//   the reader and that something changed; the live parts of a page (hx-trigger
+//   "signoff:changed from:body") refresh on it, and nothing polls. Without push (no
+//   EventSource, or the stream failed four times in a row), /live/count is polled instead
+//   (every 5 s on a page with a live part, else every 10 s) and <body data-live-mode="poll">
+//   lets the page say so
 // - the connection: a banner says when the server cannot be reached and when an action failed
 (function () {
   "use strict";
@@ -399,9 +403,13 @@
     document.body.dispatchEvent(new CustomEvent("signoff:changed"));
   }
 
+  // how the page hears of changes: "push" (the stream is up), "poll" (it fell back), else not yet
+  function mode(how) { document.body.setAttribute("data-live-mode", how); }
+
   var polling = null;
   function poll(url) {
     if (polling) { return; }
+    mode("poll");
     var tick = function () {
       fetch(url + "/count", { credentials: "same-origin", headers: { Accept: "application/json" } })
         .then(function (r) { return r.ok ? r.json() : null; })
@@ -416,7 +424,8 @@
         .catch(function () { /* the banner speaks for failed actions; a poll retries */ });
     };
     tick();
-    polling = window.setInterval(tick, 10000);
+    // a page with a live part (the instances list, an instance) is checked as often as it polled
+    polling = window.setInterval(tick, document.querySelector("[data-live-part]") ? 5000 : 10000);
   }
 
   function live() {
@@ -425,6 +434,7 @@
     if (!window.EventSource) { poll(url); return; }
     var failures = 0;
     var stream = new EventSource(url);
+    stream.addEventListener("open", function () { mode("push"); });
     stream.addEventListener("count", function (event) { failures = 0; setCount(event.data); });
     stream.addEventListener("changed", function () { changed(); });
     stream.addEventListener("error", function () {
