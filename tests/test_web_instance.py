@@ -44,7 +44,7 @@ def test_page_and_fragment(alice: TestClient, engine: Engine) -> None:
     assert not frag.find_all("html")
     roots = [n for n in frag.children if not isinstance(n, str)]
     assert [r.attrs.get("id") for r in roots] == ["instance"]
-    assert roots[0].attrs["hx-trigger"] == "every 2s"
+    assert roots[0].attrs["hx-trigger"] == "signoff:changed from:body"  # pushed, not polled
     assert roots[0].attrs["hx-swap"] == "outerMorph"
 
 

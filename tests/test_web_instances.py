@@ -38,7 +38,7 @@ def test_full_page_and_fragment(alice: TestClient, engine: Engine) -> None:
     assert part.template.name == "partials/instances.html"
     roots = [n for n in parse(part.text).children if not isinstance(n, str)]
     assert [r.attrs["id"] for r in roots] == ["instances"]
-    assert roots[0].attrs["hx-trigger"] == "every 5s"
+    assert roots[0].attrs["hx-trigger"] == "signoff:changed from:body"  # pushed, not polled
 
 
 def test_boosted_or_history_restore_requests_get_the_full_page(alice: TestClient) -> None:

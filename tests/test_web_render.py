@@ -135,6 +135,7 @@ ALLOWED_TAGS = {
     "time",
     "article",
     "ul",
+    "ol",
     "li",
     "small",
     "abbr",

@@ -42,6 +42,7 @@ from signoff.web import (
     workflows,
 )
 from signoff.web import oidc as oidc_routes
+from signoff.web.durations import duration, relative
 from signoff.web.errors import retry_after, status_for
 from signoff.web.limits import Limits, RequestLimits
 from signoff.web.oidc import OIDC, OIDCClient
@@ -348,27 +349,6 @@ def _ago(value: datetime | None, now: datetime) -> str:
     if text == "0s":
         return "now"
     return f"in {text}" if future else f"{text} ago"
-
-
-def relative(seconds: float) -> str:
-    """`3d`, `2d 5h`, `4h`, `3h 20m`, `12m`, `40s`."""
-    if seconds >= 86400 - 1800:  # a day, give or take the rounding to hours
-        days, hours = divmod(round(seconds / 3600), 24)
-        return f"{days}d" + (f" {hours}h" if hours else "")
-    if seconds >= 3600 - 30:
-        hours, minutes = divmod(round(seconds / 60), 60)
-        return f"{hours}h" + (f" {minutes}m" if minutes else "")
-    if seconds >= 60 - 0.5:
-        return f"{round(seconds / 60)}m"
-    return f"{int(seconds)}s"
-
-
-def duration(seconds: float | None) -> str:
-    """`3 h`, `2 d 5 h`, `3 h 20 min`, `12 min`, `40 s`: how long something took, for people."""
-    if seconds is None:
-        return ""
-    text = relative(max(0.0, seconds))
-    return text.replace("d", " d").replace("h", " h").replace("m", " min").replace("s", " s")
 
 
 def _brief(value: Any) -> str:

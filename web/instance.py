@@ -1,6 +1,6 @@
 """The instance page: first what it asks of the reader (each open approval: its title, who may
-decide, the deadline, Approve and Deny; each form), how it ended or stands, its decisions, its
-data and history. Operators also get the engine's side (threads with their waits' handlers
+decide, the deadline, Approve and Deny; each form), how it ended or stands, its decisions, a
+timeline of what happened with how long each part took, its data. Operators also get the engine's side (threads with their waits' handlers
 and setup, the definition as a tree with each thread's position marked, the raw history) and
 every repair (send any event, retry, cancel, move a thread); for anyone else that section is
 absent, and a failed instance says what failed and who may retry it. Every action updates
@@ -36,6 +36,7 @@ from signoff.web.forms import FormField, fields_from_schema, parse_submission
 from signoff.web.limits import loads
 from signoff.web.render import Flash, render, template, wants_fragment
 from signoff.web.state import dashboard, root_of
+from signoff.web.timeline import Moment, timeline
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.requests import Request
@@ -109,6 +110,7 @@ class InstancePage:
     waited: list[float | None]  # per decision: seconds its wait had been open (None: unknown)
     operators: list[str]  # who may retry, cancel, move threads: told to those who may not
     internals: bool  # sees the engine's side: operators, and viewers (who see everything)
+    timeline: list[Moment]  # what happened, with durations, oldest first (web/timeline.py)
 
     @property
     def failed_threads(self) -> list[ThreadView]:
@@ -204,6 +206,7 @@ def build(engine: Engine, instance_id: str, user: str, flash: Flash | None = Non
         waited=waited(outcome, history),
         operators=sorted(engine.authority.operators),
         internals=engine.is_operator(user) or engine.sees_all(user),
+        timeline=timeline(history, engine.clock(), ended=view.status in TERMINAL),
     )
 
 

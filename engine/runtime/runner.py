@@ -358,6 +358,10 @@ class Runner:
         )
         if asked:  # who was asked keeps sight of the instance once the wait is over
             detail["asked"] = asked
+        first = [c.info.get("approvers") for c in thread.cases if c.kind == "approval"]
+        if first:  # who it waits for at first (None: anyone), before any escalation
+            named = None if any(a is None for a in first) else sorted({n for a in first for n in a})
+            detail["approvers"] = named
         work.note(Record(now, HistoryKind.WAITING, thread=thread.id, name=wait.name, detail=detail))
         self.handovers.delegate(work, thread, wait, now)  # approvers away: to their delegates
 
