@@ -34,7 +34,7 @@ def test_a_wait_says_how_long_and_for_whom_and_the_decision_after_how_long() -> 
         entry(0, "step", name="record claim", detail={"attempt": 1, "ms": 0.03}),
         entry(0, "waiting", name="manager approval",
               detail={"events": ["decision", "timeout"], "asked": ["alice", "carol"],
-                      "approvers": ["alice"]}),  # fmt: skip
+                      "approvers": ["alice"]}),
         entry(192, "decision", name="decision", actor="alice", via="slack",
               message="denied: not this month",
               detail={"wait": "manager approval", "payload": {"approved": False,
@@ -44,8 +44,8 @@ def test_a_wait_says_how_long_and_for_whom_and_the_decision_after_how_long() -> 
     moments = timeline(history, T0 + timedelta(days=9), ended=True)
     assert texts(moments) == [
         "Started by bob",
-        "Step ‘record claim’ ran under 1 ms",
-        "‘manager approval’ waited 3 h 12 min for alice",
+        "Step 'record claim' ran under 1 ms",
+        "'manager approval' waited 3 h 12 min for alice",
         "Denied by alice after 3 h 12 min",
         "Completed 3 h 12 min after it started",
     ]
@@ -70,7 +70,7 @@ def test_what_happens_inside_a_wait_and_an_open_wait_so_far() -> None:
     moments = timeline(history, T0 + timedelta(hours=26), ended=False)
     assert texts(moments) == [
         "Started",
-        "‘sign-off’ waiting 1 d 2 h so far for alice or bob, then carol too",
+        "'sign-off' waiting 1 d 2 h so far for alice or bob, then carol too",
     ]
     wait = moments[1]
     assert wait.current and wait.took == 26 * 3600
@@ -91,7 +91,7 @@ def test_forms_events_timers_retries_moves_and_cancelling() -> None:
         entry(0, "waiting", thread="it", name="training", detail={"events": ["training done"]}),
         entry(30, "event", name="equipment", actor="erin", via="web"),
         entry(31, "step failed", name="order laptop", message="shop down",
-              detail={"attempt": 1, "of": 3, "retry_in_seconds": 300}),  # fmt: skip
+              detail={"attempt": 1, "of": 3, "retry_in_seconds": 300}),
         entry(91, "step", name="order laptop", detail={"attempt": 2, "ms": 2500}),
         entry(100, "waiting", name="approval", detail={"events": ["decision", "timeout"],
                                                        "approvers": None}),
@@ -104,16 +104,16 @@ def test_forms_events_timers_retries_moves_and_cancelling() -> None:
     moments = timeline(history, T0 + timedelta(days=30), ended=True)
     assert texts(moments) == [
         "Started by dana",
-        "‘equipment’ waited 30 min for ‘equipment’",
-        "‘training’ waited 3 d 2 h for ‘training done’, until it was moved",
-        "‘equipment’ sent by erin after 30 min",
-        "Step ‘order laptop’ failed (try 1 of 3): shop down; tries again in 5 min",
-        "Step ‘order laptop’ done at try 2, 1 h after the first (ran 2 s)",
-        "‘approval’ waited 3 d for anyone to decide",
-        "No answer in time: ‘timeout’ came from the timer after 3 d",
-        "Moved to ‘welcome’ by carol",
-        "Retried ‘welcome’ by carol",
-        "‘badge’ waited 1 min for ‘badge’, until it was cancelled",
+        "'equipment' waited 30 min for 'equipment'",
+        "'training' waited 3 d 2 h for 'training done', until it was moved",
+        "'equipment' sent by erin after 30 min",
+        "Step 'order laptop' failed (try 1 of 3): shop down; tries again in 5 min",
+        "Step 'order laptop' done at try 2, 1 h after the first (ran 2 s)",
+        "'approval' waited 3 d for anyone to decide",
+        "No answer in time: 'timeout' came from the timer after 3 d",
+        "Moved to 'welcome' by carol",
+        "Retried 'welcome' by carol",
+        "'badge' waited 1 min for 'badge', until it was cancelled",
         "Cancelled by carol",
     ]
     assert moments[-1].reason == "left the company"
@@ -144,7 +144,7 @@ def test_an_expense_as_the_engine_records_it(tmp_path: Path) -> None:
         iid = engine.start("Expense", {"employee": "bob", "amount": 300}, actor="bob")
         now[0] = T0 + timedelta(hours=2)
         waiting = timeline(engine.history(iid), now[0], ended=False)
-        assert waiting[-1].text == "‘manager approval’ waiting 2 h so far for alice"
+        assert waiting[-1].text == "'manager approval' waiting 2 h so far for alice"
         assert waiting[-1].current
         for hours in (4, 8, 12, 16, 20, 24):
             now[0] = T0 + timedelta(hours=hours)
@@ -156,10 +156,10 @@ def test_an_expense_as_the_engine_records_it(tmp_path: Path) -> None:
         engine.close()
     assert texts(moments) == [
         "Started by bob",
-        "Step ‘record claim’ ran under 1 ms",
-        "‘manager approval’ waited 1 d 2 h for alice, then carol too",
+        "Step 'record claim' ran under 1 ms",
+        "'manager approval' waited 1 d 2 h for alice, then carol too",
         "Approved by carol after 1 d 2 h",
-        "Step ‘pay out’ ran under 1 ms",
+        "Step 'pay out' ran under 1 ms",
         "Completed 1 d 2 h after it started",
     ]
     notes = [n.text for n in moments[2].notes]

@@ -1,10 +1,10 @@
 """The instance page: first what it asks of the reader (each open approval: its title, who may
 decide, the deadline, Approve and Deny; each form), how it ended or stands, its decisions, a
-timeline of what happened with how long each part took, its data. Operators also get the engine's side (threads with their waits' handlers
-and setup, the definition as a tree with each thread's position marked, the raw history) and
-every repair (send any event, retry, cancel, move a thread); for anyone else that section is
-absent, and a failed instance says what failed and who may retry it. Every action updates
-the page in place."""
+timeline of what happened with how long each part took, its data. Operators also get the
+engine's side (threads with their waits' handlers and setup, the definition as a tree with
+each thread's position marked, the raw history) and every repair (send any event, retry,
+cancel, move a thread); for anyone else that section is absent, and a failed instance says
+what failed and who may retry it. Every action updates the page in place."""
 
 from __future__ import annotations
 

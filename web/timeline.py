@@ -105,7 +105,7 @@ def timeline(history: Sequence[HistoryEntry], now: datetime, *, ended: bool) -> 
         if wait is None:
             return None
         took = (at - wait.began).total_seconds()
-        text = f"‘{wait.name}’ waited {duration(took)} {wait.whom}{_then(wait.escalated)}{until}"
+        text = f"'{wait.name}' waited {duration(took)} {wait.whom}{_then(wait.escalated)}{until}"
         moments[wait.index] = replace(
             moments[wait.index], text=text, took=took, notes=tuple(wait.notes)
         )
@@ -142,19 +142,20 @@ def timeline(history: Sequence[HistoryEntry], now: datetime, *, ended: bool) -> 
         elif kind == "event":
             took = close(h.thread, h.at)
             if h.via == "timer":
-                text = f"No answer in time: ‘{h.name}’ came from the timer{_after(took)}"
+                text = f"No answer in time: '{h.name}' came from the timer{_after(took)}"
             else:
-                text = f"‘{h.name}’ sent{by}{_after(took)}"
+                text = f"'{h.name}' sent{by}{_after(took)}"
             moments.append(Moment(h.at, kind, text, h.actor, h.via, took))
         elif kind == "step":
             attempt = int(detail.get("attempt") or 1)
             ran = f"ran {run_time(float(detail.get('ms') or 0))}"
             first = first_try.pop((h.thread, h.name), None)
-            text = f"Step ‘{h.name}’ {ran}"
+            text = f"Step '{h.name}' {ran}"
             took = None
             if attempt > 1 and first is not None:
                 took = (h.at - first).total_seconds()
-                text = f"Step ‘{h.name}’ done at try {attempt}, {duration(took)} after the first ({ran})"
+                later = f"{duration(took)} after the first"
+                text = f"Step '{h.name}' done at try {attempt}, {later} ({ran})"
             moments.append(Moment(h.at, kind, text, took=took))
         elif kind == "step failed":
             first_try.setdefault((h.thread, h.name), h.at)
@@ -162,13 +163,13 @@ def timeline(history: Sequence[HistoryEntry], now: datetime, *, ended: bool) -> 
             tries = f" (try {attempt} of {of})" if attempt and of else ""
             retry = detail.get("retry_in_seconds")
             again = f"; tries again in {duration(float(retry))}" if retry else ""
-            text = f"Step ‘{h.name}’ failed{tries}: {h.message or 'no message'}{again}"
+            text = f"Step '{h.name}' failed{tries}: {h.message or 'no message'}{again}"
             moments.append(Moment(h.at, kind, text))
         elif kind == "goto":
             close(h.thread, h.at, ", until it was moved")
-            moments.append(Moment(h.at, kind, f"Moved to ‘{h.name}’{by}", h.actor, h.via))
+            moments.append(Moment(h.at, kind, f"Moved to '{h.name}'{by}", h.actor, h.via))
         elif kind == "retry":
-            moments.append(Moment(h.at, kind, f"Retried ‘{h.name}’{by}", h.actor, h.via))
+            moments.append(Moment(h.at, kind, f"Retried '{h.name}'{by}", h.actor, h.via))
         elif kind == "cancelled":
             for thread in list(waits):
                 close(thread, h.at, ", until it was cancelled")
@@ -187,12 +188,12 @@ def timeline(history: Sequence[HistoryEntry], now: datetime, *, ended: bool) -> 
         if ended:  # a history that lacks the end: say nothing of how long
             moments[wait.index] = replace(
                 moments[wait.index],
-                text=f"‘{wait.name}’ waited {wait.whom}",
+                text=f"'{wait.name}' waited {wait.whom}",
                 notes=tuple(wait.notes),
             )
             continue
         took = (now - wait.began).total_seconds()
-        text = f"‘{wait.name}’ waiting {duration(took)} so far {wait.whom}{_then(wait.escalated)}"
+        text = f"'{wait.name}' waiting {duration(took)} so far {wait.whom}{_then(wait.escalated)}"
         moments[wait.index] = replace(
             moments[wait.index], text=text, took=took, notes=tuple(wait.notes), current=True
         )
@@ -201,14 +202,14 @@ def timeline(history: Sequence[HistoryEntry], now: datetime, *, ended: bool) -> 
 
 
 def _whom(detail: Mapping[str, Any]) -> str:
-    """What a wait waits for: `for alice`, `for anyone to decide`, `for ‘equipment’`."""
+    """What a wait waits for: `for alice`, `for anyone to decide`, `for 'equipment'`."""
     if "approvers" in detail:
         named = detail["approvers"]
         return f"for {_names(named)}" if named else "for anyone to decide"
     if detail.get("asked"):  # recorded before the first approvers were kept apart
         return f"for {_names(detail['asked'])}"
     events = [str(e) for e in detail.get("events") or () if e != "timeout"]
-    return "for " + " or ".join(f"‘{e}’" for e in events) if events else "for a condition"
+    return "for " + " or ".join(f"'{e}'" for e in events) if events else "for a condition"
 
 
 def _names(names: Sequence[Any]) -> str:
