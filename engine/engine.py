@@ -967,6 +967,8 @@ class Engine:
         actor: str | None = None,
         decider: str | None = None,
         overdue: bool = False,
+        started_from: datetime | None = None,
+        started_before: datetime | None = None,
     ) -> builtins.list[InstanceSummary]:
         """Instances in `order`: "recent" (most recently changed first, the default), "oldest"
         (least recently changed first) or "id". `before` is the (updated_at, id) of the last
@@ -978,7 +980,8 @@ class Engine:
         data), `started<2026-12-01`, `changed>=2026-11-01T09:00` (InvalidData, with a hint,
         when it cannot be read). `decider`: only instances with an open approval that person
         may decide; `overdue`: only those with a wait past its deadline (a timeout not fired
-        yet)."""
+        yet); `started_from` / `started_before`: only those started at or after / before
+        these (aware) times."""
         if search is not None and len(search) > MAX_SEARCH:
             raise InvalidData(f"a search is at most {MAX_SEARCH} characters")
         if order not in ORDERS:
@@ -996,15 +999,24 @@ class Engine:
             before=before,
             order=order,
             viewer=self.sight.viewer(actor),
-            narrow=self._narrowing(decider, overdue),
+            narrow=self._narrowing(decider, overdue, started_from, started_before),
         )
         return [self._summary(r) for r in rows]
 
-    def _narrowing(self, decider: str | None, overdue: bool) -> Narrowing | None:
-        if decider is None and not overdue:
+    def _narrowing(
+        self,
+        decider: str | None,
+        overdue: bool,
+        started_from: datetime | None = None,
+        started_before: datetime | None = None,
+    ) -> Narrowing | None:
+        if decider is None and not overdue and started_from is None and started_before is None:
             return None
+        for name, moment in (("started_from", started_from), ("started_before", started_before)):
+            if moment is not None and moment.tzinfo is None:
+                raise InvalidData(f"{name} must be an aware datetime (with its time zone)")
         names = tuple(sorted(self.identities(decider))) if decider is not None else None
-        return Narrowing(names, self._now() if overdue else None)
+        return Narrowing(names, self._now() if overdue else None, started_from, started_before)
 
     def _summary(self, r: dict[str, Any]) -> InstanceSummary:
         data, state = r.pop("data"), r.pop("state")
@@ -1043,10 +1055,13 @@ class Engine:
         actor: str | None = None,
         decider: str | None = None,
         overdue: bool = False,
+        started_from: datetime | None = None,
+        started_before: datetime | None = None,
     ) -> dict[str, int]:
         """How many instances there are in each status; of `workflow`, and matching `search`
         (as `list` matches it), when given; of those `actor` sees, when given; narrowed by
-        `decider` and `overdue` as `list` is. A search reads every instance's data."""
+        `decider`, `overdue`, `started_from` and `started_before` as `list` is. A search reads
+        every instance's data."""
         if search is not None and len(search) > MAX_SEARCH:
             raise InvalidData(f"a search is at most {MAX_SEARCH} characters")
         _check_text(search=search, workflow=workflow, actor=actor, decider=decider)
@@ -1056,7 +1071,7 @@ class Engine:
             workflow or None,
             search or None,
             self.sight.viewer(actor),
-            self._narrowing(decider, overdue),
+            self._narrowing(decider, overdue, started_from, started_before),
         )
 
     def outcome(

@@ -1,7 +1,7 @@
 """The instances list for triage (`Engine.list`/`counts`/`inbox`): comparisons in a search
 (`amount>200`, `started<2026-12-01`), a hint for one that cannot be read, and the filters
-"waits for me" (`decider=`) and overdue, on SQLite and PostgreSQL alike; what each waiting
-instance waits for (`InstanceSummary.waiting`)."""
+"waits for me" (`decider=`), overdue and started between two moments, on SQLite and
+PostgreSQL alike; what each waiting instance waits for (`InstanceSummary.waiting`)."""
 
 from __future__ import annotations
 
@@ -52,6 +52,16 @@ def test_comparisons_and_narrowing(any_url: str, clock: object) -> None:
         for bad in ("amount>lots", "started<yesterday", "amount>nan", "amount<1e999"):
             with pytest.raises(InvalidData, match="amount>200"):
                 engine.list(search=bad)
+        # started between two moments (the list's date filter), with the other filters
+        day2 = datetime(2026, 1, 6, tzinfo=UTC)
+        assert _ids(engine.list(started_from=day2)) == {big, odd, buy, report}
+        assert _ids(engine.list(started_before=day2)) == {small}
+        assert _ids(engine.list(started_from=day2, started_before=day2)) == set()
+        assert _ids(engine.list(started_from=day2, search="amount<100")) == {odd}
+        assert engine.counts(started_from=day2, decider="dave") == {"waiting": 2}
+        assert engine.counts(started_before=day2, search="amount>10") == {"waiting": 1}
+        with pytest.raises(InvalidData, match="time zone"):
+            engine.list(started_from=datetime(2026, 1, 6))
         # waits for me: an open approval naming one of the person's identities, or nobody
         assert _ids(engine.list(decider="alice")) == {small, big, odd, buy, report}
         assert _ids(engine.list(decider="dave")) == {buy, report}

@@ -11,6 +11,7 @@ from web_support import (
     HX,
     TestClient,
     parse,
+    sign_in,
 )
 
 pytest_plugins = ["web_fixtures"]
@@ -126,3 +127,49 @@ def test_counts_are_cached_briefly(alice: TestClient, engine: Engine, app: Any) 
 def test_empty_states(alice: TestClient) -> None:
     assert "No instances." in alice.get("/").text
     assert "No instances match these filters." in alice.get("/?status=failed").text
+
+
+def test_when_it_started_in_the_url(alice: TestClient, engine: Engine, clock: Any) -> None:
+    """The date filter: the last 24 h / 7 / 30 days at the engine's time, or between two UTC
+    days (both included); it is part of the URL, composes with a `started<` search, and a day
+    that cannot be read is said, with how to write it, and searches nothing."""
+    old = engine.start("Trip", {"who": "old"}, id="t-old")  # 2026-01-05 09:00
+    clock.advance(days=3)
+    mid = engine.start("Trip", {"who": "mid"}, id="t-mid")  # 2026-01-08 09:00
+    clock.advance(days=5, hours=12)
+    new = engine.start("Trip", {"who": "new"}, id="t-new")  # 2026-01-13 21:00
+    clock.advance(hours=1)
+    alice.headers["X-CSRF-Token"] = sign_in(alice, "alice")  # the first session has lapsed
+
+    def shown(query: str) -> tuple[list[str], int, str]:
+        response = alice.get("/" + query, headers=HX)
+        assert response.status_code == 200, response.text
+        page: InstancesPage = response.context["page"]
+        return sorted(r.id for r in page.rows), page.total, page.problem
+
+    assert shown("?started=24h") == ([new], 1, "")
+    assert shown("?started=7d") == ([mid, new], 2, "")
+    assert shown("?started=30d") == ([mid, new, old], 3, "")
+    days = "?started=dates&started_from=2026-01-05&started_to=2026-01-08"
+    assert shown(days) == ([mid, old], 2, "")
+    assert shown("?started_from=2026-01-06") == ([mid, new], 2, "")  # days alone: a saved view
+    assert shown("?started_to=2026-01-07") == ([old], 1, "")
+    # with a search term on the start, both hold
+    assert shown("?started=7d&q=started%3C2026-01-10") == ([mid], 1, "")
+    # the days are kept in the links the page makes (saved views, the next page, the refresh)
+    page: InstancesPage = alice.get("/" + days, headers=HX).context["page"]
+    assert parse_qs(page.self_query[1:]) == {
+        "started": ["dates"], "started_from": ["2026-01-05"], "started_to": ["2026-01-08"],
+    }  # fmt: skip
+    # a period chosen drops days that came with it; an unknown period is no filter
+    assert shown("?started=24h&started_from=2026-01-05") == ([new], 1, "")
+    assert shown("?started=1y") == ([mid, new, old], 3, "")
+    # days that cannot be read, or the wrong way round: said, and nothing searched
+    rows, _, problem = shown("?started_from=2026-13-45")
+    assert rows == [] and "'2026-13-45' is not a day" in problem and "2026-12-01" in problem
+    rows, _, problem = shown("?started_from=2026-01-09&started_to=2026-01-08")
+    assert rows == [] and "wrong way round" in problem
+    html = alice.get("/?started_from=yesterday").text
+    hint = parse(html).find_all("p", **{"data-testid": "search-hint"})
+    assert hint and "'yesterday' is not a day" in hint[0].text
+    assert 'value="yesterday"' in html  # kept as written, to be corrected

@@ -177,6 +177,8 @@ def create_app(
                 actor=key[0] or None,
                 decider=key[3] or None,
                 overdue=bool(key[4]),
+                started_from=datetime.fromisoformat(key[5]) if key[5] else None,
+                started_before=datetime.fromisoformat(key[6]) if key[6] else None,
             ),
             COUNTS_TTL,
         ),

@@ -1,12 +1,13 @@
-"""The instances page: every instance, filtered by status and workflow, searched by id prefix,
-`field:value` or text in the data, sorted, in keyset pages ("1-50 of N"); counts per status
-under the same filters; the workflow's summary fields as columns and each instance's outcome;
-refreshed live by htmx. Operators select rows to retry or cancel them together."""
+"""The instances page: every instance, filtered by status, workflow and when it started (the
+last 24 h, 7 or 30 days, or between two days), searched by id prefix, `field:value` or text in
+the data, sorted, in keyset pages ("1-50 of N"); counts per status under the same filters; the
+workflow's summary fields as columns and each instance's outcome; refreshed when the server
+says something changed. Operators select rows to retry or cancel them together."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from functools import partial
 from urllib.parse import quote, urlencode
 
@@ -25,6 +26,14 @@ MAX_SEARCH = 200
 
 
 SORTS = {"recent": "Recently changed", "oldest": "Least recently changed", "id": "Id"}
+# started in the last ...: the choices of the list's date filter, besides "between dates"
+PERIODS = {
+    "24h": ("Started in the last 24 h", timedelta(hours=24)),
+    "7d": ("Started in the last 7 days", timedelta(days=7)),
+    "30d": ("Started in the last 30 days", timedelta(days=30)),
+}
+DATES = "dates"  # started between two days (`started_from`, `started_to`, both included)
+DAY_HINT = "write a day as 2026-12-01 (days are UTC days)"
 MAX_BULK = 250
 
 
@@ -38,6 +47,9 @@ class Filters:
     start: str = ""  # how many rows come before this page (for "51-100 of N")
     mine: str = ""  # "1": only instances with an approval the signed-in person may decide
     overdue: str = ""  # "1": only instances with a wait past its deadline
+    started: str = ""  # a key of PERIODS, or DATES
+    started_from: str = ""  # with DATES: the first day (YYYY-MM-DD, UTC), as written
+    started_to: str = ""  # with DATES: the last day, included
 
     @classmethod
     def of(cls, request: Request) -> Filters:
@@ -45,6 +57,14 @@ class Filters:
         status = params.get("status", "")
         sort = params.get("sort", "")
         start = params.get("start", "")
+        started = params.get("started", "")
+        first, last = params.get("started_from", "").strip(), params.get("started_to", "").strip()
+        if not started and (first or last):  # a saved view of days alone
+            started = DATES
+        if started not in PERIODS and started != DATES:
+            started = ""
+        if started != DATES:
+            first = last = ""
         return cls(
             status=status if status in STATUSES else "",
             workflow=params.get("workflow", "")[:200],
@@ -54,6 +74,9 @@ class Filters:
             start=start if start.isascii() and start.isdigit() and len(start) < 9 else "",
             mine="1" if params.get("mine") == "1" else "",
             overdue="1" if params.get("overdue") == "1" else "",
+            started=started,
+            started_from=first[:40],
+            started_to=last[:40],
         )
 
     @property
@@ -72,6 +95,41 @@ class Filters:
     @property
     def cursor(self) -> tuple[datetime, str] | None:
         return parse_cursor(self.before)
+
+    def started_between(self, now: datetime) -> tuple[datetime | None, datetime | None, str]:
+        """(from, before, problem): the start times the date filter keeps, at `now`; a problem
+        (in words, with how to write it) when a day cannot be read or the days are reversed."""
+        if self.started in PERIODS:  # to the minute: a minute's refreshes share their counts
+            since = now - PERIODS[self.started][1]
+            return since.replace(second=0, microsecond=0), None, ""
+        if self.started != DATES:
+            return None, None, ""
+        first, last = _day(self.started_from), _day(self.started_to)
+        for text, day in ((self.started_from, first), (self.started_to, last)):
+            if text and day is None:
+                return None, None, f"'{text}' is not a day: {DAY_HINT}."
+        before = last + timedelta(days=1) if last is not None else None
+        if first is not None and before is not None and before <= first:
+            return (
+                None,
+                None,
+                (
+                    f"The days are the wrong way round: {self.started_to} comes before "
+                    f"{self.started_from}."
+                ),
+            )
+        return first, before, ""
+
+
+def _day(text: str) -> datetime | None:
+    """`2026-12-01` as the start of that day in UTC; None for anything else."""
+    if len(text) != 10:
+        return None
+    try:
+        day = date.fromisoformat(text)
+    except ValueError:
+        return None
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
 
 
 def parse_cursor(text: str) -> tuple[datetime, str] | None:
@@ -109,6 +167,7 @@ class InstancesPage:
     summary_fields: list[str]  # the filtered workflow's (columns), else none
     sorts: dict[str, str]
     operator: bool
+    periods: dict[str, str]  # the date filter's choices: key -> words
     report: list[BulkResult] = field(default_factory=list)
     report_title: str = ""
     counts_known: bool = True  # False: the search was too slow to count
@@ -137,6 +196,7 @@ async def build(
     user = require_user(request)
     board = dashboard(request)
     filters = Filters.of(request)
+    started_from, started_before, problem = filters.started_between(board.engine.clock())
     call = partial(
         board.engine.list,
         status=filters.status or None,
@@ -148,22 +208,34 @@ async def build(
         actor=user,
         decider=user if filters.mine else None,
         overdue=bool(filters.overdue),
+        started_from=started_from,
+        started_before=started_before,
     )
-    problem = ""
+    rows: list[InstanceSummary] = []
     try:  # a search reads the data of every instance: a few at a time, on a pool of their own
-        rows = await (board.limits.searches.run(call) if filters.q else run_in_threadpool(call))
+        if not problem:
+            runs = board.limits.searches.run(call) if filters.q else run_in_threadpool(call)
+            rows = await runs
     except InvalidData as exc:  # `amount>lots`: say how to write it, not "nothing found"
         rows, problem = [], str(exc)
     more = len(rows) > PAGE_SIZE
     rows = rows[:PAGE_SIZE]
     counts_known = True
     everything = board.engine.sees_all(user)
-    narrowed = filters.mine or filters.overdue
+    narrowed = filters.mine or filters.overdue or filters.started
     if problem:
         counts, counts_known = {}, False
     elif filters.workflow or filters.q or narrowed or not everything:
         viewer = "" if everything else user
-        key = (viewer, filters.workflow, filters.q, user if filters.mine else "", filters.overdue)
+        key = (
+            viewer,
+            filters.workflow,
+            filters.q,
+            user if filters.mine else "",
+            filters.overdue,
+            started_from.isoformat() if started_from else "",
+            started_before.isoformat() if started_before else "",
+        )
         try:  # a search's counts read every instance's data, under the search time limit
             counts = await board.filtered_counts.get(key)
         except SignoffError:
@@ -187,6 +259,7 @@ async def build(
         summary_fields=list(cls.summary_fields) if cls is not None else [],
         sorts=SORTS,
         operator=board.engine.is_operator(user),
+        periods={k: label for k, (label, _) in PERIODS.items()},
         report=report or [],
         report_title=report_title,
         counts_known=counts_known,

@@ -179,7 +179,7 @@ class Dashboard:
     static_dir: Path
     counts: Cached[dict[str, int]]
     placement: Cached[dict[str, dict[str, int]]]
-    filtered_counts: KeyedCache[tuple[str, str, str, str, str], dict[str, int]]
+    filtered_counts: KeyedCache[tuple[str, str, str, str, str, str, str], dict[str, int]]
     inbox_counts: KeyedCache[tuple[str, str, str], int]
     gauges: Cached[dict[str, Any]]
     limits: Limits = field(default_factory=Limits)

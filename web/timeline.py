@@ -159,8 +159,8 @@ def timeline(history: Sequence[HistoryEntry], now: datetime, *, ended: bool) -> 
             moments.append(Moment(h.at, kind, text, took=took))
         elif kind == "step failed":
             first_try.setdefault((h.thread, h.name), h.at)
-            attempt, of = detail.get("attempt"), detail.get("of")
-            tries = f" (try {attempt} of {of})" if attempt and of else ""
+            tried, of = detail.get("attempt"), detail.get("of")
+            tries = f" (try {tried} of {of})" if tried and of else ""
             retry = detail.get("retry_in_seconds")
             again = f"; tries again in {duration(float(retry))}" if retry else ""
             text = f"Step '{h.name}' failed{tries}: {h.message or 'no message'}{again}"

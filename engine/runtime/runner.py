@@ -360,8 +360,8 @@ class Runner:
             detail["asked"] = asked
         first = [c.info.get("approvers") for c in thread.cases if c.kind == "approval"]
         if first:  # who it waits for at first (None: anyone), before any escalation
-            named = None if any(a is None for a in first) else sorted({n for a in first for n in a})
-            detail["approvers"] = named
+            named = {str(n) for a in first for n in a or ()}
+            detail["approvers"] = None if None in first else sorted(named)
         work.note(Record(now, HistoryKind.WAITING, thread=thread.id, name=wait.name, detail=detail))
         self.handovers.delegate(work, thread, wait, now)  # approvers away: to their delegates
 

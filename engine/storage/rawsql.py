@@ -319,27 +319,45 @@ def compare_sql(kind: str, m: str, sqlite: bool, mysql: bool = False) -> str | N
 class Narrowing:
     """Filters of the instances list beyond status, workflow and search: instances with an open
     approval that one of `deciders` (identities) may decide, or that names nobody; instances
-    with a wait whose deadline (a timeout's due time) is past at `overdue_at`."""
+    with a wait whose deadline (a timeout's due time) is past at `overdue_at`; instances
+    started at or after `started_from` and before `started_before`."""
 
     deciders: tuple[str, ...] | None = None
     overdue_at: datetime | None = None
+    started_from: datetime | None = None
+    started_before: datetime | None = None
 
     @property
     def nobody(self) -> bool:
         return self.deciders is not None and not self.deciders
 
-    def shape(self) -> tuple[int, bool]:
-        return (len(self.deciders) if self.deciders is not None else 0, self.overdue_at is not None)
+    def shape(self) -> tuple[int, bool, bool, bool]:
+        return (
+            len(self.deciders) if self.deciders is not None else 0,
+            self.overdue_at is not None,
+            self.started_from is not None,
+            self.started_before is not None,
+        )
 
     def params(self, sqlite: bool) -> list[Any]:
         found: list[Any] = [f"%{_like(json.dumps(name))}%" for name in self.deciders or ()]
-        if self.overdue_at is not None:
-            found.append(when(self.overdue_at, sqlite))
+        for moment in (self.overdue_at, self.started_from, self.started_before):
+            if moment is not None:
+                found.append(when(moment, sqlite))
         return found
 
 
+NO_NARROWING = (0, False, False, False)
+
+
 def narrow_clauses(
-    prefix: str, m: str, deciders: int, overdue: bool, escape: str = ESCAPE
+    prefix: str,
+    m: str,
+    deciders: int,
+    overdue: bool,
+    started_from: bool = False,
+    started_before: bool = False,
+    escape: str = ESCAPE,
 ) -> list[str]:
     """The SQL of a `Narrowing` of this shape (its `shape()`), parameters as its `params`;
     `escape` is the LIKE escape clause of the database (MariaDB's backslash is its default)."""
@@ -355,6 +373,10 @@ def narrow_clauses(
             f"id IN (SELECT o.instance_id FROM {prefix}signoff_waits o "
             f"WHERE o.kind = 'timeout' AND o.due_at <= {m})"
         )
+    if started_from:
+        found.append(f"created_at >= {m}")
+    if started_before:
+        found.append(f"created_at < {m}")
     return found
 
 
@@ -430,7 +452,7 @@ class RawPager:
         before: bool,
         order: str,
         viewer: int = 0,
-        narrow: tuple[int, bool] = (0, False),
+        narrow: tuple[int, bool, bool, bool] = NO_NARROWING,
     ) -> str:
         """`search` is "" (none), "id", "field" or "data" (see `search_terms`; the last two read
         rows, so they run under a time limit); `viewer`: how many identities the rows must be
@@ -638,7 +660,7 @@ class RawPager:
                 params += [at, at, before[1]]
         params.append(limit)
         shown = len(viewer) if viewer is not None else 0
-        shape = narrow.shape() if narrow is not None else (0, False)
+        shape = narrow.shape() if narrow is not None else NO_NARROWING
         sql = self.sql(
             bool(status), bool(workflow), search, before is not None, order, shown, shape
         )
