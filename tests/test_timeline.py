@@ -47,12 +47,13 @@ def test_a_wait_says_how_long_and_for_whom_and_the_decision_after_how_long() -> 
         "Step 'record claim' ran under 1 ms",
         "'manager approval' waited 3 h 12 min for alice",
         "Denied by alice after 3 h 12 min",
-        "Completed 3 h 12 min after it started",
+        "Ended 3 h 12 min after it started",
     ]
     wait, decision = moments[2], moments[3]
     assert (wait.kind, wait.took, wait.current) == ("wait", 192 * 60, False)
     assert (decision.actor, decision.via, decision.reason) == ("alice", "slack", "not this month")
     assert moments[4].reason == "denied by alice: not this month"
+    assert [m.tone for m in moments] == ["", "", "", "bad", ""]
 
 
 def test_what_happens_inside_a_wait_and_an_open_wait_so_far() -> None:
@@ -165,3 +166,4 @@ def test_an_expense_as_the_engine_records_it(tmp_path: Path) -> None:
     notes = [n.text for n in moments[2].notes]
     assert notes[0] == "Reminder 1 sent after 4 h" and "Escalated to carol after 1 d" in notes
     assert not moments[2].current
+    assert (moments[3].tone, moments[5].tone) == ("ok", "ok")

@@ -417,3 +417,148 @@ def test_the_phones_first_screen_shows_requests(browser: Any, site: Any, shots: 
         assert [engine.get(i).status for i in ids] == ["waiting"] * 3
     finally:
         alice.close()
+
+
+def _in_the_past(engine: Engine, moments: list[datetime]) -> Engine:
+    """Another engine on the same database, whose clock reads `moments[0]` (move it by
+    replacing it): a history that took hours, made in a moment."""
+    return Engine(
+        engine.database_url, workflows=WORKFLOWS, clock=lambda: moments[0], operators=["carol"]
+    )
+
+
+def test_pages_are_live_by_push_and_poll_only_without_it(
+    browser: Any, site: Any, shots: Path
+) -> None:
+    """The instances list and an instance refresh when the server says something changed, made
+    by another engine on the same database: not one request for either page while nothing
+    changes, one each when something does. Without EventSource they fall back to polling,
+    and the list says so."""
+    base, engine = site
+    iid = engine.start("Expense", {"employee": "pushy", "amount": 31})
+    alice = Visit(browser, base, "desktop", shots, "alice")
+    asked: list[str] = []
+    try:
+        listing = alice.go("/?q=employee:pushy")
+        one = alice.context.new_page()
+        one.goto(f"{base}/instances/{iid}")
+        for p in (listing, one):
+            p.on("request", lambda r: asked.append(r.url))
+            p.wait_for_function("() => document.body.dataset.liveMode === 'push'")
+        assert "every" not in (listing.locator("#instances").get_attribute("hx-trigger") or "")
+        assert "every" not in (one.locator("#instance").get_attribute("hx-trigger") or "")
+        assert listing.locator(".live-push").is_visible()
+        assert not listing.locator(".live-poll").is_visible()
+        one.wait_for_timeout(3000)  # the instance page polled every 2 s before
+        assert asked == []
+        other = Engine(engine.database_url, workflows=WORKFLOWS)
+        try:  # another engine: what the server hears of only through the database
+            other.send(iid, "decision", {"approved": True}, actor="alice", via="api")
+        finally:
+            other.close()
+        one.wait_for_selector("#instance .badge.outcome-approved")
+        listing.wait_for_selector(f"#i-{iid} .badge.outcome-approved")
+        pages = [u for u in asked if "/live" not in u]
+        assert sorted(u.split("?")[0].removeprefix(base) for u in pages) == [
+            "/", f"/instances/{iid}",
+        ], pages  # fmt: skip
+        alice.look("instances-live")
+        # without push: polled, and said
+        polled = alice.context.new_page()
+        polled.add_init_script("delete window.EventSource")
+        counted: list[str] = []
+        polled.on("request", lambda r: counted.append(r.url))
+        polled.goto(base + "/?q=employee:pushy")
+        polled.wait_for_function("() => document.body.dataset.liveMode === 'poll'")
+        assert polled.locator(".live-poll").is_visible()
+        assert "Checked every 5 s" in polled.locator(".live-note").text_content()
+        late = engine.start("Expense", {"employee": "pushy", "amount": 32})
+        polled.wait_for_selector(f"#i-{late}", timeout=15_000)
+        assert any(u.endswith("/live/count") for u in counted)
+        polled.screenshot(path=str(shots / "instances-polled-desktop.png"))
+    finally:
+        alice.close()
+
+
+@pytest.mark.parametrize("size", ["desktop", "phone"])
+def test_the_timeline_of_an_instance(browser: Any, site: Any, shots: Path, size: str) -> None:
+    """What happened, with durations: a wait decided after hours, with its reminder inside it;
+    and a wait still open, 'waiting ... so far'. Made in the past by another engine."""
+    base, engine = site
+    now = datetime.now(UTC).replace(microsecond=0)
+    moments = [now - timedelta(hours=5)]
+    past = _in_the_past(engine, moments)
+    try:
+        done = past.start("Expense", {"employee": f"tl-{size}", "amount": 640}, actor="bob")
+        moments[0] = now - timedelta(hours=1)
+        past.run_due(moments[0])  # the reminder, 4 h in
+        moments[0] = now - timedelta(minutes=48)
+        past.send(done, "decision", {"approved": False, "reason": "no receipt"}, actor="alice")
+        moments[0] = now - timedelta(hours=6, minutes=12)
+        waiting = past.start("Expense", {"employee": f"tl-open-{size}", "amount": 90})
+        moments[0] = now - timedelta(hours=2)
+        past.run_due(moments[0])
+    finally:
+        past.close()
+    alice = Visit(browser, base, size, shots, "alice", timezone_id="Asia/Tokyo")
+    try:
+        page = alice.go(f"/instances/{done}")
+        line = page.locator(".timeline > li")
+        texts = [" ".join(t.split()) for t in line.all_text_contents()]
+        assert any("'manager approval' waited 4 h 12 min for alice" in t for t in texts), texts
+        assert any("Denied by alice after 4 h 12 min" in t and "no receipt" in t for t in texts)
+        wait = page.locator(".timeline > li.moment-wait")
+        assert "Reminder 1 sent after 4 h" in wait.locator(".moment-notes").text_content()
+        assert "GMT+9" in wait.locator(".moment-when time").first.text_content()
+        assert page.locator("details.raw-history").count() == 0  # alice operates nothing here
+        alice.look("instance-timeline")
+        page = alice.go(f"/instances/{waiting}")
+        current = page.locator(".timeline > li.is-current")
+        text = " ".join(current.text_content().split())
+        assert "'manager approval' waiting 6 h 12 min so far for alice" in text, text
+        assert "Reminder 1 sent after 4 h" in text
+        # the decision still comes first, the timeline after it
+        ask = page.locator("section.ask").bounding_box()
+        assert ask["y"] < page.locator(".timeline-panel").bounding_box()["y"]
+        alice.look("instance-timeline-waiting")
+    finally:
+        alice.close()
+
+
+def test_the_instances_list_by_when_they_started(browser: Any, site: Any, shots: Path) -> None:
+    """The date filter: a period, or two days (shown when chosen), in the URL; a day that
+    cannot be read is said."""
+    base, engine = site
+    moments = [datetime.now(UTC) - timedelta(days=10)]
+    past = _in_the_past(engine, moments)
+    try:
+        old = past.start("Expense", {"employee": "dated", "amount": 1})
+    finally:
+        past.close()
+    fresh = engine.start("Expense", {"employee": "dated", "amount": 2})
+    ten_days_ago = moments[0].date().isoformat()
+    alice = Visit(browser, base, "phone", shots, "alice")
+    try:
+        page = alice.go("/?q=employee:dated")
+        assert page.locator("#instances tbody tr[id^=i-]").count() == 2
+        assert not page.locator("input[name=started_from]").is_visible()
+        page.select_option("select[name=started]", "7d")
+        page.wait_for_url(lambda url: "started=7d" in url)
+        page.wait_for_selector(f"#i-{old}", state="detached")
+        assert page.locator(f"#i-{fresh}").count() == 1
+        page.select_option("select[name=started]", "dates")
+        page.fill("input[name=started_from]", ten_days_ago)
+        page.fill("input[name=started_to]", ten_days_ago)
+        page.wait_for_url(lambda url: f"started_to={ten_days_ago}" in url)
+        page.wait_for_selector(f"#i-{old}")
+        page.wait_for_selector(f"#i-{fresh}", state="detached")
+        alice.look("instances-dates")
+        page = alice.go(page.url.removeprefix(base))  # a saved view: the same list again
+        assert page.locator("input[name=started_from]").is_visible()
+        assert page.locator("#instances tbody tr[id^=i-]").count() == 1
+        page = alice.go("/?q=employee:dated&started_from=2026-02-30")
+        hint = page.locator("[data-testid=search-hint]").text_content()
+        assert "'2026-02-30' is not a day" in hint and "2026-12-01" in hint
+        alice.look("instances-dates-hint")
+    finally:
+        alice.close()

@@ -78,6 +78,7 @@ class Moment:
     reason: str | None = None
     notes: tuple[Note, ...] = ()
     current: bool = False
+    tone: str = ""  # "ok" (approved, completed), "bad" (denied, failed, cancelled) or neutral
 
 
 @dataclass
@@ -136,8 +137,9 @@ def timeline(history: Sequence[HistoryEntry], now: datetime, *, ended: bool) -> 
             approved = (h.message or "").startswith("approved")  # "approved", "denied: why"
             who = by if h.actor else (" by the timer" if h.via == "timer" else "")
             text = ("Approved" if approved else "Denied") + who + _after(took)
+            tone = "ok" if approved else "bad"
             moments.append(
-                Moment(h.at, kind, text, h.actor, h.via, took, reason=_reason(h, detail))
+                Moment(h.at, kind, text, h.actor, h.via, took, _reason(h, detail), tone=tone)
             )
         elif kind == "event":
             took = close(h.thread, h.at)
@@ -164,7 +166,7 @@ def timeline(history: Sequence[HistoryEntry], now: datetime, *, ended: bool) -> 
             retry = detail.get("retry_in_seconds")
             again = f"; tries again in {duration(float(retry))}" if retry else ""
             text = f"Step '{h.name}' failed{tries}: {h.message or 'no message'}{again}"
-            moments.append(Moment(h.at, kind, text))
+            moments.append(Moment(h.at, kind, text, tone="bad"))
         elif kind == "goto":
             close(h.thread, h.at, ", until it was moved")
             moments.append(Moment(h.at, kind, f"Moved to '{h.name}'{by}", h.actor, h.via))
@@ -173,15 +175,19 @@ def timeline(history: Sequence[HistoryEntry], now: datetime, *, ended: bool) -> 
         elif kind == "cancelled":
             for thread in list(waits):
                 close(thread, h.at, ", until it was cancelled")
-            moments.append(Moment(h.at, kind, "Cancelled" + by, h.actor, h.via, reason=h.message))
+            moments.append(
+                Moment(h.at, kind, "Cancelled" + by, h.actor, h.via, reason=h.message, tone="bad")
+            )
         elif kind == "failed":
-            moments.append(Moment(h.at, kind, f"Failed: {h.message or 'no message'}"))
+            moments.append(Moment(h.at, kind, f"Failed: {h.message or 'no message'}", tone="bad"))
         elif kind == "completed":
             for thread in list(waits):
                 close(thread, h.at)
             took = (h.at - started).total_seconds() if started is not None else None
-            text = "Completed" + (f" {duration(took)} after it started" if took is not None else "")
-            moments.append(Moment(h.at, kind, text, took=took, reason=h.message))
+            word = "Ended" if h.message else "Completed"  # the message: the error it returned
+            text = word + (f" {duration(took)} after it started" if took is not None else "")
+            tone = "" if h.message else "ok"
+            moments.append(Moment(h.at, kind, text, took=took, reason=h.message, tone=tone))
         else:  # a kind this page does not know yet: as the history says it
             moments.append(Moment(h.at, kind, h.message or kind, h.actor, h.via))
     for thread, wait in list(waits.items()):
