@@ -466,8 +466,19 @@
     var ticked = el.querySelector('input[name="pick"]:checked');
     var filled = Array.prototype.some.call(el.querySelectorAll('input[name="reason"]'), function (i) { return i.value !== ""; });
     var open = el.querySelector("details[open], .confirm-inline");
-    if (typing || ticked || filled || open) { event.preventDefault(); }
+    if (typing || ticked || filled || open) { event.preventDefault(); later(); }
   });
+
+  // a refresh put off while the person was busy: asked again until it can run (no change
+  // may come for a long time, and the page would stay behind)
+  var putOff = null;
+  function later() {
+    if (putOff) { return; }
+    putOff = window.setTimeout(function () {
+      putOff = null;
+      document.body.dispatchEvent(new CustomEvent("signoff:changed"));
+    }, 3000);
+  }
 
   document.addEventListener("htmx:error", function (event) {
     var el = source(event);

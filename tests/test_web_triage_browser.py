@@ -438,7 +438,13 @@ def test_pages_are_live_by_push_and_poll_only_without_it(
     iid = engine.start("Expense", {"employee": "pushy", "amount": 31})
     alice = Visit(browser, base, "desktop", shots, "alice")
     asked: list[str] = []
+    counted: list[str] = []
     try:
+        # without push (no EventSource): polled, and said; it polls while the rest goes on
+        polled = alice.context.new_page()
+        polled.add_init_script("delete window.EventSource")
+        polled.on("request", lambda r: counted.append(r.url))
+        polled.goto(base + "/?q=employee:pushy")
         listing = alice.go("/?q=employee:pushy")
         one = alice.context.new_page()
         one.goto(f"{base}/instances/{iid}")
@@ -449,31 +455,28 @@ def test_pages_are_live_by_push_and_poll_only_without_it(
         assert "every" not in (one.locator("#instance").get_attribute("hx-trigger") or "")
         assert listing.locator(".live-push").is_visible()
         assert not listing.locator(".live-poll").is_visible()
+        polled.wait_for_function("() => document.body.dataset.liveMode === 'poll'")
+        assert polled.locator(".live-poll").is_visible()
+        assert "Checked every 5 s" in polled.locator(".live-note").text_content()
         one.wait_for_timeout(3000)  # the instance page polled every 2 s before
         assert asked == []
+        one.click("section.ask summary:has-text('Reassign')")  # busy: a menu is open
         other = Engine(engine.database_url, workflows=WORKFLOWS)
         try:  # another engine: what the server hears of only through the database
             other.send(iid, "decision", {"approved": True}, actor="alice", via="api")
         finally:
             other.close()
-        one.wait_for_selector("#instance .badge.outcome-approved")
         listing.wait_for_selector(f"#i-{iid} .badge.outcome-approved")
+        one.wait_for_timeout(500)
+        assert one.locator("#instance .badge.outcome-waiting").count() == 1  # not under the menu
+        one.click("section.ask summary:has-text('Reassign')")  # closed: it catches up
+        one.wait_for_selector("#instance .badge.outcome-approved")
         pages = [u for u in asked if "/live" not in u]
         assert sorted(u.split("?")[0].removeprefix(base) for u in pages) == [
             "/", f"/instances/{iid}",
         ], pages  # fmt: skip
         alice.look("instances-live")
-        # without push: polled, and said
-        polled = alice.context.new_page()
-        polled.add_init_script("delete window.EventSource")
-        counted: list[str] = []
-        polled.on("request", lambda r: counted.append(r.url))
-        polled.goto(base + "/?q=employee:pushy")
-        polled.wait_for_function("() => document.body.dataset.liveMode === 'poll'")
-        assert polled.locator(".live-poll").is_visible()
-        assert "Checked every 5 s" in polled.locator(".live-note").text_content()
-        late = engine.start("Expense", {"employee": "pushy", "amount": 32})
-        polled.wait_for_selector(f"#i-{late}", timeout=15_000)
+        polled.wait_for_selector(f"#i-{iid} .badge.outcome-approved", timeout=15_000)
         assert any(u.endswith("/live/count") for u in counted)
         polled.screenshot(path=str(shots / "instances-polled-desktop.png"))
     finally:
