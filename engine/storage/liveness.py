@@ -34,7 +34,7 @@ from signoff.engine.storage.store import Store
 LOCK_SPACE = 0x516E0FF
 # a lease is judged by its lock only when it runs out within this window (leases longer than
 # that are left to run out): the probe reads due_at's index over (now, now + window] only
-WINDOW = timedelta(minutes=10)
+WINDOW = timedelta(minutes=2)
 
 
 def takeover_sql(instances: str) -> str:
