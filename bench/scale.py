@@ -1033,9 +1033,10 @@ def main() -> None:
             took = takeover(5, Path(tmp))
             report["takeover"] = took
             lines.append(
-                "A process SIGKILLed mid-step: its 5 instances taken over by a worker (default "
-                f"lease) {took['min_s']:.1f}-{took['max_s']:.1f} s after the kill (step re-run "
-                "and committed)"
+                "A process without a scheduler (no liveness lock: lease-bound) SIGKILLed "
+                "mid-step: its 5 instances taken over by a worker (default lease) "
+                f"{took['min_s']:.1f}-{took['max_s']:.1f} s after the kill (step re-run and "
+                "committed); a worker's: bench/takeover.py"
             )
         parked = waiting_100k(20_000 if args.quick else 100_000)
         report["waiting"] = parked

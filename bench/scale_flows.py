@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from datetime import timedelta
 
@@ -81,3 +82,32 @@ class Chaser(Workflow):
 
     def record(self) -> None:
         self.calls += 1
+
+
+class Held(Workflow):
+    """What bench/takeover.py kills a worker in the middle of: a step, a timer, then a step
+    that hangs in a process with $SIGNOFF_BENCH_HANG set (the worker to be killed) and returns
+    at once elsewhere, and a last step. Each run of a step appends "<pid> <label> <step>" to
+    the file $SIGNOFF_BENCH_FIRED names, committed or not."""
+
+    label: str = ""
+    after_ms: int = 1000
+
+    def definition(self) -> S:
+        return S(
+            Step("before", lambda: self.ran("before")),
+            Wait("pause", On("timeout", Timeout(after=timedelta(milliseconds=self.after_ms)))),
+            Step("work", self.work),
+            Step("after", lambda: self.ran("after")),
+        )
+
+    def ran(self, step: str) -> None:
+        path = os.environ.get("SIGNOFF_BENCH_FIRED")
+        if path:
+            with open(path, "a") as out:
+                out.write(f"{os.getpid()} {self.label} {step}\n")
+
+    def work(self) -> None:
+        self.ran("work")
+        if os.environ.get("SIGNOFF_BENCH_HANG"):
+            time.sleep(600)

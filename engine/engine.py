@@ -56,7 +56,6 @@ from signoff.engine.errors import (
 from signoff.engine.runtime import logs
 from signoff.engine.runtime.actions import ActionRunner
 from signoff.engine.runtime.cases import OpenCases
-from signoff.engine.runtime.commits import lease_token
 from signoff.engine.runtime.linktokens import link_maker_from_environment
 from signoff.engine.runtime.mail import Mailer
 from signoff.engine.runtime.metrics import Metrics
@@ -71,6 +70,7 @@ from signoff.engine.runtime.unreadable import Unreadable, warn
 from signoff.engine.storage import placement
 from signoff.engine.storage.delegations import Delegate, Delegations
 from signoff.engine.storage.failures import guard_storage
+from signoff.engine.storage.liveness import Liveness
 from signoff.engine.storage.once import Once
 from signoff.engine.storage.rawsql import ORDERS, Narrowing
 from signoff.engine.storage.seen import Seen
@@ -223,6 +223,9 @@ class Engine:
         self.releases = Releases(self.store, self._now, self.metrics)
         self.runner.releases = self.releases
         self.runner.committer.release_of = self.releases.fingerprint
+        # PostgreSQL: the lock that tells other processes this one lives, held while a
+        # scheduler runs (engine/storage/liveness.py)
+        self.liveness = Liveness(self.store) if self.store.notifies else None
         for workflow in workflows:
             self.register(workflow)
         self.releases.start()
@@ -347,6 +350,9 @@ class Engine:
 
     def close(self) -> None:
         """Release the database connections this engine opened (not an application's)."""
+        if self.liveness is not None:
+            self.runner.committer.tokens.vouched(None)
+            self.liveness.close(for_good=True)
         self.store.close()
 
     def _now(self) -> datetime:
@@ -414,7 +420,7 @@ class Engine:
             threads={"main": ThreadState(id="main", name="main")},
             release=self.releases.fingerprint(cls.registered_name()),
         )
-        owner = lease_token()
+        owner = self.runner.committer.tokens()
         row = Stored(
             id=id,
             workflow=cls.registered_name(),
@@ -798,7 +804,7 @@ class Engine:
         woken = 0
         failure: Exception | None = None
         for _ in range(1000):  # batches; bounded, should something fall due again and again
-            owner = lease_token()
+            owner = self.runner.committer.tokens()
             claimed = self.store.claim_due(
                 now, owner, now + self.runner.lease, limit=limit, workflows=list(self.workflows)
             )
@@ -850,7 +856,7 @@ class Engine:
             if stop is not None and stop():
                 break
             now = self._now()
-            owner = lease_token()
+            owner = self.runner.committer.tokens()
             claimed = self.store.claim_due(
                 now, owner, now + self.runner.lease, limit=1, workflows=workflows
             )
@@ -870,7 +876,7 @@ class Engine:
         """Do what is due for one instance, if it is due and nobody else is at it (what the
         scheduler's timer for that instance calls). False: nothing was due here."""
         now = now or self._now()
-        owner = lease_token()
+        owner = self.runner.committer.tokens()
         claimed = self.store.claim_due(
             now,
             owner,

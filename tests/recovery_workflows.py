@@ -1,7 +1,9 @@
 """A workflow whose step a test can kill a process in the middle of, for tests/test_scale.py.
 
 Run as `python -m tests.recovery_workflows URL COUNT`: starts COUNT instances at once, one
-thread each, and drives them; their step "slow" sleeps $SIGNOFF_TEST_SLOW seconds (0 when it is
+thread each, and drives them (with $SIGNOFF_TEST_LEASE seconds of lease when it is set, and a
+scheduler running, so its liveness lock vouches for its leases, when $SIGNOFF_TEST_SCHEDULER
+is set); their step "slow" sleeps $SIGNOFF_TEST_SLOW seconds (0 when it is
 not set, as in the `signoff worker` that takes them over). Every run of a step appends
 "<label> <step>" to the file $SIGNOFF_TEST_FIRED names, committed or not.
 """
@@ -82,7 +84,12 @@ WORKFLOWS = [Slow]
 
 
 def drive(url: str, count: int) -> None:
-    engine = Engine(url, WORKFLOWS)
+    lease = os.environ.get("SIGNOFF_TEST_LEASE")
+    engine = Engine(url, WORKFLOWS, **({"lease": timedelta(seconds=float(lease))} if lease else {}))
+    if os.environ.get("SIGNOFF_TEST_SCHEDULER"):
+        from signoff.engine import Scheduler
+
+        Scheduler(engine).start()
     threads = [
         threading.Thread(target=engine.start, args=(Slow, {"label": f"r{i}"}, f"slow-{i}"))
         for i in range(count)

@@ -119,6 +119,72 @@ def test_a_worker_killed_in_the_middle_of_a_step_is_taken_over_within_the_lease(
     engine.close()
 
 
+@pytest.mark.postgres
+@pytest.mark.timeout(60)
+def test_a_killed_worker_s_instances_are_taken_over_long_before_its_lease_runs_out(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """PostgreSQL sees the process die (its liveness lock is free): the survivor takes its
+    instances over at once, though their leases (60 s) would hold them for a minute more."""
+    count = 2
+    fired_file = tmp_path / "fired.txt"
+    engine = Engine(pg_url, [Slow])
+    survivor, log = recovery_worker(pg_url, fired_file)
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "SIGNOFF_TEST_FIRED": str(fired_file),
+        "SIGNOFF_TEST_SLOW": "600",  # never ends by itself
+        "SIGNOFF_TEST_LEASE": "60",
+        "SIGNOFF_TEST_SCHEDULER": "1",  # a worker: its lock vouches for its leases
+    }
+    driver_log = tmp_path / "driver.log"
+    with open(driver_log, "wb") as out:
+        driver = subprocess.Popen(
+            [sys.executable, "-m", "tests.recovery_workflows", pg_url, str(count)],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=out,
+        )
+    try:
+        ready(log, timeout=20)
+        deadline = time.monotonic() + 20
+        while sum(1 for label, step in steps_begun(fired_file) if step == "slow") < count:
+            assert driver.poll() is None, driver_log.read_text()[-2000:]
+            assert time.monotonic() < deadline, "the slow steps never began"
+            time.sleep(0.05)
+        held = [engine.store.load(f"slow-{i}") for i in range(count)]
+        driver.send_signal(signal.SIGKILL)
+        driver.wait()
+        for row in held:  # held under the driver's lock, for a minute
+            assert row is not None and row.lease_owner and row.lease_owner.startswith("w")
+            assert row.lease_until is not None
+        deadline = time.monotonic() + 20  # a third of the lease
+        while engine.counts().get("completed", 0) < count:
+            assert survivor.poll() is None, log.read_text()[-3000:]
+            assert time.monotonic() < deadline, (engine.counts(), log.read_text()[-3000:])
+            time.sleep(0.1)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait()
+        stop(survivor)
+    assert "took over 2 instance(s) of processes that died" in log.read_text()
+    begun = steps_begun(fired_file)
+    for i, row in enumerate(held):
+        assert row is not None and row.lease_until is not None
+        history = engine.history(f"slow-{i}")
+        committed = Counter(h.name for h in history if h.kind == "step")
+        assert committed == Counter({"before": 1, "slow": 1, "after": 1, "note": 1}), committed
+        assert begun[f"r{i}", "slow"] == 2  # cut off by the kill, then run again
+        # the re-run was committed while the dead driver's lease still had most of its minute
+        slow_done = next(h.at for h in history if h.kind == "step" and h.name == "slow")
+        assert slow_done < row.lease_until - timedelta(seconds=30)
+        assert engine.get(f"slow-{i}").status == "completed"
+    engine.close()
+
+
 @pytest.mark.slow
 @pytest.mark.postgres
 @pytest.mark.timeout(120)

@@ -55,6 +55,25 @@ def lease_token() -> str:
     return f"{_PROCESS}{next(_TOKENS):x}"
 
 
+class LeaseTokens:
+    """One engine's lease tokens. Plain (`lease_token`) until the engine's liveness lock is
+    held (engine/storage/liveness.py); then each token starts with "w" and the lock's key in
+    8 hex digits, so other processes can tell from a lease whose lock vouches for its holder,
+    and take the instance over as soon as that lock is free (the holder died)."""
+
+    __slots__ = ("prefix",)
+
+    def __init__(self) -> None:
+        self.prefix = ""
+
+    def __call__(self) -> str:
+        return f"{self.prefix}{_PROCESS}{next(_TOKENS):x}"
+
+    def vouched(self, key: int | None) -> None:
+        """Tokens made from now on name the lock `key` (None: plain again)."""
+        self.prefix = "" if key is None else f"w{key:08x}"
+
+
 class LostLease(Exception):
     """Another process took over the instance (our lease ran out): stop driving it."""
 
@@ -79,6 +98,7 @@ class Committer:
         self.lifecycle = lifecycle
         self.lease = lease
         self.clock = clock
+        self.tokens = LeaseTokens()
         self.notify_due = notify_due
         # workflow -> the fingerprint of the release this process runs (engine/core/releases.py)
         self.release_of: Callable[[str], str | None] = lambda _: None
@@ -88,7 +108,7 @@ class Committer:
         row = work.row
         if row.lease_owner and row.lease_until and row.lease_until > now:
             return ""
-        owner = lease_token()
+        owner = self.tokens()
         row.lease_owner, row.lease_until = owner, now + self.lease
         return owner
 

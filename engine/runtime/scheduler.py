@@ -10,7 +10,12 @@ The database is the truth and decides; APScheduler only says "look now". Two pat
 - on PostgreSQL, a listener thread: every commit that leaves an instance due NOTIFYs, so a
   timer another process created (a web-only `signoff serve --no-scheduler`) is armed at once,
   not at the next sweep. On SQLite and MariaDB/MySQL (no LISTEN/NOTIFY) that case waits for
-  the sweep (`--sweep-every`).
+  the sweep (`--sweep-every`);
+- on PostgreSQL, a watcher thread: it holds this process's liveness lock and, every
+  `probe_every`, takes over the instances of processes whose lock is free (they died), so a
+  killed worker's instances are driven on within about a second, not when their leases run
+  out (engine/storage/liveness.py). Elsewhere a dead process's instances fall due when their
+  lease runs out (the engine's `lease`), and the next sweep or armed job takes them up.
 
 Only instances due within `horizon` get a job; the rest stay rows in the database until a later
 sweep brings them into the window. Memory is therefore bounded by the timers due in the next
@@ -40,6 +45,7 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from signoff.engine.async_engine import AsyncEngine
 from signoff.engine.engine import Engine
+from signoff.engine.storage.liveness import Liveness
 from signoff.engine.storage.notices import DueNotices
 
 log = logging.getLogger("signoff.engine.scheduler")
@@ -65,6 +71,7 @@ class Scheduler:
         horizon: timedelta | float = 30.0,
         workers: int = 8,
         upcoming_limit: int = 20_000,
+        probe_every: timedelta | float = 0.5,
     ) -> None:
         self.engine = engine.engine if isinstance(engine, AsyncEngine) else engine
         self.sweep_every = _delta(sweep_every)
@@ -77,6 +84,9 @@ class Scheduler:
                 "between two sweeps would be armed late"
             )
         self.upcoming_limit = upcoming_limit
+        self.probe_every = _delta(probe_every)
+        if self.probe_every <= timedelta(0):
+            raise ValueError("probe_every must be positive")
         self._aps = BackgroundScheduler(
             executors={"default": ThreadPoolExecutor(workers)},
             job_defaults={
@@ -97,6 +107,8 @@ class Scheduler:
         self._running = False
         self._stop = threading.Event()
         self._listener: threading.Thread | None = None
+        self._watcher: threading.Thread | None = None
+        self.taken_over = 0  # instances of dead processes this scheduler made due
         self.engine.on_due(self._on_due)
 
     # --- life cycle ----------------------------------------------------------------------------
@@ -127,6 +139,17 @@ class Scheduler:
                 target=self._listen, daemon=True, name="signoff-due-listener"
             )
             self._listener.start()
+        if self.engine.liveness is not None:
+            # held before `start` returns, so every lease taken from now on is vouched for;
+            # should the database be away, the watcher keeps trying
+            try:
+                self._hold(self.engine.liveness)
+            except Exception as exc:
+                log.warning("taking the liveness lock failed (%s); trying again", exc)
+            self._watcher = threading.Thread(
+                target=self._watch, daemon=True, name="signoff-liveness"
+            )
+            self._watcher.start()
 
     def shutdown(self, wait: bool = True) -> None:
         """Stop arming and firing; with `wait`, let running wake-ups finish."""
@@ -140,6 +163,9 @@ class Scheduler:
         if self._listener is not None:
             self._listener.join(timeout=5)
             self._listener = None
+        if self._watcher is not None:
+            self._watcher.join(timeout=5)
+            self._watcher = None
         self._aps.shutdown(wait=wait)
 
     @property
@@ -219,6 +245,46 @@ class Scheduler:
             finally:
                 if notices is not None:
                     notices.close()
+
+    def _hold(self, liveness: Liveness) -> bool:
+        """Take the liveness lock; lease tokens name it from now on. False: the engine is
+        closed. Raises when the database refuses."""
+        key = liveness.hold()
+        if key is None:
+            return False
+        self.engine.runner.committer.tokens.vouched(key)
+        return True
+
+    def _watch(self) -> None:
+        """Hold this process's liveness lock (the engine keeps it until it closes) and take
+        over what dead processes held (PostgreSQL). A lost connection is opened again, with
+        the same key when it is still free, after a pause."""
+        liveness = self.engine.liveness
+        assert liveness is not None
+        pause = 0.5
+        while not self._stop.is_set():
+            try:
+                if not liveness.held and not self._hold(liveness):
+                    return  # the engine closed
+                now = self.engine.clock()
+                taken = liveness.take_over(now)
+                pause = 0.5
+            except Exception as exc:
+                log.warning("the liveness lock or probe failed (%s); trying again", exc)
+                liveness.close()
+                self._stop.wait(pause)
+                pause = min(pause * 2, 10.0)
+                continue
+            if taken:
+                log.warning(
+                    "took over %d instance(s) of processes that died: %s",
+                    len(taken),
+                    ", ".join(taken[:10]) + (" ..." if len(taken) > 10 else ""),
+                )
+                self.taken_over += len(taken)
+                for instance_id in taken:  # the NOTIFY tells the other processes
+                    self._on_due(instance_id, now)
+            self._stop.wait(self.probe_every.total_seconds())
 
     # --- firing --------------------------------------------------------------------------------
 
