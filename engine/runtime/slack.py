@@ -109,16 +109,7 @@ class SlackNotifier:
         notice: ApprovalNotice,
         what: Literal["reminder", "escalated"],
     ) -> None:
-        if what == "escalated":
-            text = (
-                f":arrow_up: Escalated: {self.who(notice.deciders)} may decide this now "
-                f"({escape(notice.title)})."
-            )
-        else:
-            text = (
-                f":bell: Reminder: this still waits for a decision from "
-                f"{self.who(notice.deciders)} ({escape(notice.title)})."
-            )
+        text = self.reply_text(notice, what)
         for message in messages:
             self._call(
                 "chat.postMessage",
@@ -127,6 +118,22 @@ class SlackNotifier:
                 text=text,
                 unfurl_links=False,
             )
+
+    # --- the Renderer interface: the messages the outbox sends ---------------------------------
+
+    def render(self, notice: ApprovalNotice) -> dict[str, Any]:
+        return {"text": self.summary(notice), "blocks": self.blocks(notice)}
+
+    def reply_text(self, notice: ApprovalNotice, what: Literal["reminder", "escalated"]) -> str:
+        if what == "escalated":
+            return (
+                f":arrow_up: Escalated: {self.who(notice.deciders)} may decide this now "
+                f"({escape(notice.title)})."
+            )
+        return (
+            f":bell: Reminder: this still waits for a decision from "
+            f"{self.who(notice.deciders)} ({escape(notice.title)})."
+        )
 
     # --- what the message says -----------------------------------------------------------------
 
@@ -284,12 +291,16 @@ class SlackNotifier:
         return call_slack(self.client, method, **args)
 
 
-def call_slack(client: Any, method: str, **args: Any) -> Mapping[str, Any]:
-    """Call one Web API method; every failure is raised as `Unavailable`."""
+def call_slack(client: Any, method: str, *, read: bool = False, **args: Any) -> Mapping[str, Any]:
+    """Call one Web API method (`read`: one that takes its arguments in the query, such as
+    `conversations.history`); every failure is raised as `Unavailable`."""
     from slack_sdk.errors import SlackApiError, SlackClientError
 
     try:
-        answer = client.api_call(method, json=args)
+        if read:
+            answer = client.api_call(method, http_verb="GET", params=args)
+        else:
+            answer = client.api_call(method, json=args)
     except SlackApiError as exc:
         status = exc.response.status_code
         error = exc.response.get("error") if isinstance(exc.response.data, dict) else None
