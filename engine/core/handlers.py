@@ -378,7 +378,7 @@ class Approval(Handler):
                 learn(approvers)
             recipients = slack_recipients(self.slack_channel, approvers, wait.services.authority)
         if recipients:
-            announced = self.announce(wait, recipients, "opened")
+            announced = self.queue_announcement(wait, recipients, "opened")
             if announced:
                 stored["slack_notices"] = announced
                 stored["slack_shown"] = _shown(stored)
@@ -391,11 +391,11 @@ class Approval(Handler):
         """Queue the edit of the announcement that says how the wait ended, whatever ended it
         (no buttons); sent after the commit, once the announcement itself went."""
         stored = wait.stored or {}
-        self.edit(wait, stored, int(stored.get("slack_edits", 0)) + 1, "ended")
+        self.queue_edit(wait, stored, int(stored.get("slack_edits", 0)) + 1, "ended")
 
     # --- the Slack messages, queued in the outbox ---------------------------------------------
 
-    def announce(
+    def queue_announcement(
         self, wait: WaitInfo, recipients: Sequence[tuple[str, str]], round: str
     ) -> list[dict[str, str]]:
         """Queue the announcement for each (target, person) of `recipients`; returns what to
@@ -411,7 +411,9 @@ class Approval(Handler):
             found.append({"key": key, "to": target, "person": person, "wait_key": wait.key or ""})
         return found
 
-    def edit(self, wait: WaitInfo, stored: Mapping[str, Any], seq: int, round: str = "") -> int:
+    def queue_edit(
+        self, wait: WaitInfo, stored: Mapping[str, Any], seq: int, round: str = ""
+    ) -> int:
         """Queue an edit of every announcement to show the wait as it is now (`stored`); `seq`
         orders the edits of one announcement (an older one is not sent after a newer one).
         Returns how many were queued."""
@@ -527,7 +529,7 @@ class Approval(Handler):
             stored.update(self.tell_receivers(replace(wait, stored=stored)))
         if self._message_behind(stored):
             seq = int(stored.get("slack_edits", 0)) + 1
-            if self.edit(wait, stored, seq):
+            if self.queue_edit(wait, stored, seq):
                 stored["slack_edits"] = seq
             stored["slack_shown"] = _shown(stored)
         return stored
@@ -545,7 +547,7 @@ class Approval(Handler):
         handed = f"handed-{len(handovers(stored))}"  # one message per hand-over
         if wait.services.notifier is not None and people:
             recipients = slack_recipients(None, people, wait.services.authority)
-            announced = self.announce(wait, recipients, handed)
+            announced = self.queue_announcement(wait, recipients, handed)
             if announced:
                 stored["slack_notices"] = [*_notices(stored), *announced]
         reach = wait.services.reach
