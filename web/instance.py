@@ -256,7 +256,7 @@ def _wait_panel(
         fields=fields,
         escalated=escalated,
         reminders=int(stored.get("reminders", 0) or 0),
-        deliveries=deliveries if wait.kind == "approval" else [],
+        deliveries=(deliveries or []) if wait.kind == "approval" else [],
     )
 
 

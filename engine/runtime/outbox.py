@@ -365,12 +365,10 @@ class Outbox:
             ) from exc
         for message in answer.get("messages") or []:
             metadata = message.get("metadata") if isinstance(message, dict) else None
-            payload = metadata.get("event_payload") if isinstance(metadata, dict) else None
-            if (
-                isinstance(payload, dict)
-                and metadata.get("event_type") == NOTICE_EVENT
-                and payload.get("key") == key
-            ):
+            if not isinstance(metadata, dict) or metadata.get("event_type") != NOTICE_EVENT:
+                continue
+            payload = metadata.get("event_payload")
+            if isinstance(payload, dict) and payload.get("key") == key:
                 return {"channel": channel, "ts": str(message.get("ts"))}
         return None
 

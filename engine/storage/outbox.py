@@ -88,7 +88,9 @@ class OutboxTable:
                         c.next_at <= now,
                         or_(c.lease_until.is_(None), c.lease_until <= now),
                     )
-                    .order_by(c.next_at)
+                    # at the same time, announcements before the replies and edits that
+                    # need them
+                    .order_by(c.next_at, c.parent.is_not(None), c.created_at)
                     .limit(limit)
                 ).scalars()
             )
