@@ -1,9 +1,12 @@
 """The Slack side of approvals: turns `ApprovalNotice`s into Block Kit and calls the Web API
 (`chat.postMessage`, `chat.update`) through slack-sdk's `WebClient`.
 
-Every failure (429 with Retry-After, a 5xx, a network error, Slack saying `ok: false`) is raised
-as `Unavailable`, which the engine's setup/teardown/timer retry path takes: the call is tried
-again later, the failure shows on the instance page, and the workflow never waits for Slack.
+The built-in `Approval` has the notifier render its messages (`render`, `reply_text`) and
+queues them in the outbox; `engine/runtime/outbox.py` makes the calls after the commit. Every
+failure (429 with Retry-After, a 5xx, a network error, Slack saying `ok: false`) is raised as
+`Unavailable`: the outbox tries again later, the failure shows on the instance page, and the
+workflow never waits for Slack. `announce`, `update` and `reply` call Slack at once, for
+handlers of your own (at least once: they run inside a transition).
 
 The buttons' values carry the instance id, the wait key and the event (`button_value`); the
 interactivity endpoint (`signoff.web.slack`) reads them back with `read_button_value`.
