@@ -59,7 +59,7 @@ from signoff.engine.runtime.cases import OpenCases
 from signoff.engine.runtime.linktokens import link_maker_from_environment
 from signoff.engine.runtime.mail import Mailer
 from signoff.engine.runtime.metrics import Metrics
-from signoff.engine.runtime.outbox import Outbox, link_for
+from signoff.engine.runtime.outbox import Outbox, latest_deliveries, link_for
 from signoff.engine.runtime.releases import Releases
 from signoff.engine.runtime.runner import Runner
 from signoff.engine.runtime.sight import Sight
@@ -294,6 +294,35 @@ class Engine:
         how (`channel`), about what (`what`, `thread`, `wait_key`), and how it went
         (`status`: pending, sent, failed, dropped; `attempts`, `error`, `sent_at`)."""
         return self.outbox.table.of_instance(instance_id)
+
+    def deliveries(self, instance_id: str, actor: str | None = None) -> list[dict[str, Any]]:
+        """How the instance's messages fared, the latest per wait, person and channel: each
+        with `thread`, `wait_key`, `person`, `channel` (email, slack), `what`, `status`,
+        `attempts`, `error`, `at` (when it went, or when it is tried next) and `words`
+        ("emailed alice 10:02", "Slack message to bob failed: ..., retrying in 4 s"). `actor`
+        as for `get`; the `address` is there only for operators (and the program)."""
+        _check_text(instance_id=instance_id, actor=actor)
+        if self.store.load(instance_id) is None or not self.sight.sees(instance_id, actor):
+            raise InstanceNotFound(f"no instance with id '{instance_id}'")
+        return latest_deliveries(
+            self.outbox.table.of_instance(instance_id),
+            self._now(),
+            addresses=actor is None or self.is_operator(actor),
+        )
+
+    def announcements(self, instance_id: str, wait_key: str) -> list[dict[str, str]]:
+        """The Slack messages that announced that opening of a wait, once sent:
+        `[{"channel": ..., "ts": ...}]` (the interactivity endpoint accepts a click only from
+        one of these)."""
+        return [
+            json.loads(row["result"])
+            for row in self.outbox.table.of_instance(instance_id)
+            if row["what"] == "approval"
+            and row["channel"] == "slack"
+            and row["status"] == "sent"
+            and row["wait_key"] == wait_key
+            and row["result"]
+        ]
 
     def send_link(
         self,

@@ -49,3 +49,24 @@ class TwoSteps(Workflow):
 
 
 WORKFLOWS = [Purchase, TwoSteps]
+
+
+class Announced(Workflow):
+    """One approval by alice or bob, announced in a Slack channel (tests/test_slack_outbox.py)."""
+
+    def definition(self) -> S:
+        return S(
+            Wait(
+                "approval",
+                On(
+                    "decision",
+                    Approval(
+                        title="Announced",
+                        approvers=["alice", "bob"],
+                        required=2,
+                        slack_channel="C0APPROVALS",
+                    ),
+                ),
+            ),
+            Return("done"),
+        )

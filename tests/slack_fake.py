@@ -1,8 +1,10 @@
 """A stand-in for Slack: a real HTTP server on 127.0.0.1 that answers the Web API methods
-signoff calls (chat.postMessage, chat.update, views.open, chat.postEphemeral) the way Slack
-does, keeps the messages as they were last posted or edited, and can be told to fail the next
-calls (429 with Retry-After, or 500). slack-sdk's WebClient is pointed at it through its
-`base_url` (what SLACK_API_URL sets).
+signoff calls (chat.postMessage with metadata, chat.update, views.open, chat.postEphemeral,
+conversations.open, and conversations.history / conversations.replies with
+include_all_metadata) the way Slack does, keeps the messages as they were last posted or
+edited, and can be told to fail the next calls (429 with Retry-After, or 500), or to hold the
+answer to the next post (the caller may be killed while it waits). slack-sdk's WebClient is
+pointed at it through its `base_url` (what SLACK_API_URL sets).
 
 It also plays Slack's other half: interactions (a click on a posted button, the submission of
 an opened form), signed with the signing secret and form-encoded exactly as Slack sends them.
@@ -35,6 +37,7 @@ class Message:
     blocks: list[dict[str, Any]]
     thread_ts: str | None = None
     edits: int = 0
+    metadata: dict[str, Any] | None = None
 
     def words(self) -> str:
         """Every text of the message, blocks included, as one string (for assertions)."""
@@ -73,6 +76,11 @@ class FakeSlack:
     _ts: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     server: ThreadingHTTPServer | None = None
     people: dict[str, str] = field(default_factory=dict)  # the workspace's users: id -> email
+    # set: the next chat.postMessage is recorded, then its answer waits until `released`
+    holding: bool = False
+    held: threading.Event = field(default_factory=threading.Event)
+    released: threading.Event = field(default_factory=threading.Event)
+    held_ts: str | None = None
 
     # --- running ---------------------------------------------------------------------------------
 
@@ -80,6 +88,10 @@ class FakeSlack:
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                path, _, query = self.path.partition("?")
+                self._answer(path, {k: v[0] for k, v in parse_qs(query).items()})
+
             def do_POST(self) -> None:
                 length = int(self.headers.get("content-length") or 0)
                 raw = self.rfile.read(length).decode()
@@ -88,9 +100,14 @@ class FakeSlack:
                     args = json.loads(raw or "{}")
                 else:
                     args = {k: v[0] for k, v in parse_qs(raw).items()}
-                method = self.path.rsplit("/", 1)[-1]
+                self._answer(self.path, args)
+
+            def _answer(self, path: str, args: dict[str, Any]) -> None:
+                method = path.rsplit("/", 1)[-1]
                 token = (self.headers.get("authorization") or "").removeprefix("Bearer ")
                 status, headers, body = fake.answer(method, args, token)
+                if fake.held_ts is not None and body.get("ts") == fake.held_ts:
+                    fake.released.wait(60)  # the caller may be killed meanwhile
                 data = json.dumps(body).encode()
                 self.send_response(status)
                 for name, value in headers.items():
@@ -117,6 +134,15 @@ class FakeSlack:
     def url(self) -> str:
         assert self.server is not None
         return f"http://127.0.0.1:{self.server.server_address[1]}/api/"
+
+    def hold_next_post(self) -> None:
+        """Record the next chat.postMessage, then keep its caller waiting for the answer
+        (`held` is set once it is recorded) until `release`."""
+        with self.lock:
+            self.holding = True
+
+    def release(self) -> None:
+        self.released.set()
 
     def fail_next(self, times: int, status: int, retry_after: float | None = None) -> None:
         """Answer the next `times` calls with `status` (429 carries Retry-After)."""
@@ -146,10 +172,50 @@ class FakeSlack:
                     channel = "D" + channel[1:]
                 ts = f"{1767600000 + next(self._ts)}.000100"
                 thread_ts = args.get("thread_ts")
+                metadata = args.get("metadata")
+                if isinstance(metadata, str):
+                    metadata = json.loads(metadata)
                 self.messages[(channel, ts)] = Message(
-                    channel, ts, str(args.get("text", "")), blocks, thread_ts
+                    channel, ts, str(args.get("text", "")), blocks, thread_ts, 0, metadata
                 )
+                if self.holding:
+                    self.holding, self.held_ts = False, ts
+                    self.held.set()
                 return 200, {}, {"ok": True, "channel": channel, "ts": ts}
+            if method == "conversations.open":
+                users = str(args.get("users", ""))
+                if not users.startswith(("U", "W")):
+                    return 200, {}, _error("user_not_found")
+                return 200, {}, {"ok": True, "channel": {"id": "D" + users[1:]}}
+            if method in ("conversations.history", "conversations.replies"):
+                channel = str(args.get("channel", ""))
+                with_metadata = str(args.get("include_all_metadata", "")).lower() in ("1", "true")
+                if method == "conversations.history":
+                    found = [
+                        m
+                        for m in self.messages.values()
+                        if m.channel == channel and not m.thread_ts
+                    ]
+                else:
+                    parent = str(args.get("ts", ""))
+                    found = [
+                        m
+                        for m in self.messages.values()
+                        if m.channel == channel and parent in (m.ts, m.thread_ts)
+                    ]
+                found.sort(key=lambda m: m.ts, reverse=method == "conversations.history")
+                limit = int(args.get("limit") or 100)
+                shown = [
+                    {
+                        "type": "message",
+                        "ts": m.ts,
+                        "text": m.text,
+                        **({"thread_ts": m.thread_ts} if m.thread_ts else {}),
+                        **({"metadata": m.metadata} if with_metadata and m.metadata else {}),
+                    }
+                    for m in found[:limit]
+                ]
+                return 200, {}, {"ok": True, "messages": shown, "has_more": len(found) > limit}
             if method == "chat.update":
                 key = (str(args["channel"]), str(args["ts"]))
                 if key not in self.messages:

@@ -125,6 +125,8 @@ def run(
     try:
         began = time.perf_counter()
         outcome.instances = [engine.start(Bulk, id=f"bulk-{n:05d}") for n in range(valid)]
+        while engine.deliver_notices():  # the announcements, after their commits
+            pass
         outcome.setup_seconds = time.perf_counter() - began
         messages = {m.ts: m for m in fake.posted()}
         by_instance = {}
@@ -189,6 +191,8 @@ def run(
             began = time.perf_counter()
             assert app.state.signoff.slack.idle(120), "the decisions were not all applied"
             outcome.apply_seconds = time.perf_counter() - began
+            while engine.deliver_notices():  # the edits: how each ended
+                pass
         outcome.engine, outcome.fake = engine, fake
         return outcome
     finally:

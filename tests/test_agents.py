@@ -573,9 +573,11 @@ def test_slack_edit_and_approve_opens_a_form_of_the_arguments(
                 body = form(payload)
                 answer = client.post("/slack/interactions", content=body, headers=signed(body))
                 app.state.signoff.slack.idle()
+                engine.deliver_notices()  # what the interaction queued, after its commit
                 return answer
 
             iid = ask(refund, "A-1", 300, token="s3cret", call_id="slack")
+            engine.deliver_notices()  # the announcement goes after the commit
             (message,) = fake.posted()
             assert "s3cret" not in message.words() and REDACTED in message.words()
             assert set(message.buttons()) == {

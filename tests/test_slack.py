@@ -26,7 +26,7 @@ from slack_fake import (
     signed,
     submission,
 )
-from web_support import TestClient
+from web_support import ORIGIN, TestClient, make_app, sign_in
 
 APPROVE, DENY, REASSIGN = "signoff_approve", "signoff_deny", "signoff_reassign"
 ALICE, BOB, MALLORY = "U0ALICE", "U0BOB", "U0MALLORY"
@@ -128,13 +128,17 @@ def client(engine: Engine) -> Iterator[TestClient]:
 
 
 def send(client: TestClient, payload: dict[str, Any], **sign: Any) -> Any:
+    """Send an interaction, let the app apply it, then deliver what it queued (the edits)."""
     body = form(payload)
     response = client.post("/slack/interactions", content=body, headers=signed(body, **sign))
     client.app.state.signoff.slack.idle()  # type: ignore[attr-defined]
+    client.app.state.signoff.engine.deliver_notices()  # type: ignore[attr-defined]
     return response
 
 
-def the_message(slack: FakeSlack) -> Message:
+def the_message(slack: FakeSlack, engine: Engine) -> Message:
+    """The one message posted, once the outbox delivered what the commits queued."""
+    engine.deliver_notices()
     (message,) = slack.posted()
     return message
 
@@ -144,7 +148,7 @@ def the_message(slack: FakeSlack) -> Message:
 
 def test_approve_from_slack(engine: Engine, client: TestClient, slack: FakeSlack) -> None:
     iid = engine.start(Expense, id="exp-1")
-    message = the_message(slack)
+    message = the_message(slack, engine)
     words = message.words()
     for shown in (
         "Expense",
@@ -158,9 +162,24 @@ def test_approve_from_slack(engine: Engine, client: TestClient, slack: FakeSlack
         assert shown in words
     assert set(message.buttons()) == {APPROVE, DENY, REASSIGN}
     wait = engine.get(iid).thread("main").waits[0]
+    [notice] = wait.stored["slack_notices"]
     assert wait.stored == {
-        "slack_messages": [{"channel": "C0APPROVALS", "ts": message.ts}],
+        "slack_notices": [
+            {
+                "key": notice["key"],
+                "to": "C0APPROVALS",
+                "person": "C0APPROVALS",
+                "wait_key": "main:1",
+            }
+        ],
+        "slack_shown": [0, False],
         "deadline": "2026-01-05T10:00:00+00:00",
+    }
+    # where it went is kept with its outbox row, and carries the row's key in its metadata
+    assert engine.announcements(iid, "main:1") == [{"channel": "C0APPROVALS", "ts": message.ts}]
+    assert message.metadata == {
+        "event_type": "signoff_notice",
+        "event_payload": {"key": notice["key"]},
     }
 
     response = send(client, click(message, APPROVE, ALICE))
@@ -177,7 +196,7 @@ def test_deny_with_a_reason_through_the_form(
     engine: Engine, client: TestClient, slack: FakeSlack
 ) -> None:
     iid = engine.start(Expense)
-    message = the_message(slack)
+    message = the_message(slack, engine)
     payload = click(message, DENY, BOB)
     assert send(client, payload).status_code == 200
     (opened,) = slack.called("views.open")
@@ -205,7 +224,7 @@ def test_a_decision_on_the_web_edits_the_message(
     engine: Engine, client: TestClient, slack: FakeSlack
 ) -> None:
     iid = engine.start(Expense)
-    message = the_message(slack)
+    message = the_message(slack, engine)
     stale = click(message, APPROVE, ALICE)  # alice's Slack still shows the buttons
     response = client.post(
         f"/api/instances/{iid}/events/decision",
@@ -214,6 +233,7 @@ def test_a_decision_on_the_web_edits_the_message(
     )
     assert response.status_code == 200, response.text
     assert engine.get(iid).result == "approved by bob via api"
+    engine.deliver_notices()  # the edit goes after the decision's commit
     assert f"*Approved* by <@{BOB}> at <!date^" in message.words()
     assert "(via api)" in message.words()
     assert message.buttons() == {}
@@ -231,7 +251,7 @@ def test_a_timeout_edits_the_message(
     engine: Engine, client: TestClient, slack: FakeSlack, clock: Clock
 ) -> None:
     iid = engine.start(Expense)
-    message = the_message(slack)
+    message = the_message(slack, engine)
     engine.run_due(clock.advance(hours=1))
     assert engine.get(iid).result == "timed out"
     assert "*Timed out* at <!date^" in message.words()
@@ -240,9 +260,12 @@ def test_a_timeout_edits_the_message(
 
 def test_cancel_and_goto_say_so(engine: Engine, client: TestClient, slack: FakeSlack) -> None:
     first = engine.start(Expense)
+    engine.deliver_notices()
     engine.cancel(first, "duplicate request", actor="carol")
     second = engine.start(Expense)
+    engine.deliver_notices()
     engine.goto(second, "main", "late", actor="carol")
+    engine.deliver_notices()
     cancelled, moved = slack.posted()
     assert "*Cancelled* by carol at <!date^" in cancelled.words()
     assert cancelled.words().endswith(": duplicate request")
@@ -255,6 +278,7 @@ def test_each_vote_of_a_quorum_updates_the_messages(
     engine: Engine, client: TestClient, slack: FakeSlack
 ) -> None:
     iid = engine.start(Quorum)
+    engine.deliver_notices()
     to_alice, to_bob = slack.posted()  # no channel: a direct message to each approver
     assert (to_alice.channel, to_bob.channel) == ("D0ALICE", "D0BOB")
     assert "*0 of 2 approvals*" in to_alice.words()
@@ -288,7 +312,7 @@ def test_someone_else_is_refused_with_an_ephemeral_message(
     engine: Engine, client: TestClient, slack: FakeSlack, user: str, refusal: str
 ) -> None:
     iid = engine.start(Expense)
-    message = the_message(slack)
+    message = the_message(slack, engine)
     before, history = engine.get(iid), engine.history(iid)
     for action in (APPROVE, DENY):
         assert send(client, click(message, action, user)).status_code == 200
@@ -302,7 +326,7 @@ def test_the_starter_is_refused_when_the_approval_wants_another_person(
     engine: Engine, client: TestClient, slack: FakeSlack
 ) -> None:
     iid = engine.start(Expense, actor="alice")
-    assert send(client, click(the_message(slack), APPROVE, ALICE)).status_code == 200
+    assert send(client, click(the_message(slack, engine), APPROVE, ALICE)).status_code == 200
     assert slack.ephemerals(ALICE) == [
         "Alice started this instance and may not decide it (separation of duties)."
     ]
@@ -315,7 +339,7 @@ def test_forged_expired_and_replayed_requests_are_refused(
     import time
 
     iid = engine.start(Expense)
-    message = the_message(slack)
+    message = the_message(slack, engine)
     before = engine.get(iid)
     forged = send(client, click(message, APPROVE, ALICE), secret="not-the-secret")
     assert (forged.status_code, forged.text) == (
@@ -349,27 +373,46 @@ def test_forged_expired_and_replayed_requests_are_refused(
 def test_slack_answers_429_then_500_then_recovers(
     engine: Engine, client: TestClient, slack: FakeSlack, clock: Clock
 ) -> None:
+    """Slack is down when the wait begins: the wait is set up at once (its announcement waits
+    in the outbox), each failed attempt is in the history with its retry delay and on the
+    wait's card, and the message is posted once when Slack is back; so is the edit."""
     slack.fail_next(1, 429, retry_after=30)
     iid = engine.start(Expense)
-    wait = engine.get(iid).thread("main").waits[0]
-    assert wait.setup == "failed"
-    assert wait.error == (
-        "Unavailable: Slack refused chat.postMessage: ratelimited (HTTP 429); "
-        "it asks us to wait 30 s"
-    )
-    shown = client.get(f"/api/instances/{iid}", headers={"Authorization": f"Bearer {API_TOKEN}"})
-    assert shown.json()["threads"][0]["waits"][0]["error"] == wait.error
-    assert slack.posted() == []
-
-    slack.fail_next(1, 500)
-    engine.run_due(clock.advance(seconds=29))  # not before Slack said
-    assert len(slack.called("chat.postMessage")) == 1
-    engine.run_due(clock.advance(seconds=1))
-    wait = engine.get(iid).thread("main").waits[0]
-    assert wait.error == "Unavailable: Slack refused chat.postMessage: internal_error (HTTP 500)"
-    engine.run_due(clock.advance(seconds=2))
-    message = the_message(slack)
     assert engine.get(iid).thread("main").waits[0].setup == "done"
+    assert engine.deliver_notices() == 0
+    assert slack.posted() == []
+    refused = (
+        "Slack message to C0APPROVALS failed: Slack refused chat.postMessage: ratelimited "
+        "(HTTP 429); it asks us to wait 30 s"
+    )
+    [row] = engine.deliveries(iid, "bob")
+    assert row["words"] == f"{refused}, retrying in 30 s"
+    assert "address" not in row and engine.deliveries(iid, "carol")[0]["address"] == "C0APPROVALS"
+    with TestClient(make_app(engine), base_url=ORIGIN, follow_redirects=False) as web:
+        sign_in(web, "bob")
+        card = web.get(f"/instances/{iid}").text
+        assert f"{refused}, retrying in 30 s" in card and "(C0APPROVALS)" not in card
+
+    engine.run_due(clock.advance(seconds=29))  # not before Slack said
+    assert len(slack.calls) == 1
+    slack.fail_next(1, 500)  # the retry first looks for an earlier post: that call fails
+    engine.run_due(clock.advance(seconds=1))
+    assert slack.called("conversations.history") == [
+        {"channel": "C0APPROVALS", "limit": "100", "include_all_metadata": "1"}
+    ]
+    engine.run_due(clock.advance(seconds=2))
+    message = the_message(slack, engine)  # posted once: the 429 posted nothing
+    assert len(slack.called("chat.postMessage")) == 2
+    told = [h.message for h in engine.history(iid) if h.kind.startswith("notice")]
+    assert told == [
+        f"{refused}, retrying in 30 s",
+        "Slack message to C0APPROVALS failed: could not check whether an earlier attempt "
+        "posted it: Slack refused conversations.history: internal_error (HTTP 500), "
+        "retrying in 2 s",
+        f"sent a Slack message to C0APPROVALS {clock.now:%H:%M}",
+    ]
+    [row] = engine.deliveries(iid, "bob")
+    assert row["words"] == f"sent a Slack message to C0APPROVALS {clock.now:%H:%M}"
 
     # Slack is down when bob approves on the web: the workflow goes on at once ...
     slack.fail_next(1, 500)
@@ -382,15 +425,16 @@ def test_slack_answers_429_then_500_then_recovers(
     assert (got.status, got.result, got.pending_teardowns) == (
         "completed",
         "approved by bob via api",
-        1,
+        0,
     )
+    assert engine.deliver_notices() == 0
     assert set(message.buttons()) == {APPROVE, DENY, REASSIGN}
     # ... and the message catches up once Slack is back
     engine.run_due(clock.advance(seconds=1))
-    assert engine.get(iid).pending_teardowns == 0
-    assert f"*Approved* by <@{BOB}>" in message.words()
+    assert f"*Approved* by <@{BOB}>" in message.words() and message.buttons() == {}
+    assert len(slack.posted()) == 1 and message.edits == 1
     kinds = [h.kind for h in engine.history(iid) if "failed" in h.kind]
-    assert kinds == ["setup failed", "setup failed", "teardown failed"]
+    assert kinds == ["notice failed"] * 3
 
 
 def test_check_event_says_what_send_would_and_changes_nothing(engine: Engine) -> None:
@@ -442,7 +486,7 @@ def test_reminders_and_escalations_go_in_the_messages_thread(
         slack_users={"alice": ALICE, "bob": BOB},
     )
     iid = engine.start(Reminded)
-    message = the_message(slack)
+    message = the_message(slack, engine)
     assert f"*Who may decide:* <@{ALICE}>" in message.words()
     engine.run_due(clock.advance(hours=1))
     engine.run_due(clock.advance(hours=1))
@@ -456,6 +500,7 @@ def test_reminders_and_escalations_go_in_the_messages_thread(
     assert f"*Who may decide:* <@{ALICE}>, <@{BOB}> (escalated)" in message.words()
     assert set(message.buttons()) == {APPROVE, DENY, REASSIGN}
     engine.send(iid, "decision", {"approved": True}, actor="bob", via="slack")
+    engine.deliver_notices()
     assert f"*Approved* by <@{BOB}> at" in message.words()
     engine.close()
 
@@ -467,6 +512,7 @@ def _other_value(engine: Engine, slack: FakeSlack) -> tuple[Message, str]:
     """Message A, and the button value of instance B's message."""
     engine.start(Expense, id="a")
     engine.start(Expense, id="b")
+    engine.deliver_notices()
     first, second = slack.posted()
     return first, second.buttons()[APPROVE]["value"]
 
@@ -661,7 +707,7 @@ def test_a_slack_user_is_matched_by_email_without_a_second_mapping(
     app = create_app(engine, secret_key="s" * 32, slack_signing_secret=SECRET)
     with TestClient(app, base_url="http://127.0.0.1") as web:
         iid = engine.start(ByEmail)
-        message = the_message(slack)
+        message = the_message(slack, engine)
         assert message.channel == "D0ERIN"  # a direct message to the id Slack has for her
 
         refused = send(web, click(message, APPROVE, MALLORY))
@@ -681,7 +727,7 @@ def test_a_stranger_unknown_to_slack_acts_as_their_slack_id_and_costs_one_lookup
     engine: Engine, client: TestClient, slack: FakeSlack
 ) -> None:
     engine.start(Expense, id="exp-1")
-    message = the_message(slack)
+    message = the_message(slack, engine)
     for _ in range(3):
         send(client, click(message, APPROVE, "U0NOBODY"))
     assert len(slack.called("users.info")) == 1

@@ -9,7 +9,7 @@ what failed and who may retry it. Every action updates the page in place."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote
@@ -62,6 +62,8 @@ class WaitPanel:
     fields: list[FormField]
     escalated: bool
     reminders: int
+    # how its messages fared, the latest per person and channel (`Engine.deliveries`)
+    deliveries: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -146,6 +148,9 @@ def build(engine: Engine, instance_id: str, user: str, flash: Flash | None = Non
         except Exception as exc:  # the workflow's own code: show, don't crash the page
             problem = f"building the definition from this instance's data failed: {exc}"
     refusals = engine.decision_refusals(instance_id, user)
+    deliveries: dict[str | None, list[dict[str, Any]]] = {}
+    for sent in engine.deliveries(instance_id, user):
+        deliveries.setdefault(sent["wait_key"], []).append(sent)
     marks: dict[str, list[str]] = {}
     go_marks: dict[str, list[str]] = {}
     missing: list[tuple[str, str]] = []
@@ -168,7 +173,10 @@ def build(engine: Engine, instance_id: str, user: str, flash: Flash | None = Non
             ThreadPanel(
                 view=thread,
                 waits=[
-                    _wait_panel(w, refusals.get((thread.id, w.event), "")) for w in thread.waits
+                    _wait_panel(
+                        w, refusals.get((thread.id, w.event), ""), deliveries.get(w.key, [])
+                    )
+                    for w in thread.waits
                 ],
                 events=[w.event for w in thread.waits],
                 goto_targets=goto_targets(definition, root) if definition is not None else [],
@@ -224,7 +232,9 @@ def waited(outcome: OutcomeView, history: list[HistoryEntry]) -> list[float | No
     return found
 
 
-def _wait_panel(wait: WaitView, refusal: str | None) -> WaitPanel:
+def _wait_panel(
+    wait: WaitView, refusal: str | None, deliveries: list[dict[str, Any]] | None = None
+) -> WaitPanel:
     """`refusal`: the engine's answer for this wait (None: may decide; "": not an approval
     the engine knows in the definition deployed now)."""
     info = wait.info or {}
@@ -249,6 +259,7 @@ def _wait_panel(wait: WaitView, refusal: str | None) -> WaitPanel:
         fields=fields,
         escalated=escalated,
         reminders=int(stored.get("reminders", 0) or 0),
+        deliveries=(deliveries or []) if wait.kind == "approval" else [],
     )
 
 

@@ -316,8 +316,11 @@ async def _refusal(
         return 200, _sentence(str(exc))
     except SignoffError as exc:
         raise Refused(400, str(exc)) from None
-    messages = (wait_view.stored or {}).get("slack_messages") or []
-    if {"channel": channel, "ts": message_ts} not in messages:
+    clicked = {"channel": channel, "ts": message_ts}
+    posted = (wait_view.stored or {}).get("slack_messages") or []  # by an earlier release
+    if clicked not in posted and clicked not in await run_in_threadpool(
+        engine.announcements, target["instance_id"], target["key"]
+    ):
         raise Refused(403, "the button does not belong to the message it was clicked in")
     return None
 

@@ -19,8 +19,9 @@ from signoff.engine.core.notices import (
     ApprovalNotice,
     Message,
     Notifier,
+    Renderer,
     Vote,
-    slack_targets,
+    slack_recipients,
 )
 from signoff.engine.core.outbound import (
     EMAIL,
@@ -359,33 +360,106 @@ class Approval(Handler):
         return services.notifier is not None or type(self).setup is not Approval.setup
 
     def setup(self, wait: WaitInfo) -> dict[str, Any] | None:
-        """Announce the approval (a Slack message with Approve / Deny buttons) in its
-        `slack_channel`, or else to each approver who has a Slack id; store where it went.
-        Queue an email to each approver with an address (sent after the commit)."""
+        """Queue the announcement of the approval (a Slack message with Approve / Deny
+        buttons) for its `slack_channel`, or else for each approver who has a Slack id, and an
+        email for each approver with an address; both are sent after the commit (the outbox).
+        What it stores names the announcements (`slack_notices`), so later edits and thread
+        replies find them."""
         kept = dict(wait.stored) if wait.stored else None  # hand-overs made as it began
         if kept is not None:
             kept.pop(ANNOUNCE_KEY, None)  # the announcement goes to whoever decides now
         stored: dict[str, Any] = dict(kept or {})
         notifier = wait.services.notifier
         approvers = self.current_approvers(wait)
-        targets: list[str] = []
+        recipients: list[tuple[str, str]] = []
         if notifier is not None:
             learn = wait.services.learn_slack_ids
             if learn is not None and approvers and not self.slack_channel:
                 learn(approvers)
-            targets = slack_targets(self.slack_channel, approvers, wait.services.authority)
-        if notifier is not None and targets:
-            stored["slack_messages"] = notifier.announce(self.notice(wait), targets)
+            recipients = slack_recipients(self.slack_channel, approvers, wait.services.authority)
+        if recipients:
+            announced = self.queue_announcement(wait, recipients, "opened")
+            if announced:
+                stored["slack_notices"] = announced
+                stored["slack_shown"] = _shown(stored)
         mailed = self.mail(wait, "approval", 0)
         if (mailed or stored) and wait.deadline is not None:
             stored["deadline"] = wait.deadline.isoformat()
         return stored or None
 
     def teardown(self, wait: WaitInfo, handled: bool) -> None:
-        """Edit the announcement to say how the wait ended, whatever ended it; no buttons."""
-        notifier, messages = wait.services.notifier, _messages(wait.stored)
-        if notifier is not None and messages:
-            notifier.update(messages, self.notice(wait))
+        """Queue the edit of the announcement that says how the wait ended, whatever ended it
+        (no buttons); sent after the commit, once the announcement itself went."""
+        stored = wait.stored or {}
+        self.queue_edit(wait, stored, int(stored.get("slack_edits", 0)) + 1, "ended")
+
+    # --- the Slack messages, queued in the outbox ---------------------------------------------
+
+    def queue_announcement(
+        self, wait: WaitInfo, recipients: Sequence[tuple[str, str]], round: str
+    ) -> list[dict[str, str]]:
+        """Queue the announcement for each (target, person) of `recipients`; returns what to
+        store about them (their keys). `round` tells announcements of one wait apart."""
+        renderer = _renderer(wait)
+        if renderer is None or wait.post is None:
+            return []
+        content = renderer.render(self.notice(wait))
+        found: list[dict[str, str]] = []
+        for target, person in recipients:
+            key = notice_key(wait.instance_id, wait.thread, wait.key, SLACK, round, target)
+            wait.post(self._slack(wait, key, person, target, "approval", content))
+            found.append({"key": key, "to": target, "person": person, "wait_key": wait.key or ""})
+        return found
+
+    def queue_edit(
+        self, wait: WaitInfo, stored: Mapping[str, Any], seq: int, round: str = ""
+    ) -> int:
+        """Queue an edit of every announcement to show the wait as it is now (`stored`); `seq`
+        orders the edits of one announcement (an older one is not sent after a newer one).
+        Returns how many were queued."""
+        renderer = _renderer(wait)
+        if renderer is None or wait.post is None:
+            return 0
+        content = {**renderer.render(self.notice(replace(wait, stored=dict(stored)))), "seq": seq}
+        queued = 0
+        for notice in _notices(stored):
+            key = notice_key(notice["key"], "edit", seq, round)
+            wait.post(
+                self._slack(wait, key, notice["person"], notice["to"], "edit", content, notice)
+            )
+            queued += 1
+        for message in _messages(stored):  # posted directly by an earlier release
+            key = notice_key(wait.instance_id, wait.key, "edit", seq, round, *message.values())
+            legacy = {**content, "channel": message["channel"], "ts": message["ts"]}
+            wait.post(
+                self._slack(wait, key, message["channel"], message["channel"], "edit", legacy)
+            )
+            queued += 1
+        return queued
+
+    def _slack(
+        self,
+        wait: WaitInfo,
+        key: str,
+        person: str,
+        target: str,
+        what: What,
+        content: Mapping[str, Any],
+        parent: Mapping[str, str] | None = None,
+    ) -> Outbound:
+        return Outbound(
+            key=key,
+            channel=SLACK,
+            person=person,
+            address=target,
+            what=what,
+            instance_id=wait.instance_id,
+            thread=wait.thread,
+            # a teardown knows no wait key: its edits belong to the announcement's wait
+            wait_key=wait.key or (parent.get("wait_key") if parent else None) or None,
+            message=content,
+            parent=parent["key"] if parent is not None else None,
+        )
 
     def notice(self, wait: WaitInfo) -> ApprovalNotice:
         """What an announcement of this wait shows now."""
@@ -453,30 +527,31 @@ class Approval(Handler):
                     self.mail(replace(wait, stored=stored), "reminder", rung)
         if stored.get(ANNOUNCE_KEY):
             stored.update(self.tell_receivers(replace(wait, stored=stored)))
-        notifier, messages = wait.services.notifier, _messages(stored)
-        if notifier is not None and messages and self._message_behind(stored):
-            notifier.update(messages, self.notice(replace(wait, stored=stored)))
+        if self._message_behind(stored):
+            seq = int(stored.get("slack_edits", 0)) + 1
+            if self.queue_edit(wait, stored, seq):
+                stored["slack_edits"] = seq
             stored["slack_shown"] = _shown(stored)
         return stored
 
     def tell_receivers(self, wait: WaitInfo) -> dict[str, Any]:
         """Tell the people handed a part (`stored["announce_to"]`) on their channels, the way
-        a new wait tells its approvers (a direct message with the buttons); returns the keys
-        to merge into what the wait stores. Runs when due, after the hand-over's commit, and
-        again should it fail; the announcement of a channel is edited to show the new names."""
+        a new wait tells its approvers (a direct message with the buttons, an email); returns
+        the keys to merge into what the wait stores. Runs when due, after the hand-over's
+        commit; what it queues is sent after the commit of its own tick. The announcement of a
+        channel is edited to show the new names."""
         stored = dict(wait.stored or {})
         pending = [p for p in stored.pop(ANNOUNCE_KEY, None) or [] if isinstance(p, str)]
-        notifier = wait.services.notifier
         deciders = self.current_approvers(wait) or []
         people = [p for p in pending if p in deciders]  # handed on again since: not theirs now
-        if notifier is not None and people:
-            targets = slack_targets(None, people, wait.services.authority)
-            if targets:
-                posted = notifier.announce(self.notice(wait), targets)
-                stored["slack_messages"] = [*_messages(stored), *posted]
+        handed = f"handed-{len(handovers(stored))}"  # one message per hand-over
+        if wait.services.notifier is not None and people:
+            recipients = slack_recipients(None, people, wait.services.authority)
+            announced = self.queue_announcement(wait, recipients, handed)
+            if announced:
+                stored["slack_notices"] = [*_notices(stored), *announced]
         reach = wait.services.reach
         if reach is not None and reach.mail and wait.post is not None:
-            handed = f"handed-{len(handovers(stored))}"  # one message per hand-over
             for person in people[:MAX_RECIPIENTS]:
                 address = reach.email_of(person)
                 if address is not None and self.refusal(wait, person) is None:
@@ -485,7 +560,8 @@ class Approval(Handler):
 
     def _message_behind(self, stored: Mapping[str, Any]) -> bool:
         """Whether the announcement shows fewer votes, or an older escalation, than there are."""
-        return bool(_messages(stored)) and stored.get("slack_shown", [0, False]) != _shown(stored)
+        announced = _notices(stored) or _messages(stored)
+        return bool(announced) and stored.get("slack_shown", [0, False]) != _shown(stored)
 
     def notify(
         self, wait: WaitInfo, what: Literal["reminder", "escalated"], stored: dict[str, Any]
@@ -494,14 +570,26 @@ class Approval(Handler):
         (`what` = "escalated"); `stored` is what will be stored with the wait. The engine writes
         the history entry itself. Returns keys to merge into `stored`.
 
-        By default it replies in the thread of the Slack announcement (the message itself is
-        then edited to show who may decide now). Override it to notify some other way;
-        `wait.services.slack` is the raw Slack client. It runs when the timer fires, before
-        the commit, so it may run again if that commit loses a race, or if a later part of
-        the same tick fails: notifications here are at least once."""
-        notifier, messages = wait.services.notifier, _messages(stored)
-        if notifier is not None and messages:
-            notifier.reply(messages, self.notice(wait), what)
+        By default it queues a reply in the thread of each Slack announcement (the message
+        itself is then edited to show who may decide now), sent after the commit of this tick
+        (the outbox). Override it to notify some other way; `wait.post` queues an `Outbound`
+        the same way, and `wait.services.slack` is the raw Slack client: a call to it runs
+        when the timer fires, before the commit, so it may run again if that commit loses a
+        race, or if a later part of the same tick fails: such notifications are at least
+        once."""
+        renderer = _renderer(wait)
+        if renderer is None or wait.post is None:
+            return None
+        text = renderer.reply_text(self.notice(wait), what)
+        round = stored.get("reminders", 0) if what == "reminder" else 0
+        for notice in _notices(stored):
+            key = notice_key(notice["key"], what, round)
+            content = {"text": text}
+            wait.post(self._slack(wait, key, notice["person"], notice["to"], what, content, notice))
+        for message in _messages(stored):  # posted directly by an earlier release
+            key = notice_key(wait.instance_id, wait.key, what, round, *message.values())
+            content = {"text": text, "channel": message["channel"], "ts": message["ts"]}
+            wait.post(self._slack(wait, key, message["channel"], message["channel"], what, content))
         return None
 
     # --- email, and someone's link, through the outbox -----------------------------------------
@@ -699,8 +787,25 @@ def upcoming(
     return [{"what": "due", "at": due_at}] if due_at else []
 
 
+def _renderer(wait: WaitInfo) -> Renderer | None:
+    notifier = wait.services.notifier
+    return notifier if isinstance(notifier, Renderer) else None
+
+
+def _notices(stored: Mapping[str, Any] | None) -> list[dict[str, str]]:
+    """The Slack announcements of a wait queued in the outbox, as its setup stored them."""
+    found = (stored or {}).get("slack_notices")
+    if not isinstance(found, list):
+        return []
+    return [
+        n
+        for n in found
+        if isinstance(n, dict) and all(isinstance(n.get(k), str) for k in ("key", "to", "person"))
+    ]
+
+
 def _messages(stored: Mapping[str, Any] | None) -> list[Message]:
-    """The Slack messages announcing a wait, as its setup stored them."""
+    """The Slack messages announcing a wait that an earlier release posted directly."""
     found = (stored or {}).get("slack_messages")
     if not isinstance(found, list):
         return []

@@ -1,9 +1,13 @@
 """What an approval tells the people who may decide it outside the dashboard (a Slack message),
 and the small interface the engine reaches that surface through.
 
-Pure: an `Approval` builds an `ApprovalNotice` (plain data) and hands it to the `Notifier` the
-engine lends it on `Services`; the runtime's adapter (`engine/runtime/slack.py`) turns notices
-into Block Kit and calls Slack. Without a notifier (no Slack token), nothing is announced.
+Pure: an `Approval` builds an `ApprovalNotice` (plain data) and has the `Notifier` the engine
+lends it on `Services` render it (`Renderer`: Block Kit, made by `engine/runtime/slack.py`);
+the rendered messages are queued in the outbox with the commit that made them due, and the
+outbox's sender calls Slack after it. Without a notifier (no Slack token), nothing is announced.
+
+The `Notifier` methods that call Slack at once (`announce`, `update`, `reply`) are there for
+handlers of your own: such calls run inside a transition and are at least once.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from signoff.engine.core.state import Ending
 
@@ -91,15 +95,37 @@ class Notifier(Protocol):
         ...
 
 
+@runtime_checkable
+class Renderer(Protocol):
+    """What a `Notifier` also does for the built-in `Approval`: the messages, made but not sent
+    (the outbox sends them after the commit)."""
+
+    def render(self, notice: ApprovalNotice) -> dict[str, Any]:
+        """The announcement as it shows the notice now: {"text": ..., "blocks": [...]}."""
+        ...
+
+    def reply_text(self, notice: ApprovalNotice, what: Literal["reminder", "escalated"]) -> str:
+        """The text of a reminder or an escalation posted in the announcement's thread."""
+        ...
+
+
 def slack_targets(
     channel: str | None, approvers: Sequence[str] | None, authority: Authority
 ) -> list[str]:
     """Where an approval is announced: its `slack_channel` when it names one; otherwise a
     direct message to each approver who has a Slack id (mapped in `slack_users`, or written as
     one; groups count by their members); nowhere when neither applies."""
+    return [target for target, _ in slack_recipients(channel, approvers, authority)]
+
+
+def slack_recipients(
+    channel: str | None, approvers: Sequence[str] | None, authority: Authority
+) -> list[tuple[str, str]]:
+    """`slack_targets`, each with whom it reaches: (target, the channel or the person's user
+    name)."""
     if channel:
-        return [channel]
-    found: list[str] = []
+        return [(channel, channel)]
+    found: dict[str, str] = {}
     for name in approvers or ():
         members: Sequence[str] = [name]
         if name.startswith("group:"):
@@ -109,5 +135,5 @@ def slack_targets(
                 member if SLACK_USER_ID.fullmatch(member) else None
             )
             if slack_id and slack_id not in found:
-                found.append(slack_id)
-    return found[:MAX_DIRECT_MESSAGES]
+                found[slack_id] = member
+    return list(found.items())[:MAX_DIRECT_MESSAGES]

@@ -23,8 +23,9 @@ from signoff.engine.core.addresses import checked_address, looks_like_address
 Channel = Literal["email", "slack"]
 EMAIL: Channel = "email"
 SLACK: Channel = "slack"
-# what a message is about: the wait began, a reminder, an escalation, someone's link
-What = Literal["approval", "reminder", "escalated", "link"]
+# what a message is about: the wait began, a reminder, an escalation, someone's link, or (Slack)
+# an edit of the announcement: the votes so far, who may decide now, how the wait ended
+What = Literal["approval", "reminder", "escalated", "link", "edit"]
 MAX_RECIPIENTS = 50  # beyond this many addressed approvers of one approval, the rest get none
 
 # (instance id, approver, thread, event, wait key, expires at) -> (approve URL, deny URL)
@@ -43,8 +44,12 @@ class Outbound:
     instance_id: str
     thread: str | None
     wait_key: str | None
-    message: Mapping[str, str]  # email: subject, text, html; Slack: text
+    # email: subject, text, html; Slack: text, and blocks (a post) or seq (an edit's order)
+    message: Mapping[str, Any]
     asked_by: str | None = None  # "link for someone": who asked for it
+    # a Slack reply or edit: the key of the announcement it answers or edits (the sender
+    # finds where that went once it is sent)
+    parent: str | None = None
 
 
 def notice_key(*parts: object) -> str:

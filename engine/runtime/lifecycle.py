@@ -199,11 +199,12 @@ class Lifecycle:
         try:
             handler = self.handler(work, teardown.wait, teardown.event)
             if handler is not None:
+                queued: list[Outbound] = []
+                info = self.info(work, teardown.thread, teardown.wait, teardown)
                 self.services.call(
-                    handler.teardown,
-                    self.info(work, teardown.thread, teardown.wait, teardown),
-                    teardown.handled,
+                    handler.teardown, replace(info, post=queued.append), teardown.handled
                 )
+                work.outbox.extend(queued)  # written with the commit that records the teardown
             else:
                 work.note(
                     Record(

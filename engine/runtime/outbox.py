@@ -5,10 +5,15 @@ one), retried with backoff, each attempt recorded in the instance's history.
 Every message is claimed with a lease first (`OutboxTable.claim`), so two processes never send
 the same one at once, and marked sent before the lease is released. A process killed between
 the commit and the send only delays the message: its row is pending, and the next sender takes
-it (after the lease, if the killed process had claimed it). A process killed after the server
-accepted the message but before marking it sent leaves it to be sent again, with the same
-Message-ID (made from the message's idempotency key), by which mail systems drop the copy:
-delivery is at least once, never twice for a retry of an attempt that was marked.
+it (after the lease, if the killed process had claimed it).
+
+A process killed after the service accepted a message but before marking it sent leaves it to
+be tried again. An email then goes again with the same Message-ID (made from the message's
+idempotency key), by which mail systems drop the copy. A Slack post carries its key in its
+metadata; a sender that takes a message tried before (a failed attempt, or a claim whose lease
+ran out) first looks for that key among the channel's latest messages and, when it finds it,
+records that post instead of posting again. Edits of an announcement wait until it is sent,
+and are dropped with it; an older edit is not sent after a newer one.
 
 A message whose wait ended before it went (the request was decided, the instance moved on) is
 dropped, not sent: its links could decide nothing.
@@ -18,11 +23,13 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from signoff.engine.core.enums import HistoryKind, ThreadStatus
+from signoff.engine.core.notices import SLACK_USER_ID
 from signoff.engine.core.outbound import EMAIL, SLACK
 from signoff.engine.core.records import Record
 from signoff.engine.core.stored import read_state
@@ -34,8 +41,27 @@ from signoff.engine.storage.store import Store
 log = logging.getLogger("signoff.engine.outbox")
 
 DEFAULT_LEASE = timedelta(seconds=60)  # longer than a send may take (the mailer's timeout)
+PARENT_WAIT = timedelta(seconds=1)  # an edit or reply looks again this soon for its announcement
+LOOKBACK = 100  # how many of a channel's latest messages are searched for an earlier post
+NOTICE_EVENT = "signoff_notice"  # the metadata event type of every Slack post
 MAX_ATTEMPTS = 12  # 1, 2, 4 ... 1024 s apart, then given up (about 34 minutes in all)
 MAX_DELAY = timedelta(minutes=10)
+
+
+class _Later(Exception):
+    """Not a failure: the message waits for its announcement to be sent."""
+
+    def __init__(self, until: datetime) -> None:
+        super().__init__(until)
+        self.until = until
+
+
+class _Drop(Exception):
+    """Not a failure: the message has nothing left to do."""
+
+    def __init__(self, reason: str, *, told: bool = True) -> None:
+        super().__init__(reason)
+        self.reason, self.told = reason, told
 
 
 class EmailSender(Protocol):
@@ -125,7 +151,7 @@ class Outbox:
         channel, what = row["channel"], row["what"]
         base = {"channel": channel, "to": row["address"], "what": what, "key": key}
         base.update(wait_key=row["wait_key"])
-        if not self._still_open(row):
+        if what != "edit" and not self._still_open(row):  # an edit may say how it ended
             self.table.settle(
                 key,
                 owner,
@@ -142,7 +168,28 @@ class Outbox:
             )
             return False
         try:
-            self._send(row, now)
+            result = self._send(row, now)
+        except _Later as later:  # an edit or reply whose announcement has not gone yet
+            self.table.settle(key, owner, {"next_at": later.until}, instance_id, None)
+            return False
+        except _Drop as drop:
+            self.table.settle(
+                key,
+                owner,
+                {"status": DROPPED, "error": drop.reason},
+                instance_id,
+                Record(
+                    now,
+                    HistoryKind.NOTICE_DROPPED,
+                    thread=row["thread"],
+                    name=person,
+                    message=f"{_kind(channel)} to {person} not sent: {drop.reason}",
+                    detail=base,
+                )
+                if drop.told
+                else None,
+            )
+            return False
         except Exception as exc:
             attempts = int(row["attempts"]) + 1
             error = brief(exc) if not isinstance(exc, Unavailable) else str(exc)
@@ -180,12 +227,18 @@ class Outbox:
                 ),
             )
             return False
-        verb = "emailed" if channel == EMAIL else "sent a Slack message to"
-        told = f"{verb} {person} {now:%H:%M}" + (" (their link)" if what == "link" else "")
+        told = f"{_verb(channel, what)} {person} {now:%H:%M}" + (
+            " (their link)" if what == "link" else ""
+        )
+        values = {"status": SENT, "sent_at": now, "attempts": int(row["attempts"]) + 1}
+        if result is not None:
+            if result.pop("found", False):
+                told += " (an earlier attempt had posted it: not posted again)"
+            values["result"] = json.dumps(result)
         self.table.settle(
             key,
             owner,
-            {"status": SENT, "sent_at": now, "attempts": int(row["attempts"]) + 1, "error": None},
+            {**values, "error": None},
             instance_id,
             Record(
                 now,
@@ -199,26 +252,125 @@ class Outbox:
         log.info("%s (instance %s)", told, instance_id)
         return True
 
-    def _send(self, row: dict[str, Any], now: datetime) -> None:
+    def _send(self, row: dict[str, Any], now: datetime) -> dict[str, Any] | None:
+        """Send one message; for Slack, returns where it is ({"channel", "ts"}, and "found"
+        when an earlier attempt had posted it)."""
         content = json.loads(row["message"])
         if row["channel"] == EMAIL:
             if self.mailer is None:
                 raise Unavailable("no mailer is configured (SIGNOFF_SMTP_URL)")
             self.mailer.send(row["address"], content, row["id"], now)
-        elif row["channel"] == SLACK:
+            return None
+        if row["channel"] == SLACK:
             if self.slack is None:
                 raise Unavailable("Slack is not configured (SLACK_BOT_TOKEN)")
-            from signoff.engine.runtime.slack import call_slack
+            return self._send_slack(row, content, now)
+        raise Unavailable(f"unknown channel {row['channel']!r}")
 
+    def _send_slack(
+        self, row: dict[str, Any], content: dict[str, Any], now: datetime
+    ) -> dict[str, Any]:
+        from signoff.engine.runtime.slack import call_slack
+
+        key = row["id"]
+        thread = self._parent(row, content, now) if row["parent"] or "ts" in content else None
+        if row["what"] == "edit":
+            if thread is None:
+                raise _Drop("an edit that names no message", told=False)
+            if row["parent"] and self.table.newer_edit(row["parent"], int(content.get("seq", 0))):
+                raise _Drop("a newer edit replaces it", told=False)
             call_slack(
                 self.slack,
-                "chat.postMessage",
-                channel=row["address"],
+                "chat.update",
+                channel=thread["channel"],
+                ts=thread["ts"],
                 text=content.get("text", ""),
-                unfurl_links=False,
+                blocks=content.get("blocks") or [],
             )
-        else:
-            raise Unavailable(f"unknown channel {row['channel']!r}")
+            return dict(thread)
+        if row["attempts"] or row.get("taken_over"):
+            # an earlier attempt may have posted it and died, or lost Slack's answer
+            found = self._earlier_post(row["address"], key, thread)
+            if found is not None:
+                return {**found, "found": True}
+        args: dict[str, Any] = {
+            "channel": thread["channel"] if thread else row["address"],
+            "text": content.get("text", ""),
+            "unfurl_links": False,
+            "metadata": {"event_type": NOTICE_EVENT, "event_payload": {"key": key}},
+        }
+        if content.get("blocks"):
+            args["blocks"] = content["blocks"]
+        if thread is not None:
+            args["thread_ts"] = thread["ts"]
+        answer = call_slack(self.slack, "chat.postMessage", **args)
+        return {"channel": str(answer.get("channel")), "ts": str(answer.get("ts"))}
+
+    def _parent(
+        self, row: dict[str, Any], content: dict[str, Any], now: datetime
+    ) -> dict[str, str]:
+        """Where the announcement a reply or an edit belongs to went; raises `_Later` while it
+        has not gone yet, `_Drop` when it never will."""
+        if "ts" in content:  # a message an earlier release posted directly
+            return {"channel": str(content["channel"]), "ts": str(content["ts"])}
+        parent = self.table.message(row["parent"])
+        if parent is not None and parent["status"] == PENDING and parent["next_at"] <= now:
+            self.deliver(parent["id"], now)  # due and free: send it first, here
+            parent = self.table.message(row["parent"])
+        if parent is None:
+            raise _Drop("its announcement is not in the outbox")
+        if parent["status"] == PENDING:
+            raise _Later(max(now + PARENT_WAIT, parent["next_at"]))
+        if parent["status"] == SENT and parent.get("result"):
+            found = json.loads(parent["result"])
+            return {"channel": str(found["channel"]), "ts": str(found["ts"])}
+        raise _Drop(f"its announcement was not sent ({parent['status']})")
+
+    def _earlier_post(
+        self, address: str, key: str, thread: dict[str, str] | None
+    ) -> dict[str, str] | None:
+        """The post an earlier attempt made of the message `key`, looked for by its metadata
+        among the latest messages of its channel (or thread); None when there is none. A
+        failure to look is the attempt's failure: posting blind could post twice."""
+        from signoff.engine.runtime.slack import call_slack
+
+        try:
+            if thread is not None:
+                channel = thread["channel"]
+                answer = call_slack(
+                    self.slack,
+                    "conversations.replies",
+                    read=True,
+                    channel=channel,
+                    ts=thread["ts"],
+                    limit=LOOKBACK,
+                    include_all_metadata=True,
+                )
+            else:
+                channel = address
+                if SLACK_USER_ID.fullmatch(address):  # a direct message: its conversation
+                    opened = call_slack(self.slack, "conversations.open", users=address)
+                    channel = str((opened.get("channel") or {}).get("id") or address)
+                answer = call_slack(
+                    self.slack,
+                    "conversations.history",
+                    read=True,
+                    channel=channel,
+                    limit=LOOKBACK,
+                    include_all_metadata=True,
+                )
+        except Unavailable as exc:
+            raise Unavailable(
+                f"could not check whether an earlier attempt posted it: {exc}", exc.retry_after
+            ) from exc
+        for message in answer.get("messages") or []:
+            metadata = message.get("metadata") if isinstance(message, dict) else None
+            if not isinstance(metadata, dict) or metadata.get("event_type") != NOTICE_EVENT:
+                continue
+            payload = metadata.get("event_payload")
+            if isinstance(payload, dict) and payload.get("key") == key:
+                return {"channel": channel, "ts": str(message.get("ts"))}
+        return None
 
     def _still_open(self, row: dict[str, Any]) -> bool:
         """Whether the wait the message is about is still the open one."""
@@ -241,6 +393,17 @@ class Outbox:
 
 def _kind(channel: str) -> str:
     return "email" if channel == EMAIL else "Slack message"
+
+
+def _verb(channel: str, what: str) -> str:
+    """How the history says a message went: "emailed", "sent a Slack message to", ..."""
+    if channel == EMAIL:
+        return "emailed"
+    return {
+        "edit": "updated the Slack message to",
+        "reminder": "sent a Slack reminder to",
+        "escalated": "sent a Slack escalation notice to",
+    }.get(what, "sent a Slack message to")
 
 
 def link_for(
@@ -309,3 +472,52 @@ def link_for(
     outbox.table.enqueue([outbox_row(message, now)], record)
     outbox.queued()
     return where
+
+
+def latest_deliveries(
+    rows: list[dict[str, Any]], now: datetime, *, addresses: bool
+) -> list[dict[str, Any]]:
+    """The latest message per wait, person and channel among an instance's outbox rows
+    (oldest first), each with its state in words; addresses only when `addresses`."""
+    latest: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for row in rows:
+        latest[(row["thread"], row["wait_key"], row["person"], row["channel"])] = row
+    found = []
+    for row in latest.values():
+        status, person, channel = row["status"], row["person"], row["channel"]
+        at = row["sent_at"] if status == SENT else row["next_at"]
+        if status == SENT:
+            words = f"{_verb(channel, row['what'])} {person} {at:%H:%M}"
+        elif status == DROPPED:
+            why = row["error"] or "dropped"
+            if why == "the wait ended before it was sent":
+                why = "the wait ended first"
+            words = f"{_kind(channel)} to {person} not sent: {why}"
+        elif status == FAILED:
+            words = (
+                f"{_kind(channel)} to {person} failed: {row['error']}; "
+                f"gave up after {row['attempts']} attempts"
+            )
+        elif row["attempts"]:
+            delay = timedelta(seconds=max(math.ceil((at - now).total_seconds()), 0))
+            words = f"{_kind(channel)} to {person} failed: {row['error']}, " + (
+                f"retrying in {in_words(delay)}" if delay else "retrying now"
+            )
+        else:
+            words = f"{_kind(channel)} to {person} waiting to be sent"
+        shown = {
+            "thread": row["thread"],
+            "wait_key": row["wait_key"],
+            "person": person,
+            "channel": channel,
+            "what": row["what"],
+            "status": status,
+            "attempts": row["attempts"],
+            "error": row["error"],
+            "at": at,
+            "words": words,
+        }
+        if addresses:
+            shown["address"] = row["address"]
+        found.append(shown)
+    return found

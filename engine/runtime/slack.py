@@ -1,9 +1,12 @@
 """The Slack side of approvals: turns `ApprovalNotice`s into Block Kit and calls the Web API
 (`chat.postMessage`, `chat.update`) through slack-sdk's `WebClient`.
 
-Every failure (429 with Retry-After, a 5xx, a network error, Slack saying `ok: false`) is raised
-as `Unavailable`, which the engine's setup/teardown/timer retry path takes: the call is tried
-again later, the failure shows on the instance page, and the workflow never waits for Slack.
+The built-in `Approval` has the notifier render its messages (`render`, `reply_text`) and
+queues them in the outbox; `engine/runtime/outbox.py` makes the calls after the commit. Every
+failure (429 with Retry-After, a 5xx, a network error, Slack saying `ok: false`) is raised as
+`Unavailable`: the outbox tries again later, the failure shows on the instance page, and the
+workflow never waits for Slack. `announce`, `update` and `reply` call Slack at once, for
+handlers of your own (at least once: they run inside a transition).
 
 The buttons' values carry the instance id, the wait key and the event (`button_value`); the
 interactivity endpoint (`signoff.web.slack`) reads them back with `read_button_value`.
@@ -109,16 +112,7 @@ class SlackNotifier:
         notice: ApprovalNotice,
         what: Literal["reminder", "escalated"],
     ) -> None:
-        if what == "escalated":
-            text = (
-                f":arrow_up: Escalated: {self.who(notice.deciders)} may decide this now "
-                f"({escape(notice.title)})."
-            )
-        else:
-            text = (
-                f":bell: Reminder: this still waits for a decision from "
-                f"{self.who(notice.deciders)} ({escape(notice.title)})."
-            )
+        text = self.reply_text(notice, what)
         for message in messages:
             self._call(
                 "chat.postMessage",
@@ -127,6 +121,22 @@ class SlackNotifier:
                 text=text,
                 unfurl_links=False,
             )
+
+    # --- the Renderer interface: the messages the outbox sends ---------------------------------
+
+    def render(self, notice: ApprovalNotice) -> dict[str, Any]:
+        return {"text": self.summary(notice), "blocks": self.blocks(notice)}
+
+    def reply_text(self, notice: ApprovalNotice, what: Literal["reminder", "escalated"]) -> str:
+        if what == "escalated":
+            return (
+                f":arrow_up: Escalated: {self.who(notice.deciders)} may decide this now "
+                f"({escape(notice.title)})."
+            )
+        return (
+            f":bell: Reminder: this still waits for a decision from "
+            f"{self.who(notice.deciders)} ({escape(notice.title)})."
+        )
 
     # --- what the message says -----------------------------------------------------------------
 
@@ -284,12 +294,16 @@ class SlackNotifier:
         return call_slack(self.client, method, **args)
 
 
-def call_slack(client: Any, method: str, **args: Any) -> Mapping[str, Any]:
-    """Call one Web API method; every failure is raised as `Unavailable`."""
+def call_slack(client: Any, method: str, *, read: bool = False, **args: Any) -> Mapping[str, Any]:
+    """Call one Web API method (`read`: one that takes its arguments in the query, such as
+    `conversations.history`); every failure is raised as `Unavailable`."""
     from slack_sdk.errors import SlackApiError, SlackClientError
 
     try:
-        answer = client.api_call(method, json=args)
+        if read:
+            answer = client.api_call(method, http_verb="GET", params=args)
+        else:
+            answer = client.api_call(method, json=args)
     except SlackApiError as exc:
         status = exc.response.status_code
         error = exc.response.get("error") if isinstance(exc.response.data, dict) else None

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
-# A Slack call runs inside a transition (setup posts, teardown edits): never wait long for it.
-# A slow or failed call is retried through the handler's retry path instead.
+# Never wait long for a Slack call (the outbox's sender, a handler's own call, the interactivity
+# worker): a slow or failed call is retried later instead.
 TIMEOUT_SECONDS = 10
 
 

@@ -37,6 +37,7 @@ def outbox_row(o: Outbound, now: datetime) -> dict[str, Any]:
         "what": o.what,
         "message": json.dumps(dict(o.message), ensure_ascii=True),
         "asked_by": o.asked_by[:200] if o.asked_by else None,
+        "parent": o.parent,
         "status": PENDING,
         "attempts": 0,
         "next_at": now,
@@ -87,7 +88,9 @@ class OutboxTable:
                         c.next_at <= now,
                         or_(c.lease_until.is_(None), c.lease_until <= now),
                     )
-                    .order_by(c.next_at)
+                    # at the same time, announcements before the replies and edits that
+                    # need them
+                    .order_by(c.next_at, c.parent.is_not(None), c.created_at)
                     .limit(limit)
                 ).scalars()
             )
@@ -103,9 +106,15 @@ class OutboxTable:
 
     def claim(self, key: str, owner: str, now: datetime, until: datetime) -> dict[str, Any] | None:
         """Take the lease on one due message; its row, or None when another sender has it
-        (or it is no longer pending)."""
+        (or it is no longer pending). The row's `taken_over` says whether an earlier sender
+        had claimed it and let its lease run out without settling it: it may have died after
+        the service took the message."""
         c = OUTBOX.c
         with self.store.write() as conn:
+            before = conn.execute(select(c.lease_owner).where(c.id == key)).first()
+            if before is None:
+                return None
+            earlier = before[0]
             done = conn.execute(
                 update(OUTBOX)
                 .where(
@@ -113,13 +122,15 @@ class OutboxTable:
                     c.status == PENDING,
                     c.next_at <= now,
                     or_(c.lease_until.is_(None), c.lease_until <= now),
+                    c.lease_owner.is_(None) if earlier is None else c.lease_owner == earlier,
                 )
                 .values(lease_owner=owner, lease_until=until)
             )
             if done.rowcount != 1:
                 return None
-            row = conn.execute(select(OUTBOX).where(c.id == key)).mappings().one()
-            return dict(row)
+            row = dict(conn.execute(select(OUTBOX).where(c.id == key)).mappings().one())
+            row["taken_over"] = earlier is not None
+            return row
 
     def settle(
         self,
@@ -164,6 +175,8 @@ class OutboxTable:
                     c.created_at,
                     c.sent_at,
                     c.error,
+                    c.parent,
+                    c.result,
                 )
                 .where(c.instance_id == instance_id)
                 .order_by(c.created_at, c.id)
@@ -175,3 +188,23 @@ class OutboxTable:
         with self.store.db.connect() as conn:
             row = conn.execute(select(OUTBOX).where(OUTBOX.c.id == key)).mappings().first()
             return dict(row) if row is not None else None
+
+    def newer_edit(self, parent: str, seq: int) -> bool:
+        """Whether an edit of the announcement `parent` newer than `seq` is pending or sent
+        (an older edit then has nothing left to say)."""
+        c = OUTBOX.c
+        with self.store.db.connect() as conn:
+            rows = conn.execute(
+                select(c.message).where(
+                    c.parent == parent, c.what == "edit", c.status.in_((PENDING, SENT))
+                )
+            ).scalars()
+            return any(_seq(m) > seq for m in rows)
+
+
+def _seq(message: str) -> int:
+    try:
+        found = json.loads(message).get("seq", 0)
+    except (ValueError, AttributeError):
+        return 0
+    return found if isinstance(found, int) else 0

@@ -85,6 +85,7 @@ OUTBOX_COLUMNS = (
     "attempts",
     "next_at",
     "created_at",
+    "parent",
 )
 _HISTORY_COLUMNS = (
     "instance_id",

@@ -211,7 +211,7 @@ DELEGATIONS = Table(
 # The outbox: one row per message to a person outside the dashboard (an email, a Slack message),
 # written in the commit that made it due and sent after it (`runtime/outbox.py`). The id is the
 # message's idempotency key; `status` is pending, sent, failed (given up) or dropped (its wait
-# ended first).
+# ended first, or its announcement was never sent).
 OUTBOX = Table(
     "signoff_outbox",
     METADATA,
@@ -233,6 +233,10 @@ OUTBOX = Table(
     Column("created_at", UTCDateTime(), nullable=False),
     Column("sent_at", UTCDateTime()),
     Column("error", LONG_TEXT),
+    # a Slack reply or edit: the announcement it belongs to (its outbox id)
+    Column("parent", String(64)),
+    # where a Slack post went once sent ({"channel": ..., "ts": ...}), as JSON
+    Column("result", LONG_TEXT),
     Index("ix_signoff_outbox_due", "status", "next_at"),
     Index("ix_signoff_outbox_instance", "instance_id", "created_at"),
     **TABLE_OPTIONS,
