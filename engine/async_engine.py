@@ -83,6 +83,11 @@ class AsyncEngine:
     deliver_notices = _awaitable(Engine.deliver_notices)
     notices = _awaitable(Engine.notices)
     send_link = _awaitable(Engine.send_link)
+    deliveries = _awaitable(Engine.deliveries)
+    announcements = _awaitable(Engine.announcements)
+    inbox = _awaitable(Engine.inbox)
+    inbox_count = _awaitable(Engine.inbox_count)
+    may_see = _awaitable(Engine.may_see)
 
     def remember_groups(self, user: str, groups: Iterable[str]) -> None:
         """`Engine.remember_groups`: memory only, nothing to wait for."""
