@@ -395,20 +395,27 @@ def test_slack_answers_429_then_500_then_recovers(
 
     engine.run_due(clock.advance(seconds=29))  # not before Slack said
     assert len(slack.calls) == 1
-    slack.fail_next(1, 500)  # the retry first looks for an earlier post: that call fails
+    # a 429 posted nothing, so the retry posts without looking; it gets a 500, which may
+    # have posted: the next attempt looks for its key first, finds nothing, and posts
+    slack.fail_next(1, 500)
     engine.run_due(clock.advance(seconds=1))
-    assert slack.called("conversations.history") == [
-        {"channel": "C0APPROVALS", "limit": "100", "include_all_metadata": "1"}
-    ]
+    assert slack.called("conversations.history") == []
+    slack.fail_next(1, 500)  # the look itself fails: that attempt fails, it never posts blind
     engine.run_due(clock.advance(seconds=2))
-    message = the_message(slack, engine)  # posted once: the 429 posted nothing
     assert len(slack.called("chat.postMessage")) == 2
+    engine.run_due(clock.advance(seconds=4))
+    look = {"channel": "C0APPROVALS", "limit": "100", "include_all_metadata": "1"}
+    assert slack.called("conversations.history") == [look, look]
+    message = the_message(slack, engine)  # posted once
+    assert len(slack.called("chat.postMessage")) == 3
     told = [h.message for h in engine.history(iid) if h.kind.startswith("notice")]
     assert told == [
         f"{refused}, retrying in 30 s",
+        "Slack message to C0APPROVALS failed: Slack refused chat.postMessage: internal_error "
+        "(HTTP 500), retrying in 2 s",
         "Slack message to C0APPROVALS failed: could not check whether an earlier attempt "
         "posted it: Slack refused conversations.history: internal_error (HTTP 500), "
-        "retrying in 2 s",
+        "retrying in 4 s",
         f"sent a Slack message to C0APPROVALS {clock.now:%H:%M}",
     ]
     [row] = engine.deliveries(iid, "bob")
@@ -434,7 +441,7 @@ def test_slack_answers_429_then_500_then_recovers(
     assert f"*Approved* by <@{BOB}>" in message.words() and message.buttons() == {}
     assert len(slack.posted()) == 1 and message.edits == 1
     kinds = [h.kind for h in engine.history(iid) if "failed" in h.kind]
-    assert kinds == ["notice failed"] * 3
+    assert kinds == ["notice failed"] * 4  # three attempts at the post, one at the edit
 
 
 def test_check_event_says_what_send_would_and_changes_nothing(engine: Engine) -> None:

@@ -10,8 +10,9 @@ it (after the lease, if the killed process had claimed it).
 A process killed after the service accepted a message but before marking it sent leaves it to
 be tried again. An email then goes again with the same Message-ID (made from the message's
 idempotency key), by which mail systems drop the copy. A Slack post carries its key in its
-metadata; a sender that takes a message tried before (a failed attempt, or a claim whose lease
-ran out) first looks for that key among the channel's latest messages and, when it finds it,
+metadata; a sender that takes a message an earlier attempt may have posted (one that failed
+without Slack saying no: a timeout, a lost answer, a 5xx; or a claim whose lease ran out) first
+looks for that key among the channel's latest messages and, when it finds it,
 records that post instead of posting again. Edits of an announcement wait until it is sent,
 and are dropped with it; an older edit is not sent after a newer one.
 
@@ -191,7 +192,11 @@ class Outbox:
             )
             return False
         except Exception as exc:
+            from signoff.engine.runtime.slack import SlackRefused
+
             attempts = int(row["attempts"]) + 1
+            # unless the service said no, it may have taken the message before failing
+            maybe_sent = channel == SLACK and not isinstance(exc, SlackRefused)
             error = brief(exc) if not isinstance(exc, Unavailable) else str(exc)
             error = error[:1000]
             if attempts >= MAX_ATTEMPTS:
@@ -211,6 +216,8 @@ class Outbox:
                 told = (
                     f"{_kind(channel)} to {person} failed: {error}, retrying in {in_words(delay)}"
                 )
+            if maybe_sent:
+                values["maybe_sent"] = True
             log.warning("%s (instance %s)", told, instance_id)
             self.table.settle(
                 key,
@@ -288,7 +295,7 @@ class Outbox:
                 blocks=content.get("blocks") or [],
             )
             return dict(thread)
-        if row["attempts"] or row.get("taken_over"):
+        if row.get("maybe_sent") or row.get("taken_over"):
             # an earlier attempt may have posted it and died, or lost Slack's answer
             found = self._earlier_post(row["address"], key, thread)
             if found is not None:

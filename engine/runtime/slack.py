@@ -294,6 +294,11 @@ class SlackNotifier:
         return call_slack(self.client, method, **args)
 
 
+class SlackRefused(Unavailable):
+    """Slack answered the call with a refusal (429, or `ok: false`): it did nothing, so a
+    message it refused was certainly not posted."""
+
+
 def call_slack(client: Any, method: str, *, read: bool = False, **args: Any) -> Mapping[str, Any]:
     """Call one Web API method (`read`: one that takes its arguments in the query, such as
     `conversations.history`); every failure is raised as `Unavailable`."""
@@ -309,7 +314,8 @@ def call_slack(client: Any, method: str, *, read: bool = False, **args: Any) -> 
         error = exc.response.get("error") if isinstance(exc.response.data, dict) else None
         retry_after = _seconds(exc.response.headers.get("Retry-After"))
         wait = f"; it asks us to wait {retry_after:g} s" if retry_after else ""
-        raise Unavailable(
+        refused = status == 429 or (status < 500 and error is not None)
+        raise (SlackRefused if refused else Unavailable)(
             f"Slack refused {method}: {error or 'no reason given'} (HTTP {status}){wait}",
             retry_after,
         ) from exc

@@ -11,6 +11,7 @@ from typing import Any
 
 from signoff.engine.storage.migrations import LONG_TEXT, TABLE_OPTIONS
 from sqlalchemy import (
+    Boolean,
     Column,
     DateTime,
     Index,
@@ -19,6 +20,7 @@ from sqlalchemy import (
     String,
     Table,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.dialects import mysql
 from sqlalchemy.types import TypeDecorator, TypeEngine
@@ -237,6 +239,9 @@ OUTBOX = Table(
     Column("parent", String(64)),
     # where a Slack post went once sent ({"channel": ..., "ts": ...}), as JSON
     Column("result", LONG_TEXT),
+    # an attempt failed in a way that leaves open whether the service took it (a timeout, a
+    # lost answer, a 5xx): the next attempt looks for it before posting again
+    Column("maybe_sent", Boolean, nullable=False, server_default=false()),
     Index("ix_signoff_outbox_due", "status", "next_at"),
     Index("ix_signoff_outbox_instance", "instance_id", "created_at"),
     **TABLE_OPTIONS,

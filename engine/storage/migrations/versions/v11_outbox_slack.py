@@ -1,6 +1,7 @@
 """Slack notices through the outbox (issue 23): a reply or an edit names the announcement it
 belongs to (`parent`), and a sent post keeps where it went (`result`: its channel and ts), so
-later edits and thread replies find it.
+later edits and thread replies find it; `maybe_sent` marks a message an attempt may have
+posted before it failed (a timeout, a lost answer), which the next attempt looks for first.
 
 Revision ID: 0011
 Revises: 0010
@@ -25,10 +26,17 @@ def upgrade() -> None:
         op.add_column("signoff_outbox", sa.Column("parent", sa.String(64)), schema=schema)
     if "result" not in found:
         op.add_column("signoff_outbox", sa.Column("result", LONG_TEXT), schema=schema)
+    if "maybe_sent" not in found:
+        op.add_column(
+            "signoff_outbox",
+            sa.Column("maybe_sent", sa.Boolean(), nullable=False, server_default=sa.false()),
+            schema=schema,
+        )
 
 
 def downgrade() -> None:
     schema = target_schema()
     with op.batch_alter_table("signoff_outbox", schema=schema) as batch:
+        batch.drop_column("maybe_sent")
         batch.drop_column("result")
         batch.drop_column("parent")
