@@ -61,7 +61,11 @@ def test_what_happens_inside_a_wait_and_an_open_wait_so_far() -> None:
         entry(0, "started", thread=None),
         entry(0, "waiting", name="sign-off", detail={"events": ["decision"],
                                                      "approvers": ["alice", "bob"]}),
+        entry(1, "notice failed", name="decision", detail={"key": "k1", "attempt": 1},
+              message="email to bob failed: 451 try later, retrying in 1 s"),
         entry(1, "notice sent", name="decision", message="emailed alice (alice@example.com)"),
+        entry(2, "notice failed", name="decision", detail={"key": "k1", "attempt": 2},
+              message="email to bob failed: 451 try later, retrying in 2 s"),
         entry(240, "reminder", name="decision", via="timer", detail={"count": 1}),
         entry(1440, "escalated", name="decision", via="timer", detail={"approvers": ["carol"]}),
         entry(1500, "vote", name="decision", actor="bob", via="web"),
@@ -77,6 +81,11 @@ def test_what_happens_inside_a_wait_and_an_open_wait_so_far() -> None:
     assert wait.current and wait.took == 26 * 3600
     assert [(n.kind, n.text) for n in wait.notes] == [
         ("notice sent", "emailed alice (alice@example.com) after 1 min"),
+        # a message tried again is one line, its latest attempt
+        (
+            "notice failed",
+            "email to bob failed: 451 try later, retrying in 2 s after 2 min (attempt 2)",
+        ),
         ("reminder", "Reminder 1 sent after 4 h"),
         ("escalated", "Escalated to carol after 1 d"),
         ("vote", "bob approved after 1 d 1 h: one vote of those needed"),

@@ -59,6 +59,7 @@ class Note:
     at: datetime
     kind: str
     text: str
+    key: str | None = None  # a message's outbox key: its failed attempts make one line
 
 
 @dataclass(frozen=True)
@@ -129,7 +130,11 @@ def timeline(history: Sequence[HistoryEntry], now: datetime, *, ended: bool) -> 
             wait = waits[h.thread or "main"]
             if kind == "escalated":
                 wait.escalated += [str(n) for n in detail.get("approvers") or ()]
-            wait.notes.append(Note(h.at, kind, _inside(h, detail, h.at - wait.began)))
+            key = str(detail["key"]) if detail.get("key") else None
+            if kind == "notice failed" and key is not None:
+                # a message retried a dozen times is one line: its latest attempt
+                wait.notes[:] = [n for n in wait.notes if (n.kind, n.key) != (kind, key)]
+            wait.notes.append(Note(h.at, kind, _inside(h, detail, h.at - wait.began), key))
         elif kind in INSIDE:  # no open wait to put it in (an old or partial history)
             moments.append(Moment(h.at, kind, _inside(h, detail, None), h.actor, h.via))
         elif kind == "decision":
@@ -251,4 +256,7 @@ def _inside(h: HistoryEntry, detail: Mapping[str, Any], into: Any) -> str:
         return f"Escalated to {_names(detail.get('approvers') or ['more people'])}{after}"
     if h.kind == "vote":
         return f"{h.actor or 'Someone'} approved{after}: one vote of those needed"
+    attempt = detail.get("attempt")
+    if h.kind == "notice failed" and isinstance(attempt, int) and attempt > 1:
+        after += f" (attempt {attempt})"
     return (h.message or h.kind) + after
