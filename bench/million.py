@@ -261,7 +261,7 @@ def worker_rss(url: str, settle: float) -> float:
             url,
             "--workflows",
             "bench.million_flows",
-        ],  # fmt: skip
+        ],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -292,8 +292,8 @@ def check(url: str) -> dict[str, Any]:
     env = {**os.environ, "PYTHONPATH": f"{ROOT.parent}{os.pathsep}{ROOT}"}
     started = time.perf_counter()
     done = subprocess.run(
-        [sys.executable, "-c", code, "check", "--db", url, "--workflows", "bench.million_flows"]
-        + ["--json"],
+        [sys.executable, "-c", code, "check", "--db", url]
+        + ["--workflows", "bench.million_flows", "--json"],
         capture_output=True,
         text=True,
         env=env,
