@@ -184,6 +184,13 @@ def test_a_first_release_database_is_upgraded_in_place_and_its_instance_continue
     clock = Clock(datetime(2026, 1, 6, 10, 0, tzinfo=UTC))
     old = create_engine(any_url)
     first_release_database(old)
+    with old.begin() as conn:  # someone who took part: sent it an event
+        conn.execute(
+            text(
+                "INSERT INTO signoff_history (instance_id, at, kind, actor) "
+                "VALUES ('exp-1', '2026-01-05 09:30:00', 'event', 'bob')"
+            )
+        )
     old.dispose()
 
     with pytest.raises(SchemaOutdated, match=r"run `signoff db upgrade --db URL`"):
@@ -197,6 +204,11 @@ def test_a_first_release_database_is_upgraded_in_place_and_its_instance_continue
 
     engine = Engine(any_url, [Expense], clock=clock, migrate=False)
     try:
+        # who sees it was filled in from what was stored: its approver and who took part
+        seen = {who: [i.id for i in engine.list(actor=who)] for who in ("alice", "bob", "carol")}
+        assert seen == {"alice": ["exp-1"], "bob": ["exp-1"], "carol": []}
+        assert [r["instance_id"] for r in engine.inbox("alice")] == ["exp-1"]
+        assert engine.inbox("bob") == []
         [request] = engine.open_approvals()
         # the upgrade gave the old wait row its key, so the inbox's stale-click check works
         assert (request["instance_id"], request["key"]) == ("exp-1", "main:0")
