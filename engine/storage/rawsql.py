@@ -1285,21 +1285,21 @@ class _PgCommit:
                 "ON CONFLICT (id) DO NOTHING)"
             )
         rows_of = "json_to_recordset(%(p_rows)s::json) AS x(role text, person text)"
-        written, deciders = people
+        people_written, deciders = people
         if deciders:
             # every CTE reads one snapshot: a row deleted here would still block its own
             # insert below, so the rows still named are kept rather than deleted and inserted
             kept = (
                 f" AND NOT EXISTS (SELECT 1 FROM {rows_of} "
                 "WHERE x.role = p.role AND x.person = p.person)"
-                if written
+                if people_written
                 else ""
             )
             ctes.append(
                 f"pd AS (DELETE FROM {self.people} p WHERE p.instance_id IN (SELECT id FROM k) "
                 f"AND p.role <> '{ACTED}'{kept})"
             )
-        if written:
+        if people_written:
             ctes.append(
                 f"pi AS (INSERT INTO {self.people} (instance_id, role, person) "
                 f"SELECT k.id, x.role, x.person FROM k, {rows_of} ON CONFLICT DO NOTHING)"

@@ -110,7 +110,8 @@ def fill(conn: sa.Connection, schema: str | None) -> None:
             names = json.loads(approvers) if approvers is not None else [""]
         except ValueError:  # unreadable: names nobody, as it matched nobody's name before
             names = []
-        if approvers is not None and isinstance(names, list):  # only names someone can be: "" is "anyone"
+        # only names someone can be: "" is "anyone"
+        if approvers is not None and isinstance(names, list):
             names = [n for n in names if isinstance(n, str) and 0 < len(n) <= 250]
             names = [n for n in names if "\x00" not in n]
         if isinstance(names, list):
