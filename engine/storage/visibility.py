@@ -8,6 +8,10 @@ asked for by id (`can_see`) is shown also to those an approval of it asked once 
 "waiting" entries name them): the request they were sent, by Slack, mail or link, still opens
 and tells them how it ended. Operators and viewers see everything: the caller does not ask then
 (`Authority.sees_all`).
+
+Lists and counts read the rule from the participants table (`tables.PARTICIPANTS`, kept by
+each commit from the rows it writes, `participants`): one index range per identity, whatever
+the number of instances; `can_see` reads one instance's own rows.
 """
 
 from __future__ import annotations
