@@ -184,6 +184,13 @@ def test_a_first_release_database_is_upgraded_in_place_and_its_instance_continue
     clock = Clock(datetime(2026, 1, 6, 10, 0, tzinfo=UTC))
     old = create_engine(any_url)
     first_release_database(old)
+    with old.begin() as conn:  # someone who took part: sent it an event
+        conn.execute(
+            text(
+                "INSERT INTO signoff_history (instance_id, at, kind, actor) "
+                "VALUES ('exp-1', '2026-01-05 09:30:00', 'event', 'bob')"
+            )
+        )
     old.dispose()
 
     with pytest.raises(SchemaOutdated, match=r"run `signoff db upgrade --db URL`"):
@@ -191,12 +198,17 @@ def test_a_first_release_database_is_upgraded_in_place_and_its_instance_continue
 
     assert upgrade_command(any_url) == (
         0,
-        f"{any_url}: upgraded from schema revision 0001 to 0011",
+        f"{any_url}: upgraded from schema revision 0001 to 0012",
     )
-    assert upgrade_command(any_url) == (0, f"{any_url}: already at schema revision 0011")
+    assert upgrade_command(any_url) == (0, f"{any_url}: already at schema revision 0012")
 
     engine = Engine(any_url, [Expense], clock=clock, migrate=False)
     try:
+        # who sees it was filled in from what was stored: its approver and who took part
+        seen = {who: [i.id for i in engine.list(actor=who)] for who in ("alice", "bob", "carol")}
+        assert seen == {"alice": ["exp-1"], "bob": ["exp-1"], "carol": []}
+        assert [r["instance_id"] for r in engine.inbox("alice")] == ["exp-1"]
+        assert engine.inbox("bob") == []
         [request] = engine.open_approvals()
         # the upgrade gave the old wait row its key, so the inbox's stale-click check works
         assert (request["instance_id"], request["key"]) == ("exp-1", "main:0")
@@ -216,7 +228,7 @@ def test_a_first_release_database_is_upgraded_in_place_and_its_instance_continue
 
 
 def test_the_migrations_make_exactly_the_tables_the_queries_are_written_for(any_url: str) -> None:
-    assert upgrade_database(any_url) == (None, "0011")
+    assert upgrade_database(any_url) == (None, "0012")
     db = create_engine(any_url)
     try:
         with db.connect() as conn:
@@ -227,6 +239,7 @@ def test_the_migrations_make_exactly_the_tables_the_queries_are_written_for(any_
                 "signoff_history",
                 "signoff_instances",
                 "signoff_outbox",
+                "signoff_participants",
                 "signoff_releases",
                 "signoff_seen",
                 "signoff_sessions",
@@ -242,7 +255,7 @@ def test_without_migrate_a_fresh_database_is_refused_and_left_untouched(sqlite_u
         Engine(sqlite_url, [Expense], migrate=False)
     assert str(refused.value) == (
         f"the database {sqlite_url} is without signoff's schema; this version of signoff "
-        "needs revision 0011: run `signoff db upgrade --db URL` (or construct the Engine "
+        "needs revision 0012: run `signoff db upgrade --db URL` (or construct the Engine "
         "with migrate=True)"
     )
     db = create_engine(sqlite_url)
@@ -278,7 +291,7 @@ def test_a_database_made_before_migrations_is_stamped_and_given_only_what_it_lac
                 "VALUES ('x', '2026-01-05 09:00:00', 'started')"
             )
         )
-    assert upgrade_database(any_url) == ("0002", "0011")
+    assert upgrade_database(any_url) == ("0002", "0012")
     with db.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM signoff_history")).scalar() == 1
         assert differences(conn) == []
@@ -369,7 +382,7 @@ def test_four_processes_starting_together_on_a_fresh_postgres_database_all_come_
     for _ in range(5):
         url = new_pg_database()
         assert start_together(url, 4) == [(0, "up\n")] * 4
-        assert upgrade_database(url) == ("0011", "0011")
+        assert upgrade_database(url) == ("0012", "0012")
 
 
 @pytest.mark.slow
@@ -380,7 +393,7 @@ def test_four_processes_starting_together_on_a_fresh_mariadb_database_all_come_u
     # once, not five times as on PostgreSQL: GET_LOCK is the lock here, and each round is slow
     url = new_mariadb_database()
     assert start_together(url, 4) == [(0, "up\n")] * 4
-    assert upgrade_database(url) == ("0011", "0011")
+    assert upgrade_database(url) == ("0012", "0012")
     db = create_engine(url)
     try:
         with db.connect() as conn:
@@ -396,4 +409,4 @@ def test_four_processes_starting_together_on_a_fresh_sqlite_file_all_come_up(
     for n in range(3):
         url = f"sqlite:///{tmp_path}/fresh{n}.db"
         assert start_together(url, 4) == [(0, "up\n")] * 4
-        assert upgrade_database(url) == ("0011", "0011")
+        assert upgrade_database(url) == ("0012", "0012")

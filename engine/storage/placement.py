@@ -20,7 +20,8 @@ from signoff.engine.core.stored import read_state
 from signoff.engine.errors import CorruptState
 from signoff.engine.storage.rawsql import search_terms
 from signoff.engine.storage.store import Store
-from signoff.engine.storage.tables import INSTANCES, WAITS
+from signoff.engine.storage.tables import INSTANCES, PARTICIPANTS, WAITS
+from signoff.engine.storage.visibility import ANYONE
 from sqlalchemy import (
     ColumnElement,
     Connection,
@@ -108,6 +109,12 @@ def _inbox_filter(
             for name in sorted(identities)
         ]
         where.append(or_(w.approvers.is_(None), *named))
+        # the same test as one index range per name, which the database can start from
+        asked = select(PARTICIPANTS.c.instance_id).where(
+            PARTICIPANTS.c.person.in_([*sorted(identities), ANYONE]),
+            PARTICIPANTS.c.role == "approval",
+        )
+        where.append(w.instance_id.in_(asked))
     if workflow:  # the wait row's copy: one index range, in the page's order
         where.append(w.workflow == workflow)
     if search:

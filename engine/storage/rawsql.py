@@ -32,8 +32,11 @@ from signoff.engine.core.records import Record, Stored, WaitRecord
 from signoff.engine.errors import Busy, DataNotStorable, InvalidData
 from signoff.engine.storage.lending import Lending
 from signoff.engine.storage.visibility import (
+    ACTED,
+    ANYONE,
     ESCAPE,
     MYSQL_ESCAPE,
+    participants,
     visible_clause,
     visible_params,
 )
@@ -341,7 +344,7 @@ class Narrowing:
         )
 
     def params(self, sqlite: bool) -> list[Any]:
-        found: list[Any] = [f"%{_like(json.dumps(name))}%" for name in self.deciders or ()]
+        found: list[Any] = list(self.deciders or ())
         for moment in (self.overdue_at, self.started_from, self.started_before):
             if moment is not None:
                 found.append(when(moment, sqlite))
@@ -358,16 +361,16 @@ def narrow_clauses(
     overdue: bool,
     started_from: bool = False,
     started_before: bool = False,
-    escape: str = ESCAPE,
 ) -> list[str]:
-    """The SQL of a `Narrowing` of this shape (its `shape()`), parameters as its `params`;
-    `escape` is the LIKE escape clause of the database (MariaDB's backslash is its default)."""
+    """The SQL of a `Narrowing` of this shape (its `shape()`), parameters as its `params`:
+    an open approval naming one of the deciders, or nobody, is one index range of the
+    participants per name."""
     found = []
     if deciders:
-        named = " OR ".join([f"n.approvers LIKE {m}{escape}"] * deciders)
+        names = ", ".join([m] * deciders)
         found.append(
-            f"id IN (SELECT n.instance_id FROM {prefix}signoff_waits n "
-            f"WHERE n.kind = 'approval' AND (n.approvers IS NULL OR {named}))"
+            f"id IN (SELECT n.instance_id FROM {prefix}signoff_participants n "
+            f"WHERE n.person IN ({names}, '{ANYONE}') AND n.role = 'approval')"
         )
     if overdue:
         found.append(
@@ -470,8 +473,8 @@ class RawPager:
             if search:
                 where.append(f"({self._match(search)})")
             if viewer:
-                where.append(visible_clause(self.prefix, m, viewer, escape=self.escape))
-            where += narrow_clauses(self.prefix, m, *narrow, escape=self.escape)
+                where.append(visible_clause(self.prefix, m, viewer))
+            where += narrow_clauses(self.prefix, m, *narrow)
             ordering, after = ORDERS[order]
             if before:
                 where.append(after.format(m=m))
@@ -605,10 +608,10 @@ class RawPager:
             where.append("(" + " OR ".join(f"({self._match(k)})" for k, _ in terms) + ")")
             params += [p for _, ps in terms for p in ps]
         if viewer is not None:
-            where.append(visible_clause(self.prefix, m, len(viewer), escape=self.escape))
+            where.append(visible_clause(self.prefix, m, len(viewer)))
             params += visible_params(viewer)
         if narrow is not None:
-            where += narrow_clauses(self.prefix, m, *narrow.shape(), escape=self.escape)
+            where += narrow_clauses(self.prefix, m, *narrow.shape())
             params += narrow.params(self.sqlite)
         sql = (
             f"SELECT status, count(*) FROM {self.prefix}signoff_instances"
@@ -686,8 +689,9 @@ class RawWriter:
         """`prefix` is the quoted schema and a dot, when the tables have one; `lock` is held
         around each write (the store's in-process writer lock on SQLite); `own`: signoff made
         `db` (from a URL), so it may keep connections of its own."""
-        instances, waits, history, outbox = (
-            f"{prefix}signoff_{t}" for t in ("instances", "waits", "history", "outbox")
+        instances, waits, history, outbox, people = (
+            f"{prefix}signoff_{t}"
+            for t in ("instances", "waits", "history", "outbox", "participants")
         )
         self.db = db
         self.sqlite = sqlite
@@ -731,10 +735,18 @@ class RawWriter:
             f"({', '.join(OUTBOX_COLUMNS)}) VALUES ({', '.join(p(c) for c in OUTBOX_COLUMNS)})"
             + ("" if self.mysql else " ON CONFLICT (id) DO NOTHING")
         )
+        # a participant already there (acted again, still named) is kept as it is
+        self.delete_deciders = (
+            f"DELETE FROM {people} WHERE instance_id = {p('b_id')} AND role <> '{ACTED}'"
+        )
+        self.insert_participant = (
+            f"INSERT {'IGNORE' if self.mysql else 'OR IGNORE'} INTO {people} "
+            f"(instance_id, role, person) VALUES ({p('instance_id')}, {p('role')}, {p('person')})"
+        )
         self.begin = "BEGIN IMMEDIATE" if sqlite else "BEGIN"
         self.instances = instances
         if not sqlite and not self.mysql:
-            self.pg = _PgCommit(instances, waits, history, outbox)
+            self.pg = _PgCommit(instances, waits, history, outbox, people)
         # connections of our own, when the engine is ours and has a real pool (an in-memory
         # SQLite database is one shared connection, which must stay the pool's)
         memory = sqlite and db.url.database in (None, "", ":memory:")
@@ -891,6 +903,10 @@ class RawWriter:
         wait_rows = [self._wait(row.id, row.workflow, w) for w in waits or ()]
         history_rows = [self._history(row.id, h) for h in history]
         outbox_rows = [self._outbox(o) for o in outbox or ()]
+        people = [
+            {"instance_id": row.id, "role": role, "person": person}
+            for role, person in _participants(history, waits)
+        ]
         for attempt in (1, 2, 3):
             try:
                 with self.lock, self.connection() as conn:
@@ -906,10 +922,13 @@ class RawWriter:
                                 return False
                             if waits is not None:
                                 cur.execute(self.delete_waits, {"b_id": row.id})
+                                cur.execute(self.delete_deciders, {"b_id": row.id})
                         if wait_rows:
                             cur.executemany(self.insert_wait, wait_rows)
                         if history_rows:
                             cur.executemany(self.insert_history, history_rows)
+                        if people:
+                            cur.executemany(self.insert_participant, people)
                         if outbox_rows:
                             cur.executemany(self.insert_outbox, outbox_rows)
                         conn.commit()
@@ -1073,7 +1092,15 @@ class RawWriter:
             waits_shape = "keep" if waits is None or shape == "insert" else "clear"
         if outbox:
             params["o_rows"] = json.dumps([self._outbox(o) for o in outbox], default=_iso)
-        sql = self.pg.sql(shape, waits_shape, due is not None, history_shape, bool(outbox))
+        people = _participants(history, waits)
+        if people:
+            params["p_rows"] = json.dumps([{"role": r, "person": p} for r, p in people])
+        # the open waits' participants follow the waits: those no longer named go
+        deciders = waits is not None and shape != "insert"
+        sql = self.pg.sql(
+            shape, waits_shape, due is not None, history_shape, bool(outbox),
+            (bool(people), deciders),
+        )  # fmt: skip
         try:
             with self.connection() as conn:
                 cur = self._cursor(conn)
@@ -1197,20 +1224,37 @@ class _PgCommit:
     commit carries no part it does not need (an empty JSON array still costs the server a
     function scan and the client a dump)."""
 
-    def __init__(self, instances: str, waits: str, history: str, outbox: str) -> None:
+    def __init__(self, instances: str, waits: str, history: str, outbox: str, people: str) -> None:
         self.instances, self.waits, self.history = instances, waits, history
-        self.outbox = outbox
-        # (row, waits, notified, history rows: a count, or -1 for JSON, outbox rows) -> SQL
-        self.shapes: dict[tuple[str, str, bool, int, bool], str] = {}
+        self.outbox, self.people = outbox, people
+        # (row, waits, notified, history rows: a count, or -1 for JSON, outbox rows,
+        # participants: (any rows, deciders replaced)) -> SQL
+        self.shapes: dict[tuple[str, str, bool, int, bool, tuple[bool, bool]], str] = {}
 
-    def sql(self, row: str, waits: str, notified: bool, history: int, outbox: bool = False) -> str:
-        key = (row, waits, notified, history, outbox)
+    def sql(
+        self,
+        row: str,
+        waits: str,
+        notified: bool,
+        history: int,
+        outbox: bool = False,
+        people: tuple[bool, bool] = (False, False),
+    ) -> str:
+        key = (row, waits, notified, history, outbox, people)
         found = self.shapes.get(key)
         if found is None:
             found = self.shapes[key] = self._shape(*key)
         return found
 
-    def _shape(self, row: str, waits: str, notified: bool, history: int, outbox: bool) -> str:
+    def _shape(
+        self,
+        row: str,
+        waits: str,
+        notified: bool,
+        history: int,
+        outbox: bool,
+        people: tuple[bool, bool],
+    ) -> str:
         cols = ("id", *INSTANCE_COLUMNS)
         if row == "insert":
             head = (
@@ -1264,6 +1308,26 @@ class _PgCommit:
                 f"FROM k, {_recordset('o_rows', o_cols, _OUTBOX_TYPES)} ORDER BY x.n "
                 "ON CONFLICT (id) DO NOTHING)"
             )
+        rows_of = "json_to_recordset(%(p_rows)s::json) AS x(role text, person text)"
+        people_written, deciders = people
+        if deciders:
+            # every CTE reads one snapshot: a row deleted here would still block its own
+            # insert below, so the rows still named are kept rather than deleted and inserted
+            kept = (
+                f" AND NOT EXISTS (SELECT 1 FROM {rows_of} "
+                "WHERE x.role = p.role AND x.person = p.person)"
+                if people_written
+                else ""
+            )
+            ctes.append(
+                f"pd AS (DELETE FROM {self.people} p WHERE p.instance_id IN (SELECT id FROM k) "
+                f"AND p.role <> '{ACTED}'{kept})"
+            )
+        if people_written:
+            ctes.append(
+                f"pi AS (INSERT INTO {self.people} (instance_id, role, person) "
+                f"SELECT k.id, x.role, x.person FROM k, {rows_of} ON CONFLICT DO NOTHING)"
+            )
         done = "SELECT (SELECT count(*) FROM k)"
         if notified:
             # tells the schedulers LISTENing on DUE_CHANNEL that the instance is due at a new
@@ -1272,6 +1336,17 @@ class _PgCommit:
             ctes.append(f"n AS (SELECT pg_notify('{DUE_CHANNEL}', %(notify)s) FROM k)")
             done += ", (SELECT count(*) FROM n)"
         return f"WITH {', '.join(ctes)} {done}"
+
+
+def _participants(
+    history: Sequence[Record], waits: Sequence[WaitRecord] | None
+) -> list[tuple[str, str]]:
+    """(role, person) of what a commit writes: who acted in its history entries, and when it
+    writes the waits, whom the open ones name."""
+    return participants(
+        ((str(h.kind), h.actor) for h in history),
+        ((w.kind, w.approvers) for w in waits or ()),
+    )
 
 
 def _param(sqlite: bool, name: str) -> str:

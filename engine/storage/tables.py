@@ -134,6 +134,22 @@ class HistoryRow(SQLModel, table=True):
 INSTANCES = InstanceRow.__table__  # type: ignore[attr-defined]
 WAITS = WaitRow.__table__  # type: ignore[attr-defined]
 HISTORY = HistoryRow.__table__  # type: ignore[attr-defined]
+
+# Who takes part in which instance, for the lists' "who sees what" (storage/visibility.py) as
+# one index range per person: a person who "acted" (their history entries that keep sight of
+# it: started, decided, voted, sent an event), and each person an open wait of theirs names
+# (role: the wait's kind, "approval" or "input"; person "" when it names nobody, so anyone
+# may decide it). Written in the same commit as the history and wait rows it mirrors: acted
+# rows stay, a wait's rows are replaced with the waits.
+PARTICIPANTS = Table(
+    "signoff_participants",
+    MetaData(),
+    Column("instance_id", String(100), primary_key=True),
+    Column("role", String(20), primary_key=True),
+    Column("person", String(250), primary_key=True),
+    Index("ix_signoff_participants_person", "person", "role", "instance_id"),
+    **TABLE_OPTIONS,
+)
 # PostgreSQL only: its primary key index follows the database's collation, which LIKE cannot use;
 # an id prefix search is a LIKE 'prefix%' through this one
 ID_PREFIX = Index(
@@ -143,8 +159,9 @@ ID_PREFIX.ddl_if(dialect="postgresql")
 
 # Only signoff's tables: SQLModel.metadata is shared with any SQLModel models of the application.
 METADATA = MetaData()
-for _table in (INSTANCES, WAITS, HISTORY):
+for _table in (INSTANCES, WAITS, HISTORY, PARTICIPANTS):
     _table.to_metadata(METADATA)
+PARTICIPANTS = METADATA.tables["signoff_participants"]
 
 # Sign-in sessions: the browser holds a random token, the table only its SHA-256.
 SESSIONS = Table(

@@ -8,12 +8,16 @@ asked for by id (`can_see`) is shown also to those an approval of it asked once 
 "waiting" entries name them): the request they were sent, by Slack, mail or link, still opens
 and tells them how it ended. Operators and viewers see everything: the caller does not ask then
 (`Authority.sees_all`).
+
+Lists and counts read the rule from the participants table (`tables.PARTICIPANTS`, kept by
+each commit from the rows it writes, `participants`): one index range per identity, whatever
+the number of instances; `can_see` reads one instance's own rows.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from typing import Any
 
 from signoff.engine.storage.tables import HISTORY, WAITS
@@ -40,27 +44,48 @@ def _approver_patterns(identities: Collection[str]) -> list[str]:
 ESCAPE = " ESCAPE '\\'"
 MYSQL_ESCAPE = ""
 
+# the participants' roles (tables.PARTICIPANTS): took part through a history entry of SEEN_BY;
+# named by an open case of DECIDED_BY_PEOPLE (the role is its kind; "" names nobody: anyone)
+ACTED = "acted"
+ANYONE = ""
+MAX_PERSON = 250  # the column's size: `group:` and a name of 200 characters fit
 
-def visible_clause(
-    prefix: str, mark: str, count: int, id_column: str = "id", escape: str = ESCAPE
-) -> str:
+
+def participants(
+    history: Iterable[tuple[str, str | None]], waits: Iterable[tuple[str, list[str] | None]]
+) -> list[tuple[str, str]]:
+    """The (role, person) rows of one instance for its history entries (kind, actor) and its
+    open cases (kind, approvers), each once."""
+    found = {(ACTED, actor) for kind, actor in history if actor and kind in SEEN_BY}
+    for kind, approvers in waits:
+        if kind not in DECIDED_BY_PEOPLE:
+            continue
+        if approvers is None:
+            found.add((kind, ANYONE))
+            continue
+        # a name no identity can be (empty, longer than `group:` and 200 characters, holding
+        # NUL) shows the instance to nobody, as it did when the approvers were matched as text
+        found.update((kind, name) for name in approvers if _may_be_someone(name))
+    return sorted(found)
+
+
+def _may_be_someone(name: object) -> bool:
+    return isinstance(name, str) and 0 < len(name) <= MAX_PERSON and "\x00" not in name
+
+
+def visible_clause(prefix: str, mark: str, count: int, id_column: str = "id") -> str:
     """SQL text true for the instances that `count` identities see (parameters: `visible_params`
-    of those identities, in order); `prefix` is the tables' quoted schema and a dot, if any;
-    `escape` says LIKE's escape is backslash (`ESCAPE`, or `MYSQL_ESCAPE` there)."""
+    of those identities, in order); `prefix` is the tables' quoted schema and a dot, if any.
+    One index range of the participants per identity, and the cases that name nobody."""
     names = ", ".join([mark] * count)
-    seen_by = ", ".join(f"'{kind}'" for kind in SEEN_BY)
-    decided = ", ".join(f"'{kind}'" for kind in DECIDED_BY_PEOPLE)
-    named = " OR ".join([f"w.approvers LIKE {mark}{escape}"] * count)
     return (
-        f"({id_column} IN (SELECT h.instance_id FROM {prefix}signoff_history h "
-        f"WHERE h.actor IN ({names}) AND h.kind IN ({seen_by})) "
-        f"OR {id_column} IN (SELECT w.instance_id FROM {prefix}signoff_waits w "
-        f"WHERE w.kind IN ({decided}) AND (w.approvers IS NULL OR {named})))"
+        f"{id_column} IN (SELECT p.instance_id FROM {prefix}signoff_participants p "
+        f"WHERE p.person IN ({names}, '{ANYONE}'))"
     )
 
 
 def visible_params(identities: Collection[str]) -> list[Any]:
-    return [*sorted(identities), *_approver_patterns(identities)]
+    return sorted(identities)
 
 
 def can_see(db: Any, instance_id: str, identities: Sequence[str]) -> bool:
