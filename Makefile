@@ -48,8 +48,11 @@ chromium:
 	  && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } \
 	  || echo "chromium could not be installed: the browser tests will be skipped"
 
+# two pytest processes, a test file each at a time (a file's servers and browser are set up once):
+# the suite mostly waits on subprocesses, servers and the browser. TEST_WORKERS=0 runs it in one.
+TEST_WORKERS ?= 2
 test: $(STAMP) chromium
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 # mypy reads the packages under their installed names through a tree of links to the checkout
 TYPECHECK := build/typecheck/signoff
