@@ -9,7 +9,7 @@ definition change while instances run, as in the Go seed's `stmt.go`.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
@@ -87,19 +87,24 @@ CONTINUE = LoopSignal(is_break=False)
 Signal = RunStep | Block | BlockUntil | Returned | LoopSignal
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class Cursor:
     """The state of one walk over the tree."""
 
     target: str | None
     entry: Entry
-    event: str | None = None
-    spawned: list[Go] = field(default_factory=list)
-    visited: int = 0
-    seeking: bool = field(init=False)  # a plain attribute: every statement reads it
+    event: str | None
+    spawned: list[Go]
+    visited: int
+    seeking: bool  # a plain attribute: every statement reads it
 
-    def __post_init__(self) -> None:
-        self.seeking = self.target is not None
+    def __init__(self, target: str | None, entry: Entry, event: str | None = None) -> None:
+        # written out: one walk per step, and a generated __init__ with a default factory
+        # and __post_init__ costs twice as much
+        self.target, self.entry, self.event = target, entry, event
+        self.spawned = []
+        self.visited = 0
+        self.seeking = target is not None
 
     def found(self) -> None:
         self.target = None

@@ -36,49 +36,60 @@ def validate(definition: object, workflow: str) -> None:
 
 
 def _shape(root: object) -> object:
-    """Everything `_validate` looks at, as one flat hashable tuple: for each statement (depth
-    first) its type, name, renamed_from, what is particular to it (a step's action being
-    callable, a Go's thread id, a case's event and handler) and how many children it has, which
-    makes the flat list stand for exactly one tree. None when that cannot be had (a list where a
-    tuple belongs, something that is no statement): then it is simply checked.
+    """Everything `_validate` looks at, as one flat hashable tuple: for each statement, in
+    order, depth first, its type, name, renamed_from, what is particular to it (a step's
+    action being callable, a Go's thread id, a case's event and handler) and how many children
+    it has, which makes the flat list stand for exactly one tree. The commonest statement, a
+    step with a text name, a callable action and no old names, stands as its bare name: nothing
+    else makes a bare string. None when that cannot be had (a list where a tuple belongs,
+    something that is no statement, a tree too deep): then it is simply checked.
 
-    Flat and iterative because it runs after nearly every step; steps, the commonest
-    statement, take a short path."""
+    It runs after nearly every step, so a section's steps are taken in its own loop."""
     out: list[object] = []
-    stack = [root]
     try:
-        while stack:
-            stmt: Any = stack.pop()
-            kind = type(stmt)
-            if kind is Step:  # a step has no children
-                out.append((stmt.name, stmt.renamed_from, callable(stmt.action)))
-                continue
-            if isinstance(stmt, Step):
-                extra: object = callable(stmt.action)
-            elif isinstance(stmt, Go):
-                extra = stmt.thread_id
-            elif isinstance(stmt, On):
-                extra = (stmt.event, isinstance(stmt.handler, Handler))
-            elif isinstance(stmt, WaitFor):
-                extra = stmt.then is None or callable(stmt.then)
-            else:
-                extra = None
-            children = tuple(stmt.children())
-            out.append(
-                (
-                    kind,
-                    getattr(stmt, "name", None),
-                    getattr(stmt, "renamed_from", None),
-                    extra,
-                    len(children),
-                )
-            )
-            stack.extend(children)
+        _flatten(root, out)
         shape = tuple(out)
         hash(shape)
         return shape
     except Exception:  # unhashable or malformed: _validate says what is wrong, if anything
         return None
+
+
+def _flatten(stmt: Any, out: list[object]) -> None:
+    kind = type(stmt)
+    if kind is Section:
+        body = stmt.body
+        out.append((Section, None, None, None, len(body)))
+        for child in body:
+            if type(child) is Step:
+                name = child.name
+                if type(name) is str and not child.renamed_from and callable(child.action):
+                    out.append(name)  # only a plain step's entry is a bare string
+                    continue
+            _flatten(child, out)
+        return
+    if isinstance(stmt, Step):
+        extra: object = callable(stmt.action)
+    elif isinstance(stmt, Go):
+        extra = stmt.thread_id
+    elif isinstance(stmt, On):
+        extra = (stmt.event, isinstance(stmt.handler, Handler))
+    elif isinstance(stmt, WaitFor):
+        extra = stmt.then is None or callable(stmt.then)
+    else:
+        extra = None
+    children = tuple(stmt.children())
+    out.append(
+        (
+            kind,
+            getattr(stmt, "name", None),
+            getattr(stmt, "renamed_from", None),
+            extra,
+            len(children),
+        )
+    )
+    for child in children:
+        _flatten(child, out)
 
 
 def _validate(definition: object, workflow: str) -> None:
