@@ -145,15 +145,16 @@ class Working:
         """Derive the instance's status from its threads (completed and cancelled stay put)."""
         if self.terminal:
             return
-        threads = self.state.threads.values()
-        failed = [t for t in threads if t.status == ThreadStatus.FAILED]
-        if failed:
-            self.row.status = Status.FAILED
-            self.row.error = failed[0].error
-        elif any(t.status in (ThreadStatus.RUNNING, ThreadStatus.RETRYING) for t in threads):
-            self.row.status, self.row.error = Status.RUNNING, None
-        else:
-            self.row.status, self.row.error = Status.WAITING, None
+        row = self.row
+        moving = False  # one walk over the threads: this runs at every commit
+        for thread in self.state.threads.values():
+            status = thread.status
+            if status == ThreadStatus.FAILED:  # the first failed thread names the error
+                row.status, row.error = Status.FAILED, thread.error
+                return
+            if status == ThreadStatus.RUNNING or status == ThreadStatus.RETRYING:
+                moving = True
+        row.status, row.error = (Status.RUNNING if moving else Status.WAITING), None
 
     def wait_records(self) -> list[WaitRecord]:
         records = []

@@ -97,6 +97,7 @@ class Committer:
         self.store = store
         self.lifecycle = lifecycle
         self.lease = lease
+        self.renew_within = lease / 2  # a commit renews a lease with less than this left
         self.clock = clock
         self.tokens = LeaseTokens()
         self.notify_due = notify_due
@@ -191,7 +192,7 @@ class Committer:
             if (
                 row.lease_owner != owner
                 or row.lease_until is None
-                or row.lease_until - now < self.lease / 2
+                or row.lease_until - now < self.renew_within
             ):
                 row.lease_owner, row.lease_until = owner, now + self.lease
             if self.save(work, now):

@@ -134,10 +134,10 @@ class Runner:
                 return
             if work.state.inbox and self.events.deliver(work, now):
                 self.committer.commit(work, owner)
-            thread = next(
-                (t for t in work.state.threads.values() if t.status == ThreadStatus.RUNNING), None
-            )
-            if thread is None:
+            for thread in work.state.threads.values():  # the first running one
+                if thread.status == ThreadStatus.RUNNING:
+                    break
+            else:
                 if self._unblock(work):
                     continue
                 return
@@ -280,7 +280,7 @@ class Runner:
         thread.entry = Entry.AFTER
         if thread.attempts or thread.error is not None or thread.traceback is not None:
             thread.attempts, thread.error, thread.traceback = 0, None, None
-        took = round((perf_counter() - started) * 1000, 3)
+        took = round((perf_counter() - started) * 1e6) / 1000  # ms to the microsecond
         work.note(
             Record(
                 self.now,

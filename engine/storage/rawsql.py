@@ -25,6 +25,7 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext, supp
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cache
+from json.encoder import c_make_encoder, encode_basestring_ascii  # type: ignore[attr-defined]
 from time import monotonic
 from typing import Any
 
@@ -725,9 +726,11 @@ class RawWriter:
             f"INSERT INTO {waits} ({', '.join(_WAIT_COLUMNS)}) "
             f"VALUES ({', '.join(p(c) for c in _WAIT_COLUMNS)})"
         )
+        # by position: a row's values go as the tuple `_history_values` makes, no dict per row
+        mark = "?" if sqlite else "%s"
         self.insert_history = (
             f"INSERT INTO {history} ({', '.join(_HISTORY_COLUMNS)}) "
-            f"VALUES ({', '.join(p(c) for c in _HISTORY_COLUMNS)})"
+            f"VALUES ({', '.join(mark for _ in _HISTORY_COLUMNS)})"
         )
         # an outbox row already there (the same message queued again) is kept as it is
         self.insert_outbox = (
@@ -901,7 +904,7 @@ class RawWriter:
         if expected_version is not None:
             params["b_id"], params["b_expected"] = row.id, expected_version
         wait_rows = [self._wait(row.id, row.workflow, w) for w in waits or ()]
-        history_rows = [self._history(row.id, h) for h in history]
+        history_rows = [self._history_values(row.id, h) for h in history]
         outbox_rows = [self._outbox(o) for o in outbox or ()]
         people = [
             {"instance_id": row.id, "role": role, "person": person}
@@ -925,7 +928,9 @@ class RawWriter:
                                 cur.execute(self.delete_deciders, {"b_id": row.id})
                         if wait_rows:
                             cur.executemany(self.insert_wait, wait_rows)
-                        if history_rows:
+                        if len(history_rows) == 1:  # a step's commit: cheaper than many
+                            cur.execute(self.insert_history, history_rows[0])
+                        elif history_rows:
                             cur.executemany(self.insert_history, history_rows)
                         if people:
                             cur.executemany(self.insert_participant, people)
@@ -1130,9 +1135,6 @@ class RawWriter:
             c: self.when(o[c]) if c in ("next_at", "created_at") else o[c] for c in OUTBOX_COLUMNS
         }
 
-    def _history(self, instance_id: str, h: Record) -> dict[str, Any]:
-        return dict(zip(_HISTORY_COLUMNS, self._history_values(instance_id, h), strict=True))
-
     def _history_values(self, instance_id: str, h: Record) -> tuple[Any, ...]:
         """A history row's values in `_HISTORY_COLUMNS` order."""
         return (
@@ -1181,12 +1183,24 @@ class _Borrowed:
 # a history row's detail as JSON, anything else as its text (one encoder for every row); NaN
 # and Infinity are no JSON, and a row holding one would make the history unreadable
 _DETAIL = json.JSONEncoder(default=str, allow_nan=False)
+# The same encoder's C part, made once: `JSONEncoder.encode` makes it anew for every call,
+# which cost more than the encoding of a step's detail. Without the check for circular
+# references (a per-call dict, which could not be shared between threads): a detail is built
+# from JSON the engine read or took in, and one that nests into itself ends in RecursionError.
+_C_DETAIL: Any = (
+    None
+    if c_make_encoder is None
+    else c_make_encoder(None, str, encode_basestring_ascii, None, ": ", ", ", False, False, False)
+)
 
 
 def _detail(h: Record) -> str:
     try:
-        return _DETAIL.encode(h.detail)
-    except ValueError as exc:  # what is taken in is checked first: this is the last guard
+        if _C_DETAIL is None or isinstance(h.detail, str):
+            return _DETAIL.encode(h.detail)
+        return "".join(_C_DETAIL(h.detail, 0))
+    except (ValueError, RecursionError) as exc:  # what is taken in is checked first: this is
+        # the last guard
         raise DataNotStorable(f"the history entry '{h.kind}' cannot be stored: {exc}") from exc
 
 
