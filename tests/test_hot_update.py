@@ -29,6 +29,7 @@ from signoff.engine import (
     WaitFor,
     Workflow,
 )
+from signoff.engine.core.validate import validate
 
 from tests.conftest import Clock
 
@@ -263,6 +264,44 @@ def test_a_malformed_definition_is_refused_with_a_message_naming_the_problem(
         return
     with pytest.raises(DefinitionError) as refused:
         _register(tree, sqlite_url)
+    assert problem in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("valid", "invalid", "problem"),
+    [
+        (
+            S(Step("a", _nothing), Step("b", _nothing)),
+            S(Step("a", _nothing), Step("b", "text")),  # type: ignore[arg-type]
+            "step 'b' needs a callable action",
+        ),
+        (
+            S(Step("a", _nothing), Step("b", _nothing)),
+            S(Step("a", _nothing), Step("b", _nothing, renamed_from=["a"])),
+            "'a' is still the name of a Step",
+        ),
+        (
+            S(For("loop", True, Step("a", _nothing), Break())),
+            S(For("loop", True, Step("a", _nothing)), Break()),
+            "Break() outside a For",
+        ),
+        (
+            S(Step("a", _nothing), S(Step("b", _nothing))),
+            S(Step("a", _nothing), S(Step("a", _nothing))),
+            "the name 'a' is used twice",
+        ),
+    ],
+)
+def test_a_tree_checked_once_is_not_taken_for_another_of_the_same_names(
+    valid: Any, invalid: Any, problem: str
+) -> None:
+    """After every step the rebuilt tree is checked by its shape, and a shape found valid is
+    not checked again: two trees that differ only where the shape is most compact (a step
+    shown by its name alone, the nesting) must still have different shapes."""
+    validate(valid, "Twins")
+    validate(valid, "Twins")  # known now
+    with pytest.raises(DefinitionError) as refused:
+        validate(invalid, "Twins")
     assert problem in str(refused.value)
 
 

@@ -142,11 +142,24 @@ def when(value: datetime | None, sqlite: bool) -> Any:
         return None
     if value.tzinfo is None:  # as the UTCDateTime column type refuses it
         raise ValueError("signoff stores aware datetimes only")
+    if sqlite:
+        global _LAST_TEXT
+        last = _LAST_TEXT  # one read: another thread may set it meanwhile
+        if last[0] is value:
+            return last[1]
+        utc = value if value.tzinfo is UTC else value.astimezone(UTC)
+        text = utc.isoformat(" ", "microseconds")[:-6]  # the text without its "+00:00"
+        _LAST_TEXT = (value, text)
+        return text
     if value.tzinfo is not UTC:
         value = value.astimezone(UTC)
-    if sqlite:  # the text without its "+00:00"
-        return value.isoformat(" ", "microseconds")[:-6]
     return value.replace(tzinfo=None)
+
+
+# the last datetime written as SQLite text, and its text: a commit writes the same moment
+# several times (when it was updated, its history rows, the lease's end and the next due
+# time), and datetimes never change
+_LAST_TEXT: tuple[datetime | None, str] = (None, "")
 
 
 def stored(found: Sequence[Any]) -> Stored:
