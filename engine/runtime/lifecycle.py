@@ -155,6 +155,8 @@ class Lifecycle:
                     case.setup == "failed" and case.retry_at and case.retry_at <= now
                 ):
                     self.setup(work, thread, case, now)
+        if not work.state.teardowns:  # as nearly always: no copy of an empty list per step
+            return
         for teardown in list(work.state.teardowns):
             if teardown.attempts == 0 or (teardown.retry_at and teardown.retry_at <= now):
                 self.teardown(work, teardown, now)
