@@ -145,12 +145,12 @@ class Runner:
 
     def _advance(self, work: Working, thread: ThreadState, owner: str, walked: int = 0) -> int:
         """Move `thread` on by one step, block or return; returns the statements walked."""
-        now = self.now
         try:
             definition = work.definition()
             body = thread_body(definition, thread.root)
             moved = advance(body, Position(thread.at, thread.entry, thread.event))
         except StatementMissing as exc:
+            now = self.now
             if self.releases is not None:
                 before = (thread.at, thread.root)
                 if self.releases.place(work, now) is not None:
@@ -160,22 +160,26 @@ class Runner:
             work.fail(thread, f"{exc} in workflow {work.row.workflow}", now)
             return 1
         except (DefinitionError, RunawayLoop) as exc:
-            work.fail(thread, str(exc), now)
+            work.fail(thread, str(exc), self.now)
             return 1
         except Exception as exc:  # a condition or definition() itself raised
             work.fail(
                 thread,
                 f"building the definition failed: {brief(exc)}",
-                now,
+                self.now,
                 traceback.format_exc(),
             )
             return 1
         if walked + moved.statements > MAX_STATEMENTS_PER_TRANSITION:
-            work.fail(thread, runaway_message(), now)
+            work.fail(thread, runaway_message(), self.now)
             return moved.statements
-        for go in moved.spawned:
-            if not self._spawn(work, thread, go.thread_id, go.name, now):
-                return moved.statements  # failed at once: nothing after the Go runs
+        # the clock is read where the time is written: not for a step, which takes its own
+        # (`_step`), so a step costs one clock read less
+        if moved.spawned:
+            now = self.now
+            for go in moved.spawned:
+                if not self._spawn(work, thread, go.thread_id, go.name, now):
+                    return moved.statements  # failed at once: nothing after the Go runs
         match moved.next:
             case RunStep(step=step, entry=entry):
                 # the position moves past any Go first, so a spawn commits with it
@@ -198,7 +202,7 @@ class Runner:
                         work, thread, step, self.deadlines.bounded(work, thread, step, owner)
                     )
             case Block(wait=wait):
-                self._block(work, thread, wait, now)
+                self._block(work, thread, wait, self.now)
                 # The wait begins when it is committed: only then may a setup announce it (post
                 # the Slack buttons), so an answer that comes at once finds the wait open.
                 if any(case.handler.announces(self.services) for case in wait.cases):
@@ -211,9 +215,9 @@ class Runner:
                     None,
                 )
             case Returned(value=value, error=error):
-                self._finish(work, thread, value, error, now)
+                self._finish(work, thread, value, error, self.now)
             case None:
-                self._finish(work, thread, None, None, now)
+                self._finish(work, thread, None, None, self.now)
         return moved.statements
 
     def _spawn(
