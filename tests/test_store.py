@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from signoff.engine import Conflict
 from signoff.engine.core.records import Record, Stored, WaitRecord
+from signoff.engine.errors import DataNotStorable
 from signoff.engine.storage.placement import open_approvals
 from signoff.engine.storage.store import Store
 
@@ -225,6 +226,22 @@ def test_history_is_appended_in_order_with_its_details(store: Store) -> None:
     assert entries[3].detail == {"attempt": 1, "when": str(T0)}
     assert entries[3].at == T0 + timedelta(seconds=2)
     assert all(h.instance_id == "a" for h in entries)
+
+
+def test_a_history_detail_that_is_no_json_is_refused_and_nothing_is_written(
+    store: Store,
+) -> None:
+    """The last guard of the history: NaN and Infinity (no JSON) and a detail that holds
+    itself are refused with DataNotStorable, and the commit writes nothing."""
+    store.insert(row("a"), [], [])
+    looped: dict[str, object] = {}
+    looped["self"] = looped
+    for detail in ({"ms": float("nan")}, {"left": [float("-inf")]}, looped):
+        with pytest.raises(DataNotStorable, match="the history entry 'step' cannot be stored"):
+            store.save(row("a", version=2), 1, None, [Record(T0, "step", detail=detail)])
+    kept = store.load("a")
+    assert kept is not None and kept.version == 1
+    assert store.history("a") == []
 
 
 def test_a_commit_keeps_its_history_rows_in_order_however_many_it_has(store: Store) -> None:

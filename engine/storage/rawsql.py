@@ -1196,15 +1196,28 @@ class _Borrowed:
 # a history row's detail as JSON, anything else as its text (one encoder for every row); NaN
 # and Infinity are no JSON, and a row holding one would make the history unreadable
 _DETAIL = json.JSONEncoder(default=str, allow_nan=False)
+
+
 # The same encoder's C part, made once: `JSONEncoder.encode` makes it anew for every call,
 # which cost more than the encoding of a step's detail. Without the check for circular
 # references (a per-call dict, which could not be shared between threads): a detail is built
 # from JSON the engine read or took in, and one that nests into itself ends in RecursionError.
-_C_DETAIL: Any = (
-    None
-    if c_make_encoder is None
-    else c_make_encoder(None, str, encode_basestring_ascii, None, ": ", ", ", False, False, False)
-)
+def _c_detail() -> Any:
+    """The C encoder with `_DETAIL`'s settings, or None where there is none (another Python
+    implementation, or a version whose private constructor takes other arguments)."""
+    if c_make_encoder is None:
+        return None
+    try:
+        made = c_make_encoder(
+            None, str, encode_basestring_ascii, None, ": ", ", ", False, False, False
+        )
+        probe = {"a": [1, 2.5, None, True, "é"]}
+        return made if "".join(made(probe, 0)) == _DETAIL.encode(probe) else None
+    except Exception:
+        return None
+
+
+_C_DETAIL: Any = _c_detail()
 
 
 def _detail(h: Record) -> str:
