@@ -1383,6 +1383,8 @@ def _participants(
 ) -> list[tuple[str, str]]:
     """(role, person) of what a commit writes: who acted in its history entries, and when it
     writes the waits, whom the open ones name."""
+    if waits is None and not any(h.actor for h in history):
+        return []  # a step's commit: nobody acted and no wait is written
     return participants(
         ((str(h.kind), h.actor) for h in history),
         ((w.kind, w.approvers) for w in waits or ()),
