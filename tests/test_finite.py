@@ -293,6 +293,7 @@ def test_a_slack_interaction_holding_nan_is_refused(sqlite_url: str, clock: Cloc
     try:
         with TestClient(app, base_url="http://127.0.0.1") as client:
             iid = weighed(engine)
+            engine.deliver_notices()  # the announcement goes after the commit
             (message,) = slack.posted()
             before = snapshot(engine, iid)
 

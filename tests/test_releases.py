@@ -242,7 +242,8 @@ def test_every_surface_answers_a_refusal_for_a_newer_release_as_temporary(
             slack=make_client(TOKEN, slack.url),
             slack_users={"alice": "U0ALICE"},
         )
-        iid = v2.start("Shop", id="s1")  # posts its approval to Slack
+        iid = v2.start("Shop", id="s1")  # its approval goes to Slack after the commit
+        v2.deliver_notices()
         v2.start("Shop", id="s2")
         v2.send("s2", "sign", YES, actor="alice")  # at "legal review"
         before = snapshot(v1, iid)
