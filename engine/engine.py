@@ -11,7 +11,6 @@ import asyncio
 import builtins
 import json
 import logging
-import re
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
@@ -23,9 +22,9 @@ from pydantic import ValidationError
 from signoff.engine.core.authority import Authority, check_actor, checked_reason, name_problem
 from signoff.engine.core.deploy import UNFINISHED, Assessment, DeploymentReport, Finding, assess
 from signoff.engine.core.enums import HistoryKind, Status, ThreadStatus
-from signoff.engine.core.finite import finite_problem, nonfinite_text, stored_nonfinite
+from signoff.engine.core.finite import nonfinite_text, stored_nonfinite
 from signoff.engine.core.handlers import Approval, Handler, Services, WaitInfo, upcoming
-from signoff.engine.core.limits import MAX_JSON_BYTES, json_problem, text_problem
+from signoff.engine.core.limits import json_problem
 from signoff.engine.core.outbound import LinkMaker, Reach, checked_emails
 from signoff.engine.core.outcome import outcome_of, outcome_of_state
 from signoff.engine.core.records import Record, Stored
@@ -55,6 +54,16 @@ from signoff.engine.errors import (
 )
 from signoff.engine.runtime import logs
 from signoff.engine.runtime.actions import ActionRunner
+from signoff.engine.runtime.arguments import (
+    ID_PATTERN,
+    MAX_SEARCH,
+    brief,
+    check_text,
+    checked_delegates,
+    checked_groups,
+    checked_payload,
+    error_text,
+)
 from signoff.engine.runtime.cases import OpenCases
 from signoff.engine.runtime.linktokens import link_maker_from_environment
 from signoff.engine.runtime.mail import Mailer
@@ -87,10 +96,6 @@ from signoff.engine.views import (
     waiting_on,
 )
 
-ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,99}")  # always fullmatch: `$` lets "\n" in
-MAX_PAYLOAD_BYTES = MAX_JSON_BYTES
-MAX_SEARCH = 200
-MAX_DELEGATION = timedelta(days=366)
 # How long an instance stays with a process that stopped answering. Short, because it is
 # renewed by commits once half of it is spent and, while a step runs, by the lease keeper every
 # third of it: a killed process's instances are taken over this long after its last beat (plus
@@ -164,7 +169,7 @@ class Engine:
         `delegates` ({"alice": ("erin", until)}) hands alice's part of every approval that
         begins before `until` to erin (see `reassign`; users set their own with `set_delegate`).
         """
-        delegated = _checked_delegates(delegates or {})
+        delegated = checked_delegates(delegates or {})
         self.store = Store(database, synchronous=synchronous, migrate=migrate)
         self.clock = clock or utcnow
         self.slack = slack if slack is not None else client_from_environment()
@@ -244,7 +249,7 @@ class Engine:
         except Exception as exc:
             raise DefinitionError(
                 f"workflow {name}: building the definition from its defaults failed: "
-                f"{_error_text(exc)} (fields without a default get a placeholder such as 0, '' "
+                f"{error_text(exc)} (fields without a default get a placeholder such as 0, '' "
                 "or None here: give such a field a default if definition() needs more)"
             ) from exc
         validate(definition, name)
@@ -262,15 +267,7 @@ class Engine:
         does each time someone signs in through an identity provider or an authenticating
         proxy that vouches for their groups. It counts wherever `group:NAME` does: approvers,
         operators and starters. An empty list forgets them."""
-        if isinstance(groups, str):
-            raise TypeError('groups is a list of group names, e.g. ["finance"]')
-        names = list(groups)
-        problem = name_problem(user) or next(
-            (p for g in names if (p := name_problem(g, f"the group name {g!r}"))), None
-        )
-        if problem:
-            raise InvalidData(problem)
-        self.authority.remember_groups(user, names)
+        self.authority.remember_groups(user, checked_groups(user, groups))
 
     def use_loop(self, loop: asyncio.AbstractEventLoop) -> None:
         """Run `async def` steps and handlers on `loop` (the application's) from now on, while it
@@ -301,7 +298,7 @@ class Engine:
         `attempts`, `error`, `at` (when it went, or when it is tried next) and `words`
         ("emailed alice 10:02", "Slack message to bob failed: ..., retrying in 4 s"). `actor`
         as for `get`; the `address` is there only for operators (and the program)."""
-        _check_text(instance_id=instance_id, actor=actor)
+        check_text(instance_id=instance_id, actor=actor)
         if self.store.load(instance_id) is None or not self.sight.sees(instance_id, actor):
             raise InstanceNotFound(f"no instance with id '{instance_id}'")
         return latest_deliveries(
@@ -340,7 +337,7 @@ class Engine:
         history says who asked, for whom and where. Raises `NotReachable` when it cannot reach
         them, `NotAllowed` when `actor` is no operator or `person` may not decide it. `links`
         makes the link when the engine has no link maker of its own (no SIGNOFF_BASE_URL)."""
-        _check_text(actor=actor, person=person)
+        check_text(actor=actor, person=person)
         self.authority.require_operator(actor, "send someone their approval link")
         problem = name_problem(person, "the person the link is for")
         if problem:
@@ -423,7 +420,7 @@ class Engine:
         problem = json_problem(data, "the data")
         if problem:
             raise InvalidData(problem)
-        _check_text(actor=actor, via=via)
+        check_text(actor=actor, via=via)
         self.authority.check_start(cls, data, actor)
         unknown = sorted(set(data) - set(cls.model_fields))
         if unknown:
@@ -432,7 +429,7 @@ class Engine:
             model = cls.model_validate(data)
             data_json = model.model_dump_json(warnings="error")
         except (ValidationError, ValueError) as exc:
-            raise InvalidData(f"invalid data for {cls.registered_name()}: {_brief(exc)}") from None
+            raise InvalidData(f"invalid data for {cls.registered_name()}: {brief(exc)}") from None
         nonfinite = stored_nonfinite(model, data_json)  # "nan" as text, made a float by a field
         if nonfinite is not None:
             raise InvalidData(f"the data has {nonfinite_text(nonfinite)}")
@@ -505,8 +502,8 @@ class Engine:
         `Timeout` decides its wait at its due time: an event after that raises
         `AlreadyDecided`, even when the timer has not fired yet (it fires here then).
         """
-        payload = _checked_payload(payload)
-        _check_text(
+        payload = checked_payload(payload)
+        check_text(
             instance_id=instance_id,
             event=event,
             actor=actor,
@@ -571,8 +568,8 @@ class Engine:
         For a surface that must answer at once and apply later (a Slack click is acknowledged
         within three seconds, and the decision may run steps for longer): check, answer, then
         send. A race lost between the two shows up as the send's refusal."""
-        payload = _checked_payload(payload)
-        _check_text(
+        payload = checked_payload(payload)
+        check_text(
             instance_id=instance_id,
             event=event,
             actor=actor,
@@ -619,7 +616,7 @@ class Engine:
         via: str = "api",
     ) -> InstanceView:
         """Re-enter the statement a failed (or backing-off) thread stopped at. Operators only."""
-        _check_text(instance_id=instance_id, thread=thread, actor=actor, via=via)
+        check_text(instance_id=instance_id, thread=thread, actor=actor, via=via)
         self.authority.require_operator(actor, f"retry instance {instance_id}")
 
         def pick(work: Working) -> list[ThreadState]:
@@ -668,7 +665,7 @@ class Engine:
         via: str = "api",
     ) -> InstanceView:
         """Stop every thread and end the instance as cancelled. Operators only."""
-        _check_text(instance_id=instance_id, reason=reason, actor=actor, via=via)
+        check_text(instance_id=instance_id, reason=reason, actor=actor, via=via)
         self.authority.require_operator(actor, f"cancel instance {instance_id}")
 
         def change(work: Working, now: datetime) -> None:
@@ -701,7 +698,7 @@ class Engine:
         via: str = "api",
     ) -> InstanceView:
         """Operator repair: continue `thread` at the named statement. Operators only."""
-        _check_text(instance_id=instance_id, thread=thread, step=step, actor=actor, via=via)
+        check_text(instance_id=instance_id, thread=thread, step=step, actor=actor, via=via)
         self.authority.require_operator(actor, f"move a thread of instance {instance_id}")
 
         def change(work: Working, now: datetime) -> None:
@@ -746,7 +743,7 @@ class Engine:
         "alice handed their part to erin: on leave". Refused (`NotAllowed`, `InvalidData`,
         `NotWaiting`), with nothing changed: a group or the giver as `to`, someone who decides
         it already or voted on it, or an actor who may not."""
-        _check_text(
+        check_text(
             instance_id=instance_id,
             to=to,
             actor=actor,
@@ -784,20 +781,20 @@ class Engine:
         """`user` is away until `until`: the approvals that begin meanwhile hand their part to
         `to` (as `delegates=` does; this one is kept in the database, for every process, and
         wins over a configured one). What the dashboard's "away" page sets."""
-        _check_text(user=user, to=to)
+        check_text(user=user, to=to)
         check_actor(to)
         now = self._now()
-        _checked_delegates({user: (to, until)}, now)
+        checked_delegates({user: (to, until)}, now)
         self.delegations.set(user, to, until, now)
 
     def clear_delegate(self, user: str) -> None:
         """`user` is back: their new requests come to them again."""
-        _check_text(user=user)
+        check_text(user=user)
         self.delegations.clear(user)
 
     def delegate_of(self, user: str) -> Delegate | None:
         """(to whom, until when) `user`'s new requests go now, or None."""
-        _check_text(user=user)
+        check_text(user=user)
         return self.delegations.of(user, self._now())
 
     def _operate(
@@ -938,7 +935,7 @@ class Engine:
         """The instance as it is now. Its waits describe the definition deployed now (its
         approvers, title, ...), not the one in force when they began. With `actor`, an
         instance that person may not see is not found, as one that does not exist."""
-        _check_text(actor=actor)
+        check_text(actor=actor)
         row = self._stored(instance_id)
         if not self.sight.sees(instance_id, actor):
             raise InstanceNotFound(f"no instance with id '{instance_id}'")
@@ -972,7 +969,7 @@ class Engine:
     def history(self, instance_id: str, actor: str | None = None) -> list[HistoryEntry]:
         """The instance's audit trail, oldest first: every step, event, vote, decision (who,
         via what, when), failure, retry and repair. `actor` as for `get`."""
-        _check_text(instance_id=instance_id, actor=actor)
+        check_text(instance_id=instance_id, actor=actor)
         if self.store.load(instance_id) is None or not self.sight.sees(instance_id, actor):
             raise InstanceNotFound(f"no instance with id '{instance_id}'")
         return self.store.history(instance_id)
@@ -987,7 +984,7 @@ class Engine:
         """Whether `actor` sees this instance (False when there is none): what `get` asks. A
         surface that refuses someone an action on an instance they may not see tells them it
         does not exist, as the dashboard and the API do, so a refusal reveals nothing."""
-        _check_text(instance_id=instance_id, actor=actor)
+        check_text(instance_id=instance_id, actor=actor)
         return self.store.load(instance_id) is not None and self.sight.sees(instance_id, actor)
 
     def list(
@@ -1021,9 +1018,9 @@ class Engine:
             raise InvalidData(f"a search is at most {MAX_SEARCH} characters")
         if order not in ORDERS:
             raise InvalidData(f"order is one of {', '.join(ORDERS)}, not {order!r}")
-        _check_text(search=search, status=status, workflow=workflow, actor=actor, decider=decider)
+        check_text(search=search, status=status, workflow=workflow, actor=actor, decider=decider)
         if before is not None:
-            _check_text(cursor=before[1])
+            check_text(cursor=before[1])
         if isinstance(workflow, type):
             workflow = workflow.registered_name()
         rows = self.store.page(
@@ -1099,7 +1096,7 @@ class Engine:
         every instance's data."""
         if search is not None and len(search) > MAX_SEARCH:
             raise InvalidData(f"a search is at most {MAX_SEARCH} characters")
-        _check_text(search=search, workflow=workflow, actor=actor, decider=decider)
+        check_text(search=search, workflow=workflow, actor=actor, decider=decider)
         if isinstance(workflow, type):
             workflow = workflow.registered_name()
         return self.store.counts(
@@ -1254,7 +1251,7 @@ class Engine:
         of the same wait decides it; None without one), `needed` (approvals still needed) and
         `instance_title` (what people call the instance: `InstanceView.title`).
         """
-        _check_text(search=search, workflow=workflow, actor=actor)
+        check_text(search=search, workflow=workflow, actor=actor)
         if search is not None and len(search) > MAX_SEARCH:
             raise InvalidData(f"a search is at most {MAX_SEARCH} characters")
         names = None if actor is None else self.identities(actor)
@@ -1305,7 +1302,7 @@ class Engine:
         self, actor: str | None, *, workflow: str | None = None, search: str | None = None
     ) -> int:
         """How many open approvals `inbox` lists for `actor` over all its pages."""
-        _check_text(search=search, workflow=workflow, actor=actor)
+        check_text(search=search, workflow=workflow, actor=actor)
         if search is not None and len(search) > MAX_SEARCH:
             raise InvalidData(f"a search is at most {MAX_SEARCH} characters")
         names = None if actor is None else self.identities(actor)
@@ -1318,17 +1315,17 @@ class Engine:
     def spend_once(self, key: str, expires_at: datetime) -> bool:
         """Record that `key` (e.g. an approval link's id) has been used, in the database every
         process shares; False if it had been before. Keep it until `expires_at`."""
-        _check_text(key=key)
+        check_text(key=key)
         return self.once.spend(key, self._now(), expires_at)
 
     def refund_once(self, key: str) -> None:
         """Undo `spend_once(key)`: what the key was spent on did not happen after all."""
-        _check_text(key=key)
+        check_text(key=key)
         self.once.refund(key)
 
     def spent_at(self, key: str) -> datetime | None:
         """When `key` was spent with `spend_once`, or None."""
-        _check_text(key=key)
+        check_text(key=key)
         return self.once.spent_at(key)
 
     def decision_refusals(
@@ -1336,7 +1333,7 @@ class Engine:
     ) -> dict[tuple[str, str], str | None]:
         """For each open approval of the instance, by (thread, event): None when `actor` may
         decide it now, else why not, in a sentence (what the dashboard shows beside it)."""
-        _check_text(actor=actor)
+        check_text(actor=actor)
         row = self._stored(instance_id)
         try:  # only who may decide: not what each case shows (an Input's form schema costs)
             cases = self.cases.of(
@@ -1393,7 +1390,7 @@ class Engine:
     def open_session(self, user: str, lifetime: timedelta) -> str:
         """Record a signed-in session of `user` ending `lifetime` from now, whatever happens
         meanwhile; returns its token (a secret: only its hash is stored)."""
-        _check_text(user=user)
+        check_text(user=user)
         now = self._now()
         return self.sessions.open(user, now, now + lifetime)
 
@@ -1410,7 +1407,7 @@ class Engine:
 
     def end_sessions(self, user: str) -> int:
         """Sign `user` out everywhere; returns how many sessions ended."""
-        _check_text(user=user)
+        check_text(user=user)
         return self.sessions.end_all(user)
 
     def parked_on(self, workflow: str, statement: str, limit: int = 10) -> builtins.list[str]:
@@ -1501,7 +1498,7 @@ class Engine:
             if corrupt is not None:
                 warn(corrupt, workflow)
                 return Assessment(unreadable=corrupt.problem)
-            reason = str(exc) if isinstance(exc, DefinitionError) else _error_text(exc)
+            reason = str(exc) if isinstance(exc, DefinitionError) else error_text(exc)
             return Assessment(stranded=[Finding("definition", reason.splitlines()[0][:300])])
         found = assess(definition, parsed, self.services)
         mine = self.releases.fingerprint(workflow)
@@ -1530,20 +1527,20 @@ class Engine:
         """Remember `key` for `keep_for`; True when it was already remembered (and has not
         expired). Kept in the database, so every process serving the same database agrees:
         what the Slack endpoint refuses replays with."""
-        _check_text(key=key)
+        check_text(key=key)
         return self.seen.add(key, self._now(), keep_for)
 
     # --- helpers -------------------------------------------------------------------------------
 
     def _stored(self, instance_id: str) -> Stored:
-        _check_text(instance_id=instance_id)
+        check_text(instance_id=instance_id)
         row = self.store.load(instance_id)
         if row is None:
             raise InstanceNotFound(f"no instance with id '{instance_id}'")
         return row
 
     def _load(self, instance_id: str, *, leave: bool = True) -> Working:
-        _check_text(instance_id=instance_id)
+        check_text(instance_id=instance_id)
         return self._working(instance_id, self.store.load(instance_id), leave=leave)
 
     def _load_for_event(self, instance_id: str, recent: bool) -> tuple[Working, bool]:
@@ -1553,7 +1550,7 @@ class Engine:
         fail the version check, and a refusal is re-decided from the database (`send`)."""
         if not recent:
             return self._load(instance_id), True
-        _check_text(instance_id=instance_id)
+        check_text(instance_id=instance_id)
         row, read = self.store.load_recent(instance_id)
         return self._working(instance_id, row), read
 
@@ -1694,77 +1691,6 @@ def _placeholders(workflow: type[Workflow]) -> dict[str, Any]:
             origin = getattr(info.annotation, "__origin__", info.annotation)
             values[name] = simple.get(origin)
     return values
-
-
-def _error_text(exc: Exception) -> str:
-    return f"{type(exc).__name__}: {exc}"
-
-
-def _brief(exc: Exception) -> str:
-    if isinstance(exc, ValidationError):
-        return "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'data'}: {e['msg']}" for e in exc.errors()
-        )
-    return str(exc)
-
-
-def _checked_payload(payload: Mapping[str, Any] | None) -> dict[str, Any]:
-    import json
-
-    from signoff.engine.errors import EventRejected
-
-    if payload is None:
-        return {}
-    if not isinstance(payload, Mapping):
-        raise EventRejected("an event's payload must be a JSON object")
-    checked = dict(payload)
-    problem = finite_problem(checked, "the payload")
-    if problem:
-        raise InvalidData(problem)
-    problem = json_problem(checked, "the payload")
-    if problem:
-        raise EventRejected(problem)
-    try:
-        json.dumps(checked, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise EventRejected(f"the payload is not JSON: {exc}") from None
-    return checked
-
-
-def _check_text(**values: Any) -> None:
-    """Refuse text arguments a database cannot store, naming the argument, and an `actor` or
-    `user` that cannot be a person's name (a group, empty, control characters)."""
-    for name, value in values.items():
-        if name in ("actor", "user"):
-            check_actor(value)
-        if isinstance(value, str):
-            problem = text_problem(value, name.replace("_", " "))
-            if problem:
-                raise InvalidData(problem)
-
-
-def _checked_delegates(
-    delegates: Mapping[str, tuple[str, datetime]], now: datetime | None = None
-) -> dict[str, Delegate]:
-    """Delegations as given, checked: names of people, never oneself, aware times (in the
-    future, when `now` is given)."""
-    checked: dict[str, Delegate] = {}
-    for user, given in delegates.items():
-        if not (isinstance(given, tuple) and len(given) == 2):
-            raise InvalidData('a delegation is (to, until), e.g. {"alice": ("erin", until)}')
-        to, until = given
-        check_actor(user)
-        check_actor(to)
-        if to == user:
-            raise InvalidData(f"{user} cannot delegate to themselves")
-        if not isinstance(until, datetime) or until.tzinfo is None:
-            raise InvalidData("a delegation's end (until) must be an aware datetime")
-        if now is not None and until <= now:
-            raise InvalidData("a delegation's end (until) must be in the future")
-        if now is not None and until > now + MAX_DELEGATION:
-            raise InvalidData(f"a delegation lasts at most {MAX_DELEGATION.days} days")
-        checked[user] = (to, until.astimezone(UTC))
-    return checked
 
 
 def _shown(handler: Handler, info: WaitInfo) -> dict[str, Any]:
