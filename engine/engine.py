@@ -28,7 +28,7 @@ from signoff.engine.core.limits import json_problem
 from signoff.engine.core.outbound import LinkMaker, Reach, checked_emails
 from signoff.engine.core.outcome import outcome_of, outcome_of_state
 from signoff.engine.core.records import Record, Stored
-from signoff.engine.core.releases import Release, held_by_newer, names_of, release_of
+from signoff.engine.core.releases import Release, held_by_newer, names_of
 from signoff.engine.core.renames import carry_over, declared_renames
 from signoff.engine.core.state import Decided, Ending, InstanceState, OpenCase, ThreadState
 from signoff.engine.core.stored import (
@@ -50,7 +50,6 @@ from signoff.engine.errors import (
     InvalidData,
     NotAllowed,
     NotWaiting,
-    UnknownWorkflow,
 )
 from signoff.engine.runtime import logs
 from signoff.engine.runtime.actions import ActionRunner
@@ -66,9 +65,11 @@ from signoff.engine.runtime.arguments import (
 )
 from signoff.engine.runtime.cases import OpenCases
 from signoff.engine.runtime.linktokens import link_maker_from_environment
+from signoff.engine.runtime.loader import Loader
 from signoff.engine.runtime.mail import Mailer
 from signoff.engine.runtime.metrics import Metrics
 from signoff.engine.runtime.outbox import Outbox, latest_deliveries, link_for
+from signoff.engine.runtime.registry import Registry
 from signoff.engine.runtime.releases import Releases
 from signoff.engine.runtime.runner import Runner
 from signoff.engine.runtime.sight import Sight
@@ -172,6 +173,13 @@ class Engine:
         delegated = checked_delegates(delegates or {})
         self.store = Store(database, synchronous=synchronous, migrate=migrate)
         self.clock = clock or utcnow
+        # counters and histograms of what this process commits (`/metrics` shows them)
+        self.metrics = Metrics()
+        # the releases this process runs, recorded in the database (rolling deploys, rollbacks)
+        self.releases = Releases(self.store, self._now, self.metrics)
+        self.workflows: dict[str, type[Workflow]] = {}
+        self.registry = Registry(self.workflows, self.releases)
+        self.loader = Loader(self.store, self.workflows, self.releases, self._now)
         self.slack = slack if slack is not None else client_from_environment()
         self.base_url = base_url if base_url is not None else base_url_from_environment()
         self.actions = ActionRunner()
@@ -187,7 +195,7 @@ class Engine:
             emails=known,
             link_maker=link_maker_from_environment(self.base_url),
             base_url=self.base_url,
-            summarize=self._summary_fields,
+            summarize=self.registry.summary_fields,
             mail=mailer is not None,
         )
         self.outbox = Outbox(self.store, self._now, mailer=mailer, slack=self.slack)
@@ -205,9 +213,6 @@ class Engine:
             reach=self.reach if self.outbox.active else None,
         )
         self.seen = Seen(self.store)
-        self.workflows: dict[str, type[Workflow]] = {}
-        # counters and histograms of what this process commits (`/metrics` shows them)
-        self.metrics = Metrics()
         self.delegations = Delegations(self.store, delegated)
         self.runner = Runner(
             self.store,
@@ -224,8 +229,6 @@ class Engine:
         self.sight = Sight(self.store, self.authority, self.workflows)
         self.unreadable = Unreadable(self.store, self.metrics)
         self._due_listeners: list[Callable[[str, datetime], None]] = []
-        # the releases this process runs, recorded in the database (rolling deploys, rollbacks)
-        self.releases = Releases(self.store, self._now, self.metrics)
         self.runner.releases = self.releases
         self.runner.committer.release_of = self.releases.fingerprint
         # PostgreSQL: the lock that tells other processes this one lives, held while a
@@ -239,22 +242,7 @@ class Engine:
 
     def register(self, workflow: type[Workflow]) -> None:
         """Register a workflow class; its definition is checked now, built from its defaults."""
-        if not (isinstance(workflow, type) and issubclass(workflow, Workflow)):
-            raise DefinitionError(f"{workflow!r} is not a Workflow subclass")
-        name = workflow.registered_name()
-        try:
-            definition = workflow.model_construct(**_placeholders(workflow)).definition()
-        except DefinitionError:
-            raise
-        except Exception as exc:
-            raise DefinitionError(
-                f"workflow {name}: building the definition from its defaults failed: "
-                f"{error_text(exc)} (fields without a default get a placeholder such as 0, '' "
-                "or None here: give such a field a default if definition() needs more)"
-            ) from exc
-        validate(definition, name)
-        self.workflows[name] = workflow
-        self.releases.add(release_of(name, definition))
+        self.registry.register(workflow)
 
     def add_operators(self, *names: str) -> None:
         """Make more actors operators (names, Slack ids, `group:NAME`, or "*" for everyone: the
@@ -342,7 +330,7 @@ class Engine:
         problem = name_problem(person, "the person the link is for")
         if problem:
             raise InvalidData(problem)
-        row = self._stored(instance_id)
+        row = self.loader.stored(instance_id)
         cases = self.cases.of(
             row.id, row.version, self.workflows.get(row.workflow), row.data, row.state
         )
@@ -366,10 +354,6 @@ class Engine:
             raise NotAllowed(refusal)
         return link_for(self.outbox, handler, info, person, actor, self._now())
 
-    def _summary_fields(self, workflow: str, data: dict[str, Any]) -> dict[str, Any]:
-        cls = self.workflows.get(workflow)
-        return cls.summarize(data) if cls is not None else {}
-
     def on_due(self, listener: Callable[[str, datetime], None]) -> None:
         """Call `listener(instance_id, due_at)` whenever an instance gets something due."""
         self._due_listeners.append(listener)
@@ -391,16 +375,6 @@ class Engine:
         for listener in self._due_listeners:
             listener(instance_id, due_at)
 
-    def _class(self, workflow: str | type[Workflow]) -> type[Workflow]:
-        name = workflow if isinstance(workflow, str) else workflow.registered_name()
-        try:
-            return self.workflows[name]
-        except KeyError:
-            known = ", ".join(sorted(self.workflows)) or "none"
-            raise UnknownWorkflow(
-                f"no workflow named '{name}' is registered (known: {known})"
-            ) from None
-
     # --- transitions ---------------------------------------------------------------------------
 
     def start(
@@ -413,7 +387,7 @@ class Engine:
         via: str = "api",
     ) -> str:
         """Create an instance and run it until every thread blocks; returns its id."""
-        cls = self._class(workflow)
+        cls = self.registry.class_of(workflow)
         if data is not None and not isinstance(data, Mapping):
             raise InvalidData("an instance's data must be a JSON object")
         data = dict(data or {})
@@ -515,7 +489,7 @@ class Engine:
         self.releases.beat()
         recent = True  # the first try may begin from the row as this process last committed it
         while True:
-            work, read = self._load_for_event(instance_id, recent)
+            work, read = self.loader.load_for_event(instance_id, recent)
             recent, loaded = False, work.row.version
             try:
                 work.check_data()
@@ -538,7 +512,7 @@ class Engine:
                 )
             except Exception:
                 # a refusal stands unless it was decided on a copy of ours that was stale
-                if read or work.row.version != loaded or self._still_current(work):
+                if read or work.row.version != loaded or self.loader.still_current(work):
                     raise
                 continue
             if committed is None:
@@ -577,7 +551,7 @@ class Engine:
             via=via,
             wait_key=wait_key,
         )
-        work = self._load(instance_id)
+        work = self.loader.load(instance_id)
         work.check_data()
         current = self._current_event(work, event)
         target = self._waiting_thread(work, current, thread, wait_key)
@@ -680,7 +654,7 @@ class Engine:
             return self._operate(instance_id, change)
         except CorruptState:  # cancelled without reading what cannot be read
             while True:
-                row = self._stored(instance_id)
+                row = self.loader.stored(instance_id)
                 if row.status in (Status.COMPLETED, Status.CANCELLED):
                     raise Conflict(f"instance {instance_id} is already {row.status}") from None
                 now = self._now()
@@ -808,7 +782,7 @@ class Engine:
         `leave`: refuse (NewerRelease) an instance a newer release handles (a retry would
         re-enter what this code lacks; a cancel or goto is the operator's to make)."""
         while True:
-            work = self._load(instance_id, leave=leave)
+            work = self.loader.load(instance_id, leave=leave)
             if work.terminal:
                 raise Conflict(f"instance {instance_id} is already {work.row.status}")
             now = self._now()
@@ -936,14 +910,18 @@ class Engine:
         approvers, title, ...), not the one in force when they began. With `actor`, an
         instance that person may not see is not found, as one that does not exist."""
         check_text(actor=actor)
-        row = self._stored(instance_id)
+        row = self.loader.stored(instance_id)
         if not self.sight.sees(instance_id, actor):
             raise InstanceNotFound(f"no instance with id '{instance_id}'")
         try:
             state = read_state(row.id, row.state)
             infos = {key: info for key, (_, _, info) in self._open_cases(row, state).items()}
             return _view(
-                row, state, infos, self.workflows.get(row.workflow), self._hidden(row.workflow)
+                row,
+                state,
+                infos,
+                self.workflows.get(row.workflow),
+                self.registry.hidden(row.workflow),
             )
         except CorruptState as exc:
             warn(exc, row.workflow)
@@ -958,13 +936,8 @@ class Engine:
             work.state,
             infos,
             self.workflows.get(work.row.workflow),
-            self._hidden(work.row.workflow),
+            self.registry.hidden(work.row.workflow),
         )
-
-    def _hidden(self, workflow: str) -> builtins.list[str]:
-        """The data fields `workflow` stores but never shows (`Workflow.hidden_fields`)."""
-        cls = self.workflows.get(workflow)
-        return cls.hidden_fields if cls is not None else []
 
     def history(self, instance_id: str, actor: str | None = None) -> list[HistoryEntry]:
         """The instance's audit trail, oldest first: every step, event, vote, decision (who,
@@ -1113,7 +1086,7 @@ class Engine:
         threads stopped at, the reason it was cancelled, and every decision taken on it, oldest
         first: who, through what, when, with what reason, and the votes that led to it.
         `history` is the instance's `history()` when the caller has read it already."""
-        row = self._stored(instance_id)
+        row = self.loader.stored(instance_id)
         try:
             read_data(row.id, row.data)
             state = read_state(row.id, row.state)
@@ -1334,7 +1307,7 @@ class Engine:
         """For each open approval of the instance, by (thread, event): None when `actor` may
         decide it now, else why not, in a sentence (what the dashboard shows beside it)."""
         check_text(actor=actor)
-        row = self._stored(instance_id)
+        row = self.loader.stored(instance_id)
         try:  # only who may decide: not what each case shows (an Input's form schema costs)
             cases = self.cases.of(
                 row.id, row.version, self.workflows.get(row.workflow), row.data, row.state
@@ -1532,50 +1505,6 @@ class Engine:
 
     # --- helpers -------------------------------------------------------------------------------
 
-    def _stored(self, instance_id: str) -> Stored:
-        check_text(instance_id=instance_id)
-        row = self.store.load(instance_id)
-        if row is None:
-            raise InstanceNotFound(f"no instance with id '{instance_id}'")
-        return row
-
-    def _load(self, instance_id: str, *, leave: bool = True) -> Working:
-        check_text(instance_id=instance_id)
-        return self._working(instance_id, self.store.load(instance_id), leave=leave)
-
-    def _load_for_event(self, instance_id: str, recent: bool) -> tuple[Working, bool]:
-        """The instance to apply an event to, and whether it was read from the database.
-        With `recent`, the row as this process last committed it, when it is kept: the event
-        that follows our own commit needs no read. Such a copy may be stale; its write would
-        fail the version check, and a refusal is re-decided from the database (`send`)."""
-        if not recent:
-            return self._load(instance_id), True
-        check_text(instance_id=instance_id)
-        row, read = self.store.load_recent(instance_id)
-        return self._working(instance_id, row), read
-
-    def _still_current(self, work: Working) -> bool:
-        """Whether `work`, begun from a kept copy, is the instance as committed now."""
-        row = self.store.load(work.id)
-        return row is not None and row.version == work.row.version
-
-    def _working(self, instance_id: str, row: Stored | None, *, leave: bool = True) -> Working:
-        if row is None:
-            raise InstanceNotFound(f"no instance with id '{instance_id}'")
-        cls = self.workflows.get(row.workflow)
-        if cls is None:
-            raise UnknownWorkflow(
-                f"instance {instance_id} runs workflow '{row.workflow}', "
-                "which is not registered here"
-            )
-        work = Working.of(row, cls)
-        now = self._now()
-        carry_over(work, now)  # parked on a name a deployment renamed: move it now
-        # standing where only a newer release reaches: left to it (or moved back, a rollback)
-        if self.releases.place(work, now) is not None and leave:
-            raise self.releases.refuse(work)
-        return work
-
     def _current_event(self, work: Working, event: str) -> str:
         """An event sent under a name a deployment renamed goes to the case that now has it."""
         if any(c.event == event for t in work.state.threads.values() for c in t.cases):
@@ -1680,17 +1609,6 @@ def _already(decided: Decided) -> AlreadyDecided:
         f"'{decided.wait}' was already decided: {what} by {who} "
         f"at {decided.at:%Y-%m-%d %H:%M:%S} UTC"
     )
-
-
-def _placeholders(workflow: type[Workflow]) -> dict[str, Any]:
-    """Stand-ins for required fields, so a definition can be built before any data exists."""
-    simple: dict[Any, Any] = {int: 0, float: 0.0, str: "", bool: False, list: [], dict: {}}
-    values: dict[str, Any] = {}
-    for name, info in workflow.model_fields.items():
-        if info.is_required():
-            origin = getattr(info.annotation, "__origin__", info.annotation)
-            values[name] = simple.get(origin)
-    return values
 
 
 def _shown(handler: Handler, info: WaitInfo) -> dict[str, Any]:
