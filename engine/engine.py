@@ -23,7 +23,7 @@ from signoff.engine.core.authority import Authority, check_actor, checked_reason
 from signoff.engine.core.deploy import UNFINISHED, Assessment, DeploymentReport, Finding, assess
 from signoff.engine.core.enums import HistoryKind, Status, ThreadStatus
 from signoff.engine.core.finite import nonfinite_text, stored_nonfinite
-from signoff.engine.core.handlers import Approval, Handler, Services, WaitInfo, upcoming
+from signoff.engine.core.handlers import Approval, Handler, Services, WaitInfo
 from signoff.engine.core.limits import json_problem
 from signoff.engine.core.outbound import LinkMaker, Reach, checked_emails
 from signoff.engine.core.outcome import outcome_of, outcome_of_state
@@ -37,7 +37,7 @@ from signoff.engine.core.stored import (
     read_data,
     read_state,
 )
-from signoff.engine.core.tree import Entry, Statement
+from signoff.engine.core.tree import Entry
 from signoff.engine.core.validate import validate
 from signoff.engine.core.workflow import Workflow, title_of, titled
 from signoff.engine.core.working import Working, marks
@@ -69,6 +69,7 @@ from signoff.engine.runtime.loader import Loader
 from signoff.engine.runtime.mail import Mailer
 from signoff.engine.runtime.metrics import Metrics
 from signoff.engine.runtime.outbox import Outbox, latest_deliveries, link_for
+from signoff.engine.runtime.reading import Reading
 from signoff.engine.runtime.registry import Registry
 from signoff.engine.runtime.releases import Releases
 from signoff.engine.runtime.runner import Runner
@@ -77,6 +78,11 @@ from signoff.engine.runtime.slack import SlackNotifier
 from signoff.engine.runtime.slack_client import base_url_from_environment, client_from_environment
 from signoff.engine.runtime.slack_directory import SlackDirectory
 from signoff.engine.runtime.unreadable import Unreadable, warn
+from signoff.engine.runtime.viewing import (
+    refusal_for,
+    shown_case,
+    unreadable_status,
+)
 from signoff.engine.storage import placement
 from signoff.engine.storage.delegations import Delegate, Delegations
 from signoff.engine.storage.failures import guard_storage
@@ -87,12 +93,10 @@ from signoff.engine.storage.seen import Seen
 from signoff.engine.storage.sessions import Sessions
 from signoff.engine.storage.store import Store
 from signoff.engine.views import (
-    DecisionView,
     HistoryEntry,
     InstanceSummary,
     InstanceView,
     OutcomeView,
-    ThreadView,
     WaitView,
     waiting_on,
 )
@@ -228,6 +232,7 @@ class Engine:
         self.cases = OpenCases(self.services)
         self.sight = Sight(self.store, self.authority, self.workflows)
         self.unreadable = Unreadable(self.store, self.metrics)
+        self.reading = Reading(self.store, self.loader, self.registry, self.sight, self.cases)
         self._due_listeners: list[Callable[[str, datetime], None]] = []
         self.runner.releases = self.releases
         self.runner.committer.release_of = self.releases.fingerprint
@@ -519,7 +524,7 @@ class Engine:
                 continue  # someone committed first: look again
             reply = work.reply  # the handler's answer to this sender
             if committed.drive_as and self.runner.drive(work, committed.drive_as):
-                view = self._view_of(work)  # what was just committed: no second read
+                view = self.reading.view_of(work)  # what was just committed: no second read
             else:
                 view = self.get(instance_id)
             return view if reply is None else replace(view, reply=reply)
@@ -909,43 +914,12 @@ class Engine:
         """The instance as it is now. Its waits describe the definition deployed now (its
         approvers, title, ...), not the one in force when they began. With `actor`, an
         instance that person may not see is not found, as one that does not exist."""
-        check_text(actor=actor)
-        row = self.loader.stored(instance_id)
-        if not self.sight.sees(instance_id, actor):
-            raise InstanceNotFound(f"no instance with id '{instance_id}'")
-        try:
-            state = read_state(row.id, row.state)
-            infos = {key: info for key, (_, _, info) in self._open_cases(row, state).items()}
-            return _view(
-                row,
-                state,
-                infos,
-                self.workflows.get(row.workflow),
-                self.registry.hidden(row.workflow),
-            )
-        except CorruptState as exc:
-            warn(exc, row.workflow)
-            return _unreadable_view(row, exc.problem)
-
-    def _view_of(self, work: Working) -> InstanceView:
-        """The view of a working copy that is the instance as just committed."""
-        cases = self._open_cases(work.row, work.state, work.tree)
-        infos = {key: info for key, (_, _, info) in cases.items()}
-        return _view(
-            work.row,
-            work.state,
-            infos,
-            self.workflows.get(work.row.workflow),
-            self.registry.hidden(work.row.workflow),
-        )
+        return self.reading.get(instance_id, actor)
 
     def history(self, instance_id: str, actor: str | None = None) -> list[HistoryEntry]:
         """The instance's audit trail, oldest first: every step, event, vote, decision (who,
         via what, when), failure, retry and repair. `actor` as for `get`."""
-        check_text(instance_id=instance_id, actor=actor)
-        if self.store.load(instance_id) is None or not self.sight.sees(instance_id, actor):
-            raise InstanceNotFound(f"no instance with id '{instance_id}'")
-        return self.store.history(instance_id)
+        return self.reading.history(instance_id, actor)
 
     # --- who sees what ---------------------------------------------------------------------------
 
@@ -957,8 +931,7 @@ class Engine:
         """Whether `actor` sees this instance (False when there is none): what `get` asks. A
         surface that refuses someone an action on an instance they may not see tells them it
         does not exist, as the dashboard and the API do, so a refusal reveals nothing."""
-        check_text(instance_id=instance_id, actor=actor)
-        return self.store.load(instance_id) is not None and self.sight.sees(instance_id, actor)
+        return self.reading.may_see(instance_id, actor)
 
     def list(
         self,
@@ -1044,7 +1017,7 @@ class Engine:
                 outcome, label = outcome_of(r["status"], r["error"])
         except CorruptState as exc:  # shown as failed, as `get` shows it
             warn(exc, r["workflow"])
-            r["status"] = _unreadable_status(r["status"])
+            r["status"] = unreadable_status(r["status"])
             r["error"] = r["error"] if r["status"] == Status.CANCELLED else exc.problem
             outcome, label = outcome_of(r["status"], r["error"])
         return InstanceSummary(
@@ -1086,59 +1059,7 @@ class Engine:
         threads stopped at, the reason it was cancelled, and every decision taken on it, oldest
         first: who, through what, when, with what reason, and the votes that led to it.
         `history` is the instance's `history()` when the caller has read it already."""
-        row = self.loader.stored(instance_id)
-        try:
-            read_data(row.id, row.data)
-            state = read_state(row.id, row.state)
-        except CorruptState as exc:
-            warn(exc, row.workflow)
-            outcome, label = outcome_of(_unreadable_status(row.status), exc.problem)
-            state = InstanceState()
-        else:
-            outcome, label = outcome_of_state(row.status, row.error, json.loads(row.state))
-        if history is None:
-            history = self.store.history(instance_id)
-        decisions: builtins.list[DecisionView] = []
-        votes: dict[tuple[str | None, str | None], builtins.list[str]] = {}
-        cancel_reason = None
-        for h in history:
-            detail = h.detail or {}
-            payload = detail.get("payload") if isinstance(detail.get("payload"), dict) else {}
-            reason = payload.get("reason") if isinstance(payload, dict) else None
-            reason = reason.strip() or None if isinstance(reason, str) else None
-            where = (h.thread, h.name)
-            if h.kind == HistoryKind.CANCELLED:
-                cancel_reason = h.message
-            elif h.kind == HistoryKind.VOTE:
-                votes.setdefault(where, []).append(h.actor or "the program")
-                decisions.append(
-                    DecisionView(
-                        h.thread, detail.get("wait"), h.name, "vote", h.actor, h.via, h.at, reason
-                    )
-                )
-            elif h.kind == HistoryKind.DECISION:
-                approved = (h.message or "").startswith("approved")
-                decisions.append(
-                    DecisionView(
-                        h.thread,
-                        detail.get("wait"),
-                        h.name,
-                        "approved" if approved else "denied",
-                        h.actor,
-                        h.via,
-                        h.at,
-                        reason,
-                        [*votes.pop(where, []), *([h.actor or "the program"] if approved else [])],
-                    )
-                )
-            elif h.kind == HistoryKind.EVENT and h.via == "timer":
-                decisions.append(
-                    DecisionView(
-                        h.thread, detail.get("wait"), h.name, "timed out", None, "timer", h.at, None
-                    )
-                )
-        failed = [t.at or "" for t in state.threads.values() if t.status == ThreadStatus.FAILED]
-        return OutcomeView(outcome, label, failed, cancel_reason, decisions)
+        return self.reading.outcome(instance_id, history)
 
     def gauges(self) -> dict[str, Any]:
         """Figures for monitoring, read from the database (so the same in every process):
@@ -1186,7 +1107,7 @@ class Engine:
             row = stored.get(r["instance_id"])
             if row is not None and row.id not in cases:
                 try:
-                    cases[row.id] = self._open_cases(row, read_state(row.id, row.state))
+                    cases[row.id] = self.reading.open_cases(row, read_state(row.id, row.state))
                 except CorruptState as exc:
                     warn(exc, row.workflow)
                     cases[row.id], broken[row.id] = {}, exc.problem
@@ -1198,7 +1119,7 @@ class Engine:
                 r["approvers"], r["title"] = info.get("deciders"), info.get("title")
                 r["required"], r["votes"] = info.get("required", 1), len(info.get("votes", []))
                 r["require_reason"] = bool(info.get("require_reason", True))
-            refusal = broken.get(r["instance_id"]) or _refusal(handler, wait, actor)
+            refusal = broken.get(r["instance_id"]) or refusal_for(handler, wait, actor)
             r["may_decide"], r["refusal"] = refusal is None, refusal
         return rows
 
@@ -1262,13 +1183,13 @@ class Engine:
     ) -> None:
         r["required"], r["votes"], r["require_reason"] = 1, 0, True
         if handler is not None and wait is not None:
-            info = _shown(handler, wait)
+            info = shown_case(handler, wait)
             r["approvers"], r["title"] = info.get("deciders"), info.get("title")
             r["text"] = info.get("text")
             r["required"], r["votes"] = info.get("required", 1), len(info.get("votes", []))
             r["require_reason"] = bool(info.get("require_reason", True))
         r["needed"] = max(0, int(r["required"]) - int(r["votes"]))
-        refusal = _refusal(handler, wait, actor)
+        refusal = refusal_for(handler, wait, actor)
         r["may_decide"], r["refusal"] = refusal is None, refusal
 
     def inbox_count(
@@ -1306,19 +1227,7 @@ class Engine:
     ) -> dict[tuple[str, str], str | None]:
         """For each open approval of the instance, by (thread, event): None when `actor` may
         decide it now, else why not, in a sentence (what the dashboard shows beside it)."""
-        check_text(actor=actor)
-        row = self.loader.stored(instance_id)
-        try:  # only who may decide: not what each case shows (an Input's form schema costs)
-            cases = self.cases.of(
-                row.id, row.version, self.workflows.get(row.workflow), row.data, row.state
-            )
-        except CorruptState:  # nothing is open to decide (`get` tells why)
-            return {}
-        return {
-            key: _refusal(handler, wait, actor)
-            for key, (handler, wait) in cases.items()
-            if isinstance(handler, Approval)
-        }
+        return self.reading.decision_refusals(instance_id, actor)
 
     def is_operator(self, actor: str | None) -> bool:
         """Whether `actor` may retry, cancel, move threads and send any event."""
@@ -1327,32 +1236,7 @@ class Engine:
     def deny_needs_reason(self, instance_id: str, thread: str, event: str) -> bool:
         """Whether denying this approval needs a reason (`Approval(require_reason=...)`, as
         deployed now); True when it is not an open approval."""
-        row = self.store.load(instance_id)
-        if row is None:
-            return True
-        try:
-            cases = self._open_cases(row, read_state(row.id, row.state))
-        except CorruptState:
-            return True
-        handler, _, _ = cases.get((thread, event), (None, None, None))
-        return not isinstance(handler, Approval) or handler.require_reason
-
-    def _open_cases(
-        self,
-        row: Stored,
-        state: InstanceState | str,
-        build: Callable[[], Statement] | None = None,
-    ) -> dict[tuple[str, str], tuple[Handler, WaitInfo, dict[str, Any]]]:
-        """The open cases of waiting threads, by (thread, event), as the definition deployed
-        now describes them: handler, wait info and what the dashboard shows (`describe()`,
-        plus for an approval `deciders`, who may decide now, and its `votes`). `build` gives
-        the definition when the caller has it built already."""
-        cases = self.cases.of(
-            row.id, row.version, self.workflows.get(row.workflow), row.data, state, build
-        )
-        return {
-            key: (handler, info, _shown(handler, info)) for key, (handler, info) in cases.items()
-        }
+        return self.reading.deny_needs_reason(instance_id, thread, event)
 
     def statement_counts(self) -> dict[str, dict[str, int]]:
         """workflow -> statement name -> how many instances stand there now."""
@@ -1608,113 +1492,4 @@ def _already(decided: Decided) -> AlreadyDecided:
     return AlreadyDecided(
         f"'{decided.wait}' was already decided: {what} by {who} "
         f"at {decided.at:%Y-%m-%d %H:%M:%S} UTC"
-    )
-
-
-def _shown(handler: Handler, info: WaitInfo) -> dict[str, Any]:
-    shown = handler.describe()
-    if isinstance(handler, Approval):
-        shown["deciders"] = handler.current_approvers(info)
-        shown["handovers"] = [h.stored() for h in handler.handovers(info)]
-        shown["votes"] = [{"actor": v.actor, "at": v.at.isoformat()} for v in handler.votes(info)]
-    return shown
-
-
-def _refusal(handler: Handler | None, wait: WaitInfo | None, actor: str | None) -> str | None:
-    if isinstance(handler, Approval) and wait is not None:
-        return handler.refusal(wait, actor)
-    return None
-
-
-def _unreadable_status(status: str) -> str:
-    """The status an instance that cannot be read is shown with: failed, unless an operator
-    cancelled it."""
-    return status if status == Status.CANCELLED else Status.FAILED
-
-
-def _unreadable_view(row: Stored, problem: str) -> InstanceView:
-    """An instance whose stored state or data cannot be read: failed, with `problem` as its
-    error and no threads; its data as stored when that much can be read."""
-    try:
-        data = read_data(row.id, row.data)
-    except CorruptState:
-        data = {}
-    return InstanceView(
-        id=row.id,
-        workflow=row.workflow,
-        status=_unreadable_status(row.status),
-        data=data,
-        result=None,
-        error=row.error if row.status == Status.CANCELLED else problem,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-        threads=[],
-        version=row.version,
-        due_at=row.due_at,
-        pending_teardowns=0,
-        title=row.workflow,
-    )
-
-
-def _view(
-    row: Stored,
-    state: InstanceState,
-    infos: Mapping[tuple[str, str], dict[str, Any]],
-    cls: type[Workflow] | None = None,
-    hidden: Sequence[str] = (),
-) -> InstanceView:
-    import json
-
-    threads = [
-        ThreadView(
-            id=t.id,
-            name=t.name,
-            status=t.status,
-            step=t.at,
-            waits=[
-                WaitView(
-                    wait=t.at or "",
-                    event=c.event,
-                    kind=c.kind,
-                    began_at=c.began_at,
-                    due_at=c.due_at,
-                    setup=c.setup,
-                    error=c.error,
-                    attempts=c.attempts,
-                    info=infos.get((t.id, c.event), c.info),
-                    stored=c.stored,
-                    key=t.wait_key,
-                    upcoming=upcoming(
-                        c.kind,
-                        c.began_at,
-                        c.due_at if c.setup == "done" else None,
-                        infos.get((t.id, c.event), c.info),
-                        c.stored,
-                    ),
-                )
-                for c in (t.cases if t.status == ThreadStatus.WAITING else [])
-            ],
-            error=t.error,
-            traceback=t.traceback,
-            attempts=t.attempts,
-            retry_at=t.retry_at,
-        )
-        for t in state.threads.values()
-    ]
-    data = read_data(row.id, row.data)
-    approvals = [w.info.get("title") for t in threads for w in t.waits if w.kind == "approval"]
-    return InstanceView(
-        id=row.id,
-        workflow=row.workflow,
-        status=row.status,
-        data={k: v for k, v in data.items() if k not in hidden},
-        title=title_of(cls, data, approvals, row.workflow),
-        result=json.loads(row.result) if row.result is not None else None,
-        error=row.error,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-        threads=threads,
-        version=row.version,
-        due_at=row.due_at,
-        pending_teardowns=len(state.teardowns),
     )
