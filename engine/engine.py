@@ -23,23 +23,20 @@ from signoff.engine.core.authority import Authority, check_actor, checked_reason
 from signoff.engine.core.deploy import UNFINISHED, Assessment, DeploymentReport, Finding, assess
 from signoff.engine.core.enums import HistoryKind, Status, ThreadStatus
 from signoff.engine.core.finite import nonfinite_text, stored_nonfinite
-from signoff.engine.core.handlers import Approval, Handler, Services, WaitInfo
+from signoff.engine.core.handlers import Approval, Services
 from signoff.engine.core.limits import json_problem
 from signoff.engine.core.outbound import LinkMaker, Reach, checked_emails
-from signoff.engine.core.outcome import outcome_of, outcome_of_state
 from signoff.engine.core.records import Record, Stored
 from signoff.engine.core.releases import Release, held_by_newer, names_of
 from signoff.engine.core.renames import carry_over, declared_renames
 from signoff.engine.core.state import Decided, Ending, InstanceState, OpenCase, ThreadState
 from signoff.engine.core.stored import (
     data_unreadable,
-    peek_state,
-    read_data,
     read_state,
 )
 from signoff.engine.core.tree import Entry
 from signoff.engine.core.validate import validate
-from signoff.engine.core.workflow import Workflow, title_of, titled
+from signoff.engine.core.workflow import Workflow
 from signoff.engine.core.working import Working, marks
 from signoff.engine.errors import (
     AlreadyDecided,
@@ -55,7 +52,6 @@ from signoff.engine.runtime import logs
 from signoff.engine.runtime.actions import ActionRunner
 from signoff.engine.runtime.arguments import (
     ID_PATTERN,
-    MAX_SEARCH,
     brief,
     check_text,
     checked_delegates,
@@ -65,6 +61,7 @@ from signoff.engine.runtime.arguments import (
 )
 from signoff.engine.runtime.cases import OpenCases
 from signoff.engine.runtime.linktokens import link_maker_from_environment
+from signoff.engine.runtime.lists import Lists
 from signoff.engine.runtime.loader import Loader
 from signoff.engine.runtime.mail import Mailer
 from signoff.engine.runtime.metrics import Metrics
@@ -78,17 +75,11 @@ from signoff.engine.runtime.slack import SlackNotifier
 from signoff.engine.runtime.slack_client import base_url_from_environment, client_from_environment
 from signoff.engine.runtime.slack_directory import SlackDirectory
 from signoff.engine.runtime.unreadable import Unreadable, warn
-from signoff.engine.runtime.viewing import (
-    refusal_for,
-    shown_case,
-    unreadable_status,
-)
 from signoff.engine.storage import placement
 from signoff.engine.storage.delegations import Delegate, Delegations
 from signoff.engine.storage.failures import guard_storage
 from signoff.engine.storage.liveness import Liveness
 from signoff.engine.storage.once import Once
-from signoff.engine.storage.rawsql import ORDERS, Narrowing
 from signoff.engine.storage.seen import Seen
 from signoff.engine.storage.sessions import Sessions
 from signoff.engine.storage.store import Store
@@ -98,7 +89,6 @@ from signoff.engine.views import (
     InstanceView,
     OutcomeView,
     WaitView,
-    waiting_on,
 )
 
 # How long an instance stays with a process that stopped answering. Short, because it is
@@ -233,6 +223,15 @@ class Engine:
         self.sight = Sight(self.store, self.authority, self.workflows)
         self.unreadable = Unreadable(self.store, self.metrics)
         self.reading = Reading(self.store, self.loader, self.registry, self.sight, self.cases)
+        self.lists = Lists(
+            self.store,
+            self.workflows,
+            self.authority,
+            self.sight,
+            self.cases,
+            self.reading,
+            self._now,
+        )
         self._due_listeners: list[Callable[[str, datetime], None]] = []
         self.runner.releases = self.releases
         self.runner.committer.release_of = self.releases.fingerprint
@@ -960,70 +959,19 @@ class Engine:
         may decide; `overdue`: only those with a wait past its deadline (a timeout not fired
         yet); `started_from` / `started_before`: only those started at or after / before
         these (aware) times."""
-        if search is not None and len(search) > MAX_SEARCH:
-            raise InvalidData(f"a search is at most {MAX_SEARCH} characters")
-        if order not in ORDERS:
-            raise InvalidData(f"order is one of {', '.join(ORDERS)}, not {order!r}")
-        check_text(search=search, status=status, workflow=workflow, actor=actor, decider=decider)
-        if before is not None:
-            check_text(cursor=before[1])
-        if isinstance(workflow, type):
-            workflow = workflow.registered_name()
-        rows = self.store.page(
-            status=status,
-            workflow=workflow,
+        return self.lists.list(
+            status,
+            workflow,
+            limit,
             search=search,
-            limit=max(1, min(limit, 500)),
             before=before,
             order=order,
-            viewer=self.sight.viewer(actor),
-            narrow=self._narrowing(decider, overdue, started_from, started_before),
+            actor=actor,
+            decider=decider,
+            overdue=overdue,
+            started_from=started_from,
+            started_before=started_before,
         )
-        return [self._summary(r) for r in rows]
-
-    def _narrowing(
-        self,
-        decider: str | None,
-        overdue: bool,
-        started_from: datetime | None = None,
-        started_before: datetime | None = None,
-    ) -> Narrowing | None:
-        if decider is None and not overdue and started_from is None and started_before is None:
-            return None
-        for name, moment in (("started_from", started_from), ("started_before", started_before)):
-            if moment is not None and moment.tzinfo is None:
-                raise InvalidData(f"{name} must be an aware datetime (with its time zone)")
-        names = tuple(sorted(self.identities(decider))) if decider is not None else None
-        return Narrowing(names, self._now() if overdue else None, started_from, started_before)
-
-    def _summary(self, r: dict[str, Any]) -> InstanceSummary:
-        data, state = r.pop("data"), r.pop("state")
-        waiting = waiting_on(r.pop("waits", []))
-        cls = self.workflows.get(r["workflow"])
-        summary: dict[str, Any] = {}
-        titles = [w.title for w in waiting if w.kind == "approval"]
-        title = r["workflow"]
-        try:
-            if cls is not None and (cls.summary_fields or titled(cls)):
-                values = read_data(r["id"], data)
-                summary = cls.summarize(values)
-                title = title_of(cls, values, titles, r["workflow"])
-            else:
-                title = title_of(None, None, titles, r["workflow"])
-            if r["status"] in (Status.COMPLETED, Status.FAILED):  # only these need the state
-                found = peek_state(r["id"], state)
-                outcome, label = outcome_of_state(r["status"], r["error"], found)
-            else:
-                outcome, label = outcome_of(r["status"], r["error"])
-        except CorruptState as exc:  # shown as failed, as `get` shows it
-            warn(exc, r["workflow"])
-            r["status"] = unreadable_status(r["status"])
-            r["error"] = r["error"] if r["status"] == Status.CANCELLED else exc.problem
-            outcome, label = outcome_of(r["status"], r["error"])
-        return InstanceSummary(
-            **r, summary=summary, outcome=outcome, outcome_label=label, title=title,
-            waiting=waiting,
-        )  # fmt: skip
 
     def counts(
         self,
@@ -1040,16 +988,14 @@ class Engine:
         (as `list` matches it), when given; of those `actor` sees, when given; narrowed by
         `decider`, `overdue`, `started_from` and `started_before` as `list` is. A search reads
         every instance's data."""
-        if search is not None and len(search) > MAX_SEARCH:
-            raise InvalidData(f"a search is at most {MAX_SEARCH} characters")
-        check_text(search=search, workflow=workflow, actor=actor, decider=decider)
-        if isinstance(workflow, type):
-            workflow = workflow.registered_name()
-        return self.store.counts(
-            workflow or None,
-            search or None,
-            self.sight.viewer(actor),
-            self._narrowing(decider, overdue, started_from, started_before),
+        return self.lists.counts(
+            workflow=workflow,
+            search=search,
+            actor=actor,
+            decider=decider,
+            overdue=overdue,
+            started_from=started_from,
+            started_before=started_before,
         )
 
     def outcome(
@@ -1099,29 +1045,7 @@ class Engine:
         (the wait key for `send(..., wait_key=)`) and cursor: pass `(began_at, cursor)` of the
         last row as `after` for the next page; may_decide and refusal: whether `actor` may decide it
         (None: the program, who may), and if not, why, in a sentence."""
-        rows = placement.open_approvals(self.store, limit, after=after, instance_id=instance_id)
-        stored = placement.load_many(self.store, (r["instance_id"] for r in rows))
-        cases: dict[str, dict[tuple[str, str], tuple[Handler, WaitInfo, dict[str, Any]]]] = {}
-        broken: dict[str, str] = {}  # instance id -> why its state cannot be read
-        for r in rows:
-            row = stored.get(r["instance_id"])
-            if row is not None and row.id not in cases:
-                try:
-                    cases[row.id] = self.reading.open_cases(row, read_state(row.id, row.state))
-                except CorruptState as exc:
-                    warn(exc, row.workflow)
-                    cases[row.id], broken[row.id] = {}, exc.problem
-            handler, wait, info = cases.get(r["instance_id"], {}).get(
-                (r["thread"], r["event"]), (None, None, None)
-            )
-            r["required"], r["votes"], r["require_reason"] = 1, 0, True
-            if info is not None:
-                r["approvers"], r["title"] = info.get("deciders"), info.get("title")
-                r["required"], r["votes"] = info.get("required", 1), len(info.get("votes", []))
-                r["require_reason"] = bool(info.get("require_reason", True))
-            refusal = broken.get(r["instance_id"]) or refusal_for(handler, wait, actor)
-            r["may_decide"], r["refusal"] = refusal is None, refusal
-        return rows
+        return self.lists.open_approvals(limit, after=after, instance_id=instance_id, actor=actor)
 
     def inbox(
         self,
@@ -1145,64 +1069,13 @@ class Engine:
         of the same wait decides it; None without one), `needed` (approvals still needed) and
         `instance_title` (what people call the instance: `InstanceView.title`).
         """
-        check_text(search=search, workflow=workflow, actor=actor)
-        if search is not None and len(search) > MAX_SEARCH:
-            raise InvalidData(f"a search is at most {MAX_SEARCH} characters")
-        names = None if actor is None else self.identities(actor)
-        rows = placement.inbox(
-            self.store,
-            names,
-            workflow=workflow or None,
-            search=search or None,
-            limit=max(1, min(limit, 500)),
-            offset=max(0, offset),
-        )
-        for r in rows:
-            cls = self.workflows.get(r["workflow"])
-            data, state, version = r.pop("data"), r.pop("state"), r.pop("version")
-            r["summary"], r["text"], values = {}, None, None
-            try:
-                if cls is not None and (cls.summary_fields or titled(cls)):
-                    values = read_data(r["instance_id"], data)
-                    r["summary"] = cls.summarize(values)
-                handler, wait = self.cases.of(r["instance_id"], version, cls, data, state).get(
-                    (r["thread"], r["event"]), (None, None)
-                )
-            except CorruptState as exc:  # listed, but nobody may decide it
-                warn(exc, r["workflow"])
-                self._decorate(r, None, None, actor)
-                r["may_decide"], r["refusal"] = False, exc.problem
-                r["instance_title"] = title_of(None, None, [r["title"]], r["workflow"])
-                continue
-            self._decorate(r, handler, wait, actor)
-            r["instance_title"] = title_of(cls, values, [r["title"]], r["workflow"])
-        return rows
-
-    def _decorate(
-        self, r: dict[str, Any], handler: Handler | None, wait: WaitInfo | None, actor: str | None
-    ) -> None:
-        r["required"], r["votes"], r["require_reason"] = 1, 0, True
-        if handler is not None and wait is not None:
-            info = shown_case(handler, wait)
-            r["approvers"], r["title"] = info.get("deciders"), info.get("title")
-            r["text"] = info.get("text")
-            r["required"], r["votes"] = info.get("required", 1), len(info.get("votes", []))
-            r["require_reason"] = bool(info.get("require_reason", True))
-        r["needed"] = max(0, int(r["required"]) - int(r["votes"]))
-        refusal = refusal_for(handler, wait, actor)
-        r["may_decide"], r["refusal"] = refusal is None, refusal
+        return self.lists.inbox(actor, workflow=workflow, search=search, limit=limit, offset=offset)
 
     def inbox_count(
         self, actor: str | None, *, workflow: str | None = None, search: str | None = None
     ) -> int:
         """How many open approvals `inbox` lists for `actor` over all its pages."""
-        check_text(search=search, workflow=workflow, actor=actor)
-        if search is not None and len(search) > MAX_SEARCH:
-            raise InvalidData(f"a search is at most {MAX_SEARCH} characters")
-        names = None if actor is None else self.identities(actor)
-        return placement.inbox_count(
-            self.store, names, workflow=workflow or None, search=search or None
-        )
+        return self.lists.inbox_count(actor, workflow=workflow, search=search)
 
     # --- single-use keys (approval links) ------------------------------------------------------
 
