@@ -11,25 +11,21 @@ import asyncio
 import builtins
 import json
 import logging
-import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy
-from pydantic import ValidationError
 from signoff.engine.core.authority import Authority, check_actor, checked_reason, name_problem
 from signoff.engine.core.deploy import UNFINISHED, Assessment, DeploymentReport, Finding, assess
 from signoff.engine.core.enums import HistoryKind, Status, ThreadStatus
-from signoff.engine.core.finite import nonfinite_text, stored_nonfinite
 from signoff.engine.core.handlers import Approval, Services
-from signoff.engine.core.limits import json_problem
 from signoff.engine.core.outbound import LinkMaker, Reach, checked_emails
 from signoff.engine.core.records import Record, Stored
 from signoff.engine.core.releases import Release, held_by_newer, names_of
-from signoff.engine.core.renames import carry_over, declared_renames
-from signoff.engine.core.state import Decided, Ending, InstanceState, OpenCase, ThreadState
+from signoff.engine.core.renames import carry_over
+from signoff.engine.core.state import Ending, ThreadState
 from signoff.engine.core.stored import (
     data_unreadable,
     read_state,
@@ -37,9 +33,8 @@ from signoff.engine.core.stored import (
 from signoff.engine.core.tree import Entry
 from signoff.engine.core.validate import validate
 from signoff.engine.core.workflow import Workflow
-from signoff.engine.core.working import Working, marks
+from signoff.engine.core.working import Working
 from signoff.engine.errors import (
-    AlreadyDecided,
     Conflict,
     CorruptState,
     DefinitionError,
@@ -48,18 +43,15 @@ from signoff.engine.errors import (
     NotAllowed,
     NotWaiting,
 )
-from signoff.engine.runtime import logs
 from signoff.engine.runtime.actions import ActionRunner
 from signoff.engine.runtime.arguments import (
-    ID_PATTERN,
-    brief,
     check_text,
     checked_delegates,
     checked_groups,
-    checked_payload,
     error_text,
 )
 from signoff.engine.runtime.cases import OpenCases
+from signoff.engine.runtime.intake import Intake
 from signoff.engine.runtime.linktokens import link_maker_from_environment
 from signoff.engine.runtime.lists import Lists
 from signoff.engine.runtime.loader import Loader
@@ -223,6 +215,17 @@ class Engine:
         self.sight = Sight(self.store, self.authority, self.workflows)
         self.unreadable = Unreadable(self.store, self.metrics)
         self.reading = Reading(self.store, self.loader, self.registry, self.sight, self.cases)
+        self.intake = Intake(
+            self.store,
+            self.registry,
+            self.loader,
+            self.reading,
+            self.authority,
+            self.releases,
+            self.runner,
+            self.metrics,
+            self._now,
+        )
         self.lists = Lists(
             self.store,
             self.workflows,
@@ -391,66 +394,7 @@ class Engine:
         via: str = "api",
     ) -> str:
         """Create an instance and run it until every thread blocks; returns its id."""
-        cls = self.registry.class_of(workflow)
-        if data is not None and not isinstance(data, Mapping):
-            raise InvalidData("an instance's data must be a JSON object")
-        data = dict(data or {})
-        problem = json_problem(data, "the data")
-        if problem:
-            raise InvalidData(problem)
-        check_text(actor=actor, via=via)
-        self.authority.check_start(cls, data, actor)
-        unknown = sorted(set(data) - set(cls.model_fields))
-        if unknown:
-            raise InvalidData(f"{cls.registered_name()} has no field(s): {', '.join(unknown)}")
-        try:
-            model = cls.model_validate(data)
-            data_json = model.model_dump_json(warnings="error")
-        except (ValidationError, ValueError) as exc:
-            raise InvalidData(f"invalid data for {cls.registered_name()}: {brief(exc)}") from None
-        nonfinite = stored_nonfinite(model, data_json)  # "nan" as text, made a float by a field
-        if nonfinite is not None:
-            raise InvalidData(f"the data has {nonfinite_text(nonfinite)}")
-        if id is None:
-            id = uuid.uuid4().hex
-        elif not isinstance(id, str) or not ID_PATTERN.fullmatch(id):
-            raise InvalidData(
-                "an instance id is 1-100 letters, digits or . _ : - "
-                "and starts with a letter or digit"
-            )
-        now = self._now()
-        state = InstanceState(
-            started_by=actor,
-            threads={"main": ThreadState(id="main", name="main")},
-            release=self.releases.fingerprint(cls.registered_name()),
-        )
-        owner = self.runner.committer.tokens()
-        row = Stored(
-            id=id,
-            workflow=cls.registered_name(),
-            status=Status.RUNNING,
-            data=data_json,
-            state=state.model_dump_json(),
-            result=None,
-            error=None,
-            version=1,
-            due_at=now + self.runner.lease,
-            lease_owner=owner,
-            lease_until=now + self.runner.lease,
-            created_at=now,
-            updated_at=now,
-        )
-        started = [
-            Record(now, HistoryKind.STARTED, actor=actor, via=via, name=cls.registered_name())
-        ]
-        self.store.insert(row, [], started)
-        logs.committed(row.id, row.workflow, started)
-        self.metrics.committed(row.workflow, started)
-        # the state as just written, not parsed back; the model is built from the stored JSON,
-        # as every later transition builds it
-        work = Working(row, cls, state, row.state, row.data, base_marks=marks(row))
-        self.runner.drive(work, owner)
-        return id
+        return self.intake.start(workflow, data, id, actor=actor, via=via)
 
     def send(
         self,
@@ -480,53 +424,16 @@ class Engine:
         `Timeout` decides its wait at its due time: an event after that raises
         `AlreadyDecided`, even when the timer has not fired yet (it fires here then).
         """
-        payload = checked_payload(payload)
-        check_text(
-            instance_id=instance_id,
-            event=event,
-            actor=actor,
-            thread=thread,
-            via=via,
+        return self.intake.send(
+            instance_id,
+            event,
+            payload,
+            actor,
+            thread,
+            via,
             wait_key=wait_key,
             link=link,
         )
-        self.releases.beat()
-        recent = True  # the first try may begin from the row as this process last committed it
-        while True:
-            work, read = self.loader.load_for_event(instance_id, recent)
-            recent, loaded = False, work.row.version
-            try:
-                work.check_data()
-                current = self._current_event(work, event)
-                target = self._waiting_thread(work, current, thread, wait_key)
-                if target is None:  # mid-transition (a kept copy never is: it has no driver)
-                    self.runner.events.early_check(work, current, payload, actor, thread, via)
-                    if self.runner.events.keep_for_later(
-                        work, current, payload, actor, thread, via
-                    ):
-                        return replace(self.get(instance_id), kept=True)
-                    continue
-                deadline = self._passed_deadline(target)
-                if deadline is not None:
-                    if not read:  # fire it from the instance as read: it may have fired elsewhere
-                        continue
-                    self._decide_by_deadline(work, target, deadline)
-                committed = self.runner.events.event(
-                    work, target, current, payload, actor, via, link=link
-                )
-            except Exception:
-                # a refusal stands unless it was decided on a copy of ours that was stale
-                if read or work.row.version != loaded or self.loader.still_current(work):
-                    raise
-                continue
-            if committed is None:
-                continue  # someone committed first: look again
-            reply = work.reply  # the handler's answer to this sender
-            if committed.drive_as and self.runner.drive(work, committed.drive_as):
-                view = self.reading.view_of(work)  # what was just committed: no second read
-            else:
-                view = self.get(instance_id)
-            return view if reply is None else replace(view, reply=reply)
 
     def check_event(
         self,
@@ -546,43 +453,14 @@ class Engine:
         For a surface that must answer at once and apply later (a Slack click is acknowledged
         within three seconds, and the decision may run steps for longer): check, answer, then
         send. A race lost between the two shows up as the send's refusal."""
-        payload = checked_payload(payload)
-        check_text(
-            instance_id=instance_id,
-            event=event,
-            actor=actor,
-            thread=thread,
-            via=via,
-            wait_key=wait_key,
-        )
-        work = self.loader.load(instance_id)
-        work.check_data()
-        current = self._current_event(work, event)
-        target = self._waiting_thread(work, current, thread, wait_key)
-        if target is None:  # mid-transition: send would keep it, after the same early check
-            self.runner.events.early_check(work, current, payload, actor, thread, via)
-            raise NotWaiting(f"instance {instance_id} is busy; try again in a moment")
-        now = self._now()
-        for c in target.cases:
-            if c.kind == "timeout" and c.setup == "done" and c.due_at and c.due_at <= now:
-                raise AlreadyDecided(
-                    f"'{target.at}' was already decided: {c.event} by the timer at "
-                    f"{c.due_at:%Y-%m-%d %H:%M:%S} UTC (its deadline passed before this event)"
-                )
-        case = next(c for c in target.cases if c.event == current)
-        handler = self.runner.lifecycle.handler(work, target.at or "", current)
-        if handler is None:
-            raise NotWaiting(
-                f"wait '{target.at}' of instance {instance_id} no longer has the event '{event}'"
-            )
-        handler.check(
-            self.runner.lifecycle.info(work, target.id, target.at or "", case, via),
+        return self.intake.check_event(
+            instance_id,
+            event,
             payload,
             actor,
-        )
-        view = self.get(instance_id)
-        return next(
-            w for t in view.threads if t.id == target.id for w in t.waits if w.event == current
+            thread,
+            via,
+            wait_key=wait_key,
         )
 
     def retry(
@@ -1261,108 +1139,3 @@ class Engine:
         return self.seen.add(key, self._now(), keep_for)
 
     # --- helpers -------------------------------------------------------------------------------
-
-    def _current_event(self, work: Working, event: str) -> str:
-        """An event sent under a name a deployment renamed goes to the case that now has it."""
-        if any(c.event == event for t in work.state.threads.values() for c in t.cases):
-            return event
-        try:
-            renames = declared_renames(work.tree())
-        except Exception:  # the transition reports a definition that cannot be built
-            return event
-        for t in work.state.threads.values():
-            if t.status == ThreadStatus.WAITING:
-                current = renames.event(t.at, event)
-                if current is not None:
-                    return current
-        return event
-
-    def _waiting_thread(
-        self, work: Working, event: str, thread: str | None, wait_key: str | None
-    ) -> ThreadState | None:
-        """The thread to deliver `event` to; None when it should wait in the inbox."""
-        iid = work.id
-        if wait_key is not None:
-            return self._keyed_thread(work, event, wait_key)
-        candidates = [
-            t
-            for t in work.state.threads.values()
-            if t.status == ThreadStatus.WAITING
-            and any(c.event == event for c in t.cases)
-            and (thread is None or t.id == thread)
-        ]
-        if len(candidates) == 1:
-            return candidates[0]
-        if len(candidates) > 1:
-            names = ", ".join(t.id for t in candidates)
-            raise Conflict(
-                f"several threads of {iid} wait for '{event}' ({names}): name one with thread="
-            )
-        for decided in reversed(work.state.decided):
-            if event in decided.events and (thread is None or decided.thread == thread):
-                raise _already(decided)
-        if work.row.status == Status.FAILED:
-            raise Conflict(f"instance {iid} has failed and needs an operator: {work.row.error}")
-        if work.terminal:
-            raise Conflict(f"instance {iid} is {work.row.status}")
-        if self.runner.events.mid_transition(work) and self.runner.events.waits_somewhere(
-            work, event, thread
-        ):
-            return None
-        open_events = sorted(
-            {
-                c.event
-                for t in work.state.threads.values()
-                if t.status == ThreadStatus.WAITING
-                for c in t.cases
-            }
-        )
-        waits_for = ", ".join(open_events) if open_events else "nothing"
-        raise NotWaiting(f"instance {iid} is not waiting for '{event}'; it waits for: {waits_for}")
-
-    def _passed_deadline(self, target: ThreadState) -> OpenCase | None:
-        """Hard deadlines: the earliest Timeout of the target's wait whose due time has passed,
-        which decided the wait then, whether or not its timer has fired yet."""
-        now = self._now()
-        due = [
-            c
-            for c in target.cases
-            if c.kind == "timeout" and c.setup == "done" and c.due_at and c.due_at <= now
-        ]
-        return min(due, key=lambda c: c.due_at or now) if due else None
-
-    def _decide_by_deadline(self, work: Working, target: ThreadState, timeout: OpenCase) -> None:
-        """Fire the passed deadline now if the timer has not, then refuse the late event."""
-        wait = target.at  # firing moves the thread into the timeout's branch
-        self.runner.wake(work, self._now())
-        raise AlreadyDecided(
-            f"'{wait}' was already decided: {timeout.event} by the timer at "
-            f"{timeout.due_at:%Y-%m-%d %H:%M:%S} UTC (its deadline passed before this event)"
-        )
-
-    def _keyed_thread(self, work: Working, event: str, wait_key: str) -> ThreadState:
-        for t in work.state.threads.values():
-            if t.status == ThreadStatus.WAITING and t.wait_key == wait_key:
-                if any(c.event == event for c in t.cases):
-                    return t
-                raise NotWaiting(
-                    f"the wait {wait_key} of instance {work.id} has no event '{event}'"
-                )
-        for decided in reversed(work.state.decided):
-            if decided.key == wait_key:
-                raise _already(decided)
-        raise AlreadyDecided(
-            f"the wait {wait_key} of instance {work.id} is no longer open "
-            f"(instance status: {work.row.status})"
-        )
-
-
-def _already(decided: Decided) -> AlreadyDecided:
-    what = decided.event
-    if decided.approved is not None:
-        what = "approved" if decided.approved else "denied"
-    who = decided.actor or ("the timer" if decided.via == "timer" else "someone")
-    return AlreadyDecided(
-        f"'{decided.wait}' was already decided: {what} by {who} "
-        f"at {decided.at:%Y-%m-%d %H:%M:%S} UTC"
-    )
