@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import builtins
 import json
-import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -22,9 +21,8 @@ from signoff.engine.core.deploy import UNFINISHED, Assessment, DeploymentReport,
 from signoff.engine.core.enums import HistoryKind, Status, ThreadStatus
 from signoff.engine.core.handlers import Approval, Services
 from signoff.engine.core.outbound import LinkMaker, Reach, checked_emails
-from signoff.engine.core.records import Record, Stored
+from signoff.engine.core.records import Record
 from signoff.engine.core.releases import Release, held_by_newer, names_of
-from signoff.engine.core.renames import carry_over
 from signoff.engine.core.state import Ending, ThreadState
 from signoff.engine.core.stored import (
     data_unreadable,
@@ -51,6 +49,7 @@ from signoff.engine.runtime.arguments import (
     error_text,
 )
 from signoff.engine.runtime.cases import OpenCases
+from signoff.engine.runtime.due import DueListeners, DueWork
 from signoff.engine.runtime.intake import Intake
 from signoff.engine.runtime.linktokens import link_maker_from_environment
 from signoff.engine.runtime.lists import Lists
@@ -88,9 +87,6 @@ from signoff.engine.views import (
 # third of it: a killed process's instances are taken over this long after its last beat (plus
 # a sweep).
 DEFAULT_LEASE = timedelta(seconds=10)
-log = logging.getLogger("signoff.engine")
-# a drain that keeps losing the race for what is due leaves it to the others (`drain_due`)
-LOST_CLAIMS = 3
 
 
 def utcnow() -> datetime:
@@ -200,11 +196,12 @@ class Engine:
         )
         self.seen = Seen(self.store)
         self.delegations = Delegations(self.store, delegated)
+        self.due_listeners = DueListeners()
         self.runner = Runner(
             self.store,
             self.services,
             lease,
-            self._wake_listeners,
+            self.due_listeners,
             self.metrics,
             self.delegations.active,
             self.outbox.queued,
@@ -226,6 +223,15 @@ class Engine:
             self.metrics,
             self._now,
         )
+        self.due = DueWork(
+            self.store,
+            self.workflows,
+            self.runner,
+            self.releases,
+            self.outbox,
+            self.unreadable,
+            self._now,
+        )
         self.lists = Lists(
             self.store,
             self.workflows,
@@ -235,7 +241,6 @@ class Engine:
             self.reading,
             self._now,
         )
-        self._due_listeners: list[Callable[[str, datetime], None]] = []
         self.runner.releases = self.releases
         self.runner.committer.release_of = self.releases.fingerprint
         # PostgreSQL: the lock that tells other processes this one lives, held while a
@@ -363,7 +368,7 @@ class Engine:
 
     def on_due(self, listener: Callable[[str, datetime], None]) -> None:
         """Call `listener(instance_id, due_at)` whenever an instance gets something due."""
-        self._due_listeners.append(listener)
+        self.due_listeners.add(listener)
 
     def close(self) -> None:
         """Release the database connections this engine opened (not an application's)."""
@@ -377,10 +382,6 @@ class Engine:
         if now.tzinfo is None:
             raise ValueError("the engine's clock must return aware UTC datetimes")
         return now
-
-    def _wake_listeners(self, instance_id: str, due_at: datetime) -> None:
-        for listener in self._due_listeners:
-            listener(instance_id, due_at)
 
     # --- transitions ---------------------------------------------------------------------------
 
@@ -681,46 +682,7 @@ class Engine:
 
         Each instance is first claimed in the database (`Store.claim_due`), so several processes
         calling this at once share the work and never fire one timer twice."""
-        now = now or self._now()
-        self.releases.beat()
-        woken = 0
-        failure: Exception | None = None
-        for _ in range(1000):  # batches; bounded, should something fall due again and again
-            owner = self.runner.committer.tokens()
-            claimed = self.store.claim_due(
-                now, owner, now + self.runner.lease, limit=limit, workflows=list(self.workflows)
-            )
-            try:
-                woken += self._wake_all(claimed, owner, now)
-            except Exception as exc:  # the next batches are done all the same, then it is raised
-                failure = failure or exc
-            if len(claimed) < limit:
-                break
-        if failure is not None:
-            raise failure
-        self.outbox.deliver_due(now)
-        return woken
-
-    def _wake_all(self, claimed: list[Stored], owner: str, now: datetime) -> int:
-        """Wake every instance one claim took; if one fails, the others are still done (they
-        are ours until the lease runs out), then the failure is raised."""
-        woken = 0
-        failure: Exception | None = None
-        for row in claimed:
-            try:
-                woken += self._wake_claimed(row, owner, now)
-            except Exception as exc:
-                log.warning(
-                    "waking %s failed (%s: %s); it is due again when its lease runs out",
-                    row.id,
-                    type(exc).__name__,
-                    exc,
-                    extra={"instance_id": row.id, "workflow": row.workflow},
-                )
-                failure = failure or exc
-        if failure is not None:
-            raise failure
-        return woken
+        return self.due.run_due(now, limit=limit)
 
     def drain_due(
         self, *, most: int = 100_000, stop: Callable[[], bool] | None = None
@@ -731,59 +693,12 @@ class Engine:
         again and again; or `stop()` said to stop). One at a time, so that several threads
         and processes draining at once share the work evenly (what the `Scheduler` does when
         timers fire together)."""
-        woken = lost = 0
-        workflows = list(self.workflows)
-        self.releases.beat()
-        for _ in range(most):
-            if stop is not None and stop():
-                break
-            now = self._now()
-            owner = self.runner.committer.tokens()
-            claimed = self.store.claim_due(
-                now, owner, now + self.runner.lease, limit=1, workflows=workflows
-            )
-            if claimed:
-                lost = 0
-                woken += self._wake_all(claimed, owner, now)
-                continue
-            if not self.store.any_due(now, workflows):
-                return woken, True
-            # the claim lost a race for the row it picked: try again, a few times
-            lost += 1
-            if lost >= LOST_CLAIMS:
-                break
-        return woken, False
+        return self.due.drain_due(most=most, stop=stop)
 
     def wake(self, instance_id: str, now: datetime | None = None) -> bool:
         """Do what is due for one instance, if it is due and nobody else is at it (what the
         scheduler's timer for that instance calls). False: nothing was due here."""
-        now = now or self._now()
-        owner = self.runner.committer.tokens()
-        claimed = self.store.claim_due(
-            now,
-            owner,
-            now + self.runner.lease,
-            limit=1,
-            instance_id=instance_id,
-            workflows=list(self.workflows),
-        )
-        return self._wake_all(claimed, owner, now) > 0
-
-    def _wake_claimed(self, row: Stored, owner: str, now: datetime) -> bool:
-        """Do what is due for `row`, just claimed under `owner` (the claim returned it as it
-        now stands, so there is nothing to read again)."""
-        try:
-            work = Working.of(row, self.workflows[row.workflow])
-        except CorruptState as exc:  # it cannot be driven: failed, so it is not due again
-            warn(exc, row.workflow, "failing it")
-            record = Record(now, HistoryKind.FAILED, message=exc.problem)
-            self.unreadable.end(row, Status.FAILED, exc.problem, record)
-            return False
-        carry_over(work, now)
-        if self.releases.place(work, now) is not None:  # a newer release fires it
-            self.releases.give_back(work, owner, now)
-            return False
-        return self.runner.wake(work, now, owner)
+        return self.due.wake(instance_id, now)
 
     # --- reading -------------------------------------------------------------------------------
 
