@@ -16,24 +16,18 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy
-from signoff.engine.core.authority import Authority, check_actor, checked_reason, name_problem
+from signoff.engine.core.authority import Authority, name_problem
 from signoff.engine.core.deploy import UNFINISHED, Assessment, DeploymentReport, Finding, assess
-from signoff.engine.core.enums import HistoryKind, Status, ThreadStatus
 from signoff.engine.core.handlers import Approval, Services
 from signoff.engine.core.outbound import LinkMaker, Reach, checked_emails
-from signoff.engine.core.records import Record
 from signoff.engine.core.releases import Release, held_by_newer, names_of
-from signoff.engine.core.state import Ending, ThreadState
 from signoff.engine.core.stored import (
     data_unreadable,
     read_state,
 )
-from signoff.engine.core.tree import Entry
 from signoff.engine.core.validate import validate
 from signoff.engine.core.workflow import Workflow
-from signoff.engine.core.working import Working
 from signoff.engine.errors import (
-    Conflict,
     CorruptState,
     DefinitionError,
     InstanceNotFound,
@@ -58,8 +52,10 @@ from signoff.engine.runtime.mail import Mailer
 from signoff.engine.runtime.metrics import Metrics
 from signoff.engine.runtime.outbox import Outbox, latest_deliveries, link_for
 from signoff.engine.runtime.reading import Reading
+from signoff.engine.runtime.reassignment import Reassignment
 from signoff.engine.runtime.registry import Registry
 from signoff.engine.runtime.releases import Releases
+from signoff.engine.runtime.repairs import Repairs
 from signoff.engine.runtime.runner import Runner
 from signoff.engine.runtime.sight import Sight
 from signoff.engine.runtime.slack import SlackNotifier
@@ -231,6 +227,12 @@ class Engine:
             self.outbox,
             self.unreadable,
             self._now,
+        )
+        self.repairs = Repairs(
+            self.loader, self.reading, self.authority, self.runner, self.unreadable, self._now
+        )
+        self.reassignment = Reassignment(
+            self.repairs, self.reading, self.due, self.runner, self.delegations, self._now
         )
         self.lists = Lists(
             self.store,
@@ -473,45 +475,7 @@ class Engine:
         via: str = "api",
     ) -> InstanceView:
         """Re-enter the statement a failed (or backing-off) thread stopped at. Operators only."""
-        check_text(instance_id=instance_id, thread=thread, actor=actor, via=via)
-        self.authority.require_operator(actor, f"retry instance {instance_id}")
-
-        def pick(work: Working) -> list[ThreadState]:
-            candidates = [
-                t
-                for t in work.state.threads.values()
-                if t.status in (ThreadStatus.FAILED, ThreadStatus.RETRYING)
-            ]
-            if thread is not None:
-                candidates = [t for t in candidates if t.id == thread]
-            if not candidates:
-                raise Conflict(
-                    f"instance {instance_id} has no failed thread to retry"
-                    + (f" named '{thread}'" if thread else "")
-                    + f" (status: {work.row.status})"
-                )
-            return candidates
-
-        def change(work: Working, now: datetime) -> None:
-            work.check_data()
-            for t in pick(work):
-                # The position is kept as it is: a failed step or wait is re-entered (AT), but a
-                # thread that failed after a committed step (AFTER) or an accepted event (EVENT)
-                # walks on from there, so nothing committed runs twice.
-                self.runner.lifecycle.end_waits(  # set up afresh
-                    work,
-                    t,
-                    now,
-                    handled_event=None,
-                    ending=Ending(how="retried", actor=actor, via=via, at=now),
-                )
-                t.status, t.retry_at, t.attempts = ThreadStatus.RUNNING, None, 0
-                t.error = t.traceback = None
-                work.note(
-                    Record(now, HistoryKind.RETRY, thread=t.id, name=t.at, actor=actor, via=via)
-                )
-
-        return self._operate(instance_id, change, leave=True)
+        return self.repairs.retry(instance_id, thread, actor, via=via)
 
     def cancel(
         self,
@@ -522,28 +486,7 @@ class Engine:
         via: str = "api",
     ) -> InstanceView:
         """Stop every thread and end the instance as cancelled. Operators only."""
-        check_text(instance_id=instance_id, reason=reason, actor=actor, via=via)
-        self.authority.require_operator(actor, f"cancel instance {instance_id}")
-
-        def change(work: Working, now: datetime) -> None:
-            work.check_data()  # data that cannot be read: no teardown could run either
-            self.runner.lifecycle.stop_threads(
-                work, now, Ending(how="cancelled", actor=actor, via=via, at=now, reason=reason)
-            )
-            work.row.status, work.row.error = Status.CANCELLED, reason or Status.CANCELLED
-            work.note(Record(now, HistoryKind.CANCELLED, actor=actor, via=via, message=reason))
-
-        try:
-            return self._operate(instance_id, change)
-        except CorruptState:  # cancelled without reading what cannot be read
-            while True:
-                row = self.loader.stored(instance_id)
-                if row.status in (Status.COMPLETED, Status.CANCELLED):
-                    raise Conflict(f"instance {instance_id} is already {row.status}") from None
-                now = self._now()
-                record = Record(now, HistoryKind.CANCELLED, actor=actor, via=via, message=reason)
-                if self.unreadable.end(row, Status.CANCELLED, reason or Status.CANCELLED, record):
-                    return self.get(instance_id)
+        return self.repairs.cancel(instance_id, reason, actor, via=via)
 
     def goto(
         self,
@@ -555,27 +498,7 @@ class Engine:
         via: str = "api",
     ) -> InstanceView:
         """Operator repair: continue `thread` at the named statement. Operators only."""
-        check_text(instance_id=instance_id, thread=thread, step=step, actor=actor, via=via)
-        self.authority.require_operator(actor, f"move a thread of instance {instance_id}")
-
-        def change(work: Working, now: datetime) -> None:
-            work.check_data()
-            if thread not in work.state.threads:
-                raise Conflict(f"instance {instance_id} has no thread '{thread}'")
-            self.runner.check_target(work, thread, step)
-            t = work.thread(thread)
-            self.runner.lifecycle.end_waits(
-                work,
-                t,
-                now,
-                handled_event=None,
-                ending=Ending(how="moved", actor=actor, via=via, at=now),
-            )
-            t.status, t.at, t.entry, t.event = ThreadStatus.RUNNING, step, Entry.AT, None
-            t.attempts, t.error, t.traceback, t.retry_at = 0, None, None, None
-            work.note(Record(now, HistoryKind.GOTO, thread=thread, name=step, actor=actor, via=via))
-
-        return self._operate(instance_id, change)
+        return self.repairs.goto(instance_id, thread, step, actor, via=via)
 
     def reassign(
         self,
@@ -600,82 +523,31 @@ class Engine:
         "alice handed their part to erin: on leave". Refused (`NotAllowed`, `InvalidData`,
         `NotWaiting`), with nothing changed: a group or the giver as `to`, someone who decides
         it already or voted on it, or an actor who may not."""
-        check_text(
-            instance_id=instance_id,
-            to=to,
-            actor=actor,
-            reason=reason,
-            thread=thread,
-            event=event,
+        return self.reassignment.reassign(
+            instance_id,
+            to,
+            actor,
+            reason,
+            thread,
+            event,
+            of=of,
             via=via,
             wait_key=wait_key,
         )
-        giver = of if of is not None else actor
-        if giver is None:
-            raise InvalidData("say whose part to hand over: of=NAME")
-        check_actor(giver)
-        given = checked_reason(True, reason, required=False)
-
-        def change(work: Working, now: datetime) -> None:
-            self.runner.handovers.reassign(
-                work,
-                now,
-                giver=giver,
-                to=to,
-                actor=actor,
-                reason=given,
-                via=via,
-                thread=thread,
-                event=event,
-                wait_key=wait_key,
-            )
-
-        self._operate(instance_id, change)
-        self.wake(instance_id)  # tell the receiver now; if that fails, run_due tries again
-        return self.get(instance_id)
 
     def set_delegate(self, user: str, to: str, until: datetime) -> None:
         """`user` is away until `until`: the approvals that begin meanwhile hand their part to
         `to` (as `delegates=` does; this one is kept in the database, for every process, and
         wins over a configured one). What the dashboard's "away" page sets."""
-        check_text(user=user, to=to)
-        check_actor(to)
-        now = self._now()
-        checked_delegates({user: (to, until)}, now)
-        self.delegations.set(user, to, until, now)
+        self.reassignment.set_delegate(user, to, until)
 
     def clear_delegate(self, user: str) -> None:
         """`user` is back: their new requests come to them again."""
-        check_text(user=user)
-        self.delegations.clear(user)
+        self.reassignment.clear_delegate(user)
 
     def delegate_of(self, user: str) -> Delegate | None:
         """(to whom, until when) `user`'s new requests go now, or None."""
-        check_text(user=user)
-        return self.delegations.of(user, self._now())
-
-    def _operate(
-        self,
-        instance_id: str,
-        change: Callable[[Working, datetime], None],
-        *,
-        leave: bool = False,
-    ) -> InstanceView:
-        """Apply an operator's change with a version check, then drive what it made runnable.
-        `leave`: refuse (NewerRelease) an instance a newer release handles (a retry would
-        re-enter what this code lacks; a cancel or goto is the operator's to make)."""
-        while True:
-            work = self.loader.load(instance_id, leave=leave)
-            if work.terminal:
-                raise Conflict(f"instance {instance_id} is already {work.row.status}")
-            now = self._now()
-            change(work, now)
-            committed = self.runner.committer.commit_change(work, now)
-            if committed is None:
-                continue  # someone committed first: look again
-            if committed.drive_as:
-                self.runner.drive(work, committed.drive_as)
-            return self.get(instance_id)
+        return self.reassignment.delegate_of(user)
 
     def run_due(self, now: datetime | None = None, *, limit: int = 100) -> int:
         """Fire due timers, step retries and owed setup/teardown work; returns instances woken.
