@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy
-from signoff.engine.core.authority import Authority, name_problem
+from signoff.engine.core.authority import Authority
 from signoff.engine.core.deploy import UNFINISHED, Assessment, DeploymentReport, Finding, assess
-from signoff.engine.core.handlers import Approval, Services
+from signoff.engine.core.handlers import Services
 from signoff.engine.core.outbound import LinkMaker, Reach, checked_emails
 from signoff.engine.core.releases import Release, held_by_newer, names_of
 from signoff.engine.core.stored import (
@@ -30,10 +28,7 @@ from signoff.engine.core.workflow import Workflow
 from signoff.engine.errors import (
     CorruptState,
     DefinitionError,
-    InstanceNotFound,
     InvalidData,
-    NotAllowed,
-    NotWaiting,
 )
 from signoff.engine.runtime.actions import ActionRunner
 from signoff.engine.runtime.arguments import (
@@ -49,8 +44,9 @@ from signoff.engine.runtime.linktokens import link_maker_from_environment
 from signoff.engine.runtime.lists import Lists
 from signoff.engine.runtime.loader import Loader
 from signoff.engine.runtime.mail import Mailer
+from signoff.engine.runtime.messaging import Messaging
 from signoff.engine.runtime.metrics import Metrics
-from signoff.engine.runtime.outbox import Outbox, latest_deliveries, link_for
+from signoff.engine.runtime.outbox import Outbox
 from signoff.engine.runtime.reading import Reading
 from signoff.engine.runtime.reassignment import Reassignment
 from signoff.engine.runtime.registry import Registry
@@ -234,6 +230,16 @@ class Engine:
         self.reassignment = Reassignment(
             self.repairs, self.reading, self.due, self.runner, self.delegations, self._now
         )
+        self.messaging = Messaging(
+            self.store,
+            self.outbox,
+            self.loader,
+            self.workflows,
+            self.authority,
+            self.sight,
+            self.cases,
+            self._now,
+        )
         self.lists = Lists(
             self.store,
             self.workflows,
@@ -286,13 +292,13 @@ class Engine:
         """Send the outbox's messages that are due (emails, Slack links), each claimed first
         so no two processes send one at once; returns how many went. The `Scheduler` calls it;
         `run_due` does too."""
-        return self.outbox.deliver_due(now or self._now())
+        return self.messaging.deliver_notices(now)
 
     def notices(self, instance_id: str) -> list[dict[str, Any]]:
         """The messages queued for an instance (oldest first): to whom (`person`, `address`),
         how (`channel`), about what (`what`, `thread`, `wait_key`), and how it went
         (`status`: pending, sent, failed, dropped; `attempts`, `error`, `sent_at`)."""
-        return self.outbox.table.of_instance(instance_id)
+        return self.messaging.notices(instance_id)
 
     def deliveries(self, instance_id: str, actor: str | None = None) -> list[dict[str, Any]]:
         """How the instance's messages fared, the latest per wait, person and channel: each
@@ -300,28 +306,13 @@ class Engine:
         `attempts`, `error`, `at` (when it went, or when it is tried next) and `words`
         ("emailed alice 10:02", "Slack message to bob failed: ..., retrying in 4 s"). `actor`
         as for `get`; the `address` is there only for operators (and the program)."""
-        check_text(instance_id=instance_id, actor=actor)
-        if self.store.load(instance_id) is None or not self.sight.sees(instance_id, actor):
-            raise InstanceNotFound(f"no instance with id '{instance_id}'")
-        return latest_deliveries(
-            self.outbox.table.of_instance(instance_id),
-            self._now(),
-            addresses=actor is None or self.is_operator(actor),
-        )
+        return self.messaging.deliveries(instance_id, actor)
 
     def announcements(self, instance_id: str, wait_key: str) -> list[dict[str, str]]:
         """The Slack messages that announced that opening of a wait, once sent:
         `[{"channel": ..., "ts": ...}]` (the interactivity endpoint accepts a click only from
         one of these)."""
-        return [
-            json.loads(row["result"])
-            for row in self.outbox.table.of_instance(instance_id)
-            if row["what"] == "approval"
-            and row["channel"] == "slack"
-            and row["status"] == "sent"
-            and row["wait_key"] == wait_key
-            and row["result"]
-        ]
+        return self.messaging.announcements(instance_id, wait_key)
 
     def send_link(
         self,
@@ -339,34 +330,14 @@ class Engine:
         history says who asked, for whom and where. Raises `NotReachable` when it cannot reach
         them, `NotAllowed` when `actor` is no operator or `person` may not decide it. `links`
         makes the link when the engine has no link maker of its own (no SIGNOFF_BASE_URL)."""
-        check_text(actor=actor, person=person)
-        self.authority.require_operator(actor, "send someone their approval link")
-        problem = name_problem(person, "the person the link is for")
-        if problem:
-            raise InvalidData(problem)
-        row = self.loader.stored(instance_id)
-        cases = self.cases.of(
-            row.id, row.version, self.workflows.get(row.workflow), row.data, row.state
+        return self.messaging.send_link(
+            instance_id,
+            person,
+            actor=actor,
+            event=event,
+            thread=thread,
+            links=links,
         )
-        found = [
-            (key, handler, info)
-            for key, (handler, info) in cases.items()
-            if isinstance(handler, Approval)
-            and (thread is None or key[0] == thread)
-            and (event is None or key[1] == event)
-        ]
-        if not found:
-            raise NotWaiting(f"instance {instance_id} waits for no such approval")
-        _, handler, info = found[0]
-        info = replace(info, moment=self._now())
-        reach = info.services.reach
-        if links is not None and reach is not None and reach.link_maker is None:
-            reach = replace(reach, link_maker=links)
-            info = replace(info, services=replace(info.services, reach=reach))
-        refusal = handler.refusal(info, person)
-        if refusal:
-            raise NotAllowed(refusal)
-        return link_for(self.outbox, handler, info, person, actor, self._now())
 
     def on_due(self, listener: Callable[[str, datetime], None]) -> None:
         """Call `listener(instance_id, due_at)` whenever an instance gets something due."""
