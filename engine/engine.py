@@ -15,29 +15,21 @@ from typing import Any
 
 import sqlalchemy
 from signoff.engine.core.authority import Authority
-from signoff.engine.core.deploy import UNFINISHED, Assessment, DeploymentReport, Finding, assess
+from signoff.engine.core.deploy import DeploymentReport
 from signoff.engine.core.handlers import Services
 from signoff.engine.core.outbound import LinkMaker, Reach, checked_emails
-from signoff.engine.core.releases import Release, held_by_newer, names_of
-from signoff.engine.core.stored import (
-    data_unreadable,
-    read_state,
-)
-from signoff.engine.core.validate import validate
+from signoff.engine.core.releases import Release
 from signoff.engine.core.workflow import Workflow
 from signoff.engine.errors import (
-    CorruptState,
-    DefinitionError,
     InvalidData,
 )
 from signoff.engine.runtime.actions import ActionRunner
 from signoff.engine.runtime.arguments import (
-    check_text,
     checked_delegates,
     checked_groups,
-    error_text,
 )
 from signoff.engine.runtime.cases import OpenCases
+from signoff.engine.runtime.deployment import Deployment
 from signoff.engine.runtime.due import DueListeners, DueWork
 from signoff.engine.runtime.intake import Intake
 from signoff.engine.runtime.linktokens import link_maker_from_environment
@@ -57,7 +49,8 @@ from signoff.engine.runtime.sight import Sight
 from signoff.engine.runtime.slack import SlackNotifier
 from signoff.engine.runtime.slack_client import base_url_from_environment, client_from_environment
 from signoff.engine.runtime.slack_directory import SlackDirectory
-from signoff.engine.runtime.unreadable import Unreadable, warn
+from signoff.engine.runtime.tokens import Tokens
+from signoff.engine.runtime.unreadable import Unreadable
 from signoff.engine.storage import placement
 from signoff.engine.storage.delegations import Delegate, Delegations
 from signoff.engine.storage.failures import guard_storage
@@ -240,6 +233,10 @@ class Engine:
             self.cases,
             self._now,
         )
+        self.deployment = Deployment(
+            self.store, self.workflows, self.releases, self.services, self._now
+        )
+        self.tokens = Tokens(self.sessions, self.once, self.seen, self._now)
         self.lists = Lists(
             self.store,
             self.workflows,
@@ -718,18 +715,15 @@ class Engine:
     def spend_once(self, key: str, expires_at: datetime) -> bool:
         """Record that `key` (e.g. an approval link's id) has been used, in the database every
         process shares; False if it had been before. Keep it until `expires_at`."""
-        check_text(key=key)
-        return self.once.spend(key, self._now(), expires_at)
+        return self.tokens.spend_once(key, expires_at)
 
     def refund_once(self, key: str) -> None:
         """Undo `spend_once(key)`: what the key was spent on did not happen after all."""
-        check_text(key=key)
-        self.once.refund(key)
+        self.tokens.refund_once(key)
 
     def spent_at(self, key: str) -> datetime | None:
         """When `key` was spent with `spend_once`, or None."""
-        check_text(key=key)
-        return self.once.spent_at(key)
+        return self.tokens.spent_at(key)
 
     def decision_refusals(
         self, instance_id: str, actor: str | None
@@ -756,25 +750,19 @@ class Engine:
     def open_session(self, user: str, lifetime: timedelta) -> str:
         """Record a signed-in session of `user` ending `lifetime` from now, whatever happens
         meanwhile; returns its token (a secret: only its hash is stored)."""
-        check_text(user=user)
-        now = self._now()
-        return self.sessions.open(user, now, now + lifetime)
+        return self.tokens.open_session(user, lifetime)
 
     def session_user(self, token: str) -> str | None:
         """The user of a session that has neither ended nor expired, else None."""
-        if not isinstance(token, str) or not token or "\x00" in token:
-            return None
-        return self.sessions.user(token, self._now())
+        return self.tokens.session_user(token)
 
     def end_session(self, token: str) -> None:
         """Sign one session out, in every process at once."""
-        if isinstance(token, str) and token and "\x00" not in token:
-            self.sessions.end(token)
+        self.tokens.end_session(token)
 
     def end_sessions(self, user: str) -> int:
         """Sign `user` out everywhere; returns how many sessions ended."""
-        check_text(user=user)
-        return self.sessions.end_all(user)
+        return self.tokens.end_sessions(user)
 
     def parked_on(self, workflow: str, statement: str, limit: int = 10) -> builtins.list[str]:
         """Ids of unfinished instances of `workflow` with a thread standing at `statement`
@@ -796,17 +784,7 @@ class Engine:
         would change; each with up to `examples` instance ids. The database is read in
         keyset pages of `page_size` rows, so memory stays flat however many instances there
         are. Reads only: nothing is changed."""
-        report = DeploymentReport(examples=examples)
-        after: str | None = None
-        recorded: dict[str, builtins.list[Release]] = {}  # releases per workflow, read once
-        while True:
-            rows = placement.unfinished_page(self.store, UNFINISHED, after, page_size)
-            for instance_id, workflow, data, state in rows:
-                found = self._assess(instance_id, workflow, data, state, recorded)
-                report.add(instance_id, workflow, found)
-            if len(rows) < page_size:
-                return report
-            after = rows[-1][0]
+        return self.deployment.check_deployment(examples=examples, page_size=page_size)
 
     def releases_recorded(self, workflow: str | None = None) -> builtins.list[Release]:
         """The releases engines recorded on this database (of `workflow`), oldest first per
@@ -825,54 +803,7 @@ class Engine:
         six or more characters), or with `unused` every one no process was seen running lately.
         A retired release no longer counts as newer; one that a process starts again comes
         back. Returns the releases retired."""
-        now = self._now()
-        mine = {r.fingerprint for r in self.releases.mine.values()}
-        chosen = [
-            r
-            for r in self.releases.rows.of()
-            if not r.retired
-            and r.fingerprint not in mine
-            and (
-                any(len(f) >= 6 and r.fingerprint.startswith(f) for f in fingerprints)
-                or (unused and not r.alive(now))
-            )
-        ]
-        self.releases.rows.retire([r.fingerprint for r in chosen], now)
-        return chosen
-
-    def _assess(
-        self,
-        instance_id: str,
-        workflow: str,
-        data: str,
-        state: str,
-        recorded: dict[str, builtins.list[Release]] | None = None,
-    ) -> Assessment:
-        try:
-            parsed = read_state(instance_id, state)
-        except CorruptState as exc:
-            warn(exc, workflow)
-            return Assessment(unreadable=exc.problem)
-        cls = self.workflows.get(workflow)
-        if cls is None:
-            return Assessment(stranded=[Finding("workflow", workflow)])
-        try:
-            definition = cls.model_validate_json(data).definition()
-            validate(definition, workflow)
-        except Exception as exc:  # the workflow's own code, or data that no longer fits
-            corrupt = data_unreadable(instance_id, data, exc)
-            if corrupt is not None:
-                warn(corrupt, workflow)
-                return Assessment(unreadable=corrupt.problem)
-            reason = str(exc) if isinstance(exc, DefinitionError) else error_text(exc)
-            return Assessment(stranded=[Finding("definition", reason.splitlines()[0][:300])])
-        found = assess(definition, parsed, self.services)
-        mine = self.releases.fingerprint(workflow)
-        if found.stranded and mine is not None and recorded is not None:
-            if workflow not in recorded:
-                recorded[workflow] = self.releases.rows.of(workflow)
-            held_by_newer(found, mine, names_of(definition), recorded[workflow])
-        return found
+        return self.deployment.retire_releases(fingerprints, unused=unused)
 
     def identities(self, actor: str) -> set[str]:
         """The names an actor goes by: user name, Slack id and `group:NAME`s, whichever apply."""
@@ -893,7 +824,6 @@ class Engine:
         """Remember `key` for `keep_for`; True when it was already remembered (and has not
         expired). Kept in the database, so every process serving the same database agrees:
         what the Slack endpoint refuses replays with."""
-        check_text(key=key)
-        return self.seen.add(key, self._now(), keep_for)
+        return self.tokens.seen_before(key, keep_for)
 
     # --- helpers -------------------------------------------------------------------------------
