@@ -1,5 +1,11 @@
 """`Engine`: the public API. Every call is one explicit transition; there is no loop of its own.
 
+`Engine` is the door: it builds the runtime's parts and hands each call to the service of its
+concern (engine/runtime/: `intake` starts instances and takes events, `repairs` and
+`reassignment` are operators' and approvers' changes, `due` fires what falls due, `reading` and
+`lists` answer reads as for an actor, `messaging` the messages sent, `deployment` the checks
+before a deploy, `tokens` what the dashboard remembers).
+
 A transition loads the instance, takes a short lease on it (so one process drives its steps),
 walks its threads until each one blocks, and commits after every step with a version check.
 Another writer that commits meanwhile (an event for another thread, a cancel) is merged in.
@@ -48,7 +54,7 @@ from signoff.engine.runtime.runner import Runner
 from signoff.engine.runtime.sight import Sight
 from signoff.engine.runtime.slack import SlackNotifier
 from signoff.engine.runtime.slack_client import base_url_from_environment, client_from_environment
-from signoff.engine.runtime.slack_directory import SlackDirectory
+from signoff.engine.runtime.slack_directory import SlackDirectory, slack_actor
 from signoff.engine.runtime.tokens import Tokens
 from signoff.engine.runtime.unreadable import Unreadable
 from signoff.engine.storage import placement
@@ -813,17 +819,10 @@ class Engine:
         """The actor a Slack user acts as: the user name `slack_users` maps to their id, else
         the email address Slack has for them (`users.info`: people who sign in with the identity
         provider are known by it), else the Slack id itself."""
-        if self.slack_directory is not None:
-            return self.slack_directory.actor_for(slack_user_id)
-        return next(
-            (name for name, sid in self.authority.slack_users.items() if sid == slack_user_id),
-            slack_user_id,
-        )
+        return slack_actor(slack_user_id, self.slack_directory, self.authority)
 
     def seen_before(self, key: str, keep_for: timedelta) -> bool:
         """Remember `key` for `keep_for`; True when it was already remembered (and has not
         expired). Kept in the database, so every process serving the same database agrees:
         what the Slack endpoint refuses replays with."""
         return self.tokens.seen_before(key, keep_for)
-
-    # --- helpers -------------------------------------------------------------------------------
