@@ -27,7 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from signoff.engine import Approval, Engine, On, Return, S, Step, Wait, Workflow
 from signoff.engine.core.interpreter import Position, advance
-from signoff.engine.core.tree import Entry, RunStep
+from signoff.engine.core.steps import RunStep
+from signoff.engine.core.tree import Entry
 from signoff.engine.core.validate import validate
 
 STEPS = 20

@@ -1,5 +1,11 @@
 """`Engine`: the public API. Every call is one explicit transition; there is no loop of its own.
 
+`Engine` is the door: it builds the runtime's parts and hands each call to the service of its
+concern (engine/runtime/: `intake` starts instances and takes events, `repairs` and
+`reassignment` are operators' and approvers' changes, `due` fires what falls due, `reading` and
+`lists` answer reads as for an actor, `messaging` the messages sent, `deployment` the checks
+before a deploy, `tokens` what the dashboard remembers).
+
 A transition loads the instance, takes a short lease on it (so one process drives its steps),
 walks its threads until each one blocks, and commits after every step with a version check.
 Another writer that commits meanwhile (an event for another thread, a cancel) is merged in.
@@ -9,96 +15,69 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-import json
-import logging
-import re
-import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy
-from pydantic import ValidationError
-from signoff.engine.core.authority import Authority, check_actor, checked_reason, name_problem
-from signoff.engine.core.deploy import UNFINISHED, Assessment, DeploymentReport, Finding, assess
-from signoff.engine.core.enums import HistoryKind, Status, ThreadStatus
-from signoff.engine.core.finite import finite_problem, nonfinite_text, stored_nonfinite
-from signoff.engine.core.handlers import Approval, Handler, Services, WaitInfo, upcoming
-from signoff.engine.core.limits import MAX_JSON_BYTES, json_problem, text_problem
+from signoff.engine.core.authority import Authority
+from signoff.engine.core.deploy import DeploymentReport
+from signoff.engine.core.handlers import Services
 from signoff.engine.core.outbound import LinkMaker, Reach, checked_emails
-from signoff.engine.core.outcome import outcome_of, outcome_of_state
-from signoff.engine.core.records import Record, Stored
-from signoff.engine.core.releases import Release, held_by_newer, names_of, release_of
-from signoff.engine.core.renames import carry_over, declared_renames
-from signoff.engine.core.state import Decided, Ending, InstanceState, OpenCase, ThreadState
-from signoff.engine.core.stored import (
-    data_unreadable,
-    peek_state,
-    read_data,
-    read_state,
-)
-from signoff.engine.core.tree import Entry, Statement
-from signoff.engine.core.validate import validate
-from signoff.engine.core.workflow import Workflow, title_of, titled
-from signoff.engine.core.working import Working, marks
+from signoff.engine.core.releases import Release
+from signoff.engine.core.workflow import Workflow
 from signoff.engine.errors import (
-    AlreadyDecided,
-    Conflict,
-    CorruptState,
-    DefinitionError,
-    InstanceNotFound,
     InvalidData,
-    NotAllowed,
-    NotWaiting,
-    UnknownWorkflow,
 )
-from signoff.engine.runtime import logs
 from signoff.engine.runtime.actions import ActionRunner
+from signoff.engine.runtime.arguments import (
+    checked_delegates,
+    checked_groups,
+)
 from signoff.engine.runtime.cases import OpenCases
+from signoff.engine.runtime.deployment import Deployment
+from signoff.engine.runtime.due import DueListeners, DueWork
+from signoff.engine.runtime.intake import Intake
 from signoff.engine.runtime.linktokens import link_maker_from_environment
+from signoff.engine.runtime.lists import Lists
+from signoff.engine.runtime.loader import Loader
 from signoff.engine.runtime.mail import Mailer
+from signoff.engine.runtime.messaging import Messaging
 from signoff.engine.runtime.metrics import Metrics
-from signoff.engine.runtime.outbox import Outbox, latest_deliveries, link_for
+from signoff.engine.runtime.outbox import Outbox
+from signoff.engine.runtime.reading import Reading
+from signoff.engine.runtime.reassignment import Reassignment
+from signoff.engine.runtime.registry import Registry
 from signoff.engine.runtime.releases import Releases
+from signoff.engine.runtime.repairs import Repairs
 from signoff.engine.runtime.runner import Runner
 from signoff.engine.runtime.sight import Sight
 from signoff.engine.runtime.slack import SlackNotifier
 from signoff.engine.runtime.slack_client import base_url_from_environment, client_from_environment
-from signoff.engine.runtime.slack_directory import SlackDirectory
-from signoff.engine.runtime.unreadable import Unreadable, warn
+from signoff.engine.runtime.slack_directory import SlackDirectory, slack_actor
+from signoff.engine.runtime.tokens import Tokens
+from signoff.engine.runtime.unreadable import Unreadable
 from signoff.engine.storage import placement
 from signoff.engine.storage.delegations import Delegate, Delegations
 from signoff.engine.storage.failures import guard_storage
 from signoff.engine.storage.liveness import Liveness
 from signoff.engine.storage.once import Once
-from signoff.engine.storage.rawsql import ORDERS, Narrowing
 from signoff.engine.storage.seen import Seen
 from signoff.engine.storage.sessions import Sessions
 from signoff.engine.storage.store import Store
 from signoff.engine.views import (
-    DecisionView,
     HistoryEntry,
     InstanceSummary,
     InstanceView,
     OutcomeView,
-    ThreadView,
     WaitView,
-    waiting_on,
 )
 
-ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,99}")  # always fullmatch: `$` lets "\n" in
-MAX_PAYLOAD_BYTES = MAX_JSON_BYTES
-MAX_SEARCH = 200
-MAX_DELEGATION = timedelta(days=366)
 # How long an instance stays with a process that stopped answering. Short, because it is
 # renewed by commits once half of it is spent and, while a step runs, by the lease keeper every
 # third of it: a killed process's instances are taken over this long after its last beat (plus
 # a sweep).
 DEFAULT_LEASE = timedelta(seconds=10)
-log = logging.getLogger("signoff.engine")
-# a drain that keeps losing the race for what is due leaves it to the others (`drain_due`)
-LOST_CLAIMS = 3
 
 
 def utcnow() -> datetime:
@@ -164,9 +143,16 @@ class Engine:
         `delegates` ({"alice": ("erin", until)}) hands alice's part of every approval that
         begins before `until` to erin (see `reassign`; users set their own with `set_delegate`).
         """
-        delegated = _checked_delegates(delegates or {})
+        delegated = checked_delegates(delegates or {})
         self.store = Store(database, synchronous=synchronous, migrate=migrate)
         self.clock = clock or utcnow
+        # counters and histograms of what this process commits (`/metrics` shows them)
+        self.metrics = Metrics()
+        # the releases this process runs, recorded in the database (rolling deploys, rollbacks)
+        self.releases = Releases(self.store, self._now, self.metrics)
+        self.workflows: dict[str, type[Workflow]] = {}
+        self.registry = Registry(self.workflows, self.releases)
+        self.loader = Loader(self.store, self.workflows, self.releases, self._now)
         self.slack = slack if slack is not None else client_from_environment()
         self.base_url = base_url if base_url is not None else base_url_from_environment()
         self.actions = ActionRunner()
@@ -182,7 +168,7 @@ class Engine:
             emails=known,
             link_maker=link_maker_from_environment(self.base_url),
             base_url=self.base_url,
-            summarize=self._summary_fields,
+            summarize=self.registry.summary_fields,
             mail=mailer is not None,
         )
         self.outbox = Outbox(self.store, self._now, mailer=mailer, slack=self.slack)
@@ -200,15 +186,13 @@ class Engine:
             reach=self.reach if self.outbox.active else None,
         )
         self.seen = Seen(self.store)
-        self.workflows: dict[str, type[Workflow]] = {}
-        # counters and histograms of what this process commits (`/metrics` shows them)
-        self.metrics = Metrics()
         self.delegations = Delegations(self.store, delegated)
+        self.due_listeners = DueListeners()
         self.runner = Runner(
             self.store,
             self.services,
             lease,
-            self._wake_listeners,
+            self.due_listeners,
             self.metrics,
             self.delegations.active,
             self.outbox.queued,
@@ -218,9 +202,56 @@ class Engine:
         self.cases = OpenCases(self.services)
         self.sight = Sight(self.store, self.authority, self.workflows)
         self.unreadable = Unreadable(self.store, self.metrics)
-        self._due_listeners: list[Callable[[str, datetime], None]] = []
-        # the releases this process runs, recorded in the database (rolling deploys, rollbacks)
-        self.releases = Releases(self.store, self._now, self.metrics)
+        self.reading = Reading(self.store, self.loader, self.registry, self.sight, self.cases)
+        self.intake = Intake(
+            self.store,
+            self.registry,
+            self.loader,
+            self.reading,
+            self.authority,
+            self.releases,
+            self.runner,
+            self.metrics,
+            self._now,
+        )
+        self.due = DueWork(
+            self.store,
+            self.workflows,
+            self.runner,
+            self.releases,
+            self.outbox,
+            self.unreadable,
+            self._now,
+        )
+        self.repairs = Repairs(
+            self.loader, self.reading, self.authority, self.runner, self.unreadable, self._now
+        )
+        self.reassignment = Reassignment(
+            self.repairs, self.reading, self.due, self.runner, self.delegations, self._now
+        )
+        self.messaging = Messaging(
+            self.store,
+            self.outbox,
+            self.loader,
+            self.workflows,
+            self.authority,
+            self.sight,
+            self.cases,
+            self._now,
+        )
+        self.deployment = Deployment(
+            self.store, self.workflows, self.releases, self.services, self._now
+        )
+        self.tokens = Tokens(self.sessions, self.once, self.seen, self._now)
+        self.lists = Lists(
+            self.store,
+            self.workflows,
+            self.authority,
+            self.sight,
+            self.cases,
+            self.reading,
+            self._now,
+        )
         self.runner.releases = self.releases
         self.runner.committer.release_of = self.releases.fingerprint
         # PostgreSQL: the lock that tells other processes this one lives, held while a
@@ -234,22 +265,7 @@ class Engine:
 
     def register(self, workflow: type[Workflow]) -> None:
         """Register a workflow class; its definition is checked now, built from its defaults."""
-        if not (isinstance(workflow, type) and issubclass(workflow, Workflow)):
-            raise DefinitionError(f"{workflow!r} is not a Workflow subclass")
-        name = workflow.registered_name()
-        try:
-            definition = workflow.model_construct(**_placeholders(workflow)).definition()
-        except DefinitionError:
-            raise
-        except Exception as exc:
-            raise DefinitionError(
-                f"workflow {name}: building the definition from its defaults failed: "
-                f"{_error_text(exc)} (fields without a default get a placeholder such as 0, '' "
-                "or None here: give such a field a default if definition() needs more)"
-            ) from exc
-        validate(definition, name)
-        self.workflows[name] = workflow
-        self.releases.add(release_of(name, definition))
+        self.registry.register(workflow)
 
     def add_operators(self, *names: str) -> None:
         """Make more actors operators (names, Slack ids, `group:NAME`, or "*" for everyone: the
@@ -262,15 +278,7 @@ class Engine:
         does each time someone signs in through an identity provider or an authenticating
         proxy that vouches for their groups. It counts wherever `group:NAME` does: approvers,
         operators and starters. An empty list forgets them."""
-        if isinstance(groups, str):
-            raise TypeError('groups is a list of group names, e.g. ["finance"]')
-        names = list(groups)
-        problem = name_problem(user) or next(
-            (p for g in names if (p := name_problem(g, f"the group name {g!r}"))), None
-        )
-        if problem:
-            raise InvalidData(problem)
-        self.authority.remember_groups(user, names)
+        self.authority.remember_groups(user, checked_groups(user, groups))
 
     def use_loop(self, loop: asyncio.AbstractEventLoop) -> None:
         """Run `async def` steps and handlers on `loop` (the application's) from now on, while it
@@ -287,13 +295,13 @@ class Engine:
         """Send the outbox's messages that are due (emails, Slack links), each claimed first
         so no two processes send one at once; returns how many went. The `Scheduler` calls it;
         `run_due` does too."""
-        return self.outbox.deliver_due(now or self._now())
+        return self.messaging.deliver_notices(now)
 
     def notices(self, instance_id: str) -> list[dict[str, Any]]:
         """The messages queued for an instance (oldest first): to whom (`person`, `address`),
         how (`channel`), about what (`what`, `thread`, `wait_key`), and how it went
         (`status`: pending, sent, failed, dropped; `attempts`, `error`, `sent_at`)."""
-        return self.outbox.table.of_instance(instance_id)
+        return self.messaging.notices(instance_id)
 
     def deliveries(self, instance_id: str, actor: str | None = None) -> list[dict[str, Any]]:
         """How the instance's messages fared, the latest per wait, person and channel: each
@@ -301,28 +309,13 @@ class Engine:
         `attempts`, `error`, `at` (when it went, or when it is tried next) and `words`
         ("emailed alice 10:02", "Slack message to bob failed: ..., retrying in 4 s"). `actor`
         as for `get`; the `address` is there only for operators (and the program)."""
-        _check_text(instance_id=instance_id, actor=actor)
-        if self.store.load(instance_id) is None or not self.sight.sees(instance_id, actor):
-            raise InstanceNotFound(f"no instance with id '{instance_id}'")
-        return latest_deliveries(
-            self.outbox.table.of_instance(instance_id),
-            self._now(),
-            addresses=actor is None or self.is_operator(actor),
-        )
+        return self.messaging.deliveries(instance_id, actor)
 
     def announcements(self, instance_id: str, wait_key: str) -> list[dict[str, str]]:
         """The Slack messages that announced that opening of a wait, once sent:
         `[{"channel": ..., "ts": ...}]` (the interactivity endpoint accepts a click only from
         one of these)."""
-        return [
-            json.loads(row["result"])
-            for row in self.outbox.table.of_instance(instance_id)
-            if row["what"] == "approval"
-            and row["channel"] == "slack"
-            and row["status"] == "sent"
-            and row["wait_key"] == wait_key
-            and row["result"]
-        ]
+        return self.messaging.announcements(instance_id, wait_key)
 
     def send_link(
         self,
@@ -340,42 +333,18 @@ class Engine:
         history says who asked, for whom and where. Raises `NotReachable` when it cannot reach
         them, `NotAllowed` when `actor` is no operator or `person` may not decide it. `links`
         makes the link when the engine has no link maker of its own (no SIGNOFF_BASE_URL)."""
-        _check_text(actor=actor, person=person)
-        self.authority.require_operator(actor, "send someone their approval link")
-        problem = name_problem(person, "the person the link is for")
-        if problem:
-            raise InvalidData(problem)
-        row = self._stored(instance_id)
-        cases = self.cases.of(
-            row.id, row.version, self.workflows.get(row.workflow), row.data, row.state
+        return self.messaging.send_link(
+            instance_id,
+            person,
+            actor=actor,
+            event=event,
+            thread=thread,
+            links=links,
         )
-        found = [
-            (key, handler, info)
-            for key, (handler, info) in cases.items()
-            if isinstance(handler, Approval)
-            and (thread is None or key[0] == thread)
-            and (event is None or key[1] == event)
-        ]
-        if not found:
-            raise NotWaiting(f"instance {instance_id} waits for no such approval")
-        _, handler, info = found[0]
-        info = replace(info, moment=self._now())
-        reach = info.services.reach
-        if links is not None and reach is not None and reach.link_maker is None:
-            reach = replace(reach, link_maker=links)
-            info = replace(info, services=replace(info.services, reach=reach))
-        refusal = handler.refusal(info, person)
-        if refusal:
-            raise NotAllowed(refusal)
-        return link_for(self.outbox, handler, info, person, actor, self._now())
-
-    def _summary_fields(self, workflow: str, data: dict[str, Any]) -> dict[str, Any]:
-        cls = self.workflows.get(workflow)
-        return cls.summarize(data) if cls is not None else {}
 
     def on_due(self, listener: Callable[[str, datetime], None]) -> None:
         """Call `listener(instance_id, due_at)` whenever an instance gets something due."""
-        self._due_listeners.append(listener)
+        self.due_listeners.add(listener)
 
     def close(self) -> None:
         """Release the database connections this engine opened (not an application's)."""
@@ -390,20 +359,6 @@ class Engine:
             raise ValueError("the engine's clock must return aware UTC datetimes")
         return now
 
-    def _wake_listeners(self, instance_id: str, due_at: datetime) -> None:
-        for listener in self._due_listeners:
-            listener(instance_id, due_at)
-
-    def _class(self, workflow: str | type[Workflow]) -> type[Workflow]:
-        name = workflow if isinstance(workflow, str) else workflow.registered_name()
-        try:
-            return self.workflows[name]
-        except KeyError:
-            known = ", ".join(sorted(self.workflows)) or "none"
-            raise UnknownWorkflow(
-                f"no workflow named '{name}' is registered (known: {known})"
-            ) from None
-
     # --- transitions ---------------------------------------------------------------------------
 
     def start(
@@ -416,66 +371,7 @@ class Engine:
         via: str = "api",
     ) -> str:
         """Create an instance and run it until every thread blocks; returns its id."""
-        cls = self._class(workflow)
-        if data is not None and not isinstance(data, Mapping):
-            raise InvalidData("an instance's data must be a JSON object")
-        data = dict(data or {})
-        problem = json_problem(data, "the data")
-        if problem:
-            raise InvalidData(problem)
-        _check_text(actor=actor, via=via)
-        self.authority.check_start(cls, data, actor)
-        unknown = sorted(set(data) - set(cls.model_fields))
-        if unknown:
-            raise InvalidData(f"{cls.registered_name()} has no field(s): {', '.join(unknown)}")
-        try:
-            model = cls.model_validate(data)
-            data_json = model.model_dump_json(warnings="error")
-        except (ValidationError, ValueError) as exc:
-            raise InvalidData(f"invalid data for {cls.registered_name()}: {_brief(exc)}") from None
-        nonfinite = stored_nonfinite(model, data_json)  # "nan" as text, made a float by a field
-        if nonfinite is not None:
-            raise InvalidData(f"the data has {nonfinite_text(nonfinite)}")
-        if id is None:
-            id = uuid.uuid4().hex
-        elif not isinstance(id, str) or not ID_PATTERN.fullmatch(id):
-            raise InvalidData(
-                "an instance id is 1-100 letters, digits or . _ : - "
-                "and starts with a letter or digit"
-            )
-        now = self._now()
-        state = InstanceState(
-            started_by=actor,
-            threads={"main": ThreadState(id="main", name="main")},
-            release=self.releases.fingerprint(cls.registered_name()),
-        )
-        owner = self.runner.committer.tokens()
-        row = Stored(
-            id=id,
-            workflow=cls.registered_name(),
-            status=Status.RUNNING,
-            data=data_json,
-            state=state.model_dump_json(),
-            result=None,
-            error=None,
-            version=1,
-            due_at=now + self.runner.lease,
-            lease_owner=owner,
-            lease_until=now + self.runner.lease,
-            created_at=now,
-            updated_at=now,
-        )
-        started = [
-            Record(now, HistoryKind.STARTED, actor=actor, via=via, name=cls.registered_name())
-        ]
-        self.store.insert(row, [], started)
-        logs.committed(row.id, row.workflow, started)
-        self.metrics.committed(row.workflow, started)
-        # the state as just written, not parsed back; the model is built from the stored JSON,
-        # as every later transition builds it
-        work = Working(row, cls, state, row.state, row.data, base_marks=marks(row))
-        self.runner.drive(work, owner)
-        return id
+        return self.intake.start(workflow, data, id, actor=actor, via=via)
 
     def send(
         self,
@@ -505,53 +401,16 @@ class Engine:
         `Timeout` decides its wait at its due time: an event after that raises
         `AlreadyDecided`, even when the timer has not fired yet (it fires here then).
         """
-        payload = _checked_payload(payload)
-        _check_text(
-            instance_id=instance_id,
-            event=event,
-            actor=actor,
-            thread=thread,
-            via=via,
+        return self.intake.send(
+            instance_id,
+            event,
+            payload,
+            actor,
+            thread,
+            via,
             wait_key=wait_key,
             link=link,
         )
-        self.releases.beat()
-        recent = True  # the first try may begin from the row as this process last committed it
-        while True:
-            work, read = self._load_for_event(instance_id, recent)
-            recent, loaded = False, work.row.version
-            try:
-                work.check_data()
-                current = self._current_event(work, event)
-                target = self._waiting_thread(work, current, thread, wait_key)
-                if target is None:  # mid-transition (a kept copy never is: it has no driver)
-                    self.runner.events.early_check(work, current, payload, actor, thread, via)
-                    if self.runner.events.keep_for_later(
-                        work, current, payload, actor, thread, via
-                    ):
-                        return replace(self.get(instance_id), kept=True)
-                    continue
-                deadline = self._passed_deadline(target)
-                if deadline is not None:
-                    if not read:  # fire it from the instance as read: it may have fired elsewhere
-                        continue
-                    self._decide_by_deadline(work, target, deadline)
-                committed = self.runner.events.event(
-                    work, target, current, payload, actor, via, link=link
-                )
-            except Exception:
-                # a refusal stands unless it was decided on a copy of ours that was stale
-                if read or work.row.version != loaded or self._still_current(work):
-                    raise
-                continue
-            if committed is None:
-                continue  # someone committed first: look again
-            reply = work.reply  # the handler's answer to this sender
-            if committed.drive_as and self.runner.drive(work, committed.drive_as):
-                view = self._view_of(work)  # what was just committed: no second read
-            else:
-                view = self.get(instance_id)
-            return view if reply is None else replace(view, reply=reply)
 
     def check_event(
         self,
@@ -571,43 +430,14 @@ class Engine:
         For a surface that must answer at once and apply later (a Slack click is acknowledged
         within three seconds, and the decision may run steps for longer): check, answer, then
         send. A race lost between the two shows up as the send's refusal."""
-        payload = _checked_payload(payload)
-        _check_text(
-            instance_id=instance_id,
-            event=event,
-            actor=actor,
-            thread=thread,
-            via=via,
-            wait_key=wait_key,
-        )
-        work = self._load(instance_id)
-        work.check_data()
-        current = self._current_event(work, event)
-        target = self._waiting_thread(work, current, thread, wait_key)
-        if target is None:  # mid-transition: send would keep it, after the same early check
-            self.runner.events.early_check(work, current, payload, actor, thread, via)
-            raise NotWaiting(f"instance {instance_id} is busy; try again in a moment")
-        now = self._now()
-        for c in target.cases:
-            if c.kind == "timeout" and c.setup == "done" and c.due_at and c.due_at <= now:
-                raise AlreadyDecided(
-                    f"'{target.at}' was already decided: {c.event} by the timer at "
-                    f"{c.due_at:%Y-%m-%d %H:%M:%S} UTC (its deadline passed before this event)"
-                )
-        case = next(c for c in target.cases if c.event == current)
-        handler = self.runner.lifecycle.handler(work, target.at or "", current)
-        if handler is None:
-            raise NotWaiting(
-                f"wait '{target.at}' of instance {instance_id} no longer has the event '{event}'"
-            )
-        handler.check(
-            self.runner.lifecycle.info(work, target.id, target.at or "", case, via),
+        return self.intake.check_event(
+            instance_id,
+            event,
             payload,
             actor,
-        )
-        view = self.get(instance_id)
-        return next(
-            w for t in view.threads if t.id == target.id for w in t.waits if w.event == current
+            thread,
+            via,
+            wait_key=wait_key,
         )
 
     def retry(
@@ -619,45 +449,7 @@ class Engine:
         via: str = "api",
     ) -> InstanceView:
         """Re-enter the statement a failed (or backing-off) thread stopped at. Operators only."""
-        _check_text(instance_id=instance_id, thread=thread, actor=actor, via=via)
-        self.authority.require_operator(actor, f"retry instance {instance_id}")
-
-        def pick(work: Working) -> list[ThreadState]:
-            candidates = [
-                t
-                for t in work.state.threads.values()
-                if t.status in (ThreadStatus.FAILED, ThreadStatus.RETRYING)
-            ]
-            if thread is not None:
-                candidates = [t for t in candidates if t.id == thread]
-            if not candidates:
-                raise Conflict(
-                    f"instance {instance_id} has no failed thread to retry"
-                    + (f" named '{thread}'" if thread else "")
-                    + f" (status: {work.row.status})"
-                )
-            return candidates
-
-        def change(work: Working, now: datetime) -> None:
-            work.check_data()
-            for t in pick(work):
-                # The position is kept as it is: a failed step or wait is re-entered (AT), but a
-                # thread that failed after a committed step (AFTER) or an accepted event (EVENT)
-                # walks on from there, so nothing committed runs twice.
-                self.runner.lifecycle.end_waits(  # set up afresh
-                    work,
-                    t,
-                    now,
-                    handled_event=None,
-                    ending=Ending(how="retried", actor=actor, via=via, at=now),
-                )
-                t.status, t.retry_at, t.attempts = ThreadStatus.RUNNING, None, 0
-                t.error = t.traceback = None
-                work.note(
-                    Record(now, HistoryKind.RETRY, thread=t.id, name=t.at, actor=actor, via=via)
-                )
-
-        return self._operate(instance_id, change, leave=True)
+        return self.repairs.retry(instance_id, thread, actor, via=via)
 
     def cancel(
         self,
@@ -668,28 +460,7 @@ class Engine:
         via: str = "api",
     ) -> InstanceView:
         """Stop every thread and end the instance as cancelled. Operators only."""
-        _check_text(instance_id=instance_id, reason=reason, actor=actor, via=via)
-        self.authority.require_operator(actor, f"cancel instance {instance_id}")
-
-        def change(work: Working, now: datetime) -> None:
-            work.check_data()  # data that cannot be read: no teardown could run either
-            self.runner.lifecycle.stop_threads(
-                work, now, Ending(how="cancelled", actor=actor, via=via, at=now, reason=reason)
-            )
-            work.row.status, work.row.error = Status.CANCELLED, reason or Status.CANCELLED
-            work.note(Record(now, HistoryKind.CANCELLED, actor=actor, via=via, message=reason))
-
-        try:
-            return self._operate(instance_id, change)
-        except CorruptState:  # cancelled without reading what cannot be read
-            while True:
-                row = self._stored(instance_id)
-                if row.status in (Status.COMPLETED, Status.CANCELLED):
-                    raise Conflict(f"instance {instance_id} is already {row.status}") from None
-                now = self._now()
-                record = Record(now, HistoryKind.CANCELLED, actor=actor, via=via, message=reason)
-                if self.unreadable.end(row, Status.CANCELLED, reason or Status.CANCELLED, record):
-                    return self.get(instance_id)
+        return self.repairs.cancel(instance_id, reason, actor, via=via)
 
     def goto(
         self,
@@ -701,27 +472,7 @@ class Engine:
         via: str = "api",
     ) -> InstanceView:
         """Operator repair: continue `thread` at the named statement. Operators only."""
-        _check_text(instance_id=instance_id, thread=thread, step=step, actor=actor, via=via)
-        self.authority.require_operator(actor, f"move a thread of instance {instance_id}")
-
-        def change(work: Working, now: datetime) -> None:
-            work.check_data()
-            if thread not in work.state.threads:
-                raise Conflict(f"instance {instance_id} has no thread '{thread}'")
-            self.runner.check_target(work, thread, step)
-            t = work.thread(thread)
-            self.runner.lifecycle.end_waits(
-                work,
-                t,
-                now,
-                handled_event=None,
-                ending=Ending(how="moved", actor=actor, via=via, at=now),
-            )
-            t.status, t.at, t.entry, t.event = ThreadStatus.RUNNING, step, Entry.AT, None
-            t.attempts, t.error, t.traceback, t.retry_at = 0, None, None, None
-            work.note(Record(now, HistoryKind.GOTO, thread=thread, name=step, actor=actor, via=via))
-
-        return self._operate(instance_id, change)
+        return self.repairs.goto(instance_id, thread, step, actor, via=via)
 
     def reassign(
         self,
@@ -746,128 +497,38 @@ class Engine:
         "alice handed their part to erin: on leave". Refused (`NotAllowed`, `InvalidData`,
         `NotWaiting`), with nothing changed: a group or the giver as `to`, someone who decides
         it already or voted on it, or an actor who may not."""
-        _check_text(
-            instance_id=instance_id,
-            to=to,
-            actor=actor,
-            reason=reason,
-            thread=thread,
-            event=event,
+        return self.reassignment.reassign(
+            instance_id,
+            to,
+            actor,
+            reason,
+            thread,
+            event,
+            of=of,
             via=via,
             wait_key=wait_key,
         )
-        giver = of if of is not None else actor
-        if giver is None:
-            raise InvalidData("say whose part to hand over: of=NAME")
-        check_actor(giver)
-        given = checked_reason(True, reason, required=False)
-
-        def change(work: Working, now: datetime) -> None:
-            self.runner.handovers.reassign(
-                work,
-                now,
-                giver=giver,
-                to=to,
-                actor=actor,
-                reason=given,
-                via=via,
-                thread=thread,
-                event=event,
-                wait_key=wait_key,
-            )
-
-        self._operate(instance_id, change)
-        self.wake(instance_id)  # tell the receiver now; if that fails, run_due tries again
-        return self.get(instance_id)
 
     def set_delegate(self, user: str, to: str, until: datetime) -> None:
         """`user` is away until `until`: the approvals that begin meanwhile hand their part to
         `to` (as `delegates=` does; this one is kept in the database, for every process, and
         wins over a configured one). What the dashboard's "away" page sets."""
-        _check_text(user=user, to=to)
-        check_actor(to)
-        now = self._now()
-        _checked_delegates({user: (to, until)}, now)
-        self.delegations.set(user, to, until, now)
+        self.reassignment.set_delegate(user, to, until)
 
     def clear_delegate(self, user: str) -> None:
         """`user` is back: their new requests come to them again."""
-        _check_text(user=user)
-        self.delegations.clear(user)
+        self.reassignment.clear_delegate(user)
 
     def delegate_of(self, user: str) -> Delegate | None:
         """(to whom, until when) `user`'s new requests go now, or None."""
-        _check_text(user=user)
-        return self.delegations.of(user, self._now())
-
-    def _operate(
-        self,
-        instance_id: str,
-        change: Callable[[Working, datetime], None],
-        *,
-        leave: bool = False,
-    ) -> InstanceView:
-        """Apply an operator's change with a version check, then drive what it made runnable.
-        `leave`: refuse (NewerRelease) an instance a newer release handles (a retry would
-        re-enter what this code lacks; a cancel or goto is the operator's to make)."""
-        while True:
-            work = self._load(instance_id, leave=leave)
-            if work.terminal:
-                raise Conflict(f"instance {instance_id} is already {work.row.status}")
-            now = self._now()
-            change(work, now)
-            committed = self.runner.committer.commit_change(work, now)
-            if committed is None:
-                continue  # someone committed first: look again
-            if committed.drive_as:
-                self.runner.drive(work, committed.drive_as)
-            return self.get(instance_id)
+        return self.reassignment.delegate_of(user)
 
     def run_due(self, now: datetime | None = None, *, limit: int = 100) -> int:
         """Fire due timers, step retries and owed setup/teardown work; returns instances woken.
 
         Each instance is first claimed in the database (`Store.claim_due`), so several processes
         calling this at once share the work and never fire one timer twice."""
-        now = now or self._now()
-        self.releases.beat()
-        woken = 0
-        failure: Exception | None = None
-        for _ in range(1000):  # batches; bounded, should something fall due again and again
-            owner = self.runner.committer.tokens()
-            claimed = self.store.claim_due(
-                now, owner, now + self.runner.lease, limit=limit, workflows=list(self.workflows)
-            )
-            try:
-                woken += self._wake_all(claimed, owner, now)
-            except Exception as exc:  # the next batches are done all the same, then it is raised
-                failure = failure or exc
-            if len(claimed) < limit:
-                break
-        if failure is not None:
-            raise failure
-        self.outbox.deliver_due(now)
-        return woken
-
-    def _wake_all(self, claimed: list[Stored], owner: str, now: datetime) -> int:
-        """Wake every instance one claim took; if one fails, the others are still done (they
-        are ours until the lease runs out), then the failure is raised."""
-        woken = 0
-        failure: Exception | None = None
-        for row in claimed:
-            try:
-                woken += self._wake_claimed(row, owner, now)
-            except Exception as exc:
-                log.warning(
-                    "waking %s failed (%s: %s); it is due again when its lease runs out",
-                    row.id,
-                    type(exc).__name__,
-                    exc,
-                    extra={"instance_id": row.id, "workflow": row.workflow},
-                )
-                failure = failure or exc
-        if failure is not None:
-            raise failure
-        return woken
+        return self.due.run_due(now, limit=limit)
 
     def drain_due(
         self, *, most: int = 100_000, stop: Callable[[], bool] | None = None
@@ -878,59 +539,12 @@ class Engine:
         again and again; or `stop()` said to stop). One at a time, so that several threads
         and processes draining at once share the work evenly (what the `Scheduler` does when
         timers fire together)."""
-        woken = lost = 0
-        workflows = list(self.workflows)
-        self.releases.beat()
-        for _ in range(most):
-            if stop is not None and stop():
-                break
-            now = self._now()
-            owner = self.runner.committer.tokens()
-            claimed = self.store.claim_due(
-                now, owner, now + self.runner.lease, limit=1, workflows=workflows
-            )
-            if claimed:
-                lost = 0
-                woken += self._wake_all(claimed, owner, now)
-                continue
-            if not self.store.any_due(now, workflows):
-                return woken, True
-            # the claim lost a race for the row it picked: try again, a few times
-            lost += 1
-            if lost >= LOST_CLAIMS:
-                break
-        return woken, False
+        return self.due.drain_due(most=most, stop=stop)
 
     def wake(self, instance_id: str, now: datetime | None = None) -> bool:
         """Do what is due for one instance, if it is due and nobody else is at it (what the
         scheduler's timer for that instance calls). False: nothing was due here."""
-        now = now or self._now()
-        owner = self.runner.committer.tokens()
-        claimed = self.store.claim_due(
-            now,
-            owner,
-            now + self.runner.lease,
-            limit=1,
-            instance_id=instance_id,
-            workflows=list(self.workflows),
-        )
-        return self._wake_all(claimed, owner, now) > 0
-
-    def _wake_claimed(self, row: Stored, owner: str, now: datetime) -> bool:
-        """Do what is due for `row`, just claimed under `owner` (the claim returned it as it
-        now stands, so there is nothing to read again)."""
-        try:
-            work = Working.of(row, self.workflows[row.workflow])
-        except CorruptState as exc:  # it cannot be driven: failed, so it is not due again
-            warn(exc, row.workflow, "failing it")
-            record = Record(now, HistoryKind.FAILED, message=exc.problem)
-            self.unreadable.end(row, Status.FAILED, exc.problem, record)
-            return False
-        carry_over(work, now)
-        if self.releases.place(work, now) is not None:  # a newer release fires it
-            self.releases.give_back(work, owner, now)
-            return False
-        return self.runner.wake(work, now, owner)
+        return self.due.wake(instance_id, now)
 
     # --- reading -------------------------------------------------------------------------------
 
@@ -938,44 +552,12 @@ class Engine:
         """The instance as it is now. Its waits describe the definition deployed now (its
         approvers, title, ...), not the one in force when they began. With `actor`, an
         instance that person may not see is not found, as one that does not exist."""
-        _check_text(actor=actor)
-        row = self._stored(instance_id)
-        if not self.sight.sees(instance_id, actor):
-            raise InstanceNotFound(f"no instance with id '{instance_id}'")
-        try:
-            state = read_state(row.id, row.state)
-            infos = {key: info for key, (_, _, info) in self._open_cases(row, state).items()}
-            return _view(
-                row, state, infos, self.workflows.get(row.workflow), self._hidden(row.workflow)
-            )
-        except CorruptState as exc:
-            warn(exc, row.workflow)
-            return _unreadable_view(row, exc.problem)
-
-    def _view_of(self, work: Working) -> InstanceView:
-        """The view of a working copy that is the instance as just committed."""
-        cases = self._open_cases(work.row, work.state, work.tree)
-        infos = {key: info for key, (_, _, info) in cases.items()}
-        return _view(
-            work.row,
-            work.state,
-            infos,
-            self.workflows.get(work.row.workflow),
-            self._hidden(work.row.workflow),
-        )
-
-    def _hidden(self, workflow: str) -> builtins.list[str]:
-        """The data fields `workflow` stores but never shows (`Workflow.hidden_fields`)."""
-        cls = self.workflows.get(workflow)
-        return cls.hidden_fields if cls is not None else []
+        return self.reading.get(instance_id, actor)
 
     def history(self, instance_id: str, actor: str | None = None) -> list[HistoryEntry]:
         """The instance's audit trail, oldest first: every step, event, vote, decision (who,
         via what, when), failure, retry and repair. `actor` as for `get`."""
-        _check_text(instance_id=instance_id, actor=actor)
-        if self.store.load(instance_id) is None or not self.sight.sees(instance_id, actor):
-            raise InstanceNotFound(f"no instance with id '{instance_id}'")
-        return self.store.history(instance_id)
+        return self.reading.history(instance_id, actor)
 
     # --- who sees what ---------------------------------------------------------------------------
 
@@ -987,8 +569,7 @@ class Engine:
         """Whether `actor` sees this instance (False when there is none): what `get` asks. A
         surface that refuses someone an action on an instance they may not see tells them it
         does not exist, as the dashboard and the API do, so a refusal reveals nothing."""
-        _check_text(instance_id=instance_id, actor=actor)
-        return self.store.load(instance_id) is not None and self.sight.sees(instance_id, actor)
+        return self.reading.may_see(instance_id, actor)
 
     def list(
         self,
@@ -1017,70 +598,19 @@ class Engine:
         may decide; `overdue`: only those with a wait past its deadline (a timeout not fired
         yet); `started_from` / `started_before`: only those started at or after / before
         these (aware) times."""
-        if search is not None and len(search) > MAX_SEARCH:
-            raise InvalidData(f"a search is at most {MAX_SEARCH} characters")
-        if order not in ORDERS:
-            raise InvalidData(f"order is one of {', '.join(ORDERS)}, not {order!r}")
-        _check_text(search=search, status=status, workflow=workflow, actor=actor, decider=decider)
-        if before is not None:
-            _check_text(cursor=before[1])
-        if isinstance(workflow, type):
-            workflow = workflow.registered_name()
-        rows = self.store.page(
-            status=status,
-            workflow=workflow,
+        return self.lists.list(
+            status,
+            workflow,
+            limit,
             search=search,
-            limit=max(1, min(limit, 500)),
             before=before,
             order=order,
-            viewer=self.sight.viewer(actor),
-            narrow=self._narrowing(decider, overdue, started_from, started_before),
+            actor=actor,
+            decider=decider,
+            overdue=overdue,
+            started_from=started_from,
+            started_before=started_before,
         )
-        return [self._summary(r) for r in rows]
-
-    def _narrowing(
-        self,
-        decider: str | None,
-        overdue: bool,
-        started_from: datetime | None = None,
-        started_before: datetime | None = None,
-    ) -> Narrowing | None:
-        if decider is None and not overdue and started_from is None and started_before is None:
-            return None
-        for name, moment in (("started_from", started_from), ("started_before", started_before)):
-            if moment is not None and moment.tzinfo is None:
-                raise InvalidData(f"{name} must be an aware datetime (with its time zone)")
-        names = tuple(sorted(self.identities(decider))) if decider is not None else None
-        return Narrowing(names, self._now() if overdue else None, started_from, started_before)
-
-    def _summary(self, r: dict[str, Any]) -> InstanceSummary:
-        data, state = r.pop("data"), r.pop("state")
-        waiting = waiting_on(r.pop("waits", []))
-        cls = self.workflows.get(r["workflow"])
-        summary: dict[str, Any] = {}
-        titles = [w.title for w in waiting if w.kind == "approval"]
-        title = r["workflow"]
-        try:
-            if cls is not None and (cls.summary_fields or titled(cls)):
-                values = read_data(r["id"], data)
-                summary = cls.summarize(values)
-                title = title_of(cls, values, titles, r["workflow"])
-            else:
-                title = title_of(None, None, titles, r["workflow"])
-            if r["status"] in (Status.COMPLETED, Status.FAILED):  # only these need the state
-                found = peek_state(r["id"], state)
-                outcome, label = outcome_of_state(r["status"], r["error"], found)
-            else:
-                outcome, label = outcome_of(r["status"], r["error"])
-        except CorruptState as exc:  # shown as failed, as `get` shows it
-            warn(exc, r["workflow"])
-            r["status"] = _unreadable_status(r["status"])
-            r["error"] = r["error"] if r["status"] == Status.CANCELLED else exc.problem
-            outcome, label = outcome_of(r["status"], r["error"])
-        return InstanceSummary(
-            **r, summary=summary, outcome=outcome, outcome_label=label, title=title,
-            waiting=waiting,
-        )  # fmt: skip
 
     def counts(
         self,
@@ -1097,16 +627,14 @@ class Engine:
         (as `list` matches it), when given; of those `actor` sees, when given; narrowed by
         `decider`, `overdue`, `started_from` and `started_before` as `list` is. A search reads
         every instance's data."""
-        if search is not None and len(search) > MAX_SEARCH:
-            raise InvalidData(f"a search is at most {MAX_SEARCH} characters")
-        _check_text(search=search, workflow=workflow, actor=actor, decider=decider)
-        if isinstance(workflow, type):
-            workflow = workflow.registered_name()
-        return self.store.counts(
-            workflow or None,
-            search or None,
-            self.sight.viewer(actor),
-            self._narrowing(decider, overdue, started_from, started_before),
+        return self.lists.counts(
+            workflow=workflow,
+            search=search,
+            actor=actor,
+            decider=decider,
+            overdue=overdue,
+            started_from=started_from,
+            started_before=started_before,
         )
 
     def outcome(
@@ -1116,59 +644,7 @@ class Engine:
         threads stopped at, the reason it was cancelled, and every decision taken on it, oldest
         first: who, through what, when, with what reason, and the votes that led to it.
         `history` is the instance's `history()` when the caller has read it already."""
-        row = self._stored(instance_id)
-        try:
-            read_data(row.id, row.data)
-            state = read_state(row.id, row.state)
-        except CorruptState as exc:
-            warn(exc, row.workflow)
-            outcome, label = outcome_of(_unreadable_status(row.status), exc.problem)
-            state = InstanceState()
-        else:
-            outcome, label = outcome_of_state(row.status, row.error, json.loads(row.state))
-        if history is None:
-            history = self.store.history(instance_id)
-        decisions: builtins.list[DecisionView] = []
-        votes: dict[tuple[str | None, str | None], builtins.list[str]] = {}
-        cancel_reason = None
-        for h in history:
-            detail = h.detail or {}
-            payload = detail.get("payload") if isinstance(detail.get("payload"), dict) else {}
-            reason = payload.get("reason") if isinstance(payload, dict) else None
-            reason = reason.strip() or None if isinstance(reason, str) else None
-            where = (h.thread, h.name)
-            if h.kind == HistoryKind.CANCELLED:
-                cancel_reason = h.message
-            elif h.kind == HistoryKind.VOTE:
-                votes.setdefault(where, []).append(h.actor or "the program")
-                decisions.append(
-                    DecisionView(
-                        h.thread, detail.get("wait"), h.name, "vote", h.actor, h.via, h.at, reason
-                    )
-                )
-            elif h.kind == HistoryKind.DECISION:
-                approved = (h.message or "").startswith("approved")
-                decisions.append(
-                    DecisionView(
-                        h.thread,
-                        detail.get("wait"),
-                        h.name,
-                        "approved" if approved else "denied",
-                        h.actor,
-                        h.via,
-                        h.at,
-                        reason,
-                        [*votes.pop(where, []), *([h.actor or "the program"] if approved else [])],
-                    )
-                )
-            elif h.kind == HistoryKind.EVENT and h.via == "timer":
-                decisions.append(
-                    DecisionView(
-                        h.thread, detail.get("wait"), h.name, "timed out", None, "timer", h.at, None
-                    )
-                )
-        failed = [t.at or "" for t in state.threads.values() if t.status == ThreadStatus.FAILED]
-        return OutcomeView(outcome, label, failed, cancel_reason, decisions)
+        return self.reading.outcome(instance_id, history)
 
     def gauges(self) -> dict[str, Any]:
         """Figures for monitoring, read from the database (so the same in every process):
@@ -1208,29 +684,7 @@ class Engine:
         (the wait key for `send(..., wait_key=)`) and cursor: pass `(began_at, cursor)` of the
         last row as `after` for the next page; may_decide and refusal: whether `actor` may decide it
         (None: the program, who may), and if not, why, in a sentence."""
-        rows = placement.open_approvals(self.store, limit, after=after, instance_id=instance_id)
-        stored = placement.load_many(self.store, (r["instance_id"] for r in rows))
-        cases: dict[str, dict[tuple[str, str], tuple[Handler, WaitInfo, dict[str, Any]]]] = {}
-        broken: dict[str, str] = {}  # instance id -> why its state cannot be read
-        for r in rows:
-            row = stored.get(r["instance_id"])
-            if row is not None and row.id not in cases:
-                try:
-                    cases[row.id] = self._open_cases(row, read_state(row.id, row.state))
-                except CorruptState as exc:
-                    warn(exc, row.workflow)
-                    cases[row.id], broken[row.id] = {}, exc.problem
-            handler, wait, info = cases.get(r["instance_id"], {}).get(
-                (r["thread"], r["event"]), (None, None, None)
-            )
-            r["required"], r["votes"], r["require_reason"] = 1, 0, True
-            if info is not None:
-                r["approvers"], r["title"] = info.get("deciders"), info.get("title")
-                r["required"], r["votes"] = info.get("required", 1), len(info.get("votes", []))
-                r["require_reason"] = bool(info.get("require_reason", True))
-            refusal = broken.get(r["instance_id"]) or _refusal(handler, wait, actor)
-            r["may_decide"], r["refusal"] = refusal is None, refusal
-        return rows
+        return self.lists.open_approvals(limit, after=after, instance_id=instance_id, actor=actor)
 
     def inbox(
         self,
@@ -1254,101 +708,35 @@ class Engine:
         of the same wait decides it; None without one), `needed` (approvals still needed) and
         `instance_title` (what people call the instance: `InstanceView.title`).
         """
-        _check_text(search=search, workflow=workflow, actor=actor)
-        if search is not None and len(search) > MAX_SEARCH:
-            raise InvalidData(f"a search is at most {MAX_SEARCH} characters")
-        names = None if actor is None else self.identities(actor)
-        rows = placement.inbox(
-            self.store,
-            names,
-            workflow=workflow or None,
-            search=search or None,
-            limit=max(1, min(limit, 500)),
-            offset=max(0, offset),
-        )
-        for r in rows:
-            cls = self.workflows.get(r["workflow"])
-            data, state, version = r.pop("data"), r.pop("state"), r.pop("version")
-            r["summary"], r["text"], values = {}, None, None
-            try:
-                if cls is not None and (cls.summary_fields or titled(cls)):
-                    values = read_data(r["instance_id"], data)
-                    r["summary"] = cls.summarize(values)
-                handler, wait = self.cases.of(r["instance_id"], version, cls, data, state).get(
-                    (r["thread"], r["event"]), (None, None)
-                )
-            except CorruptState as exc:  # listed, but nobody may decide it
-                warn(exc, r["workflow"])
-                self._decorate(r, None, None, actor)
-                r["may_decide"], r["refusal"] = False, exc.problem
-                r["instance_title"] = title_of(None, None, [r["title"]], r["workflow"])
-                continue
-            self._decorate(r, handler, wait, actor)
-            r["instance_title"] = title_of(cls, values, [r["title"]], r["workflow"])
-        return rows
-
-    def _decorate(
-        self, r: dict[str, Any], handler: Handler | None, wait: WaitInfo | None, actor: str | None
-    ) -> None:
-        r["required"], r["votes"], r["require_reason"] = 1, 0, True
-        if handler is not None and wait is not None:
-            info = _shown(handler, wait)
-            r["approvers"], r["title"] = info.get("deciders"), info.get("title")
-            r["text"] = info.get("text")
-            r["required"], r["votes"] = info.get("required", 1), len(info.get("votes", []))
-            r["require_reason"] = bool(info.get("require_reason", True))
-        r["needed"] = max(0, int(r["required"]) - int(r["votes"]))
-        refusal = _refusal(handler, wait, actor)
-        r["may_decide"], r["refusal"] = refusal is None, refusal
+        return self.lists.inbox(actor, workflow=workflow, search=search, limit=limit, offset=offset)
 
     def inbox_count(
         self, actor: str | None, *, workflow: str | None = None, search: str | None = None
     ) -> int:
         """How many open approvals `inbox` lists for `actor` over all its pages."""
-        _check_text(search=search, workflow=workflow, actor=actor)
-        if search is not None and len(search) > MAX_SEARCH:
-            raise InvalidData(f"a search is at most {MAX_SEARCH} characters")
-        names = None if actor is None else self.identities(actor)
-        return placement.inbox_count(
-            self.store, names, workflow=workflow or None, search=search or None
-        )
+        return self.lists.inbox_count(actor, workflow=workflow, search=search)
 
     # --- single-use keys (approval links) ------------------------------------------------------
 
     def spend_once(self, key: str, expires_at: datetime) -> bool:
         """Record that `key` (e.g. an approval link's id) has been used, in the database every
         process shares; False if it had been before. Keep it until `expires_at`."""
-        _check_text(key=key)
-        return self.once.spend(key, self._now(), expires_at)
+        return self.tokens.spend_once(key, expires_at)
 
     def refund_once(self, key: str) -> None:
         """Undo `spend_once(key)`: what the key was spent on did not happen after all."""
-        _check_text(key=key)
-        self.once.refund(key)
+        self.tokens.refund_once(key)
 
     def spent_at(self, key: str) -> datetime | None:
         """When `key` was spent with `spend_once`, or None."""
-        _check_text(key=key)
-        return self.once.spent_at(key)
+        return self.tokens.spent_at(key)
 
     def decision_refusals(
         self, instance_id: str, actor: str | None
     ) -> dict[tuple[str, str], str | None]:
         """For each open approval of the instance, by (thread, event): None when `actor` may
         decide it now, else why not, in a sentence (what the dashboard shows beside it)."""
-        _check_text(actor=actor)
-        row = self._stored(instance_id)
-        try:  # only who may decide: not what each case shows (an Input's form schema costs)
-            cases = self.cases.of(
-                row.id, row.version, self.workflows.get(row.workflow), row.data, row.state
-            )
-        except CorruptState:  # nothing is open to decide (`get` tells why)
-            return {}
-        return {
-            key: _refusal(handler, wait, actor)
-            for key, (handler, wait) in cases.items()
-            if isinstance(handler, Approval)
-        }
+        return self.reading.decision_refusals(instance_id, actor)
 
     def is_operator(self, actor: str | None) -> bool:
         """Whether `actor` may retry, cancel, move threads and send any event."""
@@ -1357,32 +745,7 @@ class Engine:
     def deny_needs_reason(self, instance_id: str, thread: str, event: str) -> bool:
         """Whether denying this approval needs a reason (`Approval(require_reason=...)`, as
         deployed now); True when it is not an open approval."""
-        row = self.store.load(instance_id)
-        if row is None:
-            return True
-        try:
-            cases = self._open_cases(row, read_state(row.id, row.state))
-        except CorruptState:
-            return True
-        handler, _, _ = cases.get((thread, event), (None, None, None))
-        return not isinstance(handler, Approval) or handler.require_reason
-
-    def _open_cases(
-        self,
-        row: Stored,
-        state: InstanceState | str,
-        build: Callable[[], Statement] | None = None,
-    ) -> dict[tuple[str, str], tuple[Handler, WaitInfo, dict[str, Any]]]:
-        """The open cases of waiting threads, by (thread, event), as the definition deployed
-        now describes them: handler, wait info and what the dashboard shows (`describe()`,
-        plus for an approval `deciders`, who may decide now, and its `votes`). `build` gives
-        the definition when the caller has it built already."""
-        cases = self.cases.of(
-            row.id, row.version, self.workflows.get(row.workflow), row.data, state, build
-        )
-        return {
-            key: (handler, info, _shown(handler, info)) for key, (handler, info) in cases.items()
-        }
+        return self.reading.deny_needs_reason(instance_id, thread, event)
 
     def statement_counts(self) -> dict[str, dict[str, int]]:
         """workflow -> statement name -> how many instances stand there now."""
@@ -1393,25 +756,19 @@ class Engine:
     def open_session(self, user: str, lifetime: timedelta) -> str:
         """Record a signed-in session of `user` ending `lifetime` from now, whatever happens
         meanwhile; returns its token (a secret: only its hash is stored)."""
-        _check_text(user=user)
-        now = self._now()
-        return self.sessions.open(user, now, now + lifetime)
+        return self.tokens.open_session(user, lifetime)
 
     def session_user(self, token: str) -> str | None:
         """The user of a session that has neither ended nor expired, else None."""
-        if not isinstance(token, str) or not token or "\x00" in token:
-            return None
-        return self.sessions.user(token, self._now())
+        return self.tokens.session_user(token)
 
     def end_session(self, token: str) -> None:
         """Sign one session out, in every process at once."""
-        if isinstance(token, str) and token and "\x00" not in token:
-            self.sessions.end(token)
+        self.tokens.end_session(token)
 
     def end_sessions(self, user: str) -> int:
         """Sign `user` out everywhere; returns how many sessions ended."""
-        _check_text(user=user)
-        return self.sessions.end_all(user)
+        return self.tokens.end_sessions(user)
 
     def parked_on(self, workflow: str, statement: str, limit: int = 10) -> builtins.list[str]:
         """Ids of unfinished instances of `workflow` with a thread standing at `statement`
@@ -1433,17 +790,7 @@ class Engine:
         would change; each with up to `examples` instance ids. The database is read in
         keyset pages of `page_size` rows, so memory stays flat however many instances there
         are. Reads only: nothing is changed."""
-        report = DeploymentReport(examples=examples)
-        after: str | None = None
-        recorded: dict[str, builtins.list[Release]] = {}  # releases per workflow, read once
-        while True:
-            rows = placement.unfinished_page(self.store, UNFINISHED, after, page_size)
-            for instance_id, workflow, data, state in rows:
-                found = self._assess(instance_id, workflow, data, state, recorded)
-                report.add(instance_id, workflow, found)
-            if len(rows) < page_size:
-                return report
-            after = rows[-1][0]
+        return self.deployment.check_deployment(examples=examples, page_size=page_size)
 
     def releases_recorded(self, workflow: str | None = None) -> builtins.list[Release]:
         """The releases engines recorded on this database (of `workflow`), oldest first per
@@ -1462,54 +809,7 @@ class Engine:
         six or more characters), or with `unused` every one no process was seen running lately.
         A retired release no longer counts as newer; one that a process starts again comes
         back. Returns the releases retired."""
-        now = self._now()
-        mine = {r.fingerprint for r in self.releases.mine.values()}
-        chosen = [
-            r
-            for r in self.releases.rows.of()
-            if not r.retired
-            and r.fingerprint not in mine
-            and (
-                any(len(f) >= 6 and r.fingerprint.startswith(f) for f in fingerprints)
-                or (unused and not r.alive(now))
-            )
-        ]
-        self.releases.rows.retire([r.fingerprint for r in chosen], now)
-        return chosen
-
-    def _assess(
-        self,
-        instance_id: str,
-        workflow: str,
-        data: str,
-        state: str,
-        recorded: dict[str, builtins.list[Release]] | None = None,
-    ) -> Assessment:
-        try:
-            parsed = read_state(instance_id, state)
-        except CorruptState as exc:
-            warn(exc, workflow)
-            return Assessment(unreadable=exc.problem)
-        cls = self.workflows.get(workflow)
-        if cls is None:
-            return Assessment(stranded=[Finding("workflow", workflow)])
-        try:
-            definition = cls.model_validate_json(data).definition()
-            validate(definition, workflow)
-        except Exception as exc:  # the workflow's own code, or data that no longer fits
-            corrupt = data_unreadable(instance_id, data, exc)
-            if corrupt is not None:
-                warn(corrupt, workflow)
-                return Assessment(unreadable=corrupt.problem)
-            reason = str(exc) if isinstance(exc, DefinitionError) else _error_text(exc)
-            return Assessment(stranded=[Finding("definition", reason.splitlines()[0][:300])])
-        found = assess(definition, parsed, self.services)
-        mine = self.releases.fingerprint(workflow)
-        if found.stranded and mine is not None and recorded is not None:
-            if workflow not in recorded:
-                recorded[workflow] = self.releases.rows.of(workflow)
-            held_by_newer(found, mine, names_of(definition), recorded[workflow])
-        return found
+        return self.deployment.retire_releases(fingerprints, unused=unused)
 
     def identities(self, actor: str) -> set[str]:
         """The names an actor goes by: user name, Slack id and `group:NAME`s, whichever apply."""
@@ -1519,358 +819,10 @@ class Engine:
         """The actor a Slack user acts as: the user name `slack_users` maps to their id, else
         the email address Slack has for them (`users.info`: people who sign in with the identity
         provider are known by it), else the Slack id itself."""
-        if self.slack_directory is not None:
-            return self.slack_directory.actor_for(slack_user_id)
-        return next(
-            (name for name, sid in self.authority.slack_users.items() if sid == slack_user_id),
-            slack_user_id,
-        )
+        return slack_actor(slack_user_id, self.slack_directory, self.authority)
 
     def seen_before(self, key: str, keep_for: timedelta) -> bool:
         """Remember `key` for `keep_for`; True when it was already remembered (and has not
         expired). Kept in the database, so every process serving the same database agrees:
         what the Slack endpoint refuses replays with."""
-        _check_text(key=key)
-        return self.seen.add(key, self._now(), keep_for)
-
-    # --- helpers -------------------------------------------------------------------------------
-
-    def _stored(self, instance_id: str) -> Stored:
-        _check_text(instance_id=instance_id)
-        row = self.store.load(instance_id)
-        if row is None:
-            raise InstanceNotFound(f"no instance with id '{instance_id}'")
-        return row
-
-    def _load(self, instance_id: str, *, leave: bool = True) -> Working:
-        _check_text(instance_id=instance_id)
-        return self._working(instance_id, self.store.load(instance_id), leave=leave)
-
-    def _load_for_event(self, instance_id: str, recent: bool) -> tuple[Working, bool]:
-        """The instance to apply an event to, and whether it was read from the database.
-        With `recent`, the row as this process last committed it, when it is kept: the event
-        that follows our own commit needs no read. Such a copy may be stale; its write would
-        fail the version check, and a refusal is re-decided from the database (`send`)."""
-        if not recent:
-            return self._load(instance_id), True
-        _check_text(instance_id=instance_id)
-        row, read = self.store.load_recent(instance_id)
-        return self._working(instance_id, row), read
-
-    def _still_current(self, work: Working) -> bool:
-        """Whether `work`, begun from a kept copy, is the instance as committed now."""
-        row = self.store.load(work.id)
-        return row is not None and row.version == work.row.version
-
-    def _working(self, instance_id: str, row: Stored | None, *, leave: bool = True) -> Working:
-        if row is None:
-            raise InstanceNotFound(f"no instance with id '{instance_id}'")
-        cls = self.workflows.get(row.workflow)
-        if cls is None:
-            raise UnknownWorkflow(
-                f"instance {instance_id} runs workflow '{row.workflow}', "
-                "which is not registered here"
-            )
-        work = Working.of(row, cls)
-        now = self._now()
-        carry_over(work, now)  # parked on a name a deployment renamed: move it now
-        # standing where only a newer release reaches: left to it (or moved back, a rollback)
-        if self.releases.place(work, now) is not None and leave:
-            raise self.releases.refuse(work)
-        return work
-
-    def _current_event(self, work: Working, event: str) -> str:
-        """An event sent under a name a deployment renamed goes to the case that now has it."""
-        if any(c.event == event for t in work.state.threads.values() for c in t.cases):
-            return event
-        try:
-            renames = declared_renames(work.tree())
-        except Exception:  # the transition reports a definition that cannot be built
-            return event
-        for t in work.state.threads.values():
-            if t.status == ThreadStatus.WAITING:
-                current = renames.event(t.at, event)
-                if current is not None:
-                    return current
-        return event
-
-    def _waiting_thread(
-        self, work: Working, event: str, thread: str | None, wait_key: str | None
-    ) -> ThreadState | None:
-        """The thread to deliver `event` to; None when it should wait in the inbox."""
-        iid = work.id
-        if wait_key is not None:
-            return self._keyed_thread(work, event, wait_key)
-        candidates = [
-            t
-            for t in work.state.threads.values()
-            if t.status == ThreadStatus.WAITING
-            and any(c.event == event for c in t.cases)
-            and (thread is None or t.id == thread)
-        ]
-        if len(candidates) == 1:
-            return candidates[0]
-        if len(candidates) > 1:
-            names = ", ".join(t.id for t in candidates)
-            raise Conflict(
-                f"several threads of {iid} wait for '{event}' ({names}): name one with thread="
-            )
-        for decided in reversed(work.state.decided):
-            if event in decided.events and (thread is None or decided.thread == thread):
-                raise _already(decided)
-        if work.row.status == Status.FAILED:
-            raise Conflict(f"instance {iid} has failed and needs an operator: {work.row.error}")
-        if work.terminal:
-            raise Conflict(f"instance {iid} is {work.row.status}")
-        if self.runner.events.mid_transition(work) and self.runner.events.waits_somewhere(
-            work, event, thread
-        ):
-            return None
-        open_events = sorted(
-            {
-                c.event
-                for t in work.state.threads.values()
-                if t.status == ThreadStatus.WAITING
-                for c in t.cases
-            }
-        )
-        waits_for = ", ".join(open_events) if open_events else "nothing"
-        raise NotWaiting(f"instance {iid} is not waiting for '{event}'; it waits for: {waits_for}")
-
-    def _passed_deadline(self, target: ThreadState) -> OpenCase | None:
-        """Hard deadlines: the earliest Timeout of the target's wait whose due time has passed,
-        which decided the wait then, whether or not its timer has fired yet."""
-        now = self._now()
-        due = [
-            c
-            for c in target.cases
-            if c.kind == "timeout" and c.setup == "done" and c.due_at and c.due_at <= now
-        ]
-        return min(due, key=lambda c: c.due_at or now) if due else None
-
-    def _decide_by_deadline(self, work: Working, target: ThreadState, timeout: OpenCase) -> None:
-        """Fire the passed deadline now if the timer has not, then refuse the late event."""
-        wait = target.at  # firing moves the thread into the timeout's branch
-        self.runner.wake(work, self._now())
-        raise AlreadyDecided(
-            f"'{wait}' was already decided: {timeout.event} by the timer at "
-            f"{timeout.due_at:%Y-%m-%d %H:%M:%S} UTC (its deadline passed before this event)"
-        )
-
-    def _keyed_thread(self, work: Working, event: str, wait_key: str) -> ThreadState:
-        for t in work.state.threads.values():
-            if t.status == ThreadStatus.WAITING and t.wait_key == wait_key:
-                if any(c.event == event for c in t.cases):
-                    return t
-                raise NotWaiting(
-                    f"the wait {wait_key} of instance {work.id} has no event '{event}'"
-                )
-        for decided in reversed(work.state.decided):
-            if decided.key == wait_key:
-                raise _already(decided)
-        raise AlreadyDecided(
-            f"the wait {wait_key} of instance {work.id} is no longer open "
-            f"(instance status: {work.row.status})"
-        )
-
-
-def _already(decided: Decided) -> AlreadyDecided:
-    what = decided.event
-    if decided.approved is not None:
-        what = "approved" if decided.approved else "denied"
-    who = decided.actor or ("the timer" if decided.via == "timer" else "someone")
-    return AlreadyDecided(
-        f"'{decided.wait}' was already decided: {what} by {who} "
-        f"at {decided.at:%Y-%m-%d %H:%M:%S} UTC"
-    )
-
-
-def _placeholders(workflow: type[Workflow]) -> dict[str, Any]:
-    """Stand-ins for required fields, so a definition can be built before any data exists."""
-    simple: dict[Any, Any] = {int: 0, float: 0.0, str: "", bool: False, list: [], dict: {}}
-    values: dict[str, Any] = {}
-    for name, info in workflow.model_fields.items():
-        if info.is_required():
-            origin = getattr(info.annotation, "__origin__", info.annotation)
-            values[name] = simple.get(origin)
-    return values
-
-
-def _error_text(exc: Exception) -> str:
-    return f"{type(exc).__name__}: {exc}"
-
-
-def _brief(exc: Exception) -> str:
-    if isinstance(exc, ValidationError):
-        return "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'data'}: {e['msg']}" for e in exc.errors()
-        )
-    return str(exc)
-
-
-def _checked_payload(payload: Mapping[str, Any] | None) -> dict[str, Any]:
-    import json
-
-    from signoff.engine.errors import EventRejected
-
-    if payload is None:
-        return {}
-    if not isinstance(payload, Mapping):
-        raise EventRejected("an event's payload must be a JSON object")
-    checked = dict(payload)
-    problem = finite_problem(checked, "the payload")
-    if problem:
-        raise InvalidData(problem)
-    problem = json_problem(checked, "the payload")
-    if problem:
-        raise EventRejected(problem)
-    try:
-        json.dumps(checked, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise EventRejected(f"the payload is not JSON: {exc}") from None
-    return checked
-
-
-def _check_text(**values: Any) -> None:
-    """Refuse text arguments a database cannot store, naming the argument, and an `actor` or
-    `user` that cannot be a person's name (a group, empty, control characters)."""
-    for name, value in values.items():
-        if name in ("actor", "user"):
-            check_actor(value)
-        if isinstance(value, str):
-            problem = text_problem(value, name.replace("_", " "))
-            if problem:
-                raise InvalidData(problem)
-
-
-def _checked_delegates(
-    delegates: Mapping[str, tuple[str, datetime]], now: datetime | None = None
-) -> dict[str, Delegate]:
-    """Delegations as given, checked: names of people, never oneself, aware times (in the
-    future, when `now` is given)."""
-    checked: dict[str, Delegate] = {}
-    for user, given in delegates.items():
-        if not (isinstance(given, tuple) and len(given) == 2):
-            raise InvalidData('a delegation is (to, until), e.g. {"alice": ("erin", until)}')
-        to, until = given
-        check_actor(user)
-        check_actor(to)
-        if to == user:
-            raise InvalidData(f"{user} cannot delegate to themselves")
-        if not isinstance(until, datetime) or until.tzinfo is None:
-            raise InvalidData("a delegation's end (until) must be an aware datetime")
-        if now is not None and until <= now:
-            raise InvalidData("a delegation's end (until) must be in the future")
-        if now is not None and until > now + MAX_DELEGATION:
-            raise InvalidData(f"a delegation lasts at most {MAX_DELEGATION.days} days")
-        checked[user] = (to, until.astimezone(UTC))
-    return checked
-
-
-def _shown(handler: Handler, info: WaitInfo) -> dict[str, Any]:
-    shown = handler.describe()
-    if isinstance(handler, Approval):
-        shown["deciders"] = handler.current_approvers(info)
-        shown["handovers"] = [h.stored() for h in handler.handovers(info)]
-        shown["votes"] = [{"actor": v.actor, "at": v.at.isoformat()} for v in handler.votes(info)]
-    return shown
-
-
-def _refusal(handler: Handler | None, wait: WaitInfo | None, actor: str | None) -> str | None:
-    if isinstance(handler, Approval) and wait is not None:
-        return handler.refusal(wait, actor)
-    return None
-
-
-def _unreadable_status(status: str) -> str:
-    """The status an instance that cannot be read is shown with: failed, unless an operator
-    cancelled it."""
-    return status if status == Status.CANCELLED else Status.FAILED
-
-
-def _unreadable_view(row: Stored, problem: str) -> InstanceView:
-    """An instance whose stored state or data cannot be read: failed, with `problem` as its
-    error and no threads; its data as stored when that much can be read."""
-    try:
-        data = read_data(row.id, row.data)
-    except CorruptState:
-        data = {}
-    return InstanceView(
-        id=row.id,
-        workflow=row.workflow,
-        status=_unreadable_status(row.status),
-        data=data,
-        result=None,
-        error=row.error if row.status == Status.CANCELLED else problem,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-        threads=[],
-        version=row.version,
-        due_at=row.due_at,
-        pending_teardowns=0,
-        title=row.workflow,
-    )
-
-
-def _view(
-    row: Stored,
-    state: InstanceState,
-    infos: Mapping[tuple[str, str], dict[str, Any]],
-    cls: type[Workflow] | None = None,
-    hidden: Sequence[str] = (),
-) -> InstanceView:
-    import json
-
-    threads = [
-        ThreadView(
-            id=t.id,
-            name=t.name,
-            status=t.status,
-            step=t.at,
-            waits=[
-                WaitView(
-                    wait=t.at or "",
-                    event=c.event,
-                    kind=c.kind,
-                    began_at=c.began_at,
-                    due_at=c.due_at,
-                    setup=c.setup,
-                    error=c.error,
-                    attempts=c.attempts,
-                    info=infos.get((t.id, c.event), c.info),
-                    stored=c.stored,
-                    key=t.wait_key,
-                    upcoming=upcoming(
-                        c.kind,
-                        c.began_at,
-                        c.due_at if c.setup == "done" else None,
-                        infos.get((t.id, c.event), c.info),
-                        c.stored,
-                    ),
-                )
-                for c in (t.cases if t.status == ThreadStatus.WAITING else [])
-            ],
-            error=t.error,
-            traceback=t.traceback,
-            attempts=t.attempts,
-            retry_at=t.retry_at,
-        )
-        for t in state.threads.values()
-    ]
-    data = read_data(row.id, row.data)
-    approvals = [w.info.get("title") for t in threads for w in t.waits if w.kind == "approval"]
-    return InstanceView(
-        id=row.id,
-        workflow=row.workflow,
-        status=row.status,
-        data={k: v for k, v in data.items() if k not in hidden},
-        title=title_of(cls, data, approvals, row.workflow),
-        result=json.loads(row.result) if row.result is not None else None,
-        error=row.error,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-        threads=threads,
-        version=row.version,
-        due_at=row.due_at,
-        pending_teardowns=len(state.teardowns),
-    )
+        return self.tokens.seen_before(key, keep_for)

@@ -7,20 +7,12 @@ state and calling handlers belong to the engine.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
+from signoff.engine.core.steps import RunStep
 from signoff.engine.core.threads import Go
-from signoff.engine.core.tree import (
-    Block,
-    BlockUntil,
-    Cursor,
-    Entry,
-    LoopSignal,
-    Returned,
-    RunStep,
-    Statement,
-    walk,
-)
+from signoff.engine.core.tree import Cursor, Entry, LoopSignal, Returned, Spawn, Statement, walk
+from signoff.engine.core.waits import Block, BlockUntil
 from signoff.engine.errors import StatementMissing
 
 Next = RunStep | Block | BlockUntil | Returned | None  # None: the body ran to its end
@@ -38,7 +30,7 @@ class Position(NamedTuple):
 @dataclass(slots=True)
 class Advance:
     next: Next
-    spawned: list[Go] = field(default_factory=list)
+    spawned: list[Spawn] = field(default_factory=list)
     statements: int = 0
 
 
@@ -61,4 +53,5 @@ def advance(body: Statement, position: Position) -> Advance:
         raise StatementMissing(f"statement '{at}' no longer exists")
     if isinstance(signal, LoopSignal):  # validation rejects this; guard against unvalidated trees
         raise StatementMissing("Break or Continue outside a For")
-    return Advance(signal, cur.spawned, cur.visited)
+    # what else a walk stops with: RunStep, Block, BlockUntil, Returned
+    return Advance(cast(Next, signal), cur.spawned, cur.visited)

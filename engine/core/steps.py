@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
-from signoff.engine.core.tree import Cursor, Entry, RunStep, Signal, Statement, old_names
+from signoff.engine.core.tree import Cursor, Entry, Signal, Statement, old_names
 
 
 def _check_timeout(timeout: timedelta | None, what: str) -> None:
@@ -99,3 +99,12 @@ class Step(Statement):
             return None if cur.entry is Entry.AFTER else RunStep(self)
         cur.tick()
         return RunStep(self)
+
+
+@dataclass(frozen=True, slots=True)
+class RunStep(Signal):
+    """Run `step`, the thread standing at it entered as `entry` (AT for a Step; EVENT for a
+    WaitFor's `then`: its condition was found true, so a retry runs `then` without asking)."""
+
+    step: Step
+    entry: Entry = Entry.AT

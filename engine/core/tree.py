@@ -11,14 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from enum import Enum
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from signoff.engine.errors import RunawayLoop
-
-if TYPE_CHECKING:
-    from signoff.engine.core.steps import Step
-    from signoff.engine.core.threads import Go
-    from signoff.engine.core.waits import Wait, WaitFor
 
 MAX_STATEMENTS_PER_TRANSITION = 10_000
 
@@ -49,33 +44,21 @@ class Entry(Enum):
 # --- what a walk can stop with -------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class RunStep:
-    """Run `step`, the thread standing at it entered as `entry` (AT for a Step; EVENT for a
-    WaitFor's `then`: its condition was found true, so a retry runs `then` without asking)."""
+class Signal:
+    """What a walk stops with. Each kind lives beside the statement that gives it (`RunStep`
+    in steps, `Block` and `BlockUntil` in waits), so this module needs none of them."""
 
-    step: Step
-    entry: Entry = Entry.AT
+    __slots__ = ()
 
 
 @dataclass(frozen=True, slots=True)
-class Block:
-    wait: Wait
-
-
-@dataclass(frozen=True, slots=True)
-class BlockUntil:
-    wait_for: WaitFor
-
-
-@dataclass(frozen=True, slots=True)
-class Returned:
+class Returned(Signal):
     value: Any = None
     error: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
-class LoopSignal:
+class LoopSignal(Signal):
     """Break or Continue travelling up to the nearest For."""
 
     is_break: bool
@@ -84,7 +67,15 @@ class LoopSignal:
 BREAK = LoopSignal(is_break=True)
 CONTINUE = LoopSignal(is_break=False)
 
-Signal = RunStep | Block | BlockUntil | Returned | LoopSignal
+
+class Spawn(Protocol):
+    """What a walk records of a statement that starts a thread (`Go`)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def thread_id(self) -> str: ...
 
 
 @dataclass(slots=True, init=False)
@@ -94,7 +85,7 @@ class Cursor:
     target: str | None
     entry: Entry
     event: str | None
-    spawned: list[Go]
+    spawned: list[Spawn]
     visited: int
     seeking: bool  # a plain attribute: every statement reads it
 

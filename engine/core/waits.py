@@ -6,14 +6,11 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from signoff.engine.core.steps import Retry, Step
+from signoff.engine.core.steps import Retry, RunStep, Step
 from signoff.engine.core.tree import (
-    Block,
-    BlockUntil,
     Condition,
     Cursor,
     Entry,
-    RunStep,
     Section,
     Signal,
     Statement,
@@ -144,3 +141,13 @@ class WaitFor(Statement):
         if not evaluate(self.cond):
             return BlockUntil(self)
         return None if self.step is None else RunStep(self.step, Entry.EVENT)
+
+
+@dataclass(frozen=True, slots=True)
+class Block(Signal):
+    wait: Wait
+
+
+@dataclass(frozen=True, slots=True)
+class BlockUntil(Signal):
+    wait_for: WaitFor

@@ -21,18 +21,15 @@ from signoff.engine.core.interpreter import Position, advance, thread_body
 from signoff.engine.core.records import Record
 from signoff.engine.core.renames import carry_over
 from signoff.engine.core.state import Ending, OpenCase, ThreadState
-from signoff.engine.core.steps import Step
+from signoff.engine.core.steps import RunStep, Step
 from signoff.engine.core.tree import (
     MAX_STATEMENTS_PER_TRANSITION,
-    Block,
-    BlockUntil,
     Entry,
     Returned,
-    RunStep,
     runaway_message,
     walk,
 )
-from signoff.engine.core.waits import Wait, WaitFor
+from signoff.engine.core.waits import Block, BlockUntil, Wait, WaitFor
 from signoff.engine.core.working import Working
 from signoff.engine.errors import (
     Conflict,

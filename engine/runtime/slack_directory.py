@@ -19,6 +19,17 @@ MOST_LEARNED = 10_000  # pairs learned from Slack at most (beyond: asked again e
 MISS_SECONDS = 3600.0  # how long a name Slack does not know is not asked about again
 
 
+def slack_actor(slack_user_id: str, directory: SlackDirectory | None, authority: Authority) -> str:
+    """The actor a Slack user acts as: asked of the `directory` when Slack is on, else the
+    name `slack_users` maps to their id, else the Slack id itself."""
+    if directory is not None:
+        return directory.actor_for(slack_user_id)
+    return next(
+        (name for name, sid in authority.slack_users.items() if sid == slack_user_id),
+        slack_user_id,
+    )
+
+
 class SlackDirectory:
     def __init__(
         self,
