@@ -129,3 +129,44 @@ def test_sight_follows_the_approvers_as_they_are_now(engine: Engine) -> None:
     assert "e" in {s.id for s in engine.list(actor="bob")}
     engine.send("e", "decided", {"approved": True}, actor="bob")
     assert engine.get("e", actor="bob").status == "completed"  # bob decided it
+
+
+def test_a_persons_pages_are_the_same_whatever_window_they_are_looked_for_in(
+    any_url: str,
+) -> None:
+    """A page of one person's instances is looked for first among the next few thousand
+    instances in the page's order, then, when those hold too few of theirs, among their own:
+    here a window of two or three instances takes both ways, page after page, in every order,
+    and each page is what the rule says, in order."""
+    engine = Engine(any_url, [Ask], operators=["carol"])
+    for n in range(10):
+        approvers = ["pat"] if n % 3 == 0 else ["quinn"] if n == 4 else ["olga"]
+        engine.start(Ask, {"approvers": approvers}, id=f"i{n}", actor=f"u{n}")
+    engine.send("i3", "decided", {"approved": True}, actor="pat")  # pat keeps sight of it
+    sees = {"pat": {"i0", "i3", "i6", "i9"}, "quinn": {"i4"}, "u7": {"i7"}, "nobody": set()}
+    decides = {**sees, "pat": {"i0", "i6", "i9"}, "u7": set()}
+    everything = {o: engine.list(order=o, limit=100) for o in ("recent", "oldest", "id")}
+    for window in (2, 3, 20_000):
+        engine.store.pager.window = window
+        for order, all_rows in everything.items():
+            for who, seen in sees.items():
+                expected = [r.id for r in all_rows if r.id in seen]
+                assert _paged(engine, order, actor=who) == expected, (window, order, who)
+                waiting = [r.id for r in all_rows if r.id in decides[who]]
+                assert _paged(engine, order, decider=who) == waiting, (window, order, who)
+                assert _paged(engine, order, actor=who, status="waiting") == [
+                    i for i in expected if i != "i3"
+                ]
+    engine.close()
+
+
+def _paged(engine: Engine, order: str, **kw: str) -> list[str]:
+    """Every id the list gives, two a page, each page after the last one's row."""
+    found: list[str] = []
+    before = None
+    while True:
+        page = engine.list(order=order, limit=2, before=before, **kw)  # type: ignore[arg-type]
+        found += [r.id for r in page]
+        if len(page) < 2:
+            return found
+        before = (page[-1].updated_at, page[-1].id)

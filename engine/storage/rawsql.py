@@ -179,6 +179,11 @@ def aware(value: Any) -> datetime:
 
 
 SEARCH_TIMEOUT = 2.0  # seconds one search may read for
+# How many instances, in a page's order, a page of one person's instances is first looked for
+# among (`RawPager.window_sql`): when at least one in WINDOW / page size of them is theirs,
+# the page is there, at the cost of walking this many index entries; else the page is read
+# from their participants rows, which are few then.
+WINDOW = 20_000
 
 
 def _too_slow(seconds: float) -> Busy:
@@ -375,6 +380,7 @@ def narrow_clauses(
     overdue: bool,
     started_from: bool = False,
     started_before: bool = False,
+    id_column: str = "id",
 ) -> list[str]:
     """The SQL of a `Narrowing` of this shape (its `shape()`), parameters as its `params`:
     an open approval naming one of the deciders, or nobody, is one index range of the
@@ -383,7 +389,7 @@ def narrow_clauses(
     if deciders:
         names = ", ".join([m] * deciders)
         found.append(
-            f"id IN (SELECT n.instance_id FROM {prefix}signoff_participants n "
+            f"{id_column} IN (SELECT n.instance_id FROM {prefix}signoff_participants n "
             f"WHERE n.person IN ({names}, '{ANYONE}') AND n.role = 'approval')"
         )
     if overdue:
@@ -414,6 +420,7 @@ class RawPager:
         self.mark = "?" if sqlite else "%s"
         self.queries: dict[tuple[Any, ...], str] = {}
         self.search_timeout = search_timeout
+        self.window = WINDOW
 
     @contextmanager
     def time_limit(self, conn: Any, cur: Any) -> Iterator[None]:
@@ -529,9 +536,11 @@ class RawPager:
             if self.sqlite:
                 cur.execute("BEGIN")  # every read sees one snapshot
             if not search:
-                found = self._select(
-                    cur, status, workflow, "", [], limit, before, order, viewer, narrow
-                )
+                found = self._windowed(cur, status, workflow, limit, before, order, viewer, narrow)
+                if found is None:
+                    found = self._select(
+                        cur, status, workflow, "", [], limit, before, order, viewer, narrow
+                    )
             else:
                 found = []
                 for kind, params in search_terms(search, self.sqlite):
@@ -646,6 +655,102 @@ class RawPager:
             return {status: int(n) for status, n in found}
         finally:
             conn.close()
+
+    def window_sql(
+        self,
+        status: bool,
+        workflow: bool,
+        before: bool,
+        order: str,
+        viewer: int,
+        narrow: tuple[int, bool, bool, bool],
+        full: bool = False,
+    ) -> str:
+        """The page of `sql` (no search) read from a window: the first `self.window` instances
+        in the page's order that the status, workflow and cursor leave, walked in an index
+        that holds their order and id (no row is read), kept when their ids are among the
+        participants of `viewer` identities (and the `narrow` deciders); only then are the
+        rows read. `full`: instead, whether the window is full (its last place taken)."""
+        shape = ("window", self.window, status, workflow, before, order, viewer, narrow, full)
+        found = self.queries.get(shape)
+        if found is None:
+            m, p = self.mark, self.prefix
+            base = []
+            if status:
+                base.append(f"status = {m}")
+            if workflow:
+                base.append(f"workflow = {m}")
+            ordering, after = ORDERS[order]
+            if before:
+                base.append(after.format(m=m))
+            hint = ""
+            if self.sqlite and workflow and order != "id":
+                hint = (
+                    f" INDEXED BY ix_signoff_instances_{'status' if status else 'workflow'}_recent"
+                )
+            window = (
+                f"SELECT id FROM {p}signoff_instances{hint}"
+                + (" WHERE " + " AND ".join(base) if base else "")
+                + f" ORDER BY {ordering}"
+            )
+            if full:
+                found = self.queries[shape] = f"{window} LIMIT 1 OFFSET {self.window - 1}"
+                return found
+            deciders, overdue, started_from, started_before = narrow
+            kept = [visible_clause(p, m, viewer, "win.id")] if viewer else []
+            kept += narrow_clauses(p, m, deciders, False, id_column="win.id")
+            where = [
+                f"id IN (SELECT win.id FROM ({window} LIMIT {self.window}) win "
+                f"WHERE {' AND '.join(kept)})",
+                *narrow_clauses(p, m, 0, overdue, started_from, started_before),
+            ]
+            found = self.queries[shape] = (
+                "SELECT id, workflow, status, error, created_at, updated_at, data, state "
+                f"FROM {p}signoff_instances WHERE {' AND '.join(where)} "
+                f"ORDER BY {ordering} LIMIT {m}"
+            )
+        return found
+
+    def _windowed(
+        self,
+        cur: Any,
+        status: str | None,
+        workflow: str | None,
+        limit: int,
+        before: tuple[datetime, str] | None,
+        order: str,
+        viewer: Collection[str] | None,
+        narrow: Narrowing | None,
+    ) -> list[Any] | None:
+        """The rows of `window_sql`, when they are the page: a whole page, or the window held
+        every instance left. None when the window filled up with too few of the person's
+        instances among them (they are few): `_select` reads the page from theirs then."""
+        deciders = list(narrow.deciders or ()) if narrow is not None else []
+        if viewer is None and not deciders:
+            return None  # nothing narrows the page to a person's instances
+        base: list[Any] = []
+        if status:
+            base.append(status)
+        if workflow:
+            base.append(workflow)
+        if before is not None:
+            if order == "id":
+                base.append(before[1])
+            else:
+                at = when(before[0], self.sqlite)
+                base += [at, at, before[1]]
+        shown = len(viewer) if viewer is not None else 0
+        shape = narrow.shape() if narrow is not None else NO_NARROWING
+        params = [*base, *(visible_params(viewer) if viewer is not None else ()), *deciders]
+        if narrow is not None:
+            params += narrow.params(self.sqlite)[len(deciders) :]
+        args = (bool(status), bool(workflow), before is not None, order, shown, shape)
+        cur.execute(self.window_sql(*args), [*params, limit])
+        found = list(cur.fetchall())
+        if len(found) >= limit:
+            return found
+        cur.execute(self.window_sql(*args, full=True), base)
+        return None if cur.fetchone() is not None else found
 
     def _select(
         self,
