@@ -11,6 +11,7 @@ import pytest
 from signoff.engine import (
     Approval,
     Engine,
+    Go,
     InstanceNotFound,
     NotAllowed,
     On,
@@ -170,3 +171,43 @@ def _paged(engine: Engine, order: str, **kw: str) -> list[str]:
         if len(page) < 2:
             return found
         before = (page[-1].updated_at, page[-1].id)
+
+
+def test_a_persons_inbox_pages_are_the_same_whatever_window_they_are_looked_for_in(
+    any_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A page of one person's inbox is looked for first among the next open approvals, oldest
+    first, then among the person's own: with a window of two or three approvals, both ways
+    give, page after page, the approvals that name them or nobody, oldest first; one of two
+    approvals open in the same instance that names someone else is not theirs."""
+    from signoff.engine.storage import placement
+
+    class Two(Workflow):
+        def definition(self) -> Statement:
+            return S(
+                Go("one", S(Wait("first", On("decided", Approval(approvers=["pat"]))))),
+                Wait("second", On("decided", Approval(approvers=["olga"]))),
+            )
+
+    engine = Engine(any_url, [Ask, Two])
+    for n in range(9):
+        approvers = ["pat"] if n % 3 == 0 else None if n == 4 else ["olga"]
+        engine.start(Ask, {"approvers": approvers}, id=f"i{n}")
+    engine.start(Two, id="t")
+    everyone = [(r["instance_id"], r["wait"]) for r in engine.inbox(None, limit=100)]
+    assert len(everyone) == 11
+    theirs = {
+        "pat": [x for x in everyone if x[0] in ("i0", "i3", "i6", "i4") or x == ("t", "first")],
+        "olga": [x for x in everyone if x[0] not in ("i0", "i3", "i6") and x != ("t", "first")],
+        "nobody": [x for x in everyone if x[0] == "i4"],
+    }
+    for window in (2, 3, 20_000):
+        monkeypatch.setattr(placement, "INBOX_WINDOW", window)
+        for who, expected in theirs.items():
+            found = []
+            for start in range(0, 12, 2):
+                page = engine.inbox(who, limit=2, offset=start)
+                found += [(r["instance_id"], r["wait"]) for r in page]
+            assert found == expected, (window, who)
+            assert engine.inbox_count(who) == len(expected)
+    engine.close()

@@ -26,6 +26,7 @@ from sqlalchemy import (
     ColumnElement,
     Connection,
     Float,
+    Select,
     and_,
     case,
     cast,
@@ -110,11 +111,7 @@ def _inbox_filter(
         ]
         where.append(or_(w.approvers.is_(None), *named))
         # the same test as one index range per name, which the database can start from
-        asked = select(PARTICIPANTS.c.instance_id).where(
-            PARTICIPANTS.c.person.in_([*sorted(identities), ANYONE]),
-            PARTICIPANTS.c.role == "approval",
-        )
-        where.append(w.instance_id.in_(asked))
+        where.append(w.instance_id.in_(_asked(identities)))
     if workflow:  # the wait row's copy: one index range, in the page's order
         where.append(w.workflow == workflow)
     if search:
@@ -136,6 +133,14 @@ def _inbox_filter(
                 ]
         where.append(or_(*alternatives) if alternatives else literal(False))
     return where
+
+
+def _asked(identities: Collection[str]) -> Select[tuple[str]]:
+    """The instances with an open approval that names one of `identities`, or nobody."""
+    return select(PARTICIPANTS.c.instance_id).where(
+        PARTICIPANTS.c.person.in_([*sorted(identities), ANYONE]),
+        PARTICIPANTS.c.role == "approval",
+    )
 
 
 def change_mark(store: Store) -> str:
@@ -202,6 +207,11 @@ def _like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
+# How many open approvals, oldest first, a page of one person's inbox is first looked for among
+# (`_inbox_page`): as `rawsql.WINDOW` for the instances list
+INBOX_WINDOW = 20_000
+
+
 def inbox(
     store: Store,
     identities: Collection[str] | None,
@@ -210,11 +220,13 @@ def inbox(
     search: str | None = None,
     limit: int = 50,
     offset: int = 0,
+    window: int | None = None,
 ) -> list[dict[str, Any]]:
     """One page of the open approvals `_inbox_filter` picks, oldest first: the keys of
     `open_approvals`, plus `deadline` (when a timeout of the same wait fires: the decision's
     deadline, not its next reminder), `version` of the instance, its `data` and `state` (JSON
-    text)."""
+    text). The page's wait rows are picked first (`_inbox_page`, among the next `window`
+    open approvals first: INBOX_WINDOW unless given); only their instances are read."""
     w, i = WAITS.c, INSTANCES.c
     timeouts = WAITS.alias("timeouts")
     deadline = (
@@ -227,26 +239,68 @@ def inbox(
         )
         .scalar_subquery()
     )
-    query = (
-        select(
-            *_APPROVAL_COLUMNS,
-            i.version,
-            i.data,
-            i.state,
-            deadline.label("deadline"),
-        )
-        .join(INSTANCES, i.id == w.instance_id)
-        .where(*_inbox_filter(store, identities, workflow, search))
-        .order_by(w.began_at, w.id)
-        .limit(limit)
-        .offset(offset)
-    )
     with store.db.connect() as conn:
+        near = window or INBOX_WINDOW
+        page = _inbox_page(conn, store, identities, workflow, search, limit, offset, near)
+        if not page:
+            return []
+        query = (
+            select(*_APPROVAL_COLUMNS, i.version, i.data, i.state, deadline.label("deadline"))
+            .join(INSTANCES, i.id == w.instance_id)
+            .where(w.id.in_(page))
+            .order_by(w.began_at, w.id)
+        )
         rows = [dict(r) for r in conn.execute(query).mappings()]
     for row in rows:
         row["approvers"] = json.loads(row["approvers"]) if row["approvers"] else None
         row["key"] = row["key"] or ""
     return rows
+
+
+def _inbox_page(
+    conn: Connection,
+    store: Store,
+    identities: Collection[str] | None,
+    workflow: str | None,
+    search: str | None,
+    limit: int,
+    offset: int,
+    window: int,
+) -> list[int]:
+    """The ids of the wait rows of one page of `inbox`, in order. A person's page is looked
+    for first among the next `window` open approvals, oldest first (walked in the index of
+    their kind and time, which holds their id and instance: no row is read), kept when the
+    person's participants name their instance; only those are read, and taken when the page
+    is all there: a whole page, or the window held every open approval. Else (a search,
+    everyone's inbox, a person with few of the approvals) it is picked from all open
+    approvals: the database starts from the person's participants then."""
+    w = WAITS.c
+    if identities is not None and not search:
+        kinds = [w.kind == "approval", *([w.workflow == workflow] if workflow else [])]
+        ordered = select(w.id).where(*kinds).order_by(w.began_at, w.id)
+        near = select(w.id, w.instance_id).where(*kinds).order_by(w.began_at, w.id)
+        win = near.limit(window).subquery("win")
+        theirs = select(win.c.id).where(win.c.instance_id.in_(_asked(identities)))
+        query = (
+            select(w.id)
+            .where(w.id.in_(theirs), *_inbox_filter(store, identities, workflow, None))
+            .order_by(w.began_at, w.id)
+            .limit(limit)
+            .offset(offset)
+        )
+        found = [r[0] for r in conn.execute(query)]
+        if len(found) >= limit or conn.execute(ordered.offset(window - 1).limit(1)).first() is None:
+            return found
+    query = select(w.id)
+    if search:
+        query = query.join(INSTANCES, INSTANCES.c.id == w.instance_id)
+    query = (
+        query.where(*_inbox_filter(store, identities, workflow, search))
+        .order_by(w.began_at, w.id)
+        .limit(limit)
+        .offset(offset)
+    )
+    return [r[0] for r in conn.execute(query)]
 
 
 def inbox_count(

@@ -89,7 +89,8 @@ class WaitRow(SQLModel, table=True):
     __tablename__ = "signoff_waits"
     __table_args__ = (
         Index("ix_signoff_waits_event", "instance_id", "event"),
-        Index("ix_signoff_waits_kind", "kind", "began_at"),
+        # in the page's order with the id and instance: a person's inbox walks it, no row read
+        Index("ix_signoff_waits_kind", "kind", "began_at", "id", "instance_id"),
         # the inbox of one workflow, oldest first, without reading the instances
         Index("ix_signoff_waits_kind_workflow", "kind", "workflow", "began_at"),
         TABLE_OPTIONS,
