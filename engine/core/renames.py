@@ -8,6 +8,7 @@ for a transition, and the history says so. Pure: it rewrites plain state, nothin
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -55,11 +56,17 @@ class Renames:
 
 def declared_renames(definition: Statement) -> Renames:
     """Collect every `renamed_from` in the definition."""
+    return renames_among(walk(definition))
+
+
+def renames_among(found: Iterable[Statement]) -> Renames:
+    """`declared_renames` of the statements of a definition, walked already (in `walk`'s
+    order)."""
     current: set[str] = set()
     statements: dict[str, str] = {}
     ambiguous: set[str] = set()
     events: dict[str, dict[str, str]] = {}
-    for stmt in walk(definition):
+    for stmt in found:
         if not isinstance(stmt, NAMED):
             continue
         current.add(stmt.name)

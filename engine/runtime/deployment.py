@@ -38,16 +38,12 @@ class Deployment:
 
     def check_deployment(self, *, examples: int = 5, page_size: int = 500) -> DeploymentReport:
         report = DeploymentReport(examples=examples)
-        after: str | None = None
         recorded: dict[str, list[Release]] = {}  # releases per workflow, read once
-        while True:
-            rows = placement.unfinished_page(self.store, UNFINISHED, after, page_size)
+        for rows in placement.unfinished_pages(self.store, UNFINISHED, page_size):
             for instance_id, workflow, data, state in rows:
                 found = self.assess(instance_id, workflow, data, state, recorded)
                 report.add(instance_id, workflow, found)
-            if len(rows) < page_size:
-                return report
-            after = rows[-1][0]
+        return report
 
     def assess(
         self,

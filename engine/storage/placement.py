@@ -11,7 +11,8 @@ import json
 import logging
 import operator
 from collections import Counter
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,6 +28,7 @@ from sqlalchemy import (
     Connection,
     Float,
     Select,
+    Subquery,
     and_,
     case,
     cast,
@@ -239,17 +241,17 @@ def inbox(
         )
         .scalar_subquery()
     )
+    columns = (*_APPROVAL_COLUMNS, i.version, i.data, i.state, deadline.label("deadline"))
     with store.db.connect() as conn:
         near = window or INBOX_WINDOW
         page = _inbox_page(conn, store, identities, workflow, search, limit, offset, near)
-        if not page:
-            return []
-        query = (
-            select(*_APPROVAL_COLUMNS, i.version, i.data, i.state, deadline.label("deadline"))
-            .join(INSTANCES, i.id == w.instance_id)
-            .where(w.id.in_(page))
-            .order_by(w.began_at, w.id)
-        )
+        if isinstance(page, list):  # the ids, found in the window
+            if not page:
+                return []
+            query = select(*columns).where(w.id.in_(page))
+        else:  # the page's ids, as a table to join (LIMIT in an IN subquery: not on MariaDB)
+            query = select(*columns).join(page, page.c.id == w.id)
+        query = query.join(INSTANCES, i.id == w.instance_id).order_by(w.began_at, w.id)
         rows = [dict(r) for r in conn.execute(query).mappings()]
     for row in rows:
         row["approvers"] = json.loads(row["approvers"]) if row["approvers"] else None
@@ -266,14 +268,15 @@ def _inbox_page(
     limit: int,
     offset: int,
     window: int,
-) -> list[int]:
-    """The ids of the wait rows of one page of `inbox`, in order. A person's page is looked
-    for first among the next `window` open approvals, oldest first (walked in the index of
-    their kind and time, which holds their id and instance: no row is read), kept when the
-    person's participants name their instance; only those are read, and taken when the page
-    is all there: a whole page, or the window held every open approval. Else (a search,
-    everyone's inbox, a person with few of the approvals) it is picked from all open
-    approvals: the database starts from the person's participants then."""
+) -> list[int] | Subquery:
+    """The wait rows of one page of `inbox`: their ids, or the query of them. A person's page
+    is looked for first among the next `window` open approvals, oldest first (walked in the
+    index of their kind and time, which holds their id and instance: no row is read), kept
+    when the person's participants name their instance; only those are read, and their ids
+    returned when the page is all there: a whole page, or the window held every open
+    approval. Else (a search, everyone's inbox, a person with few of the approvals) the query
+    that picks them from all open approvals, without their instances unless the search needs
+    them: the database starts from the person's participants then."""
     w = WAITS.c
     if identities is not None and not search:
         kinds = [w.kind == "approval", *([w.workflow == workflow] if workflow else [])]
@@ -294,13 +297,13 @@ def _inbox_page(
     query = select(w.id)
     if search:
         query = query.join(INSTANCES, INSTANCES.c.id == w.instance_id)
-    query = (
+    return (
         query.where(*_inbox_filter(store, identities, workflow, search))
         .order_by(w.began_at, w.id)
         .limit(limit)
         .offset(offset)
+        .subquery("page")
     )
-    return [r[0] for r in conn.execute(query)]
 
 
 def inbox_count(
@@ -442,6 +445,31 @@ def unfinished_page(
         query = query.where(i.id > after)
     with store.db.connect() as conn:
         return [(r[0], r[1], r[2], r[3]) for r in conn.execute(query)]
+
+
+def unfinished_pages(
+    store: Store, statuses: tuple[str, ...], page_size: int
+) -> Iterator[list[tuple[str, str, str, str]]]:
+    """Every `unfinished_page`, in order, each next one read (on one thread of its own) while
+    the caller works on the one before: waiting for the server and the caller's work overlap,
+    and at most two pages are held at once. SQLite reads in this process: one after another."""
+    if store.is_sqlite:
+        after: str | None = None
+        while True:
+            rows = unfinished_page(store, statuses, after, page_size)
+            yield rows
+            if len(rows) < page_size:
+                return
+            after = rows[-1][0]
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="signoff-pages") as reader:
+        coming = reader.submit(unfinished_page, store, statuses, None, page_size)
+        while True:
+            rows = coming.result()
+            if len(rows) == page_size:
+                coming = reader.submit(unfinished_page, store, statuses, rows[-1][0], page_size)
+            yield rows
+            if len(rows) < page_size:
+                return
 
 
 def parked_on(store: Store, workflow: str, statement: str, limit: int) -> list[str]:
