@@ -116,7 +116,6 @@ class HistoryRow(SQLModel, table=True):
     __tablename__ = "signoff_history"
     __table_args__ = (
         Index("ix_signoff_history_instance", "instance_id", "id"),
-        Index("ix_signoff_history_actor", "actor", "kind", "instance_id"),
         TABLE_OPTIONS,
     )
 
