@@ -31,6 +31,15 @@ from typing import Any
 
 from signoff.engine.core.records import Record, Stored, WaitRecord
 from signoff.engine.errors import Busy, DataNotStorable, InvalidData
+from signoff.engine.storage.drivers import (
+    MYSQL_RETRY,
+    MYSQL_TOO_SLOW,
+    Never,
+    is_mysql,
+    mysql_code,
+    said,
+    set_autocommit,
+)
 from signoff.engine.storage.lending import Lending
 from signoff.engine.storage.visibility import (
     ACTED,
@@ -102,38 +111,6 @@ _HISTORY_COLUMNS = (
     "message",
     "detail",
 )
-
-
-def is_mysql(db: Any) -> bool:
-    """Whether `db` (a SQLAlchemy engine) speaks to MariaDB or MySQL."""
-    return db.dialect.name in ("mysql", "mariadb")
-
-
-# MariaDB/MySQL error codes: a deadlock and a lock wait that timed out roll the transaction back
-# whole (it may run again); MariaDB's max_statement_time and MySQL's max_execution_time stop a
-# statement that ran too long
-_MYSQL_RETRY = (1213, 1205)
-_MYSQL_TOO_SLOW = (1969, 3024)
-
-
-def mysql_code(exc: BaseException) -> int | None:
-    """The error code of a pymysql error, or None."""
-    args = getattr(exc, "args", ())
-    return args[0] if args and isinstance(args[0], int) else None
-
-
-def _autocommit(conn: Any, on: bool) -> None:
-    """Turn a DB-API connection's autocommit on or off (pymysql's is a method)."""
-    if callable(getattr(conn, "autocommit", None)):
-        conn.autocommit(on)
-    else:
-        conn.autocommit = on
-
-
-def _said(exc: BaseException) -> Any:
-    """A driver's refusal in words: PyMySQL's errors are (code, message)."""
-    args: tuple[Any, ...] = getattr(exc, "args", ())
-    return args[1] if len(args) > 1 and isinstance(args[1], str) else exc
 
 
 def when(value: datetime | None, sqlite: bool) -> Any:
@@ -435,7 +412,7 @@ class RawPager:
             try:
                 yield
             except self.db.dialect.dbapi.OperationalError as exc:
-                if mysql_code(exc) in _MYSQL_TOO_SLOW:
+                if mysql_code(exc) in MYSQL_TOO_SLOW:
                     raise _too_slow(self.search_timeout) from exc
                 raise
             finally:
@@ -817,8 +794,8 @@ class RawWriter:
         self.mysql = is_mysql(db)
         self.lock = lock if lock is not None else nullcontext()
         # the driver's error for data it cannot store: never worth retrying as it is
-        self.refused: type[Exception] = getattr(db.dialect.dbapi, "DataError", _Never)
-        self.lost: type[Exception] = getattr(db.dialect.dbapi, "OperationalError", _Never)
+        self.refused: type[Exception] = getattr(db.dialect.dbapi, "DataError", Never)
+        self.lost: type[Exception] = getattr(db.dialect.dbapi, "OperationalError", Never)
 
         def p(name: str) -> str:
             return f":{name}" if sqlite else f"%({name})s"
@@ -925,10 +902,10 @@ class RawWriter:
         driver = conn.driver_connection
         try:
             if not self.sqlite:
-                _autocommit(driver, True)
+                set_autocommit(driver, True)
             yield conn
             if not self.sqlite:
-                _autocommit(driver, False)
+                set_autocommit(driver, False)
         except self.lost:
             conn.invalidate()
             raise
@@ -937,7 +914,7 @@ class RawWriter:
                 if not self._idle(driver):
                     conn.invalidate()
                     raise
-                _autocommit(driver, False)
+                set_autocommit(driver, False)
             raise
         finally:
             conn.close()
@@ -965,7 +942,7 @@ class RawWriter:
         fairy.detach()  # ours now: the pool neither counts it nor resets it
         conn = fairy.dbapi_connection
         if not self.sqlite:
-            _autocommit(conn, True)
+            set_autocommit(conn, True)
         return conn
 
     def _idle(self, conn: Any) -> bool:
@@ -1060,9 +1037,9 @@ class RawWriter:
                         conn.rollback()
                         raise
             except self.refused as exc:  # text the database cannot keep, too long, ...
-                raise DataNotStorable(f"the database refused the data: {_said(exc)}") from exc
+                raise DataNotStorable(f"the database refused the data: {said(exc)}") from exc
             except self.lost as exc:
-                if mysql_code(exc) not in _MYSQL_RETRY or attempt == 3:
+                if mysql_code(exc) not in MYSQL_RETRY or attempt == 3:
                     raise
         raise AssertionError("unreachable")
 
@@ -1092,7 +1069,7 @@ class RawWriter:
                         raise
                 return [stored(r) for r in found]
             except self.lost as exc:
-                if mysql_code(exc) not in _MYSQL_RETRY or attempt == 3:
+                if mysql_code(exc) not in MYSQL_RETRY or attempt == 3:
                     raise
         raise AssertionError("unreachable")
 
@@ -1579,7 +1556,3 @@ def _iso(value: Any) -> str:
     if isinstance(value, datetime):
         return value.isoformat()
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
-
-
-class _Never(Exception):
-    """Stands for a driver error class the driver does not have."""

@@ -22,8 +22,9 @@ from signoff.engine.core.enums import Status
 from signoff.engine.core.records import Record, Stored, WaitRecord
 from signoff.engine.errors import Conflict
 from signoff.engine.storage import migrate as migrations
+from signoff.engine.storage.drivers import is_mysql
 from signoff.engine.storage.failures import CommitCount, driver_error, refused
-from signoff.engine.storage.rawsql import Narrowing, RawPager, RawWriter, is_mysql
+from signoff.engine.storage.rawsql import Narrowing, RawPager, RawWriter
 from signoff.engine.storage.recent import Recent
 from signoff.engine.storage.tables import HISTORY, INSTANCES
 from signoff.engine.views import HistoryEntry
