@@ -9,10 +9,6 @@ stays on SQLAlchemy. On PostgreSQL a load and a commit are one statement and one
 each (see `RawWriter`). MariaDB/MySQL take the SQLite path's statements (in the driver's
 "%(name)s" style) in a transaction of their own; a claim there locks what it picks (`FOR UPDATE
 SKIP LOCKED`), leases it and reads it back, as it has no UPDATE ... RETURNING.
-
-Datetimes are kept the way SQLAlchemy's `UTCDateTime` column keeps them: naive UTC, as text
-"%Y-%m-%d %H:%M:%S.%f" on SQLite, as `timestamp without time zone` on PostgreSQL and as
-DATETIME(6) on MariaDB/MySQL.
 """
 
 from __future__ import annotations
@@ -31,6 +27,17 @@ from typing import Any
 
 from signoff.engine.core.records import Record, Stored, WaitRecord
 from signoff.engine.errors import Busy, DataNotStorable, InvalidData
+from signoff.engine.storage.columns import (
+    CHANGING_COLUMNS,
+    HISTORY_COLUMNS,
+    INSTANCE_COLUMNS,
+    OUTBOX_COLUMNS,
+    PROGRESS_COLUMNS,
+    WAIT_COLUMNS,
+    aware,
+    stored,
+    when,
+)
 from signoff.engine.storage.drivers import (
     MYSQL_RETRY,
     MYSQL_TOO_SLOW,
@@ -50,110 +57,6 @@ from signoff.engine.storage.visibility import (
     visible_clause,
     visible_params,
 )
-
-INSTANCE_COLUMNS = (
-    "workflow",
-    "status",
-    "data",
-    "state",
-    "result",
-    "error",
-    "version",
-    "due_at",
-    "lease_owner",
-    "lease_until",
-    "created_at",
-    "updated_at",
-)
-# what a commit may change: all but the id, the workflow and the creation time
-_CHANGING_COLUMNS = tuple(c for c in INSTANCE_COLUMNS if c not in ("workflow", "created_at"))
-# what a step's commit mid-drive changes (see `RawWriter.write`'s `progress`)
-_PROGRESS_COLUMNS = ("data", "state", "version")
-_WAIT_COLUMNS = (
-    "instance_id",
-    "thread",
-    "wait",
-    "event",
-    "kind",
-    "began_at",
-    "due_at",
-    "approvers",
-    "title",
-    "wait_key",
-    "workflow",
-)
-# an outbox row as a commit writes it (`storage/outbox.py` holds the rest of its life)
-OUTBOX_COLUMNS = (
-    "id",
-    "instance_id",
-    "thread",
-    "wait_key",
-    "channel",
-    "person",
-    "address",
-    "what",
-    "message",
-    "asked_by",
-    "status",
-    "attempts",
-    "next_at",
-    "created_at",
-    "parent",
-)
-_HISTORY_COLUMNS = (
-    "instance_id",
-    "at",
-    "kind",
-    "thread",
-    "name",
-    "actor",
-    "via",
-    "message",
-    "detail",
-)
-
-
-def when(value: datetime | None, sqlite: bool) -> Any:
-    """A datetime as SQLAlchemy's UTCDateTime column stores it: naive UTC."""
-    if value is None:
-        return None
-    if value.tzinfo is None:  # as the UTCDateTime column type refuses it
-        raise ValueError("signoff stores aware datetimes only")
-    if sqlite:
-        global _LAST_TEXT
-        last = _LAST_TEXT  # one read: another thread may set it meanwhile
-        if last[0] is value:
-            return last[1]
-        utc = value if value.tzinfo is UTC else value.astimezone(UTC)
-        text = utc.isoformat(" ", "microseconds")[:-6]  # the text without its "+00:00"
-        _LAST_TEXT = (value, text)
-        return text
-    if value.tzinfo is not UTC:
-        value = value.astimezone(UTC)
-    return value.replace(tzinfo=None)
-
-
-# the last datetime written as SQLite text, and its text: a commit writes the same moment
-# several times (when it was updated, its history rows, the lease's end and the next due
-# time), and datetimes never change
-_LAST_TEXT: tuple[datetime | None, str] = (None, "")
-
-
-def stored(found: Sequence[Any]) -> Stored:
-    """An instance row as selected (id, then `INSTANCE_COLUMNS`), as the engine holds it."""
-    values = dict(zip(("id", *INSTANCE_COLUMNS), found, strict=True))
-    for c in ("due_at", "lease_until", "created_at", "updated_at"):
-        if values[c] is not None:
-            values[c] = aware(values[c])
-    return Stored(**values)
-
-
-def aware(value: Any) -> datetime:
-    """A stored datetime read back: aware UTC (SQLite gives text, PostgreSQL naive datetimes)."""
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    return value.replace(tzinfo=UTC)  # type: ignore[no-any-return]
-
 
 SEARCH_TIMEOUT = 2.0  # seconds one search may read for
 # How many instances, in a page's order, a page of one person's instances is first looked for
@@ -803,11 +706,11 @@ class RawWriter:
         self.select = (
             f"SELECT id, {', '.join(INSTANCE_COLUMNS)} FROM {instances} WHERE id = {p('id')}"
         )
-        sets = ", ".join(f"{c} = {p(c)}" for c in _CHANGING_COLUMNS)
+        sets = ", ".join(f"{c} = {p(c)}" for c in CHANGING_COLUMNS)
         self.update = (
             f"UPDATE {instances} SET {sets} WHERE id = {p('b_id')} AND version = {p('b_expected')}"
         )
-        progress_sets = ", ".join(f"{c} = {p(c)}" for c in _PROGRESS_COLUMNS)
+        progress_sets = ", ".join(f"{c} = {p(c)}" for c in PROGRESS_COLUMNS)
         self.progress = (
             f"UPDATE {instances} SET {progress_sets} "
             f"WHERE id = {p('b_id')} AND version = {p('b_expected')}"
@@ -818,14 +721,14 @@ class RawWriter:
         )
         self.delete_waits = f"DELETE FROM {waits} WHERE instance_id = {p('b_id')}"
         self.insert_wait = (
-            f"INSERT INTO {waits} ({', '.join(_WAIT_COLUMNS)}) "
-            f"VALUES ({', '.join(p(c) for c in _WAIT_COLUMNS)})"
+            f"INSERT INTO {waits} ({', '.join(WAIT_COLUMNS)}) "
+            f"VALUES ({', '.join(p(c) for c in WAIT_COLUMNS)})"
         )
         # by position: a row's values go as the tuple `_history_values` makes, no dict per row
         mark = "?" if sqlite else "%s"
         self.insert_history = (
-            f"INSERT INTO {history} ({', '.join(_HISTORY_COLUMNS)}) "
-            f"VALUES ({', '.join(mark for _ in _HISTORY_COLUMNS)})"
+            f"INSERT INTO {history} ({', '.join(HISTORY_COLUMNS)}) "
+            f"VALUES ({', '.join(mark for _ in HISTORY_COLUMNS)})"
         )
         # an outbox row already there (the same message queued again) is kept as it is
         self.insert_outbox = (
@@ -1174,7 +1077,7 @@ class RawWriter:
             history_shape = len(entries)
         else:
             params["h_rows"] = json.dumps(
-                [dict(zip(_HISTORY_COLUMNS, e, strict=True)) for e in entries], default=_iso
+                [dict(zip(HISTORY_COLUMNS, e, strict=True)) for e in entries], default=_iso
             )
             history_shape = -1
         # an instance left due with nobody driving it: a scheduler in any process arms it
@@ -1231,7 +1134,7 @@ class RawWriter:
         }
 
     def _history_values(self, instance_id: str, h: Record) -> tuple[Any, ...]:
-        """A history row's values in `_HISTORY_COLUMNS` order."""
+        """A history row's values in `HISTORY_COLUMNS` order."""
         return (
             instance_id,
             when(h.at, self.sqlite),
@@ -1329,7 +1232,7 @@ def _recordset(param: str, names: Sequence[str], types: dict[str, str]) -> str:
 # history rows up to this many go in as plain parameters; more as one JSON array
 PLAIN_HISTORY = 3
 # their parameters' names, by row: h0_instance_id, h0_at, ...
-_PLAIN_HISTORY_KEYS = [tuple(f"h{i}_{c}" for c in _HISTORY_COLUMNS) for i in range(PLAIN_HISTORY)]
+_PLAIN_HISTORY_KEYS = [tuple(f"h{i}_{c}" for c in HISTORY_COLUMNS) for i in range(PLAIN_HISTORY)]
 
 
 class _PgCommit:
@@ -1384,7 +1287,7 @@ class _PgCommit:
                 f"VALUES ({', '.join(f'%({c})s' for c in cols)}) RETURNING id"
             )
         else:
-            written = _PROGRESS_COLUMNS if row == "progress" else _CHANGING_COLUMNS
+            written = PROGRESS_COLUMNS if row == "progress" else CHANGING_COLUMNS
             head = (
                 f"UPDATE {self.instances} SET {', '.join(f'{c} = %({c})s' for c in written)} "
                 "WHERE id = %(b_id)s AND version = %(b_expected)s RETURNING id"
@@ -1395,14 +1298,14 @@ class _PgCommit:
         if waits != "keep" and row != "insert":
             ctes.append(f"d AS (DELETE FROM {self.waits} WHERE instance_id IN (SELECT id FROM k))")
         if waits == "replace":
-            w_cols = _WAIT_COLUMNS[1:]
+            w_cols = WAIT_COLUMNS[1:]
             ctes.append(
-                f"w AS (INSERT INTO {self.waits} ({', '.join(_WAIT_COLUMNS)}) "
+                f"w AS (INSERT INTO {self.waits} ({', '.join(WAIT_COLUMNS)}) "
                 f"SELECT k.id, {', '.join('x.' + c for c in w_cols)} "
                 f"FROM k, {_recordset('w_rows', w_cols, _WAIT_TYPES)} ORDER BY x.n)"
             )
-        h_cols = _HISTORY_COLUMNS[1:]
-        into = f"INSERT INTO {self.history} ({', '.join(_HISTORY_COLUMNS)})"
+        h_cols = HISTORY_COLUMNS[1:]
+        into = f"INSERT INTO {self.history} ({', '.join(HISTORY_COLUMNS)})"
         if history < 0:
             ctes.append(
                 f"h AS ({into} SELECT k.id, {', '.join('x.' + c for c in h_cols)} "
