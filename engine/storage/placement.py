@@ -19,7 +19,7 @@ from typing import Any
 from signoff.engine.core.records import Stored
 from signoff.engine.core.stored import read_state
 from signoff.engine.errors import CorruptState
-from signoff.engine.storage.rawsql import search_terms
+from signoff.engine.storage.search import search_terms
 from signoff.engine.storage.store import Store
 from signoff.engine.storage.tables import INSTANCES, PARTICIPANTS, WAITS
 from signoff.engine.storage.visibility import ANYONE
@@ -160,7 +160,7 @@ def _compared(
     kind: str, params: list[Any], sqlite: bool, mysql: bool = False
 ) -> ColumnElement[bool] | None:
     """A comparison term of `search_terms` (`amount>200`, `started<2026-12-01`) as SQLAlchemy,
-    the same test `rawsql.compare_sql` writes for the instances list; None for other kinds."""
+    the same test `search.compare_sql` writes for the instances list; None for other kinds."""
     i = INSTANCES.c
     for op in ("<=", ">=", "<", ">"):
         if kind.endswith(op):

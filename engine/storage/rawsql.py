@@ -14,19 +14,17 @@ SKIP LOCKED`), leases it and reads it back, as it has no UPDATE ... RETURNING.
 from __future__ import annotations
 
 import json
-import math
-import re
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from functools import cache
 from json.encoder import c_make_encoder, encode_basestring_ascii  # type: ignore[attr-defined]
 from time import monotonic
 from typing import Any
 
 from signoff.engine.core.records import Record, Stored, WaitRecord
-from signoff.engine.errors import Busy, DataNotStorable, InvalidData
+from signoff.engine.errors import Busy, DataNotStorable
 from signoff.engine.storage.columns import (
     CHANGING_COLUMNS,
     HISTORY_COLUMNS,
@@ -48,6 +46,7 @@ from signoff.engine.storage.drivers import (
     set_autocommit,
 )
 from signoff.engine.storage.lending import Lending
+from signoff.engine.storage.search import compare_sql, search_terms
 from signoff.engine.storage.visibility import (
     ACTED,
     ANYONE,
@@ -76,9 +75,6 @@ def _too_slow(seconds: float) -> Busy:
 CHECKOUT_TIMEOUT = 30.0  # seconds to wait for a hot-path connection, as SQLAlchemy's pool does
 DUE_CHANNEL = "signoff_due"  # PostgreSQL NOTIFY channel: "<instance id> <due at, ISO 8601>"
 
-_ID_CHARS = re.compile(r"[A-Za-z0-9._:-]+")  # what an instance id may hold
-# `field:value` searches the data: `amount:120`, `employee:bob`
-_FIELD_SEARCH = re.compile(r"([A-Za-z_][A-Za-z0-9_]{0,99}):\s*(.+)", re.DOTALL)
 
 # How a page may be ordered: the SQL, and the keyset condition that continues after a row.
 ORDERS = {
@@ -92,130 +88,6 @@ ORDERS = {
     ),
     "id": ("id ASC", "id > {m}"),
 }
-
-
-def _like(text: str) -> str:
-    """`text` with LIKE's wildcards taken literally (ESCAPE '\\')."""
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
-# `amount>200`, `started<2026-12-01`: a field, an operator, a value
-_COMPARISON = re.compile(r"([A-Za-z_][A-Za-z0-9_]{0,99})\s*(<=|>=|<|>)\s*(\S.*)", re.DOTALL)
-# the instance's own times, by the names people use for them
-TIME_FIELDS = {
-    "started": "created_at",
-    "created": "created_at",
-    "changed": "updated_at",
-    "updated": "updated_at",
-}
-COMPARE_HINT = (
-    "compare a number in the data (amount>200, amount<=50) or when an instance started or "
-    "last changed with a date (started<2026-12-01, changed>=2026-11-01T09:00)"
-)
-
-
-def comparison(search: str) -> tuple[str, str, str, float | datetime] | None:
-    """`search` read as a comparison: (column, field, operator, value), where column is
-    "data" (a number in the data's `field`), "created_at" or "updated_at" (a datetime, UTC
-    unless the text names a zone). None when it is no comparison; InvalidData, with a hint,
-    when it looks like one that cannot be read (`amount>lots`).
-
-    A bare date compares whole days: `started<=2026-12-01` includes that day, `started>`
-    it starts the day after."""
-    found = _COMPARISON.fullmatch(search.strip())
-    if not found:
-        return None
-    field, op, text = found.group(1), found.group(2), found.group(3).strip()
-    column = TIME_FIELDS.get(field.lower())
-    if column is None:
-        try:
-            number = float(text)
-        except ValueError:
-            number = float("nan")
-        if not math.isfinite(number):
-            raise InvalidData(f"'{search}' cannot be read: {COMPARE_HINT}")
-        return "data", field, op, number
-    try:
-        at = datetime.fromisoformat(text)
-    except ValueError:
-        raise InvalidData(f"'{search}' cannot be read: {COMPARE_HINT}") from None
-    if at.tzinfo is None:
-        at = at.replace(tzinfo=UTC)
-    if len(text) == 10 and op in ("<=", ">"):  # a whole day: up to its end, or after it
-        at, op = at + timedelta(days=1), "<" if op == "<=" else ">="
-    return column, field, op, at.astimezone(UTC)
-
-
-def search_terms(search: str, sqlite: bool) -> list[tuple[str, list[Any]]]:
-    """The ways `search` may match an instance, each (kind, parameters): an id prefix ("id":
-    a range of the primary key on SQLite, a LIKE 'prefix%' on PostgreSQL), `field:value` in the
-    data ("field": the stored JSON has the field with that value, or a string value starting
-    with it), a comparison ("data<", "created_at>=", ...: see `comparison`; it is the only
-    term then), or else the text anywhere in the data ("data")."""
-    compared = comparison(search)
-    if compared is not None:
-        column, name, op, bound = compared
-        if isinstance(bound, datetime):
-            return [(f"{column}{op}", [when(bound, sqlite)])]
-        if sqlite:
-            path = f'$."{name}"'
-            return [(f"data{op}", [path, path, bound])]
-        return [(f"data{op}", [number_pattern(name), bound])]
-    terms: list[tuple[str, list[Any]]] = []
-    if _ID_CHARS.fullmatch(search):
-        terms.append(("id", [search, search + "\x7f"] if sqlite else [_like(search) + "%"]))
-    field = _FIELD_SEARCH.fullmatch(search)
-    if field:
-        name, value = field.group(1), field.group(2).strip()
-        key = _like(json.dumps(name)) + ":"
-        text = _like(json.dumps(value, ensure_ascii=False)[:-1])  # an open string: a prefix
-        try:
-            literal = json.loads(value)
-        except ValueError:
-            literal = None
-        patterns = [f"%{key}{text}%"]
-        if isinstance(literal, int | float | bool) or value == "null":
-            exact = _like(json.dumps(literal))
-            patterns += [f"%{key}{exact},%", f"%{key}{exact}}}%"]
-        else:
-            patterns += ["", ""]  # the same shape of query whatever the value
-        terms.append(("field", patterns))
-    else:
-        terms.append(("data", [f"%{_like(search)}%"]))
-    return terms
-
-
-def number_pattern(field: str) -> str:
-    """PostgreSQL: the regular expression whose group is the number `field` holds in stored
-    JSON text (stored compact: `"amount":120`), only ever text a number cast accepts."""
-    return f'"{field}":(-?[0-9]+(\\.[0-9]+)?([eE][+-]?[0-9]+)?)[,}}\\]]'
-
-
-def compare_sql(kind: str, m: str, sqlite: bool, mysql: bool = False) -> str | None:
-    """The SQL of a comparison term (`search_terms`), with `m` as the parameter mark; None for
-    any other kind. Data that is not valid JSON, or holds no number there, never matches and
-    never fails the query."""
-    for op in ("<=", ">=", "<", ">"):
-        if kind.endswith(op):
-            column = kind[: -len(op)]
-            break
-    else:
-        return None
-    if column in ("created_at", "updated_at"):
-        return f"{column} {op} {m}"
-    if column != "data":
-        return None
-    if sqlite:
-        return (
-            f"(CASE WHEN json_valid(data) THEN CASE WHEN json_type(data, {m}) IN "
-            f"('integer', 'real') THEN json_extract(data, {m}) END END) {op} {m}"
-        )
-    if mysql:  # the whole match, `"name": 12.5`; the number is what follows its last colon
-        return (
-            f"CAST(SUBSTRING_INDEX(NULLIF(REGEXP_SUBSTR(data, {m}), ''), ':', -1) AS DOUBLE) "
-            f"{op} {m}"
-        )
-    return f"CAST(substring(data from {m}) AS double precision) {op} {m}"
 
 
 @dataclass(frozen=True)
