@@ -23,7 +23,7 @@ from signoff.engine.runtime.sight import Sight
 from signoff.engine.runtime.unreadable import warn
 from signoff.engine.runtime.viewing import refusal_for, shown_case, unreadable_status
 from signoff.engine.storage import placement
-from signoff.engine.storage.rawsql import ORDERS, Narrowing
+from signoff.engine.storage.narrowing import ORDERS, Narrowing
 from signoff.engine.storage.store import Store
 from signoff.engine.views import InstanceSummary, waiting_on
 

@@ -24,7 +24,8 @@ from signoff.engine.errors import Conflict
 from signoff.engine.storage import migrate as migrations
 from signoff.engine.storage.drivers import is_mysql
 from signoff.engine.storage.failures import CommitCount, driver_error, refused
-from signoff.engine.storage.rawsql import Narrowing, RawPager, RawWriter
+from signoff.engine.storage.narrowing import Narrowing
+from signoff.engine.storage.rawsql import RawPager, RawWriter
 from signoff.engine.storage.recent import Recent
 from signoff.engine.storage.tables import HISTORY, INSTANCES
 from signoff.engine.views import HistoryEntry
@@ -269,7 +270,7 @@ class Store:
         viewer: Collection[str] | None = None,
         narrow: Narrowing | None = None,
     ) -> list[dict[str, Any]]:
-        """Instances in `order` (rawsql.ORDERS: most recently changed first by default), after
+        """Instances in `order` (narrowing.ORDERS: most recently changed first by default), after
         the keyset cursor `before`: dicts of id, workflow, status, error, created_at,
         updated_at, waiting_for (events), and data and state as stored (JSON text). `viewer`:
         only those these identities see (storage.visibility), None: all."""
@@ -283,7 +284,7 @@ class Store:
         narrow: Narrowing | None = None,
     ) -> dict[str, int]:
         """Instances per status, of `workflow`, matching `search` and visible to `viewer` when
-        given, narrowed by `narrow` (rawsql.Narrowing)."""
+        given, narrowed by `narrow` (narrowing.Narrowing)."""
         if workflow or search or viewer is not None or narrow is not None:
             return self.pager.counts(workflow, search, viewer, narrow)
         with self.db.connect() as conn:
