@@ -25,7 +25,8 @@ from signoff.engine.storage import migrate as migrations
 from signoff.engine.storage.drivers import is_mysql
 from signoff.engine.storage.failures import CommitCount, driver_error, refused
 from signoff.engine.storage.narrowing import Narrowing
-from signoff.engine.storage.rawsql import RawPager, RawWriter
+from signoff.engine.storage.pager import RawPager
+from signoff.engine.storage.rawsql import RawWriter
 from signoff.engine.storage.recent import Recent
 from signoff.engine.storage.tables import HISTORY, INSTANCES
 from signoff.engine.views import HistoryEntry
