@@ -1,0 +1,88 @@
+"""The statements of a due claim (a timer's fire starts with one) and of the test whether one
+is due, as SQL text built once per shape: one instance or a batch, of any or some workflows;
+SQLite, PostgreSQL, and MariaDB/MySQL (which has no UPDATE ... RETURNING)."""
+
+from __future__ import annotations
+
+from functools import cache
+
+from signoff.engine.storage.columns import INSTANCE_COLUMNS
+
+
+def _param(sqlite: bool, name: str) -> str:
+    return f":{name}" if sqlite else f"%({name})s"
+
+
+def _due(sqlite: bool, one: bool, some: bool, alias: str = "", mysql: bool = False) -> str:
+    """What makes an instance claimable now: due, and no live lease."""
+    now, t = _param(sqlite, "now"), alias
+    found = (
+        f"{t}due_at <= {now} AND ({t}lease_owner IS NULL "
+        f"OR {t}lease_until IS NULL OR {t}lease_until <= {now})"
+    )
+    if one:
+        found += f" AND {t}id = {_param(sqlite, 'id')}"
+    if some and sqlite:
+        found += f" AND +{t}workflow IN (SELECT value FROM json_each(:workflows))"
+    elif some and mysql:
+        found += f" AND {t}workflow IN %(workflows)s"
+    elif some:
+        found += f" AND {t}workflow = ANY(%(workflows)s::text[])"
+    return found
+
+
+@cache
+def claim_statements(table: str, sqlite: bool, one: bool, some: bool) -> tuple[str, str]:
+    """(is one due?, the claim) for one instance (`one`) or a batch, of some workflows or any:
+    SQL text built once per shape, as a timer's fire starts with a claim and building the
+    statement with SQLAlchemy cost more than running it.
+
+    The test reads due_at's index in order, so even a generic plan does not read every row.
+    On SQLite the workflows are a JSON array (one text for any number of them), and "+" makes
+    the workflow a filter, not an index to search by: SQLite would otherwise walk every
+    instance of those workflows, finished ones included.
+
+    On PostgreSQL the pick is a CTE, which runs once (a CTE that locks rows is never folded
+    into the query). As `WHERE id IN (SELECT ... LIMIT n FOR UPDATE SKIP LOCKED)` the planner
+    may run the subquery again for each row it scans, and every run skips the rows the last
+    one locked: one claim could take many more rows than `limit`. On SQLite the write lock
+    (BEGIN IMMEDIATE) makes the pick and the update one step."""
+    found = _due(sqlite, one, some)
+    test = f"SELECT 1 FROM {table} WHERE {found} ORDER BY due_at LIMIT 1"
+    owner, until = _param(sqlite, "owner"), _param(sqlite, "until")
+    lease = f"lease_owner = {owner}, lease_until = {until}, due_at = {until}"
+    if sqlite:
+        return test, (
+            f"UPDATE {table} SET {lease}, version = version + 1 WHERE id IN (SELECT id FROM "
+            f"{table} WHERE {found} ORDER BY due_at LIMIT :limit) AND {found} "
+            f"RETURNING id, {', '.join(INSTANCE_COLUMNS)}"
+        )
+    return test, (
+        f"WITH picked AS (SELECT id FROM {table} WHERE {found} "
+        "ORDER BY due_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED) "
+        f"UPDATE {table} AS i SET {lease}, version = i.version + 1 "
+        f"FROM picked WHERE i.id = picked.id AND {_due(sqlite, one, some, 'i.')} "
+        f"RETURNING i.id, {', '.join('i.' + c for c in INSTANCE_COLUMNS)}"
+    )
+
+
+@cache
+def mysql_claim_statements(table: str, one: bool, some: bool) -> tuple[str, str, str, str]:
+    """`claim_statements` for MariaDB/MySQL: (is one due?, pick and lock, lease, read back).
+    The pick locks the earliest due rows that nobody else has locked (SKIP LOCKED, MariaDB
+    10.6 and MySQL 8); the lease re-checks them, and the read back takes the rows it leased."""
+    found = _due(False, one, some, mysql=True)
+    test = f"SELECT 1 FROM {table} WHERE {found} ORDER BY due_at LIMIT 1"
+    pick = (
+        f"SELECT id FROM {table} WHERE {found} ORDER BY due_at LIMIT %(limit)s "
+        "FOR UPDATE SKIP LOCKED"
+    )
+    lease = (
+        f"UPDATE {table} SET lease_owner = %(owner)s, lease_until = %(until)s, "
+        f"due_at = %(until)s, version = version + 1 WHERE id IN %(ids)s AND {found}"
+    )
+    claimed = (
+        f"SELECT id, {', '.join(INSTANCE_COLUMNS)} FROM {table} "
+        "WHERE id IN %(ids)s AND lease_owner = %(owner)s AND lease_until = %(until)s"
+    )
+    return test, pick, lease, claimed
