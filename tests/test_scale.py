@@ -237,7 +237,7 @@ def test_a_commit_that_leaves_an_instance_due_is_announced_with_its_due_time(
     """What the workers LISTEN for: "<id> <due at>", sent when the commit is."""
     import psycopg
     from signoff.engine.storage.notices import parse
-    from signoff.engine.storage.rawsql import DUE_CHANNEL
+    from signoff.engine.storage.pgcommit import DUE_CHANNEL
     from sqlalchemy.engine import make_url
 
     engine = Engine(pg_url, [Ticket])

@@ -27,7 +27,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from signoff.engine.storage.columns import when
-from signoff.engine.storage.rawsql import DUE_CHANNEL
+from signoff.engine.storage.pgcommit import DUE_CHANNEL
 from signoff.engine.storage.store import Store
 
 # the first half of every liveness lock's key: keeps them apart from an application's own

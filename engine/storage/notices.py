@@ -1,7 +1,7 @@
 """PostgreSQL's LISTEN/NOTIFY for timers armed in other processes.
 
 Every commit that leaves an instance due at a new time, with nobody driving it, NOTIFYs
-`DUE_CHANNEL` in the same statement (`rawsql._PgCommit`), so a web-only process that starts an
+`DUE_CHANNEL` in the same statement (`pgcommit.PgCommit`), so a web-only process that starts an
 instance with a timer tells every worker at once, without waiting for their sweep. A worker
 LISTENs on a connection of its own, kept out of the pool.
 
@@ -16,7 +16,7 @@ from contextlib import suppress
 from datetime import UTC, datetime
 from typing import Any
 
-from signoff.engine.storage.rawsql import DUE_CHANNEL
+from signoff.engine.storage.pgcommit import DUE_CHANNEL
 from signoff.engine.storage.store import Store
 
 

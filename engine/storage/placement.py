@@ -210,7 +210,7 @@ def _like(text: str) -> str:
 
 
 # How many open approvals, oldest first, a page of one person's inbox is first looked for among
-# (`_inbox_page`): as `rawsql.WINDOW` for the instances list
+# (`_inbox_page`): as `pager.WINDOW` for the instances list
 INBOX_WINDOW = 20_000
 
 
