@@ -17,7 +17,6 @@ import json
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from datetime import UTC, datetime
-from json.encoder import c_make_encoder, encode_basestring_ascii  # type: ignore[attr-defined]
 from typing import Any
 
 from signoff.engine.core.records import Record, Stored, WaitRecord
@@ -33,6 +32,7 @@ from signoff.engine.storage.columns import (
     stored,
     when,
 )
+from signoff.engine.storage.commitrows import commit_participants, detail_text, iso_text
 from signoff.engine.storage.drivers import (
     MYSQL_RETRY,
     Never,
@@ -45,7 +45,6 @@ from signoff.engine.storage.lending import Lending
 from signoff.engine.storage.pgcommit import PLAIN_HISTORY, PLAIN_HISTORY_KEYS, PgCommit
 from signoff.engine.storage.visibility import (
     ACTED,
-    participants,
 )
 
 CHECKOUT_TIMEOUT = 30.0  # seconds to wait for a hot-path connection, as SQLAlchemy's pool does
@@ -286,7 +285,7 @@ class RawWriter:
         outbox_rows = [self._outbox(o) for o in outbox or ()]
         people = [
             {"instance_id": row.id, "role": role, "person": person}
-            for role, person in _participants(history, waits)
+            for role, person in commit_participants(history, waits)
         ]
         for attempt in (1, 2, 3):
             try:
@@ -450,14 +449,14 @@ class RawWriter:
                 "(0x00) bytes"
             )
         if rows:
-            params["w_rows"] = json.dumps(rows, default=_iso)
+            params["w_rows"] = json.dumps(rows, default=iso_text)
         if len(entries) <= PLAIN_HISTORY:
             for keys, entry in zip(PLAIN_HISTORY_KEYS, entries, strict=False):
                 params.update(zip(keys, entry, strict=True))
             history_shape = len(entries)
         else:
             params["h_rows"] = json.dumps(
-                [dict(zip(HISTORY_COLUMNS, e, strict=True)) for e in entries], default=_iso
+                [dict(zip(HISTORY_COLUMNS, e, strict=True)) for e in entries], default=iso_text
             )
             history_shape = -1
         # an instance left due with nobody driving it: a scheduler in any process arms it
@@ -474,8 +473,8 @@ class RawWriter:
         else:  # a new row has no wait rows to clear
             waits_shape = "keep" if waits is None or shape == "insert" else "clear"
         if outbox:
-            params["o_rows"] = json.dumps([self._outbox(o) for o in outbox], default=_iso)
-        people = _participants(history, waits)
+            params["o_rows"] = json.dumps([self._outbox(o) for o in outbox], default=iso_text)
+        people = commit_participants(history, waits)
         if people:
             params["p_rows"] = json.dumps([{"role": r, "person": p} for r, p in people])
         # the open waits' participants follow the waits: those no longer named go
@@ -524,7 +523,7 @@ class RawWriter:
             h.actor,
             h.via,
             h.message,
-            _detail(h) if h.detail is not None else None,
+            detail_text(h) if h.detail is not None else None,
         )
 
 
@@ -556,59 +555,3 @@ class _Borrowed:
                     self.lending.drop(conn)  # unusable; the first failure is what propagates
                     return
         self.lending.give(conn)
-
-
-# a history row's detail as JSON, anything else as its text (one encoder for every row); NaN
-# and Infinity are no JSON, and a row holding one would make the history unreadable
-_DETAIL = json.JSONEncoder(default=str, allow_nan=False)
-
-
-# The same encoder's C part, made once: `JSONEncoder.encode` makes it anew for every call,
-# which cost more than the encoding of a step's detail. Without the check for circular
-# references (a per-call dict, which could not be shared between threads): a detail is built
-# from JSON the engine read or took in, and one that nests into itself ends in RecursionError.
-def _c_detail() -> Any:
-    """The C encoder with `_DETAIL`'s settings, or None where there is none (another Python
-    implementation, or a version whose private constructor takes other arguments)."""
-    if c_make_encoder is None:
-        return None
-    try:
-        made = c_make_encoder(
-            None, str, encode_basestring_ascii, None, ": ", ", ", False, False, False
-        )
-        probe = {"a": [1, 2.5, None, True, "é"]}
-        return made if "".join(made(probe, 0)) == _DETAIL.encode(probe) else None
-    except Exception:
-        return None
-
-
-_C_DETAIL: Any = _c_detail()
-
-
-def _detail(h: Record) -> str:
-    try:
-        if _C_DETAIL is None or isinstance(h.detail, str):
-            return _DETAIL.encode(h.detail)
-        return "".join(_C_DETAIL(h.detail, 0))
-    except (ValueError, RecursionError) as exc:  # what is taken in is checked first: this is
-        # the last guard
-        raise DataNotStorable(f"the history entry '{h.kind}' cannot be stored: {exc}") from exc
-
-
-def _participants(
-    history: Sequence[Record], waits: Sequence[WaitRecord] | None
-) -> list[tuple[str, str]]:
-    """(role, person) of what a commit writes: who acted in its history entries, and when it
-    writes the waits, whom the open ones name."""
-    if waits is None and not any(h.actor for h in history):
-        return []  # a step's commit: nobody acted and no wait is written
-    return participants(
-        ((str(h.kind), h.actor) for h in history),
-        ((w.kind, w.approvers) for w in waits or ()),
-    )
-
-
-def _iso(value: Any) -> str:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")
