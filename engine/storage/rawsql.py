@@ -14,8 +14,7 @@ SKIP LOCKED`), leases it and reads it back, as it has no UPDATE ... RETURNING.
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
+from collections.abc import Collection, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -35,22 +34,15 @@ from signoff.engine.storage.columns import (
 from signoff.engine.storage.commitrows import commit_participants, detail_text, iso_text
 from signoff.engine.storage.drivers import (
     MYSQL_RETRY,
-    Never,
-    is_mysql,
     mysql_code,
     said,
-    set_autocommit,
 )
-from signoff.engine.storage.lending import Lending
+from signoff.engine.storage.hotconnections import HotConnections
 from signoff.engine.storage.pgcommit import PLAIN_HISTORY, PLAIN_HISTORY_KEYS, PgCommit
-from signoff.engine.storage.visibility import (
-    ACTED,
-)
-
-CHECKOUT_TIMEOUT = 30.0  # seconds to wait for a hot-path connection, as SQLAlchemy's pool does
+from signoff.engine.storage.visibility import ACTED
 
 
-class RawWriter:
+class RawWriter(HotConnections):
     """The commit and the load, in as few round trips as the database allows.
 
     On PostgreSQL each is ONE statement on a connection in autocommit mode: a read is a bare
@@ -71,13 +63,7 @@ class RawWriter:
             f"{prefix}signoff_{t}"
             for t in ("instances", "waits", "history", "outbox", "participants")
         )
-        self.db = db
-        self.sqlite = sqlite
-        self.mysql = is_mysql(db)
-        self.lock = lock if lock is not None else nullcontext()
-        # the driver's error for data it cannot store: never worth retrying as it is
-        self.refused: type[Exception] = getattr(db.dialect.dbapi, "DataError", Never)
-        self.lost: type[Exception] = getattr(db.dialect.dbapi, "OperationalError", Never)
+        super().__init__(db, sqlite, lock, own)
 
         def p(name: str) -> str:
             return f":{name}" if sqlite else f"%({name})s"
@@ -127,20 +113,6 @@ class RawWriter:
         self.instances = instances
         if not sqlite and not self.mysql:
             self.pg = PgCommit(instances, waits, history, outbox, people)
-        # connections of our own, when the engine is ours and has a real pool (an in-memory
-        # SQLite database is one shared connection, which must stay the pool's)
-        memory = sqlite and db.url.database in (None, "", ":memory:")
-        self._cursors: dict[int, Any] = {}  # id of a kept PostgreSQL connection -> its cursor
-        # as many at once as the pool would have allowed (its size and overflow)
-        pool = db.pool
-        size = pool.size() if hasattr(pool, "size") else 1  # a StaticPool has one
-        most = size + max(getattr(pool, "_max_overflow", 0), 0)
-        self.lending: Lending | None = (
-            Lending(self._detached, self._drop, most) if own and not memory else None
-        )
-
-    def when(self, value: datetime | None) -> Any:
-        return when(value, self.sqlite)
 
     def row_params(self, row: Stored, written: str) -> dict[str, Any]:
         """The row's values for an "insert", an "update" (what may change) or a "progress"
@@ -164,82 +136,6 @@ class RawWriter:
         if written == "insert":
             params["workflow"], params["created_at"] = row.workflow, when(row.created_at)
         return params
-
-    def connection(self) -> AbstractContextManager[Any]:
-        """A DB-API connection for one load or commit; on PostgreSQL and MariaDB/MySQL in
-        autocommit mode (a write there begins its own transaction).
-
-        When signoff made the engine, the hot path keeps a few connections of its own (taken
-        out of the pool once, `detach`ed), so a load or commit costs a list pop and append,
-        not a pool checkout and a reset. With the application's engine, connections come from
-        its pool and go back as it expects them (autocommit off). Either way a connection the
-        server dropped is thrown away, not reused."""
-        if self.lending is not None:
-            return _Borrowed(self, self.lending)
-        return self._pooled()
-
-    @contextmanager
-    def _pooled(self) -> Iterator[Any]:
-        conn = self.db.raw_connection()
-        driver = conn.driver_connection
-        try:
-            if not self.sqlite:
-                set_autocommit(driver, True)
-            yield conn
-            if not self.sqlite:
-                set_autocommit(driver, False)
-        except self.lost:
-            conn.invalidate()
-            raise
-        except BaseException:
-            if not self.sqlite:
-                if not self._idle(driver):
-                    conn.invalidate()
-                    raise
-                set_autocommit(driver, False)
-            raise
-        finally:
-            conn.close()
-
-    def _cursor(self, conn: Any) -> Any:
-        """A cursor on `conn`. A PostgreSQL connection kept for the hot path keeps one cursor
-        for good (psycopg reads every result in full, so a cursor holds nothing on the server
-        between uses). SQLite's cursors are never kept: one left at an unfinished SELECT would
-        hold its read snapshot open and stop checkpoints."""
-        if self.sqlite or self.lending is None:
-            return conn.cursor()
-        cur = self._cursors.get(id(conn))
-        if cur is None or cur.connection is not conn:  # an id reused by a new connection
-            cur = self._cursors[id(conn)] = conn.cursor()
-        return cur
-
-    def _drop(self, conn: Any) -> None:
-        """Close a kept connection for good, with the cursor kept for it."""
-        self._cursors.pop(id(conn), None)
-        with suppress(Exception):  # closing what the server dropped already
-            conn.close()
-
-    def _detached(self) -> Any:
-        fairy = self.db.raw_connection()
-        fairy.detach()  # ours now: the pool neither counts it nor resets it
-        conn = fairy.dbapi_connection
-        if not self.sqlite:
-            set_autocommit(conn, True)
-        return conn
-
-    def _idle(self, conn: Any) -> bool:
-        """Whether a PostgreSQL or MariaDB/MySQL connection is outside any transaction (always
-        so on SQLite: the caller rolls back there)."""
-        if self.sqlite:
-            return True
-        if self.mysql:  # SERVER_STATUS_IN_TRANS, as the server last reported it
-            return not (conn.server_status & 1)
-        return bool(conn.info.transaction_status == 0)
-
-    def close(self) -> None:
-        """Close the connections kept for the hot path (one in use when it comes back)."""
-        if self.lending is not None:
-            self.lending.close()
 
     def load(self, instance_id: str) -> Stored | None:
         """One instance row: a single SELECT, one round trip. A connection that turns out to
@@ -525,33 +421,3 @@ class RawWriter:
             h.message,
             detail_text(h) if h.detail is not None else None,
         )
-
-
-class _Borrowed:
-    """One use of a kept connection (`RawWriter.connection`): a class, not a generator, as
-    it runs at every load and commit. A connection that failed mid-use goes back only when
-    it is still usable."""
-
-    __slots__ = ("conn", "lending", "writer")
-
-    def __init__(self, writer: RawWriter, lending: Lending) -> None:
-        self.writer, self.lending = writer, lending
-
-    def __enter__(self) -> Any:
-        self.conn = self.lending.take(CHECKOUT_TIMEOUT)
-        return self.conn
-
-    def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> None:
-        conn, writer = self.conn, self.writer
-        if exc is not None:
-            if isinstance(exc, writer.lost) or not writer._idle(conn):
-                self.lending.drop(conn)
-                return
-            if writer.sqlite or writer.mysql:
-                try:
-                    if writer.mysql or conn.in_transaction:
-                        conn.rollback()
-                except BaseException:
-                    self.lending.drop(conn)  # unusable; the first failure is what propagates
-                    return
-        self.lending.give(conn)
