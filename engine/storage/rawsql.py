@@ -14,13 +14,13 @@ SKIP LOCKED`), leases it and reads it back, as it has no UPDATE ... RETURNING.
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Sequence
-from datetime import UTC, datetime
+from collections.abc import Sequence
+from datetime import UTC
 from typing import Any
 
 from signoff.engine.core.records import Record, Stored, WaitRecord
 from signoff.engine.errors import DataNotStorable
-from signoff.engine.storage.claims import claim_statements, mysql_claim_statements
+from signoff.engine.storage.claims import DueClaims
 from signoff.engine.storage.columns import (
     CHANGING_COLUMNS,
     HISTORY_COLUMNS,
@@ -37,12 +37,11 @@ from signoff.engine.storage.drivers import (
     mysql_code,
     said,
 )
-from signoff.engine.storage.hotconnections import HotConnections
 from signoff.engine.storage.pgcommit import PLAIN_HISTORY, PLAIN_HISTORY_KEYS, PgCommit
 from signoff.engine.storage.visibility import ACTED
 
 
-class RawWriter(HotConnections):
+class RawWriter(DueClaims):
     """The commit and the load, in as few round trips as the database allows.
 
     On PostgreSQL each is ONE statement on a connection in autocommit mode: a read is a bare
@@ -220,107 +219,6 @@ class RawWriter(HotConnections):
                 if mysql_code(exc) not in MYSQL_RETRY or attempt == 3:
                     raise
         raise AssertionError("unreachable")
-
-    def _claim_mysql(self, params: dict[str, Any], one: bool, some: bool) -> list[Stored]:
-        """`claim_due` on MariaDB/MySQL, in one transaction: lock what is due and free (SKIP
-        LOCKED: concurrent claimers take disjoint rows without waiting), lease it, read it
-        back (there is no UPDATE ... RETURNING)."""
-        _, pick, lease, claimed = mysql_claim_statements(self.instances, one, some)
-        for attempt in (1, 2, 3):
-            try:
-                with self.connection() as conn:
-                    cur = self._cursor(conn)
-                    conn.begin()
-                    try:
-                        cur.execute(pick, params)
-                        ids = [r[0] for r in cur.fetchall()]
-                        if not ids:
-                            conn.rollback()
-                            return []
-                        params["ids"] = ids
-                        cur.execute(lease, params)
-                        cur.execute(claimed, params)
-                        found = cur.fetchall()
-                        conn.commit()
-                    except BaseException:
-                        conn.rollback()
-                        raise
-                return [stored(r) for r in found]
-            except self.lost as exc:
-                if mysql_code(exc) not in MYSQL_RETRY or attempt == 3:
-                    raise
-        raise AssertionError("unreachable")
-
-    def claim_due(
-        self,
-        now: datetime,
-        owner: str,
-        until: datetime,
-        limit: int,
-        instance_id: str | None,
-        workflows: Collection[str] | None,
-    ) -> list[Stored]:
-        """`Store.claim_due`, as SQL text built once per shape (one instance or a batch, any or
-        some workflows): a timer's fire starts with it, and building the statement with
-        SQLAlchemy cost more than running it.
-
-        On PostgreSQL: the pick (FOR UPDATE SKIP LOCKED) and the lease in one autocommit
-        statement that returns the claimed rows. On SQLite: a read first, so the write lock is
-        taken only when something is due; then, under the lock (BEGIN IMMEDIATE), the pick and
-        the lease in one UPDATE ... RETURNING."""
-        params = {
-            "now": self.when(now),
-            "owner": owner,
-            "until": self.when(until),
-            "limit": limit,
-            "id": instance_id,
-            "workflows": self._workflows(workflows),
-        }
-        if self.mysql:
-            if workflows is not None and not workflows:
-                return []  # of no workflow: nothing (and "IN ()" is no SQL)
-            return self._claim_mysql(params, instance_id is not None, workflows is not None)
-        found, claim = claim_statements(
-            self.instances, self.sqlite, instance_id is not None, workflows is not None
-        )
-        if not self.sqlite:
-            with self.connection() as conn:
-                cur = self._cursor(conn)
-                cur.execute(claim, params)
-                return [stored(r) for r in cur.fetchall()]
-        with self.connection() as conn:
-            if not conn.execute(found, params).fetchall():
-                return []
-        with self.lock, self.connection() as conn:
-            cur = conn.cursor()
-            cur.execute("BEGIN IMMEDIATE")
-            try:
-                claimed = cur.execute(claim, params).fetchall()
-                conn.commit()
-            except BaseException:
-                conn.rollback()
-                raise
-        return [stored(r) for r in claimed]
-
-    def any_due(self, now: datetime, workflows: Collection[str] | None) -> bool:
-        """`Store.any_due`: whether an instance is due at `now` and free, a plain read."""
-        if self.mysql:
-            if workflows is not None and not workflows:
-                return False
-            found = mysql_claim_statements(self.instances, False, workflows is not None)[0]
-        else:
-            found = claim_statements(self.instances, self.sqlite, False, workflows is not None)[0]
-        params = {"now": self.when(now), "workflows": self._workflows(workflows)}
-        with self.connection() as conn:
-            cur = self._cursor(conn)
-            cur.execute(found, params)
-            return bool(cur.fetchall())
-
-    def _workflows(self, workflows: Collection[str] | None) -> Any:
-        """Workflow names as a parameter: a JSON array on SQLite, an array on PostgreSQL, a
-        list (which the driver writes as `('a', 'b')`) on MariaDB/MySQL."""
-        names = list(workflows or ())
-        return json.dumps(names) if self.sqlite else names
 
     def _write_pg(
         self,
