@@ -3,8 +3,8 @@
 
 Every write is one transaction guarded by the instance's version; on SQLite the transaction
 takes the write lock up front (BEGIN IMMEDIATE), so a read-modify-write never deadlocks on a
-lock upgrade. The commit and the instances list go through `rawsql.py`; dashboard reports
-through `placement.py`.
+lock upgrade. The load and the commit go through `writer.py`, the instances list through
+`pager.py`; dashboard reports through `placement.py`.
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ from signoff.engine.storage.drivers import is_mysql
 from signoff.engine.storage.failures import CommitCount, driver_error, refused
 from signoff.engine.storage.narrowing import Narrowing
 from signoff.engine.storage.pager import RawPager
-from signoff.engine.storage.rawsql import RawWriter
 from signoff.engine.storage.recent import Recent
 from signoff.engine.storage.tables import HISTORY, INSTANCES
+from signoff.engine.storage.writer import RawWriter
 from signoff.engine.views import HistoryEntry
 from sqlalchemy import (
     create_engine,

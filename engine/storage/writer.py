@@ -1,14 +1,13 @@
-"""The hot paths, spoken straight to the DB-API driver: loads, commits, and the instances list.
+"""The load and the commit of an instance, spoken straight to the DB-API driver (`RawWriter`).
 
 Building and compiling SQLAlchemy statements costs more than SQLite takes to run them, and a
 transition commits after every step. So the load of an instance and the statements of a commit
-(guarded update, wait rows, history rows) are written once here as SQL text in the driver's
-parameter style, and run on connections the hot path keeps for itself (`RawWriter`); so is the
-dashboard's most frequent read, one keyset page of instances (`RawPager`). Everything else
-stays on SQLAlchemy. On PostgreSQL a load and a commit are one statement and one round trip
-each (see `RawWriter`). MariaDB/MySQL take the SQLite path's statements (in the driver's
-"%(name)s" style) in a transaction of their own; a claim there locks what it picks (`FOR UPDATE
-SKIP LOCKED`), leases it and reads it back, as it has no UPDATE ... RETURNING.
+(guarded update, wait rows, history, outbox and participants rows) are written once here as SQL
+text in the driver's parameter style, and run on connections the hot path keeps for itself
+(`hotconnections.py`). On PostgreSQL a load and a commit are one statement and one round trip
+each (the commit: `pgcommit.py`). MariaDB/MySQL take the SQLite path's statements (in the
+driver's "%(name)s" style) in a transaction of their own. The instances list is read by
+`pager.py`, due claims made by `claims.py`; everything else stays on SQLAlchemy.
 """
 
 from __future__ import annotations
