@@ -114,6 +114,10 @@ def test_the_pure_core_has_no_import_circles() -> None:
     assert import_circles(CORE, "signoff.engine.core") == []
 
 
+def test_storage_has_no_import_circles() -> None:
+    assert import_circles(ENGINE / "storage", "signoff.engine.storage") == []
+
+
 def test_the_circle_check_finds_a_circle_through_type_checking_imports(tmp_path: Path) -> None:
     (tmp_path / "a.py").write_text("from pkg.b import thing\n")
     (tmp_path / "b.py").write_text(
