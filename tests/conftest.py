@@ -7,6 +7,7 @@ import os
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -240,3 +241,28 @@ def server_url(request: pytest.FixtureRequest) -> str:
 
 
 MakeEngine = Callable[..., object]
+
+
+# --- the browser tests' Chromium and screenshots (test_web_dashboard_browser, triage) --------
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Debian's Chromium through Playwright, one per test module; skips, saying why, without."""
+    from test_web_browser import CHROMIUM_ARGS, _chromium
+
+    executable = _chromium()
+    sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed")
+    with sync_api.sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def shots(tmp_path: Path) -> Path:
+    """Where screenshots go: SIGNOFF_SCREENSHOTS when set, else the test's own folder."""
+    chosen = os.environ.get("SIGNOFF_SCREENSHOTS")
+    folder = Path(chosen) if chosen else tmp_path / "screenshots"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder

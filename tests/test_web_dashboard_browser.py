@@ -9,7 +9,6 @@ $SIGNOFF_SCREENSHOTS (`make screenshots`). Skipped, saying why, without Chromium
 
 from __future__ import annotations
 
-import os
 import re
 import socket
 import threading
@@ -22,7 +21,6 @@ import pytest
 from signoff.engine import Engine
 from signoff.web.examples import UPSTREAM, WORKFLOWS, seed
 from signoff.web.links import approval_link
-from test_web_browser import CHROMIUM_ARGS, _chromium
 from web_support import PASSWORDS, make_app, user_hashes
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -82,24 +80,6 @@ def site(tmp_path_factory: Any) -> Iterator[tuple[str, Engine, dict[str, str]]]:
         thread.join(10)
         engine.close()
         UPSTREAM.failure_rate, UPSTREAM.fail_next = rate, 0
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    executable = _chromium()
-    sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed")
-    with sync_api.sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture
-def shots(tmp_path: Path) -> Path:
-    chosen = os.environ.get("SIGNOFF_SCREENSHOTS")
-    folder = Path(chosen) if chosen else tmp_path / "screenshots"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
 
 
 class Visit:

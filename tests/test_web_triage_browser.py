@@ -8,7 +8,6 @@ sideways scroll, no script or CSP error) and photographed into $SIGNOFF_SCREENSH
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys
@@ -23,7 +22,6 @@ from zoneinfo import ZoneInfo
 import pytest
 from signoff.engine import Engine
 from signoff.web.examples import UPSTREAM, WORKFLOWS
-from test_web_browser import CHROMIUM_ARGS, _chromium
 from test_web_dashboard_browser import SIZES, Visit
 from web_support import make_app, user_hashes
 
@@ -70,24 +68,6 @@ def site(tmp_path_factory: Any) -> Iterator[tuple[str, Engine]]:
         thread.join(10)
         engine.close()
         UPSTREAM.failure_rate, UPSTREAM.fail_next = rate, 0
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    executable = _chromium()
-    sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed")
-    with sync_api.sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture
-def shots(tmp_path: Path) -> Path:
-    chosen = os.environ.get("SIGNOFF_SCREENSHOTS")
-    folder = Path(chosen) if chosen else tmp_path / "screenshots"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
 
 
 def _requests(engine: Engine, tag: str, n: int) -> list[str]:
