@@ -417,18 +417,21 @@ class Approval(Handler):
         """Queue an edit of every announcement to show the wait as it is now (`stored`); `seq`
         orders the edits of one announcement (an older one is not sent after a newer one).
         Returns how many were queued."""
+        notices, messages = _notices(stored), _messages(stored)
+        if not notices and not messages:  # nothing was announced: nothing to edit
+            return 0
         renderer = _renderer(wait)
         if renderer is None or wait.post is None:
             return 0
         content = {**renderer.render(self.notice(replace(wait, stored=dict(stored)))), "seq": seq}
         queued = 0
-        for notice in _notices(stored):
+        for notice in notices:
             key = notice_key(notice["key"], "edit", seq, round)
             wait.post(
                 self._slack(wait, key, notice["person"], notice["to"], "edit", content, notice)
             )
             queued += 1
-        for message in _messages(stored):  # posted directly by an earlier release
+        for message in messages:  # posted directly by an earlier release
             key = notice_key(wait.instance_id, wait.key, "edit", seq, round, *message.values())
             legacy = {**content, "channel": message["channel"], "ts": message["ts"]}
             wait.post(
@@ -789,6 +792,8 @@ def upcoming(
 
 def _renderer(wait: WaitInfo) -> Renderer | None:
     notifier = wait.services.notifier
+    if notifier is None:  # a Protocol's isinstance costs tens of microseconds: most have none
+        return None
     return notifier if isinstance(notifier, Renderer) else None
 
 
