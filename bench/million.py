@@ -32,9 +32,10 @@ import re
 import subprocess
 import sys
 import time
-from datetime import timedelta
+from datetime import UTC, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -197,8 +198,20 @@ def pages(url: str) -> dict[str, dict[str, str]]:
         (some_id,) = conn.execute(  # type: ignore[misc]
             "SELECT id FROM signoff_instances ORDER BY updated_at LIMIT 1 OFFSET 50"
         ).fetchone()
+        (count,) = conn.execute("SELECT count(*) FROM signoff_instances").fetchone()  # type: ignore[misc]
+        middle = conn.execute(
+            "SELECT updated_at, id FROM signoff_instances ORDER BY updated_at DESC, id DESC "
+            "LIMIT 1 OFFSET %s",
+            (count // 2,),
+        ).fetchone()
+    deep = {}
+    if middle is not None:  # a page half way down the list, as "next" links reach it
+        at, iid = middle
+        cursor = quote(f"{at.replace(tzinfo=UTC).isoformat()}~{iid}")
+        deep = {"instances, a page half way down": f"/?before={cursor}&start={count // 2}"}
     common = {
         "instances, first page": "/",
+        **deep,
         "instances, waiting": "/?status=waiting",
         "instances, search id": f"/?q={some_id[:6]}",
         f"instances, search employee:{EMPLOYEE}": f"/?q=employee:{EMPLOYEE}",

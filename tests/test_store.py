@@ -372,6 +372,18 @@ def test_page_filters_and_pages_by_keyset_most_recent_first(store: Store) -> Non
         before = (chunk[-1]["updated_at"], chunk[-1]["id"])
     assert pages == [["i6", "i5", "i4"], ["i3", "i2", "i1"], ["i0"]]
 
+    def pages_of_two(order: str) -> list[str]:
+        """Every page of two: a page ends between i5 and i4, which changed at one moment."""
+        found: list[str] = []
+        before = None
+        while chunk := store.page(limit=2, before=before, order=order):
+            found += [r["id"] for r in chunk]
+            before = (chunk[-1]["updated_at"], chunk[-1]["id"])
+        return found
+
+    assert pages_of_two("recent") == everything
+    assert pages_of_two("oldest") == ["i0", "i1", "i2", "i3", "i4", "i5", "i6"]
+
     assert [r["id"] for r in store.page(workflow="Expense")] == ["i5", "i3", "i1"]
     assert [r["id"] for r in store.page(status="completed")] == ["i3"]
     assert [r["id"] for r in store.page(status="waiting", workflow="Trip", limit=2)] == ["i6", "i4"]

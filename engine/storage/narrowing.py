@@ -10,15 +10,19 @@ from typing import Any
 from signoff.engine.storage.columns import when
 from signoff.engine.storage.visibility import ANYONE
 
-# How a page may be ordered: the SQL, and the keyset condition that continues after a row.
+# How a page may be ordered: the SQL, and the keyset condition that continues after a row
+# (its parameters: the row's updated_at twice, then its id). The condition leads with a bound on
+# updated_at alone, which an index scan can start at: written only as `a < t OR (a = t AND id <
+# x)`, PostgreSQL walks the index from its top and filters, so a deep page read every row before
+# it (228 ms at half a million, against 0.05 ms).
 ORDERS = {
     "recent": (
         "updated_at DESC, id DESC",
-        "(updated_at < {m} OR (updated_at = {m} AND id < {m}))",
+        "updated_at <= {m} AND (updated_at < {m} OR id < {m})",
     ),
     "oldest": (
         "updated_at ASC, id ASC",
-        "(updated_at > {m} OR (updated_at = {m} AND id > {m}))",
+        "updated_at >= {m} AND (updated_at > {m} OR id > {m})",
     ),
     "id": ("id ASC", "id > {m}"),
 }
