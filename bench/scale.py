@@ -1033,8 +1033,8 @@ def main() -> None:
             took = takeover(5, Path(tmp))
             report["takeover"] = took
             lines.append(
-                "A process without a scheduler (no liveness lock: lease-bound) SIGKILLed "
-                "mid-step: its 5 instances taken over by a worker (default lease) "
+                "A process without a scheduler (as `signoff serve --no-scheduler`) SIGKILLed "
+                "mid-step: its 5 instances taken over by a worker "
                 f"{took['min_s']:.1f}-{took['max_s']:.1f} s after the kill (step re-run and "
                 "committed); a worker's: bench/takeover.py"
             )

@@ -57,6 +57,7 @@ from signoff.engine.runtime.slack_client import base_url_from_environment, clien
 from signoff.engine.runtime.slack_directory import SlackDirectory, slack_actor
 from signoff.engine.runtime.tokens import Tokens
 from signoff.engine.runtime.unreadable import Unreadable
+from signoff.engine.runtime.vigil import Vigil
 from signoff.engine.storage import placement
 from signoff.engine.storage.delegations import Delegate, Delegations
 from signoff.engine.storage.failures import guard_storage
@@ -254,9 +255,15 @@ class Engine:
         )
         self.runner.releases = self.releases
         self.runner.committer.release_of = self.releases.fingerprint
-        # PostgreSQL: the lock that tells other processes this one lives, held while a
-        # scheduler runs (engine/storage/liveness.py)
+        # PostgreSQL: the lock that tells other processes this one lives, held from the first
+        # lease until the engine closes, and the probe for the locks of the dead
+        # (engine/runtime/vigil.py)
         self.liveness = Liveness(self.store) if self.store.notifies else None
+        self.vigil = (
+            Vigil(self.liveness, self.runner.committer.tokens, self._now, self.due_listeners)
+            if self.liveness is not None
+            else None
+        )
         for workflow in workflows:
             self.register(workflow)
         self.releases.start()
@@ -348,9 +355,8 @@ class Engine:
 
     def close(self) -> None:
         """Release the database connections this engine opened (not an application's)."""
-        if self.liveness is not None:
-            self.runner.committer.tokens.vouched(None)
-            self.liveness.close(for_good=True)
+        if self.vigil is not None:
+            self.vigil.close()
         self.store.close()
 
     def _now(self) -> datetime:

@@ -1,6 +1,6 @@
 """PostgreSQL's liveness locks (engine/storage/liveness.py): a lease is taken over early only
 when the lock its token names is free; a held lock (a process alive, however slow) keeps it;
-a plain token is left to its lease. (A SIGKILLed worker: tests/test_scale.py.)"""
+a plain token is left to its lease. (A SIGKILLed worker or web process: tests/test_scale.py.)"""
 
 from __future__ import annotations
 
@@ -89,33 +89,46 @@ def test_a_lease_is_taken_over_early_only_once_the_lock_it_names_is_free(pg_url:
     other.close()
 
 
-def test_a_plain_lease_and_a_closed_engine_s_tokens_are_left_to_the_lease(pg_url: str) -> None:
+def test_an_engine_holds_its_lock_from_its_first_lease_until_it_closes(pg_url: str) -> None:
     RELEASE.set()
+    reader = Engine(pg_url, [Blocking])
+    assert reader.liveness is not None and not reader.liveness.held  # took no lease: no lock
+    reader.list()  # reading takes none either
+    assert not reader.liveness.held
+    reader.close()
+
     engine = Engine(pg_url, [Blocking], lease=timedelta(seconds=60))
     tokens = engine.runner.committer.tokens
-    assert not tokens().startswith("w")  # no scheduler: no lock, plain tokens
+    assert engine.liveness is not None and not engine.liveness.held
+    assert tokens().startswith("w")  # the first lease takes the lock: no scheduler needed
+    assert engine.liveness.held and tokens().startswith(f"w{engine.liveness.key:08x}")
     scheduler = Scheduler(engine)
     scheduler.start()
-    assert tokens().startswith("w")
     scheduler.shutdown()
     assert tokens().startswith("w")  # the lock stays held until the engine closes
     engine.close()
     assert not tokens().startswith("w")
-    assert engine.liveness is not None and engine.liveness.hold() is None  # closed for good
+    assert engine.liveness.hold() is None  # closed for good
 
+
+def test_a_plain_lease_is_left_to_run_out(pg_url: str) -> None:
+    """A lease whose token names no lock (an engine closed meanwhile, an older release) is
+    never taken over early: nothing vouches for its holder, nor against it."""
     other = Engine(pg_url, [Blocking])
     probe = Liveness(other.store)
     probe.hold()
     RELEASE.clear()
     plain = Engine(pg_url, [Blocking], lease=timedelta(seconds=60))
+    plain.runner.committer.tokens.before_first = None  # as if its lock could not be taken
     driving = threading.Thread(target=plain.start, args=(Blocking, {}, "plain"))
     driving.start()
     try:
-        held_row(other, "plain")
+        assert not held_row(other, "plain").startswith("w")
         assert probe.take_over(datetime.now(UTC)) == []
     finally:
         RELEASE.set()
         driving.join(timeout=20)
         probe.close()
         plain.close()
+        other.close()
         other.close()

@@ -121,11 +121,14 @@ def test_a_worker_killed_in_the_middle_of_a_step_is_taken_over_within_the_lease(
 
 @pytest.mark.postgres
 @pytest.mark.timeout(60)
-def test_a_killed_worker_s_instances_are_taken_over_long_before_its_lease_runs_out(
-    pg_url: str, tmp_path: Path
+@pytest.mark.parametrize("scheduler", ["1", ""], ids=["a worker", "a web process"])
+def test_a_killed_process_s_instances_are_taken_over_long_before_its_lease_runs_out(
+    pg_url: str, tmp_path: Path, scheduler: str
 ) -> None:
     """PostgreSQL sees the process die (its liveness lock is free): the survivor takes its
-    instances over at once, though their leases (60 s) would hold them for a minute more."""
+    instances over at once, though their leases (60 s) would hold them for a minute more. So
+    it does for a process that runs no scheduler (`signoff serve --no-scheduler`, driving the
+    steps after a decision itself): it holds the lock from its first lease."""
     count = 2
     fired_file = tmp_path / "fired.txt"
     engine = Engine(pg_url, [Slow])
@@ -136,7 +139,7 @@ def test_a_killed_worker_s_instances_are_taken_over_long_before_its_lease_runs_o
         "SIGNOFF_TEST_FIRED": str(fired_file),
         "SIGNOFF_TEST_SLOW": "600",  # never ends by itself
         "SIGNOFF_TEST_LEASE": "60",
-        "SIGNOFF_TEST_SCHEDULER": "1",  # a worker: its lock vouches for its leases
+        "SIGNOFF_TEST_SCHEDULER": scheduler,
     }
     driver_log = tmp_path / "driver.log"
     with open(driver_log, "wb") as out:

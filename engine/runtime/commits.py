@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import os
 import secrets
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -61,12 +62,24 @@ class LeaseTokens:
     8 hex digits, so other processes can tell from a lease whose lock vouches for its holder,
     and take the instance over as soon as that lock is free (the holder died)."""
 
-    __slots__ = ("prefix",)
+    __slots__ = ("_first_lock", "before_first", "prefix")
 
     def __init__(self) -> None:
         self.prefix = ""
+        # called once, before the first token is made (the engine takes its lock then); the
+        # threads that ask meanwhile wait for it, so their leases are vouched for too
+        self.before_first: Callable[[], None] | None = None
+        self._first_lock = threading.Lock()
 
     def __call__(self) -> str:
+        if self.before_first is not None:
+            with self._first_lock:  # cleared once it returned: the others wait till then
+                first = self.before_first
+                if first is not None:
+                    try:
+                        first()
+                    finally:
+                        self.before_first = None
         return f"{self.prefix}{_PROCESS}{next(_TOKENS):x}"
 
     def vouched(self, key: int | None) -> None:

@@ -11,11 +11,12 @@ The database is the truth and decides; APScheduler only says "look now". Two pat
   timer another process created (a web-only `signoff serve --no-scheduler`) is armed at once,
   not at the next sweep. On SQLite and MariaDB/MySQL (no LISTEN/NOTIFY) that case waits for
   the sweep (`--sweep-every`);
-- on PostgreSQL, a watcher thread: it holds this process's liveness lock and, every
-  `probe_every`, takes over the instances of processes whose lock is free (they died), so a
-  killed worker's instances are driven on within about a second, not when their leases run
-  out (engine/storage/liveness.py). Elsewhere a dead process's instances fall due when their
-  lease runs out (the engine's `lease`), and the next sweep or armed job takes them up.
+- on PostgreSQL, the engine's vigil (engine/runtime/vigil.py), kept from `start` on: it holds
+  this process's liveness lock and, every `probe_every`, takes over the instances of processes
+  whose lock is free (they died), so a killed process's instances are driven on within about a
+  second, not when their leases run out (engine/storage/liveness.py). Elsewhere a dead
+  process's instances fall due when their lease runs out (the engine's `lease`), and the next
+  sweep or armed job takes them up.
 
 Only instances due within `horizon` get a job; the rest stay rows in the database until a later
 sweep brings them into the window. Memory is therefore bounded by the timers due in the next
@@ -45,7 +46,6 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from signoff.engine.async_engine import AsyncEngine
 from signoff.engine.engine import Engine
-from signoff.engine.storage.liveness import Liveness
 from signoff.engine.storage.notices import DueNotices
 
 log = logging.getLogger("signoff.engine.scheduler")
@@ -107,8 +107,6 @@ class Scheduler:
         self._running = False
         self._stop = threading.Event()
         self._listener: threading.Thread | None = None
-        self._watcher: threading.Thread | None = None
-        self.taken_over = 0  # instances of dead processes this scheduler made due
         self.engine.on_due(self._on_due)
 
     # --- life cycle ----------------------------------------------------------------------------
@@ -139,17 +137,10 @@ class Scheduler:
                 target=self._listen, daemon=True, name="signoff-due-listener"
             )
             self._listener.start()
-        if self.engine.liveness is not None:
-            # held before `start` returns, so every lease taken from now on is vouched for;
-            # should the database be away, the watcher keeps trying
-            try:
-                self._hold(self.engine.liveness)
-            except Exception as exc:
-                log.warning("taking the liveness lock failed (%s); trying again", exc)
-            self._watcher = threading.Thread(
-                target=self._watch, daemon=True, name="signoff-liveness"
-            )
-            self._watcher.start()
+        if self.engine.vigil is not None:
+            # held before `start` returns, so every lease taken from now on is vouched for
+            self.engine.vigil.probe_every = self.probe_every
+            self.engine.vigil.keep()
 
     def shutdown(self, wait: bool = True) -> None:
         """Stop arming and firing; with `wait`, let running wake-ups finish."""
@@ -163,9 +154,6 @@ class Scheduler:
         if self._listener is not None:
             self._listener.join(timeout=5)
             self._listener = None
-        if self._watcher is not None:
-            self._watcher.join(timeout=5)
-            self._watcher = None
         self._aps.shutdown(wait=wait)
 
     @property
@@ -246,45 +234,10 @@ class Scheduler:
                 if notices is not None:
                     notices.close()
 
-    def _hold(self, liveness: Liveness) -> bool:
-        """Take the liveness lock; lease tokens name it from now on. False: the engine is
-        closed. Raises when the database refuses."""
-        key = liveness.hold()
-        if key is None:
-            return False
-        self.engine.runner.committer.tokens.vouched(key)
-        return True
-
-    def _watch(self) -> None:
-        """Hold this process's liveness lock (the engine keeps it until it closes) and take
-        over what dead processes held (PostgreSQL). A lost connection is opened again, with
-        the same key when it is still free, after a pause."""
-        liveness = self.engine.liveness
-        assert liveness is not None
-        pause = 0.5
-        while not self._stop.is_set():
-            try:
-                if not liveness.held and not self._hold(liveness):
-                    return  # the engine closed
-                now = self.engine.clock()
-                taken = liveness.take_over(now)
-                pause = 0.5
-            except Exception as exc:
-                log.warning("the liveness lock or probe failed (%s); trying again", exc)
-                liveness.close()
-                self._stop.wait(pause)
-                pause = min(pause * 2, 10.0)
-                continue
-            if taken:
-                log.warning(
-                    "took over %d instance(s) of processes that died: %s",
-                    len(taken),
-                    ", ".join(taken[:10]) + (" ..." if len(taken) > 10 else ""),
-                )
-                self.taken_over += len(taken)
-                for instance_id in taken:  # the NOTIFY tells the other processes
-                    self._on_due(instance_id, now)
-            self._stop.wait(self.probe_every.total_seconds())
+    @property
+    def taken_over(self) -> int:
+        """Instances of dead processes this process made due (PostgreSQL's liveness locks)."""
+        return self.engine.vigil.taken_over if self.engine.vigil is not None else 0
 
     # --- firing --------------------------------------------------------------------------------
 
