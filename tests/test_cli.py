@@ -151,7 +151,7 @@ def test_check_passes_on_good_workflows_and_a_reachable_database(sqlite_url: str
     assert main(["check", "--db", sqlite_url, *FLOWS], out=out) == 1  # a check migrates nothing
     assert out.getvalue().splitlines()[-1] == (
         f"FAIL  database {sqlite_url}: SchemaOutdated: the database {sqlite_url} is without "
-        "signoff's schema; this version of signoff needs revision 0014: run `signoff db "
+        "signoff's schema; this version of signoff needs revision 0015: run `signoff db "
         "upgrade --db URL` (or construct the Engine with migrate=True)"
     )
 

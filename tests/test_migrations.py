@@ -157,12 +157,15 @@ def first_release_database(db: Database, prelude: str = "") -> None:
                 conn.exec_driver_sql(statement)
 
 
+POSTGRESQL_ONLY = ("ix_signoff_instances_id_prefix", "ix_signoff_instances_data_trgm")
+
+
 def differences(conn: Connection) -> list[Any]:
     """What the database lacks or has more than the tables the queries are written for."""
 
     def wanted(item: Any, name: str | None, kind: str, reflected: bool, _: Any) -> bool:
-        # an index the tables declare for PostgreSQL only (ddl_if), which Alembic compares anyway
-        return conn.dialect.name == "postgresql" or name != "ix_signoff_instances_id_prefix"
+        # the indexes the tables declare for PostgreSQL only (ddl_if), which Alembic compares anyway
+        return conn.dialect.name == "postgresql" or name not in POSTGRESQL_ONLY
 
     context = MigrationContext.configure(
         conn, opts={"version_table": VERSION_TABLE, "include_object": wanted}
@@ -198,9 +201,9 @@ def test_a_first_release_database_is_upgraded_in_place_and_its_instance_continue
 
     assert upgrade_command(any_url) == (
         0,
-        f"{any_url}: upgraded from schema revision 0001 to 0014",
+        f"{any_url}: upgraded from schema revision 0001 to 0015",
     )
-    assert upgrade_command(any_url) == (0, f"{any_url}: already at schema revision 0014")
+    assert upgrade_command(any_url) == (0, f"{any_url}: already at schema revision 0015")
 
     engine = Engine(any_url, [Expense], clock=clock, migrate=False)
     try:
@@ -228,7 +231,7 @@ def test_a_first_release_database_is_upgraded_in_place_and_its_instance_continue
 
 
 def test_the_migrations_make_exactly_the_tables_the_queries_are_written_for(any_url: str) -> None:
-    assert upgrade_database(any_url) == (None, "0014")
+    assert upgrade_database(any_url) == (None, "0015")
     db = create_engine(any_url)
     try:
         with db.connect() as conn:
@@ -255,7 +258,7 @@ def test_without_migrate_a_fresh_database_is_refused_and_left_untouched(sqlite_u
         Engine(sqlite_url, [Expense], migrate=False)
     assert str(refused.value) == (
         f"the database {sqlite_url} is without signoff's schema; this version of signoff "
-        "needs revision 0014: run `signoff db upgrade --db URL` (or construct the Engine "
+        "needs revision 0015: run `signoff db upgrade --db URL` (or construct the Engine "
         "with migrate=True)"
     )
     db = create_engine(sqlite_url)
@@ -291,7 +294,7 @@ def test_a_database_made_before_migrations_is_stamped_and_given_only_what_it_lac
                 "VALUES ('x', '2026-01-05 09:00:00', 'started')"
             )
         )
-    assert upgrade_database(any_url) == ("0002", "0014")
+    assert upgrade_database(any_url) == ("0002", "0015")
     with db.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM signoff_history")).scalar() == 1
         assert differences(conn) == []
@@ -382,7 +385,7 @@ def test_four_processes_starting_together_on_a_fresh_postgres_database_all_come_
     for _ in range(5):
         url = new_pg_database()
         assert start_together(url, 4) == [(0, "up\n")] * 4
-        assert upgrade_database(url) == ("0014", "0014")
+        assert upgrade_database(url) == ("0015", "0015")
 
 
 @pytest.mark.slow
@@ -393,7 +396,7 @@ def test_four_processes_starting_together_on_a_fresh_mariadb_database_all_come_u
     # once, not five times as on PostgreSQL: GET_LOCK is the lock here, and each round is slow
     url = new_mariadb_database()
     assert start_together(url, 4) == [(0, "up\n")] * 4
-    assert upgrade_database(url) == ("0014", "0014")
+    assert upgrade_database(url) == ("0015", "0015")
     db = create_engine(url)
     try:
         with db.connect() as conn:
@@ -409,4 +412,4 @@ def test_four_processes_starting_together_on_a_fresh_sqlite_file_all_come_up(
     for n in range(3):
         url = f"sqlite:///{tmp_path}/fresh{n}.db"
         assert start_together(url, 4) == [(0, "up\n")] * 4
-        assert upgrade_database(url) == ("0014", "0014")
+        assert upgrade_database(url) == ("0015", "0015")

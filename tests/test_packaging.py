@@ -195,7 +195,7 @@ def test_the_installed_command_starts_and_lists_instances_beside_a_users_engine_
     db = f"sqlite:///{user_folder}/signoff.db"
     done = signoff(installed, user_folder, "db", "upgrade", "--db", db)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.endswith("upgraded from schema revision (empty) to 0014\n")
+    assert done.stdout.endswith("upgraded from schema revision (empty) to 0015\n")
 
     started = signoff(
         installed, user_folder, "start", "Expense", "--db", db, "--id", "e1", "--json",

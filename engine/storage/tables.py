@@ -156,12 +156,31 @@ ID_PREFIX = Index(
     "ix_signoff_instances_id_prefix", INSTANCES.c.id, postgresql_ops={"id": "text_pattern_ops"}
 )
 ID_PREFIX.ddl_if(dialect="postgresql")
+# PostgreSQL only, and only where the pg_trgm extension is (revision 0015 creates it when it may):
+# the trigrams of the data, which an operator's search through the data looks up (pager.py)
+DATA_TRIGRAMS = Index(
+    "ix_signoff_instances_data_trgm",
+    INSTANCES.c.data,
+    postgresql_using="gin",
+    postgresql_ops={"data": "gin_trgm_ops"},
+)
+
+
+def _has_trigrams(ddl: Any, target: Any, bind: Any, **kw: Any) -> bool:
+    if bind is None or bind.dialect.name != "postgresql":
+        return False
+    found = bind.exec_driver_sql("SELECT 1 FROM pg_opclass WHERE opcname = 'gin_trgm_ops'")
+    return found.first() is not None
+
 
 # Only signoff's tables: SQLModel.metadata is shared with any SQLModel models of the application.
 METADATA = MetaData()
 for _table in (INSTANCES, WAITS, HISTORY, PARTICIPANTS):
     _table.to_metadata(METADATA)
 PARTICIPANTS = METADATA.tables["signoff_participants"]
+for _index in METADATA.tables["signoff_instances"].indexes:  # to_metadata leaves ddl_if behind
+    if _index.name == DATA_TRIGRAMS.name:
+        _index.ddl_if(callable_=_has_trigrams)
 
 # Sign-in sessions: the browser holds a random token, the table only its SHA-256.
 SESSIONS = Table(
