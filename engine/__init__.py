@@ -76,6 +76,7 @@ from signoff.engine.runtime.slack import REASSIGN_ACTION as SLACK_REASSIGN_ACTIO
 from signoff.engine.runtime.slack import read_button_value as read_slack_button
 from signoff.engine.storage.store import upgrade_database
 from signoff.engine.views import (
+    Counts,
     DecisionView,
     HistoryEntry,
     InstanceSummary,
@@ -104,6 +105,7 @@ __all__ = [
     "Conflict",
     "Continue",
     "CorruptState",
+    "Counts",
     "Decision",
     "DecisionView",
     "Default",

@@ -67,6 +67,7 @@ from signoff.engine.storage.seen import Seen
 from signoff.engine.storage.sessions import Sessions
 from signoff.engine.storage.store import Store
 from signoff.engine.views import (
+    Counts,
     HistoryEntry,
     InstanceSummary,
     InstanceView,
@@ -628,11 +629,16 @@ class Engine:
         overdue: bool = False,
         started_from: datetime | None = None,
         started_before: datetime | None = None,
-    ) -> dict[str, int]:
-        """How many instances there are in each status; of `workflow`, and matching `search`
-        (as `list` matches it), when given; of those `actor` sees, when given; narrowed by
-        `decider`, `overdue`, `started_from` and `started_before` as `list` is. A search reads
-        every instance's data."""
+        at_most: int | None = None,
+    ) -> Counts:
+        """How many instances there are in each status (a dict); of `workflow`, and matching
+        `search` (as `list` matches it), when given; of those `actor` sees, when given;
+        narrowed by `decider`, `overdue`, `started_from` and `started_before` as `list` is.
+        A search reads instances' data (on PostgreSQL, an operator's looks it up in the
+        trigram index when there is one). `at_most`: count a search's matches only that far;
+        when it matches more, the result's `complete` is False and each count is a lower
+        bound (a dashboard shows "more than at_most" in a few milliseconds instead of
+        counting a million rows)."""
         return self.lists.counts(
             workflow=workflow,
             search=search,
@@ -641,6 +647,7 @@ class Engine:
             overdue=overdue,
             started_from=started_from,
             started_before=started_before,
+            at_most=at_most,
         )
 
     def outcome(

@@ -34,6 +34,21 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+class Counts(dict[str, int]):
+    """What `Engine.counts` returns: instances per status, a plain mapping of status to count.
+    `complete` is False when a search was counted only up to `at_most` matches and matched
+    more: each count is then a lower bound ("at least"), and together they hold `at_most` + 1."""
+
+    complete: bool
+
+    def __init__(self, counts: dict[str, int] | None = None, complete: bool = True) -> None:
+        super().__init__(counts or {})
+        self.complete = complete
+
+    def __repr__(self) -> str:
+        return f"Counts({dict(self)!r}, complete={self.complete})"
+
+
 @dataclass(frozen=True)
 class WaitView(_Readable):
     """One open case of a wait: the event it waits for (`event`), its handler's `kind`, when it

@@ -179,6 +179,7 @@ def create_app(
                 overdue=bool(key[4]),
                 started_from=datetime.fromisoformat(key[5]) if key[5] else None,
                 started_before=datetime.fromisoformat(key[6]) if key[6] else None,
+                at_most=instances.COUNT_AT_MOST,
             ),
             COUNTS_TTL,
         ),

@@ -11,7 +11,7 @@ from datetime import UTC, date, datetime, timedelta
 from functools import partial
 from urllib.parse import quote, urlencode
 
-from signoff.engine import InstanceSummary, InvalidData, SignoffError
+from signoff.engine import Counts, InstanceSummary, InvalidData, SignoffError
 from signoff.web.auth import checked_form, chrome, require_user
 from signoff.web.bulk import BulkResult, summary, try_row
 from signoff.web.render import STATUSES, render, template, wants_fragment
@@ -23,6 +23,9 @@ from starlette.responses import Response
 PAGE_SIZE = 50
 DASH = "\u2013"  # 1\u201350 of N
 MAX_SEARCH = 200
+# A search's matches are counted this far: more, and the page says "more than 1000" (a common
+# term among a million instances is counted in milliseconds, not a second)
+COUNT_AT_MOST = 1000
 
 
 SORTS = {"recent": "Recently changed", "oldest": "Least recently changed", "id": "Id"}
@@ -172,6 +175,7 @@ class InstancesPage:
     report_title: str = ""
     counts_known: bool = True  # False: the search was too slow to count
     problem: str = ""  # a search that cannot be read, and how to write it
+    more_than: int = 0  # the search matches more than this many: the counts stopped there
 
     @property
     def matching(self) -> int:
@@ -180,9 +184,12 @@ class InstancesPage:
 
     @property
     def shown(self) -> str:
-        """`1-50 of 170`."""
+        """`1-50 of 170`; `1-50 of more than 1000` when the search matched more than it counts."""
         first = self.filters.offset
         matching = max(self.matching, first + len(self.rows))
+        if self.more_than and self.rows:
+            of = "many" if self.filters.status else f"more than {self.more_than}"
+            return f"{first + 1}{DASH}{first + len(self.rows)} of {of}"
         if not self.counts_known:
             return f"{first + 1}{DASH}{first + len(self.rows)} of many" if self.rows else "none"
         if not self.rows:
@@ -221,6 +228,7 @@ async def build(
     more = len(rows) > PAGE_SIZE
     rows = rows[:PAGE_SIZE]
     counts_known = True
+    counts: dict[str, int]
     everything = board.engine.sees_all(user)
     narrowed = filters.mine or filters.overdue or filters.started
     if problem:
@@ -264,6 +272,7 @@ async def build(
         report_title=report_title,
         counts_known=counts_known,
         problem=problem,
+        more_than=COUNT_AT_MOST if isinstance(counts, Counts) and not counts.complete else 0,
     )
 
 

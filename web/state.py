@@ -12,7 +12,7 @@ from pathlib import Path
 from time import monotonic
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from signoff.engine import Engine
+from signoff.engine import Counts, Engine
 from signoff.web.limits import Limits
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -179,7 +179,7 @@ class Dashboard:
     static_dir: Path
     counts: Cached[dict[str, int]]
     placement: Cached[dict[str, dict[str, int]]]
-    filtered_counts: KeyedCache[tuple[str, str, str, str, str, str, str], dict[str, int]]
+    filtered_counts: KeyedCache[tuple[str, str, str, str, str, str, str], Counts]
     inbox_counts: KeyedCache[tuple[str, str, str], int]
     gauges: Cached[dict[str, Any]]
     limits: Limits = field(default_factory=Limits)

@@ -25,7 +25,7 @@ from signoff.engine.runtime.viewing import refusal_for, shown_case, unreadable_s
 from signoff.engine.storage import placement
 from signoff.engine.storage.narrowing import ORDERS, Narrowing
 from signoff.engine.storage.store import Store
-from signoff.engine.views import InstanceSummary, waiting_on
+from signoff.engine.views import Counts, InstanceSummary, waiting_on
 
 
 class Lists:
@@ -137,9 +137,12 @@ class Lists:
         overdue: bool = False,
         started_from: datetime | None = None,
         started_before: datetime | None = None,
-    ) -> dict[str, int]:
+        at_most: int | None = None,
+    ) -> Counts:
         if search is not None and len(search) > MAX_SEARCH:
             raise InvalidData(f"a search is at most {MAX_SEARCH} characters")
+        if at_most is not None and (type(at_most) is not int or at_most < 1):
+            raise InvalidData(f"at_most is a whole number of instances, 1 or more: {at_most!r}")
         check_text(search=search, workflow=workflow, actor=actor, decider=decider)
         if isinstance(workflow, type):
             workflow = workflow.registered_name()
@@ -148,6 +151,7 @@ class Lists:
             search or None,
             self.sight.viewer(actor),
             self.narrowing(decider, overdue, started_from, started_before),
+            at_most if search else None,
         )
 
     def open_approvals(

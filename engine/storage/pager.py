@@ -15,8 +15,9 @@ from typing import Any
 from signoff.engine.errors import Busy
 from signoff.engine.storage.columns import aware, when
 from signoff.engine.storage.drivers import MYSQL_TOO_SLOW, is_mysql, mysql_code
+from signoff.engine.storage.lookup import Lookups
 from signoff.engine.storage.narrowing import NO_NARROWING, ORDERS, Narrowing, narrow_clauses
-from signoff.engine.storage.search import compare_sql, search_terms
+from signoff.engine.storage.search import compare_sql, search_terms, trigram_terms
 from signoff.engine.storage.visibility import ESCAPE, MYSQL_ESCAPE, visible_clause, visible_params
 
 SEARCH_TIMEOUT = 2.0  # seconds one search may read for
@@ -51,6 +52,8 @@ class RawPager:
         self.queries: dict[tuple[Any, ...], str] = {}
         self.search_timeout = search_timeout
         self.window = WINDOW
+        # PostgreSQL with the trigram index on the data: an operator's search looks terms up
+        self.lookups = Lookups(prefix)
 
     @contextmanager
     def time_limit(self, conn: Any, cur: Any) -> Iterator[None]:
@@ -88,16 +91,59 @@ class RawPager:
         finally:
             driver.set_progress_handler(None, 0)
 
-    def _match(self, kind: str) -> str:
+    def _match(self, kind: str, patterns: int = 1) -> str:
+        """The SQL of a term of `search_terms`; `patterns`: how many LIKE patterns it has."""
         m, escape = self.mark, self.escape
         compared = compare_sql(kind, m, self.sqlite, self.mysql)
         if compared is not None:
             return compared
         if kind == "id":
             return f"id >= {m} AND id < {m}" if self.sqlite else f"id LIKE {m}{escape}"
-        if kind == "field":
-            return " OR ".join([f"data LIKE {m}{escape}"] * 3)
-        return f"data LIKE {m}{escape}"
+        return " OR ".join([f"data LIKE {m}{escape}"] * patterns)
+
+    def _trigram_terms(
+        self, cur: Any, search: str, viewer: Collection[str] | None
+    ) -> list[tuple[str, list[str], list[str]]] | None:
+        """The terms of an operator's search as the trigram index looks them up (see
+        `lookup`), when this is PostgreSQL with that index and the index can; else None (the
+        rows are read). A person's search stays as it is: their instances are few, and
+        narrowed first."""
+        if self.sqlite or self.mysql or viewer is not None:
+            return None
+        terms = trigram_terms(search)
+        if terms is None or not self.lookups.available(cur):
+            return None
+        return terms
+
+    def _filters(
+        self,
+        status: str | None,
+        workflow: str | None,
+        before: tuple[datetime, str] | None,
+        order: str,
+        narrow: Narrowing | None,
+    ) -> tuple[list[str], list[Any]]:
+        """The page's filters other than the search and who sees what, as SQL and parameters."""
+        m = self.mark
+        where: list[str] = []
+        params: list[Any] = []
+        if status:
+            where.append(f"status = {m}")
+            params.append(status)
+        if workflow:
+            where.append(f"workflow = {m}")
+            params.append(workflow)
+        if narrow is not None:
+            where += narrow_clauses(self.prefix, m, *narrow.shape())
+            params += narrow.params(self.sqlite)
+        if before is not None:
+            where.append(ORDERS[order][1].format(m=m))
+            if order == "id":
+                params.append(before[1])
+            else:
+                at = when(before[0], self.sqlite)
+                params += [at, at, before[1]]
+        return where, params
 
     def sql(
         self,
@@ -108,11 +154,12 @@ class RawPager:
         order: str,
         viewer: int = 0,
         narrow: tuple[int, bool, bool, bool] = NO_NARROWING,
+        patterns: int = 1,
     ) -> str:
         """`search` is "" (none), "id", "field" or "data" (see `search_terms`; the last two read
-        rows, so they run under a time limit); `viewer`: how many identities the rows must be
-        visible to (0: every row)."""
-        shape = ("page", status, workflow, search, before, order, viewer, narrow)
+        rows, so they run under a time limit), with `patterns` LIKE patterns; `viewer`: how
+        many identities the rows must be visible to (0: every row)."""
+        shape = ("page", status, workflow, search, before, order, viewer, narrow, patterns)
         found = self.queries.get(shape)
         if found is None:
             m = self.mark
@@ -122,7 +169,7 @@ class RawPager:
             if workflow:
                 where.append(f"workflow = {m}")
             if search:
-                where.append(f"({self._match(search)})")
+                where.append(f"({self._match(search, patterns)})")
             if viewer:
                 where.append(visible_clause(self.prefix, m, viewer))
             where += narrow_clauses(self.prefix, m, *narrow)
@@ -172,19 +219,16 @@ class RawPager:
                         cur, status, workflow, "", [], limit, before, order, viewer, narrow
                     )
             else:
-                found = []
-                for kind, params in search_terms(search, self.sqlite):
-                    if kind == "id":
-                        found += self._select(
-                            cur, status, workflow, kind, params, limit, before, order, viewer,
-                            narrow,
-                        )  # fmt: skip
-                        continue
+                found = None
+                terms = self._trigram_terms(cur, search, viewer)
+                if terms is not None:  # PostgreSQL's trigram index: see `lookup`
+                    where, params = self._filters(status, workflow, before, order, narrow)
                     with self.time_limit(conn, cur):
-                        found += self._select(
-                            cur, status, workflow, kind, params, limit, before, order, viewer,
-                            narrow,
-                        )  # fmt: skip
+                        found = self.lookups.page(cur, terms, where, params, order, limit)
+                if found is None:
+                    found = self._searched(
+                        conn, cur, search, status, workflow, limit, before, order, viewer, narrow
+                    )
             rows = {
                 iid: {
                     "id": iid,
@@ -239,52 +283,102 @@ class RawPager:
         finally:
             conn.close()
 
+    def _searched(
+        self,
+        conn: Any,
+        cur: Any,
+        search: str,
+        status: str | None,
+        workflow: str | None,
+        limit: int,
+        before: tuple[datetime, str] | None,
+        order: str,
+        viewer: Collection[str] | None,
+        narrow: Narrowing | None,
+    ) -> list[Any]:
+        """A page of a search, one query per way it may match (`search_terms`), each a page
+        in its own right (merged and cut by `page`); those through the data under the time
+        limit."""
+        found: list[Any] = []
+        for kind, params in search_terms(search, self.sqlite):
+            args = (cur, status, workflow, kind, params, limit, before, order, viewer, narrow)
+            if kind == "id":
+                found += self._select(*args)
+                continue
+            with self.time_limit(conn, cur):
+                found += self._select(*args)
+        return found
+
     def counts(
         self,
         workflow: str | None,
         search: str | None,
         viewer: Collection[str] | None = None,
         narrow: Narrowing | None = None,
-    ) -> dict[str, int]:
+        at_most: int | None = None,
+    ) -> tuple[dict[str, int], bool]:
         """How many instances each status has, of `workflow` and matching `search` (as `page`
-        matches it), visible to `viewer`'s identities when given, narrowed by `narrow`. A
-        search reads every row, under the time limit."""
+        matches it), visible to `viewer`'s identities when given, narrowed by `narrow`; and
+        whether that is all of them. A search's matches are counted only up to `at_most` + 1
+        when given: a search that matches more has counts that are lower bounds (not
+        complete). A search reads rows, under the time limit."""
         if (viewer is not None and not viewer) or (narrow is not None and narrow.nobody):
-            return {}
+            return {}, True
         m = self.mark
         where, params = [], []
         if workflow:
             where.append(f"workflow = {m}")
             params.append(workflow)
-        if search:
-            terms = search_terms(search, self.sqlite)
-            where.append("(" + " OR ".join(f"({self._match(k)})" for k, _ in terms) + ")")
-            params += [p for _, ps in terms for p in ps]
-        if viewer is not None:
-            where.append(visible_clause(self.prefix, m, len(viewer)))
-            params += visible_params(viewer)
         if narrow is not None:
             where += narrow_clauses(self.prefix, m, *narrow.shape())
             params += narrow.params(self.sqlite)
-        sql = (
-            f"SELECT status, count(*) FROM {self.prefix}signoff_instances"
-            + (" WHERE " + " AND ".join(where) if where else "")
-            + " GROUP BY status"
-        )
         conn = self.db.raw_connection()
         try:
             cur = conn.cursor()
-            if search:
-                with self.time_limit(conn, cur):
-                    cur.execute(sql, params)
-                    found = cur.fetchall()
-            else:
-                cur.execute(sql, params)
+            complete = True
+            if not search:
+                cur.execute(self._count_sql(where, viewer), [*params, *self._shown(viewer)])
                 found = cur.fetchall()
+            elif (terms := self._trigram_terms(cur, search, viewer)) is not None:
+                with self.time_limit(conn, cur):  # PostgreSQL's trigram index: see `lookup`
+                    found, complete = self.lookups.counts(cur, terms, where, params, at_most)
+            else:
+                matched = search_terms(search, self.sqlite)
+                where.append(
+                    "(" + " OR ".join(f"({self._match(k, len(ps))})" for k, ps in matched) + ")"
+                )
+                params += [p for _, ps in matched for p in ps]
+                with self.time_limit(conn, cur):
+                    cur.execute(
+                        self._count_sql(where, viewer, at_most), [*params, *self._shown(viewer)]
+                    )
+                    found = cur.fetchall()
+                complete = at_most is None or sum(int(n) for _, n in found) <= at_most
             conn.rollback()
-            return {status: int(n) for status, n in found}
+            return {status: int(n) for status, n in found}, complete
         finally:
             conn.close()
+
+    @staticmethod
+    def _shown(viewer: Collection[str] | None) -> list[Any]:
+        return visible_params(viewer) if viewer is not None else []
+
+    def _count_sql(
+        self, where: list[str], viewer: Collection[str] | None, at_most: int | None = None
+    ) -> str:
+        """The counts per status of the instances `where` keeps and `viewer` sees (its
+        parameters last); of the first `at_most` + 1 of them, when given."""
+        if viewer is not None:
+            where = [*where, visible_clause(self.prefix, self.mark, len(viewer))]
+        rows = f"{self.prefix}signoff_instances" + (
+            " WHERE " + " AND ".join(where) if where else ""
+        )
+        if at_most is None:
+            return f"SELECT status, count(*) FROM {rows} GROUP BY status"
+        return (
+            f"SELECT status, count(*) FROM (SELECT status FROM {rows} LIMIT {at_most + 1}) c "
+            "GROUP BY status"
+        )
 
     def window_sql(
         self,
@@ -415,7 +509,8 @@ class RawPager:
         shown = len(viewer) if viewer is not None else 0
         shape = narrow.shape() if narrow is not None else NO_NARROWING
         sql = self.sql(
-            bool(status), bool(workflow), search, before is not None, order, shown, shape
-        )
+            bool(status), bool(workflow), search, before is not None, order, shown, shape,
+            len(search_params) if search in ("data", "field") else 1,
+        )  # fmt: skip
         cur.execute(sql, params)
         return list(cur.fetchall())

@@ -88,25 +88,73 @@ def search_terms(search: str, sqlite: bool) -> list[tuple[str, list[Any]]]:
     terms: list[tuple[str, list[Any]]] = []
     if _ID_CHARS.fullmatch(search):
         terms.append(("id", [search, search + "\x7f"] if sqlite else [_like(search) + "%"]))
-    field = _FIELD_SEARCH.fullmatch(search)
-    if field:
-        name, value = field.group(1), field.group(2).strip()
-        key = _like(json.dumps(name)) + ":"
-        text = _like(json.dumps(value, ensure_ascii=False)[:-1])  # an open string: a prefix
-        try:
-            literal = json.loads(value)
-        except ValueError:
-            literal = None
-        patterns = [f"%{key}{text}%"]
-        if isinstance(literal, int | float | bool) or value == "null":
-            exact = _like(json.dumps(literal))
-            patterns += [f"%{key}{exact},%", f"%{key}{exact}}}%"]
-        else:
-            patterns += ["", ""]  # the same shape of query whatever the value
-        terms.append(("field", patterns))
+    field = _field(search)
+    if field is not None:
+        key, values = _like(json.dumps(field[0])) + ":", field[1]
+        patterns = [f"%{key}{_like(values[0])}%"]  # a string starting with the value
+        if len(values) > 1:  # or the number, true, false or null itself, ending there
+            patterns += [f"%{key}{_like(values[1])},%", f"%{key}{_like(values[1])}}}%"]
+        terms.append(("field", patterns))  # one pattern or three: each has text to look up
     else:
         terms.append(("data", [f"%{_like(search)}%"]))
     return terms
+
+
+def _field(search: str) -> tuple[str, list[str]] | None:
+    """`field:value` read: the field's name and the texts of the value as stored JSON holds
+    them: the opening of a string (`"value`, escaped as JSON), and, when the value is a
+    number, true, false or null, that literal too. None when `search` is no such search."""
+    found = _FIELD_SEARCH.fullmatch(search)
+    if not found:
+        return None
+    name, value = found.group(1), found.group(2).strip()
+    texts = [json.dumps(value, ensure_ascii=False)[:-1]]  # an open string: a prefix
+    try:
+        literal = json.loads(value)
+    except ValueError:
+        literal = None
+    if isinstance(literal, int | float | bool) or value == "null":
+        texts.append(json.dumps(literal))
+    return name, texts
+
+
+# What pg_trgm can look up: three letters or digits in a row give it a trigram (it reads only
+# letters and digits; ASCII ones are letters in every locale). Text without gives it nothing to
+# look up but every row.
+_TRIGRAM = re.compile(r"[A-Za-z0-9]{3}")
+
+
+def trigram_terms(search: str) -> list[tuple[str, list[str], list[str]]] | None:
+    """PostgreSQL with the trigram index on the data (revision 0015): the terms of
+    `search_terms`, each with the LIKE patterns of the data that the index looks up for it,
+    any of which may match: text anywhere, its own pattern; `field:value`, the value's texts
+    alone, since the field's name is in every instance of its workflow and looking its
+    trigrams up reads an entry per instance (the term's own patterns then check the rows
+    found; a value without three letters or digits in a row, `amount:5`, looks the name up
+    instead); an id prefix, none (its own index answers it). None when a term has nothing the
+    index can look up (a comparison; no three letters or digits in a row): such a search
+    reads the rows."""
+    if comparison(search) is not None:
+        return None
+    found: list[tuple[str, list[str], list[str]]] = []
+    for kind, params in search_terms(search, sqlite=False):
+        lookups: list[str] = []
+        if kind == "data":
+            if not _TRIGRAM.search(search):
+                return None
+            lookups = params
+        elif kind == "field":
+            field = _field(search)
+            assert field is not None
+            texts = list(dict.fromkeys(t.removeprefix('"') for t in field[1]))
+            if all(_TRIGRAM.search(t) for t in texts):
+                lookups = [f"%{_like(t)}%" for t in texts]
+            elif _TRIGRAM.search(field[0]):  # `amount:5`: the name's trigrams, then
+                lookups = params
+            else:
+                return None
+        found.append((kind, params, lookups))
+    return found
 
 
 def number_pattern(field: str) -> str:

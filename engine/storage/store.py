@@ -29,7 +29,7 @@ from signoff.engine.storage.pager import RawPager
 from signoff.engine.storage.recent import Recent
 from signoff.engine.storage.tables import HISTORY, INSTANCES
 from signoff.engine.storage.writer import RawWriter
-from signoff.engine.views import HistoryEntry
+from signoff.engine.views import Counts, HistoryEntry
 from sqlalchemy import (
     create_engine,
     event,
@@ -283,18 +283,22 @@ class Store:
         search: str | None = None,
         viewer: Collection[str] | None = None,
         narrow: Narrowing | None = None,
-    ) -> dict[str, int]:
+        at_most: int | None = None,
+    ) -> Counts:
         """Instances per status, of `workflow`, matching `search` and visible to `viewer` when
-        given, narrowed by `narrow` (narrowing.Narrowing)."""
+        given, narrowed by `narrow` (narrowing.Narrowing); a search's matches counted up to
+        `at_most` when given (`Counts.complete`)."""
         if workflow or search or viewer is not None or narrow is not None:
-            return self.pager.counts(workflow, search, viewer, narrow)
+            return Counts(*self.pager.counts(workflow, search, viewer, narrow, at_most))
         with self.db.connect() as conn:
-            return {
-                status: n
-                for status, n in conn.execute(
-                    select(INSTANCES.c.status, func.count()).group_by(INSTANCES.c.status)
-                )
-            }
+            return Counts(
+                {
+                    status: n
+                    for status, n in conn.execute(
+                        select(INSTANCES.c.status, func.count()).group_by(INSTANCES.c.status)
+                    )
+                }
+            )
 
     # --- history -----------------------------------------------------------------------------
 

@@ -166,8 +166,19 @@ DATA_TRIGRAMS = Index(
 )
 
 
-def _has_trigrams(ddl: Any, target: Any, bind: Any, **kw: Any) -> bool:
-    if bind is None or bind.dialect.name != "postgresql":
+def _has_trigrams(
+    ddl: Any,
+    target: Any,
+    bind: Any,
+    tables: Any = None,
+    state: Any = None,
+    *,
+    dialect: Any,
+    compiler: Any = None,
+    checkfirst: bool = False,
+) -> bool:
+    """`create_all` makes the trigram index only on PostgreSQL, where pg_trgm is there."""
+    if bind is None or dialect.name != "postgresql":
         return False
     found = bind.exec_driver_sql("SELECT 1 FROM pg_opclass WHERE opcname = 'gin_trgm_ops'")
     return found.first() is not None
