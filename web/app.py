@@ -169,7 +169,8 @@ def create_app(
         counts=Cached(engine.counts, COUNTS_TTL),
         gauges=Cached(engine.gauges, GAUGES_TTL),
         placement=Cached(engine.statement_counts, PLACEMENT_TTL),
-        # (the viewer, "" when they see all; workflow; search; "waits for" whom; overdue)
+        # (the viewer, "" when they see all; workflow; search; "waits for" whom; overdue;
+        # started from, before; how far a search is counted)
         filtered_counts=KeyedCache(
             lambda key: engine.counts(
                 workflow=key[1] or None,
@@ -179,7 +180,7 @@ def create_app(
                 overdue=bool(key[4]),
                 started_from=datetime.fromisoformat(key[5]) if key[5] else None,
                 started_before=datetime.fromisoformat(key[6]) if key[6] else None,
-                at_most=instances.COUNT_AT_MOST,
+                at_most=int(key[7]),
             ),
             COUNTS_TTL,
         ),

@@ -23,9 +23,6 @@ from starlette.responses import Response
 PAGE_SIZE = 50
 DASH = "\u2013"  # 1\u201350 of N
 MAX_SEARCH = 200
-# A search's matches are counted this far: more, and the page says "more than 1000" (a common
-# term among a million instances is counted in milliseconds, not a second)
-COUNT_AT_MOST = 1000
 
 
 SORTS = {"recent": "Recently changed", "oldest": "Least recently changed", "id": "Id"}
@@ -243,8 +240,9 @@ async def build(
             filters.overdue,
             started_from.isoformat() if started_from else "",
             started_before.isoformat() if started_before else "",
+            str(board.count_at_most),
         )
-        try:  # a search's counts read every instance's data, under the search time limit
+        try:  # a search's counts read instances' data, under the search time limit
             counts = await board.filtered_counts.get(key)
         except SignoffError:
             counts, counts_known = {}, False
@@ -272,7 +270,7 @@ async def build(
         report_title=report_title,
         counts_known=counts_known,
         problem=problem,
-        more_than=COUNT_AT_MOST if isinstance(counts, Counts) and not counts.complete else 0,
+        more_than=board.count_at_most if isinstance(counts, Counts) and not counts.complete else 0,
     )
 
 

@@ -179,7 +179,7 @@ class Dashboard:
     static_dir: Path
     counts: Cached[dict[str, int]]
     placement: Cached[dict[str, dict[str, int]]]
-    filtered_counts: KeyedCache[tuple[str, str, str, str, str, str, str], Counts]
+    filtered_counts: KeyedCache[tuple[str, str, str, str, str, str, str, str], Counts]
     inbox_counts: KeyedCache[tuple[str, str, str], int]
     gauges: Cached[dict[str, Any]]
     limits: Limits = field(default_factory=Limits)
@@ -190,6 +190,9 @@ class Dashboard:
     oidc: OIDCClient | None = None  # sign-in with the organisation's identity provider
     proxy: TrustedProxy | None = None  # an authenticating proxy's user header
     live: Changes | None = None  # what tells open pages that something changed (web/live.py)
+    # a search's matches are counted this far; more, and the instances page says "more than
+    # 1000" (a common term among a million instances is counted in milliseconds, not seconds)
+    count_at_most: int = 1000
 
     @property
     def no_way_in(self) -> bool:

@@ -12,8 +12,10 @@ So a search here is answered in up to three steps, each one statement:
    are searched; when they hold a page, that is the page;
 2. else the index looks the term up, reading at most `cap` + 1 matches: when they are fewer,
    they are every match, and the page is sorted from them (the counts are counted from them);
-3. else the term is common yet thin in the newest instances: the page is read as it was before
-   this index (the caller's query), and the counts say "at least" (`complete` false).
+3. else the term is common yet thin in the newest instances: the page is read walking the
+   order's index, which finds it after about page size x instances / matches rows (at most
+   50,000 a million instances when the matches are spread), where reading every match would
+   cost in proportion to their number; the counts say "at least" (`complete` false).
 """
 
 from __future__ import annotations
@@ -30,6 +32,16 @@ COLUMNS = "id, workflow, status, error, created_at, updated_at, data, state"
 # The data as an expression the trigram index does not answer: a field's own patterns are
 # checked on the rows its value found, never looked up (its name is in every row).
 _UNINDEXED = "(data || '')"
+# what step 3 turns off for its walk (module doc)
+_WALK = {
+    "enable_bitmapscan": "off",
+    "enable_seqscan": "off",
+    "max_parallel_workers_per_gather": "0",
+}
+# Every statement here reads a bounded number of rows, but the planner prices some as if they
+# read them all, past jit_above_cost: compiling them took 12 ms where running took 3 ms. Off
+# for the rest of the caller's transaction (which a search rolls back).
+_NO_JIT = "SET LOCAL jit = off"
 
 
 def walked(terms: list[tuple[str, list[str], list[str]]]) -> tuple[str, list[str]]:
@@ -94,12 +106,13 @@ class Lookups:
         params: list[Any],
         order: str,
         limit: int,
-    ) -> list[Any] | None:
-        """Rows of the page (COLUMNS, in no particular order), or None when the term is
-        common (step 3: the caller reads the page its own way)."""
+    ) -> list[Any]:
+        """Rows of the page (COLUMNS, in the page's order from steps 1 and 3, in none from
+        step 2)."""
         table = f"{self.prefix}signoff_instances"
         ordering, _ = ORDERS[order]
         filters = " WHERE " + " AND ".join(where) if where else ""
+        cur.execute(_NO_JIT)
         test, test_params = walked(terms)
         cur.execute(
             f"SELECT {COLUMNS} FROM (SELECT {COLUMNS} FROM {table}{filters} "
@@ -120,9 +133,25 @@ class Lookups:
             [*params, *test_params, limit],
         )
         rows = cur.fetchall()
-        if rows and rows[0][-1] > self.cap:
-            return None
-        return [row[:-1] for row in rows]
+        if not rows or rows[0][-1] <= self.cap:
+            return [row[:-1] for row in rows]
+        # step 3: the walk, with neither the trigram index (a GIN index is read by bitmap
+        # only) nor a read of every row to choose from, nor workers (the planner prices a walk
+        # that may read every row high; starting them costs more than the walk). For this
+        # statement only.
+        for setting, value in _WALK.items():
+            cur.execute(f"SET LOCAL {setting} = {value}")
+        test, test_params = walked(terms)
+        try:
+            cur.execute(
+                f"SELECT {COLUMNS} FROM {table} WHERE {' AND '.join([*where, test])} "
+                f"ORDER BY {ordering} LIMIT %s",
+                [*params, *test_params, limit],
+            )
+            return list(cur.fetchall())
+        finally:
+            for setting in _WALK:
+                cur.execute(f"RESET {setting}")
 
     def counts(
         self,
@@ -137,6 +166,7 @@ class Lookups:
         table = f"{self.prefix}signoff_instances"
         test, test_params = looked_up(terms)
         matching = " AND ".join([*where, test])
+        cur.execute(_NO_JIT)
         if at_most is None:
             cur.execute(
                 f"SELECT status, count(*) FROM {table} WHERE {matching} GROUP BY status",

@@ -218,17 +218,14 @@ class RawPager:
                     found = self._select(
                         cur, status, workflow, "", [], limit, before, order, viewer, narrow
                     )
+            elif (terms := self._trigram_terms(cur, search, viewer)) is not None:
+                where, params = self._filters(status, workflow, before, order, narrow)
+                with self.time_limit(conn, cur):  # PostgreSQL's trigram index: see `lookup`
+                    found = self.lookups.page(cur, terms, where, params, order, limit)
             else:
-                found = None
-                terms = self._trigram_terms(cur, search, viewer)
-                if terms is not None:  # PostgreSQL's trigram index: see `lookup`
-                    where, params = self._filters(status, workflow, before, order, narrow)
-                    with self.time_limit(conn, cur):
-                        found = self.lookups.page(cur, terms, where, params, order, limit)
-                if found is None:
-                    found = self._searched(
-                        conn, cur, search, status, workflow, limit, before, order, viewer, narrow
-                    )
+                found = self._searched(
+                    conn, cur, search, status, workflow, limit, before, order, viewer, narrow
+                )
             rows = {
                 iid: {
                     "id": iid,
