@@ -204,6 +204,7 @@ def mariadb_url(new_mariadb_database: NewDatabase) -> str:
 ON_MARIADB = {
     "test_commits",
     "test_corrupt",
+    "test_lookup",
     "test_mail",
     "test_metrics",
     "test_migrations",

@@ -6,7 +6,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from signoff.engine import Engine
-from signoff.web.instances import InstancesPage, make_cursor, parse_cursor
+from signoff.web.instances import DASH, InstancesPage, make_cursor, parse_cursor
 from web_support import (
     HX,
     TestClient,
@@ -91,6 +91,26 @@ def test_search_by_id_and_by_data(alice: TestClient, engine: Engine, clock: Any)
     assert [r.id for r in alice.get("/?q=person004").context["page"].rows] == ["trip-004"]
     assert alice.get("/?q=%25").context["page"].rows == []  # LIKE wildcards are literal
     assert alice.get("/?q=nobody").context["page"].rows == []
+
+
+def test_a_search_that_matches_more_than_it_counts_says_so(
+    alice: TestClient, app: Any, engine: Engine, clock: Any
+) -> None:
+    """A search's matches are counted up to the app's `count_at_most` (1000): past it the
+    chips say "3+" and "?", and the pager "more than 3", never a number that looks exact."""
+    app.state.signoff.count_at_most = 3
+    _fill(engine, clock, 6)
+    page: InstancesPage = alice.get("/?q=person").context["page"]
+    assert (len(page.rows), page.more_than, page.shown) == (6, 3, f"1{DASH}6 of more than 3")
+    doc = parse(alice.get("/?q=person", headers=HX).text)
+    [nav] = doc.find_all("nav", aria_label="Counts per status")
+    chips = [a.text.split() for a in nav.find_all("a")]
+    assert chips[0] == ["all", "3+"]
+    assert {chip[1] for chip in chips[1:]} == {"?"}
+    waiting: InstancesPage = alice.get("/?q=person&status=waiting").context["page"]
+    assert waiting.shown == f"1{DASH}6 of many"  # how many of them wait is not known
+    rare: InstancesPage = alice.get("/?q=person004").context["page"]
+    assert (rare.more_than, rare.counts, rare.shown) == (0, {"waiting": 1}, f"1{DASH}1 of 1")
 
 
 def test_bad_filters_are_ignored_not_errors(alice: TestClient, engine: Engine) -> None:
