@@ -2,6 +2,7 @@
 and `signoff check`, each figure printed beside its baseline from the same run.
 
     .venv/bin/python bench/million.py [--instances 1000000] [--first 100000] [--requests 400]
+                                      [--without-trigrams-too]
 
 Makes a scratch database on 127.0.0.1:5432 (dropped at the end unless `--keep`), then:
 
@@ -15,7 +16,9 @@ Makes a scratch database on 127.0.0.1:5432 (dropped at the end unless `--keep`),
    uvicorn on 127.0.0.1 (instances list first page, filtered pages, searches, the approvals
    inbox; as an operator, as a manager who sees only the instances they may decide or
    decided, and as an employee who sees only the ones they started), beside /healthz; a
-   `signoff worker`'s RSS; `signoff check`'s wall time.
+   `signoff worker`'s RSS; `signoff check`'s wall time. With `--without-trigrams-too`, the
+   searches once more without the trigram index on the data (dropped, then made again): how
+   they were before revision 0015, beside how they are.
 
 Latency is p50/p99 of `--requests` sequential requests (a tenth of that for searches) from one
 client process (bench/web.py's
@@ -229,8 +232,9 @@ def pages(url: str) -> dict[str, dict[str, str]]:
     }
 
 
-def web(url: str, requests: int) -> dict[str, dict[str, float]]:
-    """p50/p99 ms of each page for each user, and /healthz's, over a real uvicorn."""
+def web(url: str, requests: int, only: str = "") -> dict[str, dict[str, float]]:
+    """p50/p99 ms of each page for each user, and /healthz's, over a real uvicorn; `only`: just
+    the pages whose path holds it (and /healthz)."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     server = subprocess.Popen(
@@ -255,6 +259,8 @@ def web(url: str, requests: int) -> dict[str, dict[str, float]]:
             for name, path in {"/healthz (floor)": "/healthz", **paths}.items():
                 if user != OPERATOR and path == "/healthz":
                     continue
+                if only not in path and path != "/healthz":
+                    continue
                 # a search reads rows by the thousand: fewer of them, or a run takes an hour
                 n = max(20, requests // 10) if "q=" in path else requests
                 r = measure(base, path, cookie, n, 1)
@@ -266,6 +272,31 @@ def web(url: str, requests: int) -> dict[str, dict[str, float]]:
         server.terminate()
         server.wait(10)
     return found
+
+
+TRIGRAMS = "ix_signoff_instances_data_trgm"
+
+
+def without_trigrams(url: str, waiting: int, requests: int, loaded: dict[str, Any]) -> None:
+    """The searches again with the trigram index on the data dropped (signoff then searches as
+    it did before revision 0015), beside the figures with it; the index is made again after."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        if conn.execute("SELECT to_regclass(%s)", [TRIGRAMS]).fetchone() == (None,):
+            print("  (no trigram index to compare without)", flush=True)
+            return
+        conn.execute(f"DROP INDEX {TRIGRAMS}")
+    try:
+        show_web(
+            f"{waiting:,} waiting, searches without the trigram index",
+            web(url, requests, only="q="),
+            loaded,
+            "with it:",
+        )
+    finally:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(
+                f"CREATE INDEX {TRIGRAMS} ON signoff_instances USING gin (data gin_trgm_ops)"
+            )
 
 
 def rss_mib(pid: int) -> float:
@@ -352,9 +383,14 @@ def show_engine(label: str, f: dict[str, float], base: dict[str, float]) -> None
     print(f"  engine p50/p99, {label}: " + "; ".join(parts), flush=True)
 
 
-def show_web(label: str, f: dict[str, dict[str, float]], empty: dict[str, dict[str, float]]):
+def show_web(
+    label: str,
+    f: dict[str, dict[str, float]],
+    empty: dict[str, dict[str, float]],
+    baseline: str = "empty database's",
+) -> None:
     floor = f[f"{OPERATOR:8} /healthz (floor)"]
-    print(f"  dashboard, {label}: p50 / p99 ms (x /healthz's p50) [empty database's p50 / p99]")
+    print(f"  dashboard, {label}: p50 / p99 ms (x /healthz's p50) [{baseline} p50 / p99]")
     for name, r in f.items():
         was = empty.get(name)
         before = f"[{was['p50']:.2f} / {was['p99']:.2f}]" if was else ""
@@ -373,6 +409,11 @@ def main() -> None:
     parser.add_argument("--settle", type=float, default=15, help="seconds the worker runs")
     parser.add_argument("--keep", action="store_true", help="keep the database at the end")
     parser.add_argument("--only-web", action="store_true", help="skip worker and check")
+    parser.add_argument(
+        "--without-trigrams-too",
+        action="store_true",
+        help="then the searches again without the trigram index on the data (as before 0015)",
+    )
     parser.add_argument("--serve", nargs=2, metavar=("URL", "PORT"))
     args = parser.parse_args()
     if args.serve:
@@ -406,7 +447,10 @@ def main() -> None:
                 rss = worker_rss(url, args.settle)
                 print(f"  signoff worker RSS after {args.settle:.0f} s: {rss:.0f} MiB", flush=True)
                 print(f"  signoff check: {check(url)}", flush=True)
-            show_web(f"{waiting:,} waiting", web(url, args.requests), empty_web)
+            loaded_web = web(url, args.requests)
+            show_web(f"{waiting:,} waiting", loaded_web, empty_web)
+            if args.without_trigrams_too:
+                without_trigrams(url, waiting, args.requests, loaded_web)
     finally:
         engine.close()
         if not args.keep:
