@@ -26,7 +26,7 @@ class Claim(Workflow):
     flag: bool = False
 
     def definition(self) -> S:
-        return S(Wait("approval", On("decision", Approval())), Return())
+        return S(Wait("approval", On("decision", Approval(approvers=[self.employee]))), Return())
 
 
 # Searches of every kind: rare and common text, `field:value` of a string, a number and a
@@ -61,7 +61,8 @@ SEARCHES = [
 
 
 def _claims(engine: Engine, clock: Clock) -> list[str]:
-    """Forty claims a minute apart: emp00..emp39, every fourth amount 120; six cancelled."""
+    """Forty claims a minute apart: emp00..emp39 (each its claim's approver), every fourth
+    amount 120, started by boss0, boss1 and boss2 in turn; six cancelled."""
     ids = []
     for i in range(40):
         clock.advance(minutes=1)
@@ -71,30 +72,31 @@ def _claims(engine: Engine, clock: Clock) -> list[str]:
             "note": ["Müller paid 100% of a%b_c\\", "'quoted'", 'say "hi"', "日本語"][i % 4],
             "flag": i % 3 == 0,
         }
-        ids.append(engine.start(Claim, data, id=f"c{i:02d}{uuid.uuid4().hex[:6]}"))
+        iid = f"c{i:02d}{uuid.uuid4().hex[:6]}"
+        ids.append(engine.start(Claim, data, id=iid, actor=f"boss{i % 3}"))
     for iid in ids[3::7]:
         engine.cancel(iid, "test")
     return ids
 
 
-def _everything(engine: Engine, search: str) -> dict[str, Any]:
+def _everything(engine: Engine, search: str, actor: str | None = None) -> dict[str, Any]:
     """Every page (four rows each) of `search` in every order, with and without a status,
-    and its counts: complete, and stopping at five."""
+    and its counts: complete, and stopping at five; as `actor` sees them."""
     found: dict[str, Any] = {}
     for order in ("recent", "oldest", "id"):
         for status in (None, "waiting"):
             pages, before = [], None
             while True:
                 rows = engine.list(
-                    status=status, limit=4, search=search, before=before, order=order
+                    status=status, limit=4, search=search, before=before, order=order, actor=actor
                 )
                 pages.append([r.id for r in rows])
                 if len(rows) < 4:
                     break
                 before = (rows[-1].updated_at, rows[-1].id)
             found[f"{order} {status}"] = pages
-    counts = engine.counts(search=search)
-    capped = engine.counts(search=search, at_most=5)
+    counts = engine.counts(search=search, actor=actor)
+    capped = engine.counts(search=search, at_most=5, actor=actor)
     found["counts"] = (dict(counts), counts.complete)
     # past the cap, which of the matches were counted is the database's choice: lower bounds
     assert all(n <= counts[status] for status, n in capped.items())
@@ -120,6 +122,8 @@ def test_the_same_pages_and_counts_with_and_without_the_index(
     lookups.probe, lookups.cap = 6, 5  # forty instances take each of the three steps
     searches = [*SEARCHES, ids[3][:5], ids[38][:6]]  # id prefixes
     with_index = {q: _everything(engine, q) for q in searches}
+    # a person's search: their own instances first, the trigram index kept out of it
+    persons = {q: _everything(engine, q, "boss1") for q in searches[:8]}
     assert lookups.present is True
     admin = create_engine(pg_url)
     with admin.begin() as conn:
@@ -128,12 +132,15 @@ def test_the_same_pages_and_counts_with_and_without_the_index(
     again = Engine(pg_url, workflows=[Claim], clock=clock)
     try:
         without = {q: _everything(again, q) for q in searches}
+        persons_without = {q: _everything(again, q, "boss1") for q in searches[:8]}
         assert again.store.pager.lookups.present is False
     finally:
         again.close()
     for q in searches:
         for k in with_index[q]:
             assert (q, k, with_index[q][k]) == (q, k, without[q][k])
+    assert persons == persons_without
+    assert persons["employee:emp0"]["recent None"] == [[ids[7], ids[4], ids[1]]]
     # and what they found, in a few words
     first = {q: [i for page in f["recent None"] for i in page] for q, f in with_index.items()}
     recent = [r.id for r in engine.list(limit=100)]

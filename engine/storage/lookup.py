@@ -30,8 +30,9 @@ CAP = 1_000  # matches the index lookup reads at most; more, and the term is com
 INDEX = "ix_signoff_instances_data_trgm"
 COLUMNS = "id, workflow, status, error, created_at, updated_at, data, state"
 # The data as an expression the trigram index does not answer: a field's own patterns are
-# checked on the rows its value found, never looked up (its name is in every row).
-_UNINDEXED = "(data || '')"
+# checked on the rows its value found, never looked up (its name is in every row); a person's
+# search reads their few instances first (pager.RawPager._narrowed_first).
+UNINDEXED = "(data || '')"
 # what step 3 turns off for its walk (module doc)
 _WALK = {
     "enable_bitmapscan": "off",
@@ -68,7 +69,7 @@ def looked_up(terms: list[tuple[str, list[str], list[str]]]) -> tuple[str, list[
             params += patterns
         else:
             found = " OR ".join([f"data LIKE %s{ESCAPE}"] * len(lookups))
-            checked = " OR ".join([f"{_UNINDEXED} LIKE %s{ESCAPE}"] * len(patterns))
+            checked = " OR ".join([f"{UNINDEXED} LIKE %s{ESCAPE}"] * len(patterns))
             tests.append(f"(({found}) AND ({checked}))")
             params += [*lookups, *patterns]
     return "(" + " OR ".join(tests) + ")", params

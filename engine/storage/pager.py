@@ -15,7 +15,7 @@ from typing import Any
 from signoff.engine.errors import Busy
 from signoff.engine.storage.columns import aware, when
 from signoff.engine.storage.drivers import MYSQL_TOO_SLOW, is_mysql, mysql_code
-from signoff.engine.storage.lookup import Lookups
+from signoff.engine.storage.lookup import UNINDEXED, Lookups
 from signoff.engine.storage.narrowing import NO_NARROWING, ORDERS, Narrowing, narrow_clauses
 from signoff.engine.storage.search import compare_sql, search_terms, trigram_terms
 from signoff.engine.storage.visibility import ESCAPE, MYSQL_ESCAPE, visible_clause, visible_params
@@ -91,15 +91,26 @@ class RawPager:
         finally:
             driver.set_progress_handler(None, 0)
 
-    def _match(self, kind: str, patterns: int = 1) -> str:
-        """The SQL of a term of `search_terms`; `patterns`: how many LIKE patterns it has."""
+    def _match(self, kind: str, patterns: int = 1, unindexed: bool = False) -> str:
+        """The SQL of a term of `search_terms`; `patterns`: how many LIKE patterns it has;
+        `unindexed`: the data as an expression the trigram index does not answer."""
         m, escape = self.mark, self.escape
         compared = compare_sql(kind, m, self.sqlite, self.mysql)
         if compared is not None:
             return compared
         if kind == "id":
             return f"id >= {m} AND id < {m}" if self.sqlite else f"id LIKE {m}{escape}"
-        return " OR ".join([f"data LIKE {m}{escape}"] * patterns)
+        data = UNINDEXED if unindexed else "data"
+        return " OR ".join([f"{data} LIKE {m}{escape}"] * patterns)
+
+    def _narrowed_first(self, cur: Any, viewer: Collection[str] | None) -> bool:
+        """Whether a person's search must keep the trigram index out of its plan: their
+        instances are few and are read first (the participants' index); looking up a field's
+        whole pattern in the trigram index instead reads an entry per instance of the
+        workflow (measured at 100k: 7.9 ms where 5.0 ms without the index)."""
+        return (
+            viewer is not None and not (self.sqlite or self.mysql) and self.lookups.available(cur)
+        )
 
     def _trigram_terms(
         self, cur: Any, search: str, viewer: Collection[str] | None
@@ -155,11 +166,14 @@ class RawPager:
         viewer: int = 0,
         narrow: tuple[int, bool, bool, bool] = NO_NARROWING,
         patterns: int = 1,
+        unindexed: bool = False,
     ) -> str:
         """`search` is "" (none), "id", "field" or "data" (see `search_terms`; the last two read
-        rows, so they run under a time limit), with `patterns` LIKE patterns; `viewer`: how
-        many identities the rows must be visible to (0: every row)."""
-        shape = ("page", status, workflow, search, before, order, viewer, narrow, patterns)
+        rows, so they run under a time limit), with `patterns` LIKE patterns (`unindexed`: see
+        `_match`); `viewer`: how many identities the rows must be visible to (0: every row)."""
+        shape = (
+            "page", status, workflow, search, before, order, viewer, narrow, patterns, unindexed
+        )  # fmt: skip
         found = self.queries.get(shape)
         if found is None:
             m = self.mark
@@ -169,7 +183,7 @@ class RawPager:
             if workflow:
                 where.append(f"workflow = {m}")
             if search:
-                where.append(f"({self._match(search, patterns)})")
+                where.append(f"({self._match(search, patterns, unindexed)})")
             if viewer:
                 where.append(visible_clause(self.prefix, m, viewer))
             where += narrow_clauses(self.prefix, m, *narrow)
@@ -341,9 +355,9 @@ class RawPager:
                     found, complete = self.lookups.counts(cur, terms, where, params, at_most)
             else:
                 matched = search_terms(search, self.sqlite)
-                where.append(
-                    "(" + " OR ".join(f"({self._match(k, len(ps))})" for k, ps in matched) + ")"
-                )
+                unindexed = self._narrowed_first(cur, viewer)
+                tests = [f"({self._match(k, len(ps), unindexed)})" for k, ps in matched]
+                where.append("(" + " OR ".join(tests) + ")")
                 params += [p for _, ps in matched for p in ps]
                 with self.time_limit(conn, cur):
                     cur.execute(
@@ -508,6 +522,7 @@ class RawPager:
         sql = self.sql(
             bool(status), bool(workflow), search, before is not None, order, shown, shape,
             len(search_params) if search in ("data", "field") else 1,
+            bool(search) and self._narrowed_first(cur, viewer),
         )  # fmt: skip
         cur.execute(sql, params)
         return list(cur.fetchall())
