@@ -18,6 +18,7 @@ beforehand make the index big. The machine is shared: compare the columns of one
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 from pathlib import Path
@@ -28,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 import psycopg  # noqa: E402
 
-from bench.scale import Signoff, drop, hot_updates, percentiles, scratch  # noqa: E402
+from bench.scale import ADMIN, Signoff, drop, hot_updates, percentiles, scratch  # noqa: E402
 from bench.scale_flows import Expense  # noqa: E402
 
 INDEX = "ix_signoff_instances_data_trgm"
@@ -42,6 +43,27 @@ VARIANTS = {
     "index, pending list 16 MB": "ALTER INDEX {index} SET (gin_pending_list_limit = 16384)",
     "index, fastupdate off": "ALTER INDEX {index} SET (fastupdate = off)",
 }
+
+
+def server_cpu(name: str) -> dict[int, float]:
+    """CPU seconds each PostgreSQL backend of database `name` has used (the server's side of
+    the work, which the machine's other load hardly changes, unlike throughput)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    with psycopg.connect(ADMIN, autocommit=True) as conn:
+        pids = [
+            pid
+            for (pid,) in conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = %s", [name]
+            ).fetchall()
+        ]
+    found = {}
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # ended, or another machine's server
+            continue
+        found[pid] = (int(fields[11]) + int(fields[12])) / tick
+    return found
 
 
 def main() -> None:
@@ -73,9 +95,13 @@ def main() -> None:
                     conn.execute(statement)
                 conn.execute("VACUUM ANALYZE signoff_instances")
         rates: dict[str, list[dict[str, float]]] = {v: [] for v in runs}
+        cpu: dict[str, float] = dict.fromkeys(runs, 0.0)
         for _ in range(args.rounds):
             for variant, run in runs.items():
+                before = server_cpu(names[variant])
                 rates[variant].append(run.round())
+                after = server_cpu(names[variant])
+                cpu[variant] += sum(t - before.get(pid, 0.0) for pid, t in after.items())
         print(
             f"PostgreSQL, medians of {args.rounds} interleaved rounds of {args.steps} x 20 "
             f"steps and {args.approvals} approval workflows, {args.preload} waiting beforehand:"
@@ -94,7 +120,9 @@ def main() -> None:
                 f"  {variant:26} steps {steps:7.1f}/s ({steps / base_steps:4.0%})  approvals "
                 f"{approvals:6.1f}/s ({approvals / base_approvals:4.0%})  send p50 "
                 f"{send['resume_p50_ms']:5.2f} ms p99 {send['resume_p99_ms']:5.2f} ms  "
-                f"HOT updates {hot / max(updates, 1):4.0%}"
+                f"HOT {hot / max(updates, 1):4.0%}  server CPU a round "
+                f"{cpu[variant] / args.rounds * 1000:5.0f} ms "
+                f"({cpu[variant] / cpu['no index']:4.0%})"
             )
     finally:
         for run in runs.values():

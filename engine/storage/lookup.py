@@ -13,9 +13,13 @@ So a search here is answered in up to three steps, each one statement:
 2. else the index looks the term up, reading at most `cap` + 1 matches: when they are fewer,
    they are every match, and the page is sorted from them (the counts are counted from them);
 3. else the term is common yet thin in the newest instances: the page is read walking the
-   order's index, which finds it after about page size x instances / matches rows (at most
-   50,000 a million instances when the matches are spread), where reading every match would
-   cost in proportion to their number; the counts say "at least" (`complete` false).
+   order's index, which finds it after about page size x instances / matches rows (with more
+   than `cap` matches spread over a million instances, at most some 50,000), where reading
+   every match would cost in proportion to their number.
+
+Counts with a bound (`at_most`) take steps 1 and 2 alike: more than `at_most` matches among
+the newest `probe` instances, or in the index, and the counts are lower bounds (`complete`
+false); else they are exact.
 """
 
 from __future__ import annotations
