@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run link test lint bench bench-peer screenshots install clean chromium
+.PHONY: run link test lint bench bench-peer screenshots install clean chromium compiled
 
 # everything the tests, the linters and the benchmarks use
 $(STAMP): pyproject.toml
@@ -68,8 +68,25 @@ lint: $(STAMP)
 screenshots: $(STAMP) chromium
 	SIGNOFF_SCREENSHOTS=docs/screenshots $(BIN)/python -m pytest -m browser -q
 
-bench: $(STAMP)
-	$(BIN)/python bench/engine.py
+# signoff as users install it: compiled core (setup.py), built from this checkout into a venv of
+# its own that borrows the dev venv's dependencies (no downloads). `make install`'s editable
+# install stays pure Python, so an edited module is always what runs there.
+COMPILED := bench/compiled-venv
+CORE_SOURCES := $(wildcard engine/core/*.py) setup.py pyproject.toml
+$(COMPILED)/.installed: $(STAMP) $(CORE_SOURCES)
+	rm -rf $(COMPILED)
+	$(PYTHON) -m venv --without-pip $(COMPILED)
+	$(BIN)/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])" > \
+	  "$$($(COMPILED)/bin/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")/borrowed-dependencies.pth"
+	SIGNOFF_COMPILE=1 $(BIN)/pip --python $(COMPILED)/bin/python install --quiet --no-deps \
+	  --no-build-isolation .
+	$(COMPILED)/bin/python -c "import signoff.engine.core as c; print('bench/compiled-venv:', 'compiled core' if c.COMPILED else 'pure Python core (no compiler?)')"
+	touch $@
+
+compiled: $(COMPILED)/.installed
+
+bench: $(STAMP) $(COMPILED)/.installed
+	$(BIN)/python bench/engine.py --compiled-python $(COMPILED)/bin/python
 	$(BIN)/python bench/timers.py
 	$(BIN)/python bench/web.py
 	$(BIN)/python bench/check.py
@@ -87,4 +104,5 @@ bench-peer: $(STAMP) $(PEER)/.installed
 	$(BIN)/python bench/scale.py
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info
+	rm -rf $(VENV) $(COMPILED) build dist *.egg-info
+	find engine -name '*.so' -delete -o -name '*.pyd' -delete

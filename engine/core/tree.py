@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Protocol
+from types import FunctionType
+from typing import Any, Final, Protocol
 
 from signoff.engine.errors import RunawayLoop
 
@@ -25,6 +26,11 @@ def old_names(renamed_from: str | Iterable[str]) -> tuple[str, ...]:
     if isinstance(renamed_from, str):
         return (renamed_from,)
     return tuple(renamed_from)
+
+
+# Whether this module, and the statements and interpreter with it, run compiled (mypyc; see
+# setup.py) or as pure Python: a compiled function is no Python function.
+COMPILED: Final = not isinstance(old_names, FunctionType)
 
 
 def evaluate(cond: Condition) -> bool:

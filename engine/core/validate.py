@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from signoff.engine.core.branches import Case, If, Switch
@@ -152,7 +153,7 @@ def _old_names(renamed_from: object, what: str) -> tuple[str, ...]:
 
 
 def _check(
-    stmt: Statement,
+    stmt: object,
     workflow: str,
     names: dict[str, str],
     threads: set[str],
@@ -192,7 +193,8 @@ def _check(
         case Switch():
             if not stmt.cases:
                 raise DefinitionError(f"{where}: a Switch needs at least one Case(...)")
-            for option in stmt.cases:
+            options: tuple[object, ...] = stmt.cases  # whatever the author put there
+            for option in options:
                 if not isinstance(option, Case):
                     raise DefinitionError(
                         f"{where}: a Switch may hold only Case(...) and Default(...), "
@@ -213,7 +215,8 @@ def _check(
             return
         case Section() | If() | On() | WaitFor() | Step() | Break() | Continue():
             pass
-    for child in stmt.children():
+    children: Iterator[object] = stmt.children()  # whatever the author put there
+    for child in children:
         _check(child, workflow, names, threads, in_loop=in_loop, in_wait=False)
 
 
@@ -221,7 +224,8 @@ def _check_wait(wait: Wait, where: str) -> None:
     if not wait.cases:
         raise DefinitionError(f"{where}: wait '{wait.name}' has no On(...) cases")
     events: set[str] = set()
-    for case in wait.cases:
+    cases: tuple[object, ...] = wait.cases  # whatever the author put there
+    for case in cases:
         if not isinstance(case, On):
             raise DefinitionError(f"{where}: wait '{wait.name}' may hold only On(...) cases")
         if not isinstance(case.event, str) or not case.event.strip():

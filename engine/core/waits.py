@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from signoff.engine.core.handlers import Handler
 from signoff.engine.core.steps import Retry, RunStep, Step
 from signoff.engine.core.tree import (
     Condition,
@@ -19,9 +20,6 @@ from signoff.engine.core.tree import (
     old_names,
 )
 from signoff.engine.errors import StatementMissing
-
-if TYPE_CHECKING:
-    from signoff.engine.core.handlers import Handler
 
 
 @dataclass(slots=True)
