@@ -72,8 +72,9 @@ screenshots: $(STAMP) chromium
 # its own that borrows the dev venv's dependencies (no downloads). `make install`'s editable
 # install stays pure Python, so an edited module is always what runs there.
 COMPILED := bench/compiled-venv
-CORE_SOURCES := $(wildcard engine/core/*.py) setup.py pyproject.toml
-$(COMPILED)/.installed: $(STAMP) $(CORE_SOURCES)
+SOURCES := $(shell find engine web templates static -type f -not -path '*/__pycache__/*') \
+  __init__.py setup.py pyproject.toml
+$(COMPILED)/.installed: $(STAMP) $(SOURCES)
 	rm -rf $(COMPILED)
 	$(PYTHON) -m venv --without-pip $(COMPILED)
 	$(BIN)/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])" > \
