@@ -101,10 +101,14 @@ class Step(Statement):
         return RunStep(self)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, init=False)
 class RunStep(Signal):
     """Run `step`, the thread standing at it entered as `entry` (AT for a Step; EVENT for a
     WaitFor's `then`: its condition was found true, so a retry runs `then` without asking)."""
 
     step: Step
-    entry: Entry = Entry.AT
+    entry: Entry
+
+    def __init__(self, step: Step, entry: Entry = Entry.AT) -> None:
+        self.step = step
+        self.entry = entry

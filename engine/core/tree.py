@@ -52,15 +52,23 @@ class Entry(Enum):
 
 class Signal:
     """What a walk stops with. Each kind lives beside the statement that gives it (`RunStep`
-    in steps, `Block` and `BlockUntil` in waits), so this module needs none of them."""
+    in steps, `Block` and `BlockUntil` in waits), so this module needs none of them.
+
+    Signals are never changed after construction, but the ones made at every step are not
+    frozen dataclasses and write their `__init__` out: a generated one runs as Python even
+    in the compiled core (setup.py), and a frozen one costs twice as much."""
 
     __slots__ = ()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, init=False)
 class Returned(Signal):
-    value: Any = None
-    error: str | None = None
+    value: Any
+    error: str | None
+
+    def __init__(self, value: Any = None, error: str | None = None) -> None:
+        self.value = value
+        self.error = error
 
 
 @dataclass(frozen=True, slots=True)

@@ -141,11 +141,17 @@ class WaitFor(Statement):
         return None if self.step is None else RunStep(self.step, Entry.EVENT)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, init=False)
 class Block(Signal):
     wait: Wait
 
+    def __init__(self, wait: Wait) -> None:
+        self.wait = wait
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(slots=True, init=False)
 class BlockUntil(Signal):
     wait_for: WaitFor
+
+    def __init__(self, wait_for: WaitFor) -> None:
+        self.wait_for = wait_for
