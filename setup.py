@@ -135,7 +135,8 @@ def compiled_outputs(where: Path) -> list[Path]:
 
 class BuildCore(build_ext):
     """Builds the compiled core; when the C compiler fails, removes what it built and goes on
-    as pure Python, so a wheel never holds half of it."""
+    as pure Python, so a wheel never holds half of it (the wheel keeps its platform tag: it
+    was decided before the build began)."""
 
     def run(self) -> None:
         try:
@@ -143,8 +144,8 @@ class BuildCore(build_ext):
         except Exception as exc:
             for path in compiled_outputs(Path(self.build_lib)):
                 path.unlink()
-            text = str(exc).strip().splitlines()
-            notice(f"pure Python core: compiling it failed ({text[0] if text else exc!r})")
+            # the compiler's own output is above; its command line is too long for one line
+            notice(f"pure Python core: compiling it failed ({type(exc).__name__})")
 
 
 class BuildPure(build_py):
