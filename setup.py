@@ -58,7 +58,8 @@ def pure_because() -> str | None:
 
 
 def compiler_problem() -> str | None:
-    """Whether a C compiler can build against Python's headers: a tiny file is compiled."""
+    """What keeps a C compiler from building against Python's headers (a tiny file is
+    compiled to find out), or None."""
     from distutils import ccompiler, errors
     from distutils import sysconfig as dsysconfig
 
