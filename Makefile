@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run link test lint bench bench-peer screenshots install clean chromium
+.PHONY: run link test lint bench bench-peer screenshots install clean chromium compiled
 
 # everything the tests, the linters and the benchmarks use
 $(STAMP): pyproject.toml
@@ -68,12 +68,32 @@ lint: $(STAMP)
 screenshots: $(STAMP) chromium
 	SIGNOFF_SCREENSHOTS=docs/screenshots $(BIN)/python -m pytest -m browser -q
 
-bench: $(STAMP)
-	$(BIN)/python bench/engine.py
-	$(BIN)/python bench/timers.py
-	$(BIN)/python bench/web.py
-	$(BIN)/python bench/check.py
-	$(BIN)/python bench/slack.py
+# signoff as users install it: compiled core (setup.py), built from this checkout into a venv of
+# its own that borrows the dev venv's dependencies (no downloads). `make install`'s editable
+# install stays pure Python, so an edited module is always what runs there.
+COMPILED := bench/compiled-venv
+SOURCES := $(shell find engine web templates static -type f -not -path '*/__pycache__/*') \
+  __init__.py setup.py pyproject.toml
+$(COMPILED)/.installed: $(STAMP) $(SOURCES)
+	rm -rf $(COMPILED)
+	$(PYTHON) -m venv --without-pip $(COMPILED)
+	$(BIN)/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])" > \
+	  "$$($(COMPILED)/bin/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")/borrowed-dependencies.pth"
+	SIGNOFF_COMPILE=1 $(BIN)/pip --python $(COMPILED)/bin/python install --quiet --no-deps \
+	  --no-build-isolation .
+	@$(COMPILED)/bin/python -c "import signoff.engine.core as c; print('bench/compiled-venv:', 'compiled core' if c.COMPILED else 'pure Python core (no compiler?)')"
+	touch $@
+
+compiled: $(COMPILED)/.installed
+
+# the figures are of the compiled core, as users install it; bench/engine.py also sets it
+# beside the pure Python core (the editable install) in alternating rounds
+bench: $(STAMP) $(COMPILED)/.installed
+	$(COMPILED)/bin/python bench/engine.py --against $(BIN)/python
+	$(COMPILED)/bin/python bench/timers.py
+	$(COMPILED)/bin/python bench/web.py
+	$(COMPILED)/bin/python bench/check.py
+	$(COMPILED)/bin/python bench/slack.py
 
 # signoff beside DBOS Transact and the raw drivers, on PostgreSQL (127.0.0.1:5432) and SQLite.
 # DBOS goes into a venv of its own, bench/peer-venv: never a dependency of signoff.
@@ -83,8 +103,9 @@ $(PEER)/.installed:
 	$(PEER)/bin/pip install --quiet 'dbos==3.4.0'
 	touch $(PEER)/.installed
 
-bench-peer: $(STAMP) $(PEER)/.installed
-	$(BIN)/python bench/scale.py
+bench-peer: $(STAMP) $(PEER)/.installed $(COMPILED)/.installed
+	$(COMPILED)/bin/python bench/scale.py
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info
+	rm -rf $(VENV) $(COMPILED) build dist *.egg-info
+	find engine -name '*.so' -delete -o -name '*.pyd' -delete

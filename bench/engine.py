@@ -7,7 +7,11 @@ workflows, on a SQLite file in tmpfs (/dev/shm) with synchronous=OFF, so that ne
 nor other processes' load count; its floor, measured in the same rounds, is raw sqlite3 doing
 each step's database work by hand (read the row, rewrite it, append a history row, commit).
 
-Run: `.venv/bin/python bench/engine.py [--quick]`. Each figure is the median of several rounds.
+Run: `.venv/bin/python bench/engine.py [--quick] [--against PYTHON]`. Each figure is the median
+of several rounds. `make bench` runs it in bench/compiled-venv (the compiled core, as a wheel
+installs it) with `--against .venv/bin/python` (the editable install: pure Python), which
+measures the interpreter, the CPU per durable step and approvals/s of both builds in alternating
+rounds, each round in a fresh process of each.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import json
 import os
 import sqlite3
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -26,6 +31,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from signoff.engine import Approval, Engine, On, Return, S, Step, Wait, Workflow
+from signoff.engine.core import COMPILED
 from signoff.engine.core.interpreter import Position, advance
 from signoff.engine.core.steps import RunStep
 from signoff.engine.core.tree import Entry
@@ -237,14 +243,71 @@ def row_size(url: str) -> int:
     return len(row.data) + len(row.state)
 
 
+def build() -> str:
+    return "compiled core (mypyc)" if COMPILED else "pure Python core"
+
+
+def core_round(instances: int) -> dict[str, float]:
+    """One round of the figures the compiled core changes, in this process's build."""
+    with tempfile.TemporaryDirectory() as tmp, tempfile.TemporaryDirectory(dir=tmpfs()) as shm:
+        size = row_size(f"sqlite:///{tmp}/size.db")
+        cpu, floor = cpu_per_step(Path(shm), 1, instances, size)
+        rate, _, _ = approvals(f"sqlite:///{tmp}/appr.db", "NORMAL", 1, instances)
+    return {
+        "compiled": float(COMPILED),
+        "interpreter_us_per_step": interpreter_us_per_step(3),
+        "cpu_us_per_step": cpu,
+        "raw_cpu_us_per_step": floor,
+        "approvals_per_s": rate,
+    }
+
+
+def compare(other: str, rounds: int, instances: int, quick: bool) -> None:
+    """The core figures of this build and of `other` (another venv's Python), in alternating
+    rounds, each in a fresh process; which one goes first alternates too."""
+    pythons = [sys.executable, other]
+    found: dict[str, list[dict[str, float]]] = {python: [] for python in pythons}
+    for index in range(rounds):
+        for python in pythons if index % 2 == 0 else pythons[::-1]:
+            command = [python, __file__, "--core-round", *(["--quick"] if quick else [])]
+            done = subprocess.run(command, check=True, capture_output=True, text=True)
+            found[python].append(json.loads(done.stdout.splitlines()[-1]))
+    medians = {
+        python: {key: statistics.median(r[key] for r in runs) for key in runs[0]}
+        for python, runs in found.items()
+    }
+    print(f"\ncompiled core against pure Python: {rounds} alternating rounds, medians")
+    for python, figures in medians.items():
+        kind = "compiled core" if figures["compiled"] else "pure Python"
+        print(
+            f"  {kind:13} interpreter {figures['interpreter_us_per_step']:5.2f} us/step, "
+            f"CPU per durable step {figures['cpu_us_per_step']:5.1f} us "
+            f"(raw sqlite3 {figures['raw_cpu_us_per_step']:4.1f} us), "
+            f"SQLite NORMAL approvals {figures['approvals_per_s']:5.0f}/s  [{python}]"
+        )
+    print(json.dumps({"compare": medians}, indent=1))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer rounds, smaller runs")
+    parser.add_argument(
+        "--against",
+        metavar="PYTHON",
+        help="another build's Python (the pure or the compiled core): compare the core figures",
+    )
+    parser.add_argument("--core-round", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     rounds, instances = (3, 30) if args.quick else (5, 100)
+    if args.core_round:
+        print(json.dumps(core_round(instances)))
+        return
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
-        print(f"signoff engine benchmark: {rounds} rounds each, medians; SQLite file in {tmp}")
+        print(
+            f"signoff engine benchmark ({build()}): {rounds} rounds each, medians; "
+            f"SQLite file in {tmp}"
+        )
         us = interpreter_us_per_step(rounds)
         print(
             f"interpreter, in memory, {STEPS}-statement workflow: {us:.2f} us/step of CPU "
@@ -284,7 +347,9 @@ def main() -> None:
             print(f"  event-to-resume latency:      p50 {p50:.2f} ms, p99 {p99:.2f} ms")
         summary = {"interpreter_us_per_step": us, "cpu_us_per_step": cpu}
         summary["raw_cpu_us_per_step"] = cpu_floor
-        print("\n" + json.dumps({**summary, **figures}, indent=1))
+        print("\n" + json.dumps({"compiled": COMPILED, **summary, **figures}, indent=1))
+    if args.against:
+        compare(args.against, rounds, instances, args.quick)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ from signoff.engine import (
     WaitFor,
     Workflow,
 )
-from signoff.engine.core.validate import validate
+from signoff.engine.core.validate import MAX_DEPTH, validate
 
 from tests.conftest import Clock
 
@@ -290,6 +290,16 @@ def test_a_malformed_definition_is_refused_with_a_message_naming_the_problem(
             S(Step("a", _nothing), S(Step("a", _nothing))),
             "the name 'a' is used twice",
         ),
+        (
+            S(Step("a", _nothing), Go("g", S(Step("b", _nothing)), id="t")),
+            S(Step("a", _nothing), Go("g", S(Step("b", _nothing)), id="t"), Go("h", S(), id="t")),
+            "thread id 't' is used twice",
+        ),
+        (
+            S(If(True, Step("a", _nothing)).Else(Step("b", _nothing))),
+            S(If(True, Step("a", _nothing)).Else(Step("b", _nothing), Step("a", _nothing))),
+            "the name 'a' is used twice",
+        ),
     ],
 )
 def test_a_tree_checked_once_is_not_taken_for_another_of_the_same_names(
@@ -303,6 +313,38 @@ def test_a_tree_checked_once_is_not_taken_for_another_of_the_same_names(
     with pytest.raises(DefinitionError) as refused:
         validate(invalid, "Twins")
     assert problem in str(refused.value)
+
+
+def _nested(depth: int) -> S:
+    tree = S(Step("bottom", _nothing))
+    for _ in range(depth):
+        tree = S(tree)
+    return tree
+
+
+def test_a_tree_nested_deeper_than_the_limit_is_refused_not_overflowing_the_stack(
+    sqlite_url: str,
+) -> None:
+    """The walks recurse: compiled (setup.py), recursing without end would crash the process
+    where Python raises RecursionError, so depth is bounded and said so."""
+    for depth in (MAX_DEPTH, 10_000):
+        with pytest.raises(DefinitionError, match=f"nested more than {MAX_DEPTH} deep"):
+            _register(_nested(depth), sqlite_url)
+
+
+def test_a_tree_nested_as_deep_as_the_limit_runs(sqlite_url: str) -> None:
+    tree = _nested(MAX_DEPTH - 1)
+
+    class Deep(Workflow):
+        def definition(self) -> S:
+            return tree
+
+    engine = Engine(sqlite_url, [Deep])
+    got = engine.get(engine.start(Deep))
+    assert (got.status, got.error) == ("completed", None)
+    validate(tree, "Deep")  # known now: compared with the last shape, as deep
+    with pytest.raises(DefinitionError, match="nested more than"):
+        validate(S(tree), "Deep")
 
 
 def test_a_definition_that_cannot_be_built_from_defaults_is_refused(sqlite_url: str) -> None:

@@ -3,7 +3,11 @@ names `engine` or `web`; it declares what it imports; and installed into a fresh
 runs from a folder that has an `engine.py` and a `web/` package of its own, starting and listing
 instances from the command line and serving every page with its static files.
 
-Offline and quick: the wheel is built without build isolation (the dev extra brings setuptools)
+Its core is compiled (setup.py, mypyc) where a C compiler is at hand, as here: the statement
+and interpreter tests run again against the installed wheel. Without a compiler the build is
+pure Python and says so; an editable install is pure Python.
+
+Offline: the wheel is built without build isolation (the dev extra brings setuptools and mypy)
 and the fresh virtualenv borrows the dependencies from this one instead of downloading them.
 """
 
@@ -36,27 +40,60 @@ USER_ENGINE = "raise ImportError('the user\\'s engine.py was imported instead of
 USER_WEB = "raise ImportError('the user\\'s web/ was imported instead of signoff.web')\n"
 
 
-@pytest.fixture(scope="module")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The wheel built from a copy of the checkout (a build writes build/ and *.egg-info)."""
-    work = tmp_path_factory.mktemp("wheel")
+# what setup.py compiles, and the tests that run again against it
+COMPILED_MODULES = {
+    *("tree", "steps", "branches", "loops", "waits", "threads", "interpreter", "validate"),
+    "native__mypyc",  # the library they share
+}
+CORE_TESTS = [
+    *("test_steps.py", "test_branches.py", "test_switch.py", "test_loops.py", "test_waits.py"),
+    *("test_threads.py", "test_hot_update.py", "test_working.py"),
+]
+
+
+def build_wheel(work: Path, env: dict[str, str] | None = None) -> tuple[Path, str]:
+    """A wheel built from a copy of the checkout (a build writes build/ and *.egg-info), and
+    what the build said."""
     source = work / "source"
     shutil.copytree(
         ROOT,
         source,
         ignore=shutil.ignore_patterns(
-            ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".*_cache", "*.db*"
+            *(".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".*_cache"),
+            *("*.db*", "*.so", "*.pyd", "compiled-venv", "peer-venv"),
         ),
     )
-    subprocess.run(
+    done = subprocess.run(
         [
             *(sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation"),
-            *("--quiet", "--wheel-dir", str(work / "dist"), str(source)),
+            *("--verbose", "--wheel-dir", str(work / "dist"), str(source)),
         ],
         check=True,
         capture_output=True,
+        text=True,
+        env=env,
     )
     [built] = (work / "dist").glob("signoff-*.whl")
+    return built, done.stdout + done.stderr
+
+
+def compiled_in(wheel: Path) -> set[str]:
+    """The modules of signoff.engine.core that `wheel` carries compiled."""
+    return {
+        name.rsplit("/", 1)[1].split(".")[0]
+        for name in zipfile.ZipFile(wheel).namelist()
+        if name.startswith("signoff/engine/core/") and name.endswith((".so", ".pyd"))
+    }
+
+
+def a_c_compiler() -> bool:
+    compiler = (sysconfig.get_config_var("CC") or "cc").split()[0]
+    return shutil.which(os.environ.get("CC", compiler).split()[0]) is not None
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    built, _ = build_wheel(tmp_path_factory.mktemp("wheel"))
     return built
 
 
@@ -77,6 +114,67 @@ def test_the_wheel_holds_the_signoff_package_only_with_its_data(wheel: Path) -> 
     assert any(re.fullmatch(r"signoff/static/htmx-.*\.min\.js", n) for n in names)
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
     assert not any(n.startswith("signoff/tests/") or "/__pycache__/" in n for n in names)
+
+
+def test_the_wheel_carries_the_compiled_core_beside_its_sources(wheel: Path) -> None:
+    if not a_c_compiler():
+        pytest.skip("no C compiler here: the wheel is pure Python (see the test below)")
+    assert compiled_in(wheel) == COMPILED_MODULES
+    names = zipfile.ZipFile(wheel).namelist()
+    assert {f"signoff/engine/core/{m}.py" for m in COMPILED_MODULES - {"native__mypyc"}} <= set(
+        names
+    )
+    assert not any(n.startswith(("build/", "signoff/build/")) for n in names)
+
+
+def test_without_a_c_compiler_the_build_is_pure_python_says_so_and_runs(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SIGNOFF_")}
+    built, said = build_wheel(tmp_path, {**env, "CC": str(tmp_path / "no-such-cc")})
+    assert built.name.endswith("-py3-none-any.whl")
+    assert compiled_in(built) == set()
+    [notice] = [line.strip() for line in said.splitlines() if line.strip().startswith("signoff:")]
+    assert notice.startswith("signoff: pure Python core: no C compiler with Python's headers")
+    venv = tmp_path / "env"
+    python = fresh_venv(venv)
+    install(python, built)
+    ran = subprocess.run(
+        [str(python), "-c", RUNS_A_WORKFLOW],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert ran.stdout.split() == ["False", "completed", "2"]
+
+
+# imports the installed core, says whether it is compiled, and runs a workflow through it
+RUNS_A_WORKFLOW = """
+import signoff.engine.core as core
+from signoff.engine import Engine, S, Step, Workflow
+
+class Two(Workflow):
+    count: int = 0
+
+    def definition(self):
+        return S(Step("a", self.bump), Step("b", self.bump))
+
+    def bump(self):
+        self.count += 1
+
+engine = Engine("sqlite://", workflows=[Two])
+got = engine.get(engine.start(Two))
+print(core.COMPILED, got.status, got.data["count"])
+"""
+
+
+def test_an_editable_install_runs_the_pure_core_with_no_compiled_module_in_the_checkout() -> None:
+    import signoff
+    import signoff.engine.core
+
+    if Path(signoff.__file__).resolve().parent != ROOT:
+        pytest.skip(f"signoff is installed from {signoff.__file__}, not from this checkout")
+    assert signoff.engine.core.COMPILED is False
+    assert not [p.name for p in (ROOT / "engine").rglob("*") if p.suffix in (".so", ".pyd")]
 
 
 def test_the_wheel_declares_every_package_signoff_imports(wheel: Path) -> None:
@@ -138,25 +236,8 @@ def installed(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     site-packages, reached through a .pth file (which runs no .pth of ours, so our editable
     install stays out)."""
     venv = tmp_path_factory.mktemp("venv") / "env"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
-    python = venv / "bin" / "python"
-    purelib = Path(
-        subprocess.run(
-            [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-    )
-    (purelib / "borrowed-dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    subprocess.run(
-        [
-            *(sys.executable, "-m", "pip", "--python", str(python), "install", "--quiet"),
-            *("--no-deps", "--no-index", str(wheel)),
-        ],
-        check=True,
-        capture_output=True,
-    )
+    python = fresh_venv(venv)
+    purelib = install(python, wheel)
     assert not [p.name for p in purelib.iterdir() if p.name.split(".")[0] in ("engine", "web")]
     where = subprocess.run(
         [str(python), "-c", "import signoff; print(signoff.__file__)"],
@@ -166,6 +247,70 @@ def installed(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     ).stdout.strip()
     assert Path(where) == purelib / "signoff" / "__init__.py"  # the wheel's, not the checkout
     return venv
+
+
+def fresh_venv(venv: Path) -> Path:
+    """A virtualenv whose dependencies are this one's, reached through a .pth file (which runs
+    no .pth of ours, so our editable install stays out); its Python."""
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    (purelib_of(python) / "borrowed-dependencies.pth").write_text(
+        sysconfig.get_paths()["purelib"] + "\n"
+    )
+    return python
+
+
+def purelib_of(python: Path) -> Path:
+    return Path(
+        subprocess.run(
+            [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    )
+
+
+def install(python: Path, wheel: Path) -> Path:
+    """Install `wheel` into `python`'s environment, offline; its site-packages."""
+    subprocess.run(
+        [
+            *(sys.executable, "-m", "pip", "--python", str(python), "install", "--quiet"),
+            *("--no-deps", "--no-index", str(wheel)),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return purelib_of(python)
+
+
+def test_the_statement_and_interpreter_tests_pass_against_the_installed_compiled_core(
+    installed: Path, wheel: Path
+) -> None:
+    """The core's own tests, run by the installed wheel's Python: its compiled modules (mypyc
+    checks types at run time, and a compiled class differs from a Python one in small ways)
+    behave as the pure Python ones the rest of the suite runs."""
+    if not compiled_in(wheel):
+        pytest.skip("no C compiler here: the wheel is pure Python")
+    python = installed / "bin" / "python"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "PYTHON"))}
+    probe = "import signoff.engine.core as c, signoff; print(c.COMPILED, signoff.__file__)"
+    found = subprocess.run(
+        [str(python), "-c", probe], check=True, capture_output=True, text=True, cwd=ROOT, env=env
+    ).stdout.split()
+    assert found == ["True", str(purelib_of(python) / "signoff" / "__init__.py")]
+    ran = subprocess.run(
+        [
+            *(str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly"),
+            *(str(ROOT / "tests" / name) for name in CORE_TESTS),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=600,
+    )
+    assert ran.returncode == 0, ran.stdout[-5000:] + ran.stderr[-2000:]
 
 
 @pytest.fixture

@@ -24,8 +24,8 @@ class If(Statement):
     def _extended(self, cond: Condition, body: tuple[Statement, ...]) -> If:
         if self.branches and self.branches[-1][0] is _ELSE:
             raise ValueError("If: nothing may follow .Else()")
-        clone = object.__new__(If)
-        object.__setattr__(clone, "branches", (*self.branches, (cond, Section(*body))))
+        clone = If(cond, *body)  # the new branch, then the branches before it put first
+        clone.branches = (*self.branches, *clone.branches)
         return clone
 
     def ElseIf(self, cond: Condition, *body: Statement) -> If:  # noqa: N802 - the DSL's name
@@ -48,7 +48,7 @@ class If(Statement):
         return None
 
     def children(self) -> Iterator[Statement]:
-        return (body for _, body in self.branches)
+        return iter([body for _, body in self.branches])
 
 
 @dataclass(slots=True)
@@ -91,7 +91,8 @@ class Switch(Statement):
     cases: tuple[Case, ...]
 
     def __init__(self, *cases: Case) -> None:
-        for index, case in enumerate(cases):
+        given: tuple[object, ...] = cases  # each is checked here, whatever it is
+        for index, case in enumerate(given):
             if not isinstance(case, Case):
                 raise TypeError(
                     f"Switch takes Case(...) and Default(...), not {type(case).__name__}"

@@ -6,8 +6,8 @@ state and calling handlers belong to the engine.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import NamedTuple, cast
+from dataclasses import dataclass
+from typing import cast
 
 from signoff.engine.core.steps import RunStep
 from signoff.engine.core.threads import Go
@@ -18,20 +18,38 @@ from signoff.engine.errors import StatementMissing
 Next = RunStep | Block | BlockUntil | Returned | None  # None: the body ran to its end
 
 
-class Position(NamedTuple):
-    """Where a thread stands: a statement's name and how to enter it. Immutable, and a tuple
-    because one is made for every step (a frozen dataclass costs four times as much)."""
+@dataclass(slots=True, init=False)
+class Position:
+    """Where a thread stands: a statement's name and how to enter it. Never changed after
+    construction; one is made for every step, so not frozen, and its `__init__` written out
+    (a NamedTuple's or a frozen dataclass's costs two to four times as much, and a compiled
+    class is cheapest to make)."""
 
-    at: str | None = None
-    entry: Entry = Entry.START
-    event: str | None = None
+    at: str | None
+    entry: Entry
+    event: str | None
+
+    def __init__(
+        self, at: str | None = None, entry: Entry = Entry.START, event: str | None = None
+    ) -> None:
+        self.at = at
+        self.entry = entry
+        self.event = event
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class Advance:
+    """What walking a thread found: what it must do next, the threads it started on the way
+    and how many statements it ran."""
+
     next: Next
-    spawned: list[Spawn] = field(default_factory=list)
-    statements: int = 0
+    spawned: list[Spawn]
+    statements: int
+
+    def __init__(self, next: Next, spawned: list[Spawn], statements: int) -> None:
+        self.next = next
+        self.spawned = spawned
+        self.statements = statements
 
 
 def thread_body(definition: Statement, root: str | None) -> Statement:
@@ -46,8 +64,8 @@ def thread_body(definition: Statement, root: str | None) -> Statement:
 
 def advance(body: Statement, position: Position) -> Advance:
     """Walk `body` from `position` until the thread must do something or has ended."""
-    at, entry, event = position
-    cur = Cursor(at if entry is not Entry.START else None, entry, event)
+    at, entry = position.at, position.entry
+    cur = Cursor(at if entry is not Entry.START else None, entry, position.event)
     signal = body.resume(cur)
     if cur.seeking:
         raise StatementMissing(f"statement '{at}' no longer exists")

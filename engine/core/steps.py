@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import timedelta
-from typing import Any
+from typing import Any, Final
 
 from signoff.engine.core.tree import Cursor, Entry, Signal, Statement, old_names
 
@@ -44,10 +44,10 @@ class Retry:
         return min(delay, self.max_backoff)
 
 
-DEFAULT_RETRY = Retry()
+DEFAULT_RETRY: Final = Retry()
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class Step(Statement):
     """`Step(name, action)`: run `action()` (sync or async); raising means the step failed.
     `renamed_from` lists names the step had before: instances standing there move to it.
@@ -60,8 +60,8 @@ class Step(Statement):
 
     name: str
     action: Callable[[], Any]
-    retry: Retry = DEFAULT_RETRY
-    renamed_from: tuple[str, ...] = ()
+    retry: Retry
+    renamed_from: tuple[str, ...]
 
     def __init__(
         self,
@@ -101,10 +101,14 @@ class Step(Statement):
         return RunStep(self)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, init=False)
 class RunStep(Signal):
     """Run `step`, the thread standing at it entered as `entry` (AT for a Step; EVENT for a
     WaitFor's `then`: its condition was found true, so a retry runs `then` without asking)."""
 
     step: Step
-    entry: Entry = Entry.AT
+    entry: Entry
+
+    def __init__(self, step: Step, entry: Entry = Entry.AT) -> None:
+        self.step = step
+        self.entry = entry

@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Protocol
+from types import FunctionType
+from typing import Any, Final, Protocol
 
 from signoff.engine.errors import RunawayLoop
 
@@ -25,6 +26,11 @@ def old_names(renamed_from: str | Iterable[str]) -> tuple[str, ...]:
     if isinstance(renamed_from, str):
         return (renamed_from,)
     return tuple(renamed_from)
+
+
+# Whether this module, and the statements and interpreter with it, run compiled (mypyc; see
+# setup.py) or as pure Python: a compiled function is no Python function.
+COMPILED: Final = not isinstance(old_names, FunctionType)
 
 
 def evaluate(cond: Condition) -> bool:
@@ -46,15 +52,23 @@ class Entry(Enum):
 
 class Signal:
     """What a walk stops with. Each kind lives beside the statement that gives it (`RunStep`
-    in steps, `Block` and `BlockUntil` in waits), so this module needs none of them."""
+    in steps, `Block` and `BlockUntil` in waits), so this module needs none of them.
+
+    Signals are never changed after construction, but the ones made at every step are not
+    frozen dataclasses and write their `__init__` out: a generated one runs as Python even
+    in the compiled core (setup.py), and a frozen one costs twice as much."""
 
     __slots__ = ()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, init=False)
 class Returned(Signal):
-    value: Any = None
-    error: str | None = None
+    value: Any
+    error: str | None
+
+    def __init__(self, value: Any = None, error: str | None = None) -> None:
+        self.value = value
+        self.error = error
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from signoff.engine.core.handlers import Handler
 from signoff.engine.core.steps import Retry, RunStep, Step
 from signoff.engine.core.tree import (
     Condition,
@@ -19,9 +20,6 @@ from signoff.engine.core.tree import (
     old_names,
 )
 from signoff.engine.errors import StatementMissing
-
-if TYPE_CHECKING:
-    from signoff.engine.core.handlers import Handler
 
 
 @dataclass(slots=True)
@@ -143,11 +141,17 @@ class WaitFor(Statement):
         return None if self.step is None else RunStep(self.step, Entry.EVENT)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, init=False)
 class Block(Signal):
     wait: Wait
 
+    def __init__(self, wait: Wait) -> None:
+        self.wait = wait
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(slots=True, init=False)
 class BlockUntil(Signal):
     wait_for: WaitFor
+
+    def __init__(self, wait_for: WaitFor) -> None:
+        self.wait_for = wait_for
