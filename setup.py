@@ -60,11 +60,14 @@ def pure_because() -> str | None:
 def compiler_problem() -> str | None:
     """What keeps a C compiler from building against Python's headers (a tiny file is
     compiled to find out), or None."""
-    from distutils import ccompiler, errors
-    from distutils import sysconfig as dsysconfig
+    try:  # setuptools provides distutils where Python no longer does (3.12 and later)
+        from distutils import ccompiler, errors
+        from distutils import sysconfig as dsysconfig
 
-    compiler: Any = ccompiler.new_compiler()
-    dsysconfig.customize_compiler(compiler)
+        compiler: Any = ccompiler.new_compiler()
+        dsysconfig.customize_compiler(compiler)
+    except Exception as exc:
+        return f"no C compiler could be set up ({type(exc).__name__}: {exc})"
     with tempfile.TemporaryDirectory() as tmp:
         source = Path(tmp) / "probe.c"
         source.write_text("#include <Python.h>\nint probe(void) { return PY_MAJOR_VERSION; }\n")
