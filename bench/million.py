@@ -12,7 +12,8 @@ Makes a scratch database on 127.0.0.1:5432 (dropped at the end unless `--keep`),
    instances (INSERT ... SELECT over generate_series, names and times rewritten per copy): nine
    in ten wait a week for their employee's manager (200 managers, 5,000 employees), the rest
    completed, failed or cancelled. `--instances` counts the waiting ones;
-3. at `--first` waiting and again at `--instances`: start/send/get; the dashboard over a real
+3. at `--first` waiting and again at `--instances`: start/send/get, in alternating rounds with
+   an empty database beside it (its baseline from the same minutes); the dashboard over a real
    uvicorn on 127.0.0.1 (instances list first page, filtered pages, searches, the approvals
    inbox; as an operator, as a manager who sees only the instances they may decide or
    decided, and as an employee who sees only the ones they started), beside /healthz; a
@@ -32,6 +33,7 @@ import argparse
 import json
 import os
 import re
+import statistics
 import subprocess
 import sys
 import time
@@ -375,6 +377,25 @@ def engine_figures(engine: Engine, n: int) -> dict[str, float]:
     return latencies(engine, n)
 
 
+def side_by_side(
+    loaded: Engine, empty: Engine, n: int, rounds: int = 3
+) -> tuple[dict[str, float], dict[str, float]]:
+    """start/send/get p50/p99 on the loaded database and on an empty one, in alternating
+    rounds of `n` calls (medians of the rounds): this machine's speed drifts by half within
+    minutes, so a baseline measured at the start is no baseline for the end."""
+    found: dict[str, list[dict[str, float]]] = {"loaded": [], "empty": []}
+    latencies(loaded, max(20, n // 5))  # warm up
+    latencies(empty, max(20, n // 5))
+    for _ in range(rounds):
+        found["loaded"].append(latencies(loaded, n))
+        found["empty"].append(latencies(empty, n))
+
+    def medians(figures: list[dict[str, float]]) -> dict[str, float]:
+        return {k: statistics.median(f[k] for f in figures) for k in figures[0]}
+
+    return medians(found["loaded"]), medians(found["empty"])
+
+
 def show_engine(label: str, f: dict[str, float], base: dict[str, float]) -> None:
     parts = []
     for op in ("start", "send", "get"):
@@ -410,6 +431,9 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the database at the end")
     parser.add_argument("--only-web", action="store_true", help="skip worker and check")
     parser.add_argument(
+        "--only-engine", action="store_true", help="only start/send/get: no worker, check, web"
+    )
+    parser.add_argument(
         "--without-trigrams-too",
         action="store_true",
         help="then the searches again without the trigram index on the data (as before 0015)",
@@ -422,15 +446,17 @@ def main() -> None:
     _client_cpus()
     url = scratch(NAME)
     engine = Engine(url, workflows=[Claim, Expense], operators=[OPERATOR])
+    # an empty database beside it, for a baseline measured in the same minutes
+    baseline = Engine(scratch(f"{NAME}_empty"), workflows=[Claim, Expense])
     try:
         templates = make_templates(engine)
         print("empty database (the baselines):", flush=True)
         empty_engine = engine_figures(engine, args.calls)
         show_engine("empty", empty_engine, empty_engine)
-        if not args.only_web:
+        if not args.only_web and not args.only_engine:
             rss = worker_rss(url, args.settle)
             print(f"  signoff worker RSS after {args.settle:.0f} s: {rss:.0f} MiB", flush=True)
-        empty_web = web(url, args.requests)
+        empty_web = {} if args.only_engine else web(url, args.requests)
         loaded = 0
         for waiting in sorted({w for w in (args.first, args.instances) if w}):
             total = waiting * 10 // 9
@@ -442,7 +468,11 @@ def main() -> None:
                 f"{took:.0f} s: {json.dumps(found)}",
                 flush=True,
             )
-            show_engine(f"{waiting:,} waiting", engine_figures(engine, args.calls), empty_engine)
+            ours, beside = side_by_side(engine, baseline, args.calls)
+            show_engine("an empty database, the same minutes", beside, beside)
+            show_engine(f"{waiting:,} waiting", ours, beside)
+            if args.only_engine:
+                continue
             if not args.only_web:
                 rss = worker_rss(url, args.settle)
                 print(f"  signoff worker RSS after {args.settle:.0f} s: {rss:.0f} MiB", flush=True)
@@ -453,6 +483,8 @@ def main() -> None:
                 without_trigrams(url, waiting, args.requests, loaded_web)
     finally:
         engine.close()
+        baseline.close()
+        drop(f"{NAME}_empty")
         if not args.keep:
             drop(NAME)
 
