@@ -358,7 +358,10 @@
       seen[row.id] = true;
       if (!row.hasAttribute("data-request")) { return; }
       var replacement = incoming[row.id];
-      if (!replacement) { gone(row); }
+      // a row the person is busy with stays as it is, even when it left the inbox: their own
+      // decision's answer is on its way, or their ticked row goes with the bulk action (which
+      // reports it as decided meanwhile)
+      if (!replacement) { if (!busy(row)) { gone(row); } }
       else if (!busy(row) && signature(row) !== signature(replacement)) {
         ready(row.replaceWith(adopt(replacement)) || body.querySelector("#" + row.id));
       }

@@ -271,13 +271,46 @@ def test_bulk_from_the_inbox_reports_each_row(alice: Visit, site: Any) -> None:
     ]
     page = alice.go(f"/approvals?q=employee:bulk-{alice.size}")
     page.locator(".bulk-bar input.pick-all").check()
+    waiting = int(page.locator("[data-testid=inbox-count]").text_content() or "0")
     engine.send(mine[0], "decision", {"approved": True}, actor="alice")  # decided meanwhile
+    # the page hears of it (the count drops), yet the rows the person ticked stay as they are
+    page.wait_for_function(
+        f"() => document.querySelector('[data-testid=inbox-count]').textContent === '{waiting - 1}'"
+    )
+    assert page.locator('#approvals input[name="pick"]:checked').count() == 3
     page.click("button:has-text('Approve 3')")
     page.wait_for_selector("#bulk-report")
     report = page.locator("#bulk-report").text_content()
     assert "Approved 2 of 3" in report and "already decided" in report
     assert [engine.get(i).status for i in mine] == ["completed"] * 3
     alice.look("approvals-bulk")
+
+
+def test_my_own_decision_s_answer_is_not_taken_over_by_the_live_refresh(
+    alice: Visit, site: Any
+) -> None:
+    """The decision is committed, its answer is slow to come back, and the page hears meanwhile
+    that the request left the inbox: the row waits for its own answer ("Approved by you"), not
+    "No longer waiting for you", as if someone else had decided it."""
+    _, engine, _ = site
+    mine = engine.start("Expense", {"employee": f"slow-{alice.size}", "amount": 5})
+    page = alice.go(f"/approvals?q=employee:slow-{alice.size}")
+    waiting = int(page.locator("[data-testid=inbox-count]").text_content() or "0")
+
+    def answer_late(route: Any) -> None:
+        response = route.fetch()  # the server decides now
+        time.sleep(2)  # ... and its answer takes a while (the page is live meanwhile)
+        route.fulfill(response=response)
+
+    page.route("**/approvals/decide", answer_late)
+    page.locator("#approvals tbody tr[data-request]").first.locator("[data-approve]").click()
+    page.wait_for_function(  # the refresh came first
+        f"() => document.querySelector('[data-testid=inbox-count]').textContent === '{waiting - 1}'"
+    )
+    page.wait_for_selector("tr.decided:has-text('Approved by you')")
+    assert page.locator("tr.decided:has-text('No longer waiting')").count() == 0
+    assert engine.get(mine).status == "completed"
+    page.unroute("**/approvals/decide")
 
 
 def test_a_dead_connection_is_said_out_loud(alice: Visit, site: Any) -> None:
