@@ -114,7 +114,8 @@ def serve(db: str, port: int) -> None:
     from signoff.web.auth import hash_password
     from signoff.web.examples import WORKFLOWS
 
-    engine = Engine(f"sqlite:///{db}", workflows=WORKFLOWS)
+    # alice operates: she sees every instance, as the figures are of the whole list
+    engine = Engine(f"sqlite:///{db}", workflows=WORKFLOWS, operators=["alice"])
     app = create_app(engine, secret_key="bench", users={"alice": hash_password(PASSWORD, n=2**12)})
     settle_heap()
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
