@@ -71,11 +71,19 @@ def build(path: Path, count: int) -> dict[str, str]:
         ).fetchall()
         for t in templates
     }
+    # who takes part in each (the engine writes these with the waits; a person's inbox and
+    # lists start from them)
+    people = {
+        t: db.execute(
+            "SELECT role, person FROM signoff_participants WHERE instance_id=?", (t,)
+        ).fetchall()
+        for t in templates
+    }
     # mostly waiting approvals, some done, a few failed, some onboarding: an ops mix
     mix = [templates[0]] * 6 + [templates[1]] * 2 + [templates[2]] + [templates[3]]
     start = datetime(2026, 1, 1, tzinfo=UTC)
     id_at, upd_at = cols.index("id"), cols.index("updated_at")
-    new_rows, new_waits = [], []
+    new_rows, new_waits, new_people = [], [], []
     for i in range(count - len(templates)):
         source = mix[i % len(mix)]
         row = list(rows[source])
@@ -89,6 +97,7 @@ def build(path: Path, count: int) -> dict[str, str]:
             w[wcols.index("instance_id")] = iid
             w[wcols.index("began_at")] = stamp
             new_waits.append(w)
+        new_people += [(iid, role, person) for role, person in people[source]]
     with db:
         db.executemany(
             f"INSERT INTO signoff_instances ({', '.join(cols)}) VALUES "
@@ -99,6 +108,10 @@ def build(path: Path, count: int) -> dict[str, str]:
             f"INSERT INTO signoff_waits ({', '.join(wcols)}) VALUES "
             f"({', '.join('?' * len(wcols))})",
             new_waits,
+        )
+        db.executemany(
+            "INSERT INTO signoff_participants (instance_id, role, person) VALUES (?, ?, ?)",
+            new_people,
         )
     db.execute("ANALYZE")
     db.close()
