@@ -149,12 +149,15 @@ class RawPager:
             params += narrow.params(self.sqlite)
         if before is not None:
             where.append(ORDERS[order][1].format(m=m))
-            if order == "id":
-                params.append(before[1])
-            else:
-                at = when(before[0], self.sqlite)
-                params += [at, at, before[1]]
+            params += self._cursor(before, order)
         return where, params
+
+    def _cursor(self, before: tuple[datetime, str], order: str) -> list[Any]:
+        """The parameters of the keyset condition that continues after `before` (ORDERS)."""
+        if order == "id":
+            return [before[1]]
+        at = when(before[0], self.sqlite)
+        return [at, at, before[1]]
 
     def sql(
         self,
@@ -469,11 +472,7 @@ class RawPager:
         if workflow:
             base.append(workflow)
         if before is not None:
-            if order == "id":
-                base.append(before[1])
-            else:
-                at = when(before[0], self.sqlite)
-                base += [at, at, before[1]]
+            base += self._cursor(before, order)
         shown = len(viewer) if viewer is not None else 0
         shape = narrow.shape() if narrow is not None else NO_NARROWING
         params = [*base, *(visible_params(viewer) if viewer is not None else ()), *deciders]
@@ -511,11 +510,7 @@ class RawPager:
         if narrow is not None:
             params += narrow.params(self.sqlite)
         if before is not None:
-            if order == "id":
-                params.append(before[1])
-            else:
-                at = when(before[0], self.sqlite)
-                params += [at, at, before[1]]
+            params += self._cursor(before, order)
         params.append(limit)
         shown = len(viewer) if viewer is not None else 0
         shape = narrow.shape() if narrow is not None else NO_NARROWING
