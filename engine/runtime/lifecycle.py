@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import traceback
-from dataclasses import replace
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from signoff.engine.core.enums import HistoryKind, ThreadStatus
@@ -114,7 +114,12 @@ class Lifecycle:
         wait: str,
         case: OpenCase | Teardown,
         via: str | None = None,
+        *,
+        post: Callable[[Outbound], None] | None = None,
+        deadline: datetime | None = None,
     ) -> WaitInfo:
+        """What `case`'s handler is told; `post` and `deadline` as a setup or teardown has
+        them (made here in one go: `replace` on a dataclass costs as much as making it)."""
         state = work.state.threads.get(thread)
         return WaitInfo(
             work.id,
@@ -130,6 +135,8 @@ class Lifecycle:
             key=state.wait_key if isinstance(case, OpenCase) and state is not None else None,
             ending=case.ending if isinstance(case, Teardown) else None,
             data_json=work.row.data,
+            deadline=deadline,
+            post=post,
         )
 
     def deadline(self, work: Working, thread: ThreadState) -> datetime | None:
@@ -145,18 +152,26 @@ class Lifecycle:
                     times.append(due)
         return min(times) if times else None
 
-    def cleanups(self, work: Working, now: datetime) -> None:
-        """Run setups owed to new waits and teardowns owed to ended ones, and due retries."""
+    def cleanups(self, work: Working, now: datetime | None = None) -> None:
+        """Run setups owed to new waits and teardowns owed to ended ones, and due retries.
+        Without `now`, the clock is read once something may be owed (a drive asks before
+        every statement, and nearly always nothing is)."""
         for thread in work.state.threads.values():
             if thread.status != ThreadStatus.WAITING:
                 continue
             for case in thread.cases:
+                if case.setup == "done":
+                    continue
+                if now is None:
+                    now = self.services.clock()
                 if case.setup == "pending" or (
                     case.setup == "failed" and case.retry_at and case.retry_at <= now
                 ):
                     self.setup(work, thread, case, now)
         if not work.state.teardowns:  # as nearly always: no copy of an empty list per step
             return
+        if now is None:
+            now = self.services.clock()
         for teardown in list(work.state.teardowns):
             if teardown.attempts == 0 or (teardown.retry_at and teardown.retry_at <= now):
                 self.teardown(work, teardown, now)
@@ -168,9 +183,14 @@ class Lifecycle:
             if handler is None:
                 raise StatementMissing(f"wait '{thread.at}' no longer has event '{case.event}'")
             queued: list[Outbound] = []
-            info = replace(self.info(work, thread.id, thread.at or "", case), post=queued.append)
-            if handler.announces(self.services) or self.services.reach is not None:
-                info = replace(info, deadline=self.deadline(work, thread))
+            deadline = (
+                self.deadline(work, thread)
+                if handler.announces(self.services) or self.services.reach is not None
+                else None
+            )
+            info = self.info(
+                work, thread.id, thread.at or "", case, post=queued.append, deadline=deadline
+            )
             stored = self.services.call(handler.setup, info)
             if stored is not None:
                 json.dumps(stored, allow_nan=False)
@@ -202,10 +222,10 @@ class Lifecycle:
             handler = self.handler(work, teardown.wait, teardown.event)
             if handler is not None:
                 queued: list[Outbound] = []
-                info = self.info(work, teardown.thread, teardown.wait, teardown)
-                self.services.call(
-                    handler.teardown, replace(info, post=queued.append), teardown.handled
+                info = self.info(
+                    work, teardown.thread, teardown.wait, teardown, post=queued.append
                 )
+                self.services.call(handler.teardown, info, teardown.handled)
                 work.outbox.extend(queued)  # written with the commit that records the teardown
             else:
                 work.note(

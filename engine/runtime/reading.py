@@ -65,8 +65,12 @@ class Reading:
 
     def view_of(self, work: Working) -> InstanceView:
         """The view of a working copy that is the instance as just committed."""
-        cases = self.open_cases(work.row, work.state, work.tree)
-        infos = {key: info for key, (_, _, info) in cases.items()}
+        infos: dict[tuple[str, str], dict[str, Any]] = {}
+        # an instance that waits nowhere (as one that ran to its end) has no open cases: no
+        # lookup, and no entry in the table of open cases that others would want kept
+        if any(t.status == ThreadStatus.WAITING and t.at for t in work.state.threads.values()):
+            cases = self.open_cases(work.row, work.state, work.tree)
+            infos = {key: info for key, (_, _, info) in cases.items()}
         return instance_view(
             work.row,
             work.state,

@@ -125,11 +125,10 @@ class Runner:
     def _run(self, work: Working, owner: str) -> None:
         walked = 0  # statements walked by this transition: steps in an endless loop count too
         while True:
-            now = self.now
-            self.lifecycle.cleanups(work, now)
+            self.lifecycle.cleanups(work)  # reads the clock only when something is owed
             if work.terminal:
                 return
-            if work.state.inbox and self.events.deliver(work, now):
+            if work.state.inbox and self.events.deliver(work, self.now):
                 self.committer.commit(work, owner)
             for thread in work.state.threads.values():  # the first running one
                 if thread.status == ThreadStatus.RUNNING:
@@ -406,7 +405,13 @@ class Runner:
                 now,
             )
             return
-        self.lifecycle.stop_threads(work, now, Ending(how="finished", at=now))
+        # the ending is told to teardowns only: made when some thread still has an open case
+        ending = (
+            Ending(how="finished", at=now)
+            if any(t.cases and t.live for t in work.state.threads.values())
+            else None
+        )
+        self.lifecycle.stop_threads(work, now, ending)
         thread.status = ThreadStatus.COMPLETED
         work.row.status, work.row.result, work.row.error = Status.COMPLETED, result, error
         work.note(
