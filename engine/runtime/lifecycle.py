@@ -222,9 +222,7 @@ class Lifecycle:
             handler = self.handler(work, teardown.wait, teardown.event)
             if handler is not None:
                 queued: list[Outbound] = []
-                info = self.info(
-                    work, teardown.thread, teardown.wait, teardown, post=queued.append
-                )
+                info = self.info(work, teardown.thread, teardown.wait, teardown, post=queued.append)
                 self.services.call(handler.teardown, info, teardown.handled)
                 work.outbox.extend(queued)  # written with the commit that records the teardown
             else:
