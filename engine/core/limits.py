@@ -23,6 +23,8 @@ MAX_JSON_BYTES = 256 * 1024
 NUL = "\x00"
 # JSON as stored (UTF-8, anything else as its text), to measure: one encoder for every call
 _MEASURE = json.JSONEncoder(ensure_ascii=False, default=str, allow_nan=False)
+# the same, refusing anything but plain JSON (no `default`): for `plain_json`
+_PLAIN = json.JSONEncoder(ensure_ascii=False, allow_nan=False)
 
 
 def text_problem(text: str, what: str) -> str | None:
@@ -32,12 +34,28 @@ def text_problem(text: str, what: str) -> str | None:
     return None
 
 
+def plain_json(value: Any) -> str | None:
+    """`value` encoded as `json_problem` measures it, when it is plain JSON (objects, arrays,
+    text, finite numbers, booleans, null) and can be encoded at all; else None. What it
+    returns is what `json_problem` would encode, so it may be handed to it (`encoded=`)."""
+    try:
+        return _PLAIN.encode(value)
+    except Exception:  # not plain JSON, or too deep to encode: the full checks say why
+        return None
+
+
 def json_problem(
-    value: Any, what: str, *, max_depth: int = MAX_JSON_DEPTH, max_bytes: int = MAX_JSON_BYTES
+    value: Any,
+    what: str,
+    *,
+    max_depth: int = MAX_JSON_DEPTH,
+    max_bytes: int = MAX_JSON_BYTES,
+    encoded: str | None = None,
 ) -> str | None:
     """Why `value` (already parsed JSON, or a dict meant to become JSON) is refused, or None:
     nested deeper than `max_depth`, larger than `max_bytes` encoded, holding a NUL, or a number
-    that is not finite (NaN, ±Infinity; the field is named)."""
+    that is not finite (NaN, ±Infinity; the field is named). `encoded` is `plain_json(value)`
+    when the caller made it already."""
     stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
         item, depth = stack.pop()
@@ -60,7 +78,7 @@ def json_problem(
             else:
                 stack.extend((inner, depth + 1) for inner in item)
     try:
-        size = len(_MEASURE.encode(value).encode())
+        size = len((_MEASURE.encode(value) if encoded is None else encoded).encode())
     except (TypeError, ValueError) as exc:
         return f"{what} is not JSON: {exc}"
     if size > max_bytes:

@@ -182,7 +182,7 @@ def carry_over(work: Working, now: datetime) -> list[Move]:
     if work.cls is None or work.terminal or not names_in(work.state):
         return []
     try:
-        renames = declared_renames(work.tree())
+        renames = renames_among(work.statements())  # the walk the transition reads again
     except Exception:  # the data no longer fits the model, or definition() raised
         return []
     done = moves(work.state, renames)

@@ -43,6 +43,7 @@ class Working:
     validated: str | None = None  # the data the definition was last checked with
     built: tuple[Workflow, str, Statement] | None = None  # model, data, the tree they built
     waits_of: tuple[Statement, dict[str, Wait]] | None = None  # a tree and its waits by name
+    walked: tuple[Statement, list[Statement]] | None = None  # a tree and its statements
     base_marks: tuple[Any, ...] = ()  # `marks(row)` as last committed
     reply: Any = None  # what the handler of the event applied here answered its sender
 
@@ -100,6 +101,15 @@ class Working:
             self.validated = self.row.data
         return tree
 
+    def statements(self) -> list[Statement]:
+        """Every statement of `tree()`, in `walk`'s order: walked once per tree, as both the
+        renames a load carries over and the index of waits are read from it."""
+        tree = self.tree()
+        walked = self.walked
+        if walked is None or walked[0] is not tree:
+            walked = self.walked = (tree, list(walk(tree)))
+        return walked[1]
+
     def wait_named(self, name: str) -> Wait | None:
         """The first Wait named `name` in the definition as it is now (depth first, as a walk
         finds it); the waits of a tree are indexed once, as handlers look them up many times
@@ -108,7 +118,7 @@ class Working:
         found = self.waits_of
         if found is None or found[0] is not tree:
             index: dict[str, Wait] = {}
-            for stmt in walk(tree):
+            for stmt in self.statements():  # of `tree`: `definition()` is `tree()` checked
                 if isinstance(stmt, Wait):
                     index.setdefault(stmt.name, stmt)
             found = self.waits_of = (tree, index)

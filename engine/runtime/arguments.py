@@ -4,6 +4,7 @@ Bad input is refused here with `InvalidData` (or `EventRejected`), naming the ar
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
@@ -12,8 +13,8 @@ from typing import Any
 from pydantic import ValidationError
 from signoff.engine.core.authority import check_actor, name_problem
 from signoff.engine.core.finite import finite_problem
-from signoff.engine.core.limits import MAX_JSON_BYTES, json_problem, text_problem
-from signoff.engine.errors import InvalidData
+from signoff.engine.core.limits import MAX_JSON_BYTES, json_problem, plain_json, text_problem
+from signoff.engine.errors import EventRejected, InvalidData
 from signoff.engine.storage.delegations import Delegate
 
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,99}")  # always fullmatch: `$` lets "\n" in
@@ -35,25 +36,26 @@ def brief(exc: Exception) -> str:
 
 
 def checked_payload(payload: Mapping[str, Any] | None) -> dict[str, Any]:
-    import json
-
-    from signoff.engine.errors import EventRejected
-
     if payload is None:
         return {}
-    if not isinstance(payload, Mapping):
+    if type(payload) is not dict and not isinstance(payload, Mapping):
         raise EventRejected("an event's payload must be a JSON object")
     checked = dict(payload)
-    problem = finite_problem(checked, "the payload")
-    if problem:
-        raise InvalidData(problem)
-    problem = json_problem(checked, "the payload")
+    # plain JSON, as nearly every payload is, holds no number that is not finite and encodes:
+    # one encoding answers both and is the one measured; anything else is looked at in full
+    encoded = plain_json(checked)
+    if encoded is None:
+        problem = finite_problem(checked, "the payload")
+        if problem:
+            raise InvalidData(problem)
+    problem = json_problem(checked, "the payload", encoded=encoded)
     if problem:
         raise EventRejected(problem)
-    try:
-        json.dumps(checked, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise EventRejected(f"the payload is not JSON: {exc}") from None
+    if encoded is None:
+        try:
+            json.dumps(checked, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise EventRejected(f"the payload is not JSON: {exc}") from None
     return checked
 
 

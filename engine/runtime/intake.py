@@ -17,7 +17,7 @@ from signoff.engine.core.enums import HistoryKind, Status, ThreadStatus
 from signoff.engine.core.finite import nonfinite_text, stored_nonfinite
 from signoff.engine.core.limits import json_problem
 from signoff.engine.core.records import Record, Stored
-from signoff.engine.core.renames import declared_renames
+from signoff.engine.core.renames import renames_among
 from signoff.engine.core.state import Decided, InstanceState, OpenCase, ThreadState
 from signoff.engine.core.workflow import Workflow
 from signoff.engine.core.working import Working, marks
@@ -75,7 +75,8 @@ class Intake:
             raise InvalidData(problem)
         check_text(actor=actor, via=via)
         self.authority.check_start(cls, data, actor)
-        unknown = sorted(set(data) - set(cls.model_fields))
+        fields = cls.model_fields
+        unknown = sorted(key for key in data if key not in fields)
         if unknown:
             raise InvalidData(f"{cls.registered_name()} has no field(s): {', '.join(unknown)}")
         try:
@@ -242,7 +243,7 @@ class Intake:
         if any(c.event == event for t in work.state.threads.values() for c in t.cases):
             return event
         try:
-            renames = declared_renames(work.tree())
+            renames = renames_among(work.statements())
         except Exception:  # the transition reports a definition that cannot be built
             return event
         for t in work.state.threads.values():
