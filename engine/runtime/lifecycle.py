@@ -195,7 +195,9 @@ class Lifecycle:
             if stored is not None:
                 json.dumps(stored, allow_nan=False)
                 stored = dict(stored)
-            case.stored, case.setup, case.error, case.retry_at = stored, "done", None, None
+            case.stored, case.setup = stored, "done"
+            if case.error is not None or case.retry_at is not None:  # a retry that succeeded
+                case.error, case.retry_at = None, None
             work.outbox.extend(queued)  # written with the commit that records the setup
             case.due_at = handler.due_at(self.info(work, thread.id, thread.at or "", case))
         except Exception as exc:

@@ -45,10 +45,10 @@ class Loader:
         """The instance to apply an event to, and whether it was read from the database.
         With `recent`, the row as this process last committed it, when it is kept: the event
         that follows our own commit needs no read. Such a copy may be stale; its write would
-        fail the version check, and a refusal is re-decided from the database (`send`)."""
+        fail the version check, and a refusal is re-decided from the database (`send`).
+        `instance_id` is checked already: `send` checks every argument before it loads."""
         if not recent:
-            return self.load(instance_id), True
-        check_text(instance_id=instance_id)
+            return self.working(instance_id, self.store.load(instance_id)), True
         row, read = self.store.load_recent(instance_id)
         return self.working(instance_id, row), read
 

@@ -334,12 +334,9 @@ class Runner:
             thread.status, thread.retry_at = ThreadStatus.RETRYING, now + delay
 
     def _block(self, work: Working, thread: ThreadState, wait: Wait, now: datetime) -> None:
-        thread.status, thread.at, thread.entry, thread.event = (
-            ThreadStatus.WAITING,
-            wait.name,
-            Entry.AT,
-            None,
-        )
+        thread.status, thread.at, thread.entry = ThreadStatus.WAITING, wait.name, Entry.AT
+        if thread.event is not None:
+            thread.event = None
         thread.wait_round += 1
         thread.cases = [
             OpenCase(event=c.event, kind=c.handler.kind, began_at=now, info=c.handler.describe())
@@ -388,7 +385,9 @@ class Runner:
     def _finish(
         self, work: Working, thread: ThreadState, value: Any, error: str | None, now: datetime
     ) -> None:
-        thread.status, thread.cases = ThreadStatus.COMPLETED, []
+        thread.status = ThreadStatus.COMPLETED
+        if thread.cases:  # a running thread has none: no assignment through pydantic for it
+            thread.cases = []
         if thread.id != "main":
             work.note(Record(now, HistoryKind.THREAD_COMPLETED, thread=thread.id, message=error))
             return
@@ -412,7 +411,8 @@ class Runner:
             else None
         )
         self.lifecycle.stop_threads(work, now, ending)
-        thread.status = ThreadStatus.COMPLETED
+        if thread.status != ThreadStatus.COMPLETED:
+            thread.status = ThreadStatus.COMPLETED
         work.row.status, work.row.result, work.row.error = Status.COMPLETED, result, error
         work.note(
             Record(

@@ -4,6 +4,7 @@ hand-overs and votes) with the refusal that answers whether someone may decide i
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -69,8 +70,6 @@ def instance_view(
     cls: type[Workflow] | None = None,
     hidden: Sequence[str] = (),
 ) -> InstanceView:
-    import json
-
     threads = [
         ThreadView(
             id=t.id,
