@@ -46,13 +46,18 @@ def name_problem(name: object, what: str = "a user name") -> str | None:
         return f"{what} must be non-empty text"
     if len(name) > MAX_NAME_LENGTH:
         return f"{what} is longer than {MAX_NAME_LENGTH} characters"
-    if any(unicodedata.category(c) in ("Cc", "Cf") for c in name):
+    # ASCII has no format character, and its control characters are what it cannot print
+    if not name.isprintable() if name.isascii() else _controls(name):
         return f"{what} holds a control character"
     if name != name.strip():
         return f"{what} begins or ends with a space"
     if name.lower().startswith(GROUP_PREFIX):
         return f"{what} may not begin with {GROUP_PREFIX!r}: a group is never an actor"
     return None
+
+
+def _controls(name: str) -> bool:
+    return any(unicodedata.category(c) in ("Cc", "Cf") for c in name)
 
 
 # set while serving an open-access demo's request: the scope is that request, not the engine
@@ -72,7 +77,10 @@ def everyone_operates() -> Iterator[None]:
 
 
 def actor_problem(actor: str) -> str | None:
-    """Why `actor` cannot be an actor's name, or None (`name_problem`)."""
+    """Why `actor` cannot be an actor's name, or None (`name_problem`; the name is quoted
+    in the answer only when there is one to give)."""
+    if name_problem(actor) is None:
+        return None
     return name_problem(actor, f"the actor's name {actor[:60]!r}")
 
 
