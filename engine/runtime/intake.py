@@ -95,15 +95,16 @@ class Intake:
                 "and starts with a letter or digit"
             )
         now = self._now()
+        name = cls.registered_name()
         state = InstanceState(
             started_by=actor,
             threads={"main": ThreadState(id="main", name="main")},
-            release=self.releases.fingerprint(cls.registered_name()),
+            release=self.releases.fingerprint(name),
         )
         owner = self.runner.committer.tokens()
         row = Stored(
             id=id,
-            workflow=cls.registered_name(),
+            workflow=name,
             status=Status.RUNNING,
             data=data_json,
             state=state.model_dump_json(),
@@ -116,9 +117,7 @@ class Intake:
             created_at=now,
             updated_at=now,
         )
-        started = [
-            Record(now, HistoryKind.STARTED, actor=actor, via=via, name=cls.registered_name())
-        ]
+        started = [Record(now, HistoryKind.STARTED, actor=actor, via=via, name=name)]
         self.store.insert(row, [], started)
         logs.committed(row.id, row.workflow, started)
         self.metrics.committed(row.workflow, started)
