@@ -39,6 +39,10 @@ from signoff.engine.storage.drivers import (
 from signoff.engine.storage.pgcommit import PLAIN_HISTORY, PLAIN_HISTORY_KEYS, PgCommit
 from signoff.engine.storage.visibility import ACTED
 
+# rows of one table a commit adds in one multi-row INSERT (SQLite, MariaDB/MySQL), at most:
+# within SQLite's oldest limit of 999 parameters; more go one INSERT run each
+MULTI_ROW = 16
+
 
 class RawWriter(DueClaims):
     """The commit and the load, in as few round trips as the database allows.
@@ -63,50 +67,43 @@ class RawWriter(DueClaims):
         )
         super().__init__(db, sqlite, lock, own)
 
-        def p(name: str) -> str:
-            return f":{name}" if sqlite else f"%({name})s"
-
-        self.select = (
-            f"SELECT id, {', '.join(INSTANCE_COLUMNS)} FROM {instances} WHERE id = {p('id')}"
+        self.select = f"SELECT id, {', '.join(INSTANCE_COLUMNS)} FROM {instances} WHERE id = " + (
+            ":id" if sqlite else "%(id)s"
         )
-        sets = ", ".join(f"{c} = {p(c)}" for c in CHANGING_COLUMNS)
-        self.update = (
-            f"UPDATE {instances} SET {sets} WHERE id = {p('b_id')} AND version = {p('b_expected')}"
-        )
-        progress_sets = ", ".join(f"{c} = {p(c)}" for c in PROGRESS_COLUMNS)
-        self.progress = (
-            f"UPDATE {instances} SET {progress_sets} "
-            f"WHERE id = {p('b_id')} AND version = {p('b_expected')}"
-        )
+        # SQLite, MariaDB/MySQL: every statement by position (no dict per statement or row),
+        # the rows a commit adds as one multi-row INSERT per table (`_add_rows`)
+        mark = "?" if sqlite else "%s"
+        self.mark = mark
         cols = ("id", *INSTANCE_COLUMNS)
         self.insert = (
-            f"INSERT INTO {instances} ({', '.join(cols)}) VALUES ({', '.join(p(c) for c in cols)})"
+            f"INSERT INTO {instances} ({', '.join(cols)}) VALUES ({', '.join(mark for _ in cols)})"
         )
-        self.delete_waits = f"DELETE FROM {waits} WHERE instance_id = {p('b_id')}"
-        self.insert_wait = (
-            f"INSERT INTO {waits} ({', '.join(WAIT_COLUMNS)}) "
-            f"VALUES ({', '.join(p(c) for c in WAIT_COLUMNS)})"
+        self.update = (
+            f"UPDATE {instances} SET {', '.join(f'{c} = {mark}' for c in CHANGING_COLUMNS)} "
+            f"WHERE id = {mark} AND version = {mark}"
         )
-        # by position: a row's values go as the tuple `_history_values` makes, no dict per row
-        mark = "?" if sqlite else "%s"
-        self.insert_history = (
-            f"INSERT INTO {history} ({', '.join(HISTORY_COLUMNS)}) "
-            f"VALUES ({', '.join(mark for _ in HISTORY_COLUMNS)})"
+        self.progress = (
+            f"UPDATE {instances} SET {', '.join(f'{c} = {mark}' for c in PROGRESS_COLUMNS)} "
+            f"WHERE id = {mark} AND version = {mark}"
         )
+        self.delete_waits = f"DELETE FROM {waits} WHERE instance_id = {mark}"
+        self.insert_wait = f"INSERT INTO {waits} ({', '.join(WAIT_COLUMNS)}) VALUES "
+        self.insert_history = f"INSERT INTO {history} ({', '.join(HISTORY_COLUMNS)}) VALUES "
         # an outbox row already there (the same message queued again) is kept as it is
         self.insert_outbox = (
-            f"INSERT {'IGNORE ' if self.mysql else ''}INTO {outbox} "
-            f"({', '.join(OUTBOX_COLUMNS)}) VALUES ({', '.join(p(c) for c in OUTBOX_COLUMNS)})"
+            f"INSERT {'IGNORE ' if self.mysql else ''}INTO {outbox} ({', '.join(OUTBOX_COLUMNS)}) "
+            f"VALUES ({', '.join(f'%({c})s' if not sqlite else f':{c}' for c in OUTBOX_COLUMNS)})"
             + ("" if self.mysql else " ON CONFLICT (id) DO NOTHING")
         )
         # a participant already there (acted again, still named) is kept as it is
         self.delete_deciders = (
-            f"DELETE FROM {people} WHERE instance_id = {p('b_id')} AND role <> '{ACTED}'"
+            f"DELETE FROM {people} WHERE instance_id = {mark} AND role <> '{ACTED}'"
         )
         self.insert_participant = (
             f"INSERT {'IGNORE' if self.mysql else 'OR IGNORE'} INTO {people} "
-            f"(instance_id, role, person) VALUES ({p('instance_id')}, {p('role')}, {p('person')})"
+            "(instance_id, role, person) VALUES "
         )
+        self.multi_row: dict[tuple[str, int, int], str] = {}  # (head, width, rows) -> SQL
         self.begin = "BEGIN IMMEDIATE" if sqlite else "BEGIN"
         self.instances = instances
         if not sqlite and not self.mysql:
@@ -165,49 +162,46 @@ class RawWriter(DueClaims):
         are as last committed), so no index on them is touched. `outbox`: messages to send
         after this commit (rows of `OUTBOX_COLUMNS`; one already there is kept as it is)."""
         progress = progress and expected_version is not None
-        written = "insert" if expected_version is None else "progress" if progress else "update"
-        params = self.row_params(row, written)
         if not self.sqlite and not self.mysql:
+            written = "insert" if expected_version is None else "progress" if progress else "update"
+            params = self.row_params(row, written)
             return self._write_pg(row, params, expected_version, waits, history, progress, outbox)
         # SQLite, MariaDB/MySQL: the statements in one transaction (on SQLite BEGIN IMMEDIATE
         # takes the write lock up front). A deadlock or a lock wait that timed out rolled the
         # whole transaction back (MariaDB): it runs again, twice at most.
-        if expected_version is not None:
-            params["b_id"], params["b_expected"] = row.id, expected_version
-        wait_rows = [self._wait(row.id, row.workflow, w) for w in waits or ()]
-        history_rows = [self._history_values(row.id, h) for h in history]
+        rid = row.id
+        head, values = self._row_statement(row, expected_version, progress)
+        wait_rows = [self._wait_values(rid, row.workflow, w) for w in waits or ()]
+        history_rows = [self._history_values(rid, h) for h in history]
         outbox_rows = [self._outbox(o) for o in outbox or ()]
-        people = [
-            {"instance_id": row.id, "role": role, "person": person}
-            for role, person in commit_participants(history, waits)
-        ]
+        people = [(rid, role, person) for role, person in commit_participants(history, waits)]
         for attempt in (1, 2, 3):
             try:
                 with self.lock, self.connection() as conn:
                     cur = self._cursor(conn)
                     cur.execute(self.begin)
                     try:
-                        if expected_version is None:
-                            cur.execute(self.insert, params)
-                        else:
-                            cur.execute(self.progress if progress else self.update, params)
+                        cur.execute(head, values)
+                        if expected_version is not None:
                             if cur.rowcount != 1:
                                 conn.rollback()
                                 return False
                             if waits is not None:
-                                cur.execute(self.delete_waits, {"b_id": row.id})
-                                cur.execute(self.delete_deciders, {"b_id": row.id})
+                                by_id = (rid,)
+                                cur.execute(self.delete_waits, by_id)
+                                cur.execute(self.delete_deciders, by_id)
                         if wait_rows:
-                            cur.executemany(self.insert_wait, wait_rows)
-                        if len(history_rows) == 1:  # a step's commit: cheaper than many
-                            cur.execute(self.insert_history, history_rows[0])
-                        elif history_rows:
-                            cur.executemany(self.insert_history, history_rows)
+                            self._add_rows(cur, self.insert_wait, wait_rows)
+                        if history_rows:
+                            self._add_rows(cur, self.insert_history, history_rows)
                         if people:
-                            cur.executemany(self.insert_participant, people)
+                            self._add_rows(cur, self.insert_participant, people)
                         if outbox_rows:
                             cur.executemany(self.insert_outbox, outbox_rows)
-                        conn.commit()
+                        if self.sqlite:  # a statement the connection's cache keeps: its
+                            cur.execute("COMMIT")  # `commit()` prepares one every time
+                        else:
+                            conn.commit()
                         return True
                     except BaseException:
                         conn.rollback()
@@ -218,6 +212,50 @@ class RawWriter(DueClaims):
                 if mysql_code(exc) not in MYSQL_RETRY or attempt == 3:
                     raise
         raise AssertionError("unreachable")
+
+    def _row_statement(
+        self, row: Stored, expected_version: int | None, progress: bool
+    ) -> tuple[str, tuple[Any, ...]]:
+        """The statement that writes the row (SQLite, MariaDB/MySQL), and its values."""
+        if expected_version is not None and progress:
+            return self.progress, (row.data, row.state, row.version, row.id, expected_version)
+        sqlite = self.sqlite
+        changing = (
+            row.status,
+            row.data,
+            row.state,
+            row.result,
+            row.error,
+            row.version,
+            when(row.due_at, sqlite),
+            row.lease_owner,
+            when(row.lease_until, sqlite),
+        )
+        updated = when(row.updated_at, sqlite)
+        if expected_version is None:
+            created = when(row.created_at, sqlite)
+            return self.insert, (row.id, row.workflow, *changing, created, updated)
+        return self.update, (*changing, updated, row.id, expected_version)
+
+    def _add_rows(self, cur: Any, head: str, rows: list[tuple[Any, ...]]) -> None:
+        """Insert `rows` (SQLite, MariaDB/MySQL): one multi-row INSERT, in order (so their ids
+        ascend in it); past `MULTI_ROW` rows, one INSERT run for each."""
+        count = len(rows)
+        width = len(rows[0])
+        if count > MULTI_ROW:
+            cur.executemany(self._multi_row(head, width, 1), rows)
+        elif count == 1:
+            cur.execute(self._multi_row(head, width, 1), rows[0])
+        else:
+            cur.execute(self._multi_row(head, width, count), [v for r in rows for v in r])
+
+    def _multi_row(self, head: str, width: int, count: int) -> str:
+        key = (head, width, count)
+        found = self.multi_row.get(key)
+        if found is None:
+            one = f"({', '.join(self.mark for _ in range(width))})"
+            found = self.multi_row[key] = head + ", ".join(one for _ in range(count))
+        return found
 
     def _write_pg(
         self,
@@ -299,6 +337,23 @@ class RawWriter(DueClaims):
             "wait_key": w.wait_key,
             "workflow": workflow,
         }
+
+    def _wait_values(self, instance_id: str, workflow: str, w: WaitRecord) -> tuple[Any, ...]:
+        """A wait row's values in `WAIT_COLUMNS` order (SQLite, MariaDB/MySQL)."""
+        sqlite = self.sqlite
+        return (
+            instance_id,
+            w.thread,
+            w.wait,
+            w.event,
+            w.kind,
+            when(w.began_at, sqlite),
+            when(w.due_at, sqlite),
+            json.dumps(w.approvers) if w.approvers is not None else None,
+            w.title,
+            w.wait_key,
+            workflow,
+        )
 
     def _outbox(self, o: dict[str, Any]) -> dict[str, Any]:
         return {
