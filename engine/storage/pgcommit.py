@@ -57,8 +57,9 @@ class PgCommit:
         self.instances, self.waits, self.history = instances, waits, history
         self.outbox, self.people = outbox, people
         # (row, waits, notified, history rows: a count, or -1 for JSON, outbox rows,
-        # participants: (any rows, deciders replaced)) -> SQL
-        self.shapes: dict[tuple[str, str, bool, int, bool, tuple[bool, bool]], str] = {}
+        # participants: (any rows, deciders replaced)) -> SQL, as bytes when it is ASCII (psycopg
+        # would encode the text at every execute, and hash it anew to find its parsed form)
+        self.shapes: dict[tuple[str, str, bool, int, bool, tuple[bool, bool]], str | bytes] = {}
 
     def sql(
         self,
@@ -68,11 +69,13 @@ class PgCommit:
         history: int,
         outbox: bool = False,
         people: tuple[bool, bool] = (False, False),
-    ) -> str:
+    ) -> str | bytes:
         key = (row, waits, notified, history, outbox, people)
         found = self.shapes.get(key)
         if found is None:
-            found = self.shapes[key] = self._shape(*key)
+            text = self._shape(*key)
+            # ASCII is the same bytes in every client encoding PostgreSQL has
+            found = self.shapes[key] = text.encode("ascii") if text.isascii() else text
         return found
 
     def _shape(

@@ -270,18 +270,20 @@ class RawWriter(DueClaims):
         # datetimes go as ISO text (naive UTC), which the recordset's timestamp columns read
         rows = [self._wait(row.id, row.workflow, w) for w in waits or ()]
         entries = [self._history_values(row.id, h) for h in history]
-        if any("\x00" in v for r in rows for v in r.values() if isinstance(v, str)) or any(
-            "\x00" in v for e in entries for v in e if isinstance(v, str)
+        plain = len(entries) <= PLAIN_HISTORY
+        # text that goes inside JSON is looked at for NUL here: psycopg says this of a NUL in
+        # a text parameter (as the plain history values are), while inside JSON it would reach
+        # the server and come back as an obscure "unsupported Unicode escape sequence"
+        if any("\x00" in v for r in rows for v in r.values() if isinstance(v, str)) or (
+            not plain and any("\x00" in v for e in entries for v in e if isinstance(v, str))
         ):
-            # what psycopg says of a NUL in a text parameter; inside JSON it would reach the
-            # server and come back as an obscure "unsupported Unicode escape sequence"
             raise DataNotStorable(
                 "the database refused the data: PostgreSQL text fields cannot contain NUL "
                 "(0x00) bytes"
             )
         if rows:
             params["w_rows"] = json.dumps(rows, default=iso_text)
-        if len(entries) <= PLAIN_HISTORY:
+        if plain:
             for keys, entry in zip(PLAIN_HISTORY_KEYS, entries, strict=False):
                 params.update(zip(keys, entry, strict=True))
             history_shape = len(entries)
