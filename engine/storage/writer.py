@@ -37,6 +37,7 @@ from signoff.engine.storage.drivers import (
     said,
 )
 from signoff.engine.storage.pgcommit import PLAIN_HISTORY, PLAIN_HISTORY_KEYS, PgCommit
+from signoff.engine.storage.pgsend import PreparedSender
 from signoff.engine.storage.visibility import ACTED
 
 # rows of one table a commit adds in one multi-row INSERT (SQLite, MariaDB/MySQL), at most:
@@ -108,6 +109,7 @@ class RawWriter(DueClaims):
         self.instances = instances
         if not sqlite and not self.mysql:
             self.pg = PgCommit(instances, waits, history, outbox, people)
+            self.sender = PreparedSender()
 
     def row_params(self, row: Stored, written: str) -> dict[str, Any]:
         """The row's values for an "insert", an "update" (what may change) or a "progress"
@@ -318,12 +320,21 @@ class RawWriter(DueClaims):
         )  # fmt: skip
         try:
             with self.connection() as conn:
+                # a kept connection is psycopg's own; a pooled one, SQLAlchemy's wrapper of it
+                driver = conn if self.lending is not None else conn.driver_connection
+                if self.sender.usable(driver):
+                    return self.sender.first_value(driver, sql, params) == b"1"
                 cur = self._cursor(conn)
                 cur.execute(sql, params)
                 found = cur.fetchone()
         except self.refused as exc:  # text the database cannot keep (NUL), ...
             raise DataNotStorable(f"the database refused the data: {exc}") from exc
         return bool(found and found[0] == 1)
+
+    def _drop(self, conn: Any) -> None:
+        if not self.sqlite and not self.mysql:
+            self.sender.forget(conn)
+        super()._drop(conn)
 
     def _wait(self, instance_id: str, workflow: str, w: WaitRecord) -> dict[str, Any]:
         return {
