@@ -37,7 +37,6 @@ from signoff.engine.storage.drivers import (
     said,
 )
 from signoff.engine.storage.pgcommit import PLAIN_HISTORY, PLAIN_HISTORY_KEYS, PgCommit
-from signoff.engine.storage.pgsend import PreparedSender
 from signoff.engine.storage.visibility import ACTED
 
 # rows of one table a commit adds in one multi-row INSERT (SQLite, MariaDB/MySQL), at most:
@@ -109,6 +108,10 @@ class RawWriter(DueClaims):
         self.instances = instances
         if not sqlite and not self.mysql:
             self.pg = PgCommit(instances, waits, history, outbox, people)
+            # imported here: psycopg is imported only where it is used (on SQLite its modules
+            # would cost startup, and every full garbage collection would walk their objects)
+            from signoff.engine.storage.pgsend import PreparedSender
+
             self.sender = PreparedSender()
 
     def row_params(self, row: Stored, written: str) -> dict[str, Any]:
