@@ -21,13 +21,17 @@ from __future__ import annotations
 from typing import Any
 
 try:  # psycopg's parts that a cursor runs on; without them, commits go through the cursor
+    import psycopg
     from psycopg import errors as pg_errors
     from psycopg import pq
     from psycopg._queries import PostgresQuery
     from psycopg.adapt import Transformer
     from psycopg.generators import execute as pg_execute
 
-    AVAILABLE = True
+    # private parts, so a psycopg that no longer has them leaves commits to the cursor
+    AVAILABLE = all(hasattr(PostgresQuery, part) for part in ("convert", "dump")) and hasattr(
+        psycopg.Connection, "wait"
+    )
 except ImportError:  # pragma: no cover - psycopg is the `postgres` extra
     AVAILABLE = False
 
@@ -59,7 +63,12 @@ class PreparedSender:
     @staticmethod
     def usable(conn: Any) -> bool:
         """Whether commits may go as prepared statements on `conn`."""
-        return AVAILABLE and conn.prepare_threshold is not None
+        return (
+            AVAILABLE
+            and getattr(conn, "prepare_threshold", None) is not None
+            and hasattr(conn, "pgconn")
+            and hasattr(conn, "lock")
+        )
 
     def forget(self, conn: Any) -> None:
         """Drop what is kept for a connection closed for good."""
