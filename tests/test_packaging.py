@@ -221,9 +221,9 @@ def test_the_wheel_declares_every_package_signoff_imports(wheel: Path) -> None:
         m for m in third_party if not any(_normal(d) in required for d in distributions.get(m, [m]))
     }
     assert undeclared == set()
-    # an optional import is declared by an extra (`signoff[otel]`)
-    assert optional == {"opentelemetry"}
-    assert {"opentelemetry-api"} <= extras
+    # an optional import is declared by an extra (`signoff[otel]`, `signoff[postgres]`)
+    assert optional == {"opentelemetry", "psycopg"}
+    assert {"opentelemetry-api", "psycopg"} <= extras
 
 
 def _normal(name: str) -> str:
