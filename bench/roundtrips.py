@@ -23,6 +23,7 @@ import psycopg  # noqa: E402
 
 from bench.scale import Signoff, drop, scratch  # noqa: E402
 from bench.scale_flows import Expense  # noqa: E402
+from signoff.engine.storage.pgsend import PreparedSender  # noqa: E402
 
 FLOOR = [
     "start: BEGIN; INSERT row; INSERT history; COMMIT (pipelined: 1 round trip)",
@@ -59,18 +60,23 @@ def main() -> None:
     ours = Signoff(url, 1, 1)
     noted: list[tuple[str, str]] = []
     cursor, connection = psycopg.Cursor, psycopg.Connection
-    originals = {
+    originals: dict[tuple[Any, str], Any] = {
         (cursor, "execute"): cursor.execute,
         (cursor, "executemany"): cursor.executemany,
         (connection, "commit"): connection.commit,
         (connection, "rollback"): connection.rollback,
+        # a commit's statement goes as a prepared statement of signoff's, past the cursor
+        (PreparedSender, "first_value"): PreparedSender.first_value,
     }
 
     def noting(owner: Any, what: str) -> Any:
         original = originals[owner, what]
 
         def call(this: Any, *args: Any, **kw: Any) -> Any:
-            if what in ("execute", "executemany"):
+            if what == "first_value":  # (conn, sql, params)
+                sql = args[1].decode() if isinstance(args[1], bytes) else args[1]
+                noted.append(("prepared", shape(sql, args[2])))
+            elif what in ("execute", "executemany"):
                 noted.append((what, shape(str(args[0]), args[1] if len(args) > 1 else None)))
             else:
                 noted.append((what, ""))

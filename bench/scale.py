@@ -49,6 +49,7 @@ sys.path.insert(0, str(ROOT.parent))  # the checkout is the `signoff` package
 import psycopg  # noqa: E402
 import pymysql  # noqa: E402
 from signoff.engine import Engine  # noqa: E402
+from signoff.engine.storage.pgsend import PreparedSender  # noqa: E402
 
 sys.path.insert(0, str(ROOT))
 from bench.scale_flows import STEPS, Chaser, Expense, Parked, Twenty  # noqa: E402
@@ -131,17 +132,25 @@ class Signoff:
         with its parameters), as psycopg is handed them."""
         sent: list[tuple[str, dict[str, Any]]] = []
         execute = psycopg.Cursor.execute
+        first_value = PreparedSender.first_value  # a commit's statement, past the cursor
 
         def noting(cur: Any, query: Any, params: Any = None, **options: Any) -> Any:
             sent.append((str(query), dict(params or {})))
             return execute(cur, query, params, **options)
 
+        def noting_prepared(sender: Any, conn: Any, sql: Any, params: Any) -> Any:
+            sent.append((sql.decode() if isinstance(sql, bytes) else sql, dict(params)))
+            return first_value(sender, conn, sql, params)
+
         psycopg.Cursor.execute = noting  # type: ignore[method-assign]
+        PreparedSender.first_value = noting_prepared  # type: ignore[method-assign]
         try:
             iid = self.engine.start(Expense, {"amount": 12})
             self.engine.send(iid, "decided", {"approved": True}, actor="alice")
         finally:
             psycopg.Cursor.execute = execute  # type: ignore[method-assign]
+            PreparedSender.first_value = first_value  # type: ignore[method-assign]
+        assert sent, "no statement was seen: signoff sends them some way this script misses"
         return iid, sent
 
     def mysql_statements(self) -> tuple[str, list[tuple[str, Any]]]:
