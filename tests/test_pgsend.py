@@ -121,3 +121,46 @@ def test_an_engine_without_prepared_statements_commits_through_the_cursor(pg_url
     finally:
         store.close()
         db.dispose()
+
+
+@pytest.mark.parametrize("opened", ["from a URL", "from the application's engine"])
+def test_connections_the_server_dropped_are_let_go(pg_url: str, opened: str) -> None:
+    db = None
+    if opened == "from a URL":
+        store = Store(pg_url)
+    else:  # SQLAlchemy's pool drops a dead connection itself, unseen by the writer
+        db = sqlalchemy.create_engine(pg_url.replace("postgresql://", "postgresql+psycopg://", 1))
+        store = Store(db)
+    try:
+        _dropped_and_let_go(pg_url, store)
+    finally:
+        store.close()
+        if db is not None:
+            db.dispose()
+
+
+def _dropped_and_let_go(pg_url: str, store: Store) -> None:
+    import psycopg
+
+    row = first("e")
+    store.insert(row, [], [Record(at=T0, kind="started")])
+    assert store.save(replace(row, version=2), 1, None, [step(T0)])
+    kept_before = set(store.raw.sender._kept)
+    assert kept_before  # the commit went as a prepared statement
+    plain = pg_url.replace("postgresql+psycopg://", "postgresql://", 1)
+    with psycopg.connect(plain, autocommit=True) as admin:  # the server ends every session
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    version, committed = 2, False
+    for _ in range(3):  # the first try may meet a dead connection and write nothing
+        try:
+            committed = store.save(replace(row, version=version + 1), version, None, [step(T0)])
+            break
+        except Exception:
+            continue
+    assert committed
+    live = store.raw.sender._kept
+    assert live and all(not kept.conn.closed for kept in live.values())
+    assert len(store.history("e")) == 3

@@ -78,7 +78,10 @@ class PreparedSender:
         """Run `sql` with `params` on `conn` (in autocommit mode) and return the first value of
         its one row, as text (None when it gives no row or a NULL)."""
         kept = self._kept.get(id(conn))
-        if kept is None or kept.conn is not conn:  # an id reused by a new connection
+        if kept is None or kept.conn is not conn:  # a connection not seen before
+            # a connection closed since (dropped after a failure, a store closed) is let go
+            for key in [k for k, c in self._kept.items() if c.conn.closed]:
+                del self._kept[key]
             kept = self._kept[id(conn)] = _Connection(conn)
         query = kept.queries.get(sql)
         if query is None:
