@@ -20,10 +20,10 @@ sys.path.insert(0, str(ROOT.parent))  # the checkout is the `signoff` package
 sys.path.insert(0, str(ROOT))
 
 import psycopg  # noqa: E402
+from signoff.engine.storage.pgsend import PreparedSender  # noqa: E402
 
 from bench.scale import Signoff, drop, scratch  # noqa: E402
 from bench.scale_flows import Expense  # noqa: E402
-from signoff.engine.storage.pgsend import PreparedSender  # noqa: E402
 
 FLOOR = [
     "start: BEGIN; INSERT row; INSERT history; COMMIT (pipelined: 1 round trip)",
