@@ -309,6 +309,9 @@ def test_my_own_decision_s_answer_is_not_taken_over_by_the_live_refresh(
     )
     page.wait_for_selector("tr.decided:has-text('Approved by you')")
     assert page.locator("tr.decided:has-text('No longer waiting')").count() == 0
+    # the answer is legible at every width: on a phone the row is a card, not a cut line
+    said = page.locator("tr.decided:has-text('Approved by you') td").bounding_box()
+    assert said is not None and said["width"] > 0.8 * SIZES[alice.size][0] - 60
     assert engine.get(mine).status == "completed"
     page.unroute("**/approvals/decide")
 
