@@ -133,7 +133,9 @@ def test_a_day_at_the_dashboard(server: tuple[str, Engine], shots: Path) -> None
 
             # approve it from the inbox
             page.click("nav >> text=Approvals")
+            page.wait_for_url(base + "/approvals")  # a click returns before the page it opens
             row = page.locator("tr").filter(has_text="Expense: 120 EUR for bob")
+            row.first.wait_for()
             assert row.count() == 1
             page.screenshot(path=str(shots / "approvals.png"), full_page=True)
             row.locator("button:has-text('Approve')").click()
