@@ -47,7 +47,7 @@ def name_problem(name: object, what: str = "a user name") -> str | None:
     if len(name) > MAX_NAME_LENGTH:
         return f"{what} is longer than {MAX_NAME_LENGTH} characters"
     # ASCII has no format character, and its control characters are what it cannot print
-    if not name.isprintable() if name.isascii() else _controls(name):
+    if (not name.isprintable()) if name.isascii() else _controls(name):
         return f"{what} holds a control character"
     if name != name.strip():
         return f"{what} begins or ends with a space"

@@ -49,22 +49,6 @@ HISTOGRAMS = {
 }
 
 
-# the history kinds `Metrics.committed` counts; any other entry is passed over at once
-_COUNTED = frozenset(
-    (
-        "step",
-        "step failed",
-        "failed",
-        "event",
-        "decision",
-        "event dropped",
-        "started",
-        "completed",
-        "cancelled",
-    )
-)
-
-
 @dataclass
 class Histogram:
     bounds: tuple[float, ...]
@@ -151,8 +135,6 @@ class Metrics:
             self._inc("signoff_transitions", wf)
             for r in records:
                 kind = r.kind
-                if kind not in _COUNTED:  # most entries (a wait begun, a thread started)
-                    continue
                 if kind == "step":
                     seconds = float((r.detail or {}).get("ms", 0.0)) / 1000
                     labels = (*wf, ("step", r.name or ""), ("outcome", "ok"))

@@ -340,19 +340,8 @@ class RawWriter(DueClaims):
         super()._drop(conn)
 
     def _wait(self, instance_id: str, workflow: str, w: WaitRecord) -> dict[str, Any]:
-        return {
-            "instance_id": instance_id,
-            "thread": w.thread,
-            "wait": w.wait,
-            "event": w.event,
-            "kind": w.kind,
-            "began_at": self.when(w.began_at),
-            "due_at": self.when(w.due_at),
-            "approvers": json.dumps(w.approvers) if w.approvers is not None else None,
-            "title": w.title,
-            "wait_key": w.wait_key,
-            "workflow": workflow,
-        }
+        """A wait row by column name (PostgreSQL, whose commit sends the rows as JSON)."""
+        return dict(zip(WAIT_COLUMNS, self._wait_values(instance_id, workflow, w), strict=True))
 
     def _wait_values(self, instance_id: str, workflow: str, w: WaitRecord) -> tuple[Any, ...]:
         """A wait row's values in `WAIT_COLUMNS` order (SQLite, MariaDB/MySQL)."""
