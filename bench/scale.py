@@ -102,6 +102,7 @@ class Signoff:
 
     def __init__(self, url: str, step_instances: int, approvals: int) -> None:
         self.engine = Engine(url, workflows=[Twenty, Expense])
+        self.postgres = url.startswith("postgresql")
         self.step_instances, self.approvals = step_instances, approvals
         self.engine.start(Twenty)  # warm up: connections, prepared statements
         self.latencies: list[float] = []
@@ -116,6 +117,7 @@ class Signoff:
             engine.start(Twenty)
         steps = self.step_instances * STEPS / (time.perf_counter() - started)
         started = time.perf_counter()
+        spent = Spent(self.postgres)
         for _ in range(self.approvals):
             iid = engine.start(Expense, {"amount": 12})
             sent = time.perf_counter()
@@ -125,6 +127,7 @@ class Signoff:
         return {
             "steps_per_s": steps,
             "approvals_per_s": self.approvals / (time.perf_counter() - started),
+            **spent.per(self.approvals, "approval_"),
         }
 
     def statements(self) -> tuple[str, list[tuple[str, dict[str, Any]]]]:
@@ -195,6 +198,47 @@ class Signoff:
 
     def resume(self) -> dict[str, float]:
         return percentiles(self.latencies)
+
+
+def server_cpu_s() -> float | None:
+    """CPU seconds (user + system) that PostgreSQL's processes on this machine have used, all of
+    them (backends, WAL writer, checkpointer: a commit's work is spread over them); None where
+    they cannot be read (another machine, no /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total, seen = 0, False
+    for pid in os.listdir("/proc") if os.path.isdir("/proc") else ():
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/comm") as comm:
+                if not comm.read().startswith("postgres"):
+                    continue
+            with open(f"/proc/{pid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:  # ended meanwhile
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+        seen = True
+    return total / tick if seen else None
+
+
+class Spent:
+    """Per workflow: this process's CPU, PostgreSQL's CPU and the wall time, in microseconds,
+    over what runs between `Spent()` and `per(n)`."""
+
+    def __init__(self, postgres: bool = True) -> None:
+        self.cpu, self.wall = time.process_time(), time.perf_counter()
+        self.server = server_cpu_s() if postgres else None
+
+    def per(self, n: int, prefix: str) -> dict[str, float]:
+        server = server_cpu_s()
+        found = {
+            f"{prefix}client_cpu_us": (time.process_time() - self.cpu) / n * 1e6,
+            f"{prefix}wall_us": (time.perf_counter() - self.wall) / n * 1e6,
+        }
+        if server is not None and self.server is not None:
+            found[f"{prefix}server_cpu_us"] = (server - self.server) / n * 1e6
+        return found
 
 
 def percentiles(latencies: list[float]) -> dict[str, float]:
@@ -301,6 +345,7 @@ def pg_floor(
     def approval_rate() -> dict[str, float]:
         resumes: list[float] = []
         started = time.perf_counter()
+        spent = Spent()
         for _ in range(approvals):
             iid = f"a{next(counter)}"
             now = datetime.now(UTC).replace(tzinfo=None)
@@ -321,26 +366,31 @@ def pg_floor(
         return {
             "approvals_per_s": approvals / (time.perf_counter() - started),
             **percentiles(resumes),
+            **spent.per(approvals, "approval_"),
         }
 
-    def own_sql_rate() -> float:
+    def own_sql_rate() -> dict[str, float]:
         assert own is not None
         first, sent = own
         cur = conn.cursor()
         started = time.perf_counter()
+        spent = Spent()
         for _ in range(approvals):
             iid = f"o{next(counter)}"
             for sql, params in sent:
                 cur.execute(sql, {k: iid if v == first else v for k, v in params.items()})
                 cur.fetchone()
-        return approvals / (time.perf_counter() - started)
+        return {
+            "own_sql_approvals_per_s": approvals / (time.perf_counter() - started),
+            **spent.per(approvals, "own_sql_"),
+        }
 
     step_rate()  # warm up
 
     def rates() -> dict:
         found = {"steps_per_s": step_rate(), **approval_rate()}
         if own is not None:
-            found["own_sql_approvals_per_s"] = own_sql_rate()
+            found.update(own_sql_rate())
         return found
 
     return rates
@@ -606,6 +656,32 @@ def table(kind: str, ours: dict, peer: dict | str, floor: dict) -> list[str]:
     lines.append(resume)
     if isinstance(peer, str):
         lines.append(f"DBOS: {peer}")
+    return lines
+
+
+def where_time_goes(ours: dict, floor: dict) -> list[str]:
+    """An approval workflow's time on PostgreSQL, split: this process's CPU, the server's CPU
+    (all of PostgreSQL's processes, when they run on this machine) and the wall time."""
+
+    def ms(found: dict, prefix: str, what: str) -> str:
+        value = found.get(f"{prefix}{what}_us")
+        return "n/a" if value is None else f"{value / 1000:.2f}"
+
+    lines = [
+        "An approval workflow's time, per workflow (client = this Python process's CPU, "
+        "server = PostgreSQL's CPU, all its processes):",
+        "| | client CPU ms | server CPU ms | wall ms |",
+        "|---|---|---|---|",
+    ]
+    for label, found, prefix in (
+        ("signoff", ours, "approval_"),
+        ("raw floor (psycopg pipeline by hand)", floor, "approval_"),
+        ("signoff's statements replayed (psycopg cursor)", floor, "own_sql_"),
+    ):
+        lines.append(
+            f"| {label} | {ms(found, prefix, 'client_cpu')} | {ms(found, prefix, 'server_cpu')} "
+            f"| {ms(found, prefix, 'wall')} |"
+        )
     return lines
 
 
@@ -989,6 +1065,7 @@ def main() -> None:
             f"{figures['approvals_per_s'] / replayed:.2f} of it"
         )
         lines.append(f"HOT updates of signoff_instances: {hot:,} of {updates:,}")
+        lines += where_time_goes(figures, floors)
     if args.only in (None, "sqlite"):
         with tempfile.TemporaryDirectory() as tmp:
             ours = Signoff(f"sqlite:///{tmp}/signoff.db", step_instances, approvals)
