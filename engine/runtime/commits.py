@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from signoff.engine.core.enums import HistoryKind, Status
 from signoff.engine.core.records import Record
 from signoff.engine.core.renames import carry_over
+from signoff.engine.core.state import state_json
 from signoff.engine.core.working import Working, rebase
 from signoff.engine.errors import DataNotStorable
 from signoff.engine.runtime import logs
@@ -152,7 +153,7 @@ class Committer:
         release = self.release_of(row.workflow)
         if release is not None and work.state.release != release:
             work.state.release = release
-        row.state = work.state.model_dump_json()
+        row.state = state_json(work.state)
         # a step's commit mid-drive changes data and state only: the row keeps its place in
         # the lists (updated_at) and its indexes stay as they are
         progress = work.progress_only()
