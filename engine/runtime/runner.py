@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from time import perf_counter
 from typing import Any
 
+from signoff.engine.core.datajson import data_json
 from signoff.engine.core.enums import HistoryKind, Status, ThreadStatus
 from signoff.engine.core.finite import nonfinite_at, nonfinite_text, stored_nonfinite
 from signoff.engine.core.handlers import Services
@@ -263,7 +264,7 @@ class Runner:
             ):
                 self.services.call(action or step.action)
             try:
-                data = model.model_dump_json(warnings="error")
+                data = data_json(model)
             except Exception as exc:
                 raise DataNotJSON(
                     f"step '{step.name}' left data that cannot be stored as JSON: {exc}"
