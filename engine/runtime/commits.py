@@ -17,10 +17,9 @@ from signoff.engine.core.renames import carry_over
 from signoff.engine.core.state import state_json
 from signoff.engine.core.working import Working, rebase
 from signoff.engine.errors import DataNotStorable
-from signoff.engine.runtime import logs
+from signoff.engine.runtime import logs, tracing
 from signoff.engine.runtime.lifecycle import Lifecycle
 from signoff.engine.runtime.metrics import Metrics
-from signoff.engine.runtime.tracing import span
 from signoff.engine.storage.outbox import outbox_row
 from signoff.engine.storage.store import Store
 
@@ -164,17 +163,20 @@ class Committer:
         waits = work.wait_records() if rewrite else None
         outbox = [outbox_row(o, now) for o in work.outbox]
         try:
-            with span(
-                "signoff.transition",
-                lambda: {
-                    "signoff.workflow": row.workflow,
-                    "signoff.instance_id": row.id,
-                    "signoff.status": row.status,
-                    "signoff.version": expected + 1,
-                    "signoff.history": [r.kind for r in work.history],
-                },
-            ):
+            if tracing.off():
                 saved = self.store.save(row, expected, waits, work.history, progress, outbox)
+            else:
+                with tracing.span(
+                    "signoff.transition",
+                    lambda: {
+                        "signoff.workflow": row.workflow,
+                        "signoff.instance_id": row.id,
+                        "signoff.status": row.status,
+                        "signoff.version": expected + 1,
+                        "signoff.history": [r.kind for r in work.history],
+                    },
+                ):
+                    saved = self.store.save(row, expected, waits, work.history, progress, outbox)
         except DataNotStorable as exc:
             row.version = expected
             self.give_up(work, exc)

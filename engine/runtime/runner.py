@@ -41,6 +41,7 @@ from signoff.engine.errors import (
     StatementMissing,
     brief,
 )
+from signoff.engine.runtime import tracing
 from signoff.engine.runtime.commits import Committer, LostLease
 from signoff.engine.runtime.events import Events
 from signoff.engine.runtime.handovers import Away, HandOvers
@@ -50,7 +51,6 @@ from signoff.engine.runtime.metrics import Metrics
 from signoff.engine.runtime.releases import Releases
 from signoff.engine.runtime.timeouts import Deadlines
 from signoff.engine.runtime.timers import Timers
-from signoff.engine.runtime.tracing import span
 from signoff.engine.storage.store import Store
 
 
@@ -252,17 +252,20 @@ class Runner:
         attempt = thread.attempts + 1
         started = perf_counter()
         try:
-            with span(
-                "signoff.step",
-                lambda: {
-                    "signoff.workflow": work.row.workflow,
-                    "signoff.instance_id": work.id,
-                    "signoff.thread": thread.id,
-                    "signoff.step": step.name,
-                    "signoff.attempt": attempt,
-                },
-            ):
+            if tracing.off():
                 self.services.call(action or step.action)
+            else:
+                with tracing.span(
+                    "signoff.step",
+                    lambda: {
+                        "signoff.workflow": work.row.workflow,
+                        "signoff.instance_id": work.id,
+                        "signoff.thread": thread.id,
+                        "signoff.step": step.name,
+                        "signoff.attempt": attempt,
+                    },
+                ):
+                    self.services.call(action or step.action)
             try:
                 data = data_json(model)
             except Exception as exc:
