@@ -1,9 +1,11 @@
-"""A workflow's data as stored after a step (`engine/core/datajson`): always what
+"""What a step stores: the workflow's data (`engine/core/datajson`), always what
 `model_dump_json(warnings="error")` gives, refusals included, whether or not the "error" mode
-had to be named."""
+had to be named; and its history detail, written out as the JSON encoder writes it."""
 
 from __future__ import annotations
 
+import json
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -13,6 +15,8 @@ from pydantic import computed_field, field_serializer
 from pydantic_core import PydanticSerializationError
 from signoff.engine import S, Step, Workflow
 from signoff.engine.core.datajson import data_json
+from signoff.engine.core.records import Record, step_detail_json
+from signoff.engine.storage.commitrows import detail_text
 
 
 class Scalars(Workflow):
@@ -113,3 +117,15 @@ def test_computed_fields_and_serializers_as_pydantic_gives_them() -> None:
 
 def test_a_class_with_its_own_model_dump_json_is_asked() -> None:
     assert data_json(OwnDump()) == '{"own": true}'
+
+
+@given(attempt=st.integers(min_value=1), ms=st.floats(allow_nan=False, allow_infinity=False))
+def test_a_steps_detail_is_written_out_as_the_json_encoder_writes_it(
+    attempt: int, ms: float
+) -> None:
+    written = step_detail_json(attempt, ms)
+    assert written == json.dumps({"attempt": attempt, "ms": ms})
+    record = Record(datetime.now(UTC), "step", detail={"attempt": attempt, "ms": ms})
+    assert detail_text(record) == written
+    record.detail_json = written
+    assert detail_text(record) == written

@@ -19,7 +19,7 @@ from signoff.engine.core.enums import HistoryKind, Status, ThreadStatus
 from signoff.engine.core.finite import nonfinite_at, nonfinite_text, stored_nonfinite
 from signoff.engine.core.handlers import Services
 from signoff.engine.core.interpreter import Position, advance, thread_body
-from signoff.engine.core.records import Record
+from signoff.engine.core.records import Record, step_detail_json
 from signoff.engine.core.renames import carry_over
 from signoff.engine.core.state import Ending, OpenCase, ThreadState
 from signoff.engine.core.steps import RunStep, Step
@@ -292,6 +292,7 @@ class Runner:
                 thread=thread.id,
                 name=step.name,
                 detail={"attempt": attempt, "ms": took},
+                detail_json=step_detail_json(attempt, took),
             )
         )
         # Committed before the next step runs or the lease is released, whichever comes
