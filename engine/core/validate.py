@@ -108,26 +108,21 @@ def _flatten(stmt: object, out: list[object], depth: int) -> bool:
         body: tuple[object, ...] = stmt.body
         out.append((Section, None, None, None, len(body)))
         for child in body:
-            if type(child) is Step and _plain(child):  # a text name, an action, no old names
-                out.append(child.name)  # only a plain step's entry is a bare string
-                continue
+            if type(child) is Step:  # a plain step: a text name, an action, no old names
+                name, action = child.name, child.action
+                if (
+                    type(name) is str
+                    and not child.renamed_from
+                    and (type(action) is _METHOD or _CALLABLE(action))
+                ):
+                    out.append(name)  # only a plain step's entry is a bare string
+                    continue
             if not _flatten(child, out, depth + 1):
                 return False
         return True
     entry, children = _entry(stmt)
     out.append(entry)
     return all(_flatten(child, out, depth + 1) for child in children)
-
-
-def _plain(step: Step) -> bool:
-    """Whether `step` stands in a shape as its bare name: a text name, a callable action and
-    no old names."""
-    action = step.action
-    return (
-        type(step.name) is str
-        and not step.renamed_from
-        and (type(action) is _METHOD or _CALLABLE(action))
-    )
 
 
 def _matches(stmt: object, shape: tuple[object, ...], at: int, depth: int) -> int:
@@ -141,14 +136,20 @@ def _matches(stmt: object, shape: tuple[object, ...], at: int, depth: int) -> in
             return -1
         at += 1
         for child in body:
-            if type(child) is Step and _plain(child):  # as in `_flatten`
-                if at >= len(shape):
-                    return -1
-                entry = shape[at]  # no str there: not equal either
-                if entry is not child.name and entry != child.name:  # the same text, mostly
-                    return -1
-                at += 1
-                continue
+            if type(child) is Step:  # as in `_flatten`
+                name, action = child.name, child.action
+                if (
+                    type(name) is str
+                    and not child.renamed_from
+                    and (type(action) is _METHOD or _CALLABLE(action))
+                ):
+                    if at >= len(shape):
+                        return -1
+                    entry = shape[at]  # no str there: not equal either
+                    if entry is not name and entry != name:  # mostly the very same text
+                        return -1
+                    at += 1
+                    continue
             at = _matches(child, shape, at, depth + 1)
             if at < 0:
                 return -1
