@@ -165,4 +165,4 @@ _ENCODE_STATE = InstanceState.__pydantic_serializer__.to_json
 
 def state_json(state: InstanceState) -> str:
     """`state.model_dump_json()`."""
-    return _ENCODE_STATE(state).decode()  # type: ignore[no-any-return]
+    return _ENCODE_STATE(state).decode()
