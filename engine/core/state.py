@@ -156,3 +156,13 @@ class InstanceState(_Plain):
                         times.append(case.due_at)
         times.extend(t.retry_at for t in self.teardowns if t.retry_at)
         return min(times) if times else None
+
+
+# pydantic's encoder of the state itself: `model_dump_json` is a Python wrapper that passes on
+# a dozen keyword arguments, which costs a third of encoding a state, at every commit
+_ENCODE_STATE = InstanceState.__pydantic_serializer__.to_json
+
+
+def state_json(state: InstanceState) -> str:
+    """`state.model_dump_json()`."""
+    return _ENCODE_STATE(state).decode()

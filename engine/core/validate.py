@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from types import MethodType
 from typing import Final
 
 from signoff.engine.core.branches import Case, If, Switch
@@ -17,6 +18,9 @@ from signoff.engine.errors import DefinitionError
 NAMED = (Step, Wait, Go, WaitFor, For)
 # `callable`, held where compiled code finds it at once (it looks a builtin up by name)
 _CALLABLE: Final = callable
+# what a step's action nearly always is (`self.notify`): callable by its type alone, asked
+# without a call (a step's check runs for every step of the tree after every step)
+_METHOD: Final = MethodType
 
 
 # Shapes (see `_shape`) already found valid, by workflow. The definition is rebuilt and checked
@@ -105,8 +109,12 @@ def _flatten(stmt: object, out: list[object], depth: int) -> bool:
         out.append((Section, None, None, None, len(body)))
         for child in body:
             if type(child) is Step:  # a plain step: a text name, an action, no old names
-                name = child.name
-                if type(name) is str and not child.renamed_from and _CALLABLE(child.action):
+                name, action = child.name, child.action
+                if (
+                    type(name) is str
+                    and not child.renamed_from
+                    and (type(action) is _METHOD or _CALLABLE(action))
+                ):
                     out.append(name)  # only a plain step's entry is a bare string
                     continue
             if not _flatten(child, out, depth + 1):
@@ -129,9 +137,16 @@ def _matches(stmt: object, shape: tuple[object, ...], at: int, depth: int) -> in
         at += 1
         for child in body:
             if type(child) is Step:  # as in `_flatten`
-                name = child.name
-                if type(name) is str and not child.renamed_from and _CALLABLE(child.action):
-                    if at >= len(shape) or shape[at] != name:  # no str there: not equal either
+                name, action = child.name, child.action
+                if (
+                    type(name) is str
+                    and not child.renamed_from
+                    and (type(action) is _METHOD or _CALLABLE(action))
+                ):
+                    if at >= len(shape):
+                        return -1
+                    entry = shape[at]  # no str there: not equal either
+                    if entry is not name and entry != name:  # mostly the very same text
                         return -1
                     at += 1
                     continue

@@ -14,12 +14,12 @@ from datetime import datetime, timedelta
 from signoff.engine.core.enums import HistoryKind, Status
 from signoff.engine.core.records import Record
 from signoff.engine.core.renames import carry_over
+from signoff.engine.core.state import state_json
 from signoff.engine.core.working import Working, rebase
 from signoff.engine.errors import DataNotStorable
-from signoff.engine.runtime import logs
+from signoff.engine.runtime import logs, tracing
 from signoff.engine.runtime.lifecycle import Lifecycle
 from signoff.engine.runtime.metrics import Metrics
-from signoff.engine.runtime.tracing import span
 from signoff.engine.storage.outbox import outbox_row
 from signoff.engine.storage.store import Store
 
@@ -152,7 +152,7 @@ class Committer:
         release = self.release_of(row.workflow)
         if release is not None and work.state.release != release:
             work.state.release = release
-        row.state = work.state.model_dump_json()
+        row.state = state_json(work.state)
         # a step's commit mid-drive changes data and state only: the row keeps its place in
         # the lists (updated_at) and its indexes stay as they are
         progress = work.progress_only()
@@ -163,17 +163,20 @@ class Committer:
         waits = work.wait_records() if rewrite else None
         outbox = [outbox_row(o, now) for o in work.outbox]
         try:
-            with span(
-                "signoff.transition",
-                lambda: {
-                    "signoff.workflow": row.workflow,
-                    "signoff.instance_id": row.id,
-                    "signoff.status": row.status,
-                    "signoff.version": expected + 1,
-                    "signoff.history": [r.kind for r in work.history],
-                },
-            ):
+            if tracing.off():
                 saved = self.store.save(row, expected, waits, work.history, progress, outbox)
+            else:
+                with tracing.span(
+                    "signoff.transition",
+                    lambda: {
+                        "signoff.workflow": row.workflow,
+                        "signoff.instance_id": row.id,
+                        "signoff.status": row.status,
+                        "signoff.version": expected + 1,
+                        "signoff.history": [r.kind for r in work.history],
+                    },
+                ):
+                    saved = self.store.save(row, expected, waits, work.history, progress, outbox)
         except DataNotStorable as exc:
             row.version = expected
             self.give_up(work, exc)

@@ -9,6 +9,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
+from signoff.engine.core.datajson import data_json
 from signoff.engine.core.enums import HistoryKind, ThreadStatus
 from signoff.engine.core.finite import nonfinite_text, stored_nonfinite
 from signoff.engine.core.handlers import Handler, KeepWaiting, Reply, WaitInfo
@@ -236,7 +237,7 @@ class Events:
         try:
             handler.check(info, payload, actor)
             outcome = self.lifecycle.services.call(handler.handle, info, payload, actor)
-            data = model.model_dump_json(warnings="error")
+            data = data_json(model)
             nonfinite = stored_nonfinite(model, data)
             if nonfinite is not None:
                 raise InvalidData(

@@ -13,12 +13,13 @@ from typing import Any
 
 from pydantic import ValidationError
 from signoff.engine.core.authority import Authority
+from signoff.engine.core.datajson import data_json
 from signoff.engine.core.enums import HistoryKind, Status, ThreadStatus
 from signoff.engine.core.finite import nonfinite_text, stored_nonfinite
 from signoff.engine.core.limits import json_problem
 from signoff.engine.core.records import Record, Stored
 from signoff.engine.core.renames import renames_among
-from signoff.engine.core.state import Decided, InstanceState, OpenCase, ThreadState
+from signoff.engine.core.state import Decided, InstanceState, OpenCase, ThreadState, state_json
 from signoff.engine.core.workflow import Workflow
 from signoff.engine.core.working import Working, marks
 from signoff.engine.errors import AlreadyDecided, Conflict, InvalidData, NotWaiting
@@ -81,10 +82,10 @@ class Intake:
             raise InvalidData(f"{cls.registered_name()} has no field(s): {', '.join(unknown)}")
         try:
             model = cls.model_validate(data)
-            data_json = model.model_dump_json(warnings="error")
+            stored_data = data_json(model)
         except (ValidationError, ValueError) as exc:
             raise InvalidData(f"invalid data for {cls.registered_name()}: {brief(exc)}") from None
-        nonfinite = stored_nonfinite(model, data_json)  # "nan" as text, made a float by a field
+        nonfinite = stored_nonfinite(model, stored_data)  # "nan" as text, made a float by a field
         if nonfinite is not None:
             raise InvalidData(f"the data has {nonfinite_text(nonfinite)}")
         if id is None:
@@ -106,8 +107,8 @@ class Intake:
             id=id,
             workflow=name,
             status=Status.RUNNING,
-            data=data_json,
-            state=state.model_dump_json(),
+            data=stored_data,
+            state=state_json(state),
             result=None,
             error=None,
             version=1,

@@ -95,6 +95,11 @@ class Metrics:
         self._lock = threading.Lock()
         self._counters: dict[str, dict[Labels, float]] = {name: {} for name in COUNTERS}
         self._histograms: dict[str, dict[Labels, Histogram]] = {name: {} for name in HISTOGRAMS}
+        # what every commit and every step feed, found without building and hashing their
+        # labels each time: commits by workflow (labelled in `snapshot`), and each step's
+        # histogram of successful runs (the one `_histograms` holds) by (workflow, step)
+        self._transitions: dict[str, float] = {}
+        self._steps_ok: dict[tuple[str, str], Histogram] = {}
 
     def inc(self, name: str, labels: Labels, by: float = 1.0) -> None:
         with self._lock:
@@ -117,8 +122,12 @@ class Metrics:
 
     def snapshot(self) -> Snapshot:
         with self._lock:
+            counters = {name: dict(series) for name, series in self._counters.items()}
+            counters["signoff_transitions"] |= {
+                (("workflow", workflow),): n for workflow, n in self._transitions.items()
+            }
             return Snapshot(
-                {name: dict(series) for name, series in self._counters.items()},
+                counters,
                 {
                     name: {labels: h.copy() for labels, h in series.items()}
                     for name, series in self._histograms.items()
@@ -132,13 +141,16 @@ class Metrics:
         every commit)."""
         wf = (("workflow", workflow),)
         with self._lock:
-            self._inc("signoff_transitions", wf)
+            transitions = self._transitions
+            transitions[workflow] = transitions.get(workflow, 0.0) + 1.0
             for r in records:
                 kind = r.kind
                 if kind == "step":
                     seconds = float((r.detail or {}).get("ms", 0.0)) / 1000
-                    labels = (*wf, ("step", r.name or ""), ("outcome", "ok"))
-                    self._observe("signoff_step_duration_seconds", labels, seconds)
+                    step = (workflow, r.name or "")
+                    found = self._steps_ok.get(step) or self._step_ok(step)
+                    found.counts[bisect_left(found.bounds, seconds)] += 1  # `observe`, inline
+                    found.total += seconds
                 elif kind == "step failed":
                     detail, measures = r.detail or {}, r.measures or {}
                     if "seconds" in measures:
@@ -166,6 +178,16 @@ class Metrics:
                     self._inc("signoff_instances_started", wf)
                 elif kind in ("completed", "cancelled"):
                     self._inc("signoff_instances_ended", (*wf, ("status", kind)))
+
+    def _step_ok(self, step: tuple[str, str]) -> Histogram:
+        """The histogram of (workflow, step)'s successful runs, made on first use."""
+        labels = (("workflow", step[0]), ("step", step[1]), ("outcome", "ok"))
+        series = self._histograms["signoff_step_duration_seconds"]
+        found = series.get(labels)
+        if found is None:
+            found = series[labels] = Histogram(STEP_BUCKETS)
+        self._steps_ok[step] = found
+        return found
 
     def conflict(self, workflow: str) -> None:
         self.inc("signoff_commit_conflicts", (("workflow", workflow),))

@@ -14,11 +14,12 @@ from datetime import datetime, timedelta
 from time import perf_counter
 from typing import Any
 
+from signoff.engine.core.datajson import data_json
 from signoff.engine.core.enums import HistoryKind, Status, ThreadStatus
 from signoff.engine.core.finite import nonfinite_at, nonfinite_text, stored_nonfinite
 from signoff.engine.core.handlers import Services
 from signoff.engine.core.interpreter import Position, advance, thread_body
-from signoff.engine.core.records import Record
+from signoff.engine.core.records import Record, step_detail_json
 from signoff.engine.core.renames import carry_over
 from signoff.engine.core.state import Ending, OpenCase, ThreadState
 from signoff.engine.core.steps import RunStep, Step
@@ -40,6 +41,7 @@ from signoff.engine.errors import (
     StatementMissing,
     brief,
 )
+from signoff.engine.runtime import tracing
 from signoff.engine.runtime.commits import Committer, LostLease
 from signoff.engine.runtime.events import Events
 from signoff.engine.runtime.handovers import Away, HandOvers
@@ -49,7 +51,6 @@ from signoff.engine.runtime.metrics import Metrics
 from signoff.engine.runtime.releases import Releases
 from signoff.engine.runtime.timeouts import Deadlines
 from signoff.engine.runtime.timers import Timers
-from signoff.engine.runtime.tracing import span
 from signoff.engine.storage.store import Store
 
 
@@ -251,19 +252,22 @@ class Runner:
         attempt = thread.attempts + 1
         started = perf_counter()
         try:
-            with span(
-                "signoff.step",
-                lambda: {
-                    "signoff.workflow": work.row.workflow,
-                    "signoff.instance_id": work.id,
-                    "signoff.thread": thread.id,
-                    "signoff.step": step.name,
-                    "signoff.attempt": attempt,
-                },
-            ):
+            if tracing.off():
                 self.services.call(action or step.action)
+            else:
+                with tracing.span(
+                    "signoff.step",
+                    lambda: {
+                        "signoff.workflow": work.row.workflow,
+                        "signoff.instance_id": work.id,
+                        "signoff.thread": thread.id,
+                        "signoff.step": step.name,
+                        "signoff.attempt": attempt,
+                    },
+                ):
+                    self.services.call(action or step.action)
             try:
-                data = model.model_dump_json(warnings="error")
+                data = data_json(model)
             except Exception as exc:
                 raise DataNotJSON(
                     f"step '{step.name}' left data that cannot be stored as JSON: {exc}"
@@ -288,6 +292,7 @@ class Runner:
                 thread=thread.id,
                 name=step.name,
                 detail={"attempt": attempt, "ms": took},
+                detail_json=step_detail_json(attempt, took),
             )
         )
         # Committed before the next step runs or the lease is released, whichever comes

@@ -33,6 +33,13 @@ def _no_provider_set() -> bool:
     return getattr(trace, "_TRACER_PROVIDER", False) is None and not _PROVIDER_FROM_ENVIRONMENT
 
 
+def off() -> bool:
+    """True when no span can be sent now (no application set a tracer provider): a caller at
+    every step asks this first, and then runs its block with no `with` around it at all (even
+    an empty context manager costs two Python calls, and its attributes a closure)."""
+    return trace is None or _no_provider_set()
+
+
 def span(name: str, attributes: Callable[[], dict[str, Any]]) -> AbstractContextManager[Any]:
     """A span named `name` around the block, with the `attributes()` (None values left out);
     an exception escaping the block is recorded on it. Until the application sets a tracer

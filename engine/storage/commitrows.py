@@ -41,6 +41,8 @@ _C_DETAIL: Any = _c_detail()
 
 
 def detail_text(h: Record) -> str:
+    if h.detail_json is not None:  # written out by its maker
+        return h.detail_json
     try:
         if _C_DETAIL is None or isinstance(h.detail, str):
             return _DETAIL.encode(h.detail)

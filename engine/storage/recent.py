@@ -65,9 +65,12 @@ class Recent:
             return self._rows.pop(instance_id, None)
 
     def drop(self, instance_id: str) -> None:
-        """Forget the row: its copy is known to be stale."""
-        with self._lock:
-            self._rows.pop(instance_id, None)
+        """Forget the row: its copy is known to be stale. Asked after every step's commit, when
+        nearly always nothing is kept: then the lock is not taken (a `keep` racing with this
+        ends as if it came after it, an order the lock allows too)."""
+        if instance_id in self._rows:
+            with self._lock:
+                self._rows.pop(instance_id, None)
 
     def __len__(self) -> int:
         return len(self._rows)

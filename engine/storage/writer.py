@@ -176,10 +176,12 @@ class RawWriter(DueClaims):
         # whole transaction back (MariaDB): it runs again, twice at most.
         rid = row.id
         head, values = self._row_statement(row, expected_version, progress)
-        wait_rows = [self._wait_values(rid, row.workflow, w) for w in waits or ()]
+        # a step's commit has one history row and nothing else: no comprehension runs for none
+        wait_rows = [self._wait_values(rid, row.workflow, w) for w in waits] if waits else []
         history_rows = [self._history_values(rid, h) for h in history]
-        outbox_rows = [self._outbox(o) for o in outbox or ()]
-        people = [(rid, role, person) for role, person in commit_participants(history, waits)]
+        outbox_rows = [self._outbox(o) for o in outbox] if outbox else []
+        named = commit_participants(history, waits)
+        people = [(rid, role, person) for role, person in named] if named else []
         for attempt in (1, 2, 3):
             try:
                 with self.lock, self.connection() as conn:
