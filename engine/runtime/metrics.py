@@ -148,9 +148,7 @@ class Metrics:
                 if kind == "step":
                     seconds = float((r.detail or {}).get("ms", 0.0)) / 1000
                     step = (workflow, r.name or "")
-                    found = self._steps_ok.get(step) or self._step_ok(step)
-                    found.counts[bisect_left(found.bounds, seconds)] += 1  # `observe`, inline
-                    found.total += seconds
+                    (self._steps_ok.get(step) or self._step_ok(step)).observe(seconds)
                 elif kind == "step failed":
                     detail, measures = r.detail or {}, r.measures or {}
                     if "seconds" in measures:
